@@ -1,7 +1,51 @@
 //! coracle: a single-threaded container daemon speaking the Docker Engine API.
+#![recursion_limit = "256"]
 
+mod api;
+mod config;
+mod daemon;
+mod engine;
+mod events;
+mod host;
+mod http;
+mod logger;
+mod net;
+mod reactor;
+mod slab;
 mod store;
+mod timefmt;
+
+use config::Command;
 
 fn main() {
-    println!("coracle");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match config::parse_args(&args) {
+        Ok(Command::Help) => {
+            print!("{}", config::USAGE);
+            0
+        }
+        Ok(Command::Version) => {
+            println!("coracle version {}", api::SERVER_VERSION);
+            0
+        }
+        Ok(Command::CheckConfig) => {
+            eprintln!("check-config is not built into this binary yet");
+            1
+        }
+        Ok(Command::Run(cfg)) => {
+            logger::init(cfg.log_level);
+            match daemon::run(cfg) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::error!("{e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("coracle: {e}");
+            125
+        }
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,29 @@
+//! Stamps the binary with its git commit, build time and compiler version
+//! (shown by `/version`). Build-time only: the daemon itself runs no programs.
+
+use std::process::Command;
+
+fn run(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn main() {
+    let commit = run("git", &["rev-parse", "--short=7", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // The commit's time keeps builds of one commit reproducible.
+    let time = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .or_else(|| run("git", &["log", "-1", "--format=%cI"]))
+        .unwrap_or_else(|| "unknown".into());
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let rustc_version = run(&rustc, &["--version"]).unwrap_or_else(|| "rustc".into());
+    println!("cargo:rustc-env=CORACLE_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=CORACLE_BUILD_TIME={time}");
+    println!("cargo:rustc-env=CORACLE_RUSTC_VERSION={rustc_version}");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+}

@@ -1,0 +1,83 @@
+//! Every failure a handler can return, and the one place that maps each to
+//! an HTTP status and dockerd's `{"message": "..."}` body.
+
+use std::fmt;
+
+use crate::http::response::Response;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// No route matches the path.
+    PageNotFound,
+    /// The path exists, but not for this method.
+    MethodNotAllowed,
+    /// The `/vX.Y` prefix is above what we serve.
+    VersionTooNew(String),
+    /// The `/vX.Y` prefix is below what we serve.
+    VersionTooOld(String),
+    /// A query parameter or body field is invalid.
+    InvalidParameter(String),
+    /// A named object does not exist ("No such container: x").
+    NotFound(String),
+    /// The request conflicts with the current state (name in use, ...).
+    Conflict(String),
+    /// The request changes nothing (start of a running container).
+    NotModified,
+    /// Something we deliberately do not do (yet).
+    NotImplemented(String),
+    /// A failure on our side: disk, kernel, a bug.
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::PageNotFound | ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed => 405,
+            ApiError::VersionTooNew(_) | ApiError::VersionTooOld(_) => 400,
+            ApiError::InvalidParameter(_) => 400,
+            ApiError::Conflict(_) => 409,
+            ApiError::NotModified => 304,
+            ApiError::NotImplemented(_) => 501,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        if let ApiError::NotModified = self {
+            return Response::new(304);
+        }
+        super::error_response(self.status(), &self.to_string())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::PageNotFound => f.write_str("page not found"),
+            ApiError::MethodNotAllowed => f.write_str("method not allowed"),
+            ApiError::VersionTooNew(v) => write!(
+                f,
+                "client version {v} is too new. Maximum supported API version is {}",
+                super::router::MAX_VERSION
+            ),
+            ApiError::VersionTooOld(v) => write!(
+                f,
+                "client version {v} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                super::router::MIN_VERSION
+            ),
+            ApiError::InvalidParameter(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::NotImplemented(m)
+            | ApiError::Internal(m) => f.write_str(m),
+            ApiError::NotModified => f.write_str("not modified"),
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}

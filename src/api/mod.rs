@@ -1,0 +1,87 @@
+//! The Engine API: routing and one handler file per resource. Handlers get a
+//! parsed request and the engine, and return a `Response`; they never touch
+//! sockets.
+
+pub mod error;
+pub mod events;
+pub mod filters;
+pub mod router;
+pub mod system;
+
+use error::ApiError;
+use router::{BodyUse, Endpoint, Resolved};
+
+use crate::engine::Engine;
+use crate::http::conn::Begin;
+use crate::http::request::Request;
+use crate::http::response::{ConnId, Response};
+
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything a handler may look at.
+pub struct Call<'a> {
+    pub engine: &'a mut Engine,
+    pub conn: ConnId,
+    pub req: &'a Request,
+    pub params: &'a [String],
+    pub version: router::ApiVersion,
+    pub body: Vec<u8>,
+}
+
+/// A request head has arrived: answer now or ask for its body.
+pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
+    let resolved = match router::resolve(req) {
+        Ok(r) => r,
+        Err(e) => return Begin::Respond(with_common_headers(e.into_response())),
+    };
+    match resolved.endpoint.body_use() {
+        BodyUse::Ignore => Begin::Respond(dispatch(engine, conn, req, &resolved, Vec::new())),
+        BodyUse::Buffer => Begin::Buffer,
+    }
+}
+
+/// A buffered request body is complete.
+pub fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
+    match router::resolve(req) {
+        Ok(r) => dispatch(engine, conn, req, &r, body),
+        Err(e) => with_common_headers(e.into_response()),
+    }
+}
+
+fn dispatch(engine: &mut Engine, conn: ConnId, req: &Request, r: &Resolved, body: Vec<u8>) -> Response {
+    let mut call = Call {
+        engine,
+        conn,
+        req,
+        params: &r.params,
+        version: r.version,
+        body,
+    };
+    let result = match r.endpoint {
+        Endpoint::Ping => system::ping(&mut call),
+        Endpoint::Version => system::version(&mut call),
+        Endpoint::Info => system::info(&mut call),
+        Endpoint::Events => events::stream(&mut call),
+    };
+    with_common_headers(result.unwrap_or_else(ApiError::into_response))
+}
+
+/// dockerd's error form, used for protocol-level errors too.
+pub fn error_response(status: u16, message: &str) -> Response {
+    with_common_headers(Response::json(
+        status,
+        &serde_json::json!({ "message": message }),
+    ))
+}
+
+/// Headers dockerd sends on every response; clients read the API version
+/// from them to negotiate.
+fn with_common_headers(r: Response) -> Response {
+    if r.has_header("Api-Version") {
+        return r;
+    }
+    r.header("Api-Version", &router::MAX_VERSION.to_string())
+        .header("Docker-Experimental", "false")
+        .header("OSType", "linux")
+        .header("Server", &format!("coracle/{SERVER_VERSION} (linux)"))
+}

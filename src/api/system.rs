@@ -1,0 +1,170 @@
+//! `/_ping`, `/version` and `/info`.
+
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use super::error::ApiError;
+use super::router::{MAX_VERSION, MIN_VERSION};
+use super::{Call, SERVER_VERSION};
+use crate::host;
+use crate::http::request::Method;
+use crate::http::response::Response;
+
+const GIT_COMMIT: &str = env!("CORACLE_GIT_COMMIT");
+const BUILD_TIME: &str = env!("CORACLE_BUILD_TIME");
+const RUSTC_VERSION: &str = env!("CORACLE_RUSTC_VERSION");
+
+pub fn ping(call: &mut Call) -> Result<Response, ApiError> {
+    let r = if call.req.method == Method::Head {
+        Response::new(200)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Content-Length", "0")
+    } else {
+        Response::text(200, "OK")
+    };
+    Ok(r.header("Api-Version", &MAX_VERSION.to_string())
+        .header("Builder-Version", "1")
+        .header("Docker-Experimental", "false")
+        .header("OSType", "linux")
+        .header("Server", &format!("coracle/{SERVER_VERSION} (linux)"))
+        .header("Cache-Control", "no-cache, no-store, must-revalidate")
+        .header("Pragma", "no-cache"))
+}
+
+pub fn version(_call: &mut Call) -> Result<Response, ApiError> {
+    let kernel = host::uname().kernel;
+    let details = json!({
+        "ApiVersion": MAX_VERSION.to_string(),
+        "MinAPIVersion": MIN_VERSION.to_string(),
+        "GitCommit": GIT_COMMIT,
+        "GoVersion": RUSTC_VERSION,
+        "Os": "linux",
+        "Arch": host::go_arch(),
+        "KernelVersion": kernel,
+        "BuildTime": BUILD_TIME,
+        "Experimental": "false",
+    });
+    Ok(Response::json(
+        200,
+        &json!({
+            "Platform": { "Name": "coracle" },
+            "Components": [{ "Name": "Engine", "Version": SERVER_VERSION, "Details": details }],
+            "Version": SERVER_VERSION,
+            "ApiVersion": MAX_VERSION.to_string(),
+            "MinAPIVersion": MIN_VERSION.to_string(),
+            "GitCommit": GIT_COMMIT,
+            "GoVersion": RUSTC_VERSION,
+            "Os": "linux",
+            "Arch": host::go_arch(),
+            "KernelVersion": kernel,
+            "BuildTime": BUILD_TIME,
+        }),
+    ))
+}
+
+pub fn info(call: &mut Call) -> Result<Response, ApiError> {
+    let engine = &*call.engine;
+    let cfg = &engine.config;
+    let uname = host::uname();
+    let (os_name, os_version) = host::os_release();
+    let cg = host::cgroups();
+    let driver = if host::has_filesystem("overlay") { "overlay2" } else { "vfs" };
+    let mut warnings = Vec::new();
+    if !cg.memory {
+        warnings.push("WARNING: No memory limit support");
+    }
+    if cg.memory && !cg.swap {
+        warnings.push("WARNING: No swap limit support");
+    }
+    if !cg.pids {
+        warnings.push("WARNING: No pids limit support");
+    }
+    let v = json!({
+        "ID": engine.id,
+        "Containers": 0,
+        "ContainersRunning": 0,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": 0,
+        "Driver": driver,
+        "DriverStatus": [
+            ["Backing Filesystem", host::backing_filesystem(&cfg.data_root)],
+            ["Supports d_type", "true"],
+        ],
+        "DockerRootDir": cfg.data_root.display().to_string(),
+        "Plugins": {
+            "Volume": ["local"],
+            "Network": ["host", "none"],
+            "Authorization": null,
+            "Log": ["json-file", "none"],
+        },
+        "MemoryLimit": cg.memory,
+        "SwapLimit": cg.swap,
+        "KernelMemoryTCP": cg.kernel_memory_tcp,
+        "CpuCfsPeriod": cg.cpu_cfs_period,
+        "CpuCfsQuota": cg.cpu_cfs_quota,
+        "CPUShares": cg.cpu_shares,
+        "CPUSet": cg.cpuset,
+        "PidsLimit": cg.pids,
+        "OomKillDisable": false,
+        "IPv4Forwarding": host::ipv4_forwarding(),
+        "BridgeNfIptables": host::bridge_nf_iptables(),
+        "BridgeNfIp6tables": host::bridge_nf_ip6tables(),
+        "Debug": cfg.log_level >= log::LevelFilter::Debug,
+        "NFd": host::open_fds(),
+        // One thread, by design.
+        "NGoroutines": 1,
+        "SystemTime": crate::timefmt::rfc3339_nano(SystemTime::now()),
+        "LoggingDriver": cfg.log_driver,
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cg.version,
+        "NEventsListener": engine.events.listener_count(),
+        "KernelVersion": uname.kernel,
+        "OperatingSystem": os_name,
+        "OSVersion": os_version,
+        "OSType": "linux",
+        "Architecture": uname.machine,
+        "NCPU": host::ncpu(),
+        "MemTotal": host::mem_total_bytes(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": null,
+            "AllowNondistributableArtifactsHostnames": null,
+            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
+            "IndexConfigs": {
+                "docker.io": { "Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true }
+            },
+            "Mirrors": null,
+        },
+        "GenericResources": null,
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+        "Name": uname.hostname,
+        "Labels": [],
+        "ExperimentalBuild": false,
+        "ServerVersion": SERVER_VERSION,
+        "Runtimes": { "coracle": { "path": "coracle" } },
+        "DefaultRuntime": "coracle",
+        "Swarm": {
+            "NodeID": "",
+            "NodeAddr": "",
+            "LocalNodeState": "inactive",
+            "ControlAvailable": false,
+            "Error": "",
+            "RemoteManagers": null,
+        },
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "coracle",
+        "ContainerdCommit": { "ID": "" },
+        "RuncCommit": { "ID": "" },
+        "InitCommit": { "ID": "" },
+        "SecurityOptions": [],
+        "DefaultAddressPools": [],
+        "CDISpecDirs": [],
+        "Warnings": warnings,
+    });
+    Ok(Response::json(200, &v))
+}

@@ -1,0 +1,255 @@
+//! The event loop: accepts connections, routes readiness, signals, wake-ups
+//! and deadlines to their owners. It holds no business logic.
+
+use std::path::Path;
+use std::time::Instant;
+
+use mio::Interest;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::events::Event;
+use crate::http::conn::Conn;
+use crate::http::limits::Limits;
+use crate::net::{self, Listener};
+use crate::reactor::{Reactor, Signal, Source};
+use crate::slab::Slab;
+
+pub struct Daemon {
+    engine: Engine,
+    reactor: Reactor,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    limits: Limits,
+    shutting_down: bool,
+}
+
+/// Start listening and serve until SIGTERM/SIGINT.
+pub fn run(config: Config) -> Result<(), String> {
+    let pidfile = config.pidfile.clone();
+    if let Some(p) = &pidfile {
+        claim_pidfile(p)?;
+    }
+    let result = Daemon::start(config).and_then(|mut d| d.serve());
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}
+
+impl Daemon {
+    fn start(config: Config) -> Result<Daemon, String> {
+        let reactor = Reactor::new().map_err(|e| format!("event loop: {e}"))?;
+        let limits = Limits {
+            max_connections: config.max_connections,
+            head_timeout: config.head_timeout,
+            ..Limits::default()
+        };
+        let mut listeners = Vec::new();
+        for addr in &config.hosts {
+            match net::bind(addr) {
+                Ok(mut ls) => listeners.append(&mut ls),
+                Err(e) => {
+                    listeners.iter().for_each(Listener::remove_socket_file);
+                    return Err(e);
+                }
+            }
+        }
+        for (i, l) in listeners.iter_mut().enumerate() {
+            reactor
+                .registry()
+                .register(l, Source::Listener(i).token(), Interest::READABLE)
+                .map_err(|e| format!("register listener: {e}"))?;
+        }
+        let engine = match Engine::open(config) {
+            Ok(e) => e,
+            Err(e) => {
+                listeners.iter().for_each(Listener::remove_socket_file);
+                return Err(e);
+            }
+        };
+        for l in &listeners {
+            log::info!("API listen on {}", l.describe());
+        }
+        log::info!(
+            "coracle {} started (pid {}, data root {})",
+            crate::api::SERVER_VERSION,
+            std::process::id(),
+            engine.config.data_root.display()
+        );
+        Ok(Daemon {
+            engine,
+            reactor,
+            listeners,
+            conns: Slab::default(),
+            limits,
+            shutting_down: false,
+        })
+    }
+
+    fn serve(&mut self) -> Result<(), String> {
+        while !self.shutting_down {
+            let deadline = self.conns.iter().filter_map(|(_, c)| c.deadline()).min();
+            let ready = self
+                .reactor
+                .wait(deadline)
+                .map_err(|e| format!("poll: {e}"))?;
+            for (source, readable, writable) in ready {
+                match source {
+                    Source::Signals => self.on_signals(),
+                    Source::Listener(i) => self.accept(i),
+                    Source::Conn(id) => {
+                        if let Some(c) = self.conns.get_mut(id) {
+                            if readable {
+                                c.set_readable();
+                            }
+                            if writable {
+                                c.set_writable();
+                            }
+                        }
+                        self.drive(id);
+                    }
+                }
+            }
+            self.run_wakes();
+            self.run_deadlines();
+        }
+        self.stop();
+        Ok(())
+    }
+
+    fn on_signals(&mut self) {
+        for sig in self.reactor.take_signals() {
+            match sig {
+                Signal::Shutdown => {
+                    log::info!("shutdown requested");
+                    self.shutting_down = true;
+                }
+                Signal::Reload => {
+                    log::info!("SIGHUP received: nothing to reload");
+                    let id = self.engine.id.clone();
+                    self.engine.publish(Event::new("daemon", "reload", &id));
+                }
+                // Reserved for container supervision.
+                Signal::Child => {}
+            }
+        }
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let stream = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: try again on the next readiness.
+                    log::warn!("accept on {}: {e}", listener.describe());
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let open = self.conns.len();
+            let conn = if open < self.limits.max_connections {
+                Conn::new(stream, self.limits.clone(), now)
+            } else if open < self.limits.max_connections + 16 {
+                log::warn!("connection limit ({}) reached; refusing", self.limits.max_connections);
+                Conn::refuse(stream, self.limits.clone(), now)
+            } else {
+                // Far over the limit: not even an error body.
+                continue;
+            };
+            let id = self.conns.insert(conn);
+            let registered = match self.conns.get_mut(id) {
+                Some(c) => self
+                    .reactor
+                    .registry()
+                    .register(
+                        &mut c.stream,
+                        Source::Conn(id).token(),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_ok(),
+                None => false,
+            };
+            if registered {
+                self.drive(id);
+            } else {
+                self.conns.remove(id);
+            }
+        }
+    }
+
+    fn drive(&mut self, id: usize) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if !conn.drive(&mut self.engine, id, Instant::now()) {
+            let _ = self.reactor.registry().deregister(&mut conn.stream);
+            self.conns.remove(id);
+        }
+    }
+
+    /// Drive every connection whose stream has news; driving may publish
+    /// more news, so repeat (bounded) until quiet.
+    fn run_wakes(&mut self) {
+        for _ in 0..16 {
+            let wakes = self.engine.take_wakes();
+            if wakes.is_empty() {
+                return;
+            }
+            for id in wakes {
+                self.drive(id);
+            }
+        }
+    }
+
+    fn run_deadlines(&mut self) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline().is_some_and(|d| d <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for id in due {
+            self.drive(id);
+        }
+        self.run_wakes();
+    }
+
+    fn stop(&mut self) {
+        for l in &self.listeners {
+            l.remove_socket_file();
+        }
+        for id in self.conns.keys() {
+            if let Some(mut c) = self.conns.remove(id) {
+                c.abort(&mut self.engine, id);
+            }
+        }
+        log::info!("coracle stopped");
+    }
+}
+
+/// Write our PID, refusing if the file names a live process.
+fn claim_pidfile(path: &Path) -> Result<(), String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            if alive && pid != std::process::id() as i32 {
+                return Err(format!(
+                    "pid file found, ensure coracle is not running or delete {}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    crate::store::atomic::write_file(path, format!("{}\n", std::process::id()).as_bytes())
+        .map_err(|e| format!("write pid file {}: {e}", path.display()))
+}

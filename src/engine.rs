@@ -1,0 +1,118 @@
+//! The daemon's core state, shared by every handler: configuration, the
+//! event bus, identity. It knows nothing of HTTP; handlers in `api/` turn
+//! requests into calls on it.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::config::Config;
+use crate::events::{Event, EventBus};
+use crate::http::response::ConnId;
+use crate::store::atomic;
+
+pub struct Engine {
+    pub config: Config,
+    pub events: EventBus,
+    /// Persistent daemon ID (a UUID, as dockerd uses).
+    pub id: String,
+    pub started: SystemTime,
+    /// Connections whose streams have news; the loop drives them.
+    wakes: Vec<ConnId>,
+}
+
+impl Engine {
+    /// Prepare the data root and load persistent identity.
+    pub fn open(config: Config) -> Result<Engine, String> {
+        let root = &config.data_root;
+        std::fs::create_dir_all(root)
+            .map_err(|e| format!("create data root {}: {e}", root.display()))?;
+        // Like dockerd: the root is traversable but not listable by others.
+        let _ = std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o711));
+        let removed = atomic::remove_temp_leftovers(root).unwrap_or(0);
+        if removed > 0 {
+            log::info!("removed {removed} unfinished temporary files from an earlier run");
+        }
+        let id = load_or_create_id(&root.join("engine-id"))?;
+        Ok(Engine {
+            config,
+            events: EventBus::default(),
+            id,
+            started: SystemTime::now(),
+            wakes: Vec::new(),
+        })
+    }
+
+    /// Ask the loop to drive `conn` (its stream has something new).
+    pub fn wake(&mut self, conn: ConnId) {
+        self.wakes.push(conn);
+    }
+
+    pub fn take_wakes(&mut self) -> Vec<ConnId> {
+        let mut w = std::mem::take(&mut self.wakes);
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
+
+    pub fn publish(&mut self, event: Event) {
+        let woken = self.events.publish(event);
+        self.wakes.extend(woken);
+    }
+}
+
+fn load_or_create_id(path: &Path) -> Result<String, String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let id = text.trim();
+        if is_uuid(id) {
+            return Ok(id.to_string());
+        }
+        log::warn!("{} is corrupt; creating a new daemon ID", path.display());
+    }
+    let id = new_uuid().map_err(|e| format!("read /dev/urandom: {e}"))?;
+    atomic::write_file(path, id.as_bytes())
+        .map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
+fn new_uuid() -> std::io::Result<String> {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_persists() {
+        let dir = std::env::temp_dir().join(format!("coracle-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("engine-id");
+        let a = load_or_create_id(&p).unwrap();
+        assert!(is_uuid(&a), "{a}");
+        assert_eq!(load_or_create_id(&p).unwrap(), a);
+        std::fs::write(&p, "garbage").unwrap();
+        assert_ne!(load_or_create_id(&p).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

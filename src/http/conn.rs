@@ -1,0 +1,614 @@
+//! One client connection: the HTTP/1.1 state machine (keep-alive,
+//! pipelining, streamed bodies both ways, 100-continue, lingering close) over
+//! a non-blocking socket. Requests go to `crate::api`; this file only moves
+//! bytes and frames them.
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::body::BodyDecoder;
+use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
+use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
+use super::response::{
+    push_chunk, reason, Body, BodySink, BodySource, ConnId, Pull, Response, LAST_CHUNK,
+};
+use crate::api;
+use crate::engine::Engine;
+use crate::net::Stream;
+
+/// How long we keep reading (and discarding) after our last response before
+/// closing, so the client sees that response rather than a reset.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What the API layer wants once a request head is known.
+pub enum Begin {
+    /// Answer now (errors, and requests without a body).
+    Respond(Response),
+    /// Collect the body (up to `MAX_BUFFERED_BODY`), then call `api::handle`.
+    Buffer,
+    /// Hand the body to this sink piece by piece.
+    Sink(Box<dyn BodySink>),
+}
+
+/// The parts of a request the response framing depends on.
+#[derive(Clone, Copy)]
+struct Exchange {
+    head_only: bool,
+    minor: u8,
+    keep_alive: bool,
+}
+
+enum Target {
+    Buffer(Vec<u8>),
+    Sink(Box<dyn BodySink>, Vec<u8>),
+}
+
+enum State {
+    /// Waiting for (or parsing) the next request head.
+    Head,
+    Body {
+        req: Request,
+        ex: Exchange,
+        decoder: BodyDecoder,
+        target: Target,
+    },
+    Streaming {
+        source: Box<dyn BodySource>,
+        ex: Exchange,
+        chunked: bool,
+    },
+    /// Flush, half-close, drain briefly, then close.
+    Closing {
+        linger_until: Option<Instant>,
+    },
+}
+
+pub struct Conn {
+    pub stream: Stream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    state: State,
+    readable: bool,
+    writable: bool,
+    eof: bool,
+    broken: bool,
+    head_started: Option<Instant>,
+    idle_since: Instant,
+    wait_until: Option<Instant>,
+    limits: Limits,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, limits: Limits, now: Instant) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            state: State::Head,
+            readable: true,
+            writable: true,
+            eof: false,
+            broken: false,
+            head_started: None,
+            idle_since: now,
+            wait_until: None,
+            limits,
+        }
+    }
+
+    /// A connection refused for being over the limit: one 503, then close.
+    pub fn refuse(stream: Stream, limits: Limits, now: Instant) -> Conn {
+        let mut c = Conn::new(stream, limits, now);
+        let ex = Exchange {
+            head_only: false,
+            minor: 1,
+            keep_alive: false,
+        };
+        c.respond(ex, api::error_response(503, "too many connections"), None);
+        c
+    }
+
+    pub fn set_readable(&mut self) {
+        self.readable = true;
+    }
+
+    pub fn set_writable(&mut self) {
+        self.writable = true;
+    }
+
+    /// The earliest instant at which `on_timer` has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Head if self.rbuf.is_empty() => Some(self.idle_since + self.limits.idle_timeout),
+            State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
+            State::Streaming { .. } => self.wait_until,
+            State::Closing { linger_until } => *linger_until,
+            State::Body { .. } => None,
+        }
+    }
+
+    /// Make all the progress possible now. Returns false when the connection
+    /// is finished and must be dropped.
+    pub fn drive(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+        if let Some(t) = self.deadline() {
+            if now >= t && self.expire(now) {
+                self.abort(engine, me);
+                return false;
+            }
+        }
+        loop {
+            let mut progress = self.fill();
+            progress |= self.step(engine, me, now);
+            progress |= self.flush();
+            if self.broken {
+                self.abort(engine, me);
+                return false;
+            }
+            if let State::Closing { linger_until } = &mut self.state {
+                if self.wpos == self.wbuf.len() {
+                    if linger_until.is_none() {
+                        self.stream.shutdown_write();
+                        *linger_until = Some(now + LINGER);
+                    }
+                    if self.eof {
+                        return false;
+                    }
+                }
+            }
+            if !progress {
+                return true;
+            }
+        }
+    }
+
+    /// A deadline passed; true means close now.
+    fn expire(&mut self, now: Instant) -> bool {
+        match self.state {
+            // A head that never completes (slowloris), or an idle keep-alive.
+            State::Head => true,
+            State::Closing { .. } => true,
+            State::Streaming { .. } => {
+                self.wait_until = None;
+                let _ = now;
+                false
+            }
+            State::Body { .. } => false,
+        }
+    }
+
+    /// Release whatever the current exchange holds (subscriptions, uploads).
+    pub fn abort(&mut self, engine: &mut Engine, me: ConnId) {
+        match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
+            State::Streaming { mut source, .. } => source.cancel(engine, me),
+            State::Body {
+                target: Target::Sink(sink, _),
+                ..
+            } => sink.cancel(engine, me),
+            _ => {}
+        }
+    }
+
+    /// How many more input bytes the current state may buffer.
+    fn room(&self) -> usize {
+        let cap = match self.state {
+            State::Head => MAX_HEAD_BYTES + 1,
+            State::Body { .. } => READ_CHUNK,
+            State::Streaming { .. } => MAX_HEAD_BYTES,
+            State::Closing { .. } => READ_CHUNK,
+        };
+        cap.saturating_sub(self.rbuf.len())
+    }
+
+    fn fill(&mut self) -> bool {
+        if !self.readable || self.eof {
+            return false;
+        }
+        let room = self.room().min(READ_CHUNK);
+        if room == 0 {
+            return false;
+        }
+        let start = self.rbuf.len();
+        self.rbuf.resize(start + room, 0);
+        let res = loop {
+            match self.stream.read(&mut self.rbuf[start..]) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let progress = match res {
+            Ok(0) => {
+                self.eof = true;
+                self.rbuf.truncate(start);
+                true
+            }
+            Ok(n) => {
+                self.rbuf.truncate(start + n);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                self.readable = false;
+                self.rbuf.truncate(start);
+                false
+            }
+            Err(_) => {
+                self.rbuf.truncate(start);
+                self.eof = true;
+                self.broken = true;
+                true
+            }
+        };
+        if matches!(self.state, State::Closing { .. }) {
+            self.rbuf.clear();
+        }
+        progress
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut progress = false;
+        while self.writable && self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => {
+                    self.broken = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.wpos += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(_) => {
+                    self.broken = true;
+                    break;
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > READ_CHUNK {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        progress
+    }
+
+    fn pending_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Advance the state machine as far as the buffered input allows.
+    fn step(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+        match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
+            State::Head => self.step_head(engine, me, now),
+            State::Body {
+                req,
+                ex,
+                decoder,
+                target,
+            } => self.step_body(engine, me, req, ex, decoder, target),
+            State::Streaming { source, ex, chunked } => {
+                self.step_stream(engine, me, source, ex, chunked, now)
+            }
+            closing @ State::Closing { .. } => {
+                self.state = closing;
+                false
+            }
+        }
+    }
+
+    fn step_head(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+        self.state = State::Head;
+        // Answer pipelined requests only as fast as the client reads answers.
+        if self.pending_output() >= WRITE_HIGH_WATER {
+            return false;
+        }
+        if self.rbuf.is_empty() {
+            if self.eof {
+                self.state = State::Closing { linger_until: None };
+                return true;
+            }
+            return false;
+        }
+        self.head_started.get_or_insert(now);
+        let (req, used) = match parse_head(&self.rbuf) {
+            Ok(None) => {
+                if self.eof {
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+                return false;
+            }
+            Ok(Some(parsed)) => parsed,
+            Err(e) => {
+                let (status, msg) = match e {
+                    HeadError::Malformed(m) => (400, format!("malformed HTTP request: {m}")),
+                    HeadError::TooLarge => (431, "request header fields too large".to_string()),
+                    HeadError::TooManyHeaders => (431, "too many request headers".to_string()),
+                    HeadError::UnsupportedEncoding => {
+                        (501, "unsupported Transfer-Encoding".to_string())
+                    }
+                };
+                log::debug!("connection {me}: {msg}");
+                let ex = Exchange {
+                    head_only: false,
+                    minor: 1,
+                    keep_alive: false,
+                };
+                self.rbuf.clear();
+                self.respond(ex, api::error_response(status, &msg), None);
+                return true;
+            }
+        };
+        self.rbuf.drain(..used);
+        self.head_started = None;
+        let ex = Exchange {
+            head_only: req.method == Method::Head,
+            minor: req.minor,
+            keep_alive: req.keep_alive,
+        };
+        let begin = api::begin(engine, me, &req);
+        let target = match begin {
+            Begin::Respond(resp) => {
+                // The body was not read: the connection cannot be reused.
+                let ex = Exchange {
+                    keep_alive: ex.keep_alive && !req.has_body(),
+                    ..ex
+                };
+                self.respond(ex, resp, Some((engine, me)));
+                return true;
+            }
+            Begin::Buffer => {
+                if let BodyFraming::Length(n) = req.framing {
+                    if n > MAX_BUFFERED_BODY as u64 {
+                        self.respond_too_large(ex);
+                        return true;
+                    }
+                }
+                Target::Buffer(Vec::new())
+            }
+            Begin::Sink(sink) => Target::Sink(sink, Vec::new()),
+        };
+        if req.expect_continue && req.minor >= 1 && req.has_body() {
+            self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.state = State::Body {
+            decoder: BodyDecoder::new(req.framing),
+            req,
+            ex,
+            target,
+        };
+        true
+    }
+
+    fn respond_too_large(&mut self, ex: Exchange) {
+        let ex = Exchange {
+            keep_alive: false,
+            ..ex
+        };
+        let msg = format!("request body larger than {MAX_BUFFERED_BODY} bytes");
+        self.respond(ex, api::error_response(413, &msg), None);
+    }
+
+    fn step_body(
+        &mut self,
+        engine: &mut Engine,
+        me: ConnId,
+        req: Request,
+        ex: Exchange,
+        mut decoder: BodyDecoder,
+        target: Target,
+    ) -> bool {
+        let bad_chunk = |c: &mut Conn| {
+            let ex = Exchange {
+                keep_alive: false,
+                ..ex
+            };
+            c.respond(ex, api::error_response(400, "malformed chunked body"), None);
+        };
+        match target {
+            Target::Buffer(mut buf) => {
+                let room = MAX_BUFFERED_BODY + 1 - buf.len();
+                let used = match decoder.decode(&self.rbuf, &mut buf, room) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        bad_chunk(self);
+                        return true;
+                    }
+                };
+                self.rbuf.drain(..used);
+                if buf.len() > MAX_BUFFERED_BODY {
+                    self.respond_too_large(ex);
+                    return true;
+                }
+                if decoder.is_done() {
+                    let resp = api::handle(engine, me, &req, buf);
+                    self.respond(ex, resp, Some((engine, me)));
+                    return true;
+                }
+                if self.eof {
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+                self.state = State::Body {
+                    req,
+                    ex,
+                    decoder,
+                    target: Target::Buffer(buf),
+                };
+                used > 0
+            }
+            Target::Sink(mut sink, mut pending) => {
+                let mut progress = false;
+                if pending.len() < READ_CHUNK {
+                    let room = READ_CHUNK - pending.len();
+                    match decoder.decode(&self.rbuf, &mut pending, room) {
+                        Ok(n) => {
+                            progress |= n > 0;
+                            self.rbuf.drain(..n);
+                        }
+                        Err(_) => {
+                            sink.cancel(engine, me);
+                            bad_chunk(self);
+                            return true;
+                        }
+                    }
+                }
+                if !pending.is_empty() {
+                    match sink.write(engine, me, &pending) {
+                        Ok(n) => {
+                            progress |= n > 0;
+                            pending.drain(..n.min(pending.len()));
+                        }
+                        Err(resp) => {
+                            sink.cancel(engine, me);
+                            let ex = Exchange {
+                                keep_alive: false,
+                                ..ex
+                            };
+                            self.respond(ex, resp, Some((engine, me)));
+                            return true;
+                        }
+                    }
+                }
+                if decoder.is_done() && pending.is_empty() {
+                    let resp = sink.finish(engine, me);
+                    self.respond(ex, resp, Some((engine, me)));
+                    return true;
+                }
+                if self.eof && !decoder.is_done() && self.rbuf.is_empty() {
+                    sink.cancel(engine, me);
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+                self.state = State::Body {
+                    req,
+                    ex,
+                    decoder,
+                    target: Target::Sink(sink, pending),
+                };
+                progress
+            }
+        }
+    }
+
+    fn step_stream(
+        &mut self,
+        engine: &mut Engine,
+        me: ConnId,
+        mut source: Box<dyn BodySource>,
+        ex: Exchange,
+        chunked: bool,
+        now: Instant,
+    ) -> bool {
+        if self.eof {
+            // The client hung up: stop producing for nobody.
+            source.cancel(engine, me);
+            self.state = State::Closing { linger_until: None };
+            return true;
+        }
+        if self.pending_output() >= WRITE_HIGH_WATER
+            || self.wait_until.is_some_and(|t| t > now)
+        {
+            self.state = State::Streaming { source, ex, chunked };
+            return false;
+        }
+        let mut piece = Vec::new();
+        match source.pull(engine, me, &mut piece) {
+            Pull::Data => {
+                if chunked {
+                    push_chunk(&mut self.wbuf, &piece);
+                } else {
+                    self.wbuf.extend_from_slice(&piece);
+                }
+                self.state = State::Streaming { source, ex, chunked };
+                !piece.is_empty()
+            }
+            Pull::Wait(until) => {
+                self.wait_until = until;
+                self.state = State::Streaming { source, ex, chunked };
+                false
+            }
+            Pull::End => {
+                if chunked {
+                    push_chunk(&mut self.wbuf, &piece);
+                    self.wbuf.extend_from_slice(LAST_CHUNK);
+                } else {
+                    self.wbuf.extend_from_slice(&piece);
+                }
+                self.finish_exchange(ex, now);
+                true
+            }
+        }
+    }
+
+    fn finish_exchange(&mut self, ex: Exchange, now: Instant) {
+        self.wait_until = None;
+        self.state = if ex.keep_alive {
+            self.idle_since = now;
+            State::Head
+        } else {
+            State::Closing { linger_until: None }
+        };
+    }
+
+    /// Queue `resp` (head, and body if it is known), and move to the next state.
+    fn respond(&mut self, ex: Exchange, resp: Response, owner: Option<(&mut Engine, ConnId)>) {
+        let no_body = matches!(resp.status, 100..=199 | 204 | 304);
+        let (bytes, source) = match resp.body {
+            Body::Empty => (Vec::new(), None),
+            Body::Bytes(b) => (b, None),
+            Body::Stream(s) => (Vec::new(), Some(s)),
+        };
+        let streaming = source.is_some() && !no_body;
+        let chunked = streaming && ex.minor >= 1;
+        // A stream on HTTP/1.0 is delimited by closing the connection.
+        let ex = Exchange {
+            keep_alive: ex.keep_alive && (!streaming || chunked),
+            ..ex
+        };
+
+        let w = &mut self.wbuf;
+        w.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+        for (k, v) in &resp.headers {
+            w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
+        let date = crate::timefmt::http_date(SystemTime::now());
+        w.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        let has_length = resp
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        if chunked && !ex.head_only {
+            w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if !streaming && !no_body && !has_length {
+            w.extend_from_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
+        }
+        if !ex.keep_alive {
+            w.extend_from_slice(b"Connection: close\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+        if !ex.head_only && !no_body {
+            w.extend_from_slice(&bytes);
+        }
+        let now = Instant::now();
+        match source {
+            Some(source) if streaming && !ex.head_only => {
+                self.state = State::Streaming {
+                    source,
+                    ex,
+                    chunked,
+                };
+            }
+            Some(mut source) => {
+                if let Some((engine, me)) = owner {
+                    source.cancel(engine, me);
+                }
+                self.finish_exchange(ex, now);
+            }
+            None => self.finish_exchange(ex, now),
+        }
+    }
+}

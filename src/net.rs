@@ -1,0 +1,314 @@
+//! Listening sockets from `-H` addresses (unix, tcp, fd) and the accepted
+//! stream type the HTTP layer reads and writes.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+/// A parsed `-H` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostAddr {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+    /// systemd socket activation: every fd passed in LISTEN_FDS.
+    Fd,
+}
+
+pub const DEFAULT_UNIX_SOCKET: &str = "/var/run/docker.sock";
+const DEFAULT_TCP_PORT: u16 = 2375;
+
+impl HostAddr {
+    /// Parse dockerd's `-H` syntax: `unix:///path`, `tcp://ADDR[:PORT]`,
+    /// `tcp://:PORT`, `fd://`.
+    pub fn parse(s: &str) -> Result<HostAddr, String> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            let path = if path.is_empty() { DEFAULT_UNIX_SOCKET } else { path };
+            return Ok(HostAddr::Unix(PathBuf::from(path)));
+        }
+        if s == "fd://" {
+            return Ok(HostAddr::Fd);
+        }
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = split_host_port(rest)?;
+            let host = if host.is_empty() { "0.0.0.0" } else { host };
+            let ip = host
+                .parse()
+                .map_err(|_| format!("invalid bind address {s:?}: {host:?} is not an IP address"))?;
+            return Ok(HostAddr::Tcp(SocketAddr::new(ip, port)));
+        }
+        Err(format!(
+            "invalid bind address format: {s} (want unix:///path, tcp://ADDR:PORT or fd://)"
+        ))
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+    let bad_port = |p: &str| format!("invalid port {p:?} in tcp://{s}");
+    if let Some(v6) = s.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("invalid IPv6 address in tcp://{s}"))?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((host, p.parse().map_err(|_| bad_port(p))?)),
+            None if after.is_empty() => Ok((host, DEFAULT_TCP_PORT)),
+            None => Err(format!("invalid address tcp://{s}")),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Ok((h, p.parse().map_err(|_| bad_port(p))?)),
+        None => Ok((s, DEFAULT_TCP_PORT)),
+    }
+}
+
+pub enum Listener {
+    Unix(UnixListener, PathBuf),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("tcp://{a}"),
+                Err(_) => "tcp://?".into(),
+            },
+        }
+    }
+
+    pub fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }),
+        }
+    }
+
+    /// Remove the socket file of a unix listener (on shutdown).
+    pub fn remove_socket_file(&self) {
+        if let Listener::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Unix(l, _) => l.register(r, t, i),
+            Listener::Tcp(l) => l.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Unix(l, _) => l.reregister(r, t, i),
+            Listener::Tcp(l) => l.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Unix(l, _) => l.deregister(r),
+            Listener::Tcp(l) => l.deregister(r),
+        }
+    }
+}
+
+/// Bind every listener for `addr`.
+pub fn bind(addr: &HostAddr) -> Result<Vec<Listener>, String> {
+    match addr {
+        HostAddr::Unix(path) => bind_unix(path).map(|l| vec![l]),
+        HostAddr::Tcp(sa) => {
+            let l = TcpListener::bind(*sa).map_err(|e| format!("listen tcp://{sa}: {e}"))?;
+            if !sa.ip().is_loopback() {
+                log::warn!(
+                    "API listening on tcp://{sa} without TLS: anyone who can reach this port controls the host"
+                );
+            }
+            Ok(vec![Listener::Tcp(l)])
+        }
+        HostAddr::Fd => activated_listeners(),
+    }
+}
+
+fn bind_unix(path: &Path) -> Result<Listener, String> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A live daemon answers a connect; a stale file refuses it.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "another daemon is already answering on unix://{shown}; stop it or choose another -H"
+                ));
+            }
+            std::fs::remove_file(path).map_err(|e| format!("remove stale socket {shown}: {e}"))?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{shown} exists and is not a socket; refusing to replace it"
+            ))
+        }
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("listen unix://{shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("chmod {shown}: {e}"))?;
+    if let Some(gid) = docker_group_id() {
+        let _ = nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)));
+    }
+    Ok(Listener::Unix(l, path.to_path_buf()))
+}
+
+/// The gid of group `docker` from /etc/group, when that group exists.
+fn docker_group_id() -> Option<u32> {
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next()? == "docker").then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+/// Sockets handed over by systemd (LISTEN_PID / LISTEN_FDS, starting at fd 3).
+fn activated_listeners() -> Result<Vec<Listener>, String> {
+    let pid: u32 = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or("fd:// given but LISTEN_PID is not set (not socket-activated)")?;
+    if pid != std::process::id() {
+        return Err("fd:// given but LISTEN_PID names another process".into());
+    }
+    let n: RawFd = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or("fd:// given but LISTEN_FDS is not set")?;
+    let mut out = Vec::new();
+    for fd in 3..3 + n {
+        let _ = nix::fcntl::fcntl(
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        let family = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
+            .map_err(|e| format!("activated fd {fd}: {e}"))?;
+        // SAFETY: systemd passed us ownership of these listening sockets.
+        if family.as_unix_addr().is_some() {
+            let std_l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+            let path = std_l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                .unwrap_or_default();
+            out.push(Listener::Unix(UnixListener::from_std(std_l), path));
+        } else {
+            let std_l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+            out.push(Listener::Tcp(TcpListener::from_std(std_l)));
+        }
+    }
+    Ok(out)
+}
+
+/// An accepted connection.
+pub enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    /// Half-close our sending side (end of a hijacked stream).
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.register(r, t, i),
+            Stream::Tcp(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Tcp(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.deregister(r),
+            Stream::Tcp(s) => s.deregister(r),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_host_flags() {
+        assert_eq!(
+            HostAddr::parse("unix:///tmp/x.sock").unwrap(),
+            HostAddr::Unix("/tmp/x.sock".into())
+        );
+        assert_eq!(
+            HostAddr::parse("tcp://127.0.0.1").unwrap(),
+            HostAddr::Tcp("127.0.0.1:2375".parse().unwrap())
+        );
+        assert_eq!(
+            HostAddr::parse("tcp://:2376").unwrap(),
+            HostAddr::Tcp("0.0.0.0:2376".parse().unwrap())
+        );
+        assert_eq!(
+            HostAddr::parse("tcp://[::1]:9").unwrap(),
+            HostAddr::Tcp("[::1]:9".parse().unwrap())
+        );
+        assert!(HostAddr::parse("tcp://host.example:1").is_err());
+        assert!(HostAddr::parse("tcp://1.2.3.4:x").is_err());
+        assert!(HostAddr::parse("http://x").is_err());
+    }
+}
