@@ -445,9 +445,8 @@ impl Facts {
             Status::Present => (Status::Present, format!("not registered yet; {d}")),
             Status::Missing => (Status::Missing, format!("not in /proc/filesystems; {d}")),
             Status::Unknown => (
-                // A filesystem the kernel could load would still be missing for a daemon
-                // that never loads modules itself only if modprobe is absent; without
-                // /proc/filesystems listing it, say missing unless a module is known.
+                // Not registered, and no module list shows a module the kernel could
+                // load (loading needs modules.dep anyway): treat as missing.
                 Status::Missing,
                 "not in /proc/filesystems and no kernel config or module list says otherwise"
                     .into(),
