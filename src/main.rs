@@ -2,6 +2,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod check_config;
 mod config;
 mod daemon;
 mod engine;
@@ -28,10 +29,7 @@ fn main() {
             println!("coracle version {}", api::SERVER_VERSION);
             0
         }
-        Ok(Command::CheckConfig) => {
-            eprintln!("check-config is not built into this binary yet");
-            1
-        }
+        Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
             match daemon::run(cfg) {
