@@ -1,0 +1,318 @@
+//! Test harness: starts the real `coracle` binary on a temporary data root
+//! and unix socket (and optionally TCP), and talks to it with raw HTTP or the
+//! real docker CLI.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_coracle")
+}
+
+/// A fresh, empty temporary directory (removed by the owner's Drop).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("coracle-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub sock: PathBuf,
+    pub data_root: PathBuf,
+    pub tcp_port: Option<u16>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[], false)
+    }
+
+    /// Start with extra flags; `tcp` adds a `-H tcp://127.0.0.1:PORT` listener.
+    pub fn start_with(extra: &[&str], tcp: bool) -> Daemon {
+        let dir = temp_dir("daemon");
+        let sock = dir.join("d.sock");
+        let data_root = dir.join("root");
+        let config = dir.join("daemon.json");
+        std::fs::write(&config, "{}").expect("write config");
+        let tcp_port = tcp.then(free_port);
+        let mut d = Daemon {
+            child: None,
+            dir,
+            sock,
+            data_root,
+            tcp_port,
+            log: PathBuf::new(),
+        };
+        d.log = d.dir.join("daemon.log");
+        d.spawn(&config, extra);
+        d
+    }
+
+    fn spawn(&mut self, config: &Path, extra: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let mut cmd = Command::new(binary());
+        cmd.arg("--config-file")
+            .arg(config)
+            .arg("--data-root")
+            .arg(&self.data_root)
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--log-level")
+            .arg("debug");
+        if let Some(p) = self.tcp_port {
+            cmd.arg("-H").arg(format!("tcp://127.0.0.1:{p}"));
+        }
+        cmd.args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        self.child = Some(cmd.spawn().expect("spawn coracle"));
+        self.wait_ready();
+    }
+
+    /// Start the same daemon again (same data root, socket and port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart a stopped daemon only");
+        let config = self.dir.join("daemon.json");
+        self.spawn(&config, &[]);
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("coracle exited early with {status}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("coracle did not listen within 10 s; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("daemon running")
+    }
+
+    pub fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.sock).expect("connect to daemon");
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s
+    }
+
+    /// Send raw bytes on a new connection, half-close, read to EOF.
+    pub fn raw(&self, request: &[u8]) -> String {
+        let mut s = self.connect();
+        s.write_all(request).expect("send request");
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        read_all(&mut s)
+    }
+
+    /// A simple request; returns (status, headers lower-cased, body).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        let mut s = self.connect();
+        s.write_all(req.as_bytes()).expect("send request");
+        parse_response(&read_all(&mut s))
+    }
+
+    /// Run the real docker CLI against this daemon (unix socket).
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_at(&format!("unix://{}", self.sock.display()), args)
+    }
+
+    /// Run the docker CLI against `host` (e.g. tcp://127.0.0.1:PORT).
+    pub fn docker_at(&self, host: &str, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", host)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the docker CLI must be installed (it is the acceptance client)")
+    }
+
+    /// Send SIGTERM and wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        signal(child.id() as i32, libc_sig::TERM);
+        wait_timeout(&mut child, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("coracle did not exit after SIGTERM; log:\n{}", self.log_text()))
+    }
+
+    /// SIGKILL, as a power cut would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("daemon log ({}):\n{}", self.log.display(), self.log_text());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub mod libc_sig {
+    pub const HUP: i32 = 1;
+    pub const TERM: i32 = 15;
+}
+
+pub fn signal(pid: i32, sig: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+pub fn read_all(s: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Parse one response (fixed-length or chunked) from the start of `raw`.
+pub fn parse_response(raw: &str) -> HttpResponse {
+    parse_responses(raw).into_iter().next().unwrap_or_else(|| panic!("no response in {raw:?}"))
+}
+
+/// Parse every response in `raw` (for pipelining tests).
+pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
+    let mut out = Vec::new();
+    while let Some(head_end) = raw.find("\r\n\r\n") {
+        let head = &raw[..head_end];
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let mut rest = &raw[head_end + 4..];
+        let body;
+        if status == 100 {
+            raw = rest;
+            continue;
+        }
+        if find("transfer-encoding").as_deref() == Some("chunked") {
+            let mut b = String::new();
+            loop {
+                let Some(line_end) = rest.find("\r\n") else { break };
+                let size = usize::from_str_radix(rest[..line_end].split(';').next().unwrap_or("").trim(), 16)
+                    .unwrap_or(0);
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    rest = rest.strip_prefix("\r\n").unwrap_or(rest);
+                    break;
+                }
+                b.push_str(&rest[..size.min(rest.len())]);
+                rest = rest.get(size + 2..).unwrap_or("");
+            }
+            body = b;
+        } else if let Some(len) = find("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            body = rest[..len.min(rest.len())].to_string();
+            rest = rest.get(len..).unwrap_or("");
+        } else if matches!(status, 204 | 304) {
+            body = String::new();
+        } else {
+            body = rest.to_string();
+            rest = "";
+        }
+        out.push(HttpResponse { status, headers, body });
+        raw = rest;
+    }
+    out
+}
