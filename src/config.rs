@@ -248,9 +248,7 @@ mod tests {
 
     #[test]
     fn flags_and_defaults() {
-        let cfg = match merge(Flags::default(), None, "x").unwrap() {
-            c => c,
-        };
+        let cfg = merge(Flags::default(), None, "x").unwrap();
         assert_eq!(cfg.hosts, vec![HostAddr::Unix(DEFAULT_UNIX_SOCKET.into())]);
         assert_eq!(cfg.data_root, PathBuf::from(DEFAULT_DATA_ROOT));
         assert!(matches!(parse_args(&["-h".to_string()]), Ok(Command::Help)));

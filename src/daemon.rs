@@ -61,7 +61,11 @@ impl Daemon {
                 .register(l, Source::Listener(i).token(), Interest::READABLE)
                 .map_err(|e| format!("register listener: {e}"))?;
         }
-        let engine = match Engine::open(config) {
+        let registry = reactor
+            .registry()
+            .try_clone()
+            .map_err(|e| format!("event loop: {e}"))?;
+        let engine = match Engine::open(config, registry) {
             Ok(e) => e,
             Err(e) => {
                 listeners.iter().for_each(Listener::remove_socket_file);
@@ -98,6 +102,9 @@ impl Daemon {
                 match source {
                     Source::Signals => self.on_signals(),
                     Source::Listener(i) => self.accept(i),
+                    Source::WorkerInput(id) | Source::WorkerOutput(id) => {
+                        self.engine.on_worker_ready(id)
+                    }
                     Source::Conn(id) => {
                         if let Some(c) = self.conns.get_mut(id) {
                             if readable {
@@ -130,8 +137,7 @@ impl Daemon {
                     let id = self.engine.id.clone();
                     self.engine.publish(Event::new("daemon", "reload", &id));
                 }
-                // Reserved for container supervision.
-                Signal::Child => {}
+                Signal::Child => self.engine.on_children_exited(),
             }
         }
     }

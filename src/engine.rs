@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::http::response::ConnId;
 use crate::store::atomic;
+use crate::worker::Workers;
 
 pub struct Engine {
     pub config: Config,
@@ -17,13 +18,15 @@ pub struct Engine {
     /// Persistent daemon ID (a UUID, as dockerd uses).
     pub id: String,
     pub started: SystemTime,
+    /// Forked jobs (archive extraction and writing).
+    pub workers: Workers,
     /// Connections whose streams have news; the loop drives them.
     wakes: Vec<ConnId>,
 }
 
 impl Engine {
     /// Prepare the data root and load persistent identity.
-    pub fn open(config: Config) -> Result<Engine, String> {
+    pub fn open(config: Config, registry: mio::Registry) -> Result<Engine, String> {
         let root = &config.data_root;
         std::fs::create_dir_all(root)
             .map_err(|e| format!("create data root {}: {e}", root.display()))?;
@@ -39,6 +42,7 @@ impl Engine {
             events: EventBus::default(),
             id,
             started: SystemTime::now(),
+            workers: Workers::new(registry),
             wakes: Vec::new(),
         })
     }
@@ -53,6 +57,22 @@ impl Engine {
         w.sort_unstable();
         w.dedup();
         w
+    }
+
+    /// SIGCHLD arrived: reap every exited child and tell its owner.
+    pub fn on_children_exited(&mut self) {
+        for (pid, status) in crate::worker::reap() {
+            if let Some(conn) = self.workers.on_exit(pid, status) {
+                self.wake(conn);
+            }
+        }
+    }
+
+    /// Readiness on a worker's pipe.
+    pub fn on_worker_ready(&mut self, id: crate::worker::WorkerId) {
+        if let Some(conn) = self.workers.on_ready(id) {
+            self.wake(conn);
+        }
     }
 
     pub fn publish(&mut self, event: Event) {

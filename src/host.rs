@@ -107,7 +107,9 @@ pub fn backing_filesystem(path: &Path) -> String {
     let Ok(st) = statfs(path) else {
         return "unknown".into();
     };
-    let magic = st.filesystem_type().0 as i64;
+    // The field is i32 on 32-bit boards, i64 on 64-bit ones.
+    #[allow(clippy::useless_conversion)]
+    let magic = i64::from(st.filesystem_type().0);
     match magic {
         0xEF53 => "extfs",
         0x9123683E => "btrfs",

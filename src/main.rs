@@ -15,6 +15,7 @@ mod reactor;
 mod slab;
 mod store;
 mod timefmt;
+mod worker;
 
 use config::Command;
 

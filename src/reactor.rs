@@ -17,6 +17,10 @@ pub enum Source {
     Signals,
     Listener(usize),
     Conn(usize),
+    /// The pipe a worker reads its input from (we write).
+    WorkerInput(usize),
+    /// The pipe a worker reports through (we read).
+    WorkerOutput(usize),
 }
 
 const KIND_SHIFT: u32 = 24;
@@ -28,6 +32,8 @@ impl Source {
             Source::Signals => (0, 0),
             Source::Listener(i) => (1, i),
             Source::Conn(i) => (2, i),
+            Source::WorkerInput(i) => (3, i),
+            Source::WorkerOutput(i) => (4, i),
         };
         Token(kind << KIND_SHIFT | (index & INDEX_MASK))
     }
@@ -38,6 +44,8 @@ impl Source {
             0 => Some(Source::Signals),
             1 => Some(Source::Listener(index)),
             2 => Some(Source::Conn(index)),
+            3 => Some(Source::WorkerInput(index)),
+            4 => Some(Source::WorkerOutput(index)),
             _ => None,
         }
     }
@@ -132,7 +140,7 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for s in [Source::Signals, Source::Listener(3), Source::Conn(12345)] {
+        for s in [Source::Signals, Source::Listener(3), Source::Conn(12345), Source::WorkerOutput(9)] {
             assert_eq!(Source::from_token(s.token()), Some(s));
         }
     }

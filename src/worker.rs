@@ -1,0 +1,368 @@
+//! Forked workers for long filesystem jobs (extracting or writing archives).
+//! The loop only moves bytes: request-body data into the worker's stdin pipe,
+//! JSON-line messages back from its output pipe, both non-blocking and with
+//! backpressure. Fork is safe because the daemon has one thread.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{ForkResult, Pid};
+
+use crate::http::response::ConnId;
+use crate::reactor::Source;
+use crate::slab::Slab;
+
+pub type WorkerId = usize;
+
+/// Messages queued from one worker before we stop reading its pipe.
+const MAX_QUEUED: usize = 256;
+/// Longest message line a worker may send.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// What a job writes back: progress lines, then exactly one final line.
+pub struct Reporter {
+    out: File,
+}
+
+impl Reporter {
+    /// Send one message (a JSON value) to the daemon.
+    pub fn send(&mut self, msg: &serde_json::Value) -> io::Result<()> {
+        let mut line = msg.to_string().into_bytes();
+        line.push(b'\n');
+        self.out.write_all(&line)
+    }
+}
+
+/// The end of a worker's life as the daemon sees it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The job returned Ok with this value.
+    Done(serde_json::Value),
+    /// The job returned Err with this value.
+    Failed(serde_json::Value),
+    /// The process died without a final message.
+    Died(String),
+}
+
+struct Worker {
+    pid: Pid,
+    owner: ConnId,
+    input: Option<File>,
+    output: Option<File>,
+    partial: Vec<u8>,
+    messages: VecDeque<serde_json::Value>,
+    exit: Option<WaitStatus>,
+    final_msg: Option<serde_json::Value>,
+}
+
+pub struct Workers {
+    slab: Slab<Worker>,
+    registry: Registry,
+}
+
+impl Workers {
+    pub fn new(registry: Registry) -> Workers {
+        Workers {
+            slab: Slab::default(),
+            registry,
+        }
+    }
+
+    /// Fork a worker that runs `job`. The job gets the read end of the input
+    /// pipe (EOF when the daemon calls `close_input`) and a `Reporter`; its
+    /// `Ok`/`Err` value becomes the final message.
+    pub fn spawn<F>(&mut self, owner: ConnId, job: F) -> io::Result<WorkerId>
+    where
+        F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
+    {
+        let (in_r, in_w) = pipe()?;
+        let (out_r, out_w) = pipe()?;
+        // SAFETY: the daemon is single-threaded, so the child owns a
+        // consistent copy of the whole address space.
+        match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+            ForkResult::Child => {
+                drop(in_w);
+                drop(out_r);
+                let code = run_child(in_r, out_w, job);
+                // SAFETY: leave without running the parent's atexit handlers
+                // or flushing its buffers a second time.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => {
+                drop(in_r);
+                drop(out_w);
+                let input = File::from(in_w);
+                let output = File::from(out_r);
+                set_nonblocking(&input)?;
+                set_nonblocking(&output)?;
+                let id = self.slab.insert(Worker {
+                    pid: child,
+                    owner,
+                    input: Some(input),
+                    output: Some(output),
+                    partial: Vec::new(),
+                    messages: VecDeque::new(),
+                    exit: None,
+                    final_msg: None,
+                });
+                if let Some(w) = self.slab.get_mut(id) {
+                    if let Some(f) = &w.input {
+                        self.registry.register(
+                            &mut SourceFd(&f.as_raw_fd()),
+                            Source::WorkerInput(id).token(),
+                            Interest::WRITABLE,
+                        )?;
+                    }
+                    if let Some(f) = &w.output {
+                        self.registry.register(
+                            &mut SourceFd(&f.as_raw_fd()),
+                            Source::WorkerOutput(id).token(),
+                            Interest::READABLE,
+                        )?;
+                    }
+                }
+                log::debug!("worker {id} started as pid {child}");
+                Ok(id)
+            }
+        }
+    }
+
+    /// Feed input; returns how much the pipe took (0 = full, try again when
+    /// the owner is woken).
+    pub fn write_input(&mut self, id: WorkerId, data: &[u8]) -> io::Result<usize> {
+        let w = self.slab.get_mut(id).ok_or(ErrorKind::NotFound)?;
+        let input = w.input.as_mut().ok_or(ErrorKind::BrokenPipe)?;
+        loop {
+            match input.write(data) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// No more input: the job sees EOF.
+    pub fn close_input(&mut self, id: WorkerId) {
+        if let Some(w) = self.slab.get_mut(id) {
+            if let Some(f) = w.input.take() {
+                let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+            }
+        }
+    }
+
+    /// Progress messages received so far.
+    pub fn take_messages(&mut self, id: WorkerId) -> Vec<serde_json::Value> {
+        let Some(w) = self.slab.get_mut(id) else {
+            return Vec::new();
+        };
+        let msgs: Vec<_> = w.messages.drain(..).collect();
+        if !msgs.is_empty() {
+            // Room again: the output pipe may hold more.
+            let _ = Self::read_output(w, &self.registry);
+        }
+        msgs
+    }
+
+    /// The final outcome once the worker has exited and its output is
+    /// drained; the worker is then forgotten.
+    pub fn take_outcome(&mut self, id: WorkerId) -> Option<Outcome> {
+        let w = self.slab.get_mut(id)?;
+        if w.exit.is_none() || w.output.is_some() || !w.messages.is_empty() {
+            return None;
+        }
+        let w = self.slab.remove(id)?;
+        Some(match (w.final_msg, w.exit) {
+            (Some(m), _) if m.get("ok").is_some() => Outcome::Done(m["ok"].clone()),
+            (Some(m), _) if m.get("err").is_some() => Outcome::Failed(m["err"].clone()),
+            (_, Some(status)) => Outcome::Died(format!("worker ended without a result ({status:?})")),
+            _ => Outcome::Died("worker ended without a result".into()),
+        })
+    }
+
+    /// Stop a worker whose client went away; it is reaped later.
+    pub fn kill(&mut self, id: WorkerId) {
+        if let Some(w) = self.slab.get_mut(id) {
+            if w.exit.is_none() {
+                let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
+            }
+            w.owner = usize::MAX;
+            self.close_input(id);
+        }
+    }
+
+    /// Readiness on one of a worker's pipes; returns the connection to wake.
+    pub fn on_ready(&mut self, id: WorkerId) -> Option<ConnId> {
+        let w = self.slab.get_mut(id)?;
+        let _ = Self::read_output(w, &self.registry);
+        Some(w.owner)
+    }
+
+    /// A child exited: if it is one of ours, record it and name its owner.
+    pub fn on_exit(&mut self, pid: Pid, status: WaitStatus) -> Option<ConnId> {
+        let id = self.slab.iter().find(|(_, w)| w.pid == pid).map(|(i, _)| i)?;
+        let w = self.slab.get_mut(id)?;
+        w.exit = Some(status);
+        let _ = Self::read_output(w, &self.registry);
+        let owner = w.owner;
+        if owner == usize::MAX {
+            // Killed for a departed client: nobody will ask for the outcome.
+            if w.output.is_none() {
+                self.slab.remove(id);
+            }
+            return None;
+        }
+        Some(owner)
+    }
+
+    /// Drain the output pipe into messages (bounded).
+    fn read_output(w: &mut Worker, registry: &Registry) -> io::Result<()> {
+        let mut buf = [0u8; 16 * 1024];
+        while w.messages.len() < MAX_QUEUED {
+            let Some(out) = w.output.as_mut() else {
+                return Ok(());
+            };
+            match out.read(&mut buf) {
+                Ok(0) => {
+                    if let Some(f) = w.output.take() {
+                        let _ = registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+                    }
+                }
+                Ok(n) => {
+                    w.partial.extend_from_slice(&buf[..n]);
+                    while let Some(pos) = w.partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = w.partial.drain(..=pos).collect();
+                        match serde_json::from_slice::<serde_json::Value>(&line) {
+                            Ok(v) if v.get("ok").is_some() || v.get("err").is_some() => {
+                                w.final_msg = Some(v)
+                            }
+                            Ok(v) => w.messages.push_back(v),
+                            Err(_) => log::warn!("worker {} sent a malformed message", w.pid),
+                        }
+                    }
+                    if w.partial.len() > MAX_LINE {
+                        log::warn!("worker {} sent an overlong line; killing it", w.pid);
+                        let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
+                        w.partial.clear();
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn run_child<F>(input: OwnedFd, output: OwnedFd, job: F) -> i32
+where
+    F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
+{
+    // The daemon blocks these for its signalfd; a worker wants defaults.
+    let _ = SigSet::all().thread_unblock();
+    let input = File::from(input);
+    let output = File::from(output);
+    let (keep_in, keep_out) = (input.as_raw_fd(), output.as_raw_fd());
+    // Drop every inherited socket so clients see their connections close
+    // when the daemon closes them, not when this worker exits.
+    close_fds_except(&[0, 1, 2, keep_in, keep_out]);
+    let mut reporter = Reporter { out: output };
+    let (msg, code) = match job(input, &mut reporter) {
+        Ok(v) => (serde_json::json!({ "ok": v }), 0),
+        Err(e) => (serde_json::json!({ "err": e }), 1),
+    };
+    if reporter.send(&msg).is_err() {
+        return 2;
+    }
+    code
+}
+
+fn close_fds_except(keep: &[i32]) {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if !keep.contains(&fd) {
+            // SAFETY: these fds belong to the parent's objects, which this
+            // process never uses again.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+fn set_nonblocking(f: &File) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(f, FcntlArg::F_GETFL).map_err(io::Error::from)?);
+    fcntl(f, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+    Ok(())
+}
+
+/// Reap every exited child without blocking.
+pub fn reap() -> Vec<(Pid, WaitStatus)> {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let mut out = Vec::new();
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        match status.pid() {
+            Some(pid) => out.push((pid, status)),
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn round_trip_through_a_forked_worker() {
+        let poll = mio::Poll::new().unwrap();
+        let mut workers = Workers::new(poll.registry().try_clone().unwrap());
+        let id = workers
+            .spawn(7, |mut input, rep| {
+                let mut data = Vec::new();
+                input.read_to_end(&mut data).map_err(|e| serde_json::json!(e.to_string()))?;
+                rep.send(&serde_json::json!({"status": "read"})).ok();
+                Ok(serde_json::json!(data.len()))
+            })
+            .unwrap();
+        let payload = vec![b'x'; 300_000];
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sent < payload.len() {
+            sent += workers.write_input(id, &payload[sent..]).unwrap();
+            assert!(Instant::now() < deadline, "worker did not drain its input");
+        }
+        workers.close_input(id);
+        let mut msgs = Vec::new();
+        loop {
+            assert!(Instant::now() < deadline, "worker did not finish");
+            workers.on_ready(id);
+            msgs.extend(workers.take_messages(id));
+            for (pid, status) in reap() {
+                workers.on_exit(pid, status);
+            }
+            if let Some(outcome) = workers.take_outcome(id) {
+                assert!(matches!(outcome, Outcome::Done(ref v) if v == 300_000), "{outcome:?}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(msgs, vec![serde_json::json!({"status": "read"})]);
+    }
+}
