@@ -110,8 +110,10 @@ fn resolve_link(path: &str, target: &str) -> Option<String> {
 }
 
 fn is_small_json_name(p: &str) -> bool {
-    matches!(p, "manifest.json" | "repositories" | "index.json" | "oci-layout")
-        || p.ends_with(".json")
+    matches!(
+        p,
+        "manifest.json" | "repositories" | "index.json" | "oci-layout"
+    ) || p.ends_with(".json")
         || p.ends_with("/json")
         || p.ends_with("/VERSION")
 }
@@ -130,7 +132,9 @@ fn looks_like_layer(head: &[u8]) -> bool {
 impl Collected {
     fn keep_json(&mut self, path: String, r: &mut dyn Read, size: u64) -> Result<()> {
         if size > JSON_MAX || self.json_total + size > JSON_TOTAL_MAX {
-            return Err(ImageError::TooLarge(format!("{path} is too large ({size} bytes)")));
+            return Err(ImageError::TooLarge(format!(
+                "{path} is too large ({size} bytes)"
+            )));
         }
         let mut buf = Vec::with_capacity(size as usize);
         r.take(JSON_MAX + 1).read_to_end(&mut buf)?;
@@ -154,7 +158,8 @@ impl Collected {
         // The layer tar may be followed by padding or a gzip trailer: hash all of it.
         io::copy(&mut hashed, &mut io::sink())?;
         let (blob_digest, _, _) = hashed.finish();
-        let keep = if layout.layer_exists(&info.diff_id) || self.by_diff.contains_key(&info.diff_id) {
+        let keep = if layout.layer_exists(&info.diff_id) || self.by_diff.contains_key(&info.diff_id)
+        {
             fs::remove_dir_all(&tmp)?;
             temps.forget(&tmp);
             None
@@ -163,7 +168,14 @@ impl Collected {
             Some(tmp)
         };
         let tmp = keep.or_else(|| self.by_diff.get(&info.diff_id).cloned());
-        self.layers.insert(path, PendingLayer { info, blob_digest, tmp });
+        self.layers.insert(
+            path,
+            PendingLayer {
+                info,
+                blob_digest,
+                tmp,
+            },
+        );
         Ok(())
     }
 
@@ -209,7 +221,11 @@ pub fn config_diff_ids(config: &[u8]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn check_layers(c: &Collected, config: &[u8], layer_paths: &[(String, Option<String>)]) -> Result<Vec<String>> {
+fn check_layers(
+    c: &Collected,
+    config: &[u8],
+    layer_paths: &[(String, Option<String>)],
+) -> Result<Vec<String>> {
     let diff_ids = config_diff_ids(config)?;
     if diff_ids.len() != layer_paths.len() {
         return Err(ImageError::BadArchive(format!(
@@ -266,12 +282,24 @@ fn resolve_docker(c: &Collected, manifest: &[u8]) -> Result<Vec<Resolved>> {
     for m in entries {
         let config = c
             .json_file(&m.config)
-            .ok_or_else(|| ImageError::BadArchive(format!("config {} not found in archive", m.config)))?
+            .ok_or_else(|| {
+                ImageError::BadArchive(format!("config {} not found in archive", m.config))
+            })?
             .clone();
-        let paths: Vec<(String, Option<String>)> = m.layers.iter().map(|p| (p.clone(), None)).collect();
+        let paths: Vec<(String, Option<String>)> =
+            m.layers.iter().map(|p| (p.clone(), None)).collect();
         let diff_ids = check_layers(c, &config, &paths)?;
-        let tags = m.repo_tags.unwrap_or_default().iter().map(|t| parse_tag(t)).collect::<Result<_>>()?;
-        out.push(Resolved { config, diff_ids, tags });
+        let tags = m
+            .repo_tags
+            .unwrap_or_default()
+            .iter()
+            .map(|t| parse_tag(t))
+            .collect::<Result<_>>()?;
+        out.push(Resolved {
+            config,
+            diff_ids,
+            tags,
+        });
     }
     Ok(out)
 }
@@ -293,7 +321,10 @@ fn blob<'c>(c: &'c Collected, d: &Descriptor) -> Result<&'c Vec<u8>> {
         .json_file(&format!("blobs/sha256/{hex}"))
         .ok_or_else(|| ImageError::BadArchive(format!("blob {} not found in archive", d.digest)))?;
     if sha256_digest(data) != d.digest {
-        return Err(ImageError::BadArchive(format!("digest mismatch for blob {}", d.digest)));
+        return Err(ImageError::BadArchive(format!(
+            "digest mismatch for blob {}",
+            d.digest
+        )));
     }
     Ok(data)
 }
@@ -322,24 +353,36 @@ fn resolve_oci_descriptor(
 ) -> Result<()> {
     let data = blob(c, d)?;
     let v: Value = parse_json(&d.digest, data)?;
-    let is_index = d.media_type.contains("index") || d.media_type.contains("manifest.list")
+    let is_index = d.media_type.contains("index")
+        || d.media_type.contains("manifest.list")
         || v.get("manifests").is_some();
     if is_index {
         if depth >= MAX_INDEX_DEPTH {
             return Err(ImageError::BadArchive("OCI index nested too deeply".into()));
         }
-        let subs: Vec<Descriptor> = serde_json::from_value(v.get("manifests").cloned().unwrap_or(Value::Null))
-            .map_err(|e| ImageError::BadArchive(format!("{}: {e}", d.digest)))?;
+        let subs: Vec<Descriptor> =
+            serde_json::from_value(v.get("manifests").cloned().unwrap_or(Value::Null))
+                .map_err(|e| ImageError::BadArchive(format!("{}: {e}", d.digest)))?;
         // Pick our platform (else the first manifest whose blobs are present).
         let want = |s: &Descriptor| {
             s.platform.as_ref().is_none_or(|p| {
-                p.get("os").and_then(Value::as_str).is_none_or(|o| o == "linux")
-                    && p.get("architecture").and_then(Value::as_str).is_none_or(|a| a == host_arch())
+                p.get("os")
+                    .and_then(Value::as_str)
+                    .is_none_or(|o| o == "linux")
+                    && p.get("architecture")
+                        .and_then(Value::as_str)
+                        .is_none_or(|a| a == host_arch())
             })
         };
-        let pick = subs.iter().find(|s| want(s) && blob(c, s).is_ok()).or_else(|| subs.iter().find(|s| blob(c, s).is_ok()));
+        let pick = subs
+            .iter()
+            .find(|s| want(s) && blob(c, s).is_ok())
+            .or_else(|| subs.iter().find(|s| blob(c, s).is_ok()));
         let Some(sub) = pick else {
-            return Err(ImageError::BadArchive(format!("no usable manifest in index {}", d.digest)));
+            return Err(ImageError::BadArchive(format!(
+                "no usable manifest in index {}",
+                d.digest
+            )));
         };
         return resolve_oci_descriptor(c, sub, tags, depth + 1, out);
     }
@@ -357,7 +400,11 @@ fn resolve_oci_descriptor(
         paths.push((format!("blobs/sha256/{hex}"), Some(l.digest.clone())));
     }
     let diff_ids = check_layers(c, &config, &paths)?;
-    out.push(Resolved { config, diff_ids, tags });
+    out.push(Resolved {
+        config,
+        diff_ids,
+        tags,
+    });
     Ok(())
 }
 
@@ -386,7 +433,12 @@ fn resolve_oci(c: &Collected, index: &[u8]) -> Result<Vec<Resolved>> {
 }
 
 /// Commit verified images: layers first, then configs. Returns the summary.
-fn commit(layout: &Layout, c: &mut Collected, temps: &mut TempDirs, images: Vec<Resolved>) -> Result<LoadSummary> {
+fn commit(
+    layout: &Layout,
+    c: &mut Collected,
+    temps: &mut TempDirs,
+    images: Vec<Resolved>,
+) -> Result<LoadSummary> {
     let mut summary = LoadSummary::default();
     let mut committed_new: Vec<String> = Vec::new();
     let result = (|| {
@@ -412,7 +464,10 @@ fn commit(layout: &Layout, c: &mut Collected, temps: &mut TempDirs, images: Vec<
                 temps.forget(&tmp);
             }
             let id = layout.write_config(&img.config)?;
-            summary.images.push(LoadedImage { id, tags: img.tags.clone() });
+            summary.images.push(LoadedImage {
+                id,
+                tags: img.tags.clone(),
+            });
         }
         Ok(())
     })();
@@ -447,14 +502,20 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
         .entries()
         .map_err(|e| ImageError::BadArchive(format!("reading tar: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| ImageError::from(e).as_archive())?;
-        let raw_path = entry.path().map_err(|e| ImageError::BadArchive(format!("bad path: {e}")))?;
+        let mut entry = entry.map_err(|e| ImageError::from(e).into_archive())?;
+        let raw_path = entry
+            .path()
+            .map_err(|e| ImageError::BadArchive(format!("bad path: {e}")))?;
         let path = norm(&raw_path.to_string_lossy());
         let ty = entry.header().entry_type();
         if ty.is_symlink() || ty.is_hard_link() {
             if let Some(t) = entry.link_name().ok().flatten() {
                 let t = t.to_string_lossy().into_owned();
-                let target = if ty.is_hard_link() { Some(norm(&t)) } else { resolve_link(&path, &t) };
+                let target = if ty.is_hard_link() {
+                    Some(norm(&t))
+                } else {
+                    resolve_link(&path, &t)
+                };
                 if let Some(target) = target {
                     c.aliases.insert(path, target);
                 }
@@ -467,7 +528,8 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
         let size = entry.size();
         let layerish = path.ends_with("/layer.tar") || path.starts_with("blobs/");
         if layerish {
-            let (head, mut r) = peek(&mut entry, 512).map_err(|e| ImageError::from(e).as_archive())?;
+            let (head, mut r) =
+                peek(&mut entry, 512).map_err(|e| ImageError::from(e).into_archive())?;
             if looks_like_layer(&head) {
                 c.extract(layout, &mut temps, path, &mut r, budget)?;
             } else if size <= JSON_MAX {
@@ -497,7 +559,7 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
 
 impl ImageError {
     /// Plain I/O errors while reading the client's stream mean a broken archive.
-    fn as_archive(self) -> ImageError {
+    fn into_archive(self) -> ImageError {
         match self {
             ImageError::Io(e) => ImageError::BadArchive(e.to_string()),
             other => other,

@@ -35,10 +35,15 @@ pub struct SaveImage {
 
 fn header(path: &str, size: u64, dir: bool) -> Result<[u8; BLOCK]> {
     let mut h = tar::Header::new_ustar();
-    h.set_path(path).map_err(|e| ImageError::Io(io::Error::other(e)))?;
+    h.set_path(path)
+        .map_err(|e| ImageError::Io(io::Error::other(e)))?;
     h.set_size(size);
     h.set_mode(if dir { 0o755 } else { 0o644 });
-    h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+    h.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
     h.set_mtime(0);
     h.set_uid(0);
     h.set_gid(0);
@@ -73,7 +78,10 @@ pub fn save_archive<W: Write>(layout: &Layout, plan: &SavePlan, mut out: W) -> R
             .map_err(|_| ImageError::NotFound(img.id.clone()))?;
         let id_hex = digest_hex(&img.id)?.to_string();
         if sha256_digest(&config) != img.id {
-            return Err(ImageError::Corrupt(format!("config of {} does not match its ID", img.id)));
+            return Err(ImageError::Corrupt(format!(
+                "config of {} does not match its ID",
+                img.id
+            )));
         }
         let mut layer_paths = Vec::new();
         let mut layer_descs = Vec::new();
@@ -147,7 +155,11 @@ pub fn save_archive<W: Write>(layout: &Layout, plan: &SavePlan, mut out: W) -> R
             "Layers": layer_paths,
         }));
     }
-    put_file(&mut out, "index.json", &to_json(&json!({ "schemaVersion": 2, "manifests": index })))?;
+    put_file(
+        &mut out,
+        "index.json",
+        &to_json(&json!({ "schemaVersion": 2, "manifests": index })),
+    )?;
     put_file(&mut out, "manifest.json", &to_json(&Value::Array(manifest)))?;
     put_file(&mut out, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     if !repositories.is_empty() {

@@ -20,7 +20,9 @@ pub fn sha256_digest(data: &[u8]) -> String {
 }
 
 pub fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Validate `sha256:<64 hex>` and return the hex part.
@@ -53,14 +55,22 @@ pub struct HashReader<R> {
 
 impl<R: Read> HashReader<R> {
     pub fn new(inner: R) -> Self {
-        HashReader { inner, hasher: Sha256::new(), count: 0 }
+        HashReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count
     }
     /// Finish: `sha256:<hex>` of all bytes read, and their count.
     pub fn finish(self) -> (String, u64, R) {
-        (format!("sha256:{}", hex(&self.hasher.finalize())), self.count, self.inner)
+        (
+            format!("sha256:{}", hex(&self.hasher.finalize())),
+            self.count,
+            self.inner,
+        )
     }
 }
 
@@ -82,13 +92,21 @@ pub struct HashWriter<W> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count
     }
     pub fn finish(self) -> (String, u64, W) {
-        (format!("sha256:{}", hex(&self.hasher.finalize())), self.count, self.inner)
+        (
+            format!("sha256:{}", hex(&self.hasher.finalize())),
+            self.count,
+            self.inner,
+        )
     }
 }
 

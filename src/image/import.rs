@@ -57,7 +57,9 @@ fn words(s: &str) -> Result<Vec<String>> {
         }
     }
     if quote.is_some() {
-        return Err(ImageError::InvalidArgument(format!("unmatched quote in {s:?}")));
+        return Err(ImageError::InvalidArgument(format!(
+            "unmatched quote in {s:?}"
+        )));
     }
     if in_word {
         out.push(cur);
@@ -81,21 +83,27 @@ fn cmd_form(rest: &str, shell: bool) -> Vec<String> {
 fn pairs(cmd: &str, rest: &str) -> Result<Vec<(String, String)>> {
     let ws = words(rest)?;
     if ws.is_empty() {
-        return Err(ImageError::InvalidArgument(format!("{cmd} requires at least one argument")));
+        return Err(ImageError::InvalidArgument(format!(
+            "{cmd} requires at least one argument"
+        )));
     }
     if !ws[0].contains('=') {
         let mut it = rest.trim().splitn(2, char::is_whitespace);
         let k = it.next().unwrap_or("").to_string();
         let v = it.next().map(str::trim).unwrap_or("");
         if v.is_empty() {
-            return Err(ImageError::InvalidArgument(format!("{cmd} must have two arguments")));
+            return Err(ImageError::InvalidArgument(format!(
+                "{cmd} must have two arguments"
+            )));
         }
         return Ok(vec![(k, words(v)?.join(" "))]);
     }
     ws.into_iter()
         .map(|w| match w.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(ImageError::InvalidArgument(format!("{cmd} names can not be blank"))),
+            _ => Err(ImageError::InvalidArgument(format!(
+                "{cmd} names can not be blank"
+            ))),
         })
         .collect()
 }
@@ -105,7 +113,9 @@ fn ports(spec: &str) -> Result<Vec<String>> {
     let (range, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(ImageError::InvalidArgument(format!("invalid proto: {proto}")));
+        return Err(ImageError::InvalidArgument(format!(
+            "invalid proto: {proto}"
+        )));
     }
     let (a, b) = range.split_once('-').unwrap_or((range, range));
     let a: u16 = a.parse().map_err(|_| bad())?;
@@ -133,7 +143,11 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                 cmd_set = true;
             }
             "ENTRYPOINT" => {
-                let v = if rest.is_empty() { Value::Null } else { json!(cmd_form(rest, true)) };
+                let v = if rest.is_empty() {
+                    Value::Null
+                } else {
+                    json!(cmd_form(rest, true))
+                };
                 cfg.insert("Entrypoint".into(), v);
                 if !cmd_set {
                     cfg.insert("Cmd".into(), Value::Null);
@@ -143,7 +157,11 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                 let mut env: Vec<String> = cfg
                     .get("Env")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for (k, v) in pairs("ENV", rest)? {
                     let prefix = format!("{k}=");
@@ -153,18 +171,26 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                 cfg.insert("Env".into(), json!(env));
             }
             "LABEL" => {
-                let mut labels =
-                    cfg.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut labels = cfg
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 for (k, v) in pairs("LABEL", rest)? {
                     labels.insert(k, json!(v));
                 }
                 cfg.insert("Labels".into(), Value::Object(labels));
             }
             "EXPOSE" => {
-                let mut ex =
-                    cfg.get("ExposedPorts").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut ex = cfg
+                    .get("ExposedPorts")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 if rest.is_empty() {
-                    return Err(ImageError::InvalidArgument("EXPOSE requires at least one argument".into()));
+                    return Err(ImageError::InvalidArgument(
+                        "EXPOSE requires at least one argument".into(),
+                    ));
                 }
                 for p in rest.split_whitespace() {
                     for port in ports(p)? {
@@ -175,9 +201,15 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
             }
             "WORKDIR" => {
                 if rest.is_empty() {
-                    return Err(ImageError::InvalidArgument("WORKDIR requires exactly one argument".into()));
+                    return Err(ImageError::InvalidArgument(
+                        "WORKDIR requires exactly one argument".into(),
+                    ));
                 }
-                let cur = cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("/").to_string();
+                let cur = cfg
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string();
                 let wd = if rest.starts_with('/') {
                     rest.to_string()
                 } else {
@@ -187,7 +219,9 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
             }
             "USER" => {
                 if rest.is_empty() {
-                    return Err(ImageError::InvalidArgument("USER requires exactly one argument".into()));
+                    return Err(ImageError::InvalidArgument(
+                        "USER requires exactly one argument".into(),
+                    ));
                 }
                 cfg.insert("User".into(), json!(rest));
             }
@@ -197,21 +231,33 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                     Err(_) => rest.split_whitespace().map(String::from).collect(),
                 };
                 if list.is_empty() || list.iter().any(|v| v.trim().is_empty()) {
-                    return Err(ImageError::InvalidArgument("VOLUME specified can not be an empty string".into()));
+                    return Err(ImageError::InvalidArgument(
+                        "VOLUME specified can not be an empty string".into(),
+                    ));
                 }
-                let mut vols = cfg.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut vols = cfg
+                    .get("Volumes")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
                 for v in list {
                     vols.insert(v, json!({}));
                 }
                 cfg.insert("Volumes".into(), Value::Object(vols));
             }
             "ONBUILD" => {
-                let mut ob: Vec<Value> = cfg.get("OnBuild").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut ob: Vec<Value> = cfg
+                    .get("OnBuild")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 ob.push(json!(rest));
                 cfg.insert("OnBuild".into(), Value::Array(ob));
             }
             _ => {
-                return Err(ImageError::InvalidArgument(format!("{upper} is not a valid change command")))
+                return Err(ImageError::InvalidArgument(format!(
+                    "{upper} is not a valid change command"
+                )))
             }
         }
     }
@@ -245,7 +291,11 @@ pub fn build_config(diff_id: &str, opts: &ImportOptions, created: &str) -> Resul
     let mut cfg = empty_container_config();
     apply_changes(&mut cfg, &opts.changes)?;
     let (os, arch) = host_platform();
-    let comment = opts.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "Imported from -".into());
+    let comment = opts
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "Imported from -".into());
     let v = json!({
         "architecture": arch,
         "config": cfg,
@@ -259,14 +309,20 @@ pub fn build_config(diff_id: &str, opts: &ImportOptions, created: &str) -> Resul
 
 /// The normalised reference for repo/tag, if a repo was given.
 pub fn import_reference(repo: Option<&str>, tag: Option<&str>) -> Result<Option<String>> {
-    let Some(repo) = repo.filter(|r| !r.is_empty()) else { return Ok(None) };
+    let Some(repo) = repo.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
     let mut r = Reference::parse(repo)?;
     if r.digest.is_some() {
-        return Err(ImageError::InvalidReference("cannot import digest reference".into()));
+        return Err(ImageError::InvalidReference(
+            "cannot import digest reference".into(),
+        ));
     }
     if let Some(t) = tag.filter(|t| !t.is_empty()) {
         if !super::reference::valid_tag(t) {
-            return Err(ImageError::InvalidReference(format!("invalid tag format: {t}")));
+            return Err(ImageError::InvalidReference(format!(
+                "invalid tag format: {t}"
+            )));
         }
         r.tag = Some(t.to_string());
     }
@@ -274,7 +330,12 @@ pub fn import_reference(repo: Option<&str>, tag: Option<&str>) -> Result<Option<
 }
 
 /// Import a rootfs tar stream. Worker side; the daemon applies the summary.
-pub fn import_rootfs<R: Read>(layout: &Layout, input: R, opts: &ImportOptions, budget: &Budget) -> Result<LoadSummary> {
+pub fn import_rootfs<R: Read>(
+    layout: &Layout,
+    input: R,
+    opts: &ImportOptions,
+    budget: &Budget,
+) -> Result<LoadSummary> {
     // Validate everything cheap before reading the body.
     let tag = import_reference(opts.repo.as_deref(), opts.tag.as_deref())?;
     apply_changes(&mut empty_container_config(), &opts.changes)?;
@@ -290,12 +351,20 @@ pub fn import_rootfs<R: Read>(layout: &Layout, input: R, opts: &ImportOptions, b
         Ok(id) => id,
         Err(e) => {
             if new {
-                let _ = crate::store::layout::remove_layer_dir(layout, &layout.layer_dir(&info.diff_id));
+                let _ = crate::store::layout::remove_layer_dir(
+                    layout,
+                    &layout.layer_dir(&info.diff_id),
+                );
             }
             return Err(e);
         }
     };
-    Ok(LoadSummary { images: vec![LoadedImage { id, tags: tag.into_iter().collect() }] })
+    Ok(LoadSummary {
+        images: vec![LoadedImage {
+            id,
+            tags: tag.into_iter().collect(),
+        }],
+    })
 }
 
 #[cfg(test)]
@@ -304,7 +373,10 @@ mod tests {
 
     fn apply(lines: &[&str]) -> Result<Value> {
         let mut c = empty_container_config();
-        apply_changes(&mut c, &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        apply_changes(
+            &mut c,
+            &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
         Ok(Value::Object(c))
     }
 
@@ -328,7 +400,10 @@ mod tests {
         assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hi"]));
         assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "/entry.sh arg"]));
         assert_eq!(c["Env"], json!(["B=two words", "LEGACY=some value", "A=3"]));
-        assert_eq!(c["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}));
+        assert_eq!(
+            c["ExposedPorts"],
+            json!({"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}})
+        );
         assert_eq!(c["WorkingDir"], json!("/app/sub"));
         assert_eq!(c["User"], json!("nobody:nogroup"));
         assert_eq!(c["Labels"], json!({"a": "b", "c d": "e"}));
@@ -341,9 +416,23 @@ mod tests {
 
     #[test]
     fn bad_changes_are_rejected() {
-        for bad in ["RUN echo", "EXPOSE 99999", "EXPOSE 80/xyz", "ENV", "ENV =x", "LABEL \"a=b", "USER"] {
-            assert!(matches!(apply(&[bad]), Err(ImageError::InvalidArgument(_))), "{bad}");
+        for bad in [
+            "RUN echo",
+            "EXPOSE 99999",
+            "EXPOSE 80/xyz",
+            "ENV",
+            "ENV =x",
+            "LABEL \"a=b",
+            "USER",
+        ] {
+            assert!(
+                matches!(apply(&[bad]), Err(ImageError::InvalidArgument(_))),
+                "{bad}"
+            );
         }
-        assert_eq!(apply(&["RUN x"]).unwrap_err().to_string(), "RUN is not a valid change command");
+        assert_eq!(
+            apply(&["RUN x"]).unwrap_err().to_string(),
+            "RUN is not a valid change command"
+        );
     }
 }

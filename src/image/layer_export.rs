@@ -50,7 +50,10 @@ pub fn export_layer<W: Write>(layer_dir: &Path, expected_diff_id: &str, out: W) 
             })?;
         let n = io::copy(&mut f.take(e.size), &mut out)?;
         if n != e.size {
-            return Err(ImageError::Corrupt(format!("layer file {} shrank", path.display())));
+            return Err(ImageError::Corrupt(format!(
+                "layer file {} shrank",
+                path.display()
+            )));
         }
         // Padding is in the skeleton.
         walker.copy_padding(e.size, &mut out)?;

@@ -49,7 +49,11 @@ pub const DEFAULT_MAX_GZIP_RATIO: u64 = 200;
 
 impl Budget {
     pub fn new(max_total: u64, max_gzip_ratio: u64) -> Self {
-        Budget { remaining: Cell::new(max_total), max_gzip_ratio, max_total }
+        Budget {
+            remaining: Cell::new(max_total),
+            max_gzip_ratio,
+            max_total,
+        }
     }
     fn take(&self, n: u64) -> io::Result<()> {
         let left = self.remaining.get();
@@ -99,7 +103,10 @@ impl<R: Read> Read for BudgetReader<'_, R> {
         self.budget.take(n as u64)?;
         self.count += n as u64;
         if let Some(c) = &self.compressed {
-            let limit = c.get().saturating_mul(self.budget.max_gzip_ratio).saturating_add(1 << 20);
+            let limit = c
+                .get()
+                .saturating_mul(self.budget.max_gzip_ratio)
+                .saturating_add(1 << 20);
             if self.count > limit {
                 return Err(ImageError::TooLarge(format!(
                     "gzip stream expands more than {}:1",
@@ -112,8 +119,11 @@ impl<R: Read> Read for BudgetReader<'_, R> {
     }
 }
 
+/// A reader that replays sniffed bytes, then the rest of the stream.
+pub type Replay<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
 /// Read up to `n` bytes to sniff a stream, and give back a reader that replays them.
-pub fn peek<R: Read>(mut r: R, n: usize) -> io::Result<(Vec<u8>, io::Chain<io::Cursor<Vec<u8>>, R>)> {
+pub fn peek<R: Read>(mut r: R, n: usize) -> io::Result<(Vec<u8>, Replay<R>)> {
     let mut head = vec![0u8; n];
     let mut got = 0;
     while got < n {
@@ -138,11 +148,24 @@ pub fn maybe_gunzip<'b, R: Read + 'b>(r: R, budget: &'b Budget) -> io::Result<Bo
     let (head, r) = peek(r, 2)?;
     if is_gzip(&head) {
         let count = Rc::new(Cell::new(0));
-        let counted = CountReader { inner: r, count: count.clone() };
+        let counted = CountReader {
+            inner: r,
+            count: count.clone(),
+        };
         let gz = MultiGzDecoder::new(io::BufReader::new(counted));
-        Ok(Box::new(BudgetReader { inner: gz, budget, compressed: Some(count), count: 0 }))
+        Ok(Box::new(BudgetReader {
+            inner: gz,
+            budget,
+            compressed: Some(count),
+            count: 0,
+        }))
     } else {
-        Ok(Box::new(BudgetReader { inner: r, budget, compressed: None, count: 0 }))
+        Ok(Box::new(BudgetReader {
+            inner: r,
+            budget,
+            compressed: None,
+            count: 0,
+        }))
     }
 }
 
@@ -169,14 +192,20 @@ fn show(p: &[u8]) -> String {
 /// Returns an empty path for the root (`./`).
 pub fn clean_path(raw: &[u8]) -> Result<PathBuf> {
     if raw.starts_with(b"/") {
-        return Err(ImageError::UnsafePath(format!("absolute path {}", show(raw))));
+        return Err(ImageError::UnsafePath(format!(
+            "absolute path {}",
+            show(raw)
+        )));
     }
     let mut out = PathBuf::new();
     for comp in raw.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
             b".." => {
-                return Err(ImageError::UnsafePath(format!("path {} contains ..", show(raw))))
+                return Err(ImageError::UnsafePath(format!(
+                    "path {} contains ..",
+                    show(raw)
+                )))
             }
             c => out.push(OsStr::from_bytes(c)),
         }
@@ -265,13 +294,25 @@ impl Extractor<'_> {
             if !(name.starts_with(b"user.") || name == b"security.capability") {
                 continue;
             }
-            let Ok(n) = CString::new(name.clone()) else { continue };
+            let Ok(n) = CString::new(name.clone()) else {
+                continue;
+            };
             // SAFETY: valid pointers and lengths.
             let r = unsafe {
-                libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+                libc::lsetxattr(
+                    c.as_ptr(),
+                    n.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
             };
             if r != 0 {
-                log::warn!("cannot set xattr on {}: {}", path.display(), io::Error::last_os_error());
+                log::warn!(
+                    "cannot set xattr on {}: {}",
+                    path.display(),
+                    io::Error::last_os_error()
+                );
             }
         }
         if !symlink {
@@ -283,9 +324,17 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn entry<R: Read>(&mut self, e: &Entry, walker: &mut Walker<R>, skel: &mut dyn Write) -> Result<()> {
+    fn entry<R: Read>(
+        &mut self,
+        e: &Entry,
+        walker: &mut Walker<R>,
+        skel: &mut dyn Write,
+    ) -> Result<()> {
         let rel = clean_path(&e.path)?;
-        let base = rel.file_name().map(|b| b.as_bytes().to_vec()).unwrap_or_default();
+        let base = rel
+            .file_name()
+            .map(|b| b.as_bytes().to_vec())
+            .unwrap_or_default();
         if !e.payload_external() {
             walker.copy_payload(e.size, skel)?;
         }
@@ -326,7 +375,9 @@ impl Extractor<'_> {
                 if e.size > 0 {
                     let n = io::copy(&mut (&mut walker.reader).take(e.size), &mut f)?;
                     if n != e.size {
-                        return Err(ImageError::BadArchive("unexpected EOF in tar stream".into()));
+                        return Err(ImageError::BadArchive(
+                            "unexpected EOF in tar stream".into(),
+                        ));
                     }
                     walker.copy_padding(e.size, skel)?;
                     self.ordinals.insert(rel.clone(), self.next_ordinal);
@@ -349,13 +400,14 @@ impl Extractor<'_> {
                         show(&e.link)
                     ))
                 })?;
-                self.ensure_parents(&target_rel, false).map_err(|err| match err {
-                    ImageError::Io(_) => ImageError::BadArchive(format!(
-                        "hard link target {} does not exist",
-                        show(&e.link)
-                    )),
-                    other => other,
-                })?;
+                self.ensure_parents(&target_rel, false)
+                    .map_err(|err| match err {
+                        ImageError::Io(_) => ImageError::BadArchive(format!(
+                            "hard link target {} does not exist",
+                            show(&e.link)
+                        )),
+                        other => other,
+                    })?;
                 let target = self.root.join(&target_rel);
                 match fs::symlink_metadata(&target) {
                     Ok(m) if !m.is_dir() && !target_rel.as_os_str().is_empty() => {}
@@ -389,7 +441,11 @@ impl Extractor<'_> {
             }
             Kind::Other(t) => {
                 // Unknown types carry no files (e.g. 'V' volume labels); skip them.
-                log::warn!("skipping tar entry {} of type {:?}", rel.display(), t as char);
+                log::warn!(
+                    "skipping tar entry {} of type {:?}",
+                    rel.display(),
+                    t as char
+                );
             }
         }
         Ok(())
@@ -403,9 +459,11 @@ impl Extractor<'_> {
                 fs::create_dir(parent)?;
             }
             let p = cstr(parent)?;
-            let key = CString::new(OPAQUE_XATTR).map_err(|_| ImageError::Io(io::Error::other("xattr")))?;
+            let key = CString::new(OPAQUE_XATTR)
+                .map_err(|_| ImageError::Io(io::Error::other("xattr")))?;
             // SAFETY: valid pointers.
-            let r = unsafe { libc::lsetxattr(p.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+            let r =
+                unsafe { libc::lsetxattr(p.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
             if r != 0 {
                 return Err(io::Error::last_os_error().into());
             }
@@ -416,7 +474,10 @@ impl Extractor<'_> {
             return Ok(());
         }
         if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
-            return Err(ImageError::UnsafePath(format!("bad whiteout {}", rel.display())));
+            return Err(ImageError::UnsafePath(format!(
+                "bad whiteout {}",
+                rel.display()
+            )));
         }
         let target = parent.join(OsStr::from_bytes(name));
         let target_rel = rel.with_file_name(OsStr::from_bytes(name));
@@ -435,11 +496,19 @@ fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> Result<()> {
 }
 
 fn set_mtime(c: &CString, mtime: u64) -> Result<()> {
-    let t = libc::timespec { tv_sec: mtime.min(i64::MAX as u64) as libc::time_t, tv_nsec: 0 };
+    let t = libc::timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: 0,
+    };
     let times = [t, t];
     // SAFETY: valid path and two timespecs.
     let r = unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     };
     if r != 0 {
         return Err(io::Error::last_os_error().into());
@@ -478,7 +547,11 @@ pub fn extract_layer<R: Read>(input: R, layer_dir: &Path, budget: &Budget) -> Re
     for (p, t) in ex.dir_times.iter().rev() {
         set_mtime(&cstr(p)?, *t)?;
     }
-    Ok(LayerInfo { diff_id, tar_size, size: ex.size })
+    Ok(LayerInfo {
+        diff_id,
+        tar_size,
+        size: ex.size,
+    })
 }
 
 /// Flush everything under `dir` to disk (one syncfs for the whole filesystem

@@ -78,7 +78,8 @@ pub fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
 }
 
 impl Reference {
@@ -115,9 +116,7 @@ impl Reference {
             None => (rest, None),
         };
         let (domain, remote) = match name.split_once('/') {
-            Some((d, r))
-                if d.contains(['.', ':']) || d == "localhost" || d.to_lowercase() != d =>
-            {
+            Some((d, r)) if d.contains(['.', ':']) || d == "localhost" || d.to_lowercase() != d => {
                 (d.to_string(), r.to_string())
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
@@ -130,7 +129,11 @@ impl Reference {
         if !valid_domain(&domain) || !remote.split('/').all(valid_path_component) {
             return Err(invalid());
         }
-        let domain = if domain == "index.docker.io" { DEFAULT_DOMAIN.to_string() } else { domain };
+        let domain = if domain == "index.docker.io" {
+            DEFAULT_DOMAIN.to_string()
+        } else {
+            domain
+        };
         let remote = if domain == DEFAULT_DOMAIN && !remote.contains('/') {
             format!("{OFFICIAL_PREFIX}{remote}")
         } else {
@@ -143,7 +146,11 @@ impl Reference {
                     .into(),
             ));
         }
-        Ok(Reference { name: full, tag, digest })
+        Ok(Reference {
+            name: full,
+            tag,
+            digest,
+        })
     }
 
     /// Add `:latest` when neither a tag nor a digest was given.
@@ -202,15 +209,33 @@ mod tests {
     fn normalises_like_docker() {
         assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(full("busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(full("docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(full("docker.io/library/busybox:x"), "docker.io/library/busybox:x");
-        assert_eq!(full("index.docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(full("fixture/whiteouts:v1"), "docker.io/fixture/whiteouts:v1");
+        assert_eq!(
+            full("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            full("docker.io/library/busybox:x"),
+            "docker.io/library/busybox:x"
+        );
+        assert_eq!(
+            full("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            full("fixture/whiteouts:v1"),
+            "docker.io/fixture/whiteouts:v1"
+        );
         assert_eq!(full("localhost/a"), "localhost/a:latest");
         assert_eq!(full("localhost:5000/a/b:t"), "localhost:5000/a/b:t");
-        assert_eq!(full("reg.example.com/x__y/z-1.a"), "reg.example.com/x__y/z-1.a:latest");
+        assert_eq!(
+            full("reg.example.com/x__y/z-1.a"),
+            "reg.example.com/x__y/z-1.a:latest"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(full(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
+        assert_eq!(
+            full(&format!("busybox@{d}")),
+            format!("docker.io/library/busybox@{d}")
+        );
     }
 
     #[test]
@@ -225,8 +250,22 @@ mod tests {
     #[test]
     fn rejects_bad_references() {
         for bad in [
-            "", "Busybox", "a:b:c", "a/", "/a", "a//b", "a:", "-a", "a-", "a..b", "a___b",
-            "a:-tag", "a@sha256:123", "a b", "a/B", "a:tag@md5:x",
+            "",
+            "Busybox",
+            "a:b:c",
+            "a/",
+            "/a",
+            "a//b",
+            "a:",
+            "-a",
+            "a-",
+            "a..b",
+            "a___b",
+            "a:-tag",
+            "a@sha256:123",
+            "a b",
+            "a/B",
+            "a:tag@md5:x",
         ] {
             assert!(
                 matches!(Reference::parse(bad), Err(ImageError::InvalidReference(_))),
@@ -236,7 +275,10 @@ mod tests {
         let e = Reference::parse("Busybox").unwrap_err().to_string();
         assert!(e.contains("must be lowercase"), "{e}");
         let hex = "a".repeat(64);
-        assert!(Reference::parse(&hex).unwrap_err().to_string().contains("64-byte hexadecimal"));
+        assert!(Reference::parse(&hex)
+            .unwrap_err()
+            .to_string()
+            .contains("64-byte hexadecimal"));
         assert!(Reference::parse(&format!("x{}", "a".repeat(300))).is_err());
     }
 }

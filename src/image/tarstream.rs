@@ -93,19 +93,28 @@ fn header_checksum_ok(block: &[u8; BLOCK]) -> bool {
     };
     let mut sum: u64 = 0;
     for (i, &b) in block.iter().enumerate() {
-        sum += if (148..156).contains(&i) { 32 } else { b as u64 };
+        sum += if (148..156).contains(&i) {
+            32
+        } else {
+            b as u64
+        };
     }
     sum == want
 }
 
 impl<R: Read> Walker<R> {
     pub fn new(reader: R) -> Self {
-        Walker { reader, done: false }
+        Walker {
+            reader,
+            done: false,
+        }
     }
 
     fn read_ext(&mut self, size: u64, sink: &mut dyn Write) -> Result<Vec<u8>> {
         if size > EXT_MAX {
-            return Err(ImageError::TooLarge("tar extension header over 1 MiB".into()));
+            return Err(ImageError::TooLarge(
+                "tar extension header over 1 MiB".into(),
+            ));
         }
         let total = size + padding(size);
         let mut data = vec![0u8; total as usize];
@@ -149,7 +158,9 @@ impl<R: Read> Walker<R> {
                 return Err(bad("archive/tar: invalid tar header"));
             }
             let h = tar::Header::from_byte_slice(&block);
-            let size = h.entry_size().map_err(|_| bad("invalid size in tar header"))?;
+            let size = h
+                .entry_size()
+                .map_err(|_| bad("invalid size in tar header"))?;
             let flag = block[156];
             match flag {
                 b'x' | b'g' => {
@@ -188,7 +199,9 @@ impl<R: Read> Walker<R> {
                 other => Kind::Other(other),
             };
             let mut e = Entry {
-                path: long_name.take().unwrap_or_else(|| h.path_bytes().into_owned()),
+                path: long_name
+                    .take()
+                    .unwrap_or_else(|| h.path_bytes().into_owned()),
                 link: long_link
                     .take()
                     .or_else(|| h.link_name_bytes().map(|c| c.into_owned()))
@@ -244,8 +257,7 @@ impl<R: Read> Walker<R> {
         let mut pad = [0u8; BLOCK];
         let p = padding(size) as usize;
         read_full(&mut self.reader, &mut pad[..p])?;
-        sink.write_all(&pad[..p])
-            .map_err(ImageError::from)
+        sink.write_all(&pad[..p]).map_err(ImageError::from)
     }
 
     /// After the end block: copy whatever follows (the second zero block,

@@ -28,7 +28,11 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 /// Parse `2023-11-14T22:13:20Z`, with optional fraction and `+hh:mm` offset, to unix seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -60,7 +64,12 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let t = secs.rem_euclid(86400);
-    let mut s = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    );
     if nanos > 0 {
         let frac = format!("{nanos:09}");
         s.push('.');
@@ -71,7 +80,9 @@ pub fn format_rfc3339(secs: i64, nanos: u32) -> String {
 }
 
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format_rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 
@@ -82,7 +93,10 @@ mod tests {
     #[test]
     fn round_trips() {
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1700000000));
-        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1700000000));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.5+01:00"),
+            Some(1700000000)
+        );
         assert_eq!(format_rfc3339(1700000000, 0), "2023-11-14T22:13:20Z");
         assert_eq!(format_rfc3339(0, 500_000_000), "1970-01-01T00:00:00.5Z");
         assert_eq!(parse_rfc3339("garbage"), None);

@@ -79,10 +79,15 @@ impl ListFilters {
         }
         let v: Value = serde_json::from_str(s)
             .map_err(|e| ImageError::InvalidArgument(format!("invalid filter: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| ImageError::InvalidArgument("invalid filter".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ImageError::InvalidArgument("invalid filter".into()))?;
         for (k, vals) in obj {
             let vals: Vec<String> = match vals {
-                Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect(),
                 Value::Object(o) => o.keys().cloned().collect(),
                 _ => return Err(ImageError::InvalidArgument(format!("invalid filter '{k}'"))),
             };
@@ -105,7 +110,9 @@ impl ListFilters {
                 "since" => f.since = vals.into_iter().next(),
                 "reference" => f.reference.extend(vals),
                 other => {
-                    return Err(ImageError::InvalidArgument(format!("invalid filter '{other}'")))
+                    return Err(ImageError::InvalidArgument(format!(
+                        "invalid filter '{other}'"
+                    )))
                 }
             }
         }
@@ -126,14 +133,20 @@ pub struct ImageStore {
 }
 
 fn short(id: &str) -> String {
-    id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
 }
 
 /// path.Match-style glob: `*` and `?` never match `/`.
 fn glob(p: &[u8], s: &[u8]) -> bool {
     match p.first() {
         None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).take_while(|&i| i == 0 || s[i - 1] != b'/').any(|i| glob(&p[1..], &s[i..])),
+        Some(b'*') => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != b'/')
+            .any(|i| glob(&p[1..], &s[i..])),
         Some(b'?') => !s.is_empty() && s[0] != b'/' && glob(&p[1..], &s[1..]),
         Some(&c) => s.first() == Some(&c) && glob(&p[1..], &s[1..]),
     }
@@ -159,7 +172,9 @@ impl ImageStore {
         for entry in fs::read_dir(s.layout.configs())? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hex) = name.strip_suffix(".json").filter(|h| is_hex64(h)) else { continue };
+            let Some(hex) = name.strip_suffix(".json").filter(|h| is_hex64(h)) else {
+                continue;
+            };
             let id = format!("sha256:{hex}");
             match s.read_image(&id) {
                 Ok(img) => {
@@ -186,8 +201,16 @@ impl ImageStore {
         if let Ok(data) = fs::read(s.layout.references()) {
             let f: RefsFile = serde_json::from_slice(&data)
                 .map_err(|e| ImageError::Corrupt(format!("references.json: {e}")))?;
-            s.refs = f.refs.into_iter().filter(|(_, id)| s.images.contains_key(id)).collect();
-            s.last_tag = f.last_tag.into_iter().filter(|(id, _)| s.images.contains_key(id)).collect();
+            s.refs = f
+                .refs
+                .into_iter()
+                .filter(|(_, id)| s.images.contains_key(id))
+                .collect();
+            s.last_tag = f
+                .last_tag
+                .into_iter()
+                .filter(|(id, _)| s.images.contains_key(id))
+                .collect();
         }
         Ok(s)
     }
@@ -199,7 +222,9 @@ impl ImageStore {
     fn read_image(&mut self, id: &str) -> Result<Image> {
         let bytes = fs::read(self.layout.config_path(id))?;
         if sha256_digest(&bytes) != id {
-            return Err(ImageError::Corrupt(format!("config of {id} does not match its digest")));
+            return Err(ImageError::Corrupt(format!(
+                "config of {id} does not match its digest"
+            )));
         }
         let diff_ids = config_diff_ids(&bytes)?;
         let mut size = 0;
@@ -216,13 +241,28 @@ impl ImageStore {
         }
         let config: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::Corrupt(format!("config of {id}: {e}")))?;
-        let created = config.get("created").and_then(Value::as_str).and_then(parse_rfc3339).unwrap_or(0);
-        Ok(Image { id: id.to_string(), chain_ids: chain_ids(&diff_ids), diff_ids, size, created, config })
+        let created = config
+            .get("created")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339)
+            .unwrap_or(0);
+        Ok(Image {
+            id: id.to_string(),
+            chain_ids: chain_ids(&diff_ids),
+            diff_ids,
+            size,
+            created,
+            config,
+        })
     }
 
     fn save_refs(&self) -> Result<()> {
-        let f = RefsFile { refs: self.refs.clone(), last_tag: self.last_tag.clone() };
-        let data = serde_json::to_vec_pretty(&f).map_err(|e| ImageError::Io(std::io::Error::other(e)))?;
+        let f = RefsFile {
+            refs: self.refs.clone(),
+            last_tag: self.last_tag.clone(),
+        };
+        let data =
+            serde_json::to_vec_pretty(&f).map_err(|e| ImageError::Io(std::io::Error::other(e)))?;
         atomic::write_file(&self.layout.references(), &data)?;
         Ok(())
     }
@@ -276,23 +316,36 @@ impl ImageStore {
         let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
         let hexish = !hexpart.is_empty()
             && hexpart.len() <= 64
-            && hexpart.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hexpart
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if hexpart.len() == 64 && hexish {
             return self
                 .images
                 .get(&format!("sha256:{hexpart}"))
                 .ok_or_else(|| ImageError::NotFound(name.to_string()));
         }
-        let parsed = if name.starts_with("sha256:") { None } else { Reference::parse(name).ok() };
+        let parsed = if name.starts_with("sha256:") {
+            None
+        } else {
+            Reference::parse(name).ok()
+        };
         if let Some(r) = &parsed {
             let r = r.clone().with_default_tag();
-            if let Some(img) = self.refs.get(&r.to_string()).and_then(|id| self.images.get(id)) {
+            if let Some(img) = self
+                .refs
+                .get(&r.to_string())
+                .and_then(|id| self.images.get(id))
+            {
                 return Ok(img);
             }
         }
         if hexish {
             let prefix = format!("sha256:{hexpart}");
-            let mut it = self.images.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix));
+            let mut it = self
+                .images
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix));
             if let Some((_, img)) = it.next() {
                 if it.next().is_some() {
                     return Err(ImageError::AmbiguousReference(format!(
@@ -316,12 +369,27 @@ impl ImageStore {
             .collect()
     }
 
+    /// Familiar tags of an image, sorted.
     pub fn repo_tags(&self, id: &str) -> Vec<String> {
-        self.refs_of(id).iter().filter(|r| r.digest.is_none()).map(Reference::familiar).collect()
+        let mut v: Vec<String> = self
+            .refs_of(id)
+            .iter()
+            .filter(|r| r.digest.is_none())
+            .map(Reference::familiar)
+            .collect();
+        v.sort();
+        v
     }
 
     pub fn repo_digests(&self, id: &str) -> Vec<String> {
-        self.refs_of(id).iter().filter(|r| r.digest.is_some()).map(Reference::familiar).collect()
+        let mut v: Vec<String> = self
+            .refs_of(id)
+            .iter()
+            .filter(|r| r.digest.is_some())
+            .map(Reference::familiar)
+            .collect();
+        v.sort();
+        v
     }
 
     /// `POST /images/{name}/tag?repo=&tag=`
@@ -335,7 +403,9 @@ impl ImageStore {
         }
         if let Some(t) = tag.filter(|t| !t.is_empty()) {
             if !crate::image::reference::valid_tag(t) {
-                return Err(ImageError::InvalidReference(format!("invalid tag format: {t}")));
+                return Err(ImageError::InvalidReference(format!(
+                    "invalid tag format: {t}"
+                )));
             }
             r.tag = Some(t.to_string());
         }
@@ -360,12 +430,17 @@ impl ImageStore {
         let id = self.resolve(name)?.id.clone();
         let mut records = Vec::new();
         let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
-        let by_id = id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hexpart))
+        let by_id = id
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.starts_with(hexpart))
             && Reference::parse(name).map_or(true, |r| {
                 !self.refs.contains_key(&r.with_default_tag().to_string())
             });
         let conflict = |force_msg: &str, msg: String| {
-            ImageError::Conflict(format!("conflict: unable to delete {} ({force_msg}) - {msg}", short(&id)))
+            ImageError::Conflict(format!(
+                "conflict: unable to delete {} ({force_msg}) - {msg}",
+                short(&id)
+            ))
         };
         let used = usage(&id);
         if !by_id {
@@ -382,13 +457,19 @@ impl ImageStore {
                 if u.running {
                     return Err(conflict(
                         "cannot be forced",
-                        format!("image is being used by running container {}", short(&u.container_id)),
+                        format!(
+                            "image is being used by running container {}",
+                            short(&u.container_id)
+                        ),
                     ));
                 }
                 if !force {
                     return Err(conflict(
                         "must be forced",
-                        format!("image is being used by stopped container {}", short(&u.container_id)),
+                        format!(
+                            "image is being used by stopped container {}",
+                            short(&u.container_id)
+                        ),
                     ));
                 }
             }
@@ -396,7 +477,10 @@ impl ImageStore {
             let names: HashSet<&str> = refs.iter().map(|r| r.name.as_str()).collect();
             let tags = refs.iter().filter(|r| r.tag.is_some()).count();
             if !force && (names.len() > 1 || tags > 1) {
-                return Err(conflict("must be forced", "image is referenced in multiple repositories".into()));
+                return Err(conflict(
+                    "must be forced",
+                    "image is referenced in multiple repositories".into(),
+                ));
             }
             for r in refs {
                 self.refs.remove(&r.to_string());
@@ -414,7 +498,9 @@ impl ImageStore {
 
     /// Drop an image (already untagged) and the layers only it used.
     fn remove_image(&mut self, id: &str) -> Result<Vec<Value>> {
-        let Some(img) = self.images.remove(id) else { return Ok(Vec::new()) };
+        let Some(img) = self.images.remove(id) else {
+            return Ok(Vec::new());
+        };
         self.last_tag.remove(id);
         self.save_refs()?;
         fs::remove_file(self.layout.config_path(id))?;
@@ -487,8 +573,16 @@ impl ImageStore {
 
     /// Rows of `GET /images/json` (ImageSummary), newest first.
     pub fn list(&self, filters: &ListFilters) -> Result<Vec<Value>> {
-        let before = filters.before.as_deref().map(|n| self.resolve(n).map(|i| i.created)).transpose()?;
-        let since = filters.since.as_deref().map(|n| self.resolve(n).map(|i| i.created)).transpose()?;
+        let before = filters
+            .before
+            .as_deref()
+            .map(|n| self.resolve(n).map(|i| i.created))
+            .transpose()?;
+        let since = filters
+            .since
+            .as_deref()
+            .map(|n| self.resolve(n).map(|i| i.created))
+            .transpose()?;
         let mut rows: Vec<(&Image, Value)> = Vec::new();
         for img in self.images.values() {
             let refs = self.refs_of(&img.id);
@@ -503,8 +597,11 @@ impl ImageStore {
             if before.is_some_and(|b| img.created >= b) || since.is_some_and(|s| img.created <= s) {
                 continue;
             }
-            let mut tags: Vec<String> =
-                refs.iter().filter(|r| r.digest.is_none()).map(Reference::familiar).collect();
+            let mut tags: Vec<String> = refs
+                .iter()
+                .filter(|r| r.digest.is_none())
+                .map(Reference::familiar)
+                .collect();
             if !filters.reference.is_empty() {
                 let matching: Vec<String> = refs
                     .iter()
@@ -543,8 +640,16 @@ impl ImageStore {
 
     /// Lower dirs of an image for overlayfs, topmost first.
     pub fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>> {
-        let img = self.images.get(id).ok_or_else(|| ImageError::NotFound(id.to_string()))?;
-        Ok(img.diff_ids.iter().rev().map(|d| self.layout.diff_dir(d)).collect())
+        let img = self
+            .images
+            .get(id)
+            .ok_or_else(|| ImageError::NotFound(id.to_string()))?;
+        Ok(img
+            .diff_ids
+            .iter()
+            .rev()
+            .map(|d| self.layout.diff_dir(d))
+            .collect())
     }
 
     /// `GET /images/{name}/json` (v1.45 ImageInspect).
@@ -578,10 +683,15 @@ impl ImageStore {
             "RootFS": { "Type": "layers", "Layers": img.diff_ids },
             "Metadata": { "LastTagTime": self.last_tag.get(&img.id).cloned().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()) },
         });
-        if let (Some(obj), Some(var)) = (v.as_object_mut(), c.get("variant").and_then(Value::as_str)) {
+        if let (Some(obj), Some(var)) =
+            (v.as_object_mut(), c.get("variant").and_then(Value::as_str))
+        {
             obj.insert("Variant".into(), json!(var));
         }
-        if let (Some(obj), Some(ov)) = (v.as_object_mut(), c.get("os.version").and_then(Value::as_str)) {
+        if let (Some(obj), Some(ov)) = (
+            v.as_object_mut(),
+            c.get("os.version").and_then(Value::as_str),
+        ) {
             obj.insert("OsVersion".into(), json!(ov));
         }
         Ok(v)
@@ -590,15 +700,28 @@ impl ImageStore {
     /// `GET /images/{name}/history`: newest first.
     pub fn history(&self, name: &str) -> Result<Vec<Value>> {
         let img = self.resolve(name)?;
-        let hist = img.config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+        let hist = img
+            .config
+            .get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let mut layer = 0usize;
         let mut rows = Vec::new();
         for h in &hist {
-            let empty = h.get("empty_layer").and_then(Value::as_bool).unwrap_or(false);
+            let empty = h
+                .get("empty_layer")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let size = if empty {
                 0
             } else {
-                let s = img.diff_ids.get(layer).and_then(|d| self.layer_sizes.get(d)).copied().unwrap_or(0);
+                let s = img
+                    .diff_ids
+                    .get(layer)
+                    .and_then(|d| self.layer_sizes.get(d))
+                    .copied()
+                    .unwrap_or(0);
                 layer += 1;
                 s
             };
@@ -633,7 +756,12 @@ impl ImageStore {
                 .filter(|r| self.refs.get(&r.to_string()) == Some(&img.id) && r.digest.is_none());
             let tags: Vec<String> = match tag {
                 Some(r) => vec![r.to_string()],
-                None => self.refs_of(&img.id).iter().filter(|r| r.digest.is_none()).map(|r| r.to_string()).collect(),
+                None => self
+                    .refs_of(&img.id)
+                    .iter()
+                    .filter(|r| r.digest.is_none())
+                    .map(|r| r.to_string())
+                    .collect(),
             };
             if let Some(existing) = plan.images.iter_mut().find(|s| s.id == img.id) {
                 for t in tags {
@@ -643,7 +771,11 @@ impl ImageStore {
                 }
                 continue;
             }
-            plan.images.push(SaveImage { id: img.id.clone(), diff_ids: img.diff_ids.clone(), tags });
+            plan.images.push(SaveImage {
+                id: img.id.clone(),
+                diff_ids: img.diff_ids.clone(),
+                tags,
+            });
         }
         Ok(plan)
     }

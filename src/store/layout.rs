@@ -37,7 +37,9 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Layout {
     pub fn new(data_root: &Path) -> Layout {
-        Layout { root: data_root.join("image") }
+        Layout {
+            root: data_root.join("image"),
+        }
     }
     pub fn layers(&self) -> PathBuf {
         self.root.join("layers")
@@ -50,14 +52,16 @@ impl Layout {
     }
     /// `diff_id` must be a valid `sha256:<hex>` (checked by callers).
     pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
-        self.layers().join(diff_id.strip_prefix("sha256:").unwrap_or(diff_id))
+        self.layers()
+            .join(diff_id.strip_prefix("sha256:").unwrap_or(diff_id))
     }
     /// The directory to use as an overlayfs lowerdir.
     pub fn diff_dir(&self, diff_id: &str) -> PathBuf {
         self.layer_dir(diff_id).join(DIFF_DIR)
     }
     pub fn config_path(&self, id: &str) -> PathBuf {
-        self.configs().join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)))
+        self.configs()
+            .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)))
     }
     pub fn create_dirs(&self) -> Result<()> {
         fs::create_dir_all(self.layers())?;
@@ -75,7 +79,9 @@ impl Layout {
     /// A fresh, empty temp directory under layers/ (removed at start-up if we crash).
     pub fn new_temp_dir(&self) -> Result<PathBuf> {
         let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-        let p = self.layers().join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
+        let p = self
+            .layers()
+            .join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
         if p.exists() {
             fs::remove_dir_all(&p)?;
         }
