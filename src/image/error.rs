@@ -86,3 +86,69 @@ impl ImageError {
         }
     }
 }
+
+/// An `ImageError` flattened to cross the worker pipe (serde) and be
+/// rebuilt on the daemon side with the same variant and text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireError {
+    pub kind: String,
+    pub detail: String,
+}
+
+impl From<&ImageError> for WireError {
+    fn from(e: &ImageError) -> Self {
+        let (kind, detail) = match e {
+            ImageError::NotFound(m) => ("NotFound", m.clone()),
+            ImageError::InvalidReference(m) => ("InvalidReference", m.clone()),
+            ImageError::AmbiguousReference(m) => ("AmbiguousReference", m.clone()),
+            ImageError::InvalidArgument(m) => ("InvalidArgument", m.clone()),
+            ImageError::BadArchive(m) => ("BadArchive", m.clone()),
+            ImageError::UnsafePath(m) => ("UnsafePath", m.clone()),
+            ImageError::TooLarge(m) => ("TooLarge", m.clone()),
+            ImageError::Conflict(m) => ("Conflict", m.clone()),
+            ImageError::Corrupt(m) => ("Corrupt", m.clone()),
+            ImageError::Io(e) => ("Io", e.to_string()),
+        };
+        WireError {
+            kind: kind.into(),
+            detail,
+        }
+    }
+}
+
+impl From<WireError> for ImageError {
+    fn from(w: WireError) -> Self {
+        let d = w.detail;
+        match w.kind.as_str() {
+            "NotFound" => ImageError::NotFound(d),
+            "InvalidReference" => ImageError::InvalidReference(d),
+            "AmbiguousReference" => ImageError::AmbiguousReference(d),
+            "InvalidArgument" => ImageError::InvalidArgument(d),
+            "BadArchive" => ImageError::BadArchive(d),
+            "UnsafePath" => ImageError::UnsafePath(d),
+            "TooLarge" => ImageError::TooLarge(d),
+            "Conflict" => ImageError::Conflict(d),
+            "Corrupt" => ImageError::Corrupt(d),
+            _ => ImageError::Io(io::Error::other(d)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip_keeps_variant_and_text() {
+        let e = ImageError::UnsafePath("x/../y".into());
+        let w: WireError =
+            serde_json::from_str(&serde_json::to_string(&WireError::from(&e)).unwrap()).unwrap();
+        let back = ImageError::from(w);
+        assert!(matches!(back, ImageError::UnsafePath(_)));
+        assert_eq!(back.to_string(), e.to_string());
+        assert_eq!(
+            ImageError::NotFound("busybox:latest".into()).to_string(),
+            "No such image: busybox:latest"
+        );
+    }
+}

@@ -880,3 +880,30 @@ fn startup_cleans_crash_leftovers() {
         FIXTURE_ID
     );
 }
+
+#[test]
+fn long_names_and_gzip_archives() {
+    // GNU long-name records survive extraction and byte-exact export.
+    let long = format!("{}/file.txt", "d".repeat(150));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o600);
+    h.set_cksum();
+    b.append_data(&mut h, &long, &b"hello"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let root = TempRoot::new("long");
+    let layout = root.layout();
+    layout.create_dirs().unwrap();
+    let tmp = layout.new_temp_dir().unwrap();
+    let info = extract_layer(Cursor::new(&tar), &tmp, &Budget::default()).unwrap();
+    assert_eq!(fs::read(tmp.join("diff").join(&long)).unwrap(), b"hello");
+    let mut out = Vec::new();
+    export_layer(&tmp, &info.diff_id, &mut out).unwrap();
+    assert_eq!(out, tar);
+    // A gzip-compressed docker-save archive loads like the plain one.
+    let mut store = ImageStore::open(layout.clone()).unwrap();
+    let plain = fs::read(Path::new(FIXTURES).join("whiteouts-crafted.tar")).unwrap();
+    let s = load_into(&mut store, Cursor::new(gzip(&plain))).unwrap();
+    assert_eq!(s.images[0].id, FIXTURE_ID);
+}

@@ -287,7 +287,14 @@ impl ImageStore {
             }
             for t in &li.tags {
                 let r = Reference::parse(t)?;
-                self.refs.insert(r.to_string(), li.id.clone());
+                if let Some(old) = self.refs.insert(r.to_string(), li.id.clone()) {
+                    if old != li.id {
+                        lines.push(format!(
+                            "The image {} already exists, renaming the old one with ID {old} to empty string",
+                            r.familiar()
+                        ));
+                    }
+                }
                 lines.push(format!("Loaded image: {}", r.familiar()));
             }
             if !li.tags.is_empty() {
@@ -744,8 +751,7 @@ impl ImageStore {
     }
 
     /// Resolve names for `GET /images/get` (`docker save`). A name that is a
-    /// reference exports that tag; an ID exports the image untagged... unless
-    /// it has tags, like dockerd, which then lists them all.
+    /// tag exports the image with that tag; an ID exports it with all its tags.
     pub fn save_plan(&self, names: &[String]) -> Result<SavePlan> {
         let mut plan = SavePlan { images: Vec::new() };
         for n in names {
