@@ -10,6 +10,8 @@ use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::http::response::ConnId;
 use crate::store::atomic;
+use crate::store::images::ImageStore;
+use crate::store::layout::Layout;
 use crate::worker::Workers;
 
 pub struct Engine {
@@ -18,6 +20,7 @@ pub struct Engine {
     /// Persistent daemon ID (a UUID, as dockerd uses).
     pub id: String,
     pub started: SystemTime,
+    pub images: ImageStore,
     /// Forked jobs (archive extraction and writing).
     pub workers: Workers,
     /// Connections whose streams have news; the loop drives them.
@@ -37,12 +40,15 @@ impl Engine {
             log::info!("removed {removed} unfinished temporary files from an earlier run");
         }
         let id = load_or_create_id(&root.join("engine-id"))?;
+        let images = ImageStore::open(Layout::new(root))
+            .map_err(|e| format!("open image store under {}: {e}", root.display()))?;
         Ok(Engine {
             config,
             events: EventBus::default(),
             id,
             started: SystemTime::now(),
             workers: Workers::new(registry),
+            images,
             wakes: Vec::new(),
         })
     }

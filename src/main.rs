@@ -9,6 +9,7 @@ mod engine;
 mod events;
 mod host;
 mod http;
+mod image;
 mod logger;
 mod net;
 mod reactor;

@@ -31,6 +31,11 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// The raw output (for workers started with `spawn_raw`).
+    pub fn out_file(&mut self) -> &mut File {
+        &mut self.out
+    }
+
     /// Send one message (a JSON value) to the daemon.
     pub fn send(&mut self, msg: &serde_json::Value) -> io::Result<()> {
         let mut line = msg.to_string().into_bytes();
@@ -52,6 +57,8 @@ pub enum Outcome {
 
 struct Worker {
     pid: Pid,
+    /// Output is raw bytes for the client, not JSON messages.
+    raw: bool,
     owner: ConnId,
     input: Option<File>,
     output: Option<File>,
@@ -81,6 +88,22 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
+        self.start(owner, false, job)
+    }
+
+    /// Fork a worker whose output is a raw byte stream (an archive) read with
+    /// `read_raw`; success is its exit status. Errors are logged by the child.
+    pub fn spawn_raw<F>(&mut self, owner: ConnId, job: F) -> io::Result<WorkerId>
+    where
+        F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
+    {
+        self.start(owner, true, job)
+    }
+
+    fn start<F>(&mut self, owner: ConnId, raw: bool, job: F) -> io::Result<WorkerId>
+    where
+        F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
+    {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
         // SAFETY: the daemon is single-threaded, so the child owns a
@@ -89,7 +112,7 @@ impl Workers {
             ForkResult::Child => {
                 drop(in_w);
                 drop(out_r);
-                let code = run_child(in_r, out_w, job);
+                let code = run_child(in_r, out_w, raw, job);
                 // SAFETY: leave without running the parent's atexit handlers
                 // or flushing its buffers a second time.
                 unsafe { libc::_exit(code) }
@@ -103,6 +126,7 @@ impl Workers {
                 set_nonblocking(&output)?;
                 let id = self.slab.insert(Worker {
                     pid: child,
+                    raw,
                     owner,
                     input: Some(input),
                     output: Some(output),
@@ -178,6 +202,12 @@ impl Workers {
             return None;
         }
         let w = self.slab.remove(id)?;
+        if w.raw {
+            return Some(match w.exit {
+                Some(WaitStatus::Exited(_, 0)) => Outcome::Done(serde_json::Value::Null),
+                other => Outcome::Died(format!("worker failed ({other:?})")),
+            });
+        }
         Some(match (w.final_msg, w.exit) {
             (Some(m), _) if m.get("ok").is_some() => Outcome::Done(m["ok"].clone()),
             (Some(m), _) if m.get("err").is_some() => Outcome::Failed(m["err"].clone()),
@@ -197,10 +227,48 @@ impl Workers {
         }
     }
 
+    /// Move up to `max` bytes of a raw worker's output into `out`. Returns
+    /// false once the output has ended.
+    pub fn read_raw(&mut self, id: WorkerId, out: &mut Vec<u8>, max: usize) -> bool {
+        let Some(w) = self.slab.get_mut(id) else {
+            return false;
+        };
+        let Some(f) = w.output.as_mut() else {
+            return false;
+        };
+        let start = out.len();
+        out.resize(start + max, 0);
+        let res = loop {
+            match f.read(&mut out[start..]) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match res {
+            Ok(n) if n > 0 => {
+                out.truncate(start + n);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                out.truncate(start);
+                true
+            }
+            _ => {
+                out.truncate(start);
+                if let Some(f) = w.output.take() {
+                    let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+                }
+                false
+            }
+        }
+    }
+
     /// Readiness on one of a worker's pipes; returns the connection to wake.
     pub fn on_ready(&mut self, id: WorkerId) -> Option<ConnId> {
         let w = self.slab.get_mut(id)?;
-        let _ = Self::read_output(w, &self.registry);
+        if !w.raw {
+            let _ = Self::read_output(w, &self.registry);
+        }
         Some(w.owner)
     }
 
@@ -209,12 +277,16 @@ impl Workers {
         let id = self.slab.iter().find(|(_, w)| w.pid == pid).map(|(i, _)| i)?;
         let w = self.slab.get_mut(id)?;
         w.exit = Some(status);
-        let _ = Self::read_output(w, &self.registry);
+        if !w.raw {
+            let _ = Self::read_output(w, &self.registry);
+        }
         let owner = w.owner;
         if owner == usize::MAX {
             // Killed for a departed client: nobody will ask for the outcome.
-            if w.output.is_none() {
-                self.slab.remove(id);
+            if let Some(mut w) = self.slab.remove(id) {
+                if let Some(f) = w.output.take() {
+                    let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+                }
             }
             return None;
         }
@@ -261,7 +333,7 @@ impl Workers {
     }
 }
 
-fn run_child<F>(input: OwnedFd, output: OwnedFd, job: F) -> i32
+fn run_child<F>(input: OwnedFd, output: OwnedFd, raw: bool, job: F) -> i32
 where
     F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
 {
@@ -278,6 +350,12 @@ where
         Ok(v) => (serde_json::json!({ "ok": v }), 0),
         Err(e) => (serde_json::json!({ "err": e }), 1),
     };
+    if raw {
+        if code != 0 {
+            log::error!("worker failed: {}", msg["err"]);
+        }
+        return code;
+    }
     if reporter.send(&msg).is_err() {
         return 2;
     }

@@ -76,6 +76,24 @@ impl fmt::Display for ApiError {
     }
 }
 
+impl From<crate::image::error::ImageError> for ApiError {
+    fn from(e: crate::image::error::ImageError) -> ApiError {
+        use crate::image::error::ImageError as E;
+        let msg = e.to_string();
+        match e {
+            E::NotFound(_) => ApiError::NotFound(msg),
+            E::InvalidReference(_)
+            | E::AmbiguousReference(_)
+            | E::InvalidArgument(_)
+            | E::BadArchive(_)
+            | E::UnsafePath(_)
+            | E::TooLarge(_) => ApiError::InvalidParameter(msg),
+            E::Conflict(_) => ApiError::Conflict(msg),
+            E::Corrupt(_) | E::Io(_) => ApiError::Internal(msg),
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
         ApiError::Internal(e.to_string())

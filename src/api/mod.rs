@@ -5,6 +5,7 @@
 pub mod error;
 pub mod events;
 pub mod filters;
+pub mod images;
 pub mod router;
 pub mod system;
 
@@ -37,6 +38,11 @@ pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
     match resolved.endpoint.body_use() {
         BodyUse::Ignore => Begin::Respond(dispatch(engine, conn, req, &resolved, Vec::new())),
         BodyUse::Buffer => Begin::Buffer,
+        BodyUse::Stream => {
+            let import = resolved.endpoint == Endpoint::ImageCreate;
+            images::begin(engine, conn, req, import)
+                .unwrap_or_else(|e| Begin::Respond(with_common_headers(e.into_response())))
+        }
     }
 }
 
@@ -62,6 +68,17 @@ fn dispatch(engine: &mut Engine, conn: ConnId, req: &Request, r: &Resolved, body
         Endpoint::Version => system::version(&mut call),
         Endpoint::Info => system::info(&mut call),
         Endpoint::Events => events::stream(&mut call),
+        Endpoint::ImageList => images::list(&mut call),
+        Endpoint::ImageInspect => images::inspect(&mut call),
+        Endpoint::ImageHistory => images::history(&mut call),
+        Endpoint::ImageTag => images::tag(&mut call),
+        Endpoint::ImageRemove => images::remove(&mut call),
+        Endpoint::ImagePrune => images::prune(&mut call),
+        Endpoint::ImageSave => images::save(&mut call),
+        // Streamed endpoints are answered through their sinks.
+        Endpoint::ImageLoad | Endpoint::ImageCreate => Err(ApiError::Internal(
+            "streamed endpoint dispatched as buffered".into(),
+        )),
     };
     with_common_headers(result.unwrap_or_else(ApiError::into_response))
 }

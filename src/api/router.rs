@@ -26,6 +26,15 @@ pub enum Endpoint {
     Version,
     Info,
     Events,
+    ImageList,
+    ImageInspect,
+    ImageHistory,
+    ImageTag,
+    ImageRemove,
+    ImagePrune,
+    ImageSave,
+    ImageLoad,
+    ImageCreate,
 }
 
 /// What an endpoint does with a request body.
@@ -35,14 +44,16 @@ pub enum BodyUse {
     Ignore,
     /// Buffered whole (JSON), then handled.
     Buffer,
+    /// Streamed to a `BodySink` as it arrives (archives).
+    Stream,
 }
 
 impl Endpoint {
     pub fn body_use(self) -> BodyUse {
         match self {
-            Endpoint::Ping | Endpoint::Version | Endpoint::Info | Endpoint::Events => {
-                BodyUse::Ignore
-            }
+            Endpoint::ImageLoad | Endpoint::ImageCreate => BodyUse::Stream,
+            Endpoint::ImagePrune => BodyUse::Buffer,
+            _ => BodyUse::Ignore,
         }
     }
 }
@@ -55,6 +66,16 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Get, "/version", Endpoint::Version),
     (Method::Get, "/info", Endpoint::Info),
     (Method::Get, "/events", Endpoint::Events),
+    (Method::Get, "/images/json", Endpoint::ImageList),
+    (Method::Get, "/images/get", Endpoint::ImageSave),
+    (Method::Post, "/images/load", Endpoint::ImageLoad),
+    (Method::Post, "/images/create", Endpoint::ImageCreate),
+    (Method::Post, "/images/prune", Endpoint::ImagePrune),
+    (Method::Get, "/images/{name*}/json", Endpoint::ImageInspect),
+    (Method::Get, "/images/{name*}/history", Endpoint::ImageHistory),
+    (Method::Get, "/images/{name*}/get", Endpoint::ImageSave),
+    (Method::Post, "/images/{name*}/tag", Endpoint::ImageTag),
+    (Method::Delete, "/images/{name*}", Endpoint::ImageRemove),
 ];
 
 #[derive(Debug)]

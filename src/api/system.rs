@@ -86,7 +86,7 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
         "ContainersRunning": 0,
         "ContainersPaused": 0,
         "ContainersStopped": 0,
-        "Images": 0,
+        "Images": engine.images.images().count(),
         "Driver": driver,
         "DriverStatus": [
             ["Backing Filesystem", host::backing_filesystem(&cfg.data_root)],

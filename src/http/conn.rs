@@ -10,7 +10,7 @@ use super::body::BodyDecoder;
 use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
 use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
 use super::response::{
-    push_chunk, reason, Body, BodySink, BodySource, ConnId, Pull, Response, LAST_CHUNK,
+    push_chunk, reason, Body, BodySink, BodySource, ConnId, Pending, Pull, Response, LAST_CHUNK,
 };
 use crate::api;
 use crate::engine::Engine;
@@ -56,6 +56,11 @@ enum State {
         source: Box<dyn BodySource>,
         ex: Exchange,
         chunked: bool,
+    },
+    /// The response depends on work still running.
+    Awaiting {
+        pending: Box<dyn Pending>,
+        ex: Exchange,
     },
     /// Flush, half-close, drain briefly, then close.
     Closing {
@@ -125,7 +130,7 @@ impl Conn {
             State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
             State::Streaming { .. } => self.wait_until,
             State::Closing { linger_until } => *linger_until,
-            State::Body { .. } => None,
+            State::Body { .. } | State::Awaiting { .. } => None,
         }
     }
 
@@ -174,7 +179,7 @@ impl Conn {
                 let _ = now;
                 false
             }
-            State::Body { .. } => false,
+            State::Body { .. } | State::Awaiting { .. } => false,
         }
     }
 
@@ -182,6 +187,7 @@ impl Conn {
     pub fn abort(&mut self, engine: &mut Engine, me: ConnId) {
         match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
             State::Streaming { mut source, .. } => source.cancel(engine, me),
+            State::Awaiting { mut pending, .. } => pending.cancel(engine, me),
             State::Body {
                 target: Target::Sink(sink, _),
                 ..
@@ -195,7 +201,7 @@ impl Conn {
         let cap = match self.state {
             State::Head => MAX_HEAD_BYTES + 1,
             State::Body { .. } => READ_CHUNK,
-            State::Streaming { .. } => MAX_HEAD_BYTES,
+            State::Streaming { .. } | State::Awaiting { .. } => MAX_HEAD_BYTES,
             State::Closing { .. } => READ_CHUNK,
         };
         cap.saturating_sub(self.rbuf.len())
@@ -291,6 +297,23 @@ impl Conn {
             } => self.step_body(engine, me, req, ex, decoder, target),
             State::Streaming { source, ex, chunked } => {
                 self.step_stream(engine, me, source, ex, chunked, now)
+            }
+            State::Awaiting { mut pending, ex } => {
+                if self.eof {
+                    pending.cancel(engine, me);
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+                match pending.poll(engine, me) {
+                    Some(resp) => {
+                        self.respond(ex, resp, Some((engine, me)));
+                        true
+                    }
+                    None => {
+                        self.state = State::Awaiting { pending, ex };
+                        false
+                    }
+                }
             }
             closing @ State::Closing { .. } => {
                 self.state = closing;
@@ -531,6 +554,15 @@ impl Conn {
                 self.state = State::Streaming { source, ex, chunked };
                 false
             }
+            Pull::Abort => {
+                source.cancel(engine, me);
+                self.wbuf.extend_from_slice(&piece);
+                // Closed at once (no lingering, no last chunk).
+                self.state = State::Closing {
+                    linger_until: Some(now),
+                };
+                true
+            }
             Pull::End => {
                 if chunked {
                     push_chunk(&mut self.wbuf, &piece);
@@ -556,11 +588,16 @@ impl Conn {
 
     /// Queue `resp` (head, and body if it is known), and move to the next state.
     fn respond(&mut self, ex: Exchange, resp: Response, owner: Option<(&mut Engine, ConnId)>) {
+        if let Body::Later(pending) = resp.body {
+            self.state = State::Awaiting { pending, ex };
+            return;
+        }
         let no_body = matches!(resp.status, 100..=199 | 204 | 304);
         let (bytes, source) = match resp.body {
             Body::Empty => (Vec::new(), None),
             Body::Bytes(b) => (b, None),
             Body::Stream(s) => (Vec::new(), Some(s)),
+            Body::Later(_) => (Vec::new(), None),
         };
         let streaming = source.is_some() && !no_body;
         let chunked = streaming && ex.minor >= 1;

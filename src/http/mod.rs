@@ -3,6 +3,7 @@
 //! machine. Nothing here knows about containers or images.
 
 pub mod body;
+pub mod client;
 pub mod conn;
 pub mod limits;
 pub mod query;

@@ -18,6 +18,9 @@ pub enum Pull {
     Wait(Option<Instant>),
     /// The body is complete.
     End,
+    /// The body cannot be completed: close the connection without a proper
+    /// end, so the client sees the failure.
+    Abort,
 }
 
 /// A response body produced over time (event streams, logs, wait, pulls).
@@ -25,6 +28,14 @@ pub trait BodySource {
     /// Append the next piece of output to `out`.
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull;
     /// The client went away before the end: release subscriptions.
+    fn cancel(&mut self, _engine: &mut Engine, _me: ConnId) {}
+}
+
+/// A response not known yet (the outcome of a forked job): polled when the
+/// connection is woken, until it yields the response to send.
+pub trait Pending {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response>;
+    /// The client went away first.
     fn cancel(&mut self, _engine: &mut Engine, _me: ConnId) {}
 }
 
@@ -43,6 +54,8 @@ pub enum Body {
     Empty,
     Bytes(Vec<u8>),
     Stream(Box<dyn BodySource>),
+    /// Not a body: the whole response comes later (see `Pending`).
+    Later(Box<dyn Pending>),
 }
 
 pub struct Response {
@@ -77,6 +90,13 @@ impl Response {
     pub fn stream(status: u16, content_type: &str, source: Box<dyn BodySource>) -> Response {
         let mut r = Response::new(status).header("Content-Type", content_type);
         r.body = Body::Stream(source);
+        r
+    }
+
+    /// A response decided later; nothing is written until it is.
+    pub fn later(pending: Box<dyn Pending>) -> Response {
+        let mut r = Response::new(0);
+        r.body = Body::Later(pending);
         r
     }
 

@@ -1,3 +1,5 @@
 //! On-disk state under the data root. Every file is written atomically.
 
 pub mod atomic;
+pub mod images;
+pub mod layout;

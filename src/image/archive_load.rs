@@ -1,0 +1,568 @@
+//! `docker load`: read a docker-save (legacy) or OCI-layout archive from a
+//! stream, extract its layers as they go by, resolve manifests at the end.
+//!
+//! Runs in the worker process. The archive may list manifest.json/index.json
+//! after the layers, so every layer-looking entry is extracted into a temp
+//! dir while hashing (DiffID of the uncompressed tar, digest of the blob as
+//! stored); small JSON files are kept in memory under a cap. Nothing becomes
+//! visible until everything is verified; layers nobody references are dropped.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::digest::{digest_hex, sha256_digest, HashReader};
+use super::error::{ImageError, Result};
+use super::layer_extract::{extract_layer, is_gzip, maybe_gunzip, peek, Budget, LayerInfo};
+use super::reference::Reference;
+use crate::store::layout::Layout;
+
+/// One JSON file of the archive is held in memory up to this size.
+pub const JSON_MAX: u64 = 8 << 20;
+/// And all of them together up to this.
+pub const JSON_TOTAL_MAX: u64 = 64 << 20;
+
+/// What a load/import did, small enough to send back over the worker pipe.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub images: Vec<LoadedImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedImage {
+    /// `sha256:<hex>` of the config.
+    pub id: String,
+    /// Fully normalised references to point at it (`docker.io/library/x:tag`).
+    pub tags: Vec<String>,
+}
+
+/// Temp layer dirs of a load; whatever is still listed on drop is removed,
+/// so a failed load leaves nothing behind.
+#[derive(Default)]
+pub(crate) struct TempDirs(pub Vec<PathBuf>);
+
+impl TempDirs {
+    pub fn forget(&mut self, p: &Path) {
+        self.0.retain(|x| x != p);
+    }
+}
+
+impl Drop for TempDirs {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+struct PendingLayer {
+    info: LayerInfo,
+    /// Digest of the entry as stored in the archive (compressed for gzip blobs).
+    blob_digest: String,
+    /// None if the store already had this layer.
+    tmp: Option<PathBuf>,
+}
+
+#[derive(Default)]
+struct Collected {
+    json: HashMap<String, Vec<u8>>,
+    json_total: u64,
+    /// Archive path -> extracted layer.
+    layers: HashMap<String, PendingLayer>,
+    /// DiffID -> temp dir, to share a layer listed twice in one archive.
+    by_diff: HashMap<String, PathBuf>,
+    /// Symlinked entries (newer docker save links `<id>/layer.tar` to blobs/).
+    aliases: HashMap<String, String>,
+}
+
+fn norm(p: &str) -> String {
+    let mut s = p;
+    while let Some(r) = s.strip_prefix("./") {
+        s = r;
+    }
+    s.trim_start_matches('/').to_string()
+}
+
+/// Resolve `target` relative to the directory of `path`, staying in the archive.
+fn resolve_link(path: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    };
+    if !target.starts_with('/') {
+        parts.pop();
+    }
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+fn is_small_json_name(p: &str) -> bool {
+    matches!(
+        p,
+        "manifest.json" | "repositories" | "index.json" | "oci-layout"
+    ) || p.ends_with(".json")
+        || p.ends_with("/json")
+        || p.ends_with("/VERSION")
+}
+
+/// Does this look like the start of a tar stream (or a gzip one)?
+fn looks_like_layer(head: &[u8]) -> bool {
+    if is_gzip(head) {
+        return true;
+    }
+    if head.len() < 512 {
+        return false;
+    }
+    head[..512].iter().all(|&b| b == 0) || &head[257..262] == b"ustar"
+}
+
+impl Collected {
+    fn keep_json(&mut self, path: String, r: &mut dyn Read, size: u64) -> Result<()> {
+        if size > JSON_MAX || self.json_total + size > JSON_TOTAL_MAX {
+            return Err(ImageError::TooLarge(format!(
+                "{path} is too large ({size} bytes)"
+            )));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        r.take(JSON_MAX + 1).read_to_end(&mut buf)?;
+        self.json_total += buf.len() as u64;
+        self.json.insert(path, buf);
+        Ok(())
+    }
+
+    fn extract(
+        &mut self,
+        layout: &Layout,
+        temps: &mut TempDirs,
+        path: String,
+        r: &mut dyn Read,
+        budget: &Budget,
+    ) -> Result<()> {
+        let tmp = layout.new_temp_dir()?;
+        temps.0.push(tmp.clone());
+        let mut hashed = HashReader::new(r);
+        let info = extract_layer(&mut hashed, &tmp, budget)?;
+        // The layer tar may be followed by padding or a gzip trailer: hash all of it.
+        io::copy(&mut hashed, &mut io::sink())?;
+        let (blob_digest, _, _) = hashed.finish();
+        let keep = if layout.layer_exists(&info.diff_id) || self.by_diff.contains_key(&info.diff_id)
+        {
+            fs::remove_dir_all(&tmp)?;
+            temps.forget(&tmp);
+            None
+        } else {
+            self.by_diff.insert(info.diff_id.clone(), tmp.clone());
+            Some(tmp)
+        };
+        let tmp = keep.or_else(|| self.by_diff.get(&info.diff_id).cloned());
+        self.layers.insert(
+            path,
+            PendingLayer {
+                info,
+                blob_digest,
+                tmp,
+            },
+        );
+        Ok(())
+    }
+
+    fn layer(&self, path: &str) -> Option<&PendingLayer> {
+        let p = norm(path);
+        let p = self.aliases.get(&p).cloned().unwrap_or(p);
+        self.layers.get(&p)
+    }
+
+    fn json_file(&self, path: &str) -> Option<&Vec<u8>> {
+        let p = norm(path);
+        let p = self.aliases.get(&p).cloned().unwrap_or(p);
+        self.json.get(&p)
+    }
+}
+
+/// A fully verified image, ready to commit.
+struct Resolved {
+    config: Vec<u8>,
+    diff_ids: Vec<String>,
+    tags: Vec<String>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(name: &str, data: &[u8]) -> Result<T> {
+    serde_json::from_slice(data).map_err(|e| ImageError::BadArchive(format!("{name}: {e}")))
+}
+
+/// The diff_ids of a config, checked.
+pub fn config_diff_ids(config: &[u8]) -> Result<Vec<String>> {
+    let v: Value = parse_json("image config", config)?;
+    let ids = v
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ImageError::BadArchive("image config has no rootfs.diff_ids".into()))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for d in ids {
+        let s = d
+            .as_str()
+            .ok_or_else(|| ImageError::BadArchive("invalid diff_id in image config".into()))?;
+        digest_hex(s)?;
+        out.push(s.to_string());
+    }
+    Ok(out)
+}
+
+fn check_layers(
+    c: &Collected,
+    config: &[u8],
+    layer_paths: &[(String, Option<String>)],
+) -> Result<Vec<String>> {
+    let diff_ids = config_diff_ids(config)?;
+    if diff_ids.len() != layer_paths.len() {
+        return Err(ImageError::BadArchive(format!(
+            "invalid manifest, layers length mismatch: expected {}, got {}",
+            diff_ids.len(),
+            layer_paths.len()
+        )));
+    }
+    for (i, ((path, blob_digest), want)) in layer_paths.iter().zip(&diff_ids).enumerate() {
+        let l = c
+            .layer(path)
+            .ok_or_else(|| ImageError::BadArchive(format!("layer {path} not found in archive")))?;
+        if let Some(d) = blob_digest {
+            if &l.blob_digest != d {
+                return Err(ImageError::BadArchive(format!(
+                    "digest mismatch for blob {path}: expected {d}, got {}",
+                    l.blob_digest
+                )));
+            }
+        }
+        if &l.info.diff_id != want {
+            return Err(ImageError::BadArchive(format!(
+                "invalid diffID for layer {i}: expected {want:?}, got {:?}",
+                l.info.diff_id
+            )));
+        }
+    }
+    Ok(diff_ids)
+}
+
+fn parse_tag(t: &str) -> Result<String> {
+    let r = Reference::parse(t)?;
+    if r.digest.is_some() {
+        return Err(ImageError::InvalidReference(format!(
+            "invalid tag {t:?}: archive tags cannot carry a digest"
+        )));
+    }
+    Ok(r.with_default_tag().to_string())
+}
+
+#[derive(Deserialize)]
+struct DockerManifest {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers", default)]
+    layers: Vec<String>,
+}
+
+fn resolve_docker(c: &Collected, manifest: &[u8]) -> Result<Vec<Resolved>> {
+    let entries: Vec<DockerManifest> = parse_json("manifest.json", manifest)?;
+    let mut out = Vec::new();
+    for m in entries {
+        let config = c
+            .json_file(&m.config)
+            .ok_or_else(|| {
+                ImageError::BadArchive(format!("config {} not found in archive", m.config))
+            })?
+            .clone();
+        let paths: Vec<(String, Option<String>)> =
+            m.layers.iter().map(|p| (p.clone(), None)).collect();
+        let diff_ids = check_layers(c, &config, &paths)?;
+        let tags = m
+            .repo_tags
+            .unwrap_or_default()
+            .iter()
+            .map(|t| parse_tag(t))
+            .collect::<Result<_>>()?;
+        out.push(Resolved {
+            config,
+            diff_ids,
+            tags,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+    #[serde(default)]
+    platform: Option<Value>,
+}
+
+fn blob<'c>(c: &'c Collected, d: &Descriptor) -> Result<&'c Vec<u8>> {
+    let hex = digest_hex(&d.digest)?;
+    let data = c
+        .json_file(&format!("blobs/sha256/{hex}"))
+        .ok_or_else(|| ImageError::BadArchive(format!("blob {} not found in archive", d.digest)))?;
+    if sha256_digest(data) != d.digest {
+        return Err(ImageError::BadArchive(format!(
+            "digest mismatch for blob {}",
+            d.digest
+        )));
+    }
+    Ok(data)
+}
+
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
+}
+
+const MAX_INDEX_DEPTH: usize = 4;
+
+fn resolve_oci_descriptor(
+    c: &Collected,
+    d: &Descriptor,
+    tags: Vec<String>,
+    depth: usize,
+    out: &mut Vec<Resolved>,
+) -> Result<()> {
+    let data = blob(c, d)?;
+    let v: Value = parse_json(&d.digest, data)?;
+    let is_index = d.media_type.contains("index")
+        || d.media_type.contains("manifest.list")
+        || v.get("manifests").is_some();
+    if is_index {
+        if depth >= MAX_INDEX_DEPTH {
+            return Err(ImageError::BadArchive("OCI index nested too deeply".into()));
+        }
+        let subs: Vec<Descriptor> =
+            serde_json::from_value(v.get("manifests").cloned().unwrap_or(Value::Null))
+                .map_err(|e| ImageError::BadArchive(format!("{}: {e}", d.digest)))?;
+        // Pick our platform (else the first manifest whose blobs are present).
+        let want = |s: &Descriptor| {
+            s.platform.as_ref().is_none_or(|p| {
+                p.get("os")
+                    .and_then(Value::as_str)
+                    .is_none_or(|o| o == "linux")
+                    && p.get("architecture")
+                        .and_then(Value::as_str)
+                        .is_none_or(|a| a == host_arch())
+            })
+        };
+        let pick = subs
+            .iter()
+            .find(|s| want(s) && blob(c, s).is_ok())
+            .or_else(|| subs.iter().find(|s| blob(c, s).is_ok()));
+        let Some(sub) = pick else {
+            return Err(ImageError::BadArchive(format!(
+                "no usable manifest in index {}",
+                d.digest
+            )));
+        };
+        return resolve_oci_descriptor(c, sub, tags, depth + 1, out);
+    }
+    #[derive(Deserialize)]
+    struct Manifest {
+        config: Descriptor,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+    }
+    let m: Manifest = parse_json(&d.digest, data)?;
+    let config = blob(c, &m.config)?.clone();
+    let mut paths = Vec::new();
+    for l in &m.layers {
+        let hex = digest_hex(&l.digest)?;
+        paths.push((format!("blobs/sha256/{hex}"), Some(l.digest.clone())));
+    }
+    let diff_ids = check_layers(c, &config, &paths)?;
+    out.push(Resolved {
+        config,
+        diff_ids,
+        tags,
+    });
+    Ok(())
+}
+
+fn resolve_oci(c: &Collected, index: &[u8]) -> Result<Vec<Resolved>> {
+    #[derive(Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    let idx: Index = parse_json("index.json", index)?;
+    let mut out = Vec::new();
+    for d in &idx.manifests {
+        let mut tags = Vec::new();
+        // docker writes the full name in io.containerd.image.name and only the
+        // tag in ref.name; skopeo writes the full reference in ref.name.
+        if let Some(n) = d.annotations.get("io.containerd.image.name") {
+            tags.push(parse_tag(n)?);
+        } else if let Some(n) = d.annotations.get("org.opencontainers.image.ref.name") {
+            if n.contains(':') || n.contains('/') {
+                tags.push(parse_tag(n)?);
+            }
+        }
+        resolve_oci_descriptor(c, d, tags, 0, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Commit verified images: layers first, then configs. Returns the summary.
+fn commit(
+    layout: &Layout,
+    c: &mut Collected,
+    temps: &mut TempDirs,
+    images: Vec<Resolved>,
+) -> Result<LoadSummary> {
+    let mut summary = LoadSummary::default();
+    let mut committed_new: Vec<String> = Vec::new();
+    let result = (|| {
+        for img in &images {
+            for d in &img.diff_ids {
+                if layout.layer_exists(d) {
+                    continue;
+                }
+                let tmp = c
+                    .by_diff
+                    .get(d)
+                    .cloned()
+                    .ok_or_else(|| ImageError::BadArchive(format!("layer {d} missing")))?;
+                let info = c
+                    .layers
+                    .values()
+                    .find(|l| &l.info.diff_id == d)
+                    .map(|l| l.info.clone())
+                    .ok_or_else(|| ImageError::BadArchive(format!("layer {d} missing")))?;
+                if layout.commit_layer(&tmp, &info)? {
+                    committed_new.push(d.clone());
+                }
+                temps.forget(&tmp);
+            }
+            let id = layout.write_config(&img.config)?;
+            summary.images.push(LoadedImage {
+                id,
+                tags: img.tags.clone(),
+            });
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Do not leave layers that no image on disk uses.
+        for d in committed_new {
+            let used = summary.images.iter().any(|i| {
+                fs::read(layout.config_path(&i.id))
+                    .ok()
+                    .and_then(|b| config_diff_ids(&b).ok())
+                    .is_some_and(|ids| ids.contains(&d))
+            });
+            if !used {
+                let _ = crate::store::layout::remove_layer_dir(layout, &layout.layer_dir(&d));
+            }
+        }
+        return Err(e);
+    }
+    Ok(summary)
+}
+
+/// Load a `docker save` or OCI archive (plain or gzip) from `input`.
+/// Writes layers and configs; the caller applies the tags (ImageStore::apply_load).
+pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Result<LoadSummary> {
+    layout.create_dirs()?;
+    let outer_budget = Budget::new(budget.max_total, budget.max_gzip_ratio);
+    let outer = maybe_gunzip(input, &outer_budget)?;
+    let mut archive = tar::Archive::new(outer);
+    let mut temps = TempDirs::default();
+    let mut c = Collected::default();
+    let entries = archive
+        .entries()
+        .map_err(|e| ImageError::BadArchive(format!("reading tar: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ImageError::from(e).into_archive())?;
+        let raw_path = entry
+            .path()
+            .map_err(|e| ImageError::BadArchive(format!("bad path: {e}")))?;
+        let path = norm(&raw_path.to_string_lossy());
+        let ty = entry.header().entry_type();
+        if ty.is_symlink() || ty.is_hard_link() {
+            if let Some(t) = entry.link_name().ok().flatten() {
+                let t = t.to_string_lossy().into_owned();
+                let target = if ty.is_hard_link() {
+                    Some(norm(&t))
+                } else {
+                    resolve_link(&path, &t)
+                };
+                if let Some(target) = target {
+                    c.aliases.insert(path, target);
+                }
+            }
+            continue;
+        }
+        if !ty.is_file() {
+            continue;
+        }
+        let size = entry.size();
+        let layerish = path.ends_with("/layer.tar") || path.starts_with("blobs/");
+        if layerish {
+            let (head, mut r) =
+                peek(&mut entry, 512).map_err(|e| ImageError::from(e).into_archive())?;
+            if looks_like_layer(&head) {
+                c.extract(layout, &mut temps, path, &mut r, budget)?;
+            } else if size <= JSON_MAX {
+                c.keep_json(path, &mut r, size)?;
+            } else {
+                io::copy(&mut r, &mut io::sink())?;
+            }
+        } else if is_small_json_name(&path) {
+            c.keep_json(path, &mut entry, size)?;
+        }
+        // Anything else is drained by the tar reader.
+    }
+    let images = if let Some(m) = c.json.get("manifest.json").cloned() {
+        resolve_docker(&c, &m)?
+    } else if let Some(i) = c.json.get("index.json").cloned() {
+        resolve_oci(&c, &i)?
+    } else {
+        return Err(ImageError::BadArchive(
+            "no manifest.json or index.json found (is this a docker save / OCI archive?)".into(),
+        ));
+    };
+    if images.is_empty() {
+        return Err(ImageError::BadArchive("archive contains no images".into()));
+    }
+    commit(layout, &mut c, &mut temps, images)
+}
+
+impl ImageError {
+    /// Plain I/O errors while reading the client's stream mean a broken archive.
+    fn into_archive(self) -> ImageError {
+        match self {
+            ImageError::Io(e) => ImageError::BadArchive(e.to_string()),
+            other => other,
+        }
+    }
+}

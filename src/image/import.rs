@@ -1,0 +1,439 @@
+//! `docker import`: a rootfs tar (plain or gzip) becomes a one-layer image
+//! whose config comes from Dockerfile-style `changes` lines.
+
+use std::io::Read;
+
+use serde_json::{json, Map, Value};
+
+use super::archive_load::{LoadSummary, LoadedImage, TempDirs};
+use super::error::{ImageError, Result};
+use super::layer_extract::{extract_layer, Budget};
+use super::reference::Reference;
+use super::timefmt::now_rfc3339;
+use crate::store::layout::Layout;
+
+#[derive(Debug, Default, Clone)]
+pub struct ImportOptions {
+    /// `repo` query parameter (may include a tag).
+    pub repo: Option<String>,
+    pub tag: Option<String>,
+    /// Commit message (history comment).
+    pub message: Option<String>,
+    /// `changes` lines, e.g. `CMD ["/bin/sh"]`, `ENV A=b`.
+    pub changes: Vec<String>,
+}
+
+/// Split on whitespace honouring "double", 'single' quotes and backslashes.
+fn words(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, '"') | (None, '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => cur.push(c),
+            (_, '\\') => {
+                in_word = true;
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            (_, c) => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(ImageError::InvalidArgument(format!(
+            "unmatched quote in {s:?}"
+        )));
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// JSON array form, or shell form wrapped in `/bin/sh -c`.
+fn cmd_form(rest: &str, shell: bool) -> Vec<String> {
+    if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+        return v;
+    }
+    if shell {
+        vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
+    } else {
+        rest.split_whitespace().map(String::from).collect()
+    }
+}
+
+/// `k=v k2="v 2"` pairs, or the legacy `k v...` single pair.
+fn pairs(cmd: &str, rest: &str) -> Result<Vec<(String, String)>> {
+    let ws = words(rest)?;
+    if ws.is_empty() {
+        return Err(ImageError::InvalidArgument(format!(
+            "{cmd} requires at least one argument"
+        )));
+    }
+    if !ws[0].contains('=') {
+        let mut it = rest.trim().splitn(2, char::is_whitespace);
+        let k = it.next().unwrap_or("").to_string();
+        let v = it.next().map(str::trim).unwrap_or("");
+        if v.is_empty() {
+            return Err(ImageError::InvalidArgument(format!(
+                "{cmd} must have two arguments"
+            )));
+        }
+        return Ok(vec![(k, words(v)?.join(" "))]);
+    }
+    ws.into_iter()
+        .map(|w| match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(ImageError::InvalidArgument(format!(
+                "{cmd} names can not be blank"
+            ))),
+        })
+        .collect()
+}
+
+fn ports(spec: &str) -> Result<Vec<String>> {
+    let bad = || ImageError::InvalidArgument(format!("invalid containerPort: {spec}"));
+    let (range, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+    let proto = proto.to_lowercase();
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(ImageError::InvalidArgument(format!(
+            "invalid proto: {proto}"
+        )));
+    }
+    let (a, b) = range.split_once('-').unwrap_or((range, range));
+    let a: u16 = a.parse().map_err(|_| bad())?;
+    let b: u16 = b.parse().map_err(|_| bad())?;
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    Ok((a..=b).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Apply `changes` to a container config (the `config` object of an image config).
+pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result<()> {
+    let mut cmd_set = false;
+    for line in changes {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        let upper = cmd.to_uppercase();
+        match upper.as_str() {
+            "CMD" => {
+                cfg.insert("Cmd".into(), json!(cmd_form(rest, true)));
+                cmd_set = true;
+            }
+            "ENTRYPOINT" => {
+                let v = if rest.is_empty() {
+                    Value::Null
+                } else {
+                    json!(cmd_form(rest, true))
+                };
+                cfg.insert("Entrypoint".into(), v);
+                if !cmd_set {
+                    cfg.insert("Cmd".into(), Value::Null);
+                }
+            }
+            "ENV" => {
+                let mut env: Vec<String> = cfg
+                    .get("Env")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for (k, v) in pairs("ENV", rest)? {
+                    let prefix = format!("{k}=");
+                    env.retain(|e| !e.starts_with(&prefix) && e != &k);
+                    env.push(format!("{k}={v}"));
+                }
+                cfg.insert("Env".into(), json!(env));
+            }
+            "LABEL" => {
+                let mut labels = cfg
+                    .get("Labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                for (k, v) in pairs("LABEL", rest)? {
+                    labels.insert(k, json!(v));
+                }
+                cfg.insert("Labels".into(), Value::Object(labels));
+            }
+            "EXPOSE" => {
+                let mut ex = cfg
+                    .get("ExposedPorts")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if rest.is_empty() {
+                    return Err(ImageError::InvalidArgument(
+                        "EXPOSE requires at least one argument".into(),
+                    ));
+                }
+                for p in rest.split_whitespace() {
+                    for port in ports(p)? {
+                        ex.insert(port, json!({}));
+                    }
+                }
+                cfg.insert("ExposedPorts".into(), Value::Object(ex));
+            }
+            "WORKDIR" => {
+                if rest.is_empty() {
+                    return Err(ImageError::InvalidArgument(
+                        "WORKDIR requires exactly one argument".into(),
+                    ));
+                }
+                let cur = cfg
+                    .get("WorkingDir")
+                    .and_then(Value::as_str)
+                    .unwrap_or("/")
+                    .to_string();
+                let wd = if rest.starts_with('/') {
+                    rest.to_string()
+                } else {
+                    format!("{}/{}", cur.trim_end_matches('/'), rest)
+                };
+                cfg.insert("WorkingDir".into(), json!(wd));
+            }
+            "USER" => {
+                if rest.is_empty() {
+                    return Err(ImageError::InvalidArgument(
+                        "USER requires exactly one argument".into(),
+                    ));
+                }
+                cfg.insert("User".into(), json!(rest));
+            }
+            "VOLUME" => {
+                let list = match serde_json::from_str::<Vec<String>>(rest) {
+                    Ok(v) => v,
+                    Err(_) => rest.split_whitespace().map(String::from).collect(),
+                };
+                if list.is_empty() || list.iter().any(|v| v.trim().is_empty()) {
+                    return Err(ImageError::InvalidArgument(
+                        "VOLUME specified can not be an empty string".into(),
+                    ));
+                }
+                let mut vols = cfg
+                    .get("Volumes")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                for v in list {
+                    vols.insert(v, json!({}));
+                }
+                cfg.insert("Volumes".into(), Value::Object(vols));
+            }
+            "ONBUILD" => {
+                let mut ob: Vec<Value> = cfg
+                    .get("OnBuild")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                ob.push(json!(rest));
+                cfg.insert("OnBuild".into(), Value::Array(ob));
+            }
+            _ => {
+                return Err(ImageError::InvalidArgument(format!(
+                    "{upper} is not a valid change command"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The container config shape dockerd writes (every field present).
+fn empty_container_config() -> Map<String, Value> {
+    let v = json!({
+        "Hostname": "", "Domainname": "", "User": "",
+        "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+        "Tty": false, "OpenStdin": false, "StdinOnce": false,
+        "Env": null, "Cmd": null, "Image": "", "Volumes": null,
+        "WorkingDir": "", "Entrypoint": null, "OnBuild": null, "Labels": null,
+    });
+    v.as_object().cloned().unwrap_or_default()
+}
+
+pub fn host_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+/// Build the image config for an imported rootfs.
+pub fn build_config(diff_id: &str, opts: &ImportOptions, created: &str) -> Result<Vec<u8>> {
+    let mut cfg = empty_container_config();
+    apply_changes(&mut cfg, &opts.changes)?;
+    let (os, arch) = host_platform();
+    let comment = opts
+        .message
+        .clone()
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "Imported from -".into());
+    let v = json!({
+        "architecture": arch,
+        "comment": comment,
+        "config": cfg,
+        "created": created,
+        "history": [{ "created": created, "comment": comment }],
+        "os": os,
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+    });
+    serde_json::to_vec(&v).map_err(|e| ImageError::Io(std::io::Error::other(e)))
+}
+
+/// The normalised reference for repo/tag, if a repo was given.
+pub fn import_reference(repo: Option<&str>, tag: Option<&str>) -> Result<Option<String>> {
+    let Some(repo) = repo.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let mut r = Reference::parse(repo)?;
+    if r.digest.is_some() {
+        return Err(ImageError::InvalidReference(
+            "cannot import digest reference".into(),
+        ));
+    }
+    if let Some(t) = tag.filter(|t| !t.is_empty()) {
+        if !super::reference::valid_tag(t) {
+            return Err(ImageError::InvalidReference(format!(
+                "invalid tag format: {t}"
+            )));
+        }
+        r.tag = Some(t.to_string());
+    }
+    Ok(Some(r.with_default_tag().to_string()))
+}
+
+/// Import a rootfs tar stream. Worker side; the daemon applies the summary.
+pub fn import_rootfs<R: Read>(
+    layout: &Layout,
+    input: R,
+    opts: &ImportOptions,
+    budget: &Budget,
+) -> Result<LoadSummary> {
+    // Validate everything cheap before reading the body.
+    let tag = import_reference(opts.repo.as_deref(), opts.tag.as_deref())?;
+    apply_changes(&mut empty_container_config(), &opts.changes)?;
+    layout.create_dirs()?;
+    let mut temps = TempDirs::default();
+    let tmp = layout.new_temp_dir()?;
+    temps.0.push(tmp.clone());
+    let info = extract_layer(input, &tmp, budget)?;
+    let config = build_config(&info.diff_id, opts, &now_rfc3339())?;
+    let new = layout.commit_layer(&tmp, &info)?;
+    temps.forget(&tmp);
+    let id = match layout.write_config(&config) {
+        Ok(id) => id,
+        Err(e) => {
+            if new {
+                let _ = crate::store::layout::remove_layer_dir(
+                    layout,
+                    &layout.layer_dir(&info.diff_id),
+                );
+            }
+            return Err(e);
+        }
+    };
+    Ok(LoadSummary {
+        images: vec![LoadedImage {
+            id,
+            tags: tag.into_iter().collect(),
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(lines: &[&str]) -> Result<Value> {
+        let mut c = empty_container_config();
+        apply_changes(
+            &mut c,
+            &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
+        Ok(Value::Object(c))
+    }
+
+    #[test]
+    fn changes_like_dockerd() {
+        let c = apply(&[
+            r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
+            "ENTRYPOINT /entry.sh arg",
+            "ENV A=1 B=\"two words\"",
+            "ENV LEGACY some value",
+            "ENV A=3",
+            "EXPOSE 80 53/udp 8000-8001",
+            "WORKDIR /app",
+            "WORKDIR sub",
+            "USER nobody:nogroup",
+            "LABEL a=b \"c d\"=e",
+            r#"VOLUME ["/data", "/logs"]"#,
+            "VOLUME /more",
+        ])
+        .unwrap();
+        assert_eq!(c["Cmd"], json!(["/bin/sh", "-c", "echo hi"]));
+        assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c", "/entry.sh arg"]));
+        assert_eq!(c["Env"], json!(["B=two words", "LEGACY=some value", "A=3"]));
+        assert_eq!(
+            c["ExposedPorts"],
+            json!({"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}})
+        );
+        assert_eq!(c["WorkingDir"], json!("/app/sub"));
+        assert_eq!(c["User"], json!("nobody:nogroup"));
+        assert_eq!(c["Labels"], json!({"a": "b", "c d": "e"}));
+        assert_eq!(c["Volumes"], json!({"/data": {}, "/logs": {}, "/more": {}}));
+        // ENTRYPOINT without an earlier CMD resets Cmd, like a Dockerfile.
+        let c = apply(&["ENTRYPOINT [\"/x\"]"]).unwrap();
+        assert_eq!(c["Cmd"], Value::Null);
+        assert_eq!(c["Entrypoint"], json!(["/x"]));
+    }
+
+    #[test]
+    fn bad_changes_are_rejected() {
+        for bad in [
+            "RUN echo",
+            "EXPOSE 99999",
+            "EXPOSE 80/xyz",
+            "ENV",
+            "ENV =x",
+            "LABEL \"a=b",
+            "USER",
+        ] {
+            assert!(
+                matches!(apply(&[bad]), Err(ImageError::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            apply(&["RUN x"]).unwrap_err().to_string(),
+            "RUN is not a valid change command"
+        );
+    }
+}

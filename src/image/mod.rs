@@ -1,0 +1,18 @@
+//! Image formats: layer tars (extraction with whiteouts, byte-exact
+//! regeneration), docker-save / OCI archives, `docker import`, references.
+//! Everything here streams (`impl Read` / `impl Write`) so it can run in a
+//! forked worker fed by a pipe; the daemon-side index is `store::images`.
+
+pub mod archive_load;
+pub mod archive_save;
+pub mod digest;
+pub mod error;
+pub mod import;
+pub mod layer_export;
+pub mod layer_extract;
+pub mod reference;
+pub mod tarstream;
+pub mod timefmt;
+
+#[cfg(test)]
+mod tests;

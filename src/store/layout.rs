@@ -1,0 +1,140 @@
+//! Where the image store lives on disk, and the crash-safe steps that make
+//! layers and configs appear. Used by the load/import worker and the daemon.
+//!
+//! ```text
+//! <data-root>/image/layers/<diffid-hex>/{layer.json,diff/,tar-split.gz,extra/}
+//! <data-root>/image/configs/<image-id-hex>.json     exact config bytes
+//! <data-root>/image/references.json                 tags -> image IDs
+//! ```
+//! Layers are keyed by DiffID, not ChainID: an extracted layer's content
+//! depends only on its own tar, so one directory serves every image that has
+//! that diff, whatever sits below it. ChainIDs are computed for the API.
+//! A layer directory exists under its final name only once complete (built
+//! under a `.tmp-` name, synced, renamed); a config is written only after all
+//! its layers; the start-up cleaner removes `.tmp-` leftovers and layers no
+//! config references (a crash between the two steps).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::digest::{digest_hex, sha256_digest};
+use crate::image::error::{ImageError, Result};
+use crate::image::layer_extract::{sync_tree, LayerInfo, DIFF_DIR};
+use crate::store::atomic::{self, TEMP_PREFIX};
+
+pub const LAYER_META: &str = "layer.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Layout {
+    pub fn new(data_root: &Path) -> Layout {
+        Layout {
+            root: data_root.join("image"),
+        }
+    }
+    pub fn layers(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+    pub fn configs(&self) -> PathBuf {
+        self.root.join("configs")
+    }
+    pub fn references(&self) -> PathBuf {
+        self.root.join("references.json")
+    }
+    /// `diff_id` must be a valid `sha256:<hex>` (checked by callers).
+    pub fn layer_dir(&self, diff_id: &str) -> PathBuf {
+        self.layers()
+            .join(diff_id.strip_prefix("sha256:").unwrap_or(diff_id))
+    }
+    /// The directory to use as an overlayfs lowerdir.
+    pub fn diff_dir(&self, diff_id: &str) -> PathBuf {
+        self.layer_dir(diff_id).join(DIFF_DIR)
+    }
+    pub fn config_path(&self, id: &str) -> PathBuf {
+        self.configs()
+            .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)))
+    }
+    pub fn create_dirs(&self) -> Result<()> {
+        fs::create_dir_all(self.layers())?;
+        fs::create_dir_all(self.configs())?;
+        Ok(())
+    }
+    pub fn layer_exists(&self, diff_id: &str) -> bool {
+        self.layer_dir(diff_id).join(LAYER_META).is_file()
+    }
+    pub fn layer_info(&self, diff_id: &str) -> Result<LayerInfo> {
+        let data = fs::read(self.layer_dir(diff_id).join(LAYER_META))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| ImageError::Corrupt(format!("layer {diff_id} metadata: {e}")))
+    }
+    /// A fresh, empty temp directory under layers/ (removed at start-up if we crash).
+    pub fn new_temp_dir(&self) -> Result<PathBuf> {
+        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let p = self
+            .layers()
+            .join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
+        if p.exists() {
+            fs::remove_dir_all(&p)?;
+        }
+        fs::create_dir(&p)?;
+        Ok(p)
+    }
+
+    /// Make an extracted layer durable and visible. Returns false when the
+    /// layer already existed (another load won): `tmp` is then removed.
+    pub fn commit_layer(&self, tmp: &Path, info: &LayerInfo) -> Result<bool> {
+        digest_hex(&info.diff_id)?;
+        let meta = serde_json::to_vec(info).map_err(|e| ImageError::Io(io::Error::other(e)))?;
+        fs::write(tmp.join(LAYER_META), meta)?;
+        sync_tree(tmp)?;
+        let dest = self.layer_dir(&info.diff_id);
+        if self.layer_exists(&info.diff_id) {
+            fs::remove_dir_all(tmp)?;
+            return Ok(false);
+        }
+        if dest.exists() {
+            // A final-named dir without metadata cannot come from us; replace it.
+            remove_layer_dir(self, &dest)?;
+        }
+        match fs::rename(tmp, &dest) {
+            Ok(()) => {}
+            Err(e) if dest.exists() => {
+                log::debug!("layer {} appeared concurrently: {e}", info.diff_id);
+                fs::remove_dir_all(tmp)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        atomic::sync_dir(&self.layers())?;
+        Ok(true)
+    }
+
+    /// Write an image config (exact bytes) under its ID. Idempotent.
+    pub fn write_config(&self, config: &[u8]) -> Result<String> {
+        let id = sha256_digest(config);
+        let p = self.config_path(&id);
+        if !p.exists() {
+            atomic::write_file(&p, config)?;
+        }
+        Ok(id)
+    }
+}
+
+/// Remove a layer directory: rename it to a temp name first (atomic, so the
+/// layer is gone at once even if we crash mid-delete), then delete.
+pub fn remove_layer_dir(layout: &Layout, dir: &Path) -> Result<()> {
+    let tmp = layout.new_temp_dir()?;
+    fs::remove_dir(&tmp)?;
+    fs::rename(dir, &tmp)?;
+    fs::remove_dir_all(&tmp)?;
+    Ok(())
+}
