@@ -289,8 +289,7 @@ pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
         }
         if find("transfer-encoding").as_deref() == Some("chunked") {
             let mut b = String::new();
-            loop {
-                let Some(line_end) = rest.find("\r\n") else { break };
+            while let Some(line_end) = rest.find("\r\n") {
                 let size = usize::from_str_radix(rest[..line_end].split(';').next().unwrap_or("").trim(), 16)
                     .unwrap_or(0);
                 rest = &rest[line_end + 2..];
