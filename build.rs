@@ -12,7 +12,8 @@ fn run(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = run("git", &["rev-parse", "--short=7", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let commit =
+        run("git", &["rev-parse", "--short=7", "HEAD"]).unwrap_or_else(|| "unknown".into());
     // The commit's time keeps builds of one commit reproducible.
     let time = std::env::var("SOURCE_DATE_EPOCH")
         .ok()

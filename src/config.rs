@@ -169,7 +169,11 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         None => Vec::new(),
         Some(serde_json::Value::Array(a)) => a
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or("hosts must be strings"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("hosts must be strings")
+            })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("hosts in {path} must be an array of strings")),
     };
@@ -185,7 +189,11 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     if obj.get("debug").and_then(|v| v.as_bool()) == Some(true) && log_level.is_none() {
         log_level = Some("debug".into());
     }
-    let host_strings = if f.hosts.is_empty() { file_hosts } else { f.hosts };
+    let host_strings = if f.hosts.is_empty() {
+        file_hosts
+    } else {
+        f.hosts
+    };
     let mut hosts = host_strings
         .iter()
         .map(|h| HostAddr::parse(h))
@@ -217,7 +225,10 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     };
     let data_root = PathBuf::from(data_root.unwrap_or_else(|| DEFAULT_DATA_ROOT.to_string()));
     if !data_root.is_absolute() {
-        return Err(format!("data-root must be an absolute path, not {}", data_root.display()));
+        return Err(format!(
+            "data-root must be an absolute path, not {}",
+            data_root.display()
+        ));
     }
     Ok(Config {
         hosts,
@@ -273,7 +284,10 @@ mod tests {
                                "log-opts": {"max-size": "1m"}, "max-connections": 8}),
         )
         .unwrap();
-        assert_eq!(cfg.hosts, vec![HostAddr::Tcp("127.0.0.1:9".parse().unwrap())]);
+        assert_eq!(
+            cfg.hosts,
+            vec![HostAddr::Tcp("127.0.0.1:9".parse().unwrap())]
+        );
         assert_eq!(cfg.log_level, log::LevelFilter::Debug);
         assert_eq!(cfg.max_connections, 8);
         assert_eq!(cfg.log_opts["max-size"], "1m");

@@ -162,7 +162,10 @@ impl Daemon {
             let conn = if open < self.limits.max_connections {
                 Conn::new(stream, self.limits.clone(), now)
             } else if open < self.limits.max_connections + 16 {
-                log::warn!("connection limit ({}) reached; refusing", self.limits.max_connections);
+                log::warn!(
+                    "connection limit ({}) reached; refusing",
+                    self.limits.max_connections
+                );
                 Conn::refuse(stream, self.limits.clone(), now)
             } else {
                 // Far over the limit: not even an error body.

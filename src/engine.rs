@@ -4,7 +4,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::time::SystemTime;
 
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -19,7 +18,6 @@ pub struct Engine {
     pub events: EventBus,
     /// Persistent daemon ID (a UUID, as dockerd uses).
     pub id: String,
-    pub started: SystemTime,
     pub images: ImageStore,
     /// Forked jobs (archive extraction and writing).
     pub workers: Workers,
@@ -46,7 +44,6 @@ impl Engine {
             config,
             events: EventBus::default(),
             id,
-            started: SystemTime::now(),
             workers: Workers::new(registry),
             images,
             wakes: Vec::new(),

@@ -70,25 +70,34 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, ev: &Event) -> bool {
-        self.terms.iter().all(|(key, values)| {
-            values.is_empty() || values.iter().any(|v| Self::term(key, v, ev))
-        })
+        self.terms
+            .iter()
+            .all(|(key, values)| values.is_empty() || values.iter().any(|v| Self::term(key, v, ev)))
     }
 
     fn term(key: &str, value: &str, ev: &Event) -> bool {
         let attr = |k: &str| ev.attributes.get(k).map(String::as_str).unwrap_or("");
         // dockerd's "fuzzy" match: exact, or the value is a prefix of an ID.
-        let fuzzy = |v: &str| ev.actor_id == v || (!v.is_empty() && ev.actor_id.starts_with(v)) || attr("name") == v;
+        let fuzzy = |v: &str| {
+            ev.actor_id == v || (!v.is_empty() && ev.actor_id.starts_with(v)) || attr("name") == v
+        };
         match key {
             "type" => ev.kind == value,
             // "exec_start: sh -c ..." matches the filter "exec_start".
             "event" => ev.action == value || ev.action.split(':').next() == Some(value),
             "container" => ev.kind == "container" && fuzzy(value),
             "image" => {
-                let strip = |s: &str| s.rsplit_once(':').filter(|(_, t)| !t.contains('/')).map(|(n, _)| n.to_string()).unwrap_or_else(|| s.to_string());
+                let strip = |s: &str| {
+                    s.rsplit_once(':')
+                        .filter(|(_, t)| !t.contains('/'))
+                        .map(|(n, _)| n.to_string())
+                        .unwrap_or_else(|| s.to_string())
+                };
                 let candidates = [ev.actor_id.as_str(), attr("image"), attr("name")];
                 match ev.kind {
-                    "image" | "container" => candidates.iter().any(|c| !c.is_empty() && (*c == value || strip(c) == value)),
+                    "image" | "container" => candidates
+                        .iter()
+                        .any(|c| !c.is_empty() && (*c == value || strip(c) == value)),
                     _ => false,
                 }
             }
@@ -106,7 +115,16 @@ impl EventFilter {
 
     /// Keys this filter understands (others get a 400 at parse time).
     pub const KEYS: &'static [&'static str] = &[
-        "type", "event", "container", "image", "label", "daemon", "network", "volume", "plugin", "scope",
+        "type",
+        "event",
+        "container",
+        "image",
+        "label",
+        "daemon",
+        "network",
+        "volume",
+        "plugin",
+        "scope",
     ];
 }
 
@@ -145,7 +163,11 @@ impl EventBus {
 
     /// Past events at or after `since`.
     pub fn history_since(&self, since: SystemTime) -> Vec<Rc<Event>> {
-        self.history.iter().filter(|e| e.time >= since).cloned().collect()
+        self.history
+            .iter()
+            .filter(|e| e.time >= since)
+            .cloned()
+            .collect()
     }
 
     pub fn subscribe(&mut self, conn: ConnId) {
@@ -185,7 +207,10 @@ mod tests {
     fn filter(pairs: &[(&str, &str)]) -> EventFilter {
         let mut f = EventFilter::default();
         for (k, v) in pairs {
-            f.terms.entry(k.to_string()).or_default().push(v.to_string());
+            f.terms
+                .entry(k.to_string())
+                .or_default()
+                .push(v.to_string());
         }
         f
     }
@@ -220,7 +245,9 @@ mod tests {
         assert_eq!(bus.history.len(), HISTORY);
         assert!(bus.take(7).is_none(), "an overflowed subscriber is dropped");
         assert_eq!(bus.listener_count(), 0);
-        let json = Event::new("container", "start", "x").attr("image", "img").to_json();
+        let json = Event::new("container", "start", "x")
+            .attr("image", "img")
+            .to_json();
         assert_eq!(json["status"], "start");
         assert_eq!(json["from"], "img");
         assert_eq!(json["Actor"]["Attributes"]["image"], "img");

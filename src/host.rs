@@ -70,14 +70,20 @@ pub fn mem_total_bytes() -> u64 {
 /// CPUs this process may run on (what Go's runtime.NumCPU reports).
 pub fn ncpu() -> usize {
     nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-        .map(|set| (0..nix::sched::CpuSet::count()).filter(|&i| set.is_set(i).unwrap_or(false)).count())
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .count()
+        })
         .ok()
         .filter(|&n| n > 0)
         .unwrap_or(1)
 }
 
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn read_flag(path: &str) -> bool {

@@ -28,7 +28,11 @@ impl HostAddr {
     /// `tcp://:PORT`, `fd://`.
     pub fn parse(s: &str) -> Result<HostAddr, String> {
         if let Some(path) = s.strip_prefix("unix://") {
-            let path = if path.is_empty() { DEFAULT_UNIX_SOCKET } else { path };
+            let path = if path.is_empty() {
+                DEFAULT_UNIX_SOCKET
+            } else {
+                path
+            };
             return Ok(HostAddr::Unix(PathBuf::from(path)));
         }
         if s == "fd://" {
@@ -38,9 +42,9 @@ impl HostAddr {
             let rest = rest.trim_end_matches('/');
             let (host, port) = split_host_port(rest)?;
             let host = if host.is_empty() { "0.0.0.0" } else { host };
-            let ip = host
-                .parse()
-                .map_err(|_| format!("invalid bind address {s:?}: {host:?} is not an IP address"))?;
+            let ip = host.parse().map_err(|_| {
+                format!("invalid bind address {s:?}: {host:?} is not an IP address")
+            })?;
             return Ok(HostAddr::Tcp(SocketAddr::new(ip, port)));
         }
         Err(format!(

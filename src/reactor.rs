@@ -71,7 +71,12 @@ pub struct Reactor {
 impl Reactor {
     pub fn new() -> io::Result<Reactor> {
         let mut mask = SigSet::empty();
-        for s in [NixSignal::SIGTERM, NixSignal::SIGINT, NixSignal::SIGHUP, NixSignal::SIGCHLD] {
+        for s in [
+            NixSignal::SIGTERM,
+            NixSignal::SIGINT,
+            NixSignal::SIGHUP,
+            NixSignal::SIGCHLD,
+        ] {
             mask.add(s);
         }
         // Blocked signals are delivered only through the signalfd. Children
@@ -140,7 +145,12 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for s in [Source::Signals, Source::Listener(3), Source::Conn(12345), Source::WorkerOutput(9)] {
+        for s in [
+            Source::Signals,
+            Source::Listener(3),
+            Source::Conn(12345),
+            Source::WorkerOutput(9),
+        ] {
             assert_eq!(Source::from_token(s.token()), Some(s));
         }
     }

@@ -148,11 +148,9 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400
-        + (h as i64) * 3600
-        + (mi as i64) * 60
-        + sec as i64
-        - offset;
+    let secs =
+        days_from_civil(y, mo, d) * 86_400 + (h as i64) * 3600 + (mi as i64) * 60 + sec as i64
+            - offset;
     if secs < 0 {
         return None;
     }

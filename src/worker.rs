@@ -211,7 +211,9 @@ impl Workers {
         Some(match (w.final_msg, w.exit) {
             (Some(m), _) if m.get("ok").is_some() => Outcome::Done(m["ok"].clone()),
             (Some(m), _) if m.get("err").is_some() => Outcome::Failed(m["err"].clone()),
-            (_, Some(status)) => Outcome::Died(format!("worker ended without a result ({status:?})")),
+            (_, Some(status)) => {
+                Outcome::Died(format!("worker ended without a result ({status:?})"))
+            }
             _ => Outcome::Died("worker ended without a result".into()),
         })
     }
@@ -274,7 +276,11 @@ impl Workers {
 
     /// A child exited: if it is one of ours, record it and name its owner.
     pub fn on_exit(&mut self, pid: Pid, status: WaitStatus) -> Option<ConnId> {
-        let id = self.slab.iter().find(|(_, w)| w.pid == pid).map(|(i, _)| i)?;
+        let id = self
+            .slab
+            .iter()
+            .find(|(_, w)| w.pid == pid)
+            .map(|(i, _)| i)?;
         let w = self.slab.get_mut(id)?;
         w.exit = Some(status);
         if !w.raw {
@@ -414,7 +420,9 @@ mod tests {
         let id = workers
             .spawn(7, |mut input, rep| {
                 let mut data = Vec::new();
-                input.read_to_end(&mut data).map_err(|e| serde_json::json!(e.to_string()))?;
+                input
+                    .read_to_end(&mut data)
+                    .map_err(|e| serde_json::json!(e.to_string()))?;
                 rep.send(&serde_json::json!({"status": "read"})).ok();
                 Ok(serde_json::json!(data.len()))
             })
@@ -436,7 +444,10 @@ mod tests {
                 workers.on_exit(pid, status);
             }
             if let Some(outcome) = workers.take_outcome(id) {
-                assert!(matches!(outcome, Outcome::Done(ref v) if v == 300_000), "{outcome:?}");
+                assert!(
+                    matches!(outcome, Outcome::Done(ref v) if v == 300_000),
+                    "{outcome:?}"
+                );
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));

@@ -824,10 +824,10 @@ fn moderately_large_heads_are_fine() {
     let h: String = (0..50)
         .map(|i| format!("X-N{i}: {}\r\n", "v".repeat(100)))
         .collect();
-    c.send(format!("GET /_ping HTTP/1.1\r\n{h}\r\n").as_bytes());
+    c.send(format!("GET /_ping HTTP/1.1\r\nHost: d\r\n{h}\r\n").as_bytes());
     assert_eq!(c.read_response().status, 200);
     let cookie = format!(
-        "GET /_ping HTTP/1.1\r\nX-Auth: {}\r\n\r\n",
+        "GET /_ping HTTP/1.1\r\nHost: d\r\nX-Auth: {}\r\n\r\n",
         "z".repeat(32 * 1024)
     );
     c.send(cookie.as_bytes());

@@ -369,7 +369,6 @@ fn daemon_answers_ping_inside_tree(tree: &Path, sock_dir: &Path) {
 }
 
 #[test]
-#[ignore = "needs the daemon foundation"]
 fn installed_daemon_runs_with_data_root_inside_the_tree() {
     let t = TempDir::new("daemon");
     let o = install(&t.0, "generic-x86_64", &[]);

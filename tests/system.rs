@@ -20,15 +20,32 @@ fn docker_version_and_info_over_unix_and_tcp() {
     let d = Daemon::start_with(&[], true);
     let tcp = format!("tcp://127.0.0.1:{}", d.tcp_port.unwrap());
     for host in [format!("unix://{}", d.sock.display()), tcp] {
-        let out = stdout(&d.docker_at(&host, &["version", "--format", "{{.Server.Version}} {{.Server.APIVersion}}"]));
-        assert_eq!(out.trim(), format!("{} 1.45", env!("CARGO_PKG_VERSION")), "via {host}");
+        let out = stdout(&d.docker_at(
+            &host,
+            &[
+                "version",
+                "--format",
+                "{{.Server.Version}} {{.Server.APIVersion}}",
+            ],
+        ));
+        assert_eq!(
+            out.trim(),
+            format!("{} 1.45", env!("CARGO_PKG_VERSION")),
+            "via {host}"
+        );
 
         let o = d.docker_at(&host, &["info"]);
         let text = stdout(&o);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!err.to_lowercase().contains("error"), "docker info stderr via {host}: {err}");
+        assert!(
+            !err.to_lowercase().contains("error"),
+            "docker info stderr via {host}: {err}"
+        );
         assert!(text.contains("Server Version: 0.1.0"), "{text}");
-        assert!(text.contains(&format!("Docker Root Dir: {}", d.data_root.display())), "{text}");
+        assert!(
+            text.contains(&format!("Docker Root Dir: {}", d.data_root.display())),
+            "{text}"
+        );
         assert!(text.contains("Cgroup Driver: cgroupfs"), "{text}");
         assert!(text.contains("Storage Driver: overlay2"), "{text}");
     }
@@ -41,14 +58,25 @@ fn info_reports_real_host_data_and_a_persistent_id() {
     let ncpu = std::thread::available_parallelism().unwrap().get() as u64;
     assert_eq!(info["NCPU"].as_u64(), Some(ncpu));
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let kb: u64 = meminfo.lines().next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kb: u64 = meminfo
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(info["MemTotal"].as_u64(), Some(kb * 1024));
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(info["KernelVersion"], release.trim());
     assert_eq!(info["OSType"], "linux");
     assert_eq!(info["Containers"], 0);
     assert_eq!(info["Images"], 0);
-    assert!(matches!(info["CgroupVersion"].as_str(), Some("1") | Some("2")));
+    assert!(matches!(
+        info["CgroupVersion"].as_str(),
+        Some("1") | Some("2")
+    ));
     let id = info["ID"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 36);
 
@@ -73,13 +101,33 @@ fn docker_events_since_until_returns_history() {
     for host in [format!("unix://{}", d.sock.display()), tcp] {
         let out = stdout(&d.docker_at(
             &host,
-            &["events", "--since", "0", "--until", &until.to_string(), "--format", "{{.Type}} {{.Action}}"],
+            &[
+                "events",
+                "--since",
+                "0",
+                "--until",
+                &until.to_string(),
+                "--format",
+                "{{.Type}} {{.Action}}",
+            ],
         ));
         assert_eq!(out.trim(), "daemon reload", "via {host}");
         let filtered = stdout(&d.docker_at(
             &host,
-            &["events", "--since", "0", "--until", &until.to_string(), "--filter", "type=container"],
+            &[
+                "events",
+                "--since",
+                "0",
+                "--until",
+                &until.to_string(),
+                "--filter",
+                "type=container",
+            ],
         ));
-        assert_eq!(filtered.trim(), "", "type=container must filter the daemon event out");
+        assert_eq!(
+            filtered.trim(),
+            "",
+            "type=container must filter the daemon event out"
+        );
     }
 }

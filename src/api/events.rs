@@ -17,9 +17,9 @@ pub fn stream(call: &mut Call) -> Result<Response, ApiError> {
     let time = |key: &str| -> Result<Option<SystemTime>, ApiError> {
         match q.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => parse_timestamp(v)
-                .map(Some)
-                .ok_or_else(|| ApiError::InvalidParameter(format!("invalid value for {key}: {v:?}"))),
+            Some(v) => parse_timestamp(v).map(Some).ok_or_else(|| {
+                ApiError::InvalidParameter(format!("invalid value for {key}: {v:?}"))
+            }),
         }
     };
     let since = time("since")?;

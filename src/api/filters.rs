@@ -6,7 +6,10 @@ use std::collections::HashMap;
 
 use super::error::ApiError;
 
-pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Vec<String>>, ApiError> {
+pub fn parse(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<HashMap<String, Vec<String>>, ApiError> {
     let mut out = HashMap::new();
     let raw = match raw {
         None => return Ok(out),
@@ -20,7 +23,9 @@ pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<HashMap<String, Vec<
         .ok_or_else(|| bad("filters must be a JSON object".into()))?;
     for (key, v) in obj {
         if !allowed.contains(&key.as_str()) {
-            return Err(ApiError::InvalidParameter(format!("invalid filter '{key}'")));
+            return Err(ApiError::InvalidParameter(format!(
+                "invalid filter '{key}'"
+            )));
         }
         let values: Vec<String> = match v {
             serde_json::Value::Array(a) => a
@@ -46,12 +51,18 @@ mod tests {
 
     #[test]
     fn both_forms() {
-        let f = parse(Some(r#"{"type":["container"],"event":{"start":true,"die":true}}"#), &["type", "event"]).unwrap();
+        let f = parse(
+            Some(r#"{"type":["container"],"event":{"start":true,"die":true}}"#),
+            &["type", "event"],
+        )
+        .unwrap();
         assert_eq!(f["type"], vec!["container"]);
         let mut ev = f["event"].clone();
         ev.sort();
         assert_eq!(ev, vec!["die", "start"]);
-        assert!(matches!(parse(Some(r#"{"bogus":["x"]}"#), &["type"]), Err(ApiError::InvalidParameter(m)) if m == "invalid filter 'bogus'"));
+        assert!(
+            matches!(parse(Some(r#"{"bogus":["x"]}"#), &["type"]), Err(ApiError::InvalidParameter(m)) if m == "invalid filter 'bogus'")
+        );
         assert!(parse(Some("not json"), &["type"]).is_err());
         assert!(parse(Some(r#"{"type":"x"}"#), &["type"]).is_err());
         assert!(parse(None, &[]).unwrap().is_empty());

@@ -48,11 +48,17 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &call.engine.images.inspect(&name(call))?))
+    Ok(Response::json(
+        200,
+        &call.engine.images.inspect(&name(call))?,
+    ))
 }
 
 pub fn history(call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &Value::Array(call.engine.images.history(&name(call))?)))
+    Ok(Response::json(
+        200,
+        &Value::Array(call.engine.images.history(&name(call))?),
+    ))
 }
 
 pub fn tag(call: &mut Call) -> Result<Response, ApiError> {
@@ -61,7 +67,9 @@ pub fn tag(call: &mut Call) -> Result<Response, ApiError> {
     let repo = q
         .get("repo")
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| ApiError::InvalidParameter("repository name must have at least one component".into()))?
+        .ok_or_else(|| {
+            ApiError::InvalidParameter("repository name must have at least one component".into())
+        })?
         .to_string();
     let tag = q.get("tag").filter(|t| !t.is_empty()).map(str::to_string);
     let images = &mut call.engine.images;
@@ -71,7 +79,8 @@ pub fn tag(call: &mut Call) -> Result<Response, ApiError> {
         Some(t) => format!("{repo}:{t}"),
         None => repo.clone(),
     });
-    call.engine.publish(Event::new("image", "tag", &id).attr("name", &shown));
+    call.engine
+        .publish(Event::new("image", "tag", &id).attr("name", &shown));
     Ok(Response::new(201))
 }
 
@@ -82,10 +91,12 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     let records = call.engine.images.delete(&target, force, &no_users)?;
     for r in &records {
         if let Some(u) = r["Untagged"].as_str() {
-            call.engine.publish(Event::new("image", "untag", &id).attr("name", u));
+            call.engine
+                .publish(Event::new("image", "untag", &id).attr("name", u));
         }
         if let Some(d) = r["Deleted"].as_str() {
-            call.engine.publish(Event::new("image", "delete", d).attr("name", d));
+            call.engine
+                .publish(Event::new("image", "delete", d).attr("name", d));
         }
     }
     Ok(Response::json(200, &Value::Array(records)))
@@ -105,10 +116,17 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
 pub fn save(call: &mut Call) -> Result<Response, ApiError> {
     let names: Vec<String> = match call.params.first() {
         Some(n) => vec![n.clone()],
-        None => call.req.query.get_all("names").map(str::to_string).collect(),
+        None => call
+            .req
+            .query
+            .get_all("names")
+            .map(str::to_string)
+            .collect(),
     };
     if names.is_empty() {
-        return Err(ApiError::InvalidParameter("no images given (names=...)".into()));
+        return Err(ApiError::InvalidParameter(
+            "no images given (names=...)".into(),
+        ));
     }
     let plan = call.engine.images.save_plan(&names)?;
     let layout = call.engine.images.layout().clone();
@@ -116,17 +134,25 @@ pub fn save(call: &mut Call) -> Result<Response, ApiError> {
         .engine
         .workers
         .spawn_raw(call.conn, move |_input, out| {
-            save_archive(&layout, &plan, &mut out.out_file())
+            save_archive(&layout, &plan, out.out_file())
                 .map(|()| Value::Null)
                 .map_err(|e| json!(e.to_string()))
         })?;
     for n in &names {
         if let Ok(img) = call.engine.images.resolve(n) {
             let id = img.id.clone();
-            call.engine.publish(Event::new("image", "save", &id).attr("name", n));
+            call.engine
+                .publish(Event::new("image", "save", &id).attr("name", n));
         }
     }
-    Ok(Response::stream(200, "application/x-tar", Box::new(SaveStream { worker, ended: false })))
+    Ok(Response::stream(
+        200,
+        "application/x-tar",
+        Box::new(SaveStream {
+            worker,
+            ended: false,
+        }),
+    ))
 }
 
 struct SaveStream {
@@ -138,7 +164,11 @@ impl BodySource for SaveStream {
     fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
         if !self.ended {
             if engine.workers.read_raw(self.worker, out, 64 * 1024) {
-                return if out.is_empty() { Pull::Wait(None) } else { Pull::Data };
+                return if out.is_empty() {
+                    Pull::Wait(None)
+                } else {
+                    Pull::Data
+                };
             }
             self.ended = true;
         }
@@ -164,15 +194,25 @@ enum Job {
 }
 
 /// `POST /images/load` and `POST /images/create`: decided at the head.
-pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request, import: bool) -> Result<Begin, ApiError> {
+pub fn begin(
+    engine: &mut Engine,
+    conn: ConnId,
+    req: &Request,
+    import: bool,
+) -> Result<Begin, ApiError> {
     let q = &req.query;
     if !import {
         let worker = spawn_job(engine, conn, Job::Load, None)?;
-        return Ok(Begin::Sink(Box::new(JobSink { worker, job: Job::Load, broken: false })));
+        return Ok(Begin::Sink(Box::new(JobSink {
+            worker,
+            job: Job::Load,
+            broken: false,
+        })));
     }
     if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::NotImplemented(
-            "pulling from a registry is not supported by coracle: use docker load or docker import".into(),
+            "pulling from a registry is not supported by coracle: use docker load or docker import"
+                .into(),
         ));
     }
     let src = q
@@ -191,7 +231,11 @@ pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request, import: bool) -> 
     let job = Job::Import(opts);
     if src == "-" {
         let worker = spawn_job(engine, conn, job.clone(), None)?;
-        return Ok(Begin::Sink(Box::new(JobSink { worker, job, broken: false })));
+        return Ok(Begin::Sink(Box::new(JobSink {
+            worker,
+            job,
+            broken: false,
+        })));
     }
     if !src.starts_with("http://") {
         return Err(ApiError::InvalidParameter(format!(
@@ -200,12 +244,17 @@ pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request, import: bool) -> 
     }
     let worker = spawn_job(engine, conn, job.clone(), Some(src.to_string()))?;
     engine.workers.close_input(worker);
-    Ok(Begin::Respond(super::with_common_headers(Response::later(Box::new(
-        JobResult { worker, job },
-    )))))
+    Ok(Begin::Respond(super::with_common_headers(Response::later(
+        Box::new(JobResult { worker, job }),
+    ))))
 }
 
-fn spawn_job(engine: &mut Engine, conn: ConnId, job: Job, url: Option<String>) -> Result<WorkerId, ApiError> {
+fn spawn_job(
+    engine: &mut Engine,
+    conn: ConnId,
+    job: Job,
+    url: Option<String>,
+) -> Result<WorkerId, ApiError> {
     let layout = engine.images.layout().clone();
     let worker = engine.workers.spawn(conn, move |input, _reporter| {
         let budget = Budget::default();
@@ -217,7 +266,8 @@ fn spawn_job(engine: &mut Engine, conn: ConnId, job: Job, url: Option<String>) -
                 .and_then(|body| import_rootfs(&layout, body, opts, &budget)),
         };
         match result {
-            Ok(summary) => serde_json::to_value(summary).map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
+            Ok(summary) => serde_json::to_value(summary)
+                .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
             Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
         }
     })?;
@@ -291,7 +341,9 @@ impl Pending for JobResult {
                 Err(ApiError::Internal(m))
             }
         };
-        Some(super::with_common_headers(result.unwrap_or_else(ApiError::into_response)))
+        Some(super::with_common_headers(
+            result.unwrap_or_else(ApiError::into_response),
+        ))
     }
 
     fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
@@ -306,22 +358,34 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
     match job {
         Job::Load => {
             for li in &summary.images {
-                let name = li.tags.first().map(|t| familiar(t)).unwrap_or_else(|| li.id.clone());
+                let name = li
+                    .tags
+                    .first()
+                    .map(|t| familiar(t))
+                    .unwrap_or_else(|| li.id.clone());
                 engine.publish(Event::new("image", "load", &li.id).attr("name", &name));
             }
             for l in lines {
-                body.extend_from_slice(json!({ "stream": format!("{l}\n") }).to_string().as_bytes());
+                body.extend_from_slice(
+                    json!({ "stream": format!("{l}\n") }).to_string().as_bytes(),
+                );
                 body.push(b'\n');
             }
         }
         Job::Import(_) => {
             for li in &summary.images {
-                let name = li.tags.first().map(|t| familiar(t)).unwrap_or_else(|| li.id.clone());
+                let name = li
+                    .tags
+                    .first()
+                    .map(|t| familiar(t))
+                    .unwrap_or_else(|| li.id.clone());
                 engine.publish(Event::new("image", "import", &li.id).attr("name", &name));
                 body.extend_from_slice(json!({ "status": li.id }).to_string().as_bytes());
                 body.extend_from_slice(b"\r\n");
             }
         }
     }
-    Ok(Response::new(200).header("Content-Type", "application/json").bytes(body))
+    Ok(Response::new(200)
+        .header("Content-Type", "application/json")
+        .bytes(body))
 }

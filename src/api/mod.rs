@@ -54,7 +54,13 @@ pub fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -
     }
 }
 
-fn dispatch(engine: &mut Engine, conn: ConnId, req: &Request, r: &Resolved, body: Vec<u8>) -> Response {
+fn dispatch(
+    engine: &mut Engine,
+    conn: ConnId,
+    req: &Request,
+    r: &Resolved,
+    body: Vec<u8>,
+) -> Response {
     let mut call = Call {
         engine,
         conn,

@@ -72,7 +72,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Post, "/images/create", Endpoint::ImageCreate),
     (Method::Post, "/images/prune", Endpoint::ImagePrune),
     (Method::Get, "/images/{name*}/json", Endpoint::ImageInspect),
-    (Method::Get, "/images/{name*}/history", Endpoint::ImageHistory),
+    (
+        Method::Get,
+        "/images/{name*}/history",
+        Endpoint::ImageHistory,
+    ),
     (Method::Get, "/images/{name*}/get", Endpoint::ImageSave),
     (Method::Post, "/images/{name*}/tag", Endpoint::ImageTag),
     (Method::Delete, "/images/{name*}", Endpoint::ImageRemove),
@@ -126,7 +130,11 @@ fn split_version(path: &str) -> Result<(ApiVersion, &str), ApiError> {
     };
     let version = match (major, minor, parts.next()) {
         (Some(a), Some(b), None) => ApiVersion(a, b),
-        _ => return Err(ApiError::InvalidParameter(format!("invalid API version {text:?}"))),
+        _ => {
+            return Err(ApiError::InvalidParameter(format!(
+                "invalid API version {text:?}"
+            )))
+        }
     };
     if version > MAX_VERSION {
         return Err(ApiError::VersionTooNew(text.to_string()));
@@ -196,29 +204,50 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(split_version("/_ping").unwrap(), (MAX_VERSION, "/_ping"));
-        assert_eq!(split_version("/v1.24/info").unwrap(), (ApiVersion(1, 24), "/info"));
-        assert_eq!(split_version("/v1.3/info").unwrap(), (ApiVersion(1, 3), "/info"));
+        assert_eq!(
+            split_version("/v1.24/info").unwrap(),
+            (ApiVersion(1, 24), "/info")
+        );
+        assert_eq!(
+            split_version("/v1.3/info").unwrap(),
+            (ApiVersion(1, 3), "/info")
+        );
         assert!(ApiVersion(1, 3) < ApiVersion(1, 24));
         let e = split_version("/v1.99/info").unwrap_err();
         assert_eq!(
             e.to_string(),
             "client version 1.99 is too new. Maximum supported API version is 1.45"
         );
-        assert!(matches!(split_version("/v0.9/info"), Err(ApiError::VersionTooOld(_))));
-        assert!(matches!(split_version("/v1.2.3/info"), Err(ApiError::InvalidParameter(_))));
+        assert!(matches!(
+            split_version("/v0.9/info"),
+            Err(ApiError::VersionTooOld(_))
+        ));
+        assert!(matches!(
+            split_version("/v1.2.3/info"),
+            Err(ApiError::InvalidParameter(_))
+        ));
         // Not a version: a path that merely starts with "v".
         assert_eq!(split_version("/volumes").unwrap().1, "/volumes");
     }
 
     #[test]
     fn patterns() {
-        assert_eq!(match_pattern("/containers/{id}/json", "/containers/abc/json"), Some(vec!["abc".into()]));
-        assert_eq!(match_pattern("/containers/{id}/json", "/containers//json"), None);
+        assert_eq!(
+            match_pattern("/containers/{id}/json", "/containers/abc/json"),
+            Some(vec!["abc".into()])
+        );
+        assert_eq!(
+            match_pattern("/containers/{id}/json", "/containers//json"),
+            None
+        );
         assert_eq!(
             match_pattern("/images/{name*}/json", "/images/my/img:1/json"),
             Some(vec!["my/img:1".into()])
         );
-        assert_eq!(match_pattern("/images/{name*}", "/images/a/b"), Some(vec!["a/b".into()]));
+        assert_eq!(
+            match_pattern("/images/{name*}", "/images/a/b"),
+            Some(vec!["a/b".into()])
+        );
         assert_eq!(match_pattern("/images/{name*}/json", "/images/json"), None);
         assert_eq!(match_pattern("/info", "/info/x"), None);
     }

@@ -69,7 +69,11 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
     let uname = host::uname();
     let (os_name, os_version) = host::os_release();
     let cg = host::cgroups();
-    let driver = if host::has_filesystem("overlay") { "overlay2" } else { "vfs" };
+    let driver = if host::has_filesystem("overlay") {
+        "overlay2"
+    } else {
+        "vfs"
+    };
     let mut warnings = Vec::new();
     if !cg.memory {
         warnings.push("WARNING: No memory limit support");

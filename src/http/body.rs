@@ -131,7 +131,10 @@ mod tests {
     fn chunked_in_any_split() {
         let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n";
         for step in 1..wire.len() {
-            assert_eq!(decode_all(BodyFraming::Chunked, wire, step).unwrap(), b"hello world");
+            assert_eq!(
+                decode_all(BodyFraming::Chunked, wire, step).unwrap(),
+                b"hello world"
+            );
         }
     }
 
@@ -149,6 +152,9 @@ mod tests {
     fn bad_chunks() {
         assert!(decode_all(BodyFraming::Chunked, b"zz\r\n", 4).is_err());
         let mut d = BodyDecoder::new(BodyFraming::Chunked);
-        assert_eq!(d.decode(b"2\r\nabXX", &mut Vec::new(), 100), Err(BodyError::BadChunk));
+        assert_eq!(
+            d.decode(b"2\r\nabXX", &mut Vec::new(), 100),
+            Err(BodyError::BadChunk)
+        );
     }
 }

@@ -13,14 +13,19 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Open `url` (plain `http://` only) and return a reader over its body.
 pub fn get(url: &str) -> io::Result<Box<dyn Read>> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| invalid(format!("unsupported URL {url:?}: only http:// is supported")))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        invalid(format!(
+            "unsupported URL {url:?}: only http:// is supported"
+        ))
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr_text = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let addr_text = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.to_string()
     } else {
         format!("{authority}:80")
@@ -41,7 +46,10 @@ pub fn get(url: &str) -> io::Result<Box<dyn Read>> {
     let (status, framing, used) = loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the response head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response head",
+            ));
         }
         head.extend_from_slice(&buf[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -54,9 +62,12 @@ pub fn get(url: &str) -> io::Result<Box<dyn Read>> {
                         .find(|h| h.name.eq_ignore_ascii_case(name))
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                 };
-                let framing = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+                let framing = if find("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+                {
                     BodyFraming::Chunked
-                } else if let Some(len) = find("content-length").and_then(|v| v.trim().parse().ok()) {
+                } else if let Some(len) = find("content-length").and_then(|v| v.trim().parse().ok())
+                {
                     BodyFraming::Length(len)
                 } else {
                     BodyFraming::None
@@ -64,7 +75,12 @@ pub fn get(url: &str) -> io::Result<Box<dyn Read>> {
                 break (resp.code.unwrap_or(0), framing, used);
             }
             Ok(httparse::Status::Partial) if head.len() < 64 * 1024 => continue,
-            _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed HTTP response")),
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed HTTP response",
+                ))
+            }
         }
     };
     if !(200..300).contains(&status) {
@@ -105,13 +121,18 @@ impl<R: Read> Read for Decoded<R> {
             let used = self
                 .decoder
                 .decode(&self.input, &mut self.output, 64 * 1024)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "malformed chunked body"))?;
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "malformed chunked body")
+                })?;
             self.input.drain(..used);
             if self.output.is_empty() && !self.decoder.is_done() {
                 let mut chunk = [0u8; 16 * 1024];
                 let n = self.inner.read(&mut chunk)?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body ended early"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "body ended early",
+                    ));
                 }
                 self.input.extend_from_slice(&chunk[..n]);
             }

@@ -63,9 +63,7 @@ enum State {
         ex: Exchange,
     },
     /// Flush, half-close, drain briefly, then close.
-    Closing {
-        linger_until: Option<Instant>,
-    },
+    Closing { linger_until: Option<Instant> },
 }
 
 pub struct Conn {
@@ -78,6 +76,9 @@ pub struct Conn {
     writable: bool,
     eof: bool,
     broken: bool,
+    /// Pipelined input was thrown away while a stream ran (to keep noticing
+    /// the client's hang-up): the connection cannot be reused afterwards.
+    dropped_input: bool,
     head_started: Option<Instant>,
     idle_since: Instant,
     wait_until: Option<Instant>,
@@ -96,6 +97,7 @@ impl Conn {
             writable: true,
             eof: false,
             broken: false,
+            dropped_input: false,
             head_started: None,
             idle_since: now,
             wait_until: None,
@@ -211,7 +213,13 @@ impl Conn {
         if !self.readable || self.eof {
             return false;
         }
-        let room = self.room().min(READ_CHUNK);
+        let mut room = self.room().min(READ_CHUNK);
+        if room == 0 && matches!(self.state, State::Streaming { .. } | State::Awaiting { .. }) {
+            // Keep reading so a hang-up is seen; the excess is dropped.
+            self.rbuf.clear();
+            self.dropped_input = true;
+            room = READ_CHUNK;
+        }
         if room == 0 {
             return false;
         }
@@ -295,9 +303,11 @@ impl Conn {
                 decoder,
                 target,
             } => self.step_body(engine, me, req, ex, decoder, target),
-            State::Streaming { source, ex, chunked } => {
-                self.step_stream(engine, me, source, ex, chunked, now)
-            }
+            State::Streaming {
+                source,
+                ex,
+                chunked,
+            } => self.step_stream(engine, me, source, ex, chunked, now),
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
                     pending.cancel(engine, me);
@@ -395,7 +405,8 @@ impl Conn {
             Begin::Sink(sink) => Target::Sink(sink, Vec::new()),
         };
         if req.expect_continue && req.minor >= 1 && req.has_body() {
-            self.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.wbuf
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         self.state = State::Body {
             decoder: BodyDecoder::new(req.framing),
@@ -532,10 +543,12 @@ impl Conn {
             self.state = State::Closing { linger_until: None };
             return true;
         }
-        if self.pending_output() >= WRITE_HIGH_WATER
-            || self.wait_until.is_some_and(|t| t > now)
-        {
-            self.state = State::Streaming { source, ex, chunked };
+        if self.pending_output() >= WRITE_HIGH_WATER || self.wait_until.is_some_and(|t| t > now) {
+            self.state = State::Streaming {
+                source,
+                ex,
+                chunked,
+            };
             return false;
         }
         let mut piece = Vec::new();
@@ -546,12 +559,20 @@ impl Conn {
                 } else {
                     self.wbuf.extend_from_slice(&piece);
                 }
-                self.state = State::Streaming { source, ex, chunked };
+                self.state = State::Streaming {
+                    source,
+                    ex,
+                    chunked,
+                };
                 !piece.is_empty()
             }
             Pull::Wait(until) => {
                 self.wait_until = until;
-                self.state = State::Streaming { source, ex, chunked };
+                self.state = State::Streaming {
+                    source,
+                    ex,
+                    chunked,
+                };
                 false
             }
             Pull::Abort => {
@@ -578,7 +599,7 @@ impl Conn {
 
     fn finish_exchange(&mut self, ex: Exchange, now: Instant) {
         self.wait_until = None;
-        self.state = if ex.keep_alive {
+        self.state = if ex.keep_alive && !self.dropped_input {
             self.idle_since = now;
             State::Head
         } else {
@@ -608,7 +629,9 @@ impl Conn {
         };
 
         let w = &mut self.wbuf;
-        w.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+        w.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
+        );
         for (k, v) in &resp.headers {
             w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
         }
@@ -625,6 +648,8 @@ impl Conn {
         }
         if !ex.keep_alive {
             w.extend_from_slice(b"Connection: close\r\n");
+        } else if ex.minor == 0 {
+            w.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         w.extend_from_slice(b"\r\n");
         if !ex.head_only && !no_body {

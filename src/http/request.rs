@@ -99,7 +99,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     let method = Method::parse(raw.method.unwrap_or(""));
     let target = raw.path.unwrap_or("");
     if !target.starts_with('/') {
-        return Err(HeadError::Malformed(format!("invalid request target {target:?}")));
+        return Err(HeadError::Malformed(format!(
+            "invalid request target {target:?}"
+        )));
     }
     let minor = raw.version.unwrap_or(1);
     let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
@@ -117,13 +119,25 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             .map(|(_, v)| v.as_str())
     };
 
-    let framing = match find("transfer-encoding") {
-        Some(te) if te.eq_ignore_ascii_case("chunked") => BodyFraming::Chunked,
-        Some(te) if te.eq_ignore_ascii_case("identity") => BodyFraming::None,
-        Some(_) => return Err(HeadError::UnsupportedEncoding),
-        None => match find("content-length") {
+    // All Transfer-Encoding headers together; only a lone "chunked" is
+    // accepted. Anything else (identity, gzip, lists) is refused rather than
+    // guessed at: a framing disagreement is how requests get smuggled.
+    let codings: Vec<String> = out_headers
+        .iter()
+        .filter(|(k, _)| k == "transfer-encoding")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let framing = match codings.as_slice() {
+        [only] if only == "chunked" => BodyFraming::Chunked,
+        [] => match find("content-length") {
             None => BodyFraming::None,
             Some(v) => {
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(HeadError::Malformed(format!(
+                        "invalid Content-Length {v:?}"
+                    )));
+                }
                 // Repeated, differing Content-Length values are a smuggling vector.
                 let mut lens = out_headers
                     .iter()
@@ -133,12 +147,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
                 if lens.any(|l| l.as_ref().ok() != first.as_ref().and_then(|f| f.as_ref().ok())) {
                     return Err(HeadError::Malformed("conflicting Content-Length".into()));
                 }
-                BodyFraming::Length(v.parse::<u64>().map_err(|_| {
-                    HeadError::Malformed(format!("invalid Content-Length {v:?}"))
-                })?)
+                BodyFraming::Length(
+                    v.parse::<u64>().map_err(|_| {
+                        HeadError::Malformed(format!("invalid Content-Length {v:?}"))
+                    })?,
+                )
             }
         },
+        _ => return Err(HeadError::UnsupportedEncoding),
     };
+    if minor >= 1 && find("host").is_none() {
+        return Err(HeadError::Malformed("missing required Host header".into()));
+    }
     let connection = find("connection").map(|v| v.to_ascii_lowercase());
     let keep_alive = match (minor, connection.as_deref()) {
         (_, Some(c)) if c.split(',').any(|t| t.trim() == "close") => false,
@@ -169,10 +189,12 @@ mod tests {
 
     #[test]
     fn parses_a_complete_head() {
-        let (r, n) = parse_head(b"POST /v1.45/x%20y?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
-            .unwrap()
-            .unwrap();
-        assert_eq!(n, 66);
+        let (r, n) = parse_head(
+            b"POST /v1.45/x%20y?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 62);
         assert_eq!(r.method, Method::Post);
         assert_eq!(r.path, "/v1.45/x y");
         assert_eq!(r.query.get("a"), Some("1"));
@@ -182,13 +204,22 @@ mod tests {
 
     #[test]
     fn partial_and_errors() {
-        assert_eq!(parse_head(b"GET / HTTP/1.1\r\nHost:").unwrap().map(|_| ()), None);
-        assert!(matches!(parse_head(b"GARBAGE\r\n\r\n"), Err(HeadError::Malformed(_))));
+        assert_eq!(
+            parse_head(b"GET / HTTP/1.1\r\nHost:").unwrap().map(|_| ()),
+            None
+        );
+        assert!(matches!(
+            parse_head(b"GARBAGE\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
         assert_eq!(parse_head(big.as_bytes()).unwrap_err(), HeadError::TooLarge);
         let many: String = (0..150).map(|i| format!("X{i}: y\r\n")).collect();
         let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert_eq!(parse_head(req.as_bytes()).unwrap_err(), HeadError::TooManyHeaders);
+        assert_eq!(
+            parse_head(req.as_bytes()).unwrap_err(),
+            HeadError::TooManyHeaders
+        );
         assert!(matches!(
             parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             Err(HeadError::Malformed(_))
@@ -197,6 +228,28 @@ mod tests {
             parse_head(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap_err(),
             HeadError::UnsupportedEncoding
         );
+        // identity, lists and repeated headers are refused, not guessed at.
+        for te in [
+            "Transfer-Encoding: identity\r\nContent-Length: 3",
+            "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: chunked, chunked",
+        ] {
+            let req = format!("POST / HTTP/1.1\r\nHost: x\r\n{te}\r\n\r\n");
+            assert_eq!(
+                parse_head(req.as_bytes()).unwrap_err(),
+                HeadError::UnsupportedEncoding,
+                "{te}"
+            );
+        }
+        assert!(matches!(
+            parse_head(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Malformed(_))
+        ));
+        assert!(parse_head(b"GET / HTTP/1.0\r\n\r\n").unwrap().is_some());
     }
 
     #[test]
@@ -204,6 +257,8 @@ mod tests {
         let ka = |s: &[u8]| parse_head(s).unwrap().unwrap().0.keep_alive;
         assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(ka(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-        assert!(!ka(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
     }
 }

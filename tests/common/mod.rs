@@ -108,12 +108,22 @@ impl Daemon {
             if UnixStream::connect(&self.sock).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("coracle exited early with {status}; log:\n{}", self.log_text());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "coracle exited early with {status}; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("coracle did not listen within 10 s; log:\n{}", self.log_text());
+        panic!(
+            "coracle did not listen within 10 s; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -121,7 +131,10 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().map(|c| c.id() as i32).expect("daemon running")
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("daemon running")
     }
 
     pub fn connect(&self) -> UnixStream {
@@ -176,8 +189,12 @@ impl Daemon {
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");
         signal(child.id() as i32, libc_sig::TERM);
-        wait_timeout(&mut child, Duration::from_secs(15))
-            .unwrap_or_else(|| panic!("coracle did not exit after SIGTERM; log:\n{}", self.log_text()))
+        wait_timeout(&mut child, Duration::from_secs(15)).unwrap_or_else(|| {
+            panic!(
+                "coracle did not exit after SIGTERM; log:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     /// SIGKILL, as a power cut would.
@@ -261,7 +278,10 @@ impl HttpResponse {
 
 /// Parse one response (fixed-length or chunked) from the start of `raw`.
 pub fn parse_response(raw: &str) -> HttpResponse {
-    parse_responses(raw).into_iter().next().unwrap_or_else(|| panic!("no response in {raw:?}"))
+    parse_responses(raw)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no response in {raw:?}"))
 }
 
 /// Parse every response in `raw` (for pipelining tests).
@@ -290,8 +310,11 @@ pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
         if find("transfer-encoding").as_deref() == Some("chunked") {
             let mut b = String::new();
             while let Some(line_end) = rest.find("\r\n") {
-                let size = usize::from_str_radix(rest[..line_end].split(';').next().unwrap_or("").trim(), 16)
-                    .unwrap_or(0);
+                let size = usize::from_str_radix(
+                    rest[..line_end].split(';').next().unwrap_or("").trim(),
+                    16,
+                )
+                .unwrap_or(0);
                 rest = &rest[line_end + 2..];
                 if size == 0 {
                     rest = rest.strip_prefix("\r\n").unwrap_or(rest);
@@ -310,7 +333,11 @@ pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
             body = rest.to_string();
             rest = "";
         }
-        out.push(HttpResponse { status, headers, body });
+        out.push(HttpResponse {
+            status,
+            headers,
+            body,
+        });
         raw = rest;
     }
     out
