@@ -13,6 +13,7 @@ mod image;
 mod logger;
 mod net;
 mod reactor;
+mod runtime;
 mod slab;
 mod store;
 mod timefmt;
