@@ -22,7 +22,13 @@ pub struct Daemon {
     conns: Slab<Conn>,
     limits: Limits,
     shutting_down: bool,
+    /// SIGTERM seen; waiting for containers to stop.
+    stopping_containers: bool,
+    stop_deadline: Option<std::time::Instant>,
 }
+
+/// The longest a graceful shutdown waits for containers.
+const SHUTDOWN_LIMIT_SECS: u64 = 60;
 
 /// Start listening and serve until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
@@ -88,12 +94,20 @@ impl Daemon {
             conns: Slab::default(),
             limits,
             shutting_down: false,
+            stopping_containers: false,
+            stop_deadline: None,
         })
     }
 
     fn serve(&mut self) -> Result<(), String> {
         while !self.shutting_down {
-            let deadline = self.conns.iter().filter_map(|(_, c)| c.deadline()).min();
+            let deadline = self
+                .conns
+                .iter()
+                .filter_map(|(_, c)| c.deadline())
+                .chain(self.engine.timers.next())
+                .chain(self.stop_deadline)
+                .min();
             let ready = self
                 .reactor
                 .wait(deadline)
@@ -105,6 +119,8 @@ impl Daemon {
                     Source::WorkerInput(id) | Source::WorkerOutput(id) => {
                         self.engine.on_worker_ready(id)
                     }
+                    Source::Output(slot) => self.engine.on_output_ready(slot),
+                    Source::Stdin(slot) => self.engine.on_stdin_ready(slot),
                     Source::Conn(id) => {
                         if let Some(c) = self.conns.get_mut(id) {
                             if readable {
@@ -118,8 +134,16 @@ impl Daemon {
                     }
                 }
             }
+            self.engine.run_timers(std::time::Instant::now());
             self.run_wakes();
             self.run_deadlines();
+            if self.stopping_containers && !self.engine.any_container_alive() {
+                self.shutting_down = true;
+            }
+            if self.stop_deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                log::warn!("containers did not stop in time; exiting anyway");
+                self.shutting_down = true;
+            }
         }
         self.stop();
         Ok(())
@@ -128,9 +152,21 @@ impl Daemon {
     fn on_signals(&mut self) {
         for sig in self.reactor.take_signals() {
             match sig {
-                Signal::Shutdown => {
-                    log::info!("shutdown requested");
+                Signal::Shutdown if self.stopping_containers => {
+                    log::info!("second shutdown signal: exiting without waiting for containers");
                     self.shutting_down = true;
+                }
+                Signal::Shutdown => {
+                    log::info!("shutdown requested: stopping containers");
+                    // Containers get their stop timeouts; the daemon exits
+                    // when the last one is gone (or after a hard limit).
+                    if self.engine.begin_container_shutdown() {
+                        self.stopping_containers = true;
+                        let limit = std::time::Duration::from_secs(SHUTDOWN_LIMIT_SECS);
+                        self.stop_deadline = Some(std::time::Instant::now() + limit);
+                    } else {
+                        self.shutting_down = true;
+                    }
                 }
                 Signal::Reload => {
                     log::info!("SIGHUP received: nothing to reload");

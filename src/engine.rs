@@ -8,7 +8,11 @@ use std::path::Path;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::http::response::ConnId;
+use crate::container::registry::Registry;
 use crate::store::atomic;
+use crate::store::containers::ContainerDirs;
+use crate::streams::output::Outputs;
+use crate::timers::Timers;
 use crate::store::images::ImageStore;
 use crate::store::layout::Layout;
 use crate::worker::Workers;
@@ -19,6 +23,13 @@ pub struct Engine {
     /// Persistent daemon ID (a UUID, as dockerd uses).
     pub id: String,
     pub images: ImageStore,
+    pub containers: Registry,
+    pub container_dirs: ContainerDirs,
+    /// Running containers' stdio.
+    pub outputs: Outputs,
+    pub timers: Timers,
+    /// SIGTERM received: no more policy restarts.
+    pub shutting_down: bool,
     /// Forked jobs (archive extraction and writing).
     pub workers: Workers,
     /// Connections whose streams have news; the loop drives them.
@@ -40,14 +51,28 @@ impl Engine {
         let id = load_or_create_id(&root.join("engine-id"))?;
         let images = ImageStore::open(Layout::new(root))
             .map_err(|e| format!("open image store under {}: {e}", root.display()))?;
-        Ok(Engine {
+        let container_dirs = ContainerDirs::new(root)
+            .map_err(|e| format!("open container store under {}: {e}", root.display()))?;
+        let outputs = Outputs::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+        );
+        let mut engine = Engine {
             config,
             events: EventBus::default(),
             id,
             workers: Workers::new(registry),
             images,
+            containers: Registry::default(),
+            container_dirs,
+            outputs,
+            timers: Timers::default(),
+            shutting_down: false,
             wakes: Vec::new(),
-        })
+        };
+        engine.recover_containers();
+        Ok(engine)
     }
 
     /// Ask the loop to drive `conn` (its stream has something new).
@@ -67,7 +92,30 @@ impl Engine {
         for (pid, status) in crate::worker::reap() {
             if let Some(conn) = self.workers.on_exit(pid, status) {
                 self.wake(conn);
+            } else if !self.on_container_exit(pid, status) {
+                log::debug!("reaped unknown child {pid}");
             }
+        }
+    }
+
+    /// Readiness on a container's output pipes.
+    pub fn on_output_ready(&mut self, slot: usize) {
+        for conn in self.outputs.on_output_ready(slot) {
+            self.wake(conn);
+        }
+    }
+
+    /// Room in a container's stdin pipe.
+    pub fn on_stdin_ready(&mut self, slot: usize) {
+        if let Some(conn) = self.outputs.on_stdin_ready(slot) {
+            self.wake(conn);
+        }
+    }
+
+    /// Run engine timers that are due.
+    pub fn run_timers(&mut self, now: std::time::Instant) {
+        for t in self.timers.due(now) {
+            self.on_timer(t);
         }
     }
 

@@ -193,3 +193,66 @@ mod tests {
         assert_ne!(backing_filesystem(Path::new("/proc")), "");
     }
 }
+
+/// One `ps -ef` row (UID PID PPID C STIME TTY TIME CMD) for a process, read
+/// from /proc, for `docker top`.
+pub fn process_row(pid: i32) -> Option<serde_json::Value> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let close = stat.rfind(')')?;
+    let comm = stat.get(stat.find('(')? + 1..close)?.to_string();
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ppid = num(1);
+    let tty_nr = num(4);
+    let (utime, stime, start) = (num(11), num(12), num(19));
+    let hz = 100;
+    let cpu_secs = (utime + stime) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let uid: u32 = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    let user = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| uid.to_string());
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = if cmdline.is_empty() {
+        format!("[{comm}]")
+    } else {
+        String::from_utf8_lossy(&cmdline)
+            .trim_end_matches('\0')
+            .replace('\0', " ")
+    };
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("btime"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let started = boot + start / hz;
+    let hm = started % 86_400;
+    let tty = if tty_nr == 0 {
+        "?".to_string()
+    } else {
+        let major = (tty_nr >> 8) & 0xfff;
+        let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+        if major == 136 { format!("pts/{minor}") } else { format!("tty{minor}") }
+    };
+    Some(serde_json::json!([
+        user,
+        pid.to_string(),
+        ppid.to_string(),
+        "0",
+        format!("{:02}:{:02}", hm / 3600, hm / 60 % 60),
+        tty,
+        format!("{:02}:{:02}:{:02}", cpu_secs / 3600, cpu_secs / 60 % 60, cpu_secs % 60),
+        cmd,
+    ]))
+}

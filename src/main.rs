@@ -4,6 +4,7 @@
 mod api;
 mod check_config;
 mod config;
+mod container;
 mod daemon;
 mod engine;
 mod events;
@@ -16,7 +17,9 @@ mod reactor;
 mod runtime;
 mod slab;
 mod store;
+mod streams;
 mod timefmt;
+mod timers;
 mod worker;
 
 use config::Command;

@@ -21,6 +21,10 @@ pub enum Source {
     WorkerInput(usize),
     /// The pipe a worker reports through (we read).
     WorkerOutput(usize),
+    /// A container's stdout/stderr pipes.
+    Output(usize),
+    /// A container's stdin pipe (we write).
+    Stdin(usize),
 }
 
 const KIND_SHIFT: u32 = 24;
@@ -34,6 +38,8 @@ impl Source {
             Source::Conn(i) => (2, i),
             Source::WorkerInput(i) => (3, i),
             Source::WorkerOutput(i) => (4, i),
+            Source::Output(i) => (5, i),
+            Source::Stdin(i) => (6, i),
         };
         Token(kind << KIND_SHIFT | (index & INDEX_MASK))
     }
@@ -46,6 +52,8 @@ impl Source {
             2 => Some(Source::Conn(index)),
             3 => Some(Source::WorkerInput(index)),
             4 => Some(Source::WorkerOutput(index)),
+            5 => Some(Source::Output(index)),
+            6 => Some(Source::Stdin(index)),
             _ => None,
         }
     }

@@ -19,10 +19,6 @@ use crate::image::layer_extract::Budget;
 use crate::store::images::ListFilters;
 use crate::worker::{Outcome, WorkerId};
 
-/// No containers exist yet, so no image is in use.
-fn no_users(_id: &str) -> Option<crate::store::images::ContainerUse> {
-    None
-}
 
 /// How dockerd names an image in events: the familiar reference.
 fn familiar(reference: &str) -> String {
@@ -88,7 +84,11 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     let target = name(call);
     let force = call.req.query.bool("force");
     let id = call.engine.images.resolve(&target)?.id.clone();
-    let records = call.engine.images.delete(&target, force, &no_users)?;
+    let containers = &call.engine.containers;
+    let users = |image: &str| {
+        containers.using_image(image).map(|(container_id, running)| crate::store::images::ContainerUse { container_id, running })
+    };
+    let records = call.engine.images.delete(&target, force, &users)?;
     for r in &records {
         if let Some(u) = r["Untagged"].as_str() {
             call.engine
@@ -104,7 +104,11 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
 
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = ListFilters::from_json(call.req.query.get("filters").unwrap_or(""))?;
-    let report = call.engine.images.prune(&filters, &no_users)?;
+    let containers = &call.engine.containers;
+    let users = |image: &str| {
+        containers.using_image(image).map(|(container_id, running)| crate::store::images::ContainerUse { container_id, running })
+    };
+    let report = call.engine.images.prune(&filters, &users)?;
     let reclaimed = report["SpaceReclaimed"].as_u64().unwrap_or(0).to_string();
     call.engine
         .publish(Event::new("image", "prune", "").attr("reclaimed", &reclaimed));

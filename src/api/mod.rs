@@ -2,6 +2,7 @@
 //! parsed request and the engine, and return a `Response`; they never touch
 //! sockets.
 
+pub mod containers;
 pub mod error;
 pub mod events;
 pub mod filters;
@@ -81,6 +82,25 @@ fn dispatch(
         Endpoint::ImageRemove => images::remove(&mut call),
         Endpoint::ImagePrune => images::prune(&mut call),
         Endpoint::ImageSave => images::save(&mut call),
+        Endpoint::ContainerCreate => containers::create(&mut call),
+        Endpoint::ContainerList => containers::list(&mut call),
+        Endpoint::ContainerInspect => containers::inspect(&mut call),
+        Endpoint::ContainerStart => containers::start(&mut call),
+        Endpoint::ContainerStop => containers::stop(&mut call),
+        Endpoint::ContainerRestart => containers::restart(&mut call),
+        Endpoint::ContainerKill => containers::kill(&mut call),
+        Endpoint::ContainerWait => containers::wait(&mut call),
+        Endpoint::ContainerRemove => containers::remove(&mut call),
+        Endpoint::ContainerPause => containers::pause(&mut call, true),
+        Endpoint::ContainerUnpause => containers::pause(&mut call, false),
+        Endpoint::ContainerRename => containers::rename(&mut call),
+        Endpoint::ContainerUpdate => containers::update(&mut call),
+        Endpoint::ContainerTop => containers::top(&mut call),
+        Endpoint::ContainerChanges => containers::changes(&mut call),
+        Endpoint::ContainerExport => containers::export(&mut call),
+        Endpoint::ContainerPrune => containers::prune(&mut call),
+        Endpoint::ContainerAttach => containers::attach(&mut call),
+        Endpoint::ContainerLogs => containers::logs(&mut call),
         // Streamed endpoints are answered through their sinks.
         Endpoint::ImageLoad | Endpoint::ImageCreate => Err(ApiError::Internal(
             "streamed endpoint dispatched as buffered".into(),

@@ -35,6 +35,25 @@ pub enum Endpoint {
     ImageSave,
     ImageLoad,
     ImageCreate,
+    ContainerCreate,
+    ContainerList,
+    ContainerInspect,
+    ContainerStart,
+    ContainerStop,
+    ContainerRestart,
+    ContainerKill,
+    ContainerWait,
+    ContainerRemove,
+    ContainerPause,
+    ContainerUnpause,
+    ContainerRename,
+    ContainerUpdate,
+    ContainerTop,
+    ContainerChanges,
+    ContainerExport,
+    ContainerPrune,
+    ContainerAttach,
+    ContainerLogs,
 }
 
 /// What an endpoint does with a request body.
@@ -52,7 +71,15 @@ impl Endpoint {
     pub fn body_use(self) -> BodyUse {
         match self {
             Endpoint::ImageLoad | Endpoint::ImageCreate => BodyUse::Stream,
-            Endpoint::ImagePrune => BodyUse::Buffer,
+            Endpoint::ImagePrune
+            | Endpoint::ContainerCreate
+            | Endpoint::ContainerStart
+            | Endpoint::ContainerUpdate
+            | Endpoint::ContainerPrune
+            | Endpoint::ContainerWait
+            | Endpoint::ContainerStop
+            | Endpoint::ContainerRestart
+            | Endpoint::ContainerKill => BodyUse::Buffer,
             _ => BodyUse::Ignore,
         }
     }
@@ -80,6 +107,25 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Get, "/images/{name*}/get", Endpoint::ImageSave),
     (Method::Post, "/images/{name*}/tag", Endpoint::ImageTag),
     (Method::Delete, "/images/{name*}", Endpoint::ImageRemove),
+    (Method::Post, "/containers/create", Endpoint::ContainerCreate),
+    (Method::Get, "/containers/json", Endpoint::ContainerList),
+    (Method::Post, "/containers/prune", Endpoint::ContainerPrune),
+    (Method::Get, "/containers/{id}/json", Endpoint::ContainerInspect),
+    (Method::Post, "/containers/{id}/start", Endpoint::ContainerStart),
+    (Method::Post, "/containers/{id}/stop", Endpoint::ContainerStop),
+    (Method::Post, "/containers/{id}/restart", Endpoint::ContainerRestart),
+    (Method::Post, "/containers/{id}/kill", Endpoint::ContainerKill),
+    (Method::Post, "/containers/{id}/wait", Endpoint::ContainerWait),
+    (Method::Delete, "/containers/{id}", Endpoint::ContainerRemove),
+    (Method::Post, "/containers/{id}/pause", Endpoint::ContainerPause),
+    (Method::Post, "/containers/{id}/unpause", Endpoint::ContainerUnpause),
+    (Method::Post, "/containers/{id}/rename", Endpoint::ContainerRename),
+    (Method::Post, "/containers/{id}/update", Endpoint::ContainerUpdate),
+    (Method::Get, "/containers/{id}/top", Endpoint::ContainerTop),
+    (Method::Get, "/containers/{id}/changes", Endpoint::ContainerChanges),
+    (Method::Get, "/containers/{id}/export", Endpoint::ContainerExport),
+    (Method::Post, "/containers/{id}/attach", Endpoint::ContainerAttach),
+    (Method::Get, "/containers/{id}/logs", Endpoint::ContainerLogs),
 ];
 
 #[derive(Debug)]

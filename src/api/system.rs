@@ -7,6 +7,7 @@ use serde_json::json;
 use super::error::ApiError;
 use super::router::{MAX_VERSION, MIN_VERSION};
 use super::{Call, SERVER_VERSION};
+use crate::container::model::Status;
 use crate::host;
 use crate::http::request::Method;
 use crate::http::response::Response;
@@ -69,6 +70,7 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
     let uname = host::uname();
     let (os_name, os_version) = host::os_release();
     let cg = host::cgroups();
+    let count = |s: Status| engine.containers.iter().filter(|e| e.c.state.status == s).count();
     let driver = if host::has_filesystem("overlay") {
         "overlay2"
     } else {
@@ -86,10 +88,10 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
     }
     let v = json!({
         "ID": engine.id,
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": engine.containers.len(),
+        "ContainersRunning": count(Status::Running),
+        "ContainersPaused": count(Status::Paused),
+        "ContainersStopped": engine.containers.len() - count(Status::Running) - count(Status::Paused),
         "Images": engine.images.images().count(),
         "Driver": driver,
         "DriverStatus": [

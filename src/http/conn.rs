@@ -10,7 +10,8 @@ use super::body::BodyDecoder;
 use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
 use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
 use super::response::{
-    push_chunk, reason, Body, BodySink, BodySource, ConnId, Pending, Pull, Response, LAST_CHUNK,
+    push_chunk, reason, Body, BodySink, BodySource, ConnId, Hijacked, Pending, Pull, Response,
+    LAST_CHUNK,
 };
 use crate::api;
 use crate::engine::Engine;
@@ -56,6 +57,11 @@ enum State {
         source: Box<dyn BodySource>,
         ex: Exchange,
         chunked: bool,
+    },
+    /// A raw duplex stream after a hijacking response.
+    Hijacked {
+        stream: Box<dyn Hijacked>,
+        input_done: bool,
     },
     /// The response depends on work still running.
     Awaiting {
@@ -132,7 +138,7 @@ impl Conn {
             State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
             State::Streaming { .. } => self.wait_until,
             State::Closing { linger_until } => *linger_until,
-            State::Body { .. } | State::Awaiting { .. } => None,
+            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
         }
     }
 
@@ -181,7 +187,7 @@ impl Conn {
                 let _ = now;
                 false
             }
-            State::Body { .. } | State::Awaiting { .. } => false,
+            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => false,
         }
     }
 
@@ -190,6 +196,7 @@ impl Conn {
         match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
             State::Streaming { mut source, .. } => source.cancel(engine, me),
             State::Awaiting { mut pending, .. } => pending.cancel(engine, me),
+            State::Hijacked { mut stream, .. } => stream.cancel(engine, me),
             State::Body {
                 target: Target::Sink(sink, _),
                 ..
@@ -202,7 +209,7 @@ impl Conn {
     fn room(&self) -> usize {
         let cap = match self.state {
             State::Head => MAX_HEAD_BYTES + 1,
-            State::Body { .. } => READ_CHUNK,
+            State::Body { .. } | State::Hijacked { .. } => READ_CHUNK,
             State::Streaming { .. } | State::Awaiting { .. } => MAX_HEAD_BYTES,
             State::Closing { .. } => READ_CHUNK,
         };
@@ -308,6 +315,7 @@ impl Conn {
                 ex,
                 chunked,
             } => self.step_stream(engine, me, source, ex, chunked, now),
+            State::Hijacked { stream, input_done } => self.step_hijacked(engine, me, stream, input_done),
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
                     pending.cancel(engine, me);
@@ -597,6 +605,50 @@ impl Conn {
         }
     }
 
+    fn step_hijacked(
+        &mut self,
+        engine: &mut Engine,
+        me: ConnId,
+        mut stream: Box<dyn Hijacked>,
+        mut input_done: bool,
+    ) -> bool {
+        let mut progress = false;
+        if !input_done && !self.rbuf.is_empty() {
+            let n = stream.input(engine, me, &self.rbuf).min(self.rbuf.len());
+            self.rbuf.drain(..n);
+            progress |= n > 0;
+        }
+        if !input_done && self.eof && self.rbuf.is_empty() {
+            // Half-close: the client is done sending, not done reading.
+            stream.input_closed(engine, me);
+            input_done = true;
+            progress = true;
+        }
+        if self.broken {
+            stream.cancel(engine, me);
+            self.state = State::Closing { linger_until: None };
+            return true;
+        }
+        if self.pending_output() < WRITE_HIGH_WATER {
+            let mut piece = Vec::new();
+            match stream.pull(engine, me, &mut piece) {
+                Pull::Data => {
+                    progress |= !piece.is_empty();
+                    self.wbuf.extend_from_slice(&piece);
+                }
+                Pull::Wait(_) => {}
+                Pull::End | Pull::Abort => {
+                    self.wbuf.extend_from_slice(&piece);
+                    stream.cancel(engine, me);
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+            }
+        }
+        self.state = State::Hijacked { stream, input_done };
+        progress
+    }
+
     fn finish_exchange(&mut self, ex: Exchange, now: Instant) {
         self.wait_until = None;
         self.state = if ex.keep_alive && !self.dropped_input {
@@ -609,16 +661,32 @@ impl Conn {
 
     /// Queue `resp` (head, and body if it is known), and move to the next state.
     fn respond(&mut self, ex: Exchange, resp: Response, owner: Option<(&mut Engine, ConnId)>) {
-        if let Body::Later(pending) = resp.body {
-            self.state = State::Awaiting { pending, ex };
-            return;
-        }
+        let resp = match resp.body {
+            Body::Later(pending) => {
+                self.state = State::Awaiting { pending, ex };
+                return;
+            }
+            Body::Hijack(stream) => {
+                let w = &mut self.wbuf;
+                w.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+                for (k, v) in &resp.headers {
+                    w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+                }
+                w.extend_from_slice(b"\r\n");
+                self.state = State::Hijacked {
+                    stream,
+                    input_done: false,
+                };
+                return;
+            }
+            body => Response { body, ..resp },
+        };
         let no_body = matches!(resp.status, 100..=199 | 204 | 304);
         let (bytes, source) = match resp.body {
             Body::Empty => (Vec::new(), None),
             Body::Bytes(b) => (b, None),
             Body::Stream(s) => (Vec::new(), Some(s)),
-            Body::Later(_) => (Vec::new(), None),
+            Body::Later(_) | Body::Hijack(_) => (Vec::new(), None),
         };
         let streaming = source.is_some() && !no_body;
         let chunked = streaming && ex.minor >= 1;

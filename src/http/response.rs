@@ -39,6 +39,20 @@ pub trait Pending {
     fn cancel(&mut self, _engine: &mut Engine, _me: ConnId) {}
 }
 
+/// A connection taken over after the response head (attach, exec): raw
+/// bytes both ways, no HTTP framing.
+pub trait Hijacked {
+    /// Output for the client.
+    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull;
+    /// Input from the client; returns how much was taken (0 pauses reading
+    /// until the connection is woken).
+    fn input(&mut self, engine: &mut Engine, me: ConnId, data: &[u8]) -> usize;
+    /// The client closed its sending side (CloseWrite).
+    fn input_closed(&mut self, engine: &mut Engine, me: ConnId);
+    /// The connection is gone.
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId);
+}
+
 /// A request body consumed as it arrives (image load, import).
 pub trait BodySink {
     /// Take a prefix of `data`; returns how much was taken. Taking nothing
@@ -56,6 +70,8 @@ pub enum Body {
     Stream(Box<dyn BodySource>),
     /// Not a body: the whole response comes later (see `Pending`).
     Later(Box<dyn Pending>),
+    /// After the head, the connection becomes a raw stream.
+    Hijack(Box<dyn Hijacked>),
 }
 
 pub struct Response {
@@ -90,6 +106,13 @@ impl Response {
     pub fn stream(status: u16, content_type: &str, source: Box<dyn BodySource>) -> Response {
         let mut r = Response::new(status).header("Content-Type", content_type);
         r.body = Body::Stream(source);
+        r
+    }
+
+    /// Take the connection over after this head.
+    pub fn hijack(status: u16, h: Box<dyn Hijacked>) -> Response {
+        let mut r = Response::new(status);
+        r.body = Body::Hijack(h);
         r
     }
 

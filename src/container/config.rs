@@ -1,0 +1,217 @@
+//! The create request's `Config` and `HostConfig`, typed for what coracle
+//! acts on. Fields it does not model are kept in `extra` and written back in
+//! inspect, so clients see what they sent; unknown fields are never an error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// dockerd's `strslice`: a JSON string or array of strings (or null).
+fn strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Null => None,
+        Value::String(s) => Some(vec![s]),
+        Value::Array(a) => Some(
+            a.into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(serde::de::Error::custom(format!("expected a string, got {other}"))),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        other => return Err(serde::de::Error::custom(format!("expected a string or list, got {other}"))),
+    })
+}
+
+/// Lists that clients send as `null`.
+fn nullable_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn nullable_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub attach_stdin: bool,
+    pub attach_stdout: bool,
+    pub attach_stderr: bool,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stdin_once: bool,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub env: Vec<String>,
+    #[serde(deserialize_with = "strslice")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(deserialize_with = "strslice")]
+    pub entrypoint: Option<Vec<String>>,
+    pub image: String,
+    #[serde(deserialize_with = "nullable_map")]
+    pub labels: BTreeMap<String, String>,
+    pub working_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    pub name: String,
+    pub maximum_retry_count: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    #[serde(deserialize_with = "nullable_map")]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    pub size_bytes: i64,
+    pub mode: u32,
+}
+
+/// One entry of `HostConfig.Mounts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Mount {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tmpfs_options: Option<TmpfsOptions>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UlimitConfig {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    #[serde(deserialize_with = "nullable_vec")]
+    pub binds: Vec<String>,
+    pub log_config: LogConfig,
+    pub network_mode: String,
+    pub restart_policy: RestartPolicy,
+    pub auto_remove: bool,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub mounts: Vec<Mount>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub cap_add: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub cap_drop: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub group_add: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    #[serde(deserialize_with = "nullable_map")]
+    pub tmpfs: BTreeMap<String, String>,
+    pub shm_size: i64,
+    #[serde(deserialize_with = "nullable_map")]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub ulimits: Vec<UlimitConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns_search: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub dns_options: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub extra_hosts: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub console_size: Vec<u16>,
+    // Resources.
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: u16,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The create body: Config fields at the top level, HostConfig nested.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    #[serde(flatten)]
+    pub config: ContainerConfig,
+    pub host_config: Option<HostConfig>,
+    #[serde(rename = "NetworkingConfig")]
+    pub networking_config: Option<Value>,
+}
+
+/// Parse a create body (an empty body is an empty config).
+pub fn parse_create(body: &[u8]) -> Result<(ContainerConfig, HostConfig), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    let req: CreateRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let mut config = req.config;
+    // serde(flatten) also collects these; they belong elsewhere.
+    config.extra.remove("HostConfig");
+    config.extra.remove("NetworkingConfig");
+    Ok((config, req.host_config.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cli_shaped_bodies() {
+        let body = br#"{"Image":"busybox","Cmd":"echo hi","Entrypoint":null,"Env":null,"Labels":{"a":"b"},
+            "Unknown":1,"HostConfig":{"Binds":["/tmp:/x:ro"],"Memory":16777216,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":3},
+            "PidsLimit":10,"LogConfig":{"Type":"json-file","Config":{}},"Weird":{"x":1}},"NetworkingConfig":{}}"#;
+        let (c, h) = parse_create(body).unwrap();
+        assert_eq!(c.cmd, Some(vec!["echo hi".to_string()]));
+        assert_eq!(c.entrypoint, None);
+        assert_eq!(c.labels["a"], "b");
+        assert_eq!(c.extra.get("Unknown"), Some(&serde_json::json!(1)));
+        assert!(!c.extra.contains_key("HostConfig"));
+        assert_eq!(h.memory, 16 << 20);
+        assert_eq!(h.pids_limit, Some(10));
+        assert_eq!(h.restart_policy.maximum_retry_count, 3);
+        assert_eq!(h.extra.get("Weird"), Some(&serde_json::json!({"x": 1})));
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["Weird"]["x"], 1);
+        assert_eq!(v["Binds"][0], "/tmp:/x:ro");
+        assert!(parse_create(b"").is_ok());
+        assert!(parse_create(b"{\"Cmd\": 5}").is_err());
+        assert!(parse_create(b"[1]").is_err());
+    }
+}

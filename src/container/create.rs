@@ -1,0 +1,275 @@
+//! Turning a create request into a container record: dockerd's merge of the
+//! image config (Entrypoint/Cmd, Env, WorkingDir, User, Labels) and the
+//! validation of HostConfig, all before anything touches the disk.
+
+use serde_json::Value;
+
+use super::config::{ContainerConfig, HostConfig};
+use super::error::ContainerError;
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+fn strings(v: &Value) -> Option<Vec<String>> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+}
+
+fn env_key(e: &str) -> &str {
+    e.split_once('=').map(|(k, _)| k).unwrap_or(e)
+}
+
+/// Fill `config` from the image's config (`image_config` is the `config`
+/// object of the image JSON) as dockerd does at create time. Returns the
+/// process path and arguments.
+pub fn merge_image(config: &mut ContainerConfig, image_config: &Value) -> Result<(String, Vec<String>), ContainerError> {
+    // Env: the image's, overridden key by key by the request's.
+    let mut env = strings(&image_config["Env"]).unwrap_or_default();
+    for e in std::mem::take(&mut config.env) {
+        env.retain(|x| env_key(x) != env_key(&e));
+        env.push(e);
+    }
+    if !env.iter().any(|e| env_key(e) == "PATH") {
+        env.push(DEFAULT_PATH.to_string());
+    }
+    config.env = env;
+
+    // An Entrypoint in the request replaces the image's Entrypoint *and* Cmd.
+    if config.entrypoint.is_none() {
+        config.entrypoint = strings(&image_config["Entrypoint"]).filter(|v| !v.is_empty());
+        if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
+            config.cmd = strings(&image_config["Cmd"]).filter(|v| !v.is_empty());
+        }
+    } else if config.entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
+        // `--entrypoint ""` clears it.
+        config.entrypoint = None;
+    }
+    if config.working_dir.is_empty() {
+        config.working_dir = image_config["WorkingDir"].as_str().unwrap_or("").to_string();
+    }
+    if config.user.is_empty() {
+        config.user = image_config["User"].as_str().unwrap_or("").to_string();
+    }
+    if config.stop_signal.is_none() {
+        config.stop_signal = image_config["StopSignal"].as_str().map(str::to_string);
+    }
+    if let Some(labels) = image_config["Labels"].as_object() {
+        for (k, v) in labels {
+            if let Some(v) = v.as_str() {
+                config.labels.entry(k.clone()).or_insert_with(|| v.to_string());
+            }
+        }
+    }
+    for key in ["ExposedPorts", "Volumes"] {
+        if let Some(obj) = image_config[key].as_object() {
+            let entry = config
+                .extra
+                .entry(key.to_string())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(target) = entry.as_object_mut() {
+                for (k, v) in obj {
+                    target.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            } else if entry.is_null() {
+                *entry = Value::Object(obj.clone());
+            }
+        }
+    }
+    if !config.working_dir.is_empty() && !config.working_dir.starts_with('/') {
+        return Err(ContainerError::Invalid(format!(
+            "the working directory '{}' is invalid, it needs to be an absolute path",
+            config.working_dir
+        )));
+    }
+    let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+    argv.extend(config.cmd.clone().unwrap_or_default());
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(ContainerError::Invalid("no command specified".into()));
+    }
+    let path = argv.remove(0);
+    Ok((path, argv))
+}
+
+/// The network namespaces coracle can give a container.
+pub fn network_mode(requested: &str) -> Result<&'static str, ContainerError> {
+    match requested {
+        "host" => Ok("host"),
+        "none" => Ok("none"),
+        // No bridge yet: the default is a private namespace with loopback.
+        "" | "default" | "bridge" => Ok("none"),
+        other => Err(ContainerError::Invalid(format!(
+            "network mode {other:?} is not supported by coracle (use none or host)"
+        ))),
+    }
+}
+
+/// Check a HostConfig as dockerd would before creating anything; returns
+/// warnings to report.
+pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerError> {
+    let invalid = |m: String| Err(ContainerError::Invalid(m));
+    let mut warnings = Vec::new();
+    let rp = &h.restart_policy;
+    match rp.name.as_str() {
+        "" | "no" | "always" | "unless-stopped" => {
+            if rp.maximum_retry_count != 0 {
+                return invalid(format!(
+                    "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                ));
+            }
+        }
+        "on-failure" if rp.maximum_retry_count < 0 => {
+            return invalid("invalid restart policy: maximum retry count cannot be negative".into())
+        }
+        "on-failure" => {}
+        other => return invalid(format!("invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure' or 'unless-stopped'")),
+    }
+    if h.auto_remove && !matches!(rp.name.as_str(), "" | "no") {
+        return invalid("can't create 'AutoRemove' container with restart policy".into());
+    }
+    if h.memory != 0 && h.memory < MIN_MEMORY {
+        return invalid("Minimum memory limit allowed is 6MB".into());
+    }
+    if h.memory > 0 && h.memory_swap > 0 && h.memory_swap < h.memory {
+        return invalid("Minimum memoryswap limit should be larger than memory limit, see usage".into());
+    }
+    if h.memory_reservation != 0 && h.memory_reservation < MIN_MEMORY {
+        return invalid("Minimum memory reservation allowed is 6MB".into());
+    }
+    if h.nano_cpus != 0 && (h.cpu_quota != 0 || h.cpu_period != 0) {
+        return invalid("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".into());
+    }
+    if h.nano_cpus < 0 {
+        return invalid("Range of CPUs is from 0.01 to the number of CPUs available".into());
+    }
+    if h.shm_size < 0 {
+        return invalid("SHM size can not be less than 0".into());
+    }
+    network_mode(h.extra.get("NetworkMode").and_then(Value::as_str).unwrap_or(&h.network_mode))?;
+    if matches!(h.network_mode.as_str(), "" | "default" | "bridge") {
+        warnings.push(
+            "bridge networking is not available in coracle yet: the container gets a private network namespace with only loopback (network mode none)".to_string(),
+        );
+    }
+    for b in &h.binds {
+        parse_bind(b)?;
+    }
+    for m in &h.mounts {
+        match m.kind.as_str() {
+            "bind" => {
+                if !m.source.starts_with('/') || !std::path::Path::new(&m.source).exists() {
+                    return invalid(format!(
+                        "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                        m.source
+                    ));
+                }
+            }
+            "tmpfs" => {}
+            other => return invalid(format!("mount type {other:?} is not supported by coracle (bind and tmpfs are)")),
+        }
+        if !m.target.starts_with('/') {
+            return invalid(format!("invalid mount config: mount path must be absolute: {}", m.target));
+        }
+    }
+    for t in h.tmpfs.keys() {
+        if !t.starts_with('/') {
+            return invalid(format!("invalid tmpfs mount path {t:?}: must be absolute"));
+        }
+    }
+    for k in h.sysctls.keys() {
+        let namespaced = k.starts_with("net.")
+            || k.starts_with("fs.mqueue.")
+            || matches!(k.as_str(), "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced");
+        if !namespaced {
+            return invalid(format!("sysctl '{k}' is not allowed"));
+        }
+        if k.starts_with("net.") && h.network_mode == "host" {
+            return invalid(format!("sysctl '{k}' not allowed in host network mode"));
+        }
+    }
+    for u in &h.ulimits {
+        if crate::container::names::ULIMITS.iter().all(|n| *n != u.name) {
+            return invalid(format!("invalid ulimit type: {}", u.name));
+        }
+        if u.soft > u.hard {
+            return invalid(format!("ulimit soft limit must be less than or equal to hard limit: {} > {}", u.soft, u.hard));
+        }
+    }
+    Ok(warnings)
+}
+
+/// A `Binds` entry: (host path, container path, read-only).
+pub fn parse_bind(spec: &str) -> Result<(String, String, bool), ContainerError> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => return Err(ContainerError::Invalid(format!("invalid volume specification: '{spec}'"))),
+    };
+    if !src.starts_with('/') {
+        return Err(ContainerError::Invalid(format!(
+            "named volumes are not supported by coracle yet: '{src}' (use an absolute host path)"
+        )));
+    }
+    if !dst.starts_with('/') {
+        return Err(ContainerError::Invalid(format!(
+            "invalid volume specification: '{spec}': invalid mount config: mount path must be absolute"
+        )));
+    }
+    let mut ro = false;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => ro = true,
+            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "delegated" | "cached" | "consistent" => {}
+            other => return Err(ContainerError::Invalid(format!("invalid mode: {other}"))),
+        }
+    }
+    Ok((src.to_string(), dst.to_string(), ro))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cfg(v: Value) -> ContainerConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_rules() {
+        let image = json!({"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": null, "WorkingDir": "/data", "Labels": {"l": "1"}});
+        let mut c = cfg(json!({"Cmd": ["echo", "hi"], "Env": ["A=2", "B=3"]}));
+        assert_eq!(merge_image(&mut c, &image).unwrap(), ("echo".to_string(), vec!["hi".to_string()]));
+        assert_eq!(c.env, vec!["PATH=/bin", "A=2", "B=3"]);
+        assert_eq!(c.working_dir, "/data");
+        assert_eq!(c.labels["l"], "1");
+        let mut c = cfg(json!({}));
+        assert_eq!(merge_image(&mut c, &image).unwrap().0, "sh");
+        // An entrypoint in the request drops the image's Cmd.
+        let image2 = json!({"Entrypoint": ["/init"], "Cmd": ["x"]});
+        let mut c = cfg(json!({"Entrypoint": ["top"]}));
+        assert_eq!(merge_image(&mut c, &image2).unwrap(), ("top".to_string(), vec![]));
+        let mut c = cfg(json!({}));
+        assert_eq!(merge_image(&mut c, &image2).unwrap(), ("/init".to_string(), vec!["x".to_string()]));
+        let mut c = cfg(json!({}));
+        assert!(matches!(merge_image(&mut c, &json!({})), Err(ContainerError::Invalid(_))));
+        let mut c = cfg(json!({"Cmd": ["x"]}));
+        merge_image(&mut c, &json!({})).unwrap();
+        assert!(c.env.contains(&DEFAULT_PATH.to_string()));
+    }
+
+    #[test]
+    fn host_config_checks() {
+        let h = |v: Value| -> HostConfig { serde_json::from_value(v).unwrap() };
+        assert!(validate_host_config(&h(json!({"Memory": 1000}))).is_err());
+        assert!(validate_host_config(&h(json!({"AutoRemove": true, "RestartPolicy": {"Name": "always"}}))).is_err());
+        assert!(validate_host_config(&h(json!({"RestartPolicy": {"Name": "sometimes"}}))).is_err());
+        assert!(validate_host_config(&h(json!({"Binds": ["vol:/x"]}))).is_err());
+        assert!(validate_host_config(&h(json!({"Sysctls": {"kernel.hostname": "x"}}))).is_err());
+        assert!(validate_host_config(&h(json!({"NetworkMode": "container:abc"}))).is_err());
+        let w = validate_host_config(&h(json!({"Binds": ["/tmp:/x:ro"], "Sysctls": {"net.ipv4.ip_forward": "1"}}))).unwrap();
+        assert_eq!(w.len(), 1, "default network warns: {w:?}");
+        assert_eq!(parse_bind("/a:/b:ro").unwrap(), ("/a".into(), "/b".into(), true));
+        assert!(parse_bind("/a:/b:bogus").is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! Container records on disk: `<data-root>/containers/<id>/` holds
+//! `config.json` (written atomically), the overlay `upper/` and `work/` dirs,
+//! the generated `hostname`, `hosts`, `resolv.conf`, and the json-file log.
+//! A container directory appears (by rename) only once complete.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::container::model::Container;
+use crate::store::atomic;
+
+#[derive(Debug, Clone)]
+pub struct ContainerDirs {
+    root: PathBuf,
+}
+
+impl ContainerDirs {
+    pub fn new(data_root: &Path) -> io::Result<ContainerDirs> {
+        let root = data_root.join("containers");
+        fs::create_dir_all(&root)?;
+        atomic::remove_temp_leftovers(&root)?;
+        Ok(ContainerDirs { root })
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn upper(&self, id: &str) -> PathBuf {
+        self.dir(id).join("upper")
+    }
+
+    pub fn work(&self, id: &str) -> PathBuf {
+        self.dir(id).join("work")
+    }
+
+    pub fn merged(&self, id: &str) -> PathBuf {
+        self.dir(id).join("merged")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// Create the directory tree for a new container and write its record.
+    pub fn create(&self, c: &Container, etc: &[(&str, String)]) -> io::Result<()> {
+        let tmp = self.root.join(format!("{}{}", atomic::TEMP_PREFIX, c.id));
+        let _ = fs::remove_dir_all(&tmp);
+        let result = (|| {
+            fs::create_dir_all(&tmp)?;
+            for d in ["upper", "work", "merged"] {
+                fs::create_dir(tmp.join(d))?;
+            }
+            for (name, content) in etc {
+                fs::write(tmp.join(name), content)?;
+            }
+            atomic::write_file(&tmp.join("config.json"), &record(c)?)?;
+            fs::rename(&tmp, self.dir(&c.id))?;
+            atomic::sync_dir(&self.root)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Persist a changed record.
+    pub fn save(&self, c: &Container) -> io::Result<()> {
+        atomic::write_file(&self.dir(&c.id).join("config.json"), &record(c)?)
+    }
+
+    /// Every container on disk; unreadable records are logged and skipped.
+    pub fn load_all(&self) -> Vec<Container> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let path = e.path().join("config.json");
+            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
+                serde_json::from_slice::<Container>(&b).map_err(|e| e.to_string())
+            }) {
+                Ok(c) => out.push(c),
+                Err(err) => log::warn!("skipping container record {}: {err}", path.display()),
+            }
+        }
+        out
+    }
+
+    pub fn remove(&self, id: &str) -> io::Result<()> {
+        let dir = self.dir(id);
+        // Rename first so a crash mid-delete leaves a temp dir, not a half container.
+        let tmp = self.root.join(format!("{}rm-{id}", atomic::TEMP_PREFIX));
+        fs::rename(&dir, &tmp)?;
+        fs::remove_dir_all(&tmp)
+    }
+}
+
+fn record(c: &Container) -> io::Result<Vec<u8>> {
+    serde_json::to_vec(c).map_err(io::Error::other)
+}

@@ -1,0 +1,205 @@
+//! dockerd's json-file log driver: one `{"log":..,"stream":..,"time":..}`
+//! line per output line, with size-based rotation (`max-size`, `max-file`)
+//! so flash storage never fills up. Also the reader for `docker logs`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::stdcopy::StreamKind;
+
+/// A line longer than this is written as several partial records.
+const MAX_LINE: usize = 16 * 1024;
+
+pub struct LogWriter {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    /// 0 = unlimited.
+    max_size: u64,
+    max_files: u32,
+    /// Bytes of an unfinished line, per stream.
+    partial: [Vec<u8>; 3],
+}
+
+/// Parse docker's size strings: "10m", "512k", "1g", "100" (bytes).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1024u64),
+        'm' => (&s[..s.len() - 1], 1024 * 1024),
+        'g' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as u64)
+}
+
+impl LogWriter {
+    pub fn open(path: &Path, max_size: u64, max_files: u32) -> io::Result<LogWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file: Some(file),
+            size,
+            max_size,
+            max_files: max_files.max(1),
+            partial: Default::default(),
+        })
+    }
+
+    /// Record output of one stream; complete lines are written at once.
+    pub fn write(&mut self, kind: StreamKind, data: &[u8]) -> io::Result<()> {
+        let idx = kind as usize;
+        let mut buf = std::mem::take(&mut self.partial[idx]);
+        buf.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos + 1;
+            self.record(kind, &buf[start..end])?;
+            start = end;
+        }
+        while buf.len() - start > MAX_LINE {
+            self.record(kind, &buf[start..start + MAX_LINE])?;
+            start += MAX_LINE;
+        }
+        buf.drain(..start);
+        self.partial[idx] = buf;
+        Ok(())
+    }
+
+    /// Write what is left of unfinished lines (the container exited).
+    pub fn flush_partial(&mut self) -> io::Result<()> {
+        for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+            let rest = std::mem::take(&mut self.partial[kind as usize]);
+            if !rest.is_empty() {
+                self.record(kind, &rest)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, kind: StreamKind, line: &[u8]) -> io::Result<()> {
+        let entry = serde_json::json!({
+            "log": String::from_utf8_lossy(line),
+            "stream": kind.name(),
+            "time": crate::timefmt::rfc3339_nano(SystemTime::now()),
+        });
+        let mut bytes = entry.to_string().into_bytes();
+        bytes.push(b'\n');
+        if self.max_size > 0 && self.size > 0 && self.size + bytes.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&bytes)?;
+            self.size += bytes.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let name = |n: u32| {
+            if n == 0 {
+                self.path.clone()
+            } else {
+                PathBuf::from(format!("{}.{n}", self.path.display()))
+            }
+        };
+        if self.max_files <= 1 {
+            let _ = fs::remove_file(&self.path);
+        } else {
+            let _ = fs::remove_file(name(self.max_files - 1));
+            for n in (0..self.max_files - 1).rev() {
+                let _ = fs::rename(name(n), name(n + 1));
+            }
+        }
+        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// One record read back from the log.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub kind: StreamKind,
+    pub line: String,
+    pub time: String,
+}
+
+/// All files of a log, oldest first.
+pub fn files(path: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for n in (1..100).rev() {
+        let p = PathBuf::from(format!("{}.{n}", path.display()));
+        if p.exists() {
+            out.push(p);
+        }
+    }
+    if path.exists() {
+        out.push(path.to_path_buf());
+    }
+    out
+}
+
+/// Read every record of a log (rotated files included), oldest first;
+/// malformed lines are skipped.
+pub fn read_all(path: &Path) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for p in files(path) {
+        let Ok(f) = File::open(&p) else { continue };
+        for line in BufReader::new(f).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let kind = match v["stream"].as_str() {
+                Some("stderr") => StreamKind::Stderr,
+                _ => StreamKind::Stdout,
+            };
+            out.push(Entry {
+                kind,
+                line: v["log"].as_str().unwrap_or("").to_string(),
+                time: v["time"].as_str().unwrap_or("").to_string(),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_partials_and_rotation() {
+        let dir = std::env::temp_dir().join(format!("coracle-jsonlog-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c-json.log");
+        let mut w = LogWriter::open(&p, 2000, 2).unwrap();
+        w.write(StreamKind::Stdout, b"hel").unwrap();
+        w.write(StreamKind::Stdout, b"lo\nwor").unwrap();
+        w.write(StreamKind::Stderr, b"err\n").unwrap();
+        w.flush_partial().unwrap();
+        let e = read_all(&p);
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].line, "hello\n");
+        assert_eq!(e[1].kind, StreamKind::Stderr);
+        assert_eq!(e[2].line, "wor");
+        for _ in 0..200 {
+            w.write(StreamKind::Stdout, b"0123456789012345678901234567890123456789\n").unwrap();
+        }
+        let total: u64 = files(&p).iter().map(|f| fs::metadata(f).unwrap().len()).sum();
+        assert!(files(&p).len() <= 2, "{:?}", files(&p));
+        assert!(total <= 4000, "{total}");
+        assert_eq!(parse_size("10m"), Some(10 << 20));
+        assert_eq!(parse_size("512k"), Some(512 << 10));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

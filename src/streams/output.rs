@@ -1,0 +1,287 @@
+//! A running container's stdio, pumped by the loop: stdout/stderr pipes are
+//! read non-blocking into the json-file log and into each attached client's
+//! bounded buffer. When any attached client's buffer is full, the pipes are
+//! left unread, so the container blocks (as with dockerd) instead of the
+//! daemon's memory growing. Stdin from an attached client is forwarded to
+//! the container's stdin pipe.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry};
+
+use super::jsonlog::LogWriter;
+use super::stdcopy::{frame, StreamKind};
+use crate::http::response::ConnId;
+use crate::reactor::Source;
+use crate::slab::Slab;
+
+/// Output queued for one attached client before the pipes stop being read.
+pub const CLIENT_BUFFER: usize = 256 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
+
+struct Pipes {
+    container: String,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    stdin: Option<File>,
+    log: Option<LogWriter>,
+    /// A client waits for room in the stdin pipe.
+    stdin_waiter: Option<ConnId>,
+}
+
+struct Subscriber {
+    container: String,
+    stdout: bool,
+    stderr: bool,
+    multiplexed: bool,
+    buf: Vec<u8>,
+    /// The container's output has ended (or it never started).
+    ended: bool,
+}
+
+pub struct Outputs {
+    pipes: Slab<Pipes>,
+    by_container: HashMap<String, usize>,
+    subscribers: HashMap<ConnId, Subscriber>,
+    registry: Registry,
+}
+
+/// Pipe ends the daemon keeps for a started container.
+pub struct Stdio {
+    pub stdout: File,
+    pub stderr: File,
+    pub stdin: Option<File>,
+}
+
+impl Outputs {
+    pub fn new(registry: Registry) -> Outputs {
+        Outputs {
+            pipes: Slab::default(),
+            by_container: HashMap::new(),
+            subscribers: HashMap::new(),
+            registry,
+        }
+    }
+
+    /// Start pumping a container's output. Its ends must be non-blocking.
+    pub fn add(&mut self, container: &str, stdio: Stdio, log: Option<LogWriter>) -> std::io::Result<()> {
+        let slot = self.pipes.insert(Pipes {
+            container: container.to_string(),
+            stdout: Some(stdio.stdout),
+            stderr: Some(stdio.stderr),
+            stdin: stdio.stdin,
+            log,
+            stdin_waiter: None,
+        });
+        self.by_container.insert(container.to_string(), slot);
+        if let Some(p) = self.pipes.get_mut(slot) {
+            for f in [&p.stdout, &p.stderr].into_iter().flatten() {
+                self.registry.register(&mut SourceFd(&f.as_raw_fd()), Source::Output(slot).token(), Interest::READABLE)?;
+            }
+            if let Some(f) = &p.stdin {
+                self.registry.register(&mut SourceFd(&f.as_raw_fd()), Source::Stdin(slot).token(), Interest::WRITABLE)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Attach `conn` to a container's output (before or after it starts).
+    pub fn subscribe(&mut self, container: &str, conn: ConnId, stdout: bool, stderr: bool, multiplexed: bool) {
+        self.subscribers.insert(
+            conn,
+            Subscriber {
+                container: container.to_string(),
+                stdout,
+                stderr,
+                multiplexed,
+                buf: Vec::new(),
+                ended: false,
+            },
+        );
+    }
+
+    pub fn unsubscribe(&mut self, conn: ConnId) -> Vec<ConnId> {
+        match self.subscribers.remove(&conn) {
+            // Its full buffer may have been what held the pipes back.
+            Some(sub) => self.pump_container(&sub.container),
+            None => Vec::new(),
+        }
+    }
+
+    /// Move `conn`'s queued output into `out`. Returns (ended, woken): ended
+    /// once the output is over and fully delivered.
+    pub fn take(&mut self, conn: ConnId, out: &mut Vec<u8>) -> (bool, Vec<ConnId>) {
+        let Some(sub) = self.subscribers.get_mut(&conn) else {
+            return (true, Vec::new());
+        };
+        out.append(&mut sub.buf);
+        let ended = sub.ended;
+        let container = sub.container.clone();
+        (ended, self.pump_container(&container))
+    }
+
+    /// The container will not produce output (it failed to start, or was
+    /// removed): end every subscriber still waiting for it.
+    pub fn end_container(&mut self, container: &str) -> Vec<ConnId> {
+        if self.by_container.contains_key(container) {
+            return Vec::new();
+        }
+        let mut woken = Vec::new();
+        for (conn, sub) in self.subscribers.iter_mut() {
+            if sub.container == container && !sub.ended {
+                sub.ended = true;
+                woken.push(*conn);
+            }
+        }
+        woken
+    }
+
+    /// Readiness on a container's output pipes.
+    pub fn on_output_ready(&mut self, slot: usize) -> Vec<ConnId> {
+        match self.pipes.get_mut(slot) {
+            Some(p) => {
+                let c = p.container.clone();
+                self.pump_container(&c)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Room in a container's stdin pipe: wake the client feeding it.
+    pub fn on_stdin_ready(&mut self, slot: usize) -> Option<ConnId> {
+        self.pipes.get_mut(slot)?.stdin_waiter.take()
+    }
+
+    /// Forward client input; returns how much the pipe took (0: full, the
+    /// client is woken when there is room). Input for a container without
+    /// stdin is discarded.
+    pub fn write_stdin(&mut self, container: &str, conn: ConnId, data: &[u8]) -> usize {
+        let Some(p) = self.by_container.get(container).and_then(|&s| self.pipes.get_mut(s)) else {
+            return data.len();
+        };
+        let Some(stdin) = p.stdin.as_mut() else {
+            return data.len();
+        };
+        loop {
+            match stdin.write(data) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    p.stdin_waiter = Some(conn);
+                    return 0;
+                }
+                Err(_) => {
+                    // The container closed its stdin: drop further input.
+                    Self::close_stdin_of(p, &self.registry);
+                    return data.len();
+                }
+            }
+        }
+    }
+
+    /// The attached client finished its input (StdinOnce semantics).
+    pub fn close_stdin(&mut self, container: &str) {
+        if let Some(p) = self.by_container.get(container).and_then(|&s| self.pipes.get_mut(s)) {
+            Self::close_stdin_of(p, &self.registry);
+        }
+    }
+
+    fn close_stdin_of(p: &mut Pipes, registry: &Registry) {
+        if let Some(f) = p.stdin.take() {
+            let _ = registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+        }
+    }
+
+    /// Whether the container's output is still open.
+    pub fn is_open(&self, container: &str) -> bool {
+        self.by_container.contains_key(container)
+    }
+
+    /// Read the pipes while every attached client has room.
+    fn pump_container(&mut self, container: &str) -> Vec<ConnId> {
+        let Some(&slot) = self.by_container.get(container) else {
+            return Vec::new();
+        };
+        let mut woken = Vec::new();
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            let full = self
+                .subscribers
+                .values()
+                .any(|s| s.container == container && !s.ended && s.buf.len() >= CLIENT_BUFFER);
+            if full {
+                break;
+            }
+            let Some(p) = self.pipes.get_mut(slot) else { break };
+            let mut progressed = false;
+            for kind in [StreamKind::Stdout, StreamKind::Stderr] {
+                let pipe = match kind {
+                    StreamKind::Stdout => &mut p.stdout,
+                    _ => &mut p.stderr,
+                };
+                let Some(f) = pipe.as_mut() else { continue };
+                let res = loop {
+                    match f.read(&mut chunk) {
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        other => break other,
+                    }
+                };
+                match res {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Ok(n) if n > 0 => {
+                        let data = &chunk[..n];
+                        if let Some(log) = p.log.as_mut() {
+                            if let Err(e) = log.write(kind, data) {
+                                log::warn!("container {}: log write failed: {e}", &container[..12.min(container.len())]);
+                            }
+                        }
+                        for (conn, s) in self.subscribers.iter_mut() {
+                            let wanted = match kind {
+                                StreamKind::Stdout => s.stdout,
+                                _ => s.stderr,
+                            };
+                            if s.container == container && !s.ended && wanted {
+                                frame(&mut s.buf, kind, data, s.multiplexed);
+                                woken.push(*conn);
+                            }
+                        }
+                        progressed = true;
+                    }
+                    // End of this stream (or a broken pipe): stop watching it.
+                    _ => {
+                        if let Some(f) = pipe.take() {
+                            let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
+                        }
+                        progressed = true;
+                    }
+                }
+            }
+            let Some(p) = self.pipes.get_mut(slot) else { break };
+            if p.stdout.is_none() && p.stderr.is_none() {
+                if let Some(log) = p.log.as_mut() {
+                    let _ = log.flush_partial();
+                }
+                Self::close_stdin_of(p, &self.registry);
+                self.pipes.remove(slot);
+                self.by_container.remove(container);
+                for (conn, s) in self.subscribers.iter_mut() {
+                    if s.container == container {
+                        s.ended = true;
+                        woken.push(*conn);
+                    }
+                }
+                break;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        woken.sort_unstable();
+        woken.dedup();
+        woken
+    }
+}
