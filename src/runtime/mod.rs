@@ -3,3 +3,12 @@
 //! container store; `spec::LaunchSpec` is everything it is told.
 
 pub mod spec;
+pub mod caps;
+pub mod errors;
+pub mod exec;
+pub mod init;
+pub mod launch;
+pub mod mounts;
+pub mod netns;
+pub mod rlimits;
+pub mod user;

@@ -1,0 +1,86 @@
+//! `docker exec`: a new process inside a running container. The parent
+//! setns()es into the container's PID namespace just for the fork, so the
+//! process is the daemon's own child *and* a member of the container's PID
+//! namespace; the child joins ipc, uts, net and mnt itself (setns(mnt)
+//! needs a single-threaded caller) and lands in the container's root: after
+//! pivot_root the namespace's root *is* the container rootfs, so setns(mnt)
+//! already gives the chroot `/proc/<pid>/root` would.
+
+// Not all of this is wired into the daemon yet.
+#![allow(dead_code)]
+
+use super::caps;
+use super::errors::{LaunchError, Stage};
+use super::launch::{become_user, exec_program, spawn, PidNs};
+use super::rlimits;
+use super::spec::{StdioSpec, Ulimit};
+use super::user;
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+
+/// What `docker exec` asks for, resolved by the daemon against the
+/// container's config (user defaulted to the container's, env merged).
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub args: Vec<String>,
+    /// Full environment (container env + exec's Env), PATH included.
+    pub env: Vec<String>,
+    /// Working dir; "" = the container's.
+    pub cwd: String,
+    pub user: String,
+    pub group_add: Vec<String>,
+    /// Exec's `Privileged` or the container's.
+    pub privileged: bool,
+    /// The container's CapAdd / CapDrop.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub ulimits: Vec<Ulimit>,
+    pub stdio: StdioSpec,
+}
+
+const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
+    open(format!("/proc/{pid}/ns/{name}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .stage(format!("open {name} namespace of {pid}"))
+}
+
+/// Start `spec` inside the container whose first process is `init_pid`.
+pub fn exec_in(init_pid: Pid, spec: &ExecSpec, join: &mut dyn FnMut(Pid) -> std::io::Result<()>) -> Result<Pid, LaunchError> {
+    let last = caps::last_cap();
+    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
+    if spec.args.is_empty() {
+        return Err(LaunchError::Setup("no command specified".into()));
+    }
+    let pid_ns = open_ns(init_pid, "pid")?;
+    spawn(PidNs::Join(pid_ns), &spec.stdio, join, move |_err_fd| exec_main(init_pid, spec, caps, last))
+}
+
+fn exec_main(init_pid: Pid, spec: &ExecSpec, caps: u64, last: u32) -> Result<Infallible, LaunchError> {
+    // All opened first (the child closed every inherited fd): once in the
+    // container's mount namespace, host PIDs under /proc mean nothing.
+    let mut fds = Vec::new();
+    for (name, flag) in NAMESPACES {
+        fds.push((*name, *flag, open_ns(init_pid, name)?));
+    }
+    for (name, flag, fd) in &fds {
+        setns(fd, *flag).stage(format!("join {name} namespace"))?;
+    }
+    drop(fds);
+    rlimits::apply(&spec.ulimits)?;
+    let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
+    let env = user::with_home(&spec.env, &u);
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
+    become_user(caps, last, &u)?;
+    exec_program(&spec.args, &env)
+}

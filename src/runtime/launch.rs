@@ -1,0 +1,418 @@
+//! Starting a container process: fork into a new PID namespace, sync and
+//! error pipes, then the child's stages (namespaces, rootfs, pivot_root,
+//! hardening, rlimits, user, capabilities, exec).
+//!
+//! Why fork() + unshare() instead of a raw clone(): glibc's fork() runs its
+//! atfork handlers (malloc locks, cached TID), so the child may allocate
+//! even when the caller has threads (the test binary does). The parent
+//! thread unshare(CLONE_NEWPID)s so that its next child is PID 1 of a new
+//! PID namespace, forks, and setns()es straight back to its own; the child
+//! unshares the other namespaces itself. The result is what
+//! clone(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]|SIGCHLD) gives: the container's
+//! first process is the daemon's own child and PID 1 of its namespace.
+//!
+//! Protocol: the child resets signals, takes its stdio, closes every other
+//! inherited fd and blocks on the sync pipe; the parent calls `join(pid)`
+//! (cgroups) and releases it. The child reports a failing stage on the
+//! O_CLOEXEC error pipe and exits; a successful execve closes the pipe.
+// Not all of this is wired into the daemon yet.
+#![allow(dead_code)]
+
+use super::caps;
+use super::errors::{setup, LaunchError, Stage};
+use super::init;
+use super::mounts;
+use super::netns;
+use super::rlimits;
+use super::spec::{LaunchSpec, NetworkMode, StdioSpec};
+use super::user;
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
+
+/// Start the container's process. `join` runs in the parent with the
+/// child's host PID before the child may continue (cgroup placement).
+/// Returns once the program was exec()ed, or the first failure.
+pub fn launch(spec: &LaunchSpec, join: &mut dyn FnMut(Pid) -> std::io::Result<()>) -> Result<Pid, LaunchError> {
+    let last = caps::last_cap();
+    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
+    if spec.args.is_empty() {
+        return setup("no command specified");
+    }
+    spawn(PidNs::New, &spec.stdio, join, |err_fd| container_main(spec, caps, last, err_fd))
+}
+
+/// Which PID namespace the child is born in.
+pub(crate) enum PidNs {
+    /// A fresh one: the child is its PID 1.
+    New,
+    /// An existing one (exec into a running container).
+    Join(OwnedFd),
+}
+
+/// Fork a child in the requested PID namespace and run `body` in it after
+/// the sync handshake; see the module doc for the protocol.
+pub(crate) fn spawn(
+    pid_ns: PidNs,
+    stdio: &StdioSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+) -> Result<Pid, LaunchError> {
+    let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("sync pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("error pipe")?;
+    let own_ns = open("/proc/thread-self/ns/pid", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).stage("open own pid namespace")?;
+    match &pid_ns {
+        PidNs::New => unshare(CloneFlags::CLONE_NEWPID).stage("unshare pid namespace")?,
+        PidNs::Join(fd) => setns(fd, CloneFlags::CLONE_NEWPID).stage("join pid namespace")?,
+    }
+    // SAFETY: glibc fork; the child runs `child_entry` and never returns.
+    let forked = unsafe { fork() };
+    let restored = setns(&own_ns, CloneFlags::CLONE_NEWPID);
+    let child = match forked {
+        Ok(ForkResult::Child) => {
+            drop(sync_w);
+            drop(err_r);
+            child_entry(sync_r.as_raw_fd(), err_w.as_raw_fd(), stdio, body)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            restored.stage("restore pid namespace")?;
+            return Err(e).stage("fork");
+        }
+    };
+    drop(sync_r);
+    drop(err_w);
+    if let Err(e) = restored {
+        reap(child, true);
+        return Err(e).stage("restore pid namespace");
+    }
+    if let Err(e) = join(child) {
+        reap(child, true);
+        return setup(format!("join: {e}"));
+    }
+    // The child may already be gone (EPIPE); its error pipe tells why.
+    let _ = nix::unistd::write(&sync_w, b"G");
+    drop(sync_w);
+    let msg = read_all(&err_r);
+    match LaunchError::decode(&msg) {
+        None => Ok(child),
+        Some(e) => {
+            reap(child, false);
+            Err(e)
+        }
+    }
+}
+
+fn reap(pid: Pid, kill_first: bool) {
+    if kill_first {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            _ => break,
+        }
+    }
+}
+
+fn read_all(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        if out.len() > 64 * 1024 {
+            break;
+        }
+    }
+    out
+}
+
+/// The child side of `spawn`: never returns. A panic is caught and
+/// reported like any other failure (it must not unwind into the caller's
+/// frames, which belong to the parent's logic).
+fn child_entry(
+    sync_r: RawFd,
+    err_w: RawFd,
+    stdio: &StdioSpec,
+    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+) -> ! {
+    let run = std::panic::AssertUnwindSafe(|| -> Result<Infallible, LaunchError> {
+        reset_signals();
+        take_stdio(stdio)?;
+        close_fds(&[sync_r, err_w])?;
+        wait_sync(sync_r)?;
+        body(err_w)
+    });
+    let err = match std::panic::catch_unwind(run) {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => e,
+        Err(_) => LaunchError::Setup("container setup panicked".into()),
+    };
+    let bytes = err.encode();
+    // SAFETY: raw write of our own buffer to our own fd, then _exit.
+    unsafe {
+        libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(err.exit_code())
+    }
+}
+
+/// Default dispositions and an empty mask (the daemon blocks signals for
+/// its signalfd and ignores SIGPIPE).
+fn reset_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition; invalid numbers just fail.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // SAFETY: umask cannot fail. Exact modes during setup; 022 before exec.
+    unsafe {
+        libc::umask(0);
+    }
+}
+
+/// dup the daemon's fds onto 0, 1, 2 (via fds ≥ 3, so overlaps are safe),
+/// start a new session, and with a tty make it the controlling terminal.
+fn take_stdio(s: &StdioSpec) -> Result<(), LaunchError> {
+    let stdin = match s.stdin {
+        Some(fd) => fd,
+        None => open("/dev/null", OFlag::O_RDWR, Mode::empty()).stage("open /dev/null")?.into_raw_fd_keep(),
+    };
+    let mut tmp = [0; 3];
+    for (i, fd) in [stdin, s.stdout, s.stderr].into_iter().enumerate() {
+        // SAFETY: fcntl on a caller-provided fd.
+        let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        tmp[i] = Errno::result(r).stage(format!("dup stdio fd {fd}"))?;
+    }
+    for (i, fd) in tmp.iter().enumerate() {
+        // SAFETY: dup2 onto 0..2.
+        let r = unsafe { libc::dup2(*fd, i as RawFd) };
+        Errno::result(r).stage("dup2 stdio")?;
+    }
+    nix::unistd::setsid().stage("setsid")?;
+    if s.tty {
+        // SAFETY: fd 0 is the pty slave.
+        let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+        Errno::result(r).stage("set controlling terminal")?;
+    }
+    Ok(())
+}
+
+trait KeepFd {
+    fn into_raw_fd_keep(self) -> RawFd;
+}
+impl KeepFd for OwnedFd {
+    fn into_raw_fd_keep(self) -> RawFd {
+        std::os::fd::IntoRawFd::into_raw_fd(self)
+    }
+}
+
+/// Close every fd ≥ 3 except `keep` (close_range; /proc/self/fd fallback).
+fn close_fds(keep: &[RawFd]) -> Result<(), LaunchError> {
+    let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    let mut ranges = Vec::new();
+    for k in keep.iter().copied().filter(|k| *k >= 3) {
+        if k > from {
+            ranges.push((from, k - 1));
+        }
+        from = k + 1;
+    }
+    ranges.push((from, u32::MAX));
+    for (lo, hi) in ranges {
+        // SAFETY: close_range only closes fds.
+        let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
+        if r != 0 {
+            return close_fds_slow(&keep);
+        }
+    }
+    Ok(())
+}
+
+fn close_fds_slow(keep: &[u32]) -> Result<(), LaunchError> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .stage("list /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if fd >= 3 && !keep.contains(&(fd as u32)) {
+            // SAFETY: closing an fd; the dir fd of read_dir is already gone.
+            unsafe {
+                libc::close(fd);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wait_sync(fd: RawFd) -> Result<(), LaunchError> {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: read into a local buffer.
+        let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+        if n == 1 {
+            break;
+        }
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return setup("launch aborted by the daemon");
+    }
+    // SAFETY: our own fd.
+    unsafe {
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+/// Everything the container's first process does after the handshake.
+fn container_main(spec: &LaunchSpec, caps: u64, last: u32, err_fd: RawFd) -> Result<Infallible, LaunchError> {
+    let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if spec.network == NetworkMode::None {
+        ns |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(ns).stage("unshare namespaces")?;
+    if spec.network == NetworkMode::None {
+        netns::loopback_up()?;
+    }
+    if !spec.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.hostname).stage("sethostname")?;
+    }
+    if !spec.domainname.is_empty() {
+        // SAFETY: pointer and length of a live string.
+        let r = unsafe { libc::setdomainname(spec.domainname.as_ptr().cast(), spec.domainname.len()) };
+        Errno::result(r).stage("setdomainname")?;
+    }
+
+    mounts::make_rslave()?;
+    mounts::mount_rootfs(&spec.rootfs)?;
+    let root = spec.rootfs.merged_dir.as_path();
+    mounts::standard_mounts(spec, root)?;
+    mounts::user_mounts(&spec.mounts, root)?;
+    mounts::pivot(root)?;
+    mounts::sysctls(spec)?;
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    make_cwd(cwd)?;
+    if !spec.privileged {
+        mounts::mask_and_protect()?;
+    }
+    if spec.rootfs.readonly {
+        mounts::readonly_root()?;
+    }
+
+    rlimits::apply(&spec.ulimits)?;
+    let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
+    let env = user::with_home(&spec.env, &u);
+    nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
+    become_user(caps, last, &u)?;
+    if spec.init {
+        init::run(err_fd, spec.stdio.tty, || exec_program(&spec.args, &env))
+    } else {
+        exec_program(&spec.args, &env)
+    }
+}
+
+/// dockerd creates a missing working dir as root, mode 0755.
+pub(crate) fn make_cwd(cwd: &str) -> Result<(), LaunchError> {
+    if !cwd.starts_with('/') {
+        return setup(format!("the working directory '{cwd}' is invalid, it needs to be an absolute path"));
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(cwd).stage(format!("mkdir {cwd}"))
+}
+
+/// Bounding set, groups/gid/uid, then effective/permitted; umask 022.
+pub(crate) fn become_user(caps: u64, last: u32, u: &user::ExecUser) -> Result<(), LaunchError> {
+    caps::drop_bounding(caps, last)?;
+    user::switch(u)?;
+    caps::apply_after_setuid(caps, u.uid)?;
+    // SAFETY: umask cannot fail.
+    unsafe {
+        libc::umask(0o022);
+    }
+    Ok(())
+}
+
+/// Go's syscall error strings: glibc's, first letter lowercased.
+fn go_err(e: Errno) -> String {
+    let s = e.desc();
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Go's exec.LookPath check: exists, not a dir, some x bit.
+fn executable(p: &Path) -> Result<(), Errno> {
+    let md = std::fs::metadata(p).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    if md.is_dir() || md.mode() & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok(())
+}
+
+/// Find `name` like runc does (exec.LookPath with the container's PATH).
+pub(crate) fn look_path(name: &str, env: &[String]) -> Result<String, LaunchError> {
+    if name.contains('/') {
+        return match executable(Path::new(name)) {
+            Ok(()) => Ok(name.to_string()),
+            Err(Errno::EACCES) => Err(LaunchError::NotExecutable(format!("exec: {name:?}: permission denied"))),
+            Err(e) => Err(LaunchError::NotFound(format!("exec: {name:?}: stat {name}: {}", go_err(e)))),
+        };
+    }
+    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("");
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let cand = format!("{}/{name}", dir.trim_end_matches('/'));
+        if executable(Path::new(&cand)).is_ok() {
+            return Ok(cand);
+        }
+    }
+    Err(LaunchError::NotFound(format!("exec: {name:?}: executable file not found in $PATH")))
+}
+
+fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, LaunchError> {
+    v.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| LaunchError::Setup(format!("{what} contains a NUL byte"))))
+        .collect()
+}
+
+/// Look the program up and execve it; only returns on failure.
+pub(crate) fn exec_program(args: &[String], env: &[String]) -> Result<Infallible, LaunchError> {
+    let Some(name) = args.first() else {
+        return setup("no command specified");
+    };
+    let path = look_path(name, env)?;
+    let cpath = CString::new(path.as_bytes()).map_err(|_| LaunchError::Setup("program path contains a NUL byte".into()))?;
+    let argv = cstrings(args, "argument")?;
+    let envp = cstrings(env, "environment")?;
+    let e = match nix::unistd::execve(&cpath, &argv, &envp) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(match e {
+        Errno::ENOENT => LaunchError::NotFound(format!("exec {path}: no such file or directory")),
+        Errno::EACCES | Errno::EPERM => LaunchError::NotExecutable(format!("exec {path}: permission denied")),
+        Errno::ENOEXEC => LaunchError::NotExecutable(format!("exec {path}: exec format error")),
+        other => LaunchError::Setup(format!("exec {path}: {}", go_err(other))),
+    })
+}

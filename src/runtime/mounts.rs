@@ -1,0 +1,562 @@
+//! The container's filesystem view, built inside its new mount namespace:
+//! rootfs (overlay, or a one-time copy when overlayfs is missing), /proc,
+//! /sys, /dev and friends, the /etc files, the user's binds and tmpfs,
+//! pivot_root, masked and read-only paths, read-only rootfs.
+//!
+//! Every function here runs in the child after `unshare(CLONE_NEWNS)` and
+//! after `/` was made rslave, so nothing mounted here reaches the host.
+// Not all of this is wired into the daemon yet.
+#![allow(dead_code)]
+
+use super::errors::{setup, LaunchError, Stage};
+use super::spec::{LaunchSpec, MountKind, MountSpec, RootfsSpec};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mknod, Mode, SFlag};
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// dockerd's masked paths (oci/defaults.go).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// dockerd's read-only paths.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Marker (in the overlay work dir) that the copy fallback already ran.
+const COPIED_MARKER: &str = ".coracle-copied";
+
+fn mnt(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+    mount(src, target, fstype, flags, data)
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    match p.strip_prefix(root) {
+        Ok(r) => format!("/{}", r.display()),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+/// Make every mount a slave of the host's: host mounts still propagate in
+/// (runc's default rootfs propagation), nothing propagates out.
+pub fn make_rslave() -> Result<(), LaunchError> {
+    mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).stage("make / rslave")
+}
+
+/// Resolve `unsafe_path` inside `root` the way securejoin does: symlinks
+/// are followed relative to `root`, and `..` never climbs above it.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf, LaunchError> {
+    let mut done: Vec<OsString> = Vec::new();
+    let mut todo: Vec<OsString> = Vec::new(); // reversed: pop() = next component
+    let push_front = |todo: &mut Vec<OsString>, p: &Path| {
+        let comps: Vec<OsString> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(s.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect();
+        todo.extend(comps.into_iter().rev());
+    };
+    push_front(&mut todo, unsafe_path);
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let mut cand = root.to_path_buf();
+        cand.extend(&done);
+        cand.push(&c);
+        match fs::symlink_metadata(&cand) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return setup(format!("resolve {}: too many levels of symbolic links", unsafe_path.display()));
+                }
+                let target = fs::read_link(&cand).stage(format!("readlink {}", rel(root, &cand)))?;
+                if target.is_absolute() {
+                    done.clear();
+                }
+                push_front(&mut todo, &target);
+            }
+            _ => done.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&done);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- rootfs
+
+/// Mount the overlay on `merged_dir`; without overlayfs (ENODEV), copy the
+/// layers into `upper_dir` once and bind that instead.
+pub fn mount_rootfs(r: &RootfsSpec) -> Result<(), LaunchError> {
+    fs::create_dir_all(&r.merged_dir).stage(format!("mkdir {}", r.merged_dir.display()))?;
+    if r.lower_dirs.is_empty() {
+        return setup("mount rootfs: no image layers");
+    }
+    let (dir, opts) = overlay_options(r);
+    if let Some(d) = &dir {
+        nix::unistd::chdir(d.as_path()).stage(format!("chdir {}", d.display()))?;
+    }
+    match mnt(Some(Path::new("overlay")), &r.merged_dir, Some("overlay"), MsFlags::empty(), Some(&opts)) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENODEV) => {
+            let marker = r.work_dir.join(COPIED_MARKER);
+            if !marker.exists() {
+                copy_layers(&r.lower_dirs, &r.upper_dir).stage("copy layers (no overlayfs)")?;
+                fs::create_dir_all(&r.work_dir).stage("mkdir work dir")?;
+                fs::write(&marker, b"").stage("write copy marker")?;
+            }
+            mnt(Some(&r.upper_dir), &r.merged_dir, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                .stage("bind copied rootfs")
+        }
+        Err(e) => Err(e).stage("mount overlay rootfs"),
+    }
+}
+
+/// `lowerdir=a:b,upperdir=u,workdir=w`; when that would not fit in a page,
+/// the paths are made relative to their common parent (returned, to chdir
+/// into first), the same trick overlay2 plays with its short links.
+fn overlay_options(r: &RootfsSpec) -> (Option<PathBuf>, String) {
+    let build = |f: &dyn Fn(&Path) -> String| {
+        let lower: Vec<String> = r.lower_dirs.iter().map(|p| f(p)).collect();
+        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), f(&r.upper_dir), f(&r.work_dir))
+    };
+    let abs = build(&|p: &Path| p.display().to_string());
+    if abs.len() < 4000 {
+        return (None, abs);
+    }
+    let mut common = r.upper_dir.clone();
+    for p in r.lower_dirs.iter().chain([&r.work_dir]) {
+        while !p.starts_with(&common) {
+            if !common.pop() {
+                return (None, abs);
+            }
+        }
+    }
+    let relp = |p: &Path| p.strip_prefix(&common).map(|x| x.display().to_string()).unwrap_or_default();
+    let opts = build(&relp);
+    (Some(common), opts)
+}
+
+fn is_whiteout(md: &fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+fn is_opaque(p: &Path) -> bool {
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    let mut buf = [0u8; 1];
+    // SAFETY: valid C string and buffer.
+    let n = unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), 1) };
+    n == 1 && buf[0] == b'y'
+}
+
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Flatten the layers (bottom first) into `dst`, honouring overlay
+/// whiteouts (0/0 char devices, opaque dirs) and AUFS `.wh.` names.
+/// Owners and modes are kept; times and hard links are not.
+pub fn copy_layers(lower_dirs: &[PathBuf], dst: &Path) -> io::Result<()> {
+    fs::create_dir_all(dst)?;
+    for layer in lower_dirs.iter().rev() {
+        copy_tree(layer, dst)?;
+    }
+    Ok(())
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(src)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let s = entry.path();
+        let d = dst.join(&name);
+        let nb = name.as_bytes();
+        if nb == b".wh..wh..opq" {
+            for e in fs::read_dir(dst)? {
+                remove_any(&e?.path())?;
+            }
+            continue;
+        }
+        if let Some(hidden) = nb.strip_prefix(b".wh.") {
+            remove_any(&dst.join(std::ffi::OsStr::from_bytes(hidden)))?;
+            continue;
+        }
+        let md = fs::symlink_metadata(&s)?;
+        if is_whiteout(&md) {
+            remove_any(&d)?;
+            continue;
+        }
+        let ft = md.file_type();
+        if ft.is_dir() {
+            match fs::symlink_metadata(&d) {
+                Ok(m) if m.is_dir() => {
+                    if is_opaque(&s) {
+                        for e in fs::read_dir(&d)? {
+                            remove_any(&e?.path())?;
+                        }
+                    }
+                }
+                Ok(_) => {
+                    fs::remove_file(&d)?;
+                    fs::create_dir(&d)?;
+                }
+                Err(_) => fs::create_dir(&d)?,
+            }
+            copy_tree(&s, &d)?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        } else {
+            remove_any(&d)?;
+            if ft.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(&s)?, &d)?;
+            } else if ft.is_file() {
+                fs::copy(&s, &d)?;
+            } else {
+                let kind = SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
+                mknod(&d, kind, Mode::from_bits_truncate(md.mode() & 0o7777), md.rdev()).map_err(io::Error::from)?;
+            }
+        }
+        std::os::unix::fs::lchown(&d, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() && !ft.is_dir() {
+            // chown clears set-id bits; put the mode back.
+            fs::set_permissions(&d, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------- standard mounts
+
+fn mkdir_in(root: &Path, path: &str) -> Result<PathBuf, LaunchError> {
+    let p = secure_join(root, Path::new(path))?;
+    fs::create_dir_all(&p).stage(format!("mkdir {path}"))?;
+    Ok(p)
+}
+
+/// Create an empty file (and its parents) to mount over, unless present.
+fn ensure_file(p: &Path, shown: &str) -> Result<(), LaunchError> {
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).stage(format!("mkdir {}", Path::new(shown).parent().unwrap_or(Path::new("/")).display()))?;
+    }
+    match fs::symlink_metadata(p) {
+        Ok(md) if md.is_dir() => setup(format!("mount over {shown}: is a directory")),
+        Ok(_) => Ok(()),
+        Err(_) => fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).map(drop).stage(format!("create {shown}")),
+    }
+}
+
+/// The per-mount flags a bind remount must keep (statvfs → MS_*).
+fn kept_flags(p: &Path) -> MsFlags {
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return MsFlags::empty() };
+    // SAFETY: statvfs into a zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return MsFlags::empty();
+    }
+    let f = st.f_flag;
+    let mut out = MsFlags::empty();
+    for (st_bit, ms) in [
+        (libc::ST_NOSUID, MsFlags::MS_NOSUID),
+        (libc::ST_NODEV, MsFlags::MS_NODEV),
+        (libc::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (libc::ST_NOATIME, MsFlags::MS_NOATIME),
+        (libc::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (libc::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f & st_bit != 0 {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn remount_ro(p: &Path) -> Result<(), Errno> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(p);
+    mnt(None, p, None, flags, None)
+}
+
+const DEVICES: &[(&str, u64, u64)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// /proc, /dev (+ pts, shm, mqueue, nodes, links), /sys, /etc files.
+pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError> {
+    let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let p = mkdir_in(root, "/proc")?;
+    mnt(Some(Path::new("proc")), &p, Some("proc"), nosuid_noexec_nodev, None).stage("mount /proc")?;
+
+    let dev = mkdir_in(root, "/dev")?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .stage("mount /dev")?;
+    for (name, major, minor) in DEVICES {
+        let node = dev.join(name);
+        let made = mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(*major, *minor));
+        if made.is_err() {
+            ensure_file(&node, &format!("/dev/{name}"))?;
+            let host = Path::new("/dev").join(name);
+            mnt(Some(&host), &node, None, MsFlags::MS_BIND, None).stage(format!("bind /dev/{name}"))?;
+        }
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+        ("core", "/proc/kcore"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link)).stage(format!("symlink /dev/{link}"))?;
+    }
+    let pts = mkdir_in(root, "/dev/pts")?;
+    mnt(
+        Some(Path::new("devpts")),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .stage("mount /dev/pts")?;
+    let shm = mkdir_in(root, "/dev/shm")?;
+    let size = if spec.shm_size == 0 { 64 << 20 } else { spec.shm_size };
+    mnt(Some(Path::new("shm")), &shm, Some("tmpfs"), nosuid_noexec_nodev, Some(&format!("mode=1777,size={size}")))
+        .stage("mount /dev/shm")?;
+    let mq = mkdir_in(root, "/dev/mqueue")?;
+    mnt(Some(Path::new("mqueue")), &mq, Some("mqueue"), nosuid_noexec_nodev, None).stage("mount /dev/mqueue")?;
+    if spec.stdio.tty {
+        // runc binds the pty slave over /dev/console.
+        let console = dev.join("console");
+        ensure_file(&console, "/dev/console")?;
+        mnt(Some(Path::new("/proc/self/fd/0")), &console, None, MsFlags::MS_BIND, None).stage("bind /dev/console")?;
+    }
+
+    let sys = mkdir_in(root, "/sys")?;
+    let mut sys_flags = nosuid_noexec_nodev;
+    if !spec.privileged {
+        sys_flags |= MsFlags::MS_RDONLY;
+    }
+    mnt(Some(Path::new("sysfs")), &sys, Some("sysfs"), sys_flags, None).stage("mount /sys")?;
+
+    for (src, dst) in [
+        (&spec.etc_hostname, "/etc/hostname"),
+        (&spec.etc_hosts, "/etc/hosts"),
+        (&spec.etc_resolv_conf, "/etc/resolv.conf"),
+    ] {
+        if src.as_os_str().is_empty() {
+            continue;
+        }
+        let t = secure_join(root, Path::new(dst))?;
+        ensure_file(&t, dst)?;
+        mnt(Some(src.as_path()), &t, None, MsFlags::MS_BIND, None).stage(format!("bind {dst}"))?;
+    }
+    Ok(())
+}
+
+/// `Binds`, `Mounts` and `Tmpfs`, in the given order.
+pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError> {
+    for m in mounts {
+        let shown = m.target.display().to_string();
+        if !m.target.is_absolute() {
+            return setup(format!("invalid mount target {shown}: not an absolute path"));
+        }
+        let t = secure_join(root, &m.target)?;
+        match m.kind {
+            MountKind::Bind => {
+                let md = match fs::metadata(&m.source) {
+                    Ok(md) => md,
+                    Err(_) => {
+                        return setup(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            m.source.display()
+                        ))
+                    }
+                };
+                if md.is_dir() {
+                    fs::create_dir_all(&t).stage(format!("mkdir {shown}"))?;
+                } else {
+                    ensure_file(&t, &shown)?;
+                }
+                mnt(Some(&m.source), &t, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                    .stage(format!("bind {} on {shown}", m.source.display()))?;
+                // dockerd's default bind propagation: rprivate.
+                mnt(None, &t, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None).stage(format!("make {shown} rprivate"))?;
+                if m.readonly {
+                    remount_ro(&t).stage(format!("remount {shown} read-only"))?;
+                }
+            }
+            MountKind::Tmpfs => {
+                fs::create_dir_all(&t).stage(format!("mkdir {shown}"))?;
+                let (mut flags, data) = tmpfs_options(&m.options);
+                if m.readonly {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                mnt(Some(Path::new("tmpfs")), &t, Some("tmpfs"), flags, Some(&data)).stage(format!("mount tmpfs on {shown}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Split "size=64m,mode=1777,exec" into mount flags and fs data. Docker's
+/// tmpfs defaults are noexec,nosuid,nodev unless "exec"/"suid"/"dev" given.
+fn tmpfs_options(opts: &str) -> (MsFlags, String) {
+    let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut data = Vec::new();
+    for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" => flags &= !MsFlags::MS_RDONLY,
+            "exec" => flags &= !MsFlags::MS_NOEXEC,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "suid" => flags &= !MsFlags::MS_NOSUID,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "dev" => flags &= !MsFlags::MS_NODEV,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "dirsync" => flags |= MsFlags::MS_DIRSYNC,
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "bind" | "rbind" => {}
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// chdir into `root`, pivot_root(".", "."), detach the old root.
+pub fn pivot(root: &Path) -> Result<(), LaunchError> {
+    nix::unistd::chdir(root).stage("chdir to rootfs")?;
+    nix::unistd::pivot_root(".", ".").stage("pivot_root")?;
+    mnt(None, Path::new("."), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).stage("make old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).stage("unmount old root")?;
+    nix::unistd::chdir("/").stage("chdir /")?;
+    Ok(())
+}
+
+/// After pivot_root: mask and write-protect dockerd's lists.
+pub fn mask_and_protect() -> Result<(), LaunchError> {
+    for p in MASKED_PATHS {
+        let path = Path::new(p);
+        let md = match fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(_) => continue,
+        };
+        let r = if md.is_dir() {
+            mnt(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)
+        } else {
+            mnt(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+        };
+        match r {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e).stage(format!("mask {p}")),
+        }
+    }
+    for p in READONLY_PATHS {
+        let path = Path::new(p);
+        if fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        match mnt(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => continue,
+            Err(e) => return Err(e).stage(format!("bind {p}")),
+        }
+        remount_ro(path).stage(format!("remount {p} read-only"))?;
+    }
+    Ok(())
+}
+
+/// `ReadonlyRootfs`: the root mount itself becomes read-only.
+pub fn readonly_root() -> Result<(), LaunchError> {
+    remount_ro(Path::new("/")).stage("remount / read-only")
+}
+
+/// Write namespaced sysctls through the container's /proc/sys.
+pub fn sysctls(spec: &LaunchSpec) -> Result<(), LaunchError> {
+    for (k, v) in &spec.sysctls {
+        if k.is_empty() || k.contains('/') || k.contains("..") || k.starts_with('.') {
+            return setup(format!("sysctl {k:?}: invalid name"));
+        }
+        if k.starts_with("net.") && spec.network == super::spec::NetworkMode::Host {
+            return setup(format!("sysctl {k:?} not allowed in host network namespace"));
+        }
+        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+        fs::write(&path, v.as_bytes()).stage(format!("sysctl {k}={v}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_option_parsing() {
+        let (f, d) = tmpfs_options("size=64m,mode=1777");
+        assert_eq!(f, MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(d, "size=64m,mode=1777");
+        let (f, d) = tmpfs_options("exec,ro,uid=5");
+        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY);
+        assert_eq!(d, "uid=5");
+    }
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let root = std::env::temp_dir().join(format!("coracle-sj-{}", std::process::id()));
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(secure_join(&root, Path::new("/a/abs/hosts")).unwrap(), root.join("etc/hosts"));
+        assert_eq!(secure_join(&root, Path::new("/a/b/up/x")).unwrap(), root.join("x"));
+        assert_eq!(secure_join(&root, Path::new("/../../etc")).unwrap(), root.join("etc"));
+        assert!(secure_join(&root, Path::new("/loop/x")).is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn long_overlay_options_go_relative() {
+        let base = PathBuf::from("/var/lib/coracle/overlay2");
+        let r = RootfsSpec {
+            lower_dirs: (0..60).map(|i| base.join(format!("{i:064}/diff"))).collect(),
+            upper_dir: base.join("c/diff"),
+            work_dir: base.join("c/work"),
+            merged_dir: base.join("c/merged"),
+            readonly: false,
+        };
+        let (dir, opts) = overlay_options(&r);
+        assert_eq!(dir, Some(base.clone()));
+        assert!(opts.starts_with(&format!("lowerdir={:064}/diff:", 0)));
+        assert!(opts.ends_with(",upperdir=c/diff,workdir=c/work"));
+    }
+}

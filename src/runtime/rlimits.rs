@@ -1,0 +1,51 @@
+//! `Ulimits` by Docker's names → setrlimit.
+// Not all of this is wired into the daemon yet.
+#![allow(dead_code)]
+
+use super::errors::{setup, LaunchError, Stage};
+use super::spec::Ulimit;
+
+fn resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "as" => libc::RLIMIT_AS,
+        "core" => libc::RLIMIT_CORE,
+        "cpu" => libc::RLIMIT_CPU,
+        "data" => libc::RLIMIT_DATA,
+        "fsize" => libc::RLIMIT_FSIZE,
+        "locks" => libc::RLIMIT_LOCKS,
+        "memlock" => libc::RLIMIT_MEMLOCK,
+        "msgqueue" => libc::RLIMIT_MSGQUEUE,
+        "nice" => libc::RLIMIT_NICE,
+        "nofile" => libc::RLIMIT_NOFILE,
+        "nproc" => libc::RLIMIT_NPROC,
+        "rss" => libc::RLIMIT_RSS,
+        "rtprio" => libc::RLIMIT_RTPRIO,
+        "rttime" => libc::RLIMIT_RTTIME,
+        "sigpending" => libc::RLIMIT_SIGPENDING,
+        "stack" => libc::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+fn value(v: i64) -> libc::rlim_t {
+    if v < 0 {
+        libc::RLIM_INFINITY
+    } else {
+        v as libc::rlim_t
+    }
+}
+
+/// Apply every ulimit (before the user switch: raising a hard limit needs
+/// CAP_SYS_RESOURCE).
+pub fn apply(ulimits: &[Ulimit]) -> Result<(), LaunchError> {
+    for u in ulimits {
+        let Some(res) = resource(&u.name) else {
+            return setup(format!("invalid ulimit type: {}", u.name));
+        };
+        let lim = libc::rlimit { rlim_cur: value(u.soft), rlim_max: value(u.hard) };
+        // SAFETY: setrlimit with a valid struct.
+        let r = unsafe { libc::setrlimit(res, &lim) };
+        nix::errno::Errno::result(r).stage(format!("setrlimit {}={}:{}", u.name, u.soft, u.hard))?;
+    }
+    Ok(())
+}
