@@ -3,3 +3,4 @@
 //! container store; `spec::LaunchSpec` is everything it is told.
 
 pub mod spec;
+pub mod cgroups;
