@@ -2,8 +2,8 @@
 //! mounts, capabilities, users, cgroups. Knows nothing of HTTP or of the
 //! container store; `spec::LaunchSpec` is everything it is told.
 
-pub mod spec;
 pub mod caps;
+pub mod cgroups;
 pub mod errors;
 pub mod exec;
 pub mod init;
@@ -11,4 +11,5 @@ pub mod launch;
 pub mod mounts;
 pub mod netns;
 pub mod rlimits;
+pub mod spec;
 pub mod user;
