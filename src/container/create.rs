@@ -107,7 +107,7 @@ pub fn network_mode(requested: &str) -> Result<&'static str, ContainerError> {
 /// warnings to report.
 pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerError> {
     let invalid = |m: String| Err(ContainerError::Invalid(m));
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let rp = &h.restart_policy;
     match rp.name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {
@@ -145,11 +145,7 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
         return invalid("SHM size can not be less than 0".into());
     }
     network_mode(h.extra.get("NetworkMode").and_then(Value::as_str).unwrap_or(&h.network_mode))?;
-    if matches!(h.network_mode.as_str(), "" | "default" | "bridge") {
-        warnings.push(
-            "bridge networking is not available in coracle yet: the container gets a private network namespace with only loopback (network mode none)".to_string(),
-        );
-    }
+    // No bridge yet: the default becomes "none", which inspect reports.
     for b in &h.binds {
         parse_bind(b)?;
     }
@@ -268,7 +264,7 @@ mod tests {
         assert!(validate_host_config(&h(json!({"Sysctls": {"kernel.hostname": "x"}}))).is_err());
         assert!(validate_host_config(&h(json!({"NetworkMode": "container:abc"}))).is_err());
         let w = validate_host_config(&h(json!({"Binds": ["/tmp:/x:ro"], "Sysctls": {"net.ipv4.ip_forward": "1"}}))).unwrap();
-        assert_eq!(w.len(), 1, "default network warns: {w:?}");
+        assert!(w.is_empty(), "{w:?}");
         assert_eq!(parse_bind("/a:/b:ro").unwrap(), ("/a".into(), "/b".into(), true));
         assert!(parse_bind("/a:/b:bogus").is_err());
     }

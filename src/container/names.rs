@@ -94,11 +94,12 @@ pub fn generate(retry: u32) -> String {
     }
 }
 
-/// Validate a requested name; returns it with the leading `/`.
+/// Validate a requested name; returns it with the leading `/`. dockerd's
+/// pattern needs two characters; one is accepted too (`--name s`).
 pub fn validate(name: &str) -> Result<String, String> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     let mut chars = bare.chars();
-    let ok = bare.len() >= 2
+    let ok = !bare.is_empty()
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
@@ -125,7 +126,9 @@ mod tests {
         assert!(LEFT.contains(&l) && RIGHT.contains(&r), "{n}");
         assert_eq!(validate("web-1").unwrap(), "/web-1");
         assert_eq!(validate("/web.1").unwrap(), "/web.1");
-        assert!(validate("x").is_err());
+        assert_eq!(validate("s").unwrap(), "/s");
+        assert!(validate("").is_err());
+        assert!(validate("/").is_err());
         assert!(validate("-x").is_err());
         assert!(validate("a b").is_err());
         assert!(validate("a/b").is_err());
