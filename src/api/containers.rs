@@ -497,8 +497,22 @@ pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
     let upper = call.engine.container_dirs.upper(&e.c.id);
     let lowers = call.engine.images.lower_dirs(&e.c.image).unwrap_or_default();
-    let mut out = Vec::new();
-    walk_changes(&upper, &upper, &lowers, &mut out);
+    let mut all = Vec::new();
+    walk_changes(&upper, &upper, &lowers, &mut all);
+    // Paths dockerd keeps in its init layer are not the container's changes;
+    // a directory "changed" only by them is not either.
+    const INIT: &[&str] = &["/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab", "/dev", "/proc", "/sys"];
+    let is_init = |p: &str| INIT.iter().any(|i| p == *i || p.starts_with(&format!("{i}/")));
+    let kept: Vec<Value> = all.into_iter().filter(|c| !is_init(c["Path"].as_str().unwrap_or(""))).collect();
+    let mut out: Vec<Value> = kept
+        .iter()
+        .filter(|c| {
+            let path = c["Path"].as_str().unwrap_or("");
+            let is_dir = upper.join(path.trim_start_matches('/')).is_dir();
+            c["Kind"] != 0 || !is_dir || kept.iter().any(|o| o["Path"].as_str().is_some_and(|q| q.starts_with(&format!("{path}/"))))
+        })
+        .cloned()
+        .collect();
     out.sort_by(|a: &Value, b: &Value| a["Path"].as_str().cmp(&b["Path"].as_str()));
     Ok(Response::json(200, &if out.is_empty() { Value::Null } else { Value::Array(out) }))
 }
