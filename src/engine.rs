@@ -24,6 +24,7 @@ pub struct Engine {
     pub id: String,
     pub images: ImageStore,
     pub containers: Registry,
+    pub execs: crate::container::exec::Execs,
     pub container_dirs: ContainerDirs,
     /// Running containers' stdio.
     pub outputs: Outputs,
@@ -65,6 +66,7 @@ impl Engine {
             workers: Workers::new(registry),
             images,
             containers: Registry::default(),
+            execs: Default::default(),
             container_dirs,
             outputs,
             timers: Timers::default(),
@@ -92,6 +94,7 @@ impl Engine {
         for (pid, status) in crate::worker::reap() {
             if let Some(conn) = self.workers.on_exit(pid, status) {
                 self.wake(conn);
+            } else if self.on_exec_exit(pid, crate::container::lifecycle::exit_code(status)) {
             } else if !self.on_container_exit(pid, status) {
                 log::debug!("reaped unknown child {pid}");
             }

@@ -39,6 +39,10 @@ impl<T> Slab<T> {
         Some(v)
     }
 
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.slots.get(i)?.as_ref()
+    }
+
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.slots.get_mut(i)?.as_mut()
     }

@@ -4,8 +4,6 @@
 //! recovery after a daemon crash. No HTTP here: `api/containers.rs` calls
 //! these and shapes the responses.
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,9 +20,8 @@ use crate::engine::Engine;
 use crate::events::Event;
 use crate::runtime::cgroups::{Cgroup, Resources};
 use crate::runtime::launch::launch;
-use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, StdioSpec, Ulimit};
+use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, Ulimit};
 use crate::streams::jsonlog::{parse_size, LogWriter};
-use crate::streams::output::Stdio;
 use crate::timefmt::rfc3339_nano;
 use crate::timers::Timer;
 
@@ -52,7 +49,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, ContainerError> {
     Signal::from_str(&name).map_err(|_| bad())
 }
 
-fn exit_code(status: WaitStatus) -> i32 {
+pub fn exit_code(status: WaitStatus) -> i32 {
     match status {
         WaitStatus::Exited(_, code) => code,
         WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
@@ -73,18 +70,6 @@ pub fn resources_of(h: &HostConfig) -> Resources {
         cpuset_mems: h.cpuset_mems.clone(),
         pids_limit: h.pids_limit.filter(|&p| p > 0),
         blkio_weight: h.blkio_weight,
-    }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| ContainerError::Internal(format!("pipe: {e}")))
-}
-
-fn nonblocking(fd: &OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK));
     }
 }
 
@@ -288,17 +273,15 @@ impl Engine {
                 let _ = cg.remove();
             }
         };
-        let stdio_pipes = (|| {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            let stdin = if c.config.open_stdin { Some(pipe()?) } else { None };
-            Ok::<_, ContainerError>((out_r, out_w, err_r, err_w, stdin))
-        })();
-        let (out_r, out_w, err_r, err_w, stdin) = match stdio_pipes {
+        let console = match c.host_config.console_size.as_slice() {
+            [h, w] => Some((*h, *w)),
+            _ => None,
+        };
+        let (child, parent) = match super::stdio::make(c.config.tty, c.config.open_stdin, console) {
             Ok(p) => p,
             Err(e) => {
                 cleanup(&cgroup);
-                return Err(e);
+                return Err(ContainerError::Internal(format!("container stdio: {e}")));
             }
         };
         // Missing bind sources are created, as dockerd does for -v.
@@ -367,12 +350,7 @@ impl Engine {
             ulimits: h.ulimits.iter().map(|u| Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
             sysctls: h.sysctls.clone(),
             init: h.init.unwrap_or(false),
-            stdio: StdioSpec {
-                stdin: stdin.as_ref().map(|(r, _)| r.as_raw_fd()),
-                stdout: out_w.as_raw_fd(),
-                stderr: err_w.as_raw_fd(),
-                tty: false,
-            },
+            stdio: child.spec,
         };
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
@@ -380,12 +358,7 @@ impl Engine {
             None => Ok(()),
         });
         // The child holds its own copies of these ends now.
-        drop(out_w);
-        drop(err_w);
-        let stdin_w = stdin.map(|(r, w)| {
-            drop(r);
-            w
-        });
+        drop(child.fds);
         let pid = match launched {
             Ok(pid) => pid,
             Err(e) => {
@@ -394,11 +367,8 @@ impl Engine {
                 return Err(ContainerError::StartFailed(format!("failed to create task for container: {e}"), code));
             }
         };
-        for fd in [&out_r, &err_r].into_iter().chain(stdin_w.as_ref()) {
-            nonblocking(fd);
-        }
         let log = self.open_log(c);
-        let stdio = Stdio { stdout: File::from(out_r), stderr: File::from(err_r), stdin: stdin_w.map(File::from) };
+        let stdio = parent;
         if let Err(e) = self.outputs.add(id, stdio, log) {
             log::error!("container {}: watching its output: {e}", c.short_id());
         }

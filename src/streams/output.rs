@@ -25,6 +25,8 @@ const READ_CHUNK: usize = 32 * 1024;
 
 struct Pipes {
     container: String,
+    /// The pty master, for resizes.
+    tty: Option<std::os::fd::RawFd>,
     stdout: Option<File>,
     stderr: Option<File>,
     stdin: Option<File>,
@@ -50,11 +52,14 @@ pub struct Outputs {
     registry: Registry,
 }
 
-/// Pipe ends the daemon keeps for a started container.
+/// Pipe ends the daemon keeps for a started container (or exec). With a
+/// TTY, `stdout` is the pty master, `stderr` is None and `stdin` a dup of
+/// the master.
 pub struct Stdio {
     pub stdout: File,
-    pub stderr: File,
+    pub stderr: Option<File>,
     pub stdin: Option<File>,
+    pub tty: bool,
 }
 
 impl Outputs {
@@ -69,10 +74,12 @@ impl Outputs {
 
     /// Start pumping a container's output. Its ends must be non-blocking.
     pub fn add(&mut self, container: &str, stdio: Stdio, log: Option<LogWriter>) -> std::io::Result<()> {
+        let tty = stdio.tty.then(|| stdio.stdout.as_raw_fd());
         let slot = self.pipes.insert(Pipes {
             container: container.to_string(),
+            tty,
             stdout: Some(stdio.stdout),
-            stderr: Some(stdio.stderr),
+            stderr: stdio.stderr,
             stdin: stdio.stdin,
             log,
             stdin_waiter: None,
@@ -196,6 +203,17 @@ impl Outputs {
         }
     }
 
+    /// Set the terminal size of a TTY container or exec (SIGWINCH follows).
+    pub fn resize(&self, container: &str, height: u16, width: u16) -> std::io::Result<()> {
+        let fd = self
+            .by_container
+            .get(container)
+            .and_then(|&s| self.pipes.get(s))
+            .and_then(|p| p.tty)
+            .ok_or_else(|| std::io::Error::other("no TTY attached"))?;
+        set_window_size(fd, height, width)
+    }
+
     /// Whether the container's output is still open.
     pub fn is_open(&self, container: &str) -> bool {
         self.by_container.contains_key(container)
@@ -284,4 +302,15 @@ impl Outputs {
         woken.dedup();
         woken
     }
+}
+
+/// TIOCSWINSZ on a pty.
+pub fn set_window_size(fd: std::os::fd::RawFd, height: u16, width: u16) -> std::io::Result<()> {
+    let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: fd is a pty we own; ws is a valid winsize.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
