@@ -2,5 +2,5 @@
 //! mounts, capabilities, users, cgroups. Knows nothing of HTTP or of the
 //! container store; `spec::LaunchSpec` is everything it is told.
 
-pub mod spec;
 pub mod cgroups;
+pub mod spec;

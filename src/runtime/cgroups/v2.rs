@@ -137,7 +137,10 @@ impl Group {
         let io = self.file("io.weight");
         require(p.memory.is_none() || mem.is_some(), "Memory")?;
         require(p.memory_swap.is_none() || swap.is_some(), "MemorySwap")?;
-        require(p.memory_reservation.is_none() || low.is_some(), "MemoryReservation")?;
+        require(
+            p.memory_reservation.is_none() || low.is_some(),
+            "MemoryReservation",
+        )?;
         let cpu_field = match (r.nano_cpus > 0, p.cpu_quota.is_some()) {
             (true, _) => "NanoCpus",
             (false, true) => "CpuQuota",
@@ -248,9 +251,9 @@ impl Group {
     }
 
     pub(super) fn freeze(&self) -> Result<(), CgroupError> {
-        let freeze = self
-            .file("cgroup.freeze")
-            .ok_or_else(|| CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into()))?;
+        let freeze = self.file("cgroup.freeze").ok_or_else(|| {
+            CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into())
+        })?;
         write_file(&freeze, "1")?;
         let deadline = Instant::now() + FREEZE_TIMEOUT;
         let mut round = 0;
@@ -271,9 +274,9 @@ impl Group {
     }
 
     pub(super) fn thaw(&self) -> Result<(), CgroupError> {
-        let freeze = self
-            .file("cgroup.freeze")
-            .ok_or_else(|| CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into()))?;
+        let freeze = self.file("cgroup.freeze").ok_or_else(|| {
+            CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into())
+        })?;
         write_file(&freeze, "0")
     }
 
