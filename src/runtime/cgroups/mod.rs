@@ -13,6 +13,7 @@
 //! the per-version file names and write orders.
 #![allow(dead_code)]
 
+mod bpf;
 mod v1;
 mod v2;
 

@@ -426,6 +426,19 @@ fn device_rules_render_like_v1() {
     assert_eq!(DeviceRule::allow('a', None, None, "rwm").to_string(), "a");
 }
 
+#[test]
+fn device_program_shape() {
+    use super::bpf::program;
+    let all = program(&[DeviceRule::allow('a', None, None, "rwm")]);
+    assert_eq!(all.len(), 8, "prologue, r0 = 1, exit");
+    let p = program(&default_device_rules());
+    // prologue 6; "c *:* m" and "b *:* m" 6 each (type, access ×3, ret ×2);
+    // each full c x:y rule 5 (type, major, minor, ret ×2); "c 136:*" 4; deny 2.
+    assert_eq!(p.len(), 6 + 6 + 6 + 8 * 5 + 4 + 2);
+    let deny = program(&[]);
+    assert_eq!(deny.len(), 8);
+}
+
 // ------------------------------------------------------------ v2, fake root
 
 fn fake_root(name: &str, g: &mut Guard) -> PathBuf {
@@ -589,10 +602,8 @@ fn v2_fake_root_paths_and_values() {
     touch(&dir.join("inner"), &[("cgroup.procs", "77\n78\n")]);
     assert_eq!(cg.pids(), vec![77, 78, 4242]);
 
-    assert!(matches!(
-        cg.apply_devices(false),
-        Err(CgroupError::NotSupported(_))
-    ));
+    // A plain directory is no cgroup: the program loads, attaching fails.
+    assert!(cg.apply_devices(false).is_err());
     cg.apply_devices(true).expect("privileged needs no program");
 
     assert!(Cgroup::open_in(&layout, "coracle", "abc").is_some());
@@ -1011,6 +1022,27 @@ fn v2_real_mount_procs_freeze_kill() {
             Err(CgroupError::NotSupported(_))
         ));
     }
+
+    // Devices through the eBPF program: /dev/null yes, /dev/kmsg (c 1:11) no.
+    g.cg().apply_devices(false).expect("attach device program");
+    let mut c = spawn_gated(
+        "true </dev/null && echo null-ok; true </dev/kmsg && echo kmsg-ok; \
+         head -c 4 /dev/urandom | wc -c",
+    );
+    g.cg().add_pid(c.id() as i32).expect("add pid");
+    release(&mut c);
+    let out = c.wait_with_output().expect("wait");
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    eprintln!("v2 devices: stdout {so:?} stderr {se:?}");
+    assert!(so.contains("null-ok"), "{so} {se}");
+    assert!(!so.contains("kmsg-ok"), "{so} {se}");
+    assert!(so.lines().any(|l| l.trim() == "4"), "{so} {se}");
+    assert!(se.contains("not permitted"), "{se}");
+    // Re-applying replaces the program (single-program mode).
+    g.cg().apply_devices(false).expect("replace device program");
 
     // Killing a frozen cgroup (cgroup.kill when present).
     g.cg().freeze().expect("freeze");

@@ -39,8 +39,9 @@ pub(super) fn probe(root: &Path) -> HostSupport {
         blkio_weight: has("io"),
         // cgroup.freeze is core v2 (kernel 5.2+), not a controller.
         freezer: true,
-        // Needs an eBPF device program; not implemented yet.
-        devices: false,
+        // An eBPF device program (CONFIG_CGROUP_BPF, assumed; attaching
+        // reports it otherwise).
+        devices: true,
     }
 }
 
@@ -245,9 +246,7 @@ impl Group {
             // No program attached = every device allowed.
             return Ok(());
         }
-        Err(CgroupError::NotSupported(
-            "device access rules on cgroup v2 (eBPF device program)".into(),
-        ))
+        super::bpf::attach(&self.dir, rules)
     }
 
     pub(super) fn freeze(&self) -> Result<(), CgroupError> {
