@@ -13,6 +13,7 @@
 //! the per-version file names and write orders.
 #![allow(dead_code)]
 
+mod bpf;
 mod v1;
 mod v2;
 
@@ -92,12 +93,14 @@ fn read_file(path: &Path) -> Result<String, CgroupError> {
     Ok(s.trim().to_string())
 }
 
-/// Write a value to an existing cgroup file in one write(2). Never creates
-/// the file: a missing interface file means the kernel does not offer it.
+/// Write a value to an existing cgroup file in one write(2), O_TRUNC like
+/// runc (cgroupfs ignores it; plain files in fake roots need it). Never
+/// creates the file: a missing interface file means the kernel does not offer it.
 fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
     log::debug!("cgroup write {} <- {value}", path.display());
     let mut f = std::fs::OpenOptions::new()
         .write(true)
+        .truncate(true)
         .open(path)
         .map_err(|e| io_err(path, e))?;
     f.write_all(value.as_bytes()).map_err(|e| io_err(path, e))
@@ -244,8 +247,13 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             out.push((v & 0xff) as u8);
             i += 4;
         } else {
@@ -297,7 +305,11 @@ impl Layout {
         let mut mounts: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut roots: BTreeMap<String, bool> = BTreeMap::new();
         for m in lines.iter().filter(|m| m.fs_type == "cgroup") {
-            for c in m.super_opts.iter().filter(|o| V1_CONTROLLERS.contains(&o.as_str())) {
+            for c in m
+                .super_opts
+                .iter()
+                .filter(|o| V1_CONTROLLERS.contains(&o.as_str()))
+            {
                 // Prefer a mount of the hierarchy's root over a bind mount of a subtree.
                 let is_root = m.root == "/";
                 if !mounts.contains_key(c) || (is_root && !roots.get(c).copied().unwrap_or(false)) {
@@ -339,7 +351,9 @@ impl Layout {
 /// The host's cgroup version (v1 also when nothing is mounted; `Layout::host`
 /// tells that case apart).
 pub fn detect() -> CgroupVersion {
-    Layout::host().map(Layout::version).unwrap_or(CgroupVersion::V1)
+    Layout::host()
+        .map(Layout::version)
+        .unwrap_or(CgroupVersion::V1)
 }
 
 // ---------------------------------------------------------------- resources
@@ -436,13 +450,18 @@ fn plan(r: &Resources, swap_accounting: bool, ncpu: i64) -> Result<Plan, CgroupE
         return Err(CgroupError::MemoryTooLow);
     }
     if r.memory > 0 && r.memory_swap > 0 && r.memory_swap < r.memory {
-        return inv("Minimum memoryswap limit should be larger than memory limit, see usage".into());
+        return inv(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        );
     }
     if r.memory_swap < -1 {
         return inv(format!("invalid memory swap limit {}", r.memory_swap));
     }
     if r.memory_reservation < 0 {
-        return inv(format!("invalid memory reservation {}", r.memory_reservation));
+        return inv(format!(
+            "invalid memory reservation {}",
+            r.memory_reservation
+        ));
     }
     if r.memory_reservation > 0 && r.memory_reservation < MIN_MEMORY {
         return inv("Minimum memory reservation allowed is 6MB".into());
@@ -645,7 +664,10 @@ pub fn adapt(r: &Resources, host: &HostSupport) -> (Resources, Vec<String>) {
         r.cpu_quota = 0;
     }
     if (!r.cpuset_cpus.is_empty() || !r.cpuset_mems.is_empty()) && !host.cpuset {
-        w.push("Your kernel does not support cpuset or the cgroup is not mounted. Cpuset discarded.".into());
+        w.push(
+            "Your kernel does not support cpuset or the cgroup is not mounted. Cpuset discarded."
+                .into(),
+        );
         r.cpuset_cpus.clear();
         r.cpuset_mems.clear();
     }
@@ -699,7 +721,14 @@ impl fmt::Display for DeviceRule {
             return f.write_str("a");
         }
         let n = |v: Option<u32>| v.map_or("*".to_string(), |v| v.to_string());
-        write!(f, "{} {}:{} {}", self.kind, n(self.major), n(self.minor), self.access)
+        write!(
+            f,
+            "{} {}:{} {}",
+            self.kind,
+            n(self.major),
+            n(self.minor),
+            self.access
+        )
     }
 }
 
@@ -711,14 +740,14 @@ pub fn default_device_rules() -> Vec<DeviceRule> {
     vec![
         DeviceRule::allow('c', None, None, "m"),
         DeviceRule::allow('b', None, None, "m"),
-        c(1, 3),   // null
-        c(1, 5),   // zero
-        c(1, 7),   // full
-        c(1, 8),   // random
-        c(1, 9),   // urandom
-        c(5, 0),   // tty
-        c(5, 1),   // console
-        c(5, 2),   // ptmx
+        c(1, 3),                                        // null
+        c(1, 5),                                        // zero
+        c(1, 7),                                        // full
+        c(1, 8),                                        // random
+        c(1, 9),                                        // urandom
+        c(5, 0),                                        // tty
+        c(5, 1),                                        // console
+        c(5, 2),                                        // ptmx
         DeviceRule::allow('c', Some(136), None, "rwm"), // pts/*
     ]
 }

@@ -26,9 +26,11 @@ pub(super) fn probe(mounts: &BTreeMap<String, PathBuf>) -> HostSupport {
         cpuset: has("cpuset", "cpuset.cpus"),
         // pids.max is not offered on the root cgroup.
         pids: has("pids", ""),
-        // Like dockerd, probe the root: blkio.bfq.weight is never on the
-        // root, so BFQ-only kernels report no weight support.
-        blkio_weight: has("blkio", "blkio.weight") || has("blkio", "blkio.bfq.weight"),
+        // blkio.bfq.weight is never on the root cgroup; BFQ's stat files
+        // there show its policy is registered, so children will have it.
+        blkio_weight: has("blkio", "blkio.weight")
+            || has("blkio", "blkio.bfq.weight")
+            || has("blkio", "blkio.bfq.io_service_bytes"),
         freezer: has("freezer", ""),
         devices: has("devices", "devices.allow"),
     }
@@ -114,10 +116,21 @@ impl Group {
             .or_else(|| self.file("blkio", "blkio.weight"));
         require(p.memory.is_none() || mem.is_some(), "Memory")?;
         require(p.memory_swap.is_none() || memsw.is_some(), "MemorySwap")?;
-        require(p.memory_reservation.is_none() || soft.is_some(), "MemoryReservation")?;
-        let cpu_field = if r.nano_cpus > 0 { "NanoCpus" } else { "CpuQuota" };
+        require(
+            p.memory_reservation.is_none() || soft.is_some(),
+            "MemoryReservation",
+        )?;
+        let cpu_field = if r.nano_cpus > 0 {
+            "NanoCpus"
+        } else {
+            "CpuQuota"
+        };
         require(p.cpu_quota.is_none() || quota.is_some(), cpu_field)?;
-        let cpu_field = if r.nano_cpus > 0 { "NanoCpus" } else { "CpuPeriod" };
+        let cpu_field = if r.nano_cpus > 0 {
+            "NanoCpus"
+        } else {
+            "CpuPeriod"
+        };
         require(p.cpu_period.is_none() || period.is_some(), cpu_field)?;
         require(p.cpu_shares.is_none() || shares.is_some(), "CpuShares")?;
         require(p.cpuset_cpus.is_none() || cpus.is_some(), "CpusetCpus")?;

@@ -39,8 +39,9 @@ pub(super) fn probe(root: &Path) -> HostSupport {
         blkio_weight: has("io"),
         // cgroup.freeze is core v2 (kernel 5.2+), not a controller.
         freezer: true,
-        // Needs an eBPF device program; not implemented yet.
-        devices: false,
+        // An eBPF device program (CONFIG_CGROUP_BPF, assumed; attaching
+        // reports it otherwise).
+        devices: true,
     }
 }
 
@@ -137,7 +138,10 @@ impl Group {
         let io = self.file("io.weight");
         require(p.memory.is_none() || mem.is_some(), "Memory")?;
         require(p.memory_swap.is_none() || swap.is_some(), "MemorySwap")?;
-        require(p.memory_reservation.is_none() || low.is_some(), "MemoryReservation")?;
+        require(
+            p.memory_reservation.is_none() || low.is_some(),
+            "MemoryReservation",
+        )?;
         let cpu_field = match (r.nano_cpus > 0, p.cpu_quota.is_some()) {
             (true, _) => "NanoCpus",
             (false, true) => "CpuQuota",
@@ -242,15 +246,13 @@ impl Group {
             // No program attached = every device allowed.
             return Ok(());
         }
-        Err(CgroupError::NotSupported(
-            "device access rules on cgroup v2 (eBPF device program)".into(),
-        ))
+        super::bpf::attach(&self.dir, rules)
     }
 
     pub(super) fn freeze(&self) -> Result<(), CgroupError> {
-        let freeze = self
-            .file("cgroup.freeze")
-            .ok_or_else(|| CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into()))?;
+        let freeze = self.file("cgroup.freeze").ok_or_else(|| {
+            CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into())
+        })?;
         write_file(&freeze, "1")?;
         let deadline = Instant::now() + FREEZE_TIMEOUT;
         let mut round = 0;
@@ -271,9 +273,9 @@ impl Group {
     }
 
     pub(super) fn thaw(&self) -> Result<(), CgroupError> {
-        let freeze = self
-            .file("cgroup.freeze")
-            .ok_or_else(|| CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into()))?;
+        let freeze = self.file("cgroup.freeze").ok_or_else(|| {
+            CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into())
+        })?;
         write_file(&freeze, "0")
     }
 
