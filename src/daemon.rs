@@ -25,6 +25,8 @@ pub struct Daemon {
     /// SIGTERM seen; waiting for containers to stop.
     stopping_containers: bool,
     stop_deadline: Option<std::time::Instant>,
+    /// The read buffer every connection reads into.
+    scratch: Vec<u8>,
 }
 
 /// The longest a graceful shutdown waits for containers.
@@ -96,6 +98,7 @@ impl Daemon {
             shutting_down: false,
             stopping_containers: false,
             stop_deadline: None,
+            scratch: vec![0; crate::http::limits::READ_CHUNK],
         })
     }
 
@@ -232,7 +235,7 @@ impl Daemon {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if !conn.drive(&mut self.engine, id, Instant::now()) {
+        if !conn.drive(&mut self.engine, id, Instant::now(), &mut self.scratch) {
             let _ = self.reactor.registry().deregister(&mut conn.stream);
             self.conns.remove(id);
         }

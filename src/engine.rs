@@ -92,8 +92,13 @@ impl Engine {
     /// SIGCHLD arrived: reap every exited child and tell its owner.
     pub fn on_children_exited(&mut self) {
         for (pid, status) in crate::worker::reap() {
-            if let Some(conn) = self.workers.on_exit(pid, status) {
-                self.wake(conn);
+            if let Some(exited) = self.workers.on_exit(pid, status) {
+                match exited {
+                    crate::worker::Exited::Owner(conn) => self.wake(conn),
+                    crate::worker::Exited::Killed(pid) => {
+                        self.images.remove_worker_temps(pid.as_raw())
+                    }
+                }
             } else if self.on_exec_exit(pid, crate::container::lifecycle::exit_code(status)) {
             } else if !self.on_container_exit(pid, status) {
                 log::debug!("reaped unknown child {pid}");

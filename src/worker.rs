@@ -44,6 +44,13 @@ impl Reporter {
     }
 }
 
+/// A reaped worker: whose outcome is ready, or one killed for a departed
+/// client (whose temporary files nobody else will clean).
+pub enum Exited {
+    Owner(ConnId),
+    Killed(Pid),
+}
+
 /// The end of a worker's life as the daemon sees it.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -71,6 +78,8 @@ struct Worker {
 pub struct Workers {
     slab: Slab<Worker>,
     registry: Registry,
+    /// Read buffer for raw output, reused (no per-read zeroing).
+    scratch: Vec<u8>,
 }
 
 impl Workers {
@@ -78,6 +87,7 @@ impl Workers {
         Workers {
             slab: Slab::default(),
             registry,
+            scratch: Vec::new(),
         }
     }
 
@@ -238,25 +248,20 @@ impl Workers {
         let Some(f) = w.output.as_mut() else {
             return false;
         };
-        let start = out.len();
-        out.resize(start + max, 0);
+        self.scratch.resize(max, 0);
         let res = loop {
-            match f.read(&mut out[start..]) {
+            match f.read(&mut self.scratch[..max]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match res {
             Ok(n) if n > 0 => {
-                out.truncate(start + n);
+                out.extend_from_slice(&self.scratch[..n]);
                 true
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                out.truncate(start);
-                true
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => true,
             _ => {
-                out.truncate(start);
                 if let Some(f) = w.output.take() {
                     let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
                 }
@@ -274,8 +279,9 @@ impl Workers {
         Some(w.owner)
     }
 
-    /// A child exited: if it is one of ours, record it and name its owner.
-    pub fn on_exit(&mut self, pid: Pid, status: WaitStatus) -> Option<ConnId> {
+    /// A child exited: if it is one of ours, record it. Returns None when it
+    /// is not a worker.
+    pub fn on_exit(&mut self, pid: Pid, status: WaitStatus) -> Option<Exited> {
         let id = self
             .slab
             .iter()
@@ -294,9 +300,9 @@ impl Workers {
                     let _ = self.registry.deregister(&mut SourceFd(&f.as_raw_fd()));
                 }
             }
-            return None;
+            return Some(Exited::Killed(pid));
         }
-        Some(owner)
+        Some(Exited::Owner(owner))
     }
 
     /// Drain the output pipe into messages (bounded).
@@ -441,7 +447,7 @@ mod tests {
             workers.on_ready(id);
             msgs.extend(workers.take_messages(id));
             for (pid, status) in reap() {
-                workers.on_exit(pid, status);
+                let _ = workers.on_exit(pid, status);
             }
             if let Some(outcome) = workers.take_outcome(id) {
                 assert!(

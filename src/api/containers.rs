@@ -608,41 +608,101 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     if stream {
         call.engine.outputs.subscribe(&id, call.conn, want_out, want_err, multiplexed);
     }
+    let keys = q.get("detachKeys").filter(|k| !k.is_empty()).unwrap_or(DEFAULT_DETACH_KEYS);
     let session = AttachSession {
-        container: id,
+        key: id,
         backlog,
         stream,
         stdin: q.bool("stdin") && c.config.open_stdin,
         stdin_once: c.config.stdin_once,
+        exec: None,
+        detach_keys: parse_detach_keys(keys)?,
+        matched: 0,
+        detached: false,
+        pending: Vec::new(),
+        close_pending: false,
     };
-    let content_type = if multiplexed && call.version >= super::router::ApiVersion(1, 42) {
-        "application/vnd.docker.multiplexed-stream"
-    } else {
-        "application/vnd.docker.raw-stream"
-    };
-    let upgrade = call.req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
-    let r = if upgrade {
-        Response::hijack(101, Box::new(session))
-            .header("Content-Type", content_type)
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "tcp")
-    } else {
-        Response::hijack(200, Box::new(session)).header("Content-Type", content_type)
-    };
-    Ok(r)
+    Ok(hijack_response(call, session, tty))
 }
 
-struct AttachSession {
-    container: String,
-    backlog: Vec<u8>,
-    stream: bool,
-    stdin: bool,
-    stdin_once: bool,
+/// Docker's detach-key syntax ("ctrl-p,ctrl-q", "a,ctrl-z") as bytes.
+pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
+    let bad = || ApiError::InvalidParameter(format!("Invalid detach keys ({spec}) provided"));
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            if let Some(c) = k.strip_prefix("ctrl-") {
+                let c = c.as_bytes();
+                if c.len() != 1 {
+                    return Err(bad());
+                }
+                match c[0].to_ascii_lowercase() {
+                    b @ b'a'..=b'z' => Ok(b - b'a' + 1),
+                    b'@' => Ok(0),
+                    b'[' => Ok(27),
+                    b'\\' => Ok(28),
+                    b']' => Ok(29),
+                    b'^' => Ok(30),
+                    b'_' => Ok(31),
+                    _ => Err(bad()),
+                }
+            } else if k.len() == 1 {
+                Ok(k.as_bytes()[0])
+            } else {
+                Err(bad())
+            }
+        })
+        .collect()
+}
+
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// A hijacked attach to a container's (or an exec's) stdio.
+pub struct AttachSession {
+    /// Container or exec ID (the output pump's key).
+    pub key: String,
+    pub backlog: Vec<u8>,
+    pub stream: bool,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    /// Exec sessions end only once the process has been reaped, so the
+    /// client's follow-up inspect sees the exit code.
+    pub exec: Option<String>,
+    pub detach_keys: Vec<u8>,
+    /// How much of `detach_keys` the input has matched so far.
+    pub matched: usize,
+    pub detached: bool,
+    /// Client input the stdin pipe has not taken yet (at most one read).
+    pub pending: Vec<u8>,
+    /// The client closed its input before the process could take it all.
+    pub close_pending: bool,
+}
+
+impl AttachSession {
+    /// The container has not started yet (attach before start).
+    fn waiting_for_start(&self, engine: &Engine) -> bool {
+        self.exec.is_none()
+            && engine
+                .containers
+                .get(&self.key)
+                .is_some_and(|e| matches!(e.c.state.status, Status::Created | Status::Restarting))
+    }
 }
 
 impl Hijacked for AttachSession {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         out.append(&mut self.backlog);
+        if !self.pending.is_empty() && engine.outputs.is_open(&self.key) {
+            let n = engine.outputs.write_stdin(&self.key, me, &self.pending);
+            self.pending.drain(..n.min(self.pending.len()));
+        }
+        if self.close_pending && self.pending.is_empty() && engine.outputs.is_open(&self.key) {
+            self.close_pending = false;
+            engine.outputs.close_stdin(&self.key);
+        }
+        if self.detached {
+            return Pull::End;
+        }
         if !self.stream {
             return Pull::End;
         }
@@ -653,7 +713,8 @@ impl Hijacked for AttachSession {
         if !out.is_empty() {
             return Pull::Data;
         }
-        if ended {
+        let exec_running = self.exec.as_deref().and_then(|id| engine.execs.get(id)).is_some_and(|e| e.running);
+        if ended && !exec_running {
             Pull::End
         } else {
             Pull::Wait(None)
@@ -661,15 +722,63 @@ impl Hijacked for AttachSession {
     }
 
     fn input(&mut self, engine: &mut Engine, me: ConnId, data: &[u8]) -> usize {
-        if !self.stdin {
+        if !self.stdin || self.detached {
             return data.len();
         }
-        engine.outputs.write_stdin(&self.container, me, data)
+        if !engine.outputs.is_open(&self.key) {
+            // `docker run -i` sends stdin right after attaching, before the
+            // start: hold it (the connection stops reading) until then.
+            return if self.waiting_for_start(engine) { 0 } else { data.len() };
+        }
+        // Input the stdin pipe has not taken yet goes first; until it is
+        // gone, the client's further input waits (backpressure).
+        if !self.pending.is_empty() {
+            let n = engine.outputs.write_stdin(&self.key, me, &self.pending);
+            self.pending.drain(..n.min(self.pending.len()));
+            if !self.pending.is_empty() {
+                return 0;
+            }
+        }
+        // Scan for the detach sequence; a partial match is held back until
+        // it completes (detach) or fails (forwarded as ordinary input).
+        let mut forward = Vec::with_capacity(data.len());
+        for &b in data {
+            let keys = &self.detach_keys;
+            if !keys.is_empty() && b == keys[self.matched] {
+                self.matched += 1;
+                if self.matched == keys.len() {
+                    self.matched = 0;
+                    self.detached = true;
+                    engine.outputs.write_stdin(&self.key, me, &forward);
+                    engine.wake(me);
+                    return data.len();
+                }
+                continue;
+            }
+            if self.matched > 0 {
+                forward.extend_from_slice(&keys[..self.matched]);
+                self.matched = 0;
+                if b == keys[0] {
+                    self.matched = 1;
+                    continue;
+                }
+            }
+            forward.push(b);
+        }
+        let n = engine.outputs.write_stdin(&self.key, me, &forward);
+        self.pending = forward.split_off(n.min(forward.len()));
+        data.len()
     }
 
     fn input_closed(&mut self, engine: &mut Engine, _me: ConnId) {
-        if self.stdin && self.stdin_once {
-            engine.outputs.close_stdin(&self.container);
+        if !self.stdin || !self.stdin_once {
+            return;
+        }
+        if engine.outputs.is_open(&self.key) && self.pending.is_empty() {
+            engine.outputs.close_stdin(&self.key);
+        } else {
+            // Close once started and the held input is delivered.
+            self.close_pending = true;
         }
     }
 
@@ -677,7 +786,51 @@ impl Hijacked for AttachSession {
         for w in engine.outputs.unsubscribe(me) {
             engine.wake(w);
         }
+        if let Some(ex) = self.exec.as_deref().and_then(|id| engine.execs.get_mut(id)) {
+            ex.attached = None;
+        }
     }
+}
+
+/// The hijacking response for attach and exec start.
+pub fn hijack_response(call: &Call, session: AttachSession, tty: bool) -> Response {
+    let content_type = if !tty && call.version >= super::router::ApiVersion(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
+    let upgrade = call.req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    if upgrade {
+        Response::hijack(101, Box::new(session))
+            .header("Content-Type", content_type)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "tcp")
+    } else {
+        Response::hijack(200, Box::new(session)).header("Content-Type", content_type)
+    }
+}
+
+/// `POST /containers/{id}/resize`.
+pub fn resize(call: &mut Call) -> Result<Response, ApiError> {
+    let (h, w) = size_params(call)?;
+    let id = call.engine.containers.find(&key(call))?.c.id.clone();
+    call.engine
+        .outputs
+        .resize(&id, h, w)
+        .map_err(|e| ApiError::Conflict(format!("cannot resize container {id}: {e}")))?;
+    Ok(Response::new(200))
+}
+
+pub fn size_params(call: &Call) -> Result<(u16, u16), ApiError> {
+    let num = |k: &str| -> Result<u16, ApiError> {
+        call.req
+            .query
+            .get(k)
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| ApiError::InvalidParameter(format!("invalid value for {k}")))
+    };
+    Ok((num("h")?, num("w")?))
 }
 
 /// `GET /containers/{id}/logs` (without `follow`, or following until the

@@ -94,7 +94,8 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
             call.engine
                 .publish(Event::new("image", "untag", &id).attr("name", u));
         }
-        if let Some(d) = r["Deleted"].as_str() {
+        // Layers are listed as Deleted too; dockerd's events name images only.
+        if let Some(d) = r["Deleted"].as_str().filter(|d| *d == id) {
             call.engine
                 .publish(Event::new("image", "delete", d).attr("name", d));
         }

@@ -5,6 +5,7 @@
 pub mod containers;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod filters;
 pub mod images;
 pub mod router;
@@ -101,6 +102,11 @@ fn dispatch(
         Endpoint::ContainerPrune => containers::prune(&mut call),
         Endpoint::ContainerAttach => containers::attach(&mut call),
         Endpoint::ContainerLogs => containers::logs(&mut call),
+        Endpoint::ContainerResize => containers::resize(&mut call),
+        Endpoint::ExecCreate => exec::create(&mut call),
+        Endpoint::ExecStart => exec::start(&mut call),
+        Endpoint::ExecResize => exec::resize(&mut call),
+        Endpoint::ExecInspect => exec::inspect(&mut call),
         // Streamed endpoints are answered through their sinks.
         Endpoint::ImageLoad | Endpoint::ImageCreate => Err(ApiError::Internal(
             "streamed endpoint dispatched as buffered".into(),

@@ -54,6 +54,11 @@ pub enum Endpoint {
     ContainerPrune,
     ContainerAttach,
     ContainerLogs,
+    ContainerResize,
+    ExecCreate,
+    ExecStart,
+    ExecResize,
+    ExecInspect,
 }
 
 /// What an endpoint does with a request body.
@@ -79,7 +84,11 @@ impl Endpoint {
             | Endpoint::ContainerWait
             | Endpoint::ContainerStop
             | Endpoint::ContainerRestart
-            | Endpoint::ContainerKill => BodyUse::Buffer,
+            | Endpoint::ContainerKill
+            | Endpoint::ContainerResize
+            | Endpoint::ExecCreate
+            | Endpoint::ExecStart
+            | Endpoint::ExecResize => BodyUse::Buffer,
             _ => BodyUse::Ignore,
         }
     }
@@ -126,6 +135,11 @@ const ROUTES: &[(Method, &str, Endpoint)] = &[
     (Method::Get, "/containers/{id}/export", Endpoint::ContainerExport),
     (Method::Post, "/containers/{id}/attach", Endpoint::ContainerAttach),
     (Method::Get, "/containers/{id}/logs", Endpoint::ContainerLogs),
+    (Method::Post, "/containers/{id}/resize", Endpoint::ContainerResize),
+    (Method::Post, "/containers/{id}/exec", Endpoint::ExecCreate),
+    (Method::Post, "/exec/{id}/start", Endpoint::ExecStart),
+    (Method::Post, "/exec/{id}/resize", Endpoint::ExecResize),
+    (Method::Get, "/exec/{id}/json", Endpoint::ExecInspect),
 ];
 
 #[derive(Debug)]

@@ -185,8 +185,9 @@ impl Engine {
             Ok(pid) => {
                 ex.running = true;
                 ex.pid = pid.as_raw();
-                if let Err(e) = self.outputs.add(id, parent, None) {
-                    log::error!("exec {}: watching its output: {e}", &id[..12]);
+                match self.outputs.add(id, parent, None) {
+                    Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
+                    Err(e) => log::error!("exec {}: watching its output: {e}", &id[..12]),
                 }
                 self.container_event(&cid, &act, &[("execID", id.to_string())]);
                 Ok(())

@@ -369,8 +369,9 @@ impl Engine {
         };
         let log = self.open_log(c);
         let stdio = parent;
-        if let Err(e) = self.outputs.add(id, stdio, log) {
-            log::error!("container {}: watching its output: {e}", c.short_id());
+        match self.outputs.add(id, stdio, log) {
+            Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
+            Err(e) => log::error!("container {}: watching its output: {e}", c.short_id()),
         }
         Ok(Live { pid, cgroup, oom_before, started: Instant::now() })
     }
@@ -416,6 +417,7 @@ impl Engine {
             return Err(ContainerError::NotModified);
         }
         e.c.manually_stopped = true;
+        e.stop_requested = true;
         let sig = match signal.filter(|s| !s.is_empty()).or(e.c.config.stop_signal.as_deref()) {
             Some(s) => parse_signal(s)?,
             None => Signal::SIGTERM,
@@ -431,14 +433,19 @@ impl Engine {
 
     /// Deliver a signal to the container's process (thawing a paused one
     /// first so a SIGKILL lands), publishing a `kill` event.
+    /// Like dockerd, a paused container is resumed after its stop signal or
+    /// SIGKILL, so that the signal can act.
     fn signal_container(&mut self, id: &str, sig: Signal) {
-        let Some(live) = self.containers.get(id).and_then(|e| e.live.as_ref()) else { return };
-        if sig == Signal::SIGKILL {
+        let Some(e) = self.containers.get_mut(id) else { return };
+        let Some(live) = e.live.as_ref() else { return };
+        let _ = nix::sys::signal::kill(live.pid, sig);
+        let stop_signal = e.c.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(Signal::SIGTERM);
+        if e.c.state.status == Status::Paused && (sig == Signal::SIGKILL || sig == stop_signal) {
             if let Some(cg) = &live.cgroup {
                 let _ = cg.thaw();
             }
+            e.c.state.status = Status::Running;
         }
-        let _ = nix::sys::signal::kill(live.pid, sig);
         self.container_event(id, "kill", &[("signal", (sig as i32).to_string())]);
     }
 
@@ -449,9 +456,16 @@ impl Engine {
             Some(s) => parse_signal(s)?,
             None => Signal::SIGKILL,
         };
-        let e = self.containers.get(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
         if !e.c.state.is_alive() {
             return Err(ContainerError::Conflict(format!("Container {id} is not running")));
+        }
+        // dockerd: killing with SIGKILL or the stop signal is a manual stop,
+        // so restart policies leave the container down.
+        let stop_signal = e.c.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(Signal::SIGTERM);
+        if sig == Signal::SIGKILL || sig == stop_signal {
+            e.c.manually_stopped = true;
+            self.persist(&id);
         }
         self.signal_container(&id, sig);
         Ok(())
@@ -580,7 +594,7 @@ impl Engine {
             .filter(|w| !w.contains("bridge"))
             .collect();
         if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
-            cg.apply(&resources_of(&h)).map_err(|err| ContainerError::Invalid(err.to_string()))?;
+            cg.update(&resources_of(&h)).map_err(|err| ContainerError::Invalid(err.to_string()))?;
         }
         e.c.host_config = h;
         self.persist(&id);
@@ -609,7 +623,7 @@ impl Engine {
         e.c.state.exit_code = code;
         e.c.state.finished_at = now();
         e.c.state.oom_killed = oom;
-        let stopping = e.c.manually_stopped;
+        let stopping = std::mem::take(&mut e.stop_requested);
         self.timers.cancel(&Timer::StopKill(id.clone()));
         if oom {
             self.container_event(&id, "oom", &[]);
@@ -711,10 +725,6 @@ impl Engine {
                     c.state.exit_code = 255;
                 }
                 c.state.finished_at = now();
-                let rp = c.host_config.restart_policy.name.as_str();
-                if !c.manually_stopped && matches!(rp, "always" | "unless-stopped" | "on-failure") {
-                    restart.push(c.id.clone());
-                }
             } else if c.state.status == Status::Removing {
                 // A removal the crash interrupted: finish it.
                 let _ = self.container_dirs.remove(&c.id);
@@ -722,6 +732,21 @@ impl Engine {
             }
             if c.state.status == Status::Restarting {
                 c.state.status = Status::Exited;
+            }
+            // dockerd's ShouldRestart at daemon start: `always` even after a
+            // manual stop, `unless-stopped` unless stopped by hand,
+            // `on-failure` after a failure.
+            let rp = &c.host_config.restart_policy;
+            let boot_restart = c.has_been_started
+                && match rp.name.as_str() {
+                    "always" => true,
+                    "unless-stopped" => !c.manually_stopped,
+                    "on-failure" => c.state.exit_code != 0,
+                    _ => false,
+                };
+            if boot_restart {
+                c.manually_stopped = false;
+                restart.push(c.id.clone());
             }
             if let Err(e) = self.container_dirs.save(&c) {
                 log::error!("recover container {}: {e}", c.short_id());

@@ -33,6 +33,8 @@ pub struct Entry {
     pub remove_on_exit: bool,
     /// Start again once the process is gone (`restart`).
     pub start_on_exit: bool,
+    /// A stop was requested through the API: its exit is a `stop` event.
+    pub stop_requested: bool,
     /// The current restart back-off.
     pub restart_delay_ms: u64,
 }
@@ -45,6 +47,7 @@ impl Entry {
             exits: 0,
             remove_on_exit: false,
             start_on_exit: false,
+            stop_requested: false,
             restart_delay_ms: 0,
         }
     }

@@ -144,7 +144,9 @@ impl Conn {
 
     /// Make all the progress possible now. Returns false when the connection
     /// is finished and must be dropped.
-    pub fn drive(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+    /// `scratch` is the loop's read buffer (one for all connections: there
+    /// is one thread), so reads cost no per-read allocation or zeroing.
+    pub fn drive(&mut self, engine: &mut Engine, me: ConnId, now: Instant, scratch: &mut [u8]) -> bool {
         if let Some(t) = self.deadline() {
             if now >= t && self.expire(now) {
                 self.abort(engine, me);
@@ -152,7 +154,7 @@ impl Conn {
             }
         }
         loop {
-            let mut progress = self.fill();
+            let mut progress = self.fill(scratch);
             progress |= self.step(engine, me, now);
             progress |= self.flush();
             if self.broken {
@@ -216,7 +218,7 @@ impl Conn {
         cap.saturating_sub(self.rbuf.len())
     }
 
-    fn fill(&mut self) -> bool {
+    fn fill(&mut self, scratch: &mut [u8]) -> bool {
         if !self.readable || self.eof {
             return false;
         }
@@ -230,10 +232,9 @@ impl Conn {
         if room == 0 {
             return false;
         }
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + room, 0);
+        let room = room.min(scratch.len());
         let res = loop {
-            match self.stream.read(&mut self.rbuf[start..]) {
+            match self.stream.read(&mut scratch[..room]) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -241,20 +242,17 @@ impl Conn {
         let progress = match res {
             Ok(0) => {
                 self.eof = true;
-                self.rbuf.truncate(start);
                 true
             }
             Ok(n) => {
-                self.rbuf.truncate(start + n);
+                self.rbuf.extend_from_slice(&scratch[..n]);
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 self.readable = false;
-                self.rbuf.truncate(start);
                 false
             }
             Err(_) => {
-                self.rbuf.truncate(start);
                 self.eof = true;
                 self.broken = true;
                 true

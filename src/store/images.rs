@@ -186,18 +186,7 @@ impl ImageStore {
                 }
             }
         }
-        let used: HashSet<&String> = s.images.values().flat_map(|i| &i.diff_ids).collect();
-        let mut orphans = Vec::new();
-        for entry in fs::read_dir(s.layout.layers())? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if is_hex64(&name) && !used.contains(&format!("sha256:{name}")) {
-                orphans.push(name);
-            }
-        }
-        for o in orphans {
-            log::info!("removing unreferenced layer sha256:{o}");
-            remove_layer_dir(&s.layout, &s.layout.layers().join(&o))?;
-        }
+        s.collect_unused_layers()?;
         if let Ok(data) = fs::read(s.layout.references()) {
             let f: RefsFile = serde_json::from_slice(&data)
                 .map_err(|e| ImageError::Corrupt(format!("references.json: {e}")))?;
@@ -267,6 +256,51 @@ impl ImageStore {
         Ok(())
     }
 
+    /// Remove every layer directory no image uses (after a crash, or once
+    /// the loads that might have been reusing them are over).
+    fn collect_unused_layers(&mut self) -> Result<()> {
+        let used: HashSet<&String> = self.images.values().flat_map(|i| &i.diff_ids).collect();
+        let mut orphans = Vec::new();
+        for entry in fs::read_dir(self.layout.layers())? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if is_hex64(&name) && !used.contains(&format!("sha256:{name}")) {
+                orphans.push(name);
+            }
+        }
+        for o in orphans {
+            log::info!("removing unreferenced layer sha256:{o}");
+            remove_layer_dir(&self.layout, &self.layout.layers().join(&o))?;
+            self.layer_sizes.remove(&format!("sha256:{o}"));
+        }
+        Ok(())
+    }
+
+    /// A worker's counter dropped: with no load running, collect what
+    /// deletes during the loads had to leave behind.
+    fn worker_done(&mut self) {
+        self.workers = self.workers.saturating_sub(1);
+        if self.workers == 0 {
+            if let Err(e) = self.collect_unused_layers() {
+                log::warn!("collecting unused layers: {e}");
+            }
+        }
+    }
+
+    /// Remove the temporary directories of a worker killed mid-load (its
+    /// own cleanup never ran).
+    pub fn remove_worker_temps(&self, pid: i32) {
+        let prefix = format!("{}{pid}-", crate::store::atomic::TEMP_PREFIX);
+        for dir in [self.layout.layers(), self.layout.configs(), self.layout.root.clone()] {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let p = e.path();
+                    let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                }
+            }
+        }
+    }
+
     /// A load/import worker is about to start.
     pub fn begin_worker(&mut self) {
         self.workers += 1;
@@ -275,7 +309,12 @@ impl ImageStore {
     /// Record what a worker loaded, point its tags at it, persist the
     /// references. Returns the `docker load` progress lines.
     pub fn apply_load(&mut self, summary: &LoadSummary) -> Result<Vec<String>> {
-        self.workers = self.workers.saturating_sub(1);
+        let lines = self.index_load(summary);
+        self.worker_done();
+        lines
+    }
+
+    fn index_load(&mut self, summary: &LoadSummary) -> Result<Vec<String>> {
         let mut lines = Vec::new();
         for li in &summary.images {
             if !self.images.contains_key(&li.id) {
@@ -307,7 +346,7 @@ impl ImageStore {
 
     /// A worker failed: nothing to index.
     pub fn abort_worker(&mut self) {
-        self.workers = self.workers.saturating_sub(1);
+        self.worker_done();
     }
 
     pub fn get(&self, id: &str) -> Option<&Image> {

@@ -50,6 +50,7 @@ pub struct Outputs {
     by_container: HashMap<String, usize>,
     subscribers: HashMap<ConnId, Subscriber>,
     registry: Registry,
+    scratch: Vec<u8>,
 }
 
 /// Pipe ends the daemon keeps for a started container (or exec). With a
@@ -69,11 +70,13 @@ impl Outputs {
             by_container: HashMap::new(),
             subscribers: HashMap::new(),
             registry,
+            scratch: Vec::new(),
         }
     }
 
-    /// Start pumping a container's output. Its ends must be non-blocking.
-    pub fn add(&mut self, container: &str, stdio: Stdio, log: Option<LogWriter>) -> std::io::Result<()> {
+    /// Start pumping a container's output (ends non-blocking). Returns the
+    /// clients attached before the start, to wake.
+    pub fn add(&mut self, container: &str, stdio: Stdio, log: Option<LogWriter>) -> std::io::Result<Vec<ConnId>> {
         let tty = stdio.tty.then(|| stdio.stdout.as_raw_fd());
         let slot = self.pipes.insert(Pipes {
             container: container.to_string(),
@@ -93,7 +96,12 @@ impl Outputs {
                 self.registry.register(&mut SourceFd(&f.as_raw_fd()), Source::Stdin(slot).token(), Interest::WRITABLE)?;
             }
         }
-        Ok(())
+        Ok(self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| s.container == container)
+            .map(|(c, _)| *c)
+            .collect())
     }
 
     /// Attach `conn` to a container's output (before or after it starts).
@@ -225,7 +233,9 @@ impl Outputs {
             return Vec::new();
         };
         let mut woken = Vec::new();
-        let mut chunk = vec![0u8; READ_CHUNK];
+        // Reused across calls: no allocation or zeroing per read.
+        let mut chunk = std::mem::take(&mut self.scratch);
+        chunk.resize(READ_CHUNK, 0);
         loop {
             let full = self
                 .subscribers
@@ -298,6 +308,7 @@ impl Outputs {
                 break;
             }
         }
+        self.scratch = chunk;
         woken.sort_unstable();
         woken.dedup();
         woken

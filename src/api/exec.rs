@@ -1,0 +1,88 @@
+//! `/containers/{id}/exec` and `/exec/{id}/*`.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::containers::{hijack_response, parse_detach_keys, size_params, AttachSession, DEFAULT_DETACH_KEYS};
+use super::error::ApiError;
+use super::Call;
+use crate::http::response::Response;
+
+fn key(call: &Call) -> String {
+    call.params.first().cloned().unwrap_or_default()
+}
+
+pub fn create(call: &mut Call) -> Result<Response, ApiError> {
+    let id = call.engine.exec_create(&key(call), &call.body)?;
+    Ok(Response::json(201, &json!({ "Id": id })))
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct StartRequest {
+    detach: bool,
+    tty: Option<bool>,
+    console_size: Option<Vec<u16>>,
+}
+
+/// `POST /exec/{id}/start`: detached, or hijacked like attach.
+pub fn start(call: &mut Call) -> Result<Response, ApiError> {
+    let id = key(call);
+    let req: StartRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
+        StartRequest::default()
+    } else {
+        serde_json::from_slice(&call.body).map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?
+    };
+    let ex = call
+        .engine
+        .execs
+        .get(&id)
+        .ok_or_else(|| ApiError::NotFound(format!("No such exec instance: {id}")))?;
+    let cfg = &ex.config;
+    let tty = req.tty.unwrap_or(cfg.tty);
+    let (out, err, stdin) = (cfg.attach_stdout, cfg.attach_stderr, cfg.attach_stdin);
+    let keys = if cfg.detach_keys.is_empty() { DEFAULT_DETACH_KEYS.to_string() } else { cfg.detach_keys.clone() };
+    let console = match req.console_size.as_deref() {
+        Some([h, w]) => Some((*h, *w)),
+        _ => None,
+    };
+    if req.detach {
+        call.engine.exec_start(&id, Some(tty), console)?;
+        return Ok(Response::new(200).header("Content-Type", "application/json"));
+    }
+    let detach_keys = parse_detach_keys(&keys)?;
+    // Subscribe first so no output is missed.
+    call.engine.outputs.subscribe(&id, call.conn, out, err, !tty);
+    if let Err(e) = call.engine.exec_start(&id, Some(tty), console) {
+        call.engine.outputs.unsubscribe(call.conn);
+        return Err(e.into());
+    }
+    if let Some(ex) = call.engine.execs.get_mut(&id) {
+        ex.attached = Some(call.conn);
+    }
+    let session = AttachSession {
+        key: id.clone(),
+        backlog: Vec::new(),
+        stream: true,
+        stdin,
+        // An exec's stdin closes when the client stops sending (docker exec -i).
+        stdin_once: true,
+        exec: Some(id),
+        detach_keys,
+        matched: 0,
+        detached: false,
+        pending: Vec::new(),
+        close_pending: false,
+    };
+    Ok(hijack_response(call, session, tty))
+}
+
+pub fn resize(call: &mut Call) -> Result<Response, ApiError> {
+    let (h, w) = size_params(call)?;
+    call.engine.exec_resize(&key(call), h, w)?;
+    Ok(Response::new(200))
+}
+
+pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &call.engine.exec_inspect(&key(call))?))
+}
