@@ -12,3 +12,5 @@ pub mod mounts;
 pub mod netns;
 pub mod rlimits;
 pub mod user;
+#[cfg(test)]
+mod tests;
