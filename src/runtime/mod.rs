@@ -2,7 +2,6 @@
 //! mounts, capabilities, users, cgroups. Knows nothing of HTTP or of the
 //! container store; `spec::LaunchSpec` is everything it is told.
 
-pub mod spec;
 pub mod caps;
 pub mod errors;
 pub mod exec;
@@ -11,6 +10,8 @@ pub mod launch;
 pub mod mounts;
 pub mod netns;
 pub mod rlimits;
+pub mod spec;
 pub mod user;
+
 #[cfg(test)]
 mod tests;

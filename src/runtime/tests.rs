@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 const APPLETS: &[&str] = &[
-    "sh", "cat", "ls", "id", "hostname", "grep", "mount", "sleep", "echo", "true", "false", "ps", "stat", "touch", "wc",
-    "pwd", "rm", "env", "head", "kill", "mkdir",
+    "sh", "cat", "ls", "id", "hostname", "grep", "mount", "sleep", "echo", "true", "false", "ps",
+    "stat", "touch", "wc", "pwd", "rm", "env", "head", "kill", "mkdir",
 ];
 
 struct Fixture {
@@ -33,18 +33,28 @@ impl Fixture {
     fn new(name: &str) -> Fixture {
         assert!(nix::unistd::geteuid().is_root(), "launcher tests need root");
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("coracle-rt-{name}-{}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("coracle-rt-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let lower = dir.join("lower");
         fs::create_dir_all(lower.join("bin")).unwrap();
         fs::create_dir_all(lower.join("etc")).unwrap();
         fs::create_dir_all(lower.join("tmp")).unwrap();
-        fs::copy("/bin/busybox", lower.join("bin/busybox")).expect("/bin/busybox (busybox-static) must be installed");
+        fs::copy("/bin/busybox", lower.join("bin/busybox"))
+            .expect("/bin/busybox (busybox-static) must be installed");
         for a in APPLETS {
             std::os::unix::fs::symlink("busybox", lower.join("bin").join(a)).unwrap();
         }
-        fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").unwrap();
-        fs::write(lower.join("etc/group"), "root:x:0:\nnogroup:x:65534:\nstaff:x:50:nobody\n").unwrap();
+        fs::write(
+            lower.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .unwrap();
+        fs::write(
+            lower.join("etc/group"),
+            "root:x:0:\nnogroup:x:65534:\nstaff:x:50:nobody\n",
+        )
+        .unwrap();
         for d in ["upper", "work", "merged"] {
             fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -88,13 +98,22 @@ impl Fixture {
             ulimits: vec![],
             sysctls: BTreeMap::new(),
             init: false,
-            stdio: StdioSpec { stdin: None, stdout: -1, stderr: -1, tty: false },
+            stdio: StdioSpec {
+                stdin: None,
+                stdout: -1,
+                stderr: -1,
+                tty: false,
+            },
         }
     }
 
     /// Launch with stdout+stderr into the fixture's out file.
     fn start(&self, spec: &mut LaunchSpec) -> Result<Pid, LaunchError> {
-        let f = fs::OpenOptions::new().create(true).append(true).open(&self.out).unwrap();
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)
+            .unwrap();
         spec.stdio.stdout = f.as_raw_fd();
         spec.stdio.stderr = f.as_raw_fd();
         launch(spec, &mut |_| Ok(()))
@@ -139,7 +158,10 @@ fn wait_exit(pid: Pid) -> i32 {
 }
 
 fn cap_line<'a>(out: &'a str, name: &str) -> &'a str {
-    out.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].trim()).unwrap_or("")
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l[name.len()..].trim())
+        .unwrap_or("")
 }
 
 #[test]
@@ -151,7 +173,19 @@ fn pid1_hostname_env_cwd_and_etc_files() {
     let (code, out) = f.run(spec);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines, ["pid=1", "box", "foo=bar baz", "/work/dir", "home=/root", "nameserver 9.9.9.9", "755"], "{out}");
+    assert_eq!(
+        lines,
+        [
+            "pid=1",
+            "box",
+            "foo=bar baz",
+            "/work/dir",
+            "home=/root",
+            "nameserver 9.9.9.9",
+            "755"
+        ],
+        "{out}"
+    );
 }
 
 #[test]
@@ -179,7 +213,11 @@ fn cap_add_and_drop() {
     spec.cap_add = vec!["NET_ADMIN".into()];
     spec.cap_drop = vec!["CAP_CHOWN".into(), "kill".into()];
     let (_, out) = f.run(spec);
-    assert_eq!(cap_line(&out, "CapEff:"), format!("{:016x}", (0xa80425fbu64 | 1 << 12) & !1 & !(1 << 5)), "{out}");
+    assert_eq!(
+        cap_line(&out, "CapEff:"),
+        format!("{:016x}", (0xa80425fbu64 | 1 << 12) & !1 & !(1 << 5)),
+        "{out}"
+    );
 }
 
 #[test]
@@ -190,7 +228,10 @@ fn nobody_has_no_effective_caps() {
     spec.group_add = vec!["root".into()];
     let (code, out) = f.run(spec);
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("uid=65534(nobody) gid=65534(nogroup) groups=0(root),50(staff)"), "{out}");
+    assert!(
+        out.starts_with("uid=65534(nobody) gid=65534(nogroup) groups=0(root),50(staff)"),
+        "{out}"
+    );
     assert_eq!(cap_line(&out, "CapBnd:"), "00000000a80425fb", "{out}");
     for c in ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"] {
         assert_eq!(cap_line(&out, c), "0000000000000000", "{c} {out}");
@@ -203,7 +244,10 @@ fn unknown_user_fails_with_dockerd_text() {
     let mut spec = f.spec(&["true"]);
     spec.user = "bob".into();
     let e = f.start(&mut spec).unwrap_err();
-    assert_eq!(e, LaunchError::Setup("unable to find user bob: no matching entries in passwd file".into()));
+    assert_eq!(
+        e,
+        LaunchError::Setup("unable to find user bob: no matching entries in passwd file".into())
+    );
     assert_eq!(e.exit_code(), 128);
 }
 
@@ -217,9 +261,15 @@ fn host_processes_and_mounts_are_invisible() {
     assert_eq!(procs.len(), 2, "only sh and ps: {ps}");
     assert!(procs[0].trim_start().starts_with("1 "), "{ps}");
     let points: Vec<&str> = mi.lines().filter_map(|l| l.split(' ').nth(4)).collect();
-    assert!(points.contains(&"/") && points.contains(&"/dev/pts") && points.contains(&"/dev/mqueue"), "{mi}");
+    assert!(
+        points.contains(&"/") && points.contains(&"/dev/pts") && points.contains(&"/dev/mqueue"),
+        "{mi}"
+    );
     for p in &points {
-        assert!(!p.starts_with("/tmp") && !p.starts_with("/work") && !p.starts_with("/mnt"), "host mount {p} leaked in: {mi}");
+        assert!(
+            !p.starts_with("/tmp") && !p.starts_with("/work") && !p.starts_with("/mnt"),
+            "host mount {p} leaked in: {mi}"
+        );
     }
     // Nothing leaked out either.
     let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -229,13 +279,26 @@ fn host_processes_and_mounts_are_invisible() {
 #[test]
 fn overlay_writes_land_in_upper() {
     let f = Fixture::new("overlay");
-    let (code, out) = f.run(f.spec(&["sh", "-c", "echo hi > /newfile && rm /bin/true && ls /dev && ls -l /dev/ptmx"]));
+    let (code, out) = f.run(f.spec(&[
+        "sh",
+        "-c",
+        "echo hi > /newfile && rm /bin/true && ls /dev && ls -l /dev/ptmx",
+    ]));
     assert_eq!(code, 0, "{out}");
-    assert_eq!(fs::read_to_string(f.dir.join("upper/newfile")).unwrap(), "hi\n");
+    assert_eq!(
+        fs::read_to_string(f.dir.join("upper/newfile")).unwrap(),
+        "hi\n"
+    );
     assert!(!f.lower().join("newfile").exists());
-    assert!(fs::symlink_metadata(f.dir.join("upper/bin/true")).unwrap().file_type().is_char_device());
+    assert!(fs::symlink_metadata(f.dir.join("upper/bin/true"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
     assert!(fs::symlink_metadata(f.lower().join("bin/true")).is_ok());
-    for d in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "fd", "stdin", "core"] {
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "fd", "stdin",
+        "core",
+    ] {
         assert!(out.lines().any(|l| l == d), "/dev/{d} missing: {out}");
     }
     assert!(out.contains("ptmx -> pts/ptmx"), "{out}");
@@ -266,14 +329,29 @@ fn binds_and_tmpfs() {
     spec.mounts = vec![
         m(MountKind::Bind, &ro, "/data", true, ""),
         m(MountKind::Bind, &rw, "/rw", false, ""),
-        m(MountKind::Tmpfs, Path::new(""), "/scratch", false, "size=1m,mode=1777"),
-        m(MountKind::Bind, &f.dir.join("single"), "/deep/dir/single", true, ""),
+        m(
+            MountKind::Tmpfs,
+            Path::new(""),
+            "/scratch",
+            false,
+            "size=1m,mode=1777",
+        ),
+        m(
+            MountKind::Bind,
+            &f.dir.join("single"),
+            "/deep/dir/single",
+            true,
+            "",
+        ),
     ];
     let (code, out) = f.run(spec);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["hello from host", "ro-ok", "t"], "{out}");
-    assert!(lines[3].starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), "{out}");
+    assert!(
+        lines[3].starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"),
+        "{out}"
+    );
     assert!(lines[3].contains("size=1024k"), "{out}");
     assert_eq!(lines[4], "one file", "{out}");
     assert_eq!(fs::read_to_string(rw.join("f2")).unwrap(), "w\n");
@@ -316,16 +394,42 @@ fn readonly_rootfs() {
 fn not_found_and_not_executable() {
     let f = Fixture::new("notfound");
     fs::write(f.lower().join("bin/noexec"), "#!/bin/sh\necho hi\n").unwrap();
-    fs::set_permissions(f.lower().join("bin/noexec"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(
+        f.lower().join("bin/noexec"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     fs::write(f.lower().join("bin/garbage"), "\x7fELF nonsense").unwrap();
-    fs::set_permissions(f.lower().join("bin/garbage"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        f.lower().join("bin/garbage"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let cases: &[(&str, LaunchError)] = &[
-        ("nope", LaunchError::NotFound("exec: \"nope\": executable file not found in $PATH".into())),
-        ("/nope", LaunchError::NotFound("exec: \"/nope\": stat /nope: no such file or directory".into())),
-        ("noexec", LaunchError::NotFound("exec: \"noexec\": executable file not found in $PATH".into())),
-        ("/bin/noexec", LaunchError::NotExecutable("exec: \"/bin/noexec\": permission denied".into())),
-        ("/bin", LaunchError::NotExecutable("exec: \"/bin\": permission denied".into())),
-        ("garbage", LaunchError::NotExecutable("exec /bin/garbage: exec format error".into())),
+        (
+            "nope",
+            LaunchError::NotFound("exec: \"nope\": executable file not found in $PATH".into()),
+        ),
+        (
+            "/nope",
+            LaunchError::NotFound("exec: \"/nope\": stat /nope: no such file or directory".into()),
+        ),
+        (
+            "noexec",
+            LaunchError::NotFound("exec: \"noexec\": executable file not found in $PATH".into()),
+        ),
+        (
+            "/bin/noexec",
+            LaunchError::NotExecutable("exec: \"/bin/noexec\": permission denied".into()),
+        ),
+        (
+            "/bin",
+            LaunchError::NotExecutable("exec: \"/bin\": permission denied".into()),
+        ),
+        (
+            "garbage",
+            LaunchError::NotExecutable("exec /bin/garbage: exec format error".into()),
+        ),
     ];
     for (prog, want) in cases {
         let e = f.start(&mut f.spec(&[prog])).unwrap_err();
@@ -351,18 +455,27 @@ fn masked_and_readonly_paths() {
 #[test]
 fn privileged_has_all_caps_and_no_masks() {
     let f = Fixture::new("priv");
-    let mut spec = f.spec(&["sh", "-c", "grep CapEff /proc/self/status; grep -c ' /proc/timer_list ' /proc/self/mountinfo"]);
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; grep -c ' /proc/timer_list ' /proc/self/mountinfo",
+    ]);
     spec.privileged = true;
     let (_, out) = f.run(spec);
     let (_, host_prm, _) = super::caps::get().unwrap();
-    assert_eq!(cap_line(&out, "CapEff:"), format!("{:016x}", host_prm), "{out}");
+    assert_eq!(
+        cap_line(&out, "CapEff:"),
+        format!("{:016x}", host_prm),
+        "{out}"
+    );
     assert!(out.ends_with("0\n"), "{out}");
 }
 
 #[test]
 fn network_none_has_only_lo_up() {
     let f = Fixture::new("net");
-    let (code, out) = f.run(f.spec(&["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags"]));
+    let (code, out) =
+        f.run(f.spec(&["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags"]));
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "lo", "{out}");
@@ -402,7 +515,10 @@ fn pid1_without_init_ignores_sigterm_default() {
     std::thread::sleep(Duration::from_millis(200));
     kill(pid, Signal::SIGTERM).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap(), WaitStatus::StillAlive);
+    assert_eq!(
+        waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap(),
+        WaitStatus::StillAlive
+    );
     kill(pid, Signal::SIGKILL).unwrap();
     assert_eq!(wait_exit(pid), 137);
 }
@@ -410,8 +526,16 @@ fn pid1_without_init_ignores_sigterm_default() {
 #[test]
 fn ulimits_and_sysctls() {
     let f = Fixture::new("limits");
-    let mut spec = f.spec(&["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmni"]);
-    spec.ulimits = vec![Ulimit { name: "nofile".into(), soft: 100, hard: 200 }];
+    let mut spec = f.spec(&[
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; cat /proc/sys/kernel/shmmni",
+    ]);
+    spec.ulimits = vec![Ulimit {
+        name: "nofile".into(),
+        soft: 100,
+        hard: 200,
+    }];
     spec.sysctls.insert("kernel.shmmni".into(), "1234".into());
     let (code, out) = f.run(spec);
     assert_eq!(code, 0, "{out}");
@@ -422,7 +546,11 @@ fn ulimits_and_sysctls() {
 fn join_runs_before_the_child_continues_and_can_fail() {
     let f = Fixture::new("join");
     let mut spec = f.spec(&["true"]);
-    let fl = fs::OpenOptions::new().create(true).append(true).open(&f.out).unwrap();
+    let fl = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.out)
+        .unwrap();
     spec.stdio.stdout = fl.as_raw_fd();
     spec.stdio.stderr = fl.as_raw_fd();
     let mut seen = None;
@@ -433,7 +561,10 @@ fn join_runs_before_the_child_continues_and_can_fail() {
     .unwrap_err();
     assert_eq!(e, LaunchError::Setup("join: cgroup full".into()));
     let pid = seen.unwrap();
-    assert!(kill(pid, None).is_err(), "child {pid} was not killed and reaped");
+    assert!(
+        kill(pid, None).is_err(),
+        "child {pid} was not killed and reaped"
+    );
 }
 
 #[test]
@@ -443,9 +574,17 @@ fn exec_in_joins_the_container() {
     spec.hostname = "inside".into();
     let pid = f.start(&mut spec).unwrap();
     let out2 = f.dir.join("out2");
-    let fl = fs::OpenOptions::new().create(true).append(true).open(&out2).unwrap();
+    let fl = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out2)
+        .unwrap();
     let ex = ExecSpec {
-        args: vec!["sh".into(), "-c".into(), "echo pid=$$; hostname; ps | wc -l; id -u; pwd; ls /sys/class/net".into()],
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo pid=$$; hostname; ps | wc -l; id -u; pwd; ls /sys/class/net".into(),
+        ],
         env: vec!["PATH=/bin".into()],
         cwd: "/tmp".into(),
         user: "nobody".into(),
@@ -454,19 +593,39 @@ fn exec_in_joins_the_container() {
         cap_add: vec![],
         cap_drop: vec![],
         ulimits: vec![],
-        stdio: StdioSpec { stdin: None, stdout: fl.as_raw_fd(), stderr: fl.as_raw_fd(), tty: false },
+        stdio: StdioSpec {
+            stdin: None,
+            stdout: fl.as_raw_fd(),
+            stderr: fl.as_raw_fd(),
+            tty: false,
+        },
     };
     let epid = exec_in(pid, &ex, &mut |_| Ok(())).unwrap();
     let code = wait_exit(epid);
     let out = fs::read_to_string(&out2).unwrap();
-    let nf = exec_in(pid, &ExecSpec { args: vec!["nope".into()], ..ex.clone() }, &mut |_| Ok(())).unwrap_err();
+    let nf = exec_in(
+        pid,
+        &ExecSpec {
+            args: vec!["nope".into()],
+            ..ex.clone()
+        },
+        &mut |_| Ok(()),
+    )
+    .unwrap_err();
     kill(pid, Signal::SIGKILL).unwrap();
     wait_exit(pid);
     assert_eq!(code, 0, "{out}");
     let lines: Vec<&str> = out.lines().collect();
     // header, sleep (1), sh, ps, wc.
-    assert_eq!(lines, ["pid=2", "inside", "5", "65534", "/tmp", "lo"], "{out}");
-    assert_eq!(nf, LaunchError::NotFound("exec: \"nope\": executable file not found in $PATH".into()));
+    assert_eq!(
+        lines,
+        ["pid=2", "inside", "5", "65534", "/tmp", "lo"],
+        "{out}"
+    );
+    assert_eq!(
+        nf,
+        LaunchError::NotFound("exec: \"nope\": executable file not found in $PATH".into())
+    );
 }
 
 #[test]
@@ -480,9 +639,23 @@ fn copy_fallback_flattens_layers_with_whiteouts() {
     fs::write(top.join("opq/new"), "y").unwrap();
     let c = std::ffi::CString::new(top.join("opq").to_str().unwrap()).unwrap();
     // SAFETY: valid C strings.
-    let r = unsafe { libc::setxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    let r = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
     assert_eq!(r, 0);
-    nix::sys::stat::mknod(&top.join("etc/group"), nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap();
+    nix::sys::stat::mknod(
+        &top.join("etc/group"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        0,
+    )
+    .unwrap();
     fs::write(top.join(".wh.tmp"), "").unwrap();
     fs::write(top.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
     let dst = f.dir.join("flat");
@@ -491,7 +664,77 @@ fn copy_fallback_flattens_layers_with_whiteouts() {
     assert!(!dst.join("tmp").exists());
     assert!(!dst.join("opq/old").exists());
     assert_eq!(fs::read_to_string(dst.join("opq/new")).unwrap(), "y");
-    assert_eq!(fs::read_to_string(dst.join("etc/passwd")).unwrap(), "root:x:0:0::/:/bin/sh\n");
-    assert_eq!(fs::read_link(dst.join("bin/sh")).unwrap(), Path::new("busybox"));
-    assert_eq!(fs::metadata(dst.join("bin/busybox")).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::read_to_string(dst.join("etc/passwd")).unwrap(),
+        "root:x:0:0::/:/bin/sh\n"
+    );
+    assert_eq!(
+        fs::read_link(dst.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert_eq!(
+        fs::metadata(dst.join("bin/busybox"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+}
+
+/// Run with a fresh pty as the container's terminal; returns what the
+/// program wrote (read from the master after it exited).
+fn run_on_pty(f: &Fixture, mut spec: LaunchSpec) -> (i32, String) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    spec.stdio = StdioSpec {
+        stdin: Some(slave),
+        stdout: slave,
+        stderr: slave,
+        tty: true,
+    };
+    let pid = launch(&spec, &mut |_| Ok(())).unwrap();
+    let code = wait_exit(pid);
+    drop(pty.slave);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = nix::unistd::read(&pty.master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let _ = f;
+    (code, String::from_utf8_lossy(&out).replace("\r\n", "\n"))
+}
+
+/// Fields 7 (tty_nr) and 8 (tpgid) of /proc/self/stat, and pid/pgrp.
+const TTY_PROBE: &str =
+    "[ -t 0 ] && echo tty-yes; read -r a b c d e f g h rest < /proc/self/stat; \
+                         echo pid=$a pgrp=$e tty_nr=$g tpgid=$h; ls /dev/console";
+
+#[test]
+fn tty_is_the_controlling_terminal() {
+    let f = Fixture::new("tty");
+    let (code, out) = run_on_pty(&f, f.spec(&["sh", "-c", TTY_PROBE]));
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "tty-yes", "{out}");
+    assert!(
+        lines[1].starts_with("pid=1 pgrp=1 tty_nr=") && lines[1].ends_with(" tpgid=1"),
+        "{out}"
+    );
+    assert!(!lines[1].contains("tty_nr=0 "), "{out}");
+    assert_eq!(lines[2], "/dev/console", "{out}");
+
+    // With --init the program is the terminal's foreground process group.
+    let mut spec = f.spec(&["sh", "-c", TTY_PROBE]);
+    spec.init = true;
+    let (code, out) = run_on_pty(&f, spec);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pid=2 pgrp=2 tty_nr=") && l.ends_with(" tpgid=2")),
+        "{out}"
+    );
 }
