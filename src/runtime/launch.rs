@@ -108,7 +108,9 @@ pub(crate) fn spawn(
     }
     if let Err(e) = join(child) {
         reap(child, true);
-        return setup(format!("join: {e}"));
+        // A child that failed before the handshake explains itself better.
+        return Err(LaunchError::decode(&read_all(&err_r))
+            .unwrap_or(LaunchError::Setup(format!("join: {e}"))));
     }
     // The child may already be gone (EPIPE); its error pipe tells why.
     let _ = nix::unistd::write(&sync_w, b"G");
@@ -147,15 +149,25 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
     out
 }
 
-/// The child side of `spawn`: never returns. A panic is caught and
-/// reported like any other failure (it must not unwind into the caller's
-/// frames, which belong to the parent's logic).
+/// The child side of `spawn`: never returns. A panic is reported like any
+/// other failure and ends the child (it must never unwind into the
+/// caller's frames, which belong to the parent's logic).
 fn child_entry(
     sync_r: RawFd,
     err_w: RawFd,
     stdio: &StdioSpec,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> ! {
+    // Release builds abort on panic, so report from the hook and _exit
+    // there (no unwinding into the parent's frames either).
+    std::panic::set_hook(Box::new(move |info| {
+        let bytes = LaunchError::Setup(format!("container setup panicked: {info}")).encode();
+        // SAFETY: raw write of our own buffer to our own fd, then _exit.
+        unsafe {
+            libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(128)
+        }
+    }));
     let run = std::panic::AssertUnwindSafe(|| -> Result<Infallible, LaunchError> {
         reset_signals();
         take_stdio(stdio)?;

@@ -738,3 +738,28 @@ fn tty_is_the_controlling_terminal() {
         "{out}"
     );
 }
+
+#[test]
+fn a_panic_in_the_child_is_a_setup_error() {
+    let f = Fixture::new("panic");
+    let fl = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&f.out)
+        .unwrap();
+    let stdio = StdioSpec {
+        stdin: None,
+        stdout: fl.as_raw_fd(),
+        stderr: fl.as_raw_fd(),
+        tty: false,
+    };
+    let e = super::launch::spawn(super::launch::PidNs::New, &stdio, &mut |_| Ok(()), |_| {
+        panic!("boom")
+    })
+    .unwrap_err();
+    assert!(
+        e.message().starts_with("container setup panicked: ") && e.message().contains("boom"),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 128);
+}
