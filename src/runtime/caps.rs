@@ -107,7 +107,12 @@ fn all_caps(last: u32) -> u64 {
 /// The container's capability set as a bit mask, moby's TweakCapabilities:
 /// add "ALL" starts from every capability; drop "ALL" starts from none;
 /// then drops are removed and adds added.
-pub fn resolve(privileged: bool, add: &[String], drop: &[String], last: u32) -> Result<u64, String> {
+pub fn resolve(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+    last: u32,
+) -> Result<u64, String> {
     let all = all_caps(last);
     if privileged {
         return Ok(all);
@@ -153,10 +158,19 @@ const CAP_V3: u32 = 0x2008_0522;
 
 /// (effective, permitted, inheritable) of the calling thread.
 pub fn get() -> Result<(u64, u64, u64), Errno> {
-    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget with a v3 header writes two CapData entries.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
     Errno::result(r)?;
     let join = |lo: u32, hi: u32| (lo as u64) | ((hi as u64) << 32);
     Ok((
@@ -167,9 +181,16 @@ pub fn get() -> Result<(u64, u64, u64), Errno> {
 }
 
 pub fn set(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
-    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     let data = [
-        CapData { effective: effective as u32, permitted: permitted as u32, inheritable: inheritable as u32 },
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
         CapData {
             effective: (effective >> 32) as u32,
             permitted: (permitted >> 32) as u32,
@@ -193,7 +214,10 @@ pub fn drop_bounding(keep: u64, last: u32) -> Result<(), LaunchError> {
         if r != 0 {
             let e = Errno::last();
             if e != Errno::EINVAL {
-                return Err(e).stage(format!("drop {} from bounding set", CAP_NAMES.get(c as usize).unwrap_or(&"capability")));
+                return Err(e).stage(format!(
+                    "drop {} from bounding set",
+                    CAP_NAMES.get(c as usize).unwrap_or(&"capability")
+                ));
             }
         }
     }
@@ -234,11 +258,29 @@ mod tests {
     #[test]
     fn add_drop_all() {
         let net_admin = 1u64 << 12;
-        assert_eq!(resolve(false, &s(&["net_admin"]), &[], 40).unwrap(), 0xa80425fb | net_admin);
-        assert_eq!(resolve(false, &s(&["NET_ADMIN"]), &s(&["ALL"]), 40).unwrap(), net_admin);
-        assert_eq!(resolve(false, &s(&["ALL"]), &s(&["CAP_CHOWN"]), 40).unwrap(), (1u64 << 41) - 2);
-        assert_eq!(resolve(false, &[], &s(&["chown", "KILL"]), 40).unwrap(), 0xa80425fb & !1 & !(1 << 5));
-        assert_eq!(resolve(true, &[], &s(&["ALL"]), 40).unwrap(), (1u64 << 41) - 1);
-        assert_eq!(resolve(false, &s(&["FOO"]), &[], 40).unwrap_err(), "unknown capability: \"CAP_FOO\"");
+        assert_eq!(
+            resolve(false, &s(&["net_admin"]), &[], 40).unwrap(),
+            0xa80425fb | net_admin
+        );
+        assert_eq!(
+            resolve(false, &s(&["NET_ADMIN"]), &s(&["ALL"]), 40).unwrap(),
+            net_admin
+        );
+        assert_eq!(
+            resolve(false, &s(&["ALL"]), &s(&["CAP_CHOWN"]), 40).unwrap(),
+            (1u64 << 41) - 2
+        );
+        assert_eq!(
+            resolve(false, &[], &s(&["chown", "KILL"]), 40).unwrap(),
+            0xa80425fb & !1 & !(1 << 5)
+        );
+        assert_eq!(
+            resolve(true, &[], &s(&["ALL"]), 40).unwrap(),
+            (1u64 << 41) - 1
+        );
+        assert_eq!(
+            resolve(false, &s(&["FOO"]), &[], 40).unwrap_err(),
+            "unknown capability: \"CAP_FOO\""
+        );
     }
 }

@@ -56,7 +56,10 @@ impl LaunchError {
             b'N' => LaunchError::NotFound(msg),
             b'X' => LaunchError::NotExecutable(msg),
             b'S' => LaunchError::Setup(msg),
-            _ => LaunchError::Setup(format!("child wrote a malformed error: {}", String::from_utf8_lossy(buf))),
+            _ => LaunchError::Setup(format!(
+                "child wrote a malformed error: {}",
+                String::from_utf8_lossy(buf)
+            )),
         })
     }
 }
@@ -88,7 +91,10 @@ impl<T> Stage<T> for Result<T, nix::errno::Errno> {
 impl<T> Stage<T> for std::io::Result<T> {
     fn stage<D: fmt::Display>(self, what: D) -> Result<T, LaunchError> {
         self.map_err(|e| match e.raw_os_error() {
-            Some(n) => LaunchError::Setup(format!("{what}: {}", errno_text(nix::errno::Errno::from_raw(n)))),
+            Some(n) => LaunchError::Setup(format!(
+                "{what}: {}",
+                errno_text(nix::errno::Errno::from_raw(n))
+            )),
             None => LaunchError::Setup(format!("{what}: {e}")),
         })
     }
@@ -117,6 +123,9 @@ mod tests {
         assert_eq!(LaunchError::NotExecutable(String::new()).exit_code(), 126);
         assert_eq!(LaunchError::Setup(String::new()).exit_code(), 128);
         let e: Result<(), _> = Err(nix::errno::Errno::EPERM).stage("mount /proc");
-        assert_eq!(e.unwrap_err().message(), "mount /proc: EPERM: Operation not permitted");
+        assert_eq!(
+            e.unwrap_err().message(),
+            "mount /proc: EPERM: Operation not permitted"
+        );
     }
 }

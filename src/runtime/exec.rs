@@ -50,22 +50,38 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 ];
 
 fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
-    open(format!("/proc/{pid}/ns/{name}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .stage(format!("open {name} namespace of {pid}"))
+    open(
+        format!("/proc/{pid}/ns/{name}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .stage(format!("open {name} namespace of {pid}"))
 }
 
 /// Start `spec` inside the container whose first process is `init_pid`.
-pub fn exec_in(init_pid: Pid, spec: &ExecSpec, join: &mut dyn FnMut(Pid) -> std::io::Result<()>) -> Result<Pid, LaunchError> {
+pub fn exec_in(
+    init_pid: Pid,
+    spec: &ExecSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<Pid, LaunchError> {
     let last = caps::last_cap();
-    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
+    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
+        .map_err(LaunchError::Setup)?;
     if spec.args.is_empty() {
         return Err(LaunchError::Setup("no command specified".into()));
     }
     let pid_ns = open_ns(init_pid, "pid")?;
-    spawn(PidNs::Join(pid_ns), &spec.stdio, join, move |_err_fd| exec_main(init_pid, spec, caps, last))
+    spawn(PidNs::Join(pid_ns), &spec.stdio, join, move |_err_fd| {
+        exec_main(init_pid, spec, caps, last)
+    })
 }
 
-fn exec_main(init_pid: Pid, spec: &ExecSpec, caps: u64, last: u32) -> Result<Infallible, LaunchError> {
+fn exec_main(
+    init_pid: Pid,
+    spec: &ExecSpec,
+    caps: u64,
+    last: u32,
+) -> Result<Infallible, LaunchError> {
     // All opened first (the child closed every inherited fd): once in the
     // container's mount namespace, host PIDs under /proc mean nothing.
     let mut fds = Vec::new();
@@ -79,7 +95,11 @@ fn exec_main(init_pid: Pid, spec: &ExecSpec, caps: u64, last: u32) -> Result<Inf
     rlimits::apply(&spec.ulimits)?;
     let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
     let env = user::with_home(&spec.env, &u);
-    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
     nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
     become_user(caps, last, &u)?;
     exec_program(&spec.args, &env)

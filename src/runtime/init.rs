@@ -41,7 +41,8 @@ pub fn run(
     // SAFETY: the child only execs (or reports and exits).
     match unsafe { fork() }.stage("init: fork")? {
         ForkResult::Child => {
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).stage("init: unblock signals")?;
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .stage("init: unblock signals")?;
             if tty {
                 // Become the terminal's foreground process group.
                 // SAFETY: setting a disposition to SIG_IGN/SIG_DFL.

@@ -42,13 +42,19 @@ use std::path::Path;
 /// Start the container's process. `join` runs in the parent with the
 /// child's host PID before the child may continue (cgroup placement).
 /// Returns once the program was exec()ed, or the first failure.
-pub fn launch(spec: &LaunchSpec, join: &mut dyn FnMut(Pid) -> std::io::Result<()>) -> Result<Pid, LaunchError> {
+pub fn launch(
+    spec: &LaunchSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<Pid, LaunchError> {
     let last = caps::last_cap();
-    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
+    let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
+        .map_err(LaunchError::Setup)?;
     if spec.args.is_empty() {
         return setup("no command specified");
     }
-    spawn(PidNs::New, &spec.stdio, join, |err_fd| container_main(spec, caps, last, err_fd))
+    spawn(PidNs::New, &spec.stdio, join, |err_fd| {
+        container_main(spec, caps, last, err_fd)
+    })
 }
 
 /// Which PID namespace the child is born in.
@@ -69,7 +75,12 @@ pub(crate) fn spawn(
 ) -> Result<Pid, LaunchError> {
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("sync pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("error pipe")?;
-    let own_ns = open("/proc/thread-self/ns/pid", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).stage("open own pid namespace")?;
+    let own_ns = open(
+        "/proc/thread-self/ns/pid",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .stage("open own pid namespace")?;
     match &pid_ns {
         PidNs::New => unshare(CloneFlags::CLONE_NEWPID).stage("unshare pid namespace")?,
         PidNs::Join(fd) => setns(fd, CloneFlags::CLONE_NEWPID).stage("join pid namespace")?,
@@ -97,7 +108,9 @@ pub(crate) fn spawn(
     }
     if let Err(e) = join(child) {
         reap(child, true);
-        return setup(format!("join: {e}"));
+        // A child that failed before the handshake explains itself better.
+        return Err(LaunchError::decode(&read_all(&err_r))
+            .unwrap_or(LaunchError::Setup(format!("join: {e}"))));
     }
     // The child may already be gone (EPIPE); its error pipe tells why.
     let _ = nix::unistd::write(&sync_w, b"G");
@@ -116,12 +129,7 @@ fn reap(pid: Pid, kill_first: bool) {
     if kill_first {
         let _ = kill(pid, Signal::SIGKILL);
     }
-    loop {
-        match waitpid(pid, None) {
-            Err(Errno::EINTR) => continue,
-            _ => break,
-        }
-    }
+    while let Err(Errno::EINTR) = waitpid(pid, None) {}
 }
 
 fn read_all(fd: &OwnedFd) -> Vec<u8> {
@@ -141,15 +149,25 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
     out
 }
 
-/// The child side of `spawn`: never returns. A panic is caught and
-/// reported like any other failure (it must not unwind into the caller's
-/// frames, which belong to the parent's logic).
+/// The child side of `spawn`: never returns. A panic is reported like any
+/// other failure and ends the child (it must never unwind into the
+/// caller's frames, which belong to the parent's logic).
 fn child_entry(
     sync_r: RawFd,
     err_w: RawFd,
     stdio: &StdioSpec,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> ! {
+    // Release builds abort on panic, so report from the hook and _exit
+    // there (no unwinding into the parent's frames either).
+    std::panic::set_hook(Box::new(move |info| {
+        let bytes = LaunchError::Setup(format!("container setup panicked: {info}")).encode();
+        // SAFETY: raw write of our own buffer to our own fd, then _exit.
+        unsafe {
+            libc::write(err_w, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(128)
+        }
+    }));
     let run = std::panic::AssertUnwindSafe(|| -> Result<Infallible, LaunchError> {
         reset_signals();
         take_stdio(stdio)?;
@@ -194,7 +212,9 @@ fn reset_signals() {
 fn take_stdio(s: &StdioSpec) -> Result<(), LaunchError> {
     let stdin = match s.stdin {
         Some(fd) => fd,
-        None => open("/dev/null", OFlag::O_RDWR, Mode::empty()).stage("open /dev/null")?.into_raw_fd_keep(),
+        None => open("/dev/null", OFlag::O_RDWR, Mode::empty())
+            .stage("open /dev/null")?
+            .into_raw_fd_keep(),
     };
     let mut tmp = [0; 3];
     for (i, fd) in [stdin, s.stdout, s.stderr].into_iter().enumerate() {
@@ -285,7 +305,12 @@ fn wait_sync(fd: RawFd) -> Result<(), LaunchError> {
 }
 
 /// Everything the container's first process does after the handshake.
-fn container_main(spec: &LaunchSpec, caps: u64, last: u32, err_fd: RawFd) -> Result<Infallible, LaunchError> {
+fn container_main(
+    spec: &LaunchSpec,
+    caps: u64,
+    last: u32,
+    err_fd: RawFd,
+) -> Result<Infallible, LaunchError> {
     let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if spec.network == NetworkMode::None {
         ns |= CloneFlags::CLONE_NEWNET;
@@ -299,7 +324,8 @@ fn container_main(spec: &LaunchSpec, caps: u64, last: u32, err_fd: RawFd) -> Res
     }
     if !spec.domainname.is_empty() {
         // SAFETY: pointer and length of a live string.
-        let r = unsafe { libc::setdomainname(spec.domainname.as_ptr().cast(), spec.domainname.len()) };
+        let r =
+            unsafe { libc::setdomainname(spec.domainname.as_ptr().cast(), spec.domainname.len()) };
         Errno::result(r).stage("setdomainname")?;
     }
 
@@ -310,7 +336,11 @@ fn container_main(spec: &LaunchSpec, caps: u64, last: u32, err_fd: RawFd) -> Res
     mounts::user_mounts(&spec.mounts, root)?;
     mounts::pivot(root)?;
     mounts::sysctls(spec)?;
-    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    let cwd = if spec.cwd.is_empty() {
+        "/"
+    } else {
+        spec.cwd.as_str()
+    };
     make_cwd(cwd)?;
     if !spec.privileged {
         mounts::mask_and_protect()?;
@@ -334,9 +364,15 @@ fn container_main(spec: &LaunchSpec, caps: u64, last: u32, err_fd: RawFd) -> Res
 /// dockerd creates a missing working dir as root, mode 0755.
 pub(crate) fn make_cwd(cwd: &str) -> Result<(), LaunchError> {
     if !cwd.starts_with('/') {
-        return setup(format!("the working directory '{cwd}' is invalid, it needs to be an absolute path"));
+        return setup(format!(
+            "the working directory '{cwd}' is invalid, it needs to be an absolute path"
+        ));
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o755).create(cwd).stage(format!("mkdir {cwd}"))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .stage(format!("mkdir {cwd}"))
 }
 
 /// Bounding set, groups/gid/uid, then effective/permitted; umask 022.
@@ -363,7 +399,8 @@ fn go_err(e: Errno) -> String {
 
 /// Go's exec.LookPath check: exists, not a dir, some x bit.
 fn executable(p: &Path) -> Result<(), Errno> {
-    let md = std::fs::metadata(p).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let md =
+        std::fs::metadata(p).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
     if md.is_dir() || md.mode() & 0o111 == 0 {
         return Err(Errno::EACCES);
     }
@@ -375,11 +412,20 @@ pub(crate) fn look_path(name: &str, env: &[String]) -> Result<String, LaunchErro
     if name.contains('/') {
         return match executable(Path::new(name)) {
             Ok(()) => Ok(name.to_string()),
-            Err(Errno::EACCES) => Err(LaunchError::NotExecutable(format!("exec: {name:?}: permission denied"))),
-            Err(e) => Err(LaunchError::NotFound(format!("exec: {name:?}: stat {name}: {}", go_err(e)))),
+            Err(Errno::EACCES) => Err(LaunchError::NotExecutable(format!(
+                "exec: {name:?}: permission denied"
+            ))),
+            Err(e) => Err(LaunchError::NotFound(format!(
+                "exec: {name:?}: stat {name}: {}",
+                go_err(e)
+            ))),
         };
     }
-    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("");
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("");
     for dir in path.split(':') {
         let dir = if dir.is_empty() { "." } else { dir };
         let cand = format!("{}/{name}", dir.trim_end_matches('/'));
@@ -387,12 +433,17 @@ pub(crate) fn look_path(name: &str, env: &[String]) -> Result<String, LaunchErro
             return Ok(cand);
         }
     }
-    Err(LaunchError::NotFound(format!("exec: {name:?}: executable file not found in $PATH")))
+    Err(LaunchError::NotFound(format!(
+        "exec: {name:?}: executable file not found in $PATH"
+    )))
 }
 
 fn cstrings(v: &[String], what: &str) -> Result<Vec<CString>, LaunchError> {
     v.iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| LaunchError::Setup(format!("{what} contains a NUL byte"))))
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| LaunchError::Setup(format!("{what} contains a NUL byte")))
+        })
         .collect()
 }
 
@@ -402,7 +453,8 @@ pub(crate) fn exec_program(args: &[String], env: &[String]) -> Result<Infallible
         return setup("no command specified");
     };
     let path = look_path(name, env)?;
-    let cpath = CString::new(path.as_bytes()).map_err(|_| LaunchError::Setup("program path contains a NUL byte".into()))?;
+    let cpath = CString::new(path.as_bytes())
+        .map_err(|_| LaunchError::Setup("program path contains a NUL byte".into()))?;
     let argv = cstrings(args, "argument")?;
     let envp = cstrings(env, "environment")?;
     let e = match nix::unistd::execve(&cpath, &argv, &envp) {
@@ -411,7 +463,9 @@ pub(crate) fn exec_program(args: &[String], env: &[String]) -> Result<Infallible
     };
     Err(match e {
         Errno::ENOENT => LaunchError::NotFound(format!("exec {path}: no such file or directory")),
-        Errno::EACCES | Errno::EPERM => LaunchError::NotExecutable(format!("exec {path}: permission denied")),
+        Errno::EACCES | Errno::EPERM => {
+            LaunchError::NotExecutable(format!("exec {path}: permission denied"))
+        }
         Errno::ENOEXEC => LaunchError::NotExecutable(format!("exec {path}: exec format error")),
         other => LaunchError::Setup(format!("exec {path}: {}", go_err(other))),
     })

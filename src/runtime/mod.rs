@@ -13,3 +13,6 @@ pub mod netns;
 pub mod rlimits;
 pub mod spec;
 pub mod user;
+
+#[cfg(test)]
+mod tests;

@@ -36,12 +36,24 @@ pub const MASKED_PATHS: &[&str] = &[
 ];
 
 /// dockerd's read-only paths.
-pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
 /// Marker (in the overlay work dir) that the copy fallback already ran.
 const COPIED_MARKER: &str = ".coracle-copied";
 
-fn mnt(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), Errno> {
+fn mnt(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), Errno> {
     mount(src, target, fstype, flags, data)
 }
 
@@ -55,7 +67,14 @@ fn rel(root: &Path, p: &Path) -> String {
 /// Make every mount a slave of the host's: host mounts still propagate in
 /// (runc's default rootfs propagation), nothing propagates out.
 pub fn make_rslave() -> Result<(), LaunchError> {
-    mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).stage("make / rslave")
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )
+    .stage("make / rslave")
 }
 
 /// Resolve `unsafe_path` inside `root` the way securejoin does: symlinks
@@ -88,9 +107,13 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf, LaunchErr
             Ok(md) if md.file_type().is_symlink() => {
                 links += 1;
                 if links > 255 {
-                    return setup(format!("resolve {}: too many levels of symbolic links", unsafe_path.display()));
+                    return setup(format!(
+                        "resolve {}: too many levels of symbolic links",
+                        unsafe_path.display()
+                    ));
                 }
-                let target = fs::read_link(&cand).stage(format!("readlink {}", rel(root, &cand)))?;
+                let target =
+                    fs::read_link(&cand).stage(format!("readlink {}", rel(root, &cand)))?;
                 if target.is_absolute() {
                     done.clear();
                 }
@@ -117,7 +140,13 @@ pub fn mount_rootfs(r: &RootfsSpec) -> Result<(), LaunchError> {
     if let Some(d) = &dir {
         nix::unistd::chdir(d.as_path()).stage(format!("chdir {}", d.display()))?;
     }
-    match mnt(Some(Path::new("overlay")), &r.merged_dir, Some("overlay"), MsFlags::empty(), Some(&opts)) {
+    match mnt(
+        Some(Path::new("overlay")),
+        &r.merged_dir,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    ) {
         Ok(()) => Ok(()),
         Err(Errno::ENODEV) => {
             let marker = r.work_dir.join(COPIED_MARKER);
@@ -126,8 +155,14 @@ pub fn mount_rootfs(r: &RootfsSpec) -> Result<(), LaunchError> {
                 fs::create_dir_all(&r.work_dir).stage("mkdir work dir")?;
                 fs::write(&marker, b"").stage("write copy marker")?;
             }
-            mnt(Some(&r.upper_dir), &r.merged_dir, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                .stage("bind copied rootfs")
+            mnt(
+                Some(&r.upper_dir),
+                &r.merged_dir,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .stage("bind copied rootfs")
         }
         Err(e) => Err(e).stage("mount overlay rootfs"),
     }
@@ -139,7 +174,12 @@ pub fn mount_rootfs(r: &RootfsSpec) -> Result<(), LaunchError> {
 fn overlay_options(r: &RootfsSpec) -> (Option<PathBuf>, String) {
     let build = |f: &dyn Fn(&Path) -> String| {
         let lower: Vec<String> = r.lower_dirs.iter().map(|p| f(p)).collect();
-        format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), f(&r.upper_dir), f(&r.work_dir))
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            f(&r.upper_dir),
+            f(&r.work_dir)
+        )
     };
     let abs = build(&|p: &Path| p.display().to_string());
     if abs.len() < 4000 {
@@ -153,7 +193,11 @@ fn overlay_options(r: &RootfsSpec) -> (Option<PathBuf>, String) {
             }
         }
     }
-    let relp = |p: &Path| p.strip_prefix(&common).map(|x| x.display().to_string()).unwrap_or_default();
+    let relp = |p: &Path| {
+        p.strip_prefix(&common)
+            .map(|x| x.display().to_string())
+            .unwrap_or_default()
+    };
     let opts = build(&relp);
     (Some(common), opts)
 }
@@ -163,10 +207,19 @@ fn is_whiteout(md: &fs::Metadata) -> bool {
 }
 
 fn is_opaque(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
     let mut buf = [0u8; 1];
     // SAFETY: valid C string and buffer.
-    let n = unsafe { libc::lgetxattr(c.as_ptr(), c"trusted.overlay.opaque".as_ptr(), buf.as_mut_ptr().cast(), 1) };
+    let n = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            1,
+        )
+    };
     n == 1 && buf[0] == b'y'
 }
 
@@ -238,7 +291,13 @@ fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
                 fs::copy(&s, &d)?;
             } else {
                 let kind = SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
-                mknod(&d, kind, Mode::from_bits_truncate(md.mode() & 0o7777), md.rdev()).map_err(io::Error::from)?;
+                mknod(
+                    &d,
+                    kind,
+                    Mode::from_bits_truncate(md.mode() & 0o7777),
+                    md.rdev(),
+                )
+                .map_err(io::Error::from)?;
             }
         }
         std::os::unix::fs::lchown(&d, Some(md.uid()), Some(md.gid()))?;
@@ -261,18 +320,32 @@ fn mkdir_in(root: &Path, path: &str) -> Result<PathBuf, LaunchError> {
 /// Create an empty file (and its parents) to mount over, unless present.
 fn ensure_file(p: &Path, shown: &str) -> Result<(), LaunchError> {
     if let Some(parent) = p.parent() {
-        fs::create_dir_all(parent).stage(format!("mkdir {}", Path::new(shown).parent().unwrap_or(Path::new("/")).display()))?;
+        fs::create_dir_all(parent).stage(format!(
+            "mkdir {}",
+            Path::new(shown)
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .display()
+        ))?;
     }
     match fs::symlink_metadata(p) {
         Ok(md) if md.is_dir() => setup(format!("mount over {shown}: is a directory")),
         Ok(_) => Ok(()),
-        Err(_) => fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).map(drop).stage(format!("create {shown}")),
+        Err(_) => fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map(drop)
+            .stage(format!("create {shown}")),
     }
 }
 
 /// The per-mount flags a bind remount must keep (statvfs → MS_*).
 fn kept_flags(p: &Path) -> MsFlags {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return MsFlags::empty() };
+    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else {
+        return MsFlags::empty();
+    };
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
@@ -300,14 +373,27 @@ fn remount_ro(p: &Path) -> Result<(), Errno> {
     mnt(None, p, None, flags, None)
 }
 
-const DEVICES: &[(&str, u64, u64)] =
-    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// /proc, /dev (+ pts, shm, mqueue, nodes, links), /sys, /etc files.
 pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError> {
     let nosuid_noexec_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     let p = mkdir_in(root, "/proc")?;
-    mnt(Some(Path::new("proc")), &p, Some("proc"), nosuid_noexec_nodev, None).stage("mount /proc")?;
+    mnt(
+        Some(Path::new("proc")),
+        &p,
+        Some("proc"),
+        nosuid_noexec_nodev,
+        None,
+    )
+    .stage("mount /proc")?;
 
     let dev = mkdir_in(root, "/dev")?;
     mnt(
@@ -320,11 +406,17 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     .stage("mount /dev")?;
     for (name, major, minor) in DEVICES {
         let node = dev.join(name);
-        let made = mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), nix::sys::stat::makedev(*major, *minor));
+        let made = mknod(
+            &node,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(*major, *minor),
+        );
         if made.is_err() {
             ensure_file(&node, &format!("/dev/{name}"))?;
             let host = Path::new("/dev").join(name);
-            mnt(Some(&host), &node, None, MsFlags::MS_BIND, None).stage(format!("bind /dev/{name}"))?;
+            mnt(Some(&host), &node, None, MsFlags::MS_BIND, None)
+                .stage(format!("bind /dev/{name}"))?;
         }
     }
     for (link, target) in [
@@ -347,24 +439,51 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     )
     .stage("mount /dev/pts")?;
     let shm = mkdir_in(root, "/dev/shm")?;
-    let size = if spec.shm_size == 0 { 64 << 20 } else { spec.shm_size };
-    mnt(Some(Path::new("shm")), &shm, Some("tmpfs"), nosuid_noexec_nodev, Some(&format!("mode=1777,size={size}")))
-        .stage("mount /dev/shm")?;
+    let size = if spec.shm_size == 0 {
+        64 << 20
+    } else {
+        spec.shm_size
+    };
+    mnt(
+        Some(Path::new("shm")),
+        &shm,
+        Some("tmpfs"),
+        nosuid_noexec_nodev,
+        Some(&format!("mode=1777,size={size}")),
+    )
+    .stage("mount /dev/shm")?;
     let mq = mkdir_in(root, "/dev/mqueue")?;
-    mnt(Some(Path::new("mqueue")), &mq, Some("mqueue"), nosuid_noexec_nodev, None).stage("mount /dev/mqueue")?;
+    mnt(
+        Some(Path::new("mqueue")),
+        &mq,
+        Some("mqueue"),
+        nosuid_noexec_nodev,
+        None,
+    )
+    .stage("mount /dev/mqueue")?;
     if spec.stdio.tty {
-        // runc binds the pty slave over /dev/console.
+        // runc binds the pty slave over /dev/console. By path, not by
+        // /proc/self/fd/0: the fd's mount belongs to the daemon's namespace
+        // and mount(2) refuses sources from another namespace (EINVAL).
+        let slave = fs::read_link("/proc/self/fd/0").stage("readlink stdin")?;
         let console = dev.join("console");
         ensure_file(&console, "/dev/console")?;
-        mnt(Some(Path::new("/proc/self/fd/0")), &console, None, MsFlags::MS_BIND, None).stage("bind /dev/console")?;
+        mnt(Some(&slave), &console, None, MsFlags::MS_BIND, None)
+            .stage(format!("bind {} on /dev/console", slave.display()))?;
     }
-
     let sys = mkdir_in(root, "/sys")?;
     let mut sys_flags = nosuid_noexec_nodev;
     if !spec.privileged {
         sys_flags |= MsFlags::MS_RDONLY;
     }
-    mnt(Some(Path::new("sysfs")), &sys, Some("sysfs"), sys_flags, None).stage("mount /sys")?;
+    mnt(
+        Some(Path::new("sysfs")),
+        &sys,
+        Some("sysfs"),
+        sys_flags,
+        None,
+    )
+    .stage("mount /sys")?;
 
     for (src, dst) in [
         (&spec.etc_hostname, "/etc/hostname"),
@@ -386,7 +505,9 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
     for m in mounts {
         let shown = m.target.display().to_string();
         if !m.target.is_absolute() {
-            return setup(format!("invalid mount target {shown}: not an absolute path"));
+            return setup(format!(
+                "invalid mount target {shown}: not an absolute path"
+            ));
         }
         let t = secure_join(root, &m.target)?;
         match m.kind {
@@ -405,10 +526,17 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
                 } else {
                     ensure_file(&t, &shown)?;
                 }
-                mnt(Some(&m.source), &t, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                    .stage(format!("bind {} on {shown}", m.source.display()))?;
+                mnt(
+                    Some(&m.source),
+                    &t,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .stage(format!("bind {} on {shown}", m.source.display()))?;
                 // dockerd's default bind propagation: rprivate.
-                mnt(None, &t, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None).stage(format!("make {shown} rprivate"))?;
+                mnt(None, &t, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)
+                    .stage(format!("make {shown} rprivate"))?;
                 if m.readonly {
                     remount_ro(&t).stage(format!("remount {shown} read-only"))?;
                 }
@@ -419,7 +547,14 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
                 if m.readonly {
                     flags |= MsFlags::MS_RDONLY;
                 }
-                mnt(Some(Path::new("tmpfs")), &t, Some("tmpfs"), flags, Some(&data)).stage(format!("mount tmpfs on {shown}"))?;
+                mnt(
+                    Some(Path::new("tmpfs")),
+                    &t,
+                    Some("tmpfs"),
+                    flags,
+                    Some(&data),
+                )
+                .stage(format!("mount tmpfs on {shown}"))?;
             }
         }
     }
@@ -446,7 +581,8 @@ fn tmpfs_options(opts: &str) -> (MsFlags, String) {
             "strictatime" => flags |= MsFlags::MS_STRICTATIME,
             "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
             "dirsync" => flags |= MsFlags::MS_DIRSYNC,
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "bind" | "rbind" => {}
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "bind"
+            | "rbind" => {}
             other => data.push(other.to_string()),
         }
     }
@@ -457,7 +593,14 @@ fn tmpfs_options(opts: &str) -> (MsFlags, String) {
 pub fn pivot(root: &Path) -> Result<(), LaunchError> {
     nix::unistd::chdir(root).stage("chdir to rootfs")?;
     nix::unistd::pivot_root(".", ".").stage("pivot_root")?;
-    mnt(None, Path::new("."), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None).stage("make old root rslave")?;
+    mnt(
+        None,
+        Path::new("."),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )
+    .stage("make old root rslave")?;
     umount2(".", MntFlags::MNT_DETACH).stage("unmount old root")?;
     nix::unistd::chdir("/").stage("chdir /")?;
     Ok(())
@@ -472,9 +615,21 @@ pub fn mask_and_protect() -> Result<(), LaunchError> {
             Err(_) => continue,
         };
         let r = if md.is_dir() {
-            mnt(Some(Path::new("tmpfs")), path, Some("tmpfs"), MsFlags::MS_RDONLY, None)
+            mnt(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )
         } else {
-            mnt(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+            mnt(
+                Some(Path::new("/dev/null")),
+                path,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
         };
         match r {
             Ok(()) | Err(Errno::ENOENT) => {}
@@ -486,7 +641,13 @@ pub fn mask_and_protect() -> Result<(), LaunchError> {
         if fs::symlink_metadata(path).is_err() {
             continue;
         }
-        match mnt(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+        match mnt(
+            Some(path),
+            path,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(e).stage(format!("bind {p}")),
@@ -508,7 +669,9 @@ pub fn sysctls(spec: &LaunchSpec) -> Result<(), LaunchError> {
             return setup(format!("sysctl {k:?}: invalid name"));
         }
         if k.starts_with("net.") && spec.network == super::spec::NetworkMode::Host {
-            return setup(format!("sysctl {k:?} not allowed in host network namespace"));
+            return setup(format!(
+                "sysctl {k:?} not allowed in host network namespace"
+            ));
         }
         let path = Path::new("/proc/sys").join(k.replace('.', "/"));
         fs::write(&path, v.as_bytes()).stage(format!("sysctl {k}={v}"))?;
@@ -523,10 +686,16 @@ mod tests {
     #[test]
     fn tmpfs_option_parsing() {
         let (f, d) = tmpfs_options("size=64m,mode=1777");
-        assert_eq!(f, MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!(
+            f,
+            MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        );
         assert_eq!(d, "size=64m,mode=1777");
         let (f, d) = tmpfs_options("exec,ro,uid=5");
-        assert_eq!(f, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY);
+        assert_eq!(
+            f,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
+        );
         assert_eq!(d, "uid=5");
     }
 
@@ -537,9 +706,18 @@ mod tests {
         std::os::unix::fs::symlink("/etc", root.join("a/abs")).unwrap();
         std::os::unix::fs::symlink("../../../../..", root.join("a/b/up")).unwrap();
         std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
-        assert_eq!(secure_join(&root, Path::new("/a/abs/hosts")).unwrap(), root.join("etc/hosts"));
-        assert_eq!(secure_join(&root, Path::new("/a/b/up/x")).unwrap(), root.join("x"));
-        assert_eq!(secure_join(&root, Path::new("/../../etc")).unwrap(), root.join("etc"));
+        assert_eq!(
+            secure_join(&root, Path::new("/a/abs/hosts")).unwrap(),
+            root.join("etc/hosts")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("/a/b/up/x")).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            secure_join(&root, Path::new("/../../etc")).unwrap(),
+            root.join("etc")
+        );
         assert!(secure_join(&root, Path::new("/loop/x")).is_err());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -548,7 +726,9 @@ mod tests {
     fn long_overlay_options_go_relative() {
         let base = PathBuf::from("/var/lib/coracle/overlay2");
         let r = RootfsSpec {
-            lower_dirs: (0..60).map(|i| base.join(format!("{i:064}/diff"))).collect(),
+            lower_dirs: (0..60)
+                .map(|i| base.join(format!("{i:064}/diff")))
+                .collect(),
             upper_dir: base.join("c/diff"),
             work_dir: base.join("c/work"),
             merged_dir: base.join("c/merged"),

@@ -42,10 +42,14 @@ pub fn apply(ulimits: &[Ulimit]) -> Result<(), LaunchError> {
         let Some(res) = resource(&u.name) else {
             return setup(format!("invalid ulimit type: {}", u.name));
         };
-        let lim = libc::rlimit { rlim_cur: value(u.soft), rlim_max: value(u.hard) };
+        let lim = libc::rlimit {
+            rlim_cur: value(u.soft),
+            rlim_max: value(u.hard),
+        };
         // SAFETY: setrlimit with a valid struct.
         let r = unsafe { libc::setrlimit(res, &lim) };
-        nix::errno::Errno::result(r).stage(format!("setrlimit {}={}:{}", u.name, u.soft, u.hard))?;
+        nix::errno::Errno::result(r)
+            .stage(format!("setrlimit {}={}:{}", u.name, u.soft, u.hard))?;
     }
     Ok(())
 }

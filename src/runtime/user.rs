@@ -54,7 +54,15 @@ fn group_entries(text: &str) -> impl Iterator<Item = Group<'_>> {
         Some(Group {
             name: f.first().copied().unwrap_or(""),
             gid: f.get(2)?.parse().ok()?,
-            members: f.get(3).map(|m| m.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+            members: f
+                .get(3)
+                .map(|m| {
+                    m.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     })
 }
@@ -65,14 +73,24 @@ fn numeric(s: &str) -> Option<u32> {
 
 /// Resolve `user` ("", "name", "uid", "name:group", "uid:gid") and
 /// `group_add` against the file contents (None: file missing).
-pub fn resolve(user: &str, group_add: &[String], passwd: Option<&str>, group: Option<&str>) -> Result<ExecUser, String> {
+pub fn resolve(
+    user: &str,
+    group_add: &[String],
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<ExecUser, String> {
     let passwd = passwd.unwrap_or("");
     let group = group.unwrap_or("");
     let (user_part, group_part) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let mut out = ExecUser { uid: 0, gid: 0, groups: Vec::new(), home: "/".to_string() };
+    let mut out = ExecUser {
+        uid: 0,
+        gid: 0,
+        groups: Vec::new(),
+        home: "/".to_string(),
+    };
     let mut name: Option<&str> = None;
     let user_part = if user_part.is_empty() { "0" } else { user_part };
     let uid_num = numeric(user_part);
@@ -87,7 +105,11 @@ pub fn resolve(user: &str, group_add: &[String], passwd: Option<&str>, group: Op
         }
         None => match uid_num {
             Some(u) => out.uid = u,
-            None => return Err(format!("unable to find user {user_part}: no matching entries in passwd file")),
+            None => {
+                return Err(format!(
+                    "unable to find user {user_part}: no matching entries in passwd file"
+                ))
+            }
         },
     }
     match group_part {
@@ -97,13 +119,20 @@ pub fn resolve(user: &str, group_add: &[String], passwd: Option<&str>, group: Op
                 Some(e) => out.gid = e.gid,
                 None => match gid_num {
                     Some(n) => out.gid = n,
-                    None => return Err(format!("unable to find group {g}: no matching entries in group file")),
+                    None => {
+                        return Err(format!(
+                            "unable to find group {g}: no matching entries in group file"
+                        ))
+                    }
                 },
             }
         }
         _ => {
             if let Some(n) = name {
-                out.groups = group_entries(group).filter(|e| e.members.contains(&n)).map(|e| e.gid).collect();
+                out.groups = group_entries(group)
+                    .filter(|e| e.members.contains(&n))
+                    .map(|e| e.gid)
+                    .collect();
             }
         }
     }
@@ -113,7 +142,11 @@ pub fn resolve(user: &str, group_add: &[String], passwd: Option<&str>, group: Op
             Some(e) => e.gid,
             None => match gid_num {
                 Some(n) => n,
-                None => return Err(format!("Unable to find group {ag}: no matching entries in group file")),
+                None => {
+                    return Err(format!(
+                        "Unable to find group {ag}: no matching entries in group file"
+                    ))
+                }
             },
         };
         if !out.groups.contains(&gid) {
@@ -132,10 +165,16 @@ pub fn resolve_in_container(user: &str, group_add: &[String]) -> Result<ExecUser
 
 /// setgroups, setgid, setuid (in that order; needs CAP_SETGID/SETUID).
 pub fn switch(u: &ExecUser) -> Result<(), LaunchError> {
-    let groups: Vec<nix::unistd::Gid> = u.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+    let groups: Vec<nix::unistd::Gid> = u
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).stage("setgroups")?;
-    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into()).stage(format!("setgid {}", u.gid))?;
-    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into()).stage(format!("setuid {}", u.uid))?;
+    nix::unistd::setresgid(u.gid.into(), u.gid.into(), u.gid.into())
+        .stage(format!("setgid {}", u.gid))?;
+    nix::unistd::setresuid(u.uid.into(), u.uid.into(), u.uid.into())
+        .stage(format!("setuid {}", u.uid))?;
     Ok(())
 }
 
@@ -153,7 +192,8 @@ mod tests {
     use super::*;
 
     const PW: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nweb:x:33:33::/var/www:/bin/sh\n";
-    const GR: &str = "root:x:0:\nnogroup:x:65534:\nwww:x:33:\naudio:x:29:web,other\nvideo:x:44:web\n";
+    const GR: &str =
+        "root:x:0:\nnogroup:x:65534:\nwww:x:33:\naudio:x:29:web,other\nvideo:x:44:web\n";
 
     fn r(u: &str, add: &[&str]) -> Result<ExecUser, String> {
         let add: Vec<String> = add.iter().map(|s| s.to_string()).collect();
@@ -162,9 +202,20 @@ mod tests {
 
     #[test]
     fn names_numbers_and_groups() {
-        assert_eq!(r("", &[]).unwrap(), ExecUser { uid: 0, gid: 0, groups: vec![], home: "/root".into() });
+        assert_eq!(
+            r("", &[]).unwrap(),
+            ExecUser {
+                uid: 0,
+                gid: 0,
+                groups: vec![],
+                home: "/root".into()
+            }
+        );
         let n = r("nobody", &[]).unwrap();
-        assert_eq!((n.uid, n.gid, n.home.as_str()), (65534, 65534, "/nonexistent"));
+        assert_eq!(
+            (n.uid, n.gid, n.home.as_str()),
+            (65534, 65534, "/nonexistent")
+        );
         let w = r("web", &[]).unwrap();
         assert_eq!((w.uid, w.gid, w.groups.clone()), (33, 33, vec![29, 44]));
         let w = r("33:audio", &["video", "1234"]).unwrap();
@@ -172,9 +223,18 @@ mod tests {
         let x = r("1000:1000", &[]).unwrap();
         assert_eq!((x.uid, x.gid, x.home.as_str()), (1000, 1000, "/"));
         assert_eq!(r("1000", &[]).unwrap().gid, 0);
-        assert_eq!(r("bob", &[]).unwrap_err(), "unable to find user bob: no matching entries in passwd file");
-        assert_eq!(r("root:staff", &[]).unwrap_err(), "unable to find group staff: no matching entries in group file");
-        assert_eq!(r("root", &["staff"]).unwrap_err(), "Unable to find group staff: no matching entries in group file");
+        assert_eq!(
+            r("bob", &[]).unwrap_err(),
+            "unable to find user bob: no matching entries in passwd file"
+        );
+        assert_eq!(
+            r("root:staff", &[]).unwrap_err(),
+            "unable to find group staff: no matching entries in group file"
+        );
+        assert_eq!(
+            r("root", &["staff"]).unwrap_err(),
+            "Unable to find group staff: no matching entries in group file"
+        );
         assert_eq!(resolve("0", &[], None, None).unwrap().uid, 0);
         assert!(resolve("nobody", &[], None, None).is_err());
     }
