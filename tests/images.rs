@@ -914,7 +914,7 @@ fn ambiguous_short_id_is_refused() {
     );
 
     assert_eq!(inspect(&d, unique)["Id"], id_a.as_str());
-    let out = ok(d.docker(&["rmi", "-f", unique]));
+    let out = ok(d.docker(&["rmi", unique]));
     assert!(out.contains(&format!("Deleted: {id_a}")), "{out}");
     assert_eq!(ids(&d), set_of(&[&id_b]));
 }
@@ -1416,6 +1416,7 @@ fn kill9_during_large_load_then_restart() {
     let fixture_layers = hexes(&[LAYER1, LAYER2]);
 
     let check_after_restart = |d: &Daemon, phase: &str| {
+        d.wait_serving();
         assert_eq!(
             ids(d),
             set_of(&[ID_DOCKER]),
@@ -1520,6 +1521,7 @@ fn kill9_during_large_load_then_restart() {
     let lost_config = configs_dir(&d).join(format!("{}.json", &sha256(&lost)[7..]));
     fs::write(&lost_config, &lost).unwrap();
     d.restart();
+    d.wait_serving();
     assert!(
         !orphan_layer.exists(),
         "an unreferenced layer survived the restart"
@@ -1669,4 +1671,120 @@ fn docker_info_counts_images() {
     ok(d.docker(&["rmi", "my/imp:1"]));
     assert_eq!(count(&d), "2");
     assert_eq!(d.request("GET", "/info", None).json()["Images"], 2);
+}
+
+/// (6b) A client that hangs up in the middle of a large load (Ctrl-C on
+/// `docker load`) costs nothing afterwards: the worker goes away and its
+/// half-extracted temp layer is removed without waiting for a restart.
+#[test]
+fn client_abort_mid_load_leaves_nothing() {
+    let big = big_archive();
+    let d = Daemon::start();
+    ok(d.docker(&["load", "-i", &fixture_str("whiteouts-crafted.tar")]));
+    let before = store_state(&d);
+
+    let stop = Arc::new(AtomicU64::new(0));
+    let sock = d.sock.clone();
+    let path = big.path.clone();
+    let flag = stop.clone();
+    // Like upload_chunked, but hangs up (closes the socket) when told to.
+    let upload = thread::spawn(move || -> Result<Vec<u8>, String> {
+        let mut s = UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        let head = "POST /images/load HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n\r\n";
+        s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+        let mut f = File::open(&path).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 256 * 1024];
+        while flag.load(Ordering::SeqCst) == 0 {
+            let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the whole archive went out before the hang-up".into());
+            }
+            s.write_all(format!("{n:x}\r\n").as_bytes())
+                .and_then(|()| s.write_all(&buf[..n]))
+                .and_then(|()| s.write_all(b"\r\n"))
+                .map_err(|e| e.to_string())?;
+        }
+        drop(s);
+        Ok(Vec::new())
+    });
+    let workers = wait_midway(&d, 150 << 20, &upload);
+    assert!(
+        !workers.is_empty(),
+        "no worker process found under the daemon"
+    );
+    stop.store(1, Ordering::SeqCst);
+    upload
+        .join()
+        .unwrap()
+        .expect("the upload until the hang-up");
+
+    assert!(
+        wait_gone(&workers, Duration::from_secs(10)),
+        "the worker of an abandoned load is still running: {workers:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = tmp_leftovers(&d.data_root);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an abandoned load left {left:?} (sizes {:?}) 10 s after the client hung up",
+            left.iter()
+                .map(|p| fs::metadata(p.join("diff/blob"))
+                    .map(|m| m.len())
+                    .unwrap_or(0))
+                .collect::<Vec<_>>()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_untouched(&d, &before, "after an abandoned load");
+    // And a full load still works.
+    let out = ok(d.docker(&["load", "-i", big.path.to_str().unwrap()]));
+    assert!(
+        lines(&out).contains(&format!("Loaded image: {BIG_TAG}")),
+        "{out}"
+    );
+}
+
+/// (2c) Deleting an image while an unrelated load runs must still free its
+/// layers (at the latest once that load has finished), not leave them on
+/// disk until the next daemon restart.
+#[test]
+fn rmi_during_an_unrelated_load_frees_layers() {
+    let big = big_archive();
+    let d = Daemon::start();
+    ok(d.docker(&["load", "-i", &fixture_str("whiteouts-crafted.tar")]));
+    assert_eq!(layer_dirs(&d), hexes(&[LAYER1, LAYER2]));
+
+    let upload = upload_chunked(
+        d.sock.clone(),
+        big.path.clone(),
+        Arc::new(AtomicU64::new(0)),
+    );
+    wait_midway(&d, 100 << 20, &upload);
+    let out = lines(&ok(d.docker(&["rmi", FIXTURE_TAG])));
+    assert!(out.contains(&format!("Deleted: {ID_DOCKER}")), "{out:?}");
+    let raw = upload.join().unwrap().expect("the big upload");
+    let r = parse_raw_response(&raw);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(ids(&d), set_of(&[&big.id]));
+
+    let big_layers: BTreeSet<String> = inspect(&d, BIG_TAG)["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap()[7..].to_string())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while layer_dirs(&d) != big_layers && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        layer_dirs(&d),
+        big_layers,
+        "the deleted fixture's layers are still on disk after the concurrent load finished"
+    );
 }

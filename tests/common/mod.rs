@@ -501,3 +501,13 @@ pub fn vm_rss_kib(pid: i32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+impl Daemon {
+    /// Wait for a real answer to `GET /_ping`. `start`/`restart` return once
+    /// the socket accepts connections, but the daemon binds before it opens
+    /// (and cleans) its stores; a first response proves start-up is over.
+    pub fn wait_serving(&self) {
+        let r = self.request("GET", "/_ping", None);
+        assert_eq!(r.status, 200, "/_ping after start: {r:?}");
+    }
+}
