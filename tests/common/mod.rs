@@ -342,3 +342,199 @@ pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
     }
     out
 }
+
+/// A response with a binary body (tar archives).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `message` of an error body (panics if the body is not JSON with one).
+    pub fn message(&self) -> String {
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {:?}", self.text()));
+        v["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("error body has no message: {v}"))
+            .to_string()
+    }
+}
+
+/// Parse one response (fixed-length, chunked or to-EOF) with a binary body.
+pub fn parse_raw_response(mut raw: &[u8]) -> RawResponse {
+    loop {
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let rest = &raw[head_end + 4..];
+        if status == 100 {
+            raw = rest;
+            continue;
+        }
+        let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            let mut b = Vec::new();
+            let mut rest = rest;
+            while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+                let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                    .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    break;
+                }
+                assert!(rest.len() >= size, "chunked body cut short");
+                b.extend_from_slice(&rest[..size]);
+                rest = rest.get(size + 2..).unwrap_or(&[]);
+            }
+            b
+        } else if let Some(len) = find("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            rest[..len.min(rest.len())].to_vec()
+        } else {
+            rest.to_vec()
+        };
+        return RawResponse {
+            status,
+            headers,
+            body,
+        };
+    }
+}
+
+impl Daemon {
+    /// One request with optional extra headers and a binary body (sent with
+    /// Content-Length); reads the whole response. `Connection: close`.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> RawResponse {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+        }
+        head.push_str("\r\n");
+        let mut s = self.connect();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(head.as_bytes()).expect("send request head");
+        if let Some(b) = body {
+            // The daemon may answer (and stop reading) early: a failed write
+            // is fine as long as a response arrives.
+            let _ = s.write_all(b);
+        }
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        parse_raw_response(&out)
+    }
+
+    /// The docker CLI with `data` piped into its stdin (as `cat f | docker ...`).
+    pub fn docker_with_stdin(&self, args: &[&str], data: Vec<u8>) -> Output {
+        let mut child = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the docker CLI must be installed (it is the acceptance client)");
+        let mut stdin = child.stdin.take().expect("stdin pipe");
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait for docker");
+        let _ = feeder.join();
+        out
+    }
+}
+
+/// Direct children of `pid` (scans /proc/*/stat for the parent pid).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if proc_ppid(child) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// The parent pid of `pid` from /proc/<pid>/stat (None if it is gone).
+pub fn proc_ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Is `pid` alive and not a zombie?
+pub fn proc_alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+    !matches!(state, Some('Z') | Some('X') | None)
+}
+
+/// VmRSS of a process in KiB.
+pub fn vm_rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+impl Daemon {
+    /// Wait for a real answer to `GET /_ping`. `start`/`restart` return once
+    /// the socket accepts connections, but the daemon binds before it opens
+    /// (and cleans) its stores; a first response proves start-up is over.
+    pub fn wait_serving(&self) {
+        let r = self.request("GET", "/_ping", None);
+        assert_eq!(r.status, 200, "/_ping after start: {r:?}");
+    }
+}
