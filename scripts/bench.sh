@@ -82,11 +82,11 @@ remove_work() {
 }
 
 stop_pid() { # pid, group(0|1)
-    local pid=$1 group=$2 i
+    local pid=$1 group=$2 _
     [ -n "$pid" ] || return 0
     kill -0 "$pid" 2>/dev/null || return 0
     if [ "$group" = 1 ]; then kill -TERM -- "-$pid" 2>/dev/null || true; else kill -TERM "$pid" 2>/dev/null || true; fi
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -97,7 +97,7 @@ stop_pid() { # pid, group(0|1)
     wait "$pid" 2>/dev/null || true
     # a daemon's group may hold children (its containerd) for a moment longer
     if [ "$group" = 1 ]; then
-        for i in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             kill -0 -- "-$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -206,7 +206,7 @@ CORACLE_NAME=$("${LOAD[@]}" server "$CSOCK")
 
 # ---------------------------------------------------------------- one daemon
 bench_daemon() { # SIDE ADDR
-    local side=$1 addr=$2 pid out f id t0 i times
+    local side=$1 addr=$2 pid out f id t0 times
     local -A sup
     log "== $side ($addr)"
     export DOCKER_HOST=$addr DOCKER_CONFIG=$WORK/docker-config
