@@ -142,6 +142,7 @@ QUICK_SKIP="not run with --quick"
 UNSUP="not supported by this daemon"
 
 T_START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- build and images
 if [ -z "$BIN" ]; then
@@ -362,7 +363,8 @@ bench_daemon() { # SIDE ADDR
     if [ "$HAVE_DOCKER" = 0 ]; then
         record load "$side" skip "no docker CLI"; record save "$side" skip "no docker CLI"
     elif [ "${sup[load]}" != supported ]; then
-        record load "$side" skip "$UNSUP"; record save "$side" skip "image load $UNSUP"
+        record load "$side" skip "$UNSUP"
+        if [ "${sup[save]}" = supported ]; then record save "$side" skip "image load $UNSUP"; else record save "$side" skip "$UNSUP"; fi
     else
         log "$side: docker load / save, 100 MiB..."
         docker rmi -f bench-big:latest >/dev/null 2>&1 || true
@@ -389,12 +391,16 @@ bench_daemon coracle "$CSOCK"
 [ -z "$AGAINST" ] || bench_daemon other "$AGAINST"
 
 T_END=$(date +%s)
-META=$(python3 -c 'import json,sys; a=sys.argv; print(json.dumps({"commit":a[1],"date":a[2],"quick":a[3]=="1","coracle":a[4],"other":a[5] or None,"other_addr":a[6] or None,"host":a[7],"kernel":a[8],"cpus":int(a[9]),"runs":int(a[10]),"secs":float(a[11]),"measure_seconds":int(a[12])}))' \
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+META=$(python3 -c 'import json,sys; a=sys.argv; print(json.dumps({"commit":a[1],"date":a[2],"quick":a[3]=="1","coracle":a[4],"other":a[5] or None,"other_addr":a[6] or None,"host":a[7],"kernel":a[8],"cpus":int(a[9]),"runs":int(a[10]),"secs":float(a[11]),"measure_seconds":int(a[12]),"loadavg_before":a[13],"loadavg_after":a[14]}))' \
     "$COMMIT" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$QUICK" "$CORACLE_NAME" "$OTHER_NAME" "$AGAINST" \
-    "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null || uname -s)" "$(uname -r)" "$(nproc)" "$RUNS" "$SECS" "$(( T_END - T_MEASURE ))")
+    "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release 2>/dev/null || uname -s)" "$(uname -r)" "$(nproc)" "$RUNS" "$SECS" "$(( T_END - T_MEASURE ))" "$LOAD_BEFORE" "$LOAD_AFTER")
 
 echo "coracle bench at $COMMIT, $(date -u +%Y-%m-%d), $(nproc) CPUs, kernel $(uname -r)$([ "$QUICK" = 1 ] && echo ', --quick')"
-echo "medians of $RUNS; req/s over $SECS s each; memory in MiB (1024 KiB)"
+echo "medians of $RUNS; req/s over $SECS s each; memory in MiB (1024 KiB); load average $LOAD_BEFORE at start, $LOAD_AFTER at end"
+if awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    echo "warning: the machine was busy when the bench started (load ${LOAD_BEFORE%% *} on $(nproc) CPUs); timings and req/s are noisy"
+fi
 echo
 "${LOAD[@]}" report "$RESULTS" "$JSON" "$META"
 echo
