@@ -1,0 +1,774 @@
+#!/usr/bin/env python3
+"""Measuring half of scripts/bench.sh: a raw-socket HTTP/1.1 client for Docker-API daemons.
+
+Standard library only (python3 >= 3.9). Every subcommand prints one line: a number, or
+`skip: REASON`, or a small JSON object, so bench.sh can record it. Subcommands:
+
+  probe ADDR FEATURE                 supported|unsupported (images, containers, attach, logs,
+                                     load, save), by asking for the route: 404 "page not found"
+                                     means the daemon has no such route.
+  waitping ADDR TIMEOUT              wait until GET /_ping answers 200
+  coldstart ADDR RUNS -- CMD...      median ms from spawning CMD to the first 200 on /_ping
+                                     (CMD is run RUNS times, each stopped with SIGTERM;
+                                     `{run}` in CMD is replaced by the run number)
+  rps ADDR PATH CONNS SECS           requests/s over CONNS keep-alive connections for SECS
+  daemonpid ADDR                     pid of the process listening on a unix socket
+  mem PID                            engine memory: {"rss_kib","pss_kib","procs":[...]}
+  binsizes PID                       {"bytes":N,"files":[...]} for the daemon's executables
+  apicycle ADDR IMAGE N              median ms of create+start+wait+remove (Cmd true)
+  startn ADDR IMAGE N                create and start N `sleep` containers (label coracle.bench)
+  cleanup ADDR                       force-remove every container labelled coracle.bench
+  server ADDR                        "name version" of the daemon, for the table header
+  report TSV JSON META               print the table from bench.sh's results, write JSON
+  attach ADDR IMAGE MIB              MiB/s of a container's stdout to an attached reader;
+                                     prints {"mib_s":..,"id":..} and leaves the container
+                                     (exited, MIB MiB of log) for `docker logs`
+"""
+
+import json
+import os
+import selectors
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+
+LABEL = "coracle.bench"
+
+
+# ---------------------------------------------------------------- connections
+
+def connect(addr, timeout=30.0):
+    if addr.startswith("unix://"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(addr[len("unix://"):])
+    elif addr.startswith("tcp://"):
+        hostport = addr[len("tcp://"):].rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        s = socket.create_connection((host, int(port)), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    else:
+        raise SystemExit("bad address %r (want unix:///path or tcp://host:port)" % addr)
+    return s
+
+
+class Conn:
+    """One keep-alive connection; request() returns (status, headers, body)."""
+
+    def __init__(self, addr, timeout=120.0):
+        self.addr = addr
+        self.sock = connect(addr, timeout)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def _fill(self):
+        d = self.sock.recv(262144)
+        if not d:
+            raise ConnectionError("connection closed by daemon")
+        self.buf += d
+
+    def send(self, method, path, body=None, headers=None):
+        h = {"Host": "docker", "User-Agent": "coracle-bench"}
+        if body is not None:
+            if not isinstance(body, (bytes, bytearray)):
+                body = json.dumps(body).encode()
+                h["Content-Type"] = "application/json"
+            h["Content-Length"] = str(len(body))
+        h.update(headers or {})
+        head = "%s %s HTTP/1.1\r\n%s\r\n" % (method, path, "".join("%s: %s\r\n" % kv for kv in h.items()))
+        self.sock.sendall(head.encode() + (body or b""))
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        return status, hdrs
+
+    def read_body(self, status, hdrs, sink=None):
+        """Reads the body; with sink, passes chunks to it instead of keeping them."""
+        out = []
+        put = sink or out.append
+        if status in (101, 204, 304):
+            return b""
+        if "chunked" in hdrs.get("transfer-encoding", "").lower():
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                n = int(line.split(b";")[0], 16)
+                while len(self.buf) < n + 2:
+                    self._fill()
+                if n == 0:
+                    self.buf = self.buf[2:]
+                    break
+                put(self.buf[:n])
+                self.buf = self.buf[n + 2:]
+        elif "content-length" in hdrs:
+            n = int(hdrs["content-length"])
+            while len(self.buf) < n:
+                if sink and self.buf:
+                    put(self.buf)
+                    n -= len(self.buf)
+                    self.buf = b""
+                self._fill()
+            put(self.buf[:n])
+            self.buf = self.buf[n:]
+        else:
+            put(self.buf)
+            self.buf = b""
+            while True:
+                d = self.sock.recv(262144)
+                if not d:
+                    break
+                put(d)
+        return b"".join(out)
+
+    def request(self, method, path, body=None, headers=None):
+        self.send(method, path, body, headers)
+        status, hdrs = self.read_head()
+        return status, hdrs, self.read_body(status, hdrs)
+
+
+def call(addr, method, path, body=None, headers=None, timeout=120.0):
+    c = Conn(addr, timeout)
+    try:
+        return c.request(method, path, body, headers)
+    finally:
+        c.close()
+
+
+def jcall(addr, method, path, body=None, ok=(200, 201, 204)):
+    status, _, data = call(addr, method, path, body)
+    if status not in ok:
+        raise RuntimeError("%s %s -> %d %s" % (method, path, status, data[:300].decode("utf-8", "replace")))
+    return json.loads(data) if data.strip() else None
+
+
+# ---------------------------------------------------------------- probes
+
+def route_missing(status, body):
+    if status in (404, 405, 501):
+        try:
+            msg = json.loads(body).get("message", "")
+        except ValueError:
+            msg = body.decode("utf-8", "replace")
+        return "page not found" in msg.lower() or status != 404
+    return False
+
+
+PROBES = {
+    "images": ("GET", "/images/json"),
+    "containers": ("GET", "/containers/json"),
+    "attach": ("POST", "/containers/coracle-bench-no-such-container/attach?stream=1&stdout=1"),
+    "logs": ("GET", "/containers/coracle-bench-no-such-container/logs?stdout=1"),
+    "save": ("GET", "/images/coracle-bench-no-such-image:latest/get"),
+    "load": ("POST", "/images/load?quiet=1"),
+}
+
+
+def cmd_probe(addr, feature):
+    method, path = PROBES[feature]
+    body = b"" if method == "POST" else None
+    status, _, data = call(addr, method, path, body, {"Content-Type": "application/x-tar"} if feature == "load" else None)
+    print("unsupported" if route_missing(status, data) else "supported")
+
+
+# ---------------------------------------------------------------- start-up
+
+def ping_once(addr):
+    try:
+        s, _, _ = call(addr, "GET", "/_ping", timeout=2.0)
+        return s == 200
+    except OSError:
+        return False
+
+
+def cmd_waitping(addr, timeout):
+    end = time.monotonic() + float(timeout)
+    while time.monotonic() < end:
+        if ping_once(addr):
+            print("ok")
+            return
+        time.sleep(0.01)
+    print("skip: no answer on %s/_ping after %ss" % (addr, timeout))
+    sys.exit(1)
+
+
+def stop_group(p, timeout=30.0):
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    # the group may hold children (a managed containerd) that outlive the leader briefly
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def cmd_coldstart(addr, runs, cmd):
+    times = []
+    for i in range(int(runs)):
+        argv = [a.replace("{run}", str(i)) for a in cmd]
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            while True:
+                if p.poll() is not None:
+                    print("skip: daemon exited with %s before answering /_ping" % p.returncode)
+                    return
+                if ping_once(addr):
+                    times.append((time.monotonic() - t0) * 1000)
+                    break
+                if time.monotonic() - t0 > 60:
+                    print("skip: no /_ping answer within 60 s")
+                    return
+                time.sleep(0.0005)
+        finally:
+            stop_group(p)
+    print("%.1f" % statistics.median(times))
+
+
+# ---------------------------------------------------------------- load generator
+
+def _worker(addr, path, nconns, secs, wfd):
+    req = ("GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: coracle-bench\r\n\r\n" % path).encode()
+    sel = selectors.DefaultSelector()
+    conns = []
+    for _ in range(nconns):
+        s = connect(addr)
+        s.setblocking(False)
+        st = {"sock": s, "buf": bytearray(), "need": None}
+        conns.append(st)
+        sel.register(s, selectors.EVENT_READ, st)
+    done = errors = 0
+    start = time.monotonic()
+    stop = start + secs
+    for st in conns:
+        st["sock"].send(req)
+    while True:
+        now = time.monotonic()
+        if now >= stop:
+            break
+        for key, _ in sel.select(stop - now):
+            st = key.data
+            try:
+                d = st["sock"].recv(262144)
+            except BlockingIOError:
+                continue
+            if not d:
+                errors += 1
+                sel.unregister(st["sock"])
+                continue
+            buf = st["buf"]
+            buf += d
+            while True:
+                if st["need"] is None:
+                    i = buf.find(b"\r\n\r\n")
+                    if i < 0:
+                        break
+                    head = bytes(buf[:i]).lower()
+                    if not head.startswith(b"http/1.1 200") and not head.startswith(b"http/1.0 200"):
+                        errors += 1
+                    j = head.find(b"content-length:")
+                    if j >= 0:
+                        st["need"] = ("len", i + 4 + int(head[j + 15:head.find(b"\r\n", j) if head.find(b"\r\n", j) > 0 else None]))
+                    elif b"chunked" in head:
+                        st["need"] = ("chunked", i + 4)
+                    else:
+                        st["need"] = ("len", i + 4)
+                kind, n = st["need"]
+                if kind == "len":
+                    if len(buf) < n:
+                        break
+                    end = n
+                else:
+                    k = buf.find(b"\r\n0\r\n\r\n", n - 2)
+                    if k < 0:
+                        break
+                    end = k + 7
+                del buf[:end]
+                st["need"] = None
+                done += 1
+                st["sock"].send(req)
+    elapsed = time.monotonic() - start
+    cpu = sum(os.times()[:2])
+    os.write(wfd, json.dumps({"done": done, "errors": errors, "elapsed": elapsed, "cpu": cpu}).encode())
+    for st in conns:
+        st["sock"].close()
+
+
+def cmd_rps(addr, path, conns, secs):
+    conns, secs = int(conns), float(secs)
+    # one client process per connection up to the CPU count: a single Python process tops
+    # out well below what a fast daemon answers, and it is the client we must not measure
+    procs = max(1, min(conns, os.cpu_count() or 1))
+    share = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
+    kids = []
+    for n in share:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            code = 0
+            try:
+                _worker(addr, path, n, secs, w)
+            except Exception as e:  # report, never hang the parent
+                os.write(w, json.dumps({"error": str(e)}).encode())
+                code = 1
+            os._exit(code)
+        os.close(w)
+        kids.append((pid, r))
+    res = []
+    for pid, r in kids:
+        data = b""
+        while True:
+            d = os.read(r, 65536)
+            if not d:
+                break
+            data += d
+        os.close(r)
+        os.waitpid(pid, 0)
+        res.append(json.loads(data or b'{"error":"worker died"}'))
+    errs = [x["error"] for x in res if "error" in x]
+    if errs:
+        print("skip: load generator failed: %s" % errs[0])
+        return
+    done = sum(x["done"] for x in res)
+    bad = sum(x["errors"] for x in res)
+    elapsed = max(x["elapsed"] for x in res)
+    cpu = sum(x["cpu"] for x in res)
+    if bad:
+        print("skip: %d of %d responses were not 200" % (bad, done))
+        return
+    print(json.dumps({"rps": round(done / elapsed, 1), "client_cpu": round(cpu / elapsed, 2), "procs": procs}))
+
+
+# ---------------------------------------------------------------- processes and memory
+
+def socket_inode(path):
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == path and parts[5] == "01":  # LISTEN
+                return parts[6]
+    return None
+
+
+def cmd_daemonpid(addr):
+    if not addr.startswith("unix://"):
+        print("skip: only unix sockets can be traced to a process")
+        return
+    ino = socket_inode(addr[len("unix://"):])
+    if ino is None:
+        print("skip: nobody listens on %s" % addr)
+        return
+    want = "socket:[%s]" % ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == want:
+                    print(pid)
+                    return
+        except OSError:
+            continue
+    print("skip: no process holds %s" % addr)
+
+
+def proc_table():
+    t = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                s = f.read()
+            comm = s[s.index("(") + 1:s.rindex(")")]
+            rest = s[s.rindex(")") + 2:].split()
+            if rest[0] in ("Z", "X"):  # exiting: no memory left to count
+                continue
+            ppid = int(rest[1])
+            pidns = os.readlink("/proc/%s/ns/pid" % pid)
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().split(b"\0")
+            t[int(pid)] = {"comm": comm, "ppid": ppid, "pidns": pidns,
+                           "cmd": [c.decode("utf-8", "replace") for c in cmdline if c]}
+        except (OSError, ValueError):
+            continue
+    return t
+
+
+ENGINE_HELPERS = ("containerd", "containerd-shim", "containerd-shim-runc-v2", "conmon", "docker-proxy",
+                  "catatonit", "aardvark-dns", "slirp4netns", "rootlessport")
+
+
+def engine_pids(root):
+    """The daemon and its helper processes (containerd, shims, conmon), never container
+    processes: the walk down from the daemon (and from every shim) stops at a process in
+    another pid namespace than the daemon's, which is a container's init."""
+    t = proc_table()
+    if root not in t:
+        return [], t
+    ns = t[root]["pidns"]
+    kids = {}
+    for pid, p in t.items():
+        kids.setdefault(p["ppid"], []).append(pid)
+    def walk(seeds):
+        out, todo = set(), list(seeds)
+        while todo:
+            pid = todo.pop()
+            if pid in out or pid not in t or t[pid]["pidns"] != ns:
+                continue
+            out.add(pid)
+            todo.extend(kids.get(pid, []))
+        return out
+
+    tree = walk([root])
+    # containerd shims are re-parented to init: take those whose -address is a socket that
+    # a process of the daemon's tree (its containerd) listens on; conmon likewise by name
+    owned = listening_paths(tree)
+    shims = []
+    for pid, p in t.items():
+        if p["comm"].startswith("containerd-shim"):
+            cmd = p["cmd"]
+            addr = cmd[cmd.index("-address") + 1] if "-address" in cmd[:-1] else None
+            if addr is None or addr in owned:
+                shims.append(pid)
+        elif p["comm"] == "conmon" and pid not in tree:
+            shims.append(pid)
+    return sorted(tree | walk(shims)), t
+
+
+def listening_paths(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                l = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                if l.startswith("socket:["):
+                    inodes.add(l[8:-1])
+        except OSError:
+            continue
+    paths = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[6] in inodes:
+                paths.add(parts[7])
+    return paths
+
+
+def smaps(pid):
+    r = {"Rss": 0, "Pss": None}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Rss", "Pss"):
+                    r[k] = int(v.split()[0])
+    except OSError:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    r["Rss"] = int(line.split()[1])
+    return r
+
+
+def cmd_mem(pid):
+    pids, t = engine_pids(int(pid))
+    if not pids:
+        print(json.dumps({"error": "no such process %s" % pid}))
+        return
+    rss = pss = 0
+    have_pss = True
+    procs = []
+    for p in pids:
+        try:
+            m = smaps(p)
+        except OSError:
+            continue
+        if m["Pss"] is None and m["Rss"] == 0:  # exited meanwhile
+            continue
+        rss += m["Rss"]
+        if m["Pss"] is None:
+            have_pss = False
+        else:
+            pss += m["Pss"]
+        procs.append(t[p]["comm"])
+    names = {}
+    for c in procs:
+        names[c] = names.get(c, 0) + 1
+    print(json.dumps({"rss_kib": rss, "pss_kib": pss if have_pss else None,
+                      "procs": ["%s x%d" % kv if kv[1] > 1 else kv[0] for kv in sorted(names.items())]}))
+
+
+def which(name, extra_dirs=()):
+    for d in list(extra_dirs) + os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/libexec/podman"]:
+        p = os.path.join(d, name)
+        if d and os.path.isfile(p) and os.access(p, os.X_OK):
+            return os.path.realpath(p)
+    return None
+
+
+HELPERS_BY_DAEMON = {
+    "dockerd": ["containerd", "containerd-shim-runc-v2", "runc", "docker-init", "docker-proxy"],
+    "balena-engine-daemon": [],
+    "balena-engine": [],
+    "podman": ["conmon", "crun", "runc", "netavark", "aardvark-dns", "catatonit"],
+}
+
+
+def cmd_binsizes(pid):
+    pid = int(pid)
+    exe = os.path.realpath("/proc/%d/exe" % pid)
+    files = [exe]
+    pids, _ = engine_pids(pid)
+    for p in pids:
+        try:
+            files.append(os.path.realpath("/proc/%d/exe" % p))
+        except OSError:
+            pass
+    for h in HELPERS_BY_DAEMON.get(os.path.basename(exe), []):
+        w = which(h, [os.path.dirname(exe)])
+        if w:
+            files.append(w)
+    uniq = []
+    for f in files:
+        if f not in uniq and os.path.isfile(f):
+            uniq.append(f)
+    print(json.dumps({"bytes": sum(os.path.getsize(f) for f in uniq),
+                      "files": ["%s (%d KiB)" % (os.path.basename(f), os.path.getsize(f) // 1024) for f in uniq]}))
+
+
+# ---------------------------------------------------------------- containers
+
+def create(addr, image, cmd, name=None, extra=None):
+    body = {"Image": image, "Cmd": cmd, "Labels": {LABEL: "1"}, "HostConfig": {"NetworkMode": "none"}}
+    body.update(extra or {})
+    q = "?name=" + urllib.parse.quote(name) if name else ""
+    return jcall(addr, "POST", "/containers/create" + q, body)["Id"]
+
+
+def cmd_apicycle(addr, image, n):
+    times = []
+    for _ in range(int(n)):
+        t0 = time.monotonic()
+        cid = create(addr, image, ["true"])
+        jcall(addr, "POST", "/containers/%s/start" % cid, b"")
+        r = jcall(addr, "POST", "/containers/%s/wait" % cid, b"")
+        jcall(addr, "DELETE", "/containers/%s" % cid)
+        times.append((time.monotonic() - t0) * 1000)
+        if r and r.get("StatusCode") != 0:
+            print("skip: `true` exited with %s" % r.get("StatusCode"))
+            return
+    print("%.1f" % statistics.median(times))
+
+
+def cmd_startn(addr, image, n):
+    for _ in range(int(n)):
+        cid = create(addr, image, ["sleep", "3600"])
+        jcall(addr, "POST", "/containers/%s/start" % cid, b"")
+    print("ok")
+
+
+def cmd_cleanup(addr):
+    try:
+        f = urllib.parse.quote(json.dumps({"label": [LABEL]}))
+        rows = jcall(addr, "GET", "/containers/json?all=1&filters=" + f)
+    except (OSError, RuntimeError, ValueError) as e:
+        print("skip: %s" % e)
+        return
+    for row in rows or []:
+        try:
+            jcall(addr, "DELETE", "/containers/%s?force=1&v=1" % row["Id"], ok=(200, 204, 404))
+        except (OSError, RuntimeError) as e:
+            print("warning: could not remove %s: %s" % (row["Id"][:12], e), file=sys.stderr)
+    print("removed %d" % len(rows or []))
+
+
+def cmd_attach(addr, image, mib):
+    mib = int(mib)
+    cid = create(addr, image, ["dd", "if=/dev/zero", "bs=1048576", "count=%d" % mib],
+                 extra={"AttachStdout": True, "AttachStderr": False, "Tty": False})
+    c = Conn(addr)
+    c.send("POST", "/containers/%s/attach?stream=1&stdout=1" % cid, b"",
+           {"Upgrade": "tcp", "Connection": "Upgrade"})
+    status, hdrs = c.read_head()
+    if status not in (101, 200):
+        print("skip: attach answered %d" % status)
+        return
+    got = [len(c.buf)]
+    c.buf = b""
+    t0 = time.monotonic()
+    jcall(addr, "POST", "/containers/%s/start" % cid, b"")
+    c.sock.settimeout(120)
+    while True:
+        d = c.sock.recv(1 << 20)
+        if not d:
+            break
+        got[0] += len(d)
+    dt = time.monotonic() - t0
+    c.close()
+    jcall(addr, "POST", "/containers/%s/wait" % cid, b"")
+    want = mib << 20
+    if got[0] < want:
+        print(json.dumps({"error": "attached reader got %d bytes, expected at least %d" % (got[0], want), "id": cid}))
+        return
+    print(json.dumps({"mib_s": round(mib / dt, 1), "id": cid, "bytes": got[0]}))
+
+
+# ---------------------------------------------------------------- report
+
+# key, label, unit, which way is better, decimals
+METRICS = [
+    ("size", "binary size (engine executables)", "MiB", "lower", 2),
+    ("idle_rss", "idle RSS (engine processes)", "MiB", "lower", 2),
+    ("idle_pss", "idle PSS (engine processes)", "MiB", "lower", 2),
+    ("rss_0", "engine RSS, 0 containers (image loaded)", "MiB", "lower", 2),
+    ("rss_10", "engine RSS, 10 running sleep containers", "MiB", "lower", 2),
+    ("rss_50", "engine RSS, 50 running sleep containers", "MiB", "lower", 2),
+    ("pss_0", "engine PSS, 0 containers (image loaded)", "MiB", "lower", 2),
+    ("pss_10", "engine PSS, 10 running sleep containers", "MiB", "lower", 2),
+    ("pss_50", "engine PSS, 50 running sleep containers", "MiB", "lower", 2),
+    ("coldstart", "cold start to first /_ping (median)", "ms", "lower", 1),
+    ("run_cli", "docker run --rm busybox true (CLI, median)", "ms", "lower", 1),
+    ("api_cycle", "create+start+wait+remove via API (median)", "ms", "lower", 1),
+    ("rps_ping_1", "GET /_ping, 1 keep-alive connection", "req/s", "higher", 0),
+    ("rps_ping_16", "GET /_ping, 16 connections", "req/s", "higher", 0),
+    ("rps_containers_1", "GET /containers/json (50), 1 connection", "req/s", "higher", 0),
+    ("rps_containers_16", "GET /containers/json (50), 16 connections", "req/s", "higher", 0),
+    ("rps_images_1", "GET /images/json, 1 connection", "req/s", "higher", 0),
+    ("rps_images_16", "GET /images/json, 16 connections", "req/s", "higher", 0),
+    ("attach", "container stdout to attached reader (100 MiB)", "MiB/s", "higher", 1),
+    ("logs", "docker logs of a 100 MiB log", "s", "lower", 2),
+    ("load", "docker load of a 100 MiB image", "s", "lower", 2),
+    ("save", "docker save of a 100 MiB image", "s", "lower", 2),
+]
+
+
+def cmd_report(tsv, json_out, meta_json):
+    meta = json.loads(meta_json)
+    rows = {}
+    with open(tsv) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 4:
+                continue
+            key, side, kind, value = parts[:4]
+            note = parts[4] if len(parts) > 4 else ""
+            rows[(key, side)] = {"kind": kind, "value": value, "note": note}
+    sides = ["coracle"] + (["other"] if meta.get("other") else [])
+    out_metrics = []
+    table = []
+    notes = []
+    for key, label, unit, better, dec in METRICS:
+        entry = {"key": key, "metric": label, "unit": unit, "better": better}
+        cells = []
+        vals = {}
+        for side in sides:
+            r = rows.get((key, side))
+            if r is None:
+                entry[side] = {"skipped": "not measured"}
+                cells.append("skipped (not measured)")
+            elif r["kind"] == "skip":
+                entry[side] = {"skipped": r["value"]}
+                cells.append("skipped (%s)" % r["value"])
+            else:
+                v = float(r["value"])
+                if unit == "MiB":  # recorded as bytes (size) or KiB (memory)
+                    v = v / 1024.0 if key != "size" else v / 1048576.0
+                vals[side] = v
+                entry[side] = {"value": round(v, 4)}
+                if r["note"]:
+                    entry[side]["note"] = r["note"]
+                    notes.append("%s, %s: %s" % (key, meta.get(side, side), r["note"]))
+                cells.append(("%%.%df %%s" % dec) % (v, unit))
+        if len(sides) == 2:
+            if len(vals) == 2 and vals["other"]:
+                entry["ratio"] = round(vals["coracle"] / vals["other"], 4)
+                r = vals["coracle"] / vals["other"]
+                cells.append(("%.3fx" if r < 0.1 else "%.2fx") % r)
+            else:
+                cells.append("-")
+        out_metrics.append(entry)
+        table.append(["%s [%s]" % (label, better)] + cells)
+    header = ["metric [better]", meta.get("coracle", "coracle")]
+    if len(sides) == 2:
+        header += [meta.get("other", "other"), "ratio coracle/other"]
+    widths = [max(len(r[i]) for r in table + [header]) for i in range(len(header))]
+    fmt = lambda r: " | ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip()
+    print(fmt(header))
+    print("-+-".join("-" * w for w in widths))
+    for r in table:
+        print(fmt(r))
+    if notes:
+        print()
+        print("notes:")
+        for n in notes:
+            print("  " + n)
+    doc = dict(meta)
+    doc["metrics"] = out_metrics
+    os.makedirs(os.path.dirname(os.path.abspath(json_out)), exist_ok=True)
+    with open(json_out + ".part", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    os.replace(json_out + ".part", json_out)
+
+
+def cmd_server(addr):
+    """The daemon's name and version from the Server header of /_ping."""
+    _, h, _ = call(addr, "GET", "/_ping", timeout=5.0)
+    srv = h.get("server", "")
+    try:
+        v = jcall(addr, "GET", "/version")
+        name = srv.split("/")[0] if srv else "daemon"
+        if name.lower() == "docker":
+            name = "dockerd"
+        print("%s %s" % (name, v.get("Version", "?")))
+    except (OSError, RuntimeError, ValueError):
+        print(srv or "other")
+
+
+def main():
+    a = sys.argv[1:]
+    if not a or a[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    cmd, args = a[0], a[1:]
+    if cmd == "coldstart":
+        i = args.index("--")
+        return cmd_coldstart(args[0], args[1], args[i + 1:])
+    fn = {"probe": cmd_probe, "waitping": cmd_waitping, "rps": cmd_rps, "daemonpid": cmd_daemonpid,
+          "mem": cmd_mem, "binsizes": cmd_binsizes, "apicycle": cmd_apicycle, "startn": cmd_startn,
+          "cleanup": cmd_cleanup, "attach": cmd_attach, "report": cmd_report, "server": cmd_server}.get(cmd)
+    if fn is None:
+        raise SystemExit("unknown subcommand %r (see --help)" % cmd)
+    fn(*args)
+
+
+if __name__ == "__main__":
+    main()
