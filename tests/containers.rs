@@ -376,41 +376,60 @@ fn kill_with_usr1_reaches_the_trap_and_the_event_names_the_signal() {
 }
 
 #[test]
-fn restart_always_container_comes_back_after_docker_kill_but_not_after_stop() {
-    // dockerd: `docker kill` (SIGKILL, not the stop signal) does not mark the
-    // container as manually stopped, so an `always` container restarts;
-    // `docker stop` does mark it, so it stays down.
+fn restart_always_restarts_when_the_process_dies_but_not_after_docker_stop_or_kill() {
+    // dockerd (daemon/kill.go, killWithSignal): with no StopSignal configured,
+    // or for SIGKILL, every kill calls container.ExitOnNext(), which cancels
+    // the restart manager, and sets HasBeenManuallyStopped. So `docker kill`
+    // and `docker stop` keep an `always` container down (until `docker start`
+    // or a daemon restart); a process that dies on its own is restarted.
     let d = Daemon::with_busybox();
-    ok(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--name",
-            "al",
-            "--restart",
-            "always",
-            "busybox",
-            "sleep",
-            "300",
-        ],
-    );
-    let pid1 = state(&d, "al")["Pid"].as_i64().unwrap();
-    ok(&d, &["kill", "al"]);
-    let mut st = Value::Null;
-    wait_for("al to be restarted after docker kill", 10, || {
-        st = state(&d, "al");
-        st["Status"] == "running" && st["Pid"].as_i64() != Some(pid1)
-    });
-    assert_eq!(inspect(&d, "al")["RestartCount"], 1, "{st}");
+    let args = [
+        "run",
+        "-d",
+        "--name",
+        "al",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "300",
+    ];
+    ok(&d, &args);
+    let restarted = |old: i64, what: &str| {
+        let mut st = Value::Null;
+        wait_for(what, 10, || {
+            st = state(&d, "al");
+            st["Status"] == "running" && st["Pid"].as_i64().is_some_and(|p| p > 0 && p != old)
+        });
+    };
+    let stays_down = |what: &str| {
+        std::thread::sleep(Duration::from_millis(800));
+        let st = state(&d, "al");
+        assert_eq!(st["Status"], "exited", "{what}: {st}");
+    };
 
-    ok(&d, &["stop", "-t", "0", "al"]);
-    std::thread::sleep(Duration::from_millis(800));
-    let st = state(&d, "al");
-    assert_eq!(
-        st["Status"], "exited",
-        "docker stop must keep an always container down: {st}"
+    // 1. the process dies on its own (killed from the host): restarted
+    let pid1 = state(&d, "al")["Pid"].as_i64().unwrap();
+    common::signal(pid1 as i32, 9);
+    restarted(
+        pid1,
+        "al to be restarted after its process was killed from the host",
     );
+    assert_eq!(inspect(&d, "al")["RestartCount"], 1);
+
+    // 2. docker stop: stays down
+    ok(&d, &["stop", "-t", "0", "al"]);
+    stays_down("docker stop must keep an always container down");
+
+    // 3. docker start clears the manual stop: a later crash restarts it again
+    ok(&d, &["start", "al"]);
+    let pid2 = state(&d, "al")["Pid"].as_i64().unwrap();
+    common::signal(pid2 as i32, 9);
+    restarted(pid2, "al to be restarted after start + host kill");
+
+    // 4. docker kill (SIGKILL): dockerd cancels the restart policy
+    ok(&d, &["kill", "al"]);
+    stays_down("docker kill must keep an always container down, as in dockerd");
     ok(&d, &["rm", "-f", "al"]);
 }
 
@@ -889,7 +908,8 @@ fn logs_all_tail_timestamps_and_follow() {
         t.elapsed() >= Duration::from_millis(400),
         "logs -f returned before the container ended"
     );
-    assert_eq!(state(&d, "lf")["Status"], "exited");
+    // (dockerd, too, may end the follow a moment before it records the exit)
+    wait_exited(&d, "lf", 5);
     // -f on an exited container returns at once
     assert_eq!(
         String::from_utf8_lossy(&dk_t(&d, &["logs", "-f", "lf"], 5).stdout),
@@ -1181,4 +1201,484 @@ fn graceful_shutdown_stops_containers_with_their_stop_signal() {
         "stopped with TERM, the trap exits 0: {st}"
     );
     ok(&d, &["rm", "g"]);
+}
+
+// --------------------------------------------------------- stdin and attach
+
+/// Run the docker CLI with `input` on its stdin (then EOF), bounded by `secs`.
+fn dk_stdin(d: &Daemon, args: &[&str], input: &[u8], secs: u64) -> Output {
+    let mut child = docker_cmd(d, args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(o) => o.expect("wait for docker"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!(
+                "`docker {}` with piped stdin did not finish within {secs} s (stdin EOF never reached the container?)",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn run_i_feeds_piped_stdin_to_the_container_and_ends_at_eof() {
+    let d = Daemon::with_busybox();
+    let o = dk_stdin(
+        &d,
+        &["run", "-i", "--name", "si", "busybox", "cat"],
+        b"hello\nworld\n",
+        15,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hello\nworld\n");
+    let o = dk_stdin(
+        &d,
+        &["run", "-i", "--rm", "busybox", "wc", "-c"],
+        &[b'z'; 300_000],
+        15,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "300000",
+        "{}",
+        show(&o)
+    );
+    ok(&d, &["rm", "-f", "si"]);
+}
+
+/// Attach to a created `cat` container with stdin, optionally send `early`
+/// before start, start it, send `late`, half-close; returns the demultiplexed
+/// stdout and the container's state afterwards.
+fn attach_cat(d: &Daemon, name: &str, early: &[u8], late: &[u8]) -> (Vec<u8>, Value) {
+    let body = r#"{"Image":"busybox","Cmd":["cat"],"OpenStdin":true,"StdinOnce":true,"AttachStdin":true,"AttachStdout":true,"AttachStderr":true}"#;
+    let r = d.request(
+        "POST",
+        &format!("/containers/create?name={name}"),
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut s = d.connect();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        format!(
+            "POST /containers/{name}/attach?stream=1&stdin=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // read the 101 head
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = std::io::Read::read(&mut s, &mut b).expect("read attach head");
+        assert!(
+            n == 1,
+            "attach closed early: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    if !early.is_empty() {
+        s.write_all(early).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = d.request("POST", &format!("/containers/{name}/start"), None);
+    assert_eq!(r.status, 204, "{r:?}");
+    if !late.is_empty() {
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(late).unwrap();
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let raw = common::read_all(&mut s);
+    let raw = raw.as_bytes();
+    // stdcopy frames: [stream, 0, 0, 0, len(4, BE)] payload
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 8 <= raw.len() {
+        let len = u32::from_be_bytes([raw[i + 4], raw[i + 5], raw[i + 6], raw[i + 7]]) as usize;
+        if raw[i] == 1 {
+            out.extend_from_slice(&raw[i + 8..(i + 8 + len).min(raw.len())]);
+        }
+        i += 8 + len;
+    }
+    let mut st = Value::Null;
+    let _ = (0..100).any(|_| {
+        st = state(d, name);
+        let done = st["Status"] == "exited";
+        if !done {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        done
+    });
+    (out, st)
+}
+
+#[test]
+fn attach_stdin_sent_after_start_reaches_the_container() {
+    let d = Daemon::with_busybox();
+    let (out, st) = attach_cat(&d, "late", b"", b"after-start\n");
+    assert_eq!(String::from_utf8_lossy(&out), "after-start\n");
+    assert_eq!(st["Status"], "exited", "stdin EOF must end cat: {st}");
+    assert_eq!(st["ExitCode"], 0, "{st}");
+}
+
+#[test]
+fn attach_stdin_sent_before_start_is_delivered_not_dropped() {
+    // The docker CLI attaches, then starts, and copies stdin at once: with
+    // `echo x | docker run -i`, data and EOF can arrive before the start.
+    let d = Daemon::with_busybox();
+    let (out, st) = attach_cat(&d, "early", b"before-start\n", b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "before-start\n",
+        "stdin written between attach and start was lost (state {st})"
+    );
+    assert_eq!(st["Status"], "exited", "stdin EOF must end cat: {st}");
+}
+
+#[test]
+fn start_a_streams_output_and_returns_the_exit_code() {
+    let d = Daemon::with_busybox();
+    ok(
+        &d,
+        &[
+            "create",
+            "--name",
+            "sa",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started; echo oops >&2; exit 4",
+        ],
+    );
+    let o = dk(&d, &["start", "-a", "sa"]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "started\n");
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    // attach to a running container
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "at",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.5; echo late-line; exit 6",
+        ],
+    );
+    let o = dk_t(&d, &["attach", "at"], 15);
+    assert_eq!(o.status.code(), Some(6), "{}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "late-line\n");
+    ok(&d, &["rm", "sa", "at"]);
+}
+
+// ------------------------------------------------------ exec errors, output
+
+#[test]
+fn missing_or_unexecutable_commands_exit_127_and_126() {
+    let d = Daemon::with_busybox();
+    let o = dk(&d, &["run", "--name", "m1", "busybox", "nope"]);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+    let st = state(&d, "m1");
+    assert_eq!(st["ExitCode"], 127, "{st}");
+    assert!(
+        st["Error"].as_str().unwrap_or("").contains("nope"),
+        "State.Error: {st}"
+    );
+    let o = dk(&d, &["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("permission denied"),
+        "{}",
+        show(&o)
+    );
+    ok(&d, &["rm", "m1"]);
+}
+
+#[test]
+fn large_output_partial_and_long_lines_survive_run_and_logs() {
+    let d = Daemon::with_busybox();
+    let o = dk(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 3000000 /dev/zero | tr '\\0' a",
+        ],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(o.stdout.len(), 3_000_000, "bytes lost on the attach stream");
+    assert!(o.stdout.iter().all(|&b| b == b'a'));
+
+    ok(&d, &["run", "--name", "np", "busybox", "printf", "abc"]);
+    assert_eq!(ok(&d, &["logs", "np"]), "abc", "a partial last line");
+
+    let script = "head -c 100000 /dev/zero | tr '\\0' b; echo; echo to-err >&2";
+    let o = dk(
+        &d,
+        &["run", "--name", "long", "busybox", "sh", "-c", script],
+    );
+    assert_eq!(
+        o.stdout.len(),
+        100_001,
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = dk(&d, &["logs", "long"]);
+    assert_eq!(o.stdout.len(), 100_001, "a 100 kB line in the json log");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "to-err\n",
+        "logs keeps stderr apart"
+    );
+    ok(&d, &["rm", "np", "long"]);
+}
+
+// ----------------------------------------------- stop signal, paused, --rm
+
+const TERM_LOOP: &str = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done";
+
+#[test]
+fn stop_uses_the_configured_stop_signal() {
+    let d = Daemon::with_busybox();
+    let script = "trap 'echo usr1; exit 9' USR1; echo ready; while true; do sleep 0.1; done";
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ss",
+            "--stop-signal",
+            "USR1",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ],
+    );
+    wait_for("ready", 10, || ok(&d, &["logs", "ss"]).contains("ready"));
+    let t = Instant::now();
+    ok(&d, &["stop", "ss"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let info = inspect(&d, "ss");
+    assert_eq!(info["Config"]["StopSignal"], "USR1");
+    assert_eq!(info["State"]["ExitCode"], 9, "{}", info["State"]);
+    assert!(ok(&d, &["logs", "ss"]).contains("usr1"));
+    ok(&d, &["rm", "ss"]);
+}
+
+#[test]
+fn paused_containers_can_be_stopped_killed_and_removed() {
+    let d = Daemon::with_busybox();
+    for n in ["p1", "p2", "p3"] {
+        ok(
+            &d,
+            &["run", "-d", "--name", n, "busybox", "sh", "-c", TERM_LOOP],
+        );
+    }
+    wait_for("ready", 10, || ok(&d, &["logs", "p1"]).contains("ready"));
+    for n in ["p1", "p2", "p3"] {
+        ok(&d, &["pause", n]);
+    }
+    let err = fails(&d, &["start", "p1"]);
+    assert!(
+        err.contains("unpause"),
+        "start of a paused container: {err}"
+    );
+
+    let t = Instant::now();
+    ok(&d, &["stop", "-t", "5", "p1"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stop of a paused container took {:?}",
+        t.elapsed()
+    );
+    let st = state(&d, "p1");
+    assert_eq!(
+        (st["Status"].as_str(), st["Paused"].as_bool()),
+        (Some("exited"), Some(false)),
+        "{st}"
+    );
+
+    ok(&d, &["kill", "p2"]);
+    let st = wait_exited(&d, "p2", 5);
+    assert_eq!(st["ExitCode"], 137, "{st}");
+    assert_eq!(st["Paused"], false, "{st}");
+
+    let id3 = inspect(&d, "p3")["Id"].as_str().unwrap().to_string();
+    let pid3 = state(&d, "p3")["Pid"].as_i64().unwrap();
+    ok(&d, &["rm", "-f", "p3"]);
+    wait_for("p3's process to die", 5, || process_gone(pid3));
+    wait_for("p3's cgroups to go", 5, || {
+        common::cgroup_dirs(&id3).is_empty()
+    });
+    ok(&d, &["rm", "p1", "p2"]);
+}
+
+#[test]
+fn detached_rm_container_removes_itself_with_a_destroy_event() {
+    let d = Daemon::with_busybox();
+    let id = ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; exit 2",
+        ],
+    )
+    .trim()
+    .to_string();
+    wait_for("the --rm container to be removed", 10, || {
+        d.request("GET", &format!("/containers/{id}/json"), None)
+            .status
+            == 404
+    });
+    let evs = actions(&container_events(&d, &id));
+    assert_eq!(
+        evs,
+        vec!["create", "start", "die", "destroy"],
+        "events of a --rm container"
+    );
+    let die = container_events(&d, &id)
+        .into_iter()
+        .find(|e| e["Action"] == "die")
+        .unwrap();
+    assert_eq!(die["Actor"]["Attributes"]["exitCode"], "2", "{die}");
+    assert!(common::cgroup_dirs(&id).is_empty());
+    assert!(
+        !d.data_root.join("containers").join(&id).exists(),
+        "container dir left behind"
+    );
+}
+
+#[test]
+fn events_are_streamed_live() {
+    let d = Daemon::with_busybox();
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 4;
+    let child = docker_cmd(
+        &d,
+        &[
+            "events",
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    ok(&d, &["run", "--name", "live", "busybox", "true"]);
+    ok(&d, &["rm", "live"]);
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        lines(&out),
+        vec!["create live", "start live", "die live", "destroy live"],
+        "live events: {}",
+        show(&o)
+    );
+}
+
+// ---------------------------------------------- restart policies at startup
+
+#[test]
+fn daemon_restart_applies_always_and_unless_stopped_policies() {
+    // dockerd restores: `always` even if it was stopped by hand, `unless-stopped`
+    // only if it was not, `no` never. A daemon shutdown is not a manual stop.
+    let mut d = Daemon::with_busybox();
+    let run = |name: &str, policy: &str| {
+        ok(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--restart",
+                policy,
+                "busybox",
+                "sh",
+                "-c",
+                TERM_LOOP,
+            ],
+        );
+    };
+    run("a_up", "always");
+    run("a_stopped", "always");
+    run("u_up", "unless-stopped");
+    run("u_stopped", "unless-stopped");
+    run("n_up", "no");
+    ok(&d, &["stop", "a_stopped", "u_stopped"]);
+    let t = Instant::now();
+    d.terminate();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    d.restart();
+    let want = [
+        "a_up=running",
+        "a_stopped=running",
+        "u_up=running",
+        "u_stopped=exited",
+        "n_up=exited",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got: Vec<String>;
+    loop {
+        got = ["a_up", "a_stopped", "u_up", "u_stopped", "n_up"]
+            .iter()
+            .map(|n| format!("{n}={}", state(&d, n)["Status"].as_str().unwrap_or("?")))
+            .collect();
+        if got == want || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(got, want, "states after a daemon restart");
+    ok(
+        &d,
+        &["rm", "-f", "a_up", "a_stopped", "u_up", "u_stopped", "n_up"],
+    );
 }
