@@ -324,6 +324,24 @@ fn lifecycle_ps_top_pause_stop_start_restart_rename_rm() {
 }
 
 #[test]
+fn rm_force_of_a_running_container_emits_kill_die_destroy_without_stop() {
+    // dockerd's rm -f calls daemon.Kill: events kill (signal 9), die, destroy;
+    // `stop` is only for `docker stop`.
+    let d = Daemon::with_busybox();
+    let id = ok(&d, &["run", "-d", "busybox", "sleep", "300"])
+        .trim()
+        .to_string();
+    ok(&d, &["rm", "-f", &id]);
+    let evs = container_events(&d, &id);
+    assert_eq!(
+        actions(&evs),
+        ["create", "start", "kill", "die", "destroy"],
+        "events of rm -f on a running container"
+    );
+    assert_eq!(evs[2]["Actor"]["Attributes"]["signal"], "9");
+}
+
+#[test]
 fn kill_with_usr1_reaches_the_trap_and_the_event_names_the_signal() {
     let d = Daemon::with_busybox();
     let id = ok(
