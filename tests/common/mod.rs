@@ -9,6 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -41,6 +42,9 @@ pub struct Daemon {
     pub data_root: PathBuf,
     pub tcp_port: Option<u16>,
     pub log: PathBuf,
+    /// Set once containers may exist: Drop then removes them (and, if the
+    /// daemon is gone, kills what is left in their cgroups).
+    pub has_containers: bool,
 }
 
 impl Daemon {
@@ -63,6 +67,7 @@ impl Daemon {
             data_root,
             tcp_port,
             log: PathBuf::new(),
+            has_containers: false,
         };
         d.log = d.dir.join("daemon.log");
         d.spawn(&config, extra);
@@ -208,6 +213,11 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.has_containers {
+            self.remove_all_containers();
+            self.kill9();
+            kill_cgroup_leftovers(&self.data_root);
+        }
         self.kill9();
         if std::thread::panicking() {
             eprintln!("daemon log ({}):\n{}", self.log.display(), self.log_text());
@@ -536,5 +546,203 @@ impl Daemon {
     pub fn wait_serving(&self) {
         let r = self.request("GET", "/_ping", None);
         assert_eq!(r.status, 200, "/_ping after start: {r:?}");
+    }
+}
+
+/// The busybox image archive (`busybox:latest`), built once per test run by
+/// `scripts/make-busybox-image.sh` into the cargo target tmp dir.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(dir).expect("create target tmp dir");
+        let out = dir.join(format!("busybox-{}.tar", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-busybox-image.sh");
+        let o = Command::new(&script)
+            .arg(&out)
+            .output()
+            .expect("run scripts/make-busybox-image.sh");
+        assert!(
+            o.status.success(),
+            "make-busybox-image.sh failed: {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Archives of earlier runs are stale; keep only this run's.
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(6 * 3600));
+                if name.starts_with("busybox-") && name.ends_with(".tar") && old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        out
+    })
+}
+
+impl Daemon {
+    /// A fresh daemon with `busybox:latest` loaded.
+    pub fn with_busybox() -> Daemon {
+        let mut d = Daemon::start();
+        d.load_busybox();
+        d
+    }
+
+    /// `docker load -i` the busybox archive into this daemon.
+    pub fn load_busybox(&mut self) {
+        self.has_containers = true;
+        let tar = busybox_tar().to_str().expect("utf-8 path").to_string();
+        let o = self.docker(&["load", "-i", &tar]);
+        assert!(
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("busybox:latest"),
+            "docker load of busybox failed: {}\nstdout: {}\nstderr: {}\nlog:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.log_text()
+        );
+    }
+
+    /// Force-remove every container through the API (best effort, bounded).
+    pub fn remove_all_containers(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let Ok(mut s) = UnixStream::connect(&self.sock) else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let req =
+            "GET /containers/json?all=1 HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n";
+        if s.write_all(req.as_bytes()).is_err() {
+            return;
+        }
+        let raw = read_all(&mut s);
+        let Some(resp) = parse_responses(&raw).into_iter().next() else {
+            return;
+        };
+        let Ok(serde_json::Value::Array(list)) = serde_json::from_str(&resp.body) else {
+            return;
+        };
+        for c in list {
+            if let Some(id) = c["Id"].as_str() {
+                if let Ok(mut s) = UnixStream::connect(&self.sock) {
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                    let req = format!(
+                        "DELETE /containers/{id}?force=1 HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
+                    );
+                    if s.write_all(req.as_bytes()).is_ok() {
+                        let _ = read_all(&mut s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Events recorded so far (history up to now), optionally filtered by a
+    /// filters JSON such as `{"container":["ID"]}`.
+    pub fn events(&self, filters: Option<&str>) -> Vec<serde_json::Value> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let mut path = format!(
+            "/events?since=0&until={}.{:09}",
+            now.as_secs(),
+            now.subsec_nanos()
+        );
+        if let Some(f) = filters {
+            path.push_str("&filters=");
+            path.push_str(&url_encode(f));
+        }
+        let r = self.request("GET", &path, None);
+        assert_eq!(r.status, 200, "events: {r:?}");
+        serde_json::Deserializer::from_str(&r.body)
+            .into_iter::<serde_json::Value>()
+            .map(|v| v.unwrap_or_else(|e| panic!("bad event JSON ({e}): {:?}", r.body)))
+            .collect()
+    }
+}
+
+/// Percent-encode everything but unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Cgroup directories (`/sys/fs/cgroup/<ctrl>/coracle/<id>` on v1, or
+/// `/sys/fs/cgroup/coracle/<id>` on v2) that exist for container `id`.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = Vec::new();
+    let v2 = root.join("coracle").join(id);
+    if v2.is_dir() {
+        out.push(v2);
+    }
+    if let Ok(rd) = std::fs::read_dir(root) {
+        for e in rd.flatten() {
+            let p = e.path().join("coracle").join(id);
+            if p.is_dir() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// After the daemon is gone: kill any process still in the cgroups of the
+/// containers under `data_root` and remove those cgroups, so a failed test
+/// does not leak processes or cgroup directories.
+pub fn kill_cgroup_leftovers(data_root: &Path) {
+    let Ok(rd) = std::fs::read_dir(data_root.join("containers")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        if id.len() != 64 {
+            continue;
+        }
+        let dirs = cgroup_dirs(&id);
+        for d in &dirs {
+            if d.join("freezer.state").exists() {
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+            }
+            if d.join("cgroup.freeze").exists() {
+                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+            }
+        }
+        for _ in 0..50 {
+            let mut any = false;
+            for d in &dirs {
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    any = true;
+                    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+            if !any {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
