@@ -111,6 +111,12 @@ impl Daemon {
                 .chain(self.engine.timers.next())
                 .chain(self.stop_deadline)
                 .min();
+            // Unfinished output pumping: poll without sleeping.
+            let deadline = if self.engine.outputs.has_unfinished() {
+                Some(std::time::Instant::now())
+            } else {
+                deadline
+            };
             let ready = self
                 .reactor
                 .wait(deadline)
@@ -137,6 +143,7 @@ impl Daemon {
                     }
                 }
             }
+            self.engine.pump_unfinished_output();
             self.engine.run_timers(std::time::Instant::now());
             self.run_wakes();
             self.run_deadlines();

@@ -120,6 +120,13 @@ impl Engine {
         }
     }
 
+    /// Output pumping left over from the last loop turn.
+    pub fn pump_unfinished_output(&mut self) {
+        for conn in self.outputs.pump_unfinished() {
+            self.wake(conn);
+        }
+    }
+
     /// Run engine timers that are due.
     pub fn run_timers(&mut self, now: std::time::Instant) {
         for t in self.timers.due(now) {

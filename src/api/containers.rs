@@ -616,7 +616,9 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         stdin: q.bool("stdin") && c.config.open_stdin,
         stdin_once: c.config.stdin_once,
         exec: None,
-        detach_keys: parse_detach_keys(keys)?,
+        // As dockerd: detach keys act on a TTY only; without one, stdin is
+        // arbitrary bytes and is copied as is.
+        detach_keys: if tty { parse_detach_keys(keys)? } else { Vec::new() },
         matched: 0,
         detached: false,
         pending: Vec::new(),

@@ -50,7 +50,8 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
         call.engine.exec_start(&id, Some(tty), console)?;
         return Ok(Response::new(200).header("Content-Type", "application/json"));
     }
-    let detach_keys = parse_detach_keys(&keys)?;
+    // Detach keys act on a TTY only (as dockerd).
+    let detach_keys = if tty { parse_detach_keys(&keys)? } else { Vec::new() };
     // Subscribe first so no output is missed.
     call.engine.outputs.subscribe(&id, call.conn, out, err, !tty);
     if let Err(e) = call.engine.exec_start(&id, Some(tty), console) {

@@ -51,52 +51,73 @@ impl LogWriter {
         })
     }
 
-    /// Record output of one stream; complete lines are written at once.
+    /// Record output of one stream; complete lines are written at once, in
+    /// one write per call (a chatty container must not cost a syscall and
+    /// a JSON tree per line).
     pub fn write(&mut self, kind: StreamKind, data: &[u8]) -> io::Result<()> {
         let idx = kind as usize;
         let mut buf = std::mem::take(&mut self.partial[idx]);
         buf.extend_from_slice(data);
+        let time = crate::timefmt::rfc3339_nano(SystemTime::now());
+        let mut batch = Vec::with_capacity(buf.len() * 2 + 64);
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos + 1;
-            self.record(kind, &buf[start..end])?;
+            self.record(&mut batch, kind, &buf[start..end], &time)?;
             start = end;
         }
         while buf.len() - start > MAX_LINE {
-            self.record(kind, &buf[start..start + MAX_LINE])?;
+            self.record(&mut batch, kind, &buf[start..start + MAX_LINE], &time)?;
             start += MAX_LINE;
         }
         buf.drain(..start);
         self.partial[idx] = buf;
-        Ok(())
+        self.flush_batch(&mut batch)
     }
 
     /// Write what is left of unfinished lines (the container exited).
     pub fn flush_partial(&mut self) -> io::Result<()> {
+        let time = crate::timefmt::rfc3339_nano(SystemTime::now());
+        let mut batch = Vec::new();
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
             let rest = std::mem::take(&mut self.partial[kind as usize]);
             if !rest.is_empty() {
-                self.record(kind, &rest)?;
+                self.record(&mut batch, kind, &rest, &time)?;
             }
+        }
+        self.flush_batch(&mut batch)
+    }
+
+    /// Append one record to `batch`, rotating first when it would not fit.
+    fn record(&mut self, batch: &mut Vec<u8>, kind: StreamKind, line: &[u8], time: &str) -> io::Result<()> {
+        let text = String::from_utf8_lossy(line);
+        let before = batch.len();
+        batch.extend_from_slice(b"{\"log\":");
+        serde_json::to_writer(&mut *batch, &*text).map_err(io::Error::other)?;
+        batch.extend_from_slice(format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes());
+        let len = (batch.len() - before) as u64;
+        let pending = before as u64;
+        if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size {
+            // Flush what precedes this record into the old file, then rotate.
+            let rec = batch.split_off(before);
+            self.flush_batch(batch)?;
+            if self.size > 0 {
+                self.rotate()?;
+            }
+            batch.extend_from_slice(&rec);
         }
         Ok(())
     }
 
-    fn record(&mut self, kind: StreamKind, line: &[u8]) -> io::Result<()> {
-        let entry = serde_json::json!({
-            "log": String::from_utf8_lossy(line),
-            "stream": kind.name(),
-            "time": crate::timefmt::rfc3339_nano(SystemTime::now()),
-        });
-        let mut bytes = entry.to_string().into_bytes();
-        bytes.push(b'\n');
-        if self.max_size > 0 && self.size > 0 && self.size + bytes.len() as u64 > self.max_size {
-            self.rotate()?;
+    fn flush_batch(&mut self, batch: &mut Vec<u8>) -> io::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
         }
         if let Some(f) = self.file.as_mut() {
-            f.write_all(&bytes)?;
-            self.size += bytes.len() as u64;
+            f.write_all(batch)?;
+            self.size += batch.len() as u64;
         }
+        batch.clear();
         Ok(())
     }
 

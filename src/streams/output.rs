@@ -22,6 +22,10 @@ use crate::slab::Slab;
 /// Output queued for one attached client before the pipes stop being read.
 pub const CLIENT_BUFFER: usize = 256 * 1024;
 const READ_CHUNK: usize = 32 * 1024;
+/// Reads per container per loop turn: a fast producer (`yes`) refills its
+/// pipe as fast as we drain it, so draining to EAGAIN would starve everyone
+/// else. What is left is pumped on the next turn.
+const READS_PER_TURN: usize = 4;
 
 struct Pipes {
     container: String,
@@ -51,6 +55,8 @@ pub struct Outputs {
     subscribers: HashMap<ConnId, Subscriber>,
     registry: Registry,
     scratch: Vec<u8>,
+    /// Containers whose pipes may still hold data after their budget ran out.
+    unfinished: Vec<String>,
 }
 
 /// Pipe ends the daemon keeps for a started container (or exec). With a
@@ -71,6 +77,7 @@ impl Outputs {
             subscribers: HashMap::new(),
             registry,
             scratch: Vec::new(),
+            unfinished: Vec::new(),
         }
     }
 
@@ -227,7 +234,22 @@ impl Outputs {
         self.by_container.contains_key(container)
     }
 
-    /// Read the pipes while every attached client has room.
+    /// Work left from earlier turns (the loop must not sleep while true).
+    pub fn has_unfinished(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    /// Continue pumping what ran out of budget last turn.
+    pub fn pump_unfinished(&mut self) -> Vec<ConnId> {
+        let mut woken = Vec::new();
+        for c in std::mem::take(&mut self.unfinished) {
+            woken.extend(self.pump_container(&c));
+        }
+        woken
+    }
+
+    /// Read the pipes while every attached client has room, at most
+    /// `READS_PER_TURN` times.
     fn pump_container(&mut self, container: &str) -> Vec<ConnId> {
         let Some(&slot) = self.by_container.get(container) else {
             return Vec::new();
@@ -236,7 +258,15 @@ impl Outputs {
         // Reused across calls: no allocation or zeroing per read.
         let mut chunk = std::mem::take(&mut self.scratch);
         chunk.resize(READ_CHUNK, 0);
+        let mut turns = 0;
         loop {
+            turns += 1;
+            if turns > READS_PER_TURN {
+                if !self.unfinished.iter().any(|c| c == container) {
+                    self.unfinished.push(container.to_string());
+                }
+                break;
+            }
             let full = self
                 .subscribers
                 .values()
