@@ -150,7 +150,10 @@ impl Daemon {
             if self.stopping_containers && !self.engine.any_container_alive() {
                 self.shutting_down = true;
             }
-            if self.stop_deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            if self
+                .stop_deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+            {
                 log::warn!("containers did not stop in time; exiting anyway");
                 self.shutting_down = true;
             }

@@ -6,15 +6,15 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::config::Config;
+use crate::container::registry::Registry;
 use crate::events::{Event, EventBus};
 use crate::http::response::ConnId;
-use crate::container::registry::Registry;
 use crate::store::atomic;
 use crate::store::containers::ContainerDirs;
-use crate::streams::output::Outputs;
-use crate::timers::Timers;
 use crate::store::images::ImageStore;
 use crate::store::layout::Layout;
+use crate::streams::output::Outputs;
+use crate::timers::Timers;
 use crate::worker::Workers;
 
 pub struct Engine {

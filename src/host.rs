@@ -179,21 +179,6 @@ pub fn cgroups() -> CgroupInfo {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_real_host_facts() {
-        assert!(ncpu() >= 1);
-        assert!(mem_total_bytes() > 0);
-        assert!(!uname().kernel.is_empty());
-        assert!(has_filesystem("proc"));
-        assert!(matches!(cgroups().version, "1" | "2"));
-        assert_ne!(backing_filesystem(Path::new("/proc")), "");
-    }
-}
-
 /// One `ps -ef` row (UID PID PPID C STIME TTY TIME CMD) for a process, read
 /// from /proc, for `docker top`.
 pub fn process_row(pid: i32) -> Option<serde_json::Value> {
@@ -202,7 +187,12 @@ pub fn process_row(pid: i32) -> Option<serde_json::Value> {
     let close = stat.rfind(')')?;
     let comm = stat.get(stat.find('(')? + 1..close)?.to_string();
     let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
-    let num = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let num = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let ppid = num(1);
     let tty_nr = num(4);
     let (utime, stime, start) = (num(11), num(12), num(19));
@@ -234,7 +224,14 @@ pub fn process_row(pid: i32) -> Option<serde_json::Value> {
     };
     let boot = std::fs::read_to_string("/proc/stat")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("btime"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("btime"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or(0);
     let started = boot + start / hz;
     let hm = started % 86_400;
@@ -243,7 +240,11 @@ pub fn process_row(pid: i32) -> Option<serde_json::Value> {
     } else {
         let major = (tty_nr >> 8) & 0xfff;
         let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
-        if major == 136 { format!("pts/{minor}") } else { format!("tty{minor}") }
+        if major == 136 {
+            format!("pts/{minor}")
+        } else {
+            format!("tty{minor}")
+        }
     };
     Some(serde_json::json!([
         user,
@@ -252,7 +253,27 @@ pub fn process_row(pid: i32) -> Option<serde_json::Value> {
         "0",
         format!("{:02}:{:02}", hm / 3600, hm / 60 % 60),
         tty,
-        format!("{:02}:{:02}:{:02}", cpu_secs / 3600, cpu_secs / 60 % 60, cpu_secs % 60),
+        format!(
+            "{:02}:{:02}:{:02}",
+            cpu_secs / 3600,
+            cpu_secs / 60 % 60,
+            cpu_secs % 60
+        ),
         cmd,
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_real_host_facts() {
+        assert!(ncpu() >= 1);
+        assert!(mem_total_bytes() > 0);
+        assert!(!uname().kernel.is_empty());
+        assert!(has_filesystem("proc"));
+        assert!(matches!(cgroups().version, "1" | "2"));
+        assert_ne!(backing_filesystem(Path::new("/proc")), "");
+    }
 }

@@ -59,7 +59,10 @@ mod tests {
         t.add(now + Duration::from_secs(3), Timer::StopKill("c".into()));
         t.cancel(&Timer::StopKill("c".into()));
         assert_eq!(t.next(), Some(now + Duration::from_secs(1)));
-        assert_eq!(t.due(now + Duration::from_secs(2)), vec![Timer::StopKill("a".into()), Timer::Restart("b".into())]);
+        assert_eq!(
+            t.due(now + Duration::from_secs(2)),
+            vec![Timer::StopKill("a".into()), Timer::Restart("b".into())]
+        );
         assert_eq!(t.next(), None);
     }
 }

@@ -48,7 +48,9 @@ fn now_secs() -> i64 {
 
 /// Bytes used under `dir` (not following symlinks).
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -70,7 +72,10 @@ pub fn create(call: &mut Call) -> Result<Response, ApiError> {
         }
     }
     let (id, warnings) = call.engine.container_create(&call.body, name.as_deref())?;
-    Ok(Response::json(201, &json!({ "Id": id, "Warnings": warnings })))
+    Ok(Response::json(
+        201,
+        &json!({ "Id": id, "Warnings": warnings }),
+    ))
 }
 
 pub fn start(call: &mut Call) -> Result<Response, ApiError> {
@@ -81,14 +86,18 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
 pub fn stop(call: &mut Call) -> Result<Response, ApiError> {
     let t = timeout_param(call)?;
     let signal = call.req.query.get("signal").map(str::to_string);
-    let id = call.engine.container_stop(&key(call), t, signal.as_deref())?;
+    let id = call
+        .engine
+        .container_stop(&key(call), t, signal.as_deref())?;
     Ok(until_stopped(call.engine, call.conn, id, Done::Stopped))
 }
 
 pub fn restart(call: &mut Call) -> Result<Response, ApiError> {
     let t = timeout_param(call)?;
     let signal = call.req.query.get("signal").map(str::to_string);
-    let id = call.engine.container_restart(&key(call), t, signal.as_deref())?;
+    let id = call
+        .engine
+        .container_restart(&key(call), t, signal.as_deref())?;
     Ok(until_stopped(call.engine, call.conn, id, Done::Restarted))
 }
 
@@ -151,7 +160,10 @@ impl Pending for StopWait {
             None => true,
             Some(e) => match self.done {
                 Done::Removed => false,
-                Done::Stopped => e.exits > self.exits || (e.live.is_none() && e.c.state.status != Status::Restarting),
+                Done::Stopped => {
+                    e.exits > self.exits
+                        || (e.live.is_none() && e.c.state.status != Status::Restarting)
+                }
                 Done::Restarted => e.exits > self.exits && !e.start_on_exit,
             },
         };
@@ -174,12 +186,24 @@ pub fn wait(call: &mut Call) -> Result<Response, ApiError> {
         "" | "not-running" => WaitFor::NotRunning,
         "next-exit" => WaitFor::NextExit,
         "removed" => WaitFor::Removed,
-        other => return Err(ApiError::InvalidParameter(format!("invalid condition: {other:?}"))),
+        other => {
+            return Err(ApiError::InvalidParameter(format!(
+                "invalid condition: {other:?}"
+            )))
+        }
     };
     let e = call.engine.containers.find(&key(call))?;
     let (id, exits) = (e.c.id.clone(), e.exits);
     call.engine.containers.waiters.insert(call.conn);
-    Ok(Response::stream(200, "application/json", Box::new(WaitStream { id, exits, condition })))
+    Ok(Response::stream(
+        200,
+        "application/json",
+        Box::new(WaitStream {
+            id,
+            exits,
+            condition,
+        }),
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -198,20 +222,35 @@ struct WaitStream {
 impl BodySource for WaitStream {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         let result = match engine.containers.get(&self.id) {
-            None => Some((engine.containers.removed_exit_code(&self.id).unwrap_or(0), String::new())),
+            None => Some((
+                engine.containers.removed_exit_code(&self.id).unwrap_or(0),
+                String::new(),
+            )),
             Some(e) => {
                 let done = match self.condition {
-                    WaitFor::NotRunning => e.live.is_none() && e.c.state.status != Status::Restarting,
+                    WaitFor::NotRunning => {
+                        e.live.is_none() && e.c.state.status != Status::Restarting
+                    }
                     WaitFor::NextExit => e.exits > self.exits,
                     WaitFor::Removed => false,
                 };
                 done.then(|| (e.c.state.exit_code, e.c.state.error.clone()))
             }
         };
-        let Some((code, error)) = result else { return Pull::Wait(None) };
+        let Some((code, error)) = result else {
+            return Pull::Wait(None);
+        };
         engine.containers.waiters.remove(&me);
-        let err = if error.is_empty() { Value::Null } else { json!({ "Message": error }) };
-        out.extend_from_slice(json!({ "StatusCode": code, "Error": err }).to_string().as_bytes());
+        let err = if error.is_empty() {
+            Value::Null
+        } else {
+            json!({ "Message": error })
+        };
+        out.extend_from_slice(
+            json!({ "StatusCode": code, "Error": err })
+                .to_string()
+                .as_bytes(),
+        );
         out.push(b'\n');
         Pull::End
     }
@@ -239,7 +278,8 @@ fn state_json(c: &Container) -> Value {
 }
 
 fn network_json(c: &Container) -> Value {
-    let mode = crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
+    let mode =
+        crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
     json!({
         "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
         "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
@@ -272,7 +312,8 @@ fn mounts_json(c: &Container) -> Value {
 
 fn host_config_json(c: &Container) -> Value {
     let mut h = serde_json::to_value(&c.host_config).unwrap_or_default();
-    let mode = crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
+    let mode =
+        crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
     h["NetworkMode"] = mode.into();
     if h["LogConfig"]["Type"].as_str().is_none_or(str::is_empty) {
         h["LogConfig"]["Type"] = "json-file".into();
@@ -280,7 +321,10 @@ fn host_config_json(c: &Container) -> Value {
     if c.host_config.shm_size == 0 {
         h["ShmSize"] = 67108864.into();
     }
-    if h["RestartPolicy"]["Name"].as_str().is_none_or(str::is_empty) {
+    if h["RestartPolicy"]["Name"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
         h["RestartPolicy"]["Name"] = "no".into();
     }
     h
@@ -313,7 +357,7 @@ fn inspect_json(engine: &Engine, e: &Entry, size: bool) -> Value {
         "MountLabel": "",
         "ProcessLabel": "",
         "AppArmorProfile": "",
-        "ExecIDs": null,
+        "ExecIDs": Some(engine.execs.of_container(&c.id)).filter(|v| !v.is_empty()),
         "HostConfig": host_config_json(c),
         "GraphDriver": { "Name": "overlay2", "Data": {
             "LowerDir": lower.join(":"),
@@ -372,10 +416,15 @@ fn summary_json(engine: &Engine, e: &Entry, size: bool) -> Value {
 }
 
 const LIST_FILTERS: &[&str] = &[
-    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume", "health", "network", "is-task",
+    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume", "health",
+    "network", "is-task",
 ];
 
-fn matches_filters(engine: &Engine, e: &Entry, f: &HashMap<String, Vec<String>>) -> Result<bool, ApiError> {
+fn matches_filters(
+    engine: &Engine,
+    e: &Entry,
+    f: &HashMap<String, Vec<String>>,
+) -> Result<bool, ApiError> {
     let c = &e.c;
     for (k, values) in f {
         if values.is_empty() {
@@ -384,32 +433,59 @@ fn matches_filters(engine: &Engine, e: &Entry, f: &HashMap<String, Vec<String>>)
         let any = |pred: &dyn Fn(&str) -> bool| values.iter().any(|v| pred(v));
         let ok = match k.as_str() {
             "id" => any(&|v| c.id.starts_with(v)),
-            "name" => any(&|v| c.name.trim_start_matches('/').contains(v.trim_start_matches('/'))),
+            "name" => any(&|v| {
+                c.name
+                    .trim_start_matches('/')
+                    .contains(v.trim_start_matches('/'))
+            }),
             "label" => any(&|v| match v.split_once('=') {
                 Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
                 None => c.config.labels.contains_key(v),
             }),
             "status" => {
                 for v in values {
-                    if !matches!(v.as_str(), "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead") {
-                        return Err(ApiError::InvalidParameter(format!("invalid filter 'status={v}'")));
+                    if !matches!(
+                        v.as_str(),
+                        "created"
+                            | "restarting"
+                            | "running"
+                            | "removing"
+                            | "paused"
+                            | "exited"
+                            | "dead"
+                    ) {
+                        return Err(ApiError::InvalidParameter(format!(
+                            "invalid filter 'status={v}'"
+                        )));
                     }
                 }
                 any(&|v| c.state.status.as_str() == v)
             }
-            "exited" => any(&|v| c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)),
+            "exited" => any(&|v| {
+                c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)
+            }),
             "ancestor" => any(&|v| {
-                c.config.image == v
-                    || engine.images.resolve(v).is_ok_and(|i| i.id == c.image)
+                c.config.image == v || engine.images.resolve(v).is_ok_and(|i| i.id == c.image)
             }),
             "before" | "since" => {
                 let other = engine.containers.find(&values[0])?;
                 let (a, b) = (unix_secs(&c.created), unix_secs(&other.c.created));
                 let (ta, tb) = (&c.created, &other.c.created);
-                if k == "before" { (a, ta) < (b, tb) } else { (a, ta) > (b, tb) }
+                if k == "before" {
+                    (a, ta) < (b, tb)
+                } else {
+                    (a, ta) > (b, tb)
+                }
             }
-            "volume" => any(&|v| mounts_json(c).as_array().is_some_and(|m| m.iter().any(|m| m["Destination"] == v || m["Source"] == v))),
-            "network" => any(&|v| crate::container::create::network_mode(&c.host_config.network_mode).is_ok_and(|n| n == v)),
+            "volume" => any(&|v| {
+                mounts_json(c)
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["Destination"] == v || m["Source"] == v))
+            }),
+            "network" => any(&|v| {
+                crate::container::create::network_mode(&c.host_config.network_mode)
+                    .is_ok_and(|n| n == v)
+            }),
             _ => true,
         };
         if !ok {
@@ -423,12 +499,17 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
     let filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
     let limit: i64 = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(-1);
-    let all = q.bool("all") || limit > 0 || filters.contains_key("status") || filters.contains_key("exited");
+    let all = q.bool("all")
+        || limit > 0
+        || filters.contains_key("status")
+        || filters.contains_key("exited");
     let size = q.bool("size");
     let engine = &*call.engine;
     let mut entries: Vec<&Entry> = Vec::new();
     for e in engine.containers.iter() {
-        if (all || e.c.state.is_alive() || e.c.state.status == Status::Restarting) && matches_filters(engine, e, &filters)? {
+        if (all || e.c.state.is_alive() || e.c.state.status == Status::Restarting)
+            && matches_filters(engine, e, &filters)?
+        {
             entries.push(e);
         }
     }
@@ -436,14 +517,18 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if limit > 0 {
         entries.truncate(limit as usize);
     }
-    let rows: Vec<Value> = entries.iter().map(|e| summary_json(engine, e, size)).collect();
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| summary_json(engine, e, size))
+        .collect();
     Ok(Response::json(200, &Value::Array(rows)))
 }
 
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = super::filters::parse(call.req.query.get("filters"), &["label", "until"])?;
     let until = filters.get("until").and_then(|v| v.first()).map(|u| {
-        crate::timefmt::parse_timestamp(u).ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))
+        crate::timefmt::parse_timestamp(u)
+            .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))
     });
     let until = until.transpose()?;
     let label_ok = |c: &Container| match filters.get("label") {
@@ -459,7 +544,11 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
         .iter()
         .filter(|e| !e.c.state.is_alive() && e.c.state.status != Status::Restarting)
         .filter(|e| label_ok(&e.c))
-        .filter(|e| until.is_none_or(|u| crate::timefmt::parse_timestamp(&e.c.created).is_some_and(|c| c < u)))
+        .filter(|e| {
+            until.is_none_or(|u| {
+                crate::timefmt::parse_timestamp(&e.c.created).is_some_and(|c| c < u)
+            })
+        })
         .map(|e| e.c.id.clone())
         .collect();
     let mut reclaimed = 0u64;
@@ -470,22 +559,34 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
             deleted.push(id);
         }
     }
-    call.engine.publish(crate::events::Event::new("container", "prune", "").attr("reclaimed", &reclaimed.to_string()));
-    Ok(Response::json(200, &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed })))
+    call.engine.publish(
+        crate::events::Event::new("container", "prune", "")
+            .attr("reclaimed", &reclaimed.to_string()),
+    );
+    Ok(Response::json(
+        200,
+        &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
+    ))
 }
 
 /// `GET /containers/{id}/top`: the cgroup's processes, in `ps -ef` columns.
 pub fn top(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
     let Some(live) = e.live.as_ref().filter(|_| e.c.state.is_alive()) else {
-        return Err(ApiError::Conflict(format!("container {} is not running", e.c.id)));
+        return Err(ApiError::Conflict(format!(
+            "container {} is not running",
+            e.c.id
+        )));
     };
     let mut pids = live.cgroup.as_ref().map(|cg| cg.pids()).unwrap_or_default();
     if pids.is_empty() {
         pids.push(live.pid.as_raw());
     }
     pids.sort_unstable();
-    let rows: Vec<Value> = pids.iter().filter_map(|&p| crate::host::process_row(p)).collect();
+    let rows: Vec<Value> = pids
+        .iter()
+        .filter_map(|&p| crate::host::process_row(p))
+        .collect();
     Ok(Response::json(
         200,
         &json!({ "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows }),
@@ -496,36 +597,74 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
 pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
     let upper = call.engine.container_dirs.upper(&e.c.id);
-    let lowers = call.engine.images.lower_dirs(&e.c.image).unwrap_or_default();
+    let lowers = call
+        .engine
+        .images
+        .lower_dirs(&e.c.image)
+        .unwrap_or_default();
     let mut all = Vec::new();
     walk_changes(&upper, &upper, &lowers, &mut all);
     // Paths dockerd keeps in its init layer are not the container's changes;
     // a directory "changed" only by them is not either.
-    const INIT: &[&str] = &["/.dockerenv", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/mtab", "/dev", "/proc", "/sys"];
-    let is_init = |p: &str| INIT.iter().any(|i| p == *i || p.starts_with(&format!("{i}/")));
-    let kept: Vec<Value> = all.into_iter().filter(|c| !is_init(c["Path"].as_str().unwrap_or(""))).collect();
+    const INIT: &[&str] = &[
+        "/.dockerenv",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/mtab",
+        "/dev",
+        "/proc",
+        "/sys",
+    ];
+    let is_init = |p: &str| {
+        INIT.iter()
+            .any(|i| p == *i || p.starts_with(&format!("{i}/")))
+    };
+    let kept: Vec<Value> = all
+        .into_iter()
+        .filter(|c| !is_init(c["Path"].as_str().unwrap_or("")))
+        .collect();
     let mut out: Vec<Value> = kept
         .iter()
         .filter(|c| {
             let path = c["Path"].as_str().unwrap_or("");
             let is_dir = upper.join(path.trim_start_matches('/')).is_dir();
-            c["Kind"] != 0 || !is_dir || kept.iter().any(|o| o["Path"].as_str().is_some_and(|q| q.starts_with(&format!("{path}/"))))
+            c["Kind"] != 0
+                || !is_dir
+                || kept.iter().any(|o| {
+                    o["Path"]
+                        .as_str()
+                        .is_some_and(|q| q.starts_with(&format!("{path}/")))
+                })
         })
         .cloned()
         .collect();
     out.sort_by(|a: &Value, b: &Value| a["Path"].as_str().cmp(&b["Path"].as_str()));
-    Ok(Response::json(200, &if out.is_empty() { Value::Null } else { Value::Array(out) }))
+    Ok(Response::json(
+        200,
+        &if out.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(out)
+        },
+    ))
 }
 
 fn walk_changes(root: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<Value>) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
         let Ok(meta) = entry.metadata() else { continue };
         let shown = format!("/{}", rel.display());
-        let in_lower = lowers.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+        let in_lower = lowers
+            .iter()
+            .any(|l| l.join(rel).symlink_metadata().is_ok());
         // An overlay whiteout: a 0/0 character device.
         let kind = if meta.file_type().is_char_device() && meta.rdev() == 0 {
             2
@@ -549,13 +688,23 @@ pub fn export(call: &mut Call) -> Result<Response, ApiError> {
     let upper = call.engine.container_dirs.upper(&id);
     let merged = call.engine.container_dirs.dir(&id).join(".export");
     let lowers = call.engine.images.lower_dirs(&e.c.image)?;
-    let worker = call.engine.workers.spawn_raw(call.conn, move |_input, out| {
-        crate::container::export::write_rootfs_tar(&upper, &lowers, &merged, out.out_file())
-            .map(|()| Value::Null)
-            .map_err(|e| json!(e.to_string()))
-    })?;
+    let worker = call
+        .engine
+        .workers
+        .spawn_raw(call.conn, move |_input, out| {
+            crate::container::export::write_rootfs_tar(&upper, &lowers, &merged, out.out_file())
+                .map(|()| Value::Null)
+                .map_err(|e| json!(e.to_string()))
+        })?;
     call.engine.container_event(&id, "export", &[]);
-    Ok(Response::stream(200, "application/x-tar", Box::new(ExportStream { worker, ended: false })))
+    Ok(Response::stream(
+        200,
+        "application/x-tar",
+        Box::new(ExportStream {
+            worker,
+            ended: false,
+        }),
+    ))
 }
 
 struct ExportStream {
@@ -567,7 +716,11 @@ impl BodySource for ExportStream {
     fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
         if !self.ended {
             if engine.workers.read_raw(self.worker, out, 64 * 1024) {
-                return if out.is_empty() { Pull::Wait(None) } else { Pull::Data };
+                return if out.is_empty() {
+                    Pull::Wait(None)
+                } else {
+                    Pull::Data
+                };
             }
             self.ended = true;
         }
@@ -589,8 +742,13 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
     let e = call.engine.containers.find(&key(call))?;
     let c = &e.c;
-    if matches!(c.state.status, Status::Exited | Status::Dead) && q.bool("stream") && !q.bool("logs") {
-        return Err(ApiError::Conflict("You cannot attach to a stopped container, start it first".into()));
+    if matches!(c.state.status, Status::Exited | Status::Dead)
+        && q.bool("stream")
+        && !q.bool("logs")
+    {
+        return Err(ApiError::Conflict(
+            "You cannot attach to a stopped container, start it first".into(),
+        ));
     }
     let id = c.id.clone();
     let tty = c.config.tty;
@@ -599,16 +757,23 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     let mut backlog = Vec::new();
     if q.bool("logs") {
         for entry in jsonlog::read_all(&call.engine.container_dirs.log_path(&id)) {
-            if (entry.kind == StreamKind::Stdout && want_out) || (entry.kind == StreamKind::Stderr && want_err) {
+            if (entry.kind == StreamKind::Stdout && want_out)
+                || (entry.kind == StreamKind::Stderr && want_err)
+            {
                 frame(&mut backlog, entry.kind, entry.line.as_bytes(), multiplexed);
             }
         }
     }
     let stream = q.bool("stream");
     if stream {
-        call.engine.outputs.subscribe(&id, call.conn, want_out, want_err, multiplexed);
+        call.engine
+            .outputs
+            .subscribe(&id, call.conn, want_out, want_err, multiplexed);
     }
-    let keys = q.get("detachKeys").filter(|k| !k.is_empty()).unwrap_or(DEFAULT_DETACH_KEYS);
+    let keys = q
+        .get("detachKeys")
+        .filter(|k| !k.is_empty())
+        .unwrap_or(DEFAULT_DETACH_KEYS);
     let session = AttachSession {
         key: id,
         backlog,
@@ -618,7 +783,11 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         exec: None,
         // As dockerd: detach keys act on a TTY only; without one, stdin is
         // arbitrary bytes and is copied as is.
-        detach_keys: if tty { parse_detach_keys(keys)? } else { Vec::new() },
+        detach_keys: if tty {
+            parse_detach_keys(keys)?
+        } else {
+            Vec::new()
+        },
         matched: 0,
         detached: false,
         pending: Vec::new(),
@@ -715,7 +884,11 @@ impl Hijacked for AttachSession {
         if !out.is_empty() {
             return Pull::Data;
         }
-        let exec_running = self.exec.as_deref().and_then(|id| engine.execs.get(id)).is_some_and(|e| e.running);
+        let exec_running = self
+            .exec
+            .as_deref()
+            .and_then(|id| engine.execs.get(id))
+            .is_some_and(|e| e.running);
         if ended && !exec_running {
             Pull::End
         } else {
@@ -730,7 +903,11 @@ impl Hijacked for AttachSession {
         if !engine.outputs.is_open(&self.key) {
             // `docker run -i` sends stdin right after attaching, before the
             // start: hold it (the connection stops reading) until then.
-            return if self.waiting_for_start(engine) { 0 } else { data.len() };
+            return if self.waiting_for_start(engine) {
+                0
+            } else {
+                data.len()
+            };
         }
         // Input the stdin pipe has not taken yet goes first; until it is
         // gone, the client's further input waits (backpressure).
@@ -801,7 +978,10 @@ pub fn hijack_response(call: &Call, session: AttachSession, tty: bool) -> Respon
     } else {
         "application/vnd.docker.raw-stream"
     };
-    let upgrade = call.req.header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    let upgrade = call
+        .req
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
     if upgrade {
         Response::hijack(101, Box::new(session))
             .header("Content-Type", content_type)
@@ -841,35 +1021,67 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
     let (want_out, want_err) = (q.bool("stdout"), q.bool("stderr"));
     if !want_out && !want_err {
-        return Err(ApiError::InvalidParameter("Bad parameters: you must choose at least one stream".into()));
+        return Err(ApiError::InvalidParameter(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
     }
     let e = call.engine.containers.find(&key(call))?;
     let id = e.c.id.clone();
     let multiplexed = !e.c.config.tty;
     let timestamps = q.bool("timestamps");
-    let since = q.get("since").filter(|s| !s.is_empty() && *s != "0").and_then(crate::timefmt::parse_timestamp);
-    let until = q.get("until").filter(|s| !s.is_empty() && *s != "0").and_then(crate::timefmt::parse_timestamp);
-    let tail: Option<usize> = q.get("tail").filter(|t| *t != "all" && !t.is_empty()).and_then(|t| t.parse().ok());
+    let since = q
+        .get("since")
+        .filter(|s| !s.is_empty() && *s != "0")
+        .and_then(crate::timefmt::parse_timestamp);
+    let until = q
+        .get("until")
+        .filter(|s| !s.is_empty() && *s != "0")
+        .and_then(crate::timefmt::parse_timestamp);
+    let tail: Option<usize> = q
+        .get("tail")
+        .filter(|t| *t != "all" && !t.is_empty())
+        .and_then(|t| t.parse().ok());
     let entries: Vec<_> = jsonlog::read_all(&call.engine.container_dirs.log_path(&id))
         .into_iter()
-        .filter(|en| (en.kind == StreamKind::Stdout && want_out) || (en.kind == StreamKind::Stderr && want_err))
+        .filter(|en| {
+            (en.kind == StreamKind::Stdout && want_out)
+                || (en.kind == StreamKind::Stderr && want_err)
+        })
         .filter(|en| {
             let t = crate::timefmt::parse_timestamp(&en.time);
-            since.is_none_or(|s| t.is_some_and(|t| t >= s)) && until.is_none_or(|u| t.is_some_and(|t| t <= u))
+            since.is_none_or(|s| t.is_some_and(|t| t >= s))
+                && until.is_none_or(|u| t.is_some_and(|t| t <= u))
         })
         .collect();
     let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
     let mut body = Vec::new();
     for en in &entries[skip..] {
-        let line = if timestamps { format!("{} {}", en.time, en.line) } else { en.line.clone() };
+        let line = if timestamps {
+            format!("{} {}", en.time, en.line)
+        } else {
+            en.line.clone()
+        };
         frame(&mut body, en.kind, line.as_bytes(), multiplexed);
     }
     let follow = q.bool("follow") && call.engine.outputs.is_open(&id);
     if follow {
-        call.engine.outputs.subscribe(&id, call.conn, want_out, want_err, multiplexed);
+        call.engine
+            .outputs
+            .subscribe(&id, call.conn, want_out, want_err, multiplexed);
     }
-    let content_type = if multiplexed { "application/vnd.docker.multiplexed-stream" } else { "application/vnd.docker.raw-stream" };
-    Ok(Response::stream(200, content_type, Box::new(LogStream { backlog: body, follow })))
+    let content_type = if multiplexed {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
+    Ok(Response::stream(
+        200,
+        content_type,
+        Box::new(LogStream {
+            backlog: body,
+            follow,
+        }),
+    ))
 }
 
 struct LogStream {

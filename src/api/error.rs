@@ -97,13 +97,21 @@ impl From<crate::image::error::ImageError> for ApiError {
 impl From<crate::container::error::ContainerError> for ApiError {
     fn from(e: crate::container::error::ContainerError) -> ApiError {
         match e {
-            crate::container::error::ContainerError::NotFound(ref m) if m.starts_with("No such image") => ApiError::NotFound(m.clone()),
-            crate::container::error::ContainerError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            crate::container::error::ContainerError::NotFound(ref m)
+                if m.starts_with("No such image") =>
+            {
+                ApiError::NotFound(m.clone())
+            }
+            crate::container::error::ContainerError::NotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
             crate::container::error::ContainerError::Invalid(m) => ApiError::InvalidParameter(m),
             crate::container::error::ContainerError::Conflict(m) => ApiError::Conflict(m),
             crate::container::error::ContainerError::NotModified => ApiError::NotModified,
             // dockerd answers a failed start with 400 (runc's "exec failed").
-            crate::container::error::ContainerError::StartFailed(m, _) => ApiError::InvalidParameter(m),
+            crate::container::error::ContainerError::StartFailed(m, _) => {
+                ApiError::InvalidParameter(m)
+            }
             crate::container::error::ContainerError::Internal(m) => ApiError::Internal(m),
         }
     }

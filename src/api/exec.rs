@@ -3,7 +3,9 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::containers::{hijack_response, parse_detach_keys, size_params, AttachSession, DEFAULT_DETACH_KEYS};
+use super::containers::{
+    hijack_response, parse_detach_keys, size_params, AttachSession, DEFAULT_DETACH_KEYS,
+};
 use super::error::ApiError;
 use super::Call;
 use crate::http::response::Response;
@@ -31,7 +33,8 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     let req: StartRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
     } else {
-        serde_json::from_slice(&call.body).map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?
+        serde_json::from_slice(&call.body)
+            .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?
     };
     let ex = call
         .engine
@@ -41,7 +44,11 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     let cfg = &ex.config;
     let tty = req.tty.unwrap_or(cfg.tty);
     let (out, err, stdin) = (cfg.attach_stdout, cfg.attach_stderr, cfg.attach_stdin);
-    let keys = if cfg.detach_keys.is_empty() { DEFAULT_DETACH_KEYS.to_string() } else { cfg.detach_keys.clone() };
+    let keys = if cfg.detach_keys.is_empty() {
+        DEFAULT_DETACH_KEYS.to_string()
+    } else {
+        cfg.detach_keys.clone()
+    };
     let console = match req.console_size.as_deref() {
         Some([h, w]) => Some((*h, *w)),
         _ => None,
@@ -51,9 +58,15 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
         return Ok(Response::new(200).header("Content-Type", "application/json"));
     }
     // Detach keys act on a TTY only (as dockerd).
-    let detach_keys = if tty { parse_detach_keys(&keys)? } else { Vec::new() };
+    let detach_keys = if tty {
+        parse_detach_keys(&keys)?
+    } else {
+        Vec::new()
+    };
     // Subscribe first so no output is missed.
-    call.engine.outputs.subscribe(&id, call.conn, out, err, !tty);
+    call.engine
+        .outputs
+        .subscribe(&id, call.conn, out, err, !tty);
     if let Err(e) = call.engine.exec_start(&id, Some(tty), console) {
         call.engine.outputs.unsubscribe(call.conn);
         return Err(e.into());

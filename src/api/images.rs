@@ -19,7 +19,6 @@ use crate::image::layer_extract::Budget;
 use crate::store::images::ListFilters;
 use crate::worker::{Outcome, WorkerId};
 
-
 /// How dockerd names an image in events: the familiar reference.
 fn familiar(reference: &str) -> String {
     crate::image::reference::Reference::parse(reference)
@@ -86,7 +85,14 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     let id = call.engine.images.resolve(&target)?.id.clone();
     let containers = &call.engine.containers;
     let users = |image: &str| {
-        containers.using_image(image).map(|(container_id, running)| crate::store::images::ContainerUse { container_id, running })
+        containers
+            .using_image(image)
+            .map(
+                |(container_id, running)| crate::store::images::ContainerUse {
+                    container_id,
+                    running,
+                },
+            )
     };
     let records = call.engine.images.delete(&target, force, &users)?;
     for r in &records {
@@ -107,7 +113,14 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = ListFilters::from_json(call.req.query.get("filters").unwrap_or(""))?;
     let containers = &call.engine.containers;
     let users = |image: &str| {
-        containers.using_image(image).map(|(container_id, running)| crate::store::images::ContainerUse { container_id, running })
+        containers
+            .using_image(image)
+            .map(
+                |(container_id, running)| crate::store::images::ContainerUse {
+                    container_id,
+                    running,
+                },
+            )
     };
     let report = call.engine.images.prune(&filters, &users)?;
     let reclaimed = report["SpaceReclaimed"].as_u64().unwrap_or(0).to_string();

@@ -70,7 +70,13 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
     let uname = host::uname();
     let (os_name, os_version) = host::os_release();
     let cg = host::cgroups();
-    let count = |s: Status| engine.containers.iter().filter(|e| e.c.state.status == s).count();
+    let count = |s: Status| {
+        engine
+            .containers
+            .iter()
+            .filter(|e| e.c.state.status == s)
+            .count()
+    };
     let driver = if host::has_filesystem("overlay") {
         "overlay2"
     } else {

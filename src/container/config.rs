@@ -16,11 +16,17 @@ fn strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
             a.into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(serde::de::Error::custom(format!("expected a string, got {other}"))),
+                    other => Err(serde::de::Error::custom(format!(
+                        "expected a string, got {other}"
+                    ))),
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        other => return Err(serde::de::Error::custom(format!("expected a string or list, got {other}"))),
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "expected a string or list, got {other}"
+            )))
+        }
     })
 }
 

@@ -11,8 +11,11 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
 fn strings(v: &Value) -> Option<Vec<String>> {
-    v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+    v.as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 fn env_key(e: &str) -> &str {
@@ -22,7 +25,10 @@ fn env_key(e: &str) -> &str {
 /// Fill `config` from the image's config (`image_config` is the `config`
 /// object of the image JSON) as dockerd does at create time. Returns the
 /// process path and arguments.
-pub fn merge_image(config: &mut ContainerConfig, image_config: &Value) -> Result<(String, Vec<String>), ContainerError> {
+pub fn merge_image(
+    config: &mut ContainerConfig,
+    image_config: &Value,
+) -> Result<(String, Vec<String>), ContainerError> {
     // Env: the image's, overridden key by key by the request's.
     let mut env = strings(&image_config["Env"]).unwrap_or_default();
     for e in std::mem::take(&mut config.env) {
@@ -40,12 +46,19 @@ pub fn merge_image(config: &mut ContainerConfig, image_config: &Value) -> Result
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             config.cmd = strings(&image_config["Cmd"]).filter(|v| !v.is_empty());
         }
-    } else if config.entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
+    } else if config
+        .entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
         // `--entrypoint ""` clears it.
         config.entrypoint = None;
     }
     if config.working_dir.is_empty() {
-        config.working_dir = image_config["WorkingDir"].as_str().unwrap_or("").to_string();
+        config.working_dir = image_config["WorkingDir"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
     }
     if config.user.is_empty() {
         config.user = image_config["User"].as_str().unwrap_or("").to_string();
@@ -56,7 +69,10 @@ pub fn merge_image(config: &mut ContainerConfig, image_config: &Value) -> Result
     if let Some(labels) = image_config["Labels"].as_object() {
         for (k, v) in labels {
             if let Some(v) = v.as_str() {
-                config.labels.entry(k.clone()).or_insert_with(|| v.to_string());
+                config
+                    .labels
+                    .entry(k.clone())
+                    .or_insert_with(|| v.to_string());
             }
         }
     }
@@ -112,9 +128,10 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     match rp.name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {
             if rp.maximum_retry_count != 0 {
-                return invalid(format!(
+                return invalid(
                     "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-                ));
+                        .to_string(),
+                );
             }
         }
         "on-failure" if rp.maximum_retry_count < 0 => {
@@ -130,13 +147,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
         return invalid("Minimum memory limit allowed is 6MB".into());
     }
     if h.memory > 0 && h.memory_swap > 0 && h.memory_swap < h.memory {
-        return invalid("Minimum memoryswap limit should be larger than memory limit, see usage".into());
+        return invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".into(),
+        );
     }
     if h.memory_reservation != 0 && h.memory_reservation < MIN_MEMORY {
         return invalid("Minimum memory reservation allowed is 6MB".into());
     }
     if h.nano_cpus != 0 && (h.cpu_quota != 0 || h.cpu_period != 0) {
-        return invalid("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".into());
+        return invalid(
+            "Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set".into(),
+        );
     }
     if h.nano_cpus < 0 {
         return invalid("Range of CPUs is from 0.01 to the number of CPUs available".into());
@@ -144,7 +165,12 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     if h.shm_size < 0 {
         return invalid("SHM size can not be less than 0".into());
     }
-    network_mode(h.extra.get("NetworkMode").and_then(Value::as_str).unwrap_or(&h.network_mode))?;
+    network_mode(
+        h.extra
+            .get("NetworkMode")
+            .and_then(Value::as_str)
+            .unwrap_or(&h.network_mode),
+    )?;
     // No bridge yet: the default becomes "none", which inspect reports.
     for b in &h.binds {
         parse_bind(b)?;
@@ -160,10 +186,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
                 }
             }
             "tmpfs" => {}
-            other => return invalid(format!("mount type {other:?} is not supported by coracle (bind and tmpfs are)")),
+            other => {
+                return invalid(format!(
+                    "mount type {other:?} is not supported by coracle (bind and tmpfs are)"
+                ))
+            }
         }
         if !m.target.starts_with('/') {
-            return invalid(format!("invalid mount config: mount path must be absolute: {}", m.target));
+            return invalid(format!(
+                "invalid mount config: mount path must be absolute: {}",
+                m.target
+            ));
         }
     }
     for t in h.tmpfs.keys() {
@@ -174,7 +207,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     for k in h.sysctls.keys() {
         let namespaced = k.starts_with("net.")
             || k.starts_with("fs.mqueue.")
-            || matches!(k.as_str(), "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem" | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced");
+            || matches!(
+                k.as_str(),
+                "kernel.msgmax"
+                    | "kernel.msgmnb"
+                    | "kernel.msgmni"
+                    | "kernel.sem"
+                    | "kernel.shmall"
+                    | "kernel.shmmax"
+                    | "kernel.shmmni"
+                    | "kernel.shm_rmid_forced"
+            );
         if !namespaced {
             return invalid(format!("sysctl '{k}' is not allowed"));
         }
@@ -183,11 +226,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
         }
     }
     for u in &h.ulimits {
-        if crate::container::names::ULIMITS.iter().all(|n| *n != u.name) {
+        if crate::container::names::ULIMITS
+            .iter()
+            .all(|n| *n != u.name)
+        {
             return invalid(format!("invalid ulimit type: {}", u.name));
         }
         if u.soft > u.hard {
-            return invalid(format!("ulimit soft limit must be less than or equal to hard limit: {} > {}", u.soft, u.hard));
+            return invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            ));
         }
     }
     Ok(warnings)
@@ -199,7 +248,11 @@ pub fn parse_bind(spec: &str) -> Result<(String, String, bool), ContainerError> 
     let (src, dst, opts) = match parts.as_slice() {
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
-        _ => return Err(ContainerError::Invalid(format!("invalid volume specification: '{spec}'"))),
+        _ => {
+            return Err(ContainerError::Invalid(format!(
+                "invalid volume specification: '{spec}'"
+            )))
+        }
     };
     if !src.starts_with('/') {
         return Err(ContainerError::Invalid(format!(
@@ -215,7 +268,8 @@ pub fn parse_bind(spec: &str) -> Result<(String, String, bool), ContainerError> 
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => ro = true,
-            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "delegated" | "cached" | "consistent" => {}
+            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" | "slave" | "rslave"
+            | "shared" | "rshared" | "delegated" | "cached" | "consistent" => {}
             other => return Err(ContainerError::Invalid(format!("invalid mode: {other}"))),
         }
     }
@@ -235,7 +289,10 @@ mod tests {
     fn entrypoint_and_cmd_rules() {
         let image = json!({"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": null, "WorkingDir": "/data", "Labels": {"l": "1"}});
         let mut c = cfg(json!({"Cmd": ["echo", "hi"], "Env": ["A=2", "B=3"]}));
-        assert_eq!(merge_image(&mut c, &image).unwrap(), ("echo".to_string(), vec!["hi".to_string()]));
+        assert_eq!(
+            merge_image(&mut c, &image).unwrap(),
+            ("echo".to_string(), vec!["hi".to_string()])
+        );
         assert_eq!(c.env, vec!["PATH=/bin", "A=2", "B=3"]);
         assert_eq!(c.working_dir, "/data");
         assert_eq!(c.labels["l"], "1");
@@ -244,11 +301,20 @@ mod tests {
         // An entrypoint in the request drops the image's Cmd.
         let image2 = json!({"Entrypoint": ["/init"], "Cmd": ["x"]});
         let mut c = cfg(json!({"Entrypoint": ["top"]}));
-        assert_eq!(merge_image(&mut c, &image2).unwrap(), ("top".to_string(), vec![]));
+        assert_eq!(
+            merge_image(&mut c, &image2).unwrap(),
+            ("top".to_string(), vec![])
+        );
         let mut c = cfg(json!({}));
-        assert_eq!(merge_image(&mut c, &image2).unwrap(), ("/init".to_string(), vec!["x".to_string()]));
+        assert_eq!(
+            merge_image(&mut c, &image2).unwrap(),
+            ("/init".to_string(), vec!["x".to_string()])
+        );
         let mut c = cfg(json!({}));
-        assert!(matches!(merge_image(&mut c, &json!({})), Err(ContainerError::Invalid(_))));
+        assert!(matches!(
+            merge_image(&mut c, &json!({})),
+            Err(ContainerError::Invalid(_))
+        ));
         let mut c = cfg(json!({"Cmd": ["x"]}));
         merge_image(&mut c, &json!({})).unwrap();
         assert!(c.env.contains(&DEFAULT_PATH.to_string()));
@@ -258,14 +324,23 @@ mod tests {
     fn host_config_checks() {
         let h = |v: Value| -> HostConfig { serde_json::from_value(v).unwrap() };
         assert!(validate_host_config(&h(json!({"Memory": 1000}))).is_err());
-        assert!(validate_host_config(&h(json!({"AutoRemove": true, "RestartPolicy": {"Name": "always"}}))).is_err());
+        assert!(validate_host_config(&h(
+            json!({"AutoRemove": true, "RestartPolicy": {"Name": "always"}})
+        ))
+        .is_err());
         assert!(validate_host_config(&h(json!({"RestartPolicy": {"Name": "sometimes"}}))).is_err());
         assert!(validate_host_config(&h(json!({"Binds": ["vol:/x"]}))).is_err());
         assert!(validate_host_config(&h(json!({"Sysctls": {"kernel.hostname": "x"}}))).is_err());
         assert!(validate_host_config(&h(json!({"NetworkMode": "container:abc"}))).is_err());
-        let w = validate_host_config(&h(json!({"Binds": ["/tmp:/x:ro"], "Sysctls": {"net.ipv4.ip_forward": "1"}}))).unwrap();
+        let w = validate_host_config(&h(
+            json!({"Binds": ["/tmp:/x:ro"], "Sysctls": {"net.ipv4.ip_forward": "1"}}),
+        ))
+        .unwrap();
         assert!(w.is_empty(), "{w:?}");
-        assert_eq!(parse_bind("/a:/b:ro").unwrap(), ("/a".into(), "/b".into(), true));
+        assert_eq!(
+            parse_bind("/a:/b:ro").unwrap(),
+            ("/a".into(), "/b".into(), true)
+        );
         assert!(parse_bind("/a:/b:bogus").is_err());
     }
 }

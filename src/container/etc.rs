@@ -38,12 +38,16 @@ pub fn resolv_conf(h: &HostConfig, network: &str) -> String {
             .collect();
     }
     let search = if h.dns_search.is_empty() {
-        host.lines().find(|l| l.starts_with("search")).map(str::to_string)
+        host.lines()
+            .find(|l| l.starts_with("search"))
+            .map(str::to_string)
     } else {
         Some(format!("search {}", h.dns_search.join(" ")))
     };
     let options = if h.dns_options.is_empty() {
-        host.lines().find(|l| l.starts_with("options")).map(str::to_string)
+        host.lines()
+            .find(|l| l.starts_with("options"))
+            .map(str::to_string)
     } else {
         Some(format!("options {}", h.dns_options.join(" ")))
     };

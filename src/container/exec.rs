@@ -70,12 +70,19 @@ impl Execs {
     }
 
     fn by_pid(&self, pid: i32) -> Option<String> {
-        self.map.values().find(|e| e.running && e.pid == pid).map(|e| e.id.clone())
+        self.map
+            .values()
+            .find(|e| e.running && e.pid == pid)
+            .map(|e| e.id.clone())
     }
 
     /// IDs of a container's running execs (for inspect's ExecIDs).
     pub fn of_container(&self, container: &str) -> Vec<String> {
-        self.map.values().filter(|e| e.container == container && e.running).map(|e| e.id.clone()).collect()
+        self.map
+            .values()
+            .filter(|e| e.container == container && e.running)
+            .map(|e| e.id.clone())
+            .collect()
     }
 
     fn trim(&mut self) {
@@ -83,8 +90,12 @@ impl Execs {
         if finished <= KEEP_FINISHED {
             return;
         }
-        let mut old: Vec<(u64, String)> =
-            self.map.values().filter(|e| e.exit_code.is_some()).map(|e| (e.seq, e.id.clone())).collect();
+        let mut old: Vec<(u64, String)> = self
+            .map
+            .values()
+            .filter(|e| e.exit_code.is_some())
+            .map(|e| (e.seq, e.id.clone()))
+            .collect();
         old.sort();
         for (_, id) in old.into_iter().take(finished - KEEP_FINISHED) {
             self.map.remove(&id);
@@ -99,8 +110,8 @@ fn action(prefix: &str, cmd: &[String]) -> String {
 impl Engine {
     /// `POST /containers/{id}/exec`.
     pub fn exec_create(&mut self, key: &str, body: &[u8]) -> Result<String, ContainerError> {
-        let config: ExecConfig =
-            serde_json::from_slice(body).map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
+        let config: ExecConfig = serde_json::from_slice(body)
+            .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
         let container = self.containers.find(key)?;
         let cid = container.c.id.clone();
         match container.c.state.status {
@@ -110,7 +121,11 @@ impl Engine {
                     "Container {cid} is paused, unpause the container before exec"
                 )))
             }
-            _ => return Err(ContainerError::Conflict(format!("Container {cid} is not running"))),
+            _ => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {cid} is not running"
+                )))
+            }
         }
         if config.cmd.is_empty() {
             return Err(ContainerError::Invalid("No exec command specified".into()));
@@ -121,7 +136,17 @@ impl Engine {
         let seq = self.execs.next_seq;
         self.execs.map.insert(
             id.clone(),
-            ExecInstance { id: id.clone(), container: cid.clone(), config, started: false, running: false, pid: 0, exit_code: None, attached: None, seq },
+            ExecInstance {
+                id: id.clone(),
+                container: cid.clone(),
+                config,
+                started: false,
+                running: false,
+                pid: 0,
+                exit_code: None,
+                attached: None,
+                seq,
+            },
         );
         self.execs.trim();
         self.container_event(&cid, &act, &[("execID", id.clone())]);
@@ -130,16 +155,33 @@ impl Engine {
 
     /// `POST /exec/{id}/start`: launch the process; its output is keyed by
     /// the exec ID (subscribe before calling this to miss nothing).
-    pub fn exec_start(&mut self, id: &str, tty: Option<bool>, console: Option<(u16, u16)>) -> Result<(), ContainerError> {
-        let ex = self.execs.get(id).ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+    pub fn exec_start(
+        &mut self,
+        id: &str,
+        tty: Option<bool>,
+        console: Option<(u16, u16)>,
+    ) -> Result<(), ContainerError> {
+        let ex = self
+            .execs
+            .get(id)
+            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
         if ex.started {
-            return Err(ContainerError::Conflict(format!("Exec command {id} has already run")));
+            return Err(ContainerError::Conflict(format!(
+                "Exec command {id} has already run"
+            )));
         }
         let cid = ex.container.clone();
-        let entry = self.containers.get(&cid).ok_or_else(|| ContainerError::NotFound(cid.clone()))?;
+        let entry = self
+            .containers
+            .get(&cid)
+            .ok_or_else(|| ContainerError::NotFound(cid.clone()))?;
         let live = match (&entry.live, entry.c.state.status) {
             (Some(l), Status::Running) => l,
-            _ => return Err(ContainerError::Conflict(format!("Container {cid} is not running"))),
+            _ => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {cid} is not running"
+                )))
+            }
         };
         let c = &entry.c;
         let cfg = &ex.config;
@@ -162,13 +204,30 @@ impl Engine {
         let spec = ExecSpec {
             args: cfg.cmd.clone(),
             env,
-            cwd: if cfg.working_dir.is_empty() { c.config.working_dir.clone() } else { cfg.working_dir.clone() },
-            user: if cfg.user.is_empty() { c.config.user.clone() } else { cfg.user.clone() },
+            cwd: if cfg.working_dir.is_empty() {
+                c.config.working_dir.clone()
+            } else {
+                cfg.working_dir.clone()
+            },
+            user: if cfg.user.is_empty() {
+                c.config.user.clone()
+            } else {
+                cfg.user.clone()
+            },
             group_add: c.host_config.group_add.clone(),
             privileged: cfg.privileged || c.host_config.privileged,
             cap_add: c.host_config.cap_add.clone(),
             cap_drop: c.host_config.cap_drop.clone(),
-            ulimits: c.host_config.ulimits.iter().map(|u| Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
+            ulimits: c
+                .host_config
+                .ulimits
+                .iter()
+                .map(|u| Ulimit {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
             stdio: child.spec,
         };
         let init = live.pid;
@@ -179,7 +238,10 @@ impl Engine {
         });
         drop(child.fds);
         let act = action("exec_start", &cfg.cmd);
-        let ex = self.execs.get_mut(id).ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+        let ex = self
+            .execs
+            .get_mut(id)
+            .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
         ex.started = true;
         match result {
             Ok(pid) => {
@@ -204,12 +266,20 @@ impl Engine {
 
     /// A reaped child that may be an exec process.
     pub fn on_exec_exit(&mut self, pid: nix::unistd::Pid, code: i32) -> bool {
-        let Some(id) = self.execs.by_pid(pid.as_raw()) else { return false };
-        let Some(ex) = self.execs.get_mut(&id) else { return false };
+        let Some(id) = self.execs.by_pid(pid.as_raw()) else {
+            return false;
+        };
+        let Some(ex) = self.execs.get_mut(&id) else {
+            return false;
+        };
         ex.running = false;
         ex.exit_code = Some(code);
         let (cid, attached) = (ex.container.clone(), ex.attached);
-        self.container_event(&cid, "exec_die", &[("execID", id.clone()), ("exitCode", code.to_string())]);
+        self.container_event(
+            &cid,
+            "exec_die",
+            &[("execID", id.clone()), ("exitCode", code.to_string())],
+        );
         if let Some(conn) = attached {
             self.wake(conn);
         }
@@ -218,16 +288,26 @@ impl Engine {
 
     pub fn exec_resize(&mut self, id: &str, h: u16, w: u16) -> Result<(), ContainerError> {
         if self.execs.get(id).is_none() {
-            return Err(ContainerError::NotFound(format!("No such exec instance: {id}")));
+            return Err(ContainerError::NotFound(format!(
+                "No such exec instance: {id}"
+            )));
         }
-        self.outputs.resize(id, h, w).map_err(|e| ContainerError::Conflict(e.to_string()))
+        self.outputs
+            .resize(id, h, w)
+            .map_err(|e| ContainerError::Conflict(e.to_string()))
     }
 
     pub fn exec_inspect(&self, id: &str) -> Result<Value, ContainerError> {
-        let ex = self.execs.get(id).ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+        let ex = self
+            .execs
+            .get(id)
+            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
         let c = &ex.config;
         let user = if c.user.is_empty() {
-            self.containers.get(&ex.container).map(|e| e.c.config.user.clone()).unwrap_or_default()
+            self.containers
+                .get(&ex.container)
+                .map(|e| e.c.config.user.clone())
+                .unwrap_or_default()
         } else {
             c.user.clone()
         };

@@ -28,18 +28,35 @@ const INIT_LAYER: &[(&str, bool, Option<&str>)] = &[
     ("sys", true, None),
 ];
 
-pub fn write_rootfs_tar<W: Write>(upper: &Path, lowers: &[PathBuf], mnt: &Path, out: W) -> io::Result<()> {
+pub fn write_rootfs_tar<W: Write>(
+    upper: &Path,
+    lowers: &[PathBuf],
+    mnt: &Path,
+    out: W,
+) -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(io::Error::from)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)?;
     std::fs::create_dir_all(mnt)?;
     let layers: Vec<String> = std::iter::once(upper.to_path_buf())
         .chain(lowers.iter().cloned())
         .map(|p| p.display().to_string())
         .collect();
     let opts = format!("lowerdir={}", layers.join(":"));
-    mount(Some("overlay"), mnt, Some("overlay"), MsFlags::MS_RDONLY, Some(opts.as_str()))
-        .map_err(|e| io::Error::other(format!("mount the container's layers: {e}")))?;
+    mount(
+        Some("overlay"),
+        mnt,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| io::Error::other(format!("mount the container's layers: {e}")))?;
 
     let mut b = tar::Builder::new(out);
     let mut written = BTreeSet::new();
@@ -76,12 +93,20 @@ pub fn write_rootfs_tar<W: Write>(upper: &Path, lowers: &[PathBuf], mnt: &Path, 
     b.into_inner()?.flush()
 }
 
-fn walk<W: Write>(b: &mut tar::Builder<W>, root: &Path, dir: &Path, skip: &BTreeSet<PathBuf>) -> io::Result<()> {
+fn walk<W: Write>(
+    b: &mut tar::Builder<W>,
+    root: &Path,
+    dir: &Path,
+    skip: &BTreeSet<PathBuf>,
+) -> io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let rel = path.strip_prefix(root).map_err(io::Error::other)?.to_path_buf();
+        let rel = path
+            .strip_prefix(root)
+            .map_err(io::Error::other)?
+            .to_path_buf();
         let meta = path.symlink_metadata()?;
         let ft = meta.file_type();
         if !skip.contains(&rel) {

@@ -45,7 +45,11 @@ pub fn parse_signal(s: &str) -> Result<Signal, ContainerError> {
         return Signal::try_from(n).map_err(|_| bad());
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     Signal::from_str(&name).map_err(|_| bad())
 }
 
@@ -76,7 +80,9 @@ pub fn resources_of(h: &HostConfig) -> Resources {
 impl Engine {
     /// Attributes dockerd puts on container events.
     pub fn container_event(&mut self, id: &str, action: &str, extra: &[(&str, String)]) {
-        let Some(e) = self.containers.get(id) else { return };
+        let Some(e) = self.containers.get(id) else {
+            return;
+        };
         let mut ev = Event::new("container", action, id)
             .attr("image", &e.c.config.image)
             .attr("name", e.c.name.trim_start_matches('/'));
@@ -105,16 +111,21 @@ impl Engine {
     }
 
     /// `POST /containers/create`.
-    pub fn container_create(&mut self, body: &[u8], name: Option<&str>) -> Result<(String, Vec<String>), ContainerError> {
-        let (mut config, host_config) =
-            super::config::parse_create(body).map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
+    pub fn container_create(
+        &mut self,
+        body: &[u8],
+        name: Option<&str>,
+    ) -> Result<(String, Vec<String>), ContainerError> {
+        let (mut config, host_config) = super::config::parse_create(body)
+            .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
         if config.image.is_empty() {
-            return Err(ContainerError::Invalid("Config cannot be empty in order to create a container".into()));
+            return Err(ContainerError::Invalid(
+                "Config cannot be empty in order to create a container".into(),
+            ));
         }
-        let image = self
-            .images
-            .resolve(&config.image)
-            .map_err(|_| ContainerError::NotFound(format!("No such image: {}", image_display(&config.image))))?;
+        let image = self.images.resolve(&config.image).map_err(|_| {
+            ContainerError::NotFound(format!("No such image: {}", image_display(&config.image)))
+        })?;
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
         let mut warnings = create::validate_host_config(&host_config)?;
@@ -158,8 +169,14 @@ impl Engine {
         };
         let etc = [
             ("hostname", super::etc::hostname(&c.config.hostname)),
-            ("hosts", super::etc::hosts(&c.host_config, &c.config.hostname, network)),
-            ("resolv.conf", super::etc::resolv_conf(&c.host_config, network)),
+            (
+                "hosts",
+                super::etc::hosts(&c.host_config, &c.config.hostname, network),
+            ),
+            (
+                "resolv.conf",
+                super::etc::resolv_conf(&c.host_config, network),
+            ),
         ];
         self.container_dirs.create(&c, &etc)?;
         self.containers.insert(Entry::new(c));
@@ -170,14 +187,21 @@ impl Engine {
     /// `POST /containers/{id}/start`.
     pub fn container_start(&mut self, key: &str) -> Result<(), ContainerError> {
         let id = self.containers.resolve(key)?;
-        let e = self.containers.get(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         match e.c.state.status {
             Status::Running => return Err(ContainerError::NotModified),
             Status::Paused => {
-                return Err(ContainerError::Conflict("cannot start a paused container, try unpause instead".into()))
+                return Err(ContainerError::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ))
             }
             Status::Removing => {
-                return Err(ContainerError::Conflict(format!("container is marked for removal and cannot be started")))
+                return Err(ContainerError::Conflict(
+                    "container is marked for removal and cannot be started".to_string(),
+                ))
             }
             _ => {}
         }
@@ -187,7 +211,12 @@ impl Engine {
         }
         self.timers.cancel(&Timer::Restart(id.clone()));
         let r = self.launch_container(&id);
-        if r.is_err() && self.containers.get(&id).is_some_and(|e| e.c.host_config.auto_remove) {
+        if r.is_err()
+            && self
+                .containers
+                .get(&id)
+                .is_some_and(|e| e.c.host_config.auto_remove)
+        {
             self.remove_now(&id);
         }
         r
@@ -228,7 +257,11 @@ impl Engine {
                     other => (other.to_string(), 128),
                 };
                 if let Some(e) = self.containers.get_mut(id) {
-                    e.c.state.status = if e.c.has_been_started { Status::Exited } else { Status::Created };
+                    e.c.state.status = if e.c.has_been_started {
+                        Status::Exited
+                    } else {
+                        Status::Created
+                    };
                     e.c.state.exit_code = code;
                     e.c.state.error = msg;
                     e.c.state.pid = 0;
@@ -257,14 +290,18 @@ impl Engine {
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
-                cg.apply(&resources).map_err(|e| ContainerError::Invalid(e.to_string()))?;
+                cg.apply(&resources)
+                    .map_err(|e| ContainerError::Invalid(e.to_string()))?;
                 if let Err(e) = cg.apply_devices(h.privileged) {
                     log::warn!("container {}: device cgroup: {e}", c.short_id());
                 }
                 Some(cg)
             }
             Err(e) => {
-                log::warn!("container {}: no cgroup ({e}); limits and top are unavailable", c.short_id());
+                log::warn!(
+                    "container {}: no cgroup ({e}); limits and top are unavailable",
+                    c.short_id()
+                );
                 None
             }
         };
@@ -291,7 +328,13 @@ impl Engine {
             if !std::path::Path::new(&src).exists() {
                 let _ = std::fs::create_dir_all(&src);
             }
-            mounts.push(MountSpec { kind: MountKind::Bind, source: src.into(), target: dst.into(), readonly: ro, options: String::new() });
+            mounts.push(MountSpec {
+                kind: MountKind::Bind,
+                source: src.into(),
+                target: dst.into(),
+                readonly: ro,
+                options: String::new(),
+            });
         }
         for m in &h.mounts {
             let (kind, options) = match m.kind.as_str() {
@@ -309,10 +352,22 @@ impl Engine {
                 }
                 _ => (MountKind::Bind, String::new()),
             };
-            mounts.push(MountSpec { kind, source: m.source.clone().into(), target: m.target.clone().into(), readonly: m.read_only, options });
+            mounts.push(MountSpec {
+                kind,
+                source: m.source.clone().into(),
+                target: m.target.clone().into(),
+                readonly: m.read_only,
+                options,
+            });
         }
         for (target, opts) in &h.tmpfs {
-            mounts.push(MountSpec { kind: MountKind::Tmpfs, source: "tmpfs".into(), target: target.into(), readonly: false, options: opts.clone() });
+            mounts.push(MountSpec {
+                kind: MountKind::Tmpfs,
+                source: "tmpfs".into(),
+                target: target.into(),
+                readonly: false,
+                options: opts.clone(),
+            });
         }
         let mut env = c.config.env.clone();
         if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
@@ -323,7 +378,6 @@ impl Engine {
         }
         let dir = self.container_dirs.dir(id);
         let spec = LaunchSpec {
-            id: id.clone(),
             rootfs: RootfsSpec {
                 lower_dirs,
                 upper_dir: self.container_dirs.upper(id),
@@ -331,9 +385,15 @@ impl Engine {
                 merged_dir: self.container_dirs.merged(id),
                 readonly: h.readonly_rootfs,
             },
-            args: std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect(),
+            args: std::iter::once(c.path.clone())
+                .chain(c.args.iter().cloned())
+                .collect(),
             env,
-            cwd: if c.config.working_dir.is_empty() { "/".into() } else { c.config.working_dir.clone() },
+            cwd: if c.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                c.config.working_dir.clone()
+            },
             user: c.config.user.clone(),
             group_add: h.group_add.clone(),
             hostname: c.config.hostname.clone(),
@@ -343,11 +403,23 @@ impl Engine {
             etc_hosts: dir.join("hosts"),
             etc_resolv_conf: dir.join("resolv.conf"),
             mounts,
-            shm_size: if h.shm_size > 0 { h.shm_size as u64 } else { DEFAULT_SHM },
+            shm_size: if h.shm_size > 0 {
+                h.shm_size as u64
+            } else {
+                DEFAULT_SHM
+            },
             privileged: h.privileged,
             cap_add: h.cap_add.clone(),
             cap_drop: h.cap_drop.clone(),
-            ulimits: h.ulimits.iter().map(|u| Ulimit { name: u.name.clone(), soft: u.soft, hard: u.hard }).collect(),
+            ulimits: h
+                .ulimits
+                .iter()
+                .map(|u| Ulimit {
+                    name: u.name.clone(),
+                    soft: u.soft,
+                    hard: u.hard,
+                })
+                .collect(),
             sysctls: h.sysctls.clone(),
             init: h.init.unwrap_or(false),
             stdio: child.spec,
@@ -364,7 +436,10 @@ impl Engine {
             Err(e) => {
                 cleanup(&cgroup);
                 let code = e.exit_code();
-                return Err(ContainerError::StartFailed(format!("failed to create task for container: {e}"), code));
+                return Err(ContainerError::StartFailed(
+                    format!("failed to create task for container: {e}"),
+                    code,
+                ));
             }
         };
         let log = self.open_log(c);
@@ -373,20 +448,32 @@ impl Engine {
             Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
             Err(e) => log::error!("container {}: watching its output: {e}", c.short_id()),
         }
-        Ok(Live { pid, cgroup, oom_before, started: Instant::now() })
+        Ok(Live {
+            pid,
+            cgroup,
+            oom_before,
+            started: Instant::now(),
+        })
     }
 
     fn open_log(&self, c: &Container) -> Option<LogWriter> {
         let lc = &c.host_config.log_config;
-        let driver = if lc.kind.is_empty() { self.config.log_driver.as_str() } else { lc.kind.as_str() };
+        let driver = if lc.kind.is_empty() {
+            self.config.log_driver.as_str()
+        } else {
+            lc.kind.as_str()
+        };
         if driver == "none" {
             return None;
         }
         let opt = |k: &str| {
-            lc.config
-                .get(k)
-                .cloned()
-                .or_else(|| self.config.log_opts.get(k).and_then(|v| v.as_str()).map(str::to_string))
+            lc.config.get(k).cloned().or_else(|| {
+                self.config
+                    .log_opts
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
         };
         let max_size = opt("max-size").and_then(|s| parse_size(&s)).unwrap_or(0);
         let max_file = opt("max-file").and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -401,9 +488,17 @@ impl Engine {
 
     /// `POST /containers/{id}/stop`: signal now, SIGKILL after the timeout.
     /// Returns the ID to wait on; NotModified when not running.
-    pub fn container_stop(&mut self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<String, ContainerError> {
+    pub fn container_stop(
+        &mut self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<String, ContainerError> {
         let id = self.containers.resolve(key)?;
-        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         if e.c.state.status == Status::Restarting {
             // Stopping a restarting container cancels the restart.
             e.c.manually_stopped = true;
@@ -418,15 +513,23 @@ impl Engine {
         }
         e.c.manually_stopped = true;
         e.stop_requested = true;
-        let sig = match signal.filter(|s| !s.is_empty()).or(e.c.config.stop_signal.as_deref()) {
+        let sig = match signal
+            .filter(|s| !s.is_empty())
+            .or(e.c.config.stop_signal.as_deref())
+        {
             Some(s) => parse_signal(s)?,
             None => Signal::SIGTERM,
         };
-        let t = timeout.or(e.c.config.stop_timeout).unwrap_or(DEFAULT_STOP_TIMEOUT);
+        let t = timeout
+            .or(e.c.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
         self.persist(&id);
         self.signal_container(&id, sig);
         if t >= 0 {
-            self.timers.add(Instant::now() + Duration::from_secs(t as u64), Timer::StopKill(id.clone()));
+            self.timers.add(
+                Instant::now() + Duration::from_secs(t as u64),
+                Timer::StopKill(id.clone()),
+            );
         }
         Ok(id)
     }
@@ -436,10 +539,17 @@ impl Engine {
     /// Like dockerd, a paused container is resumed after its stop signal or
     /// SIGKILL, so that the signal can act.
     fn signal_container(&mut self, id: &str, sig: Signal) {
-        let Some(e) = self.containers.get_mut(id) else { return };
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
         let Some(live) = e.live.as_ref() else { return };
         let _ = nix::sys::signal::kill(live.pid, sig);
-        let stop_signal = e.c.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(Signal::SIGTERM);
+        let stop_signal =
+            e.c.config
+                .stop_signal
+                .as_deref()
+                .and_then(|s| parse_signal(s).ok())
+                .unwrap_or(Signal::SIGTERM);
         if e.c.state.status == Status::Paused && (sig == Signal::SIGKILL || sig == stop_signal) {
             if let Some(cg) = &live.cgroup {
                 let _ = cg.thaw();
@@ -450,19 +560,33 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/kill`.
-    pub fn container_kill(&mut self, key: &str, signal: Option<&str>) -> Result<(), ContainerError> {
+    pub fn container_kill(
+        &mut self,
+        key: &str,
+        signal: Option<&str>,
+    ) -> Result<(), ContainerError> {
         let id = self.containers.resolve(key)?;
         let sig = match signal.filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(s)?,
             None => Signal::SIGKILL,
         };
-        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         if !e.c.state.is_alive() {
-            return Err(ContainerError::Conflict(format!("Container {id} is not running")));
+            return Err(ContainerError::Conflict(format!(
+                "Container {id} is not running"
+            )));
         }
         // dockerd: killing with SIGKILL or the stop signal is a manual stop,
         // so restart policies leave the container down.
-        let stop_signal = e.c.config.stop_signal.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(Signal::SIGTERM);
+        let stop_signal =
+            e.c.config
+                .stop_signal
+                .as_deref()
+                .and_then(|s| parse_signal(s).ok())
+                .unwrap_or(Signal::SIGTERM);
         if sig == Signal::SIGKILL || sig == stop_signal {
             e.c.manually_stopped = true;
             self.persist(&id);
@@ -472,7 +596,12 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/restart`: stop, then start when it has exited.
-    pub fn container_restart(&mut self, key: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<String, ContainerError> {
+    pub fn container_restart(
+        &mut self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<String, ContainerError> {
         let id = self.containers.resolve(key)?;
         match self.container_stop(&id, timeout, signal) {
             Ok(_) => {
@@ -497,12 +626,23 @@ impl Engine {
 
     /// `DELETE /containers/{id}`. Returns Some(id) when removal waits for the
     /// process to die (force on a running container).
-    pub fn container_remove(&mut self, key: &str, force: bool) -> Result<Option<String>, ContainerError> {
+    pub fn container_remove(
+        &mut self,
+        key: &str,
+        force: bool,
+    ) -> Result<Option<String>, ContainerError> {
         let id = self.containers.resolve(key)?;
-        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         if e.c.state.is_alive() {
             if !force {
-                let what = if e.c.state.status == Status::Paused { "paused" } else { "running" };
+                let what = if e.c.state.status == Status::Paused {
+                    "paused"
+                } else {
+                    "running"
+                };
                 return Err(ContainerError::Conflict(format!(
                     "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
                     e.c.name
@@ -535,20 +675,44 @@ impl Engine {
 
     pub fn container_pause(&mut self, key: &str, pause: bool) -> Result<(), ContainerError> {
         let id = self.containers.resolve(key)?;
-        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         match (pause, e.c.state.status) {
-            (true, Status::Paused) => return Err(ContainerError::Conflict(format!("Container {id} is already paused"))),
-            (false, Status::Running) => return Err(ContainerError::Conflict(format!("Container {id} is not paused"))),
+            (true, Status::Paused) => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {id} is already paused"
+                )))
+            }
+            (false, Status::Running) => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {id} is not paused"
+                )))
+            }
             (_, Status::Running | Status::Paused) => {}
-            _ => return Err(ContainerError::Conflict(format!("Container {id} is not running"))),
+            _ => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {id} is not running"
+                )))
+            }
         }
         let cg = e
             .live
             .as_ref()
             .and_then(|l| l.cgroup.as_ref())
-            .ok_or_else(|| ContainerError::Internal("pause needs the freezer cgroup, which is unavailable".into()))?;
-        if pause { cg.freeze() } else { cg.thaw() }.map_err(|e| ContainerError::Internal(e.to_string()))?;
-        e.c.state.status = if pause { Status::Paused } else { Status::Running };
+            .ok_or_else(|| {
+                ContainerError::Internal(
+                    "pause needs the freezer cgroup, which is unavailable".into(),
+                )
+            })?;
+        if pause { cg.freeze() } else { cg.thaw() }
+            .map_err(|e| ContainerError::Internal(e.to_string()))?;
+        e.c.state.status = if pause {
+            Status::Paused
+        } else {
+            Status::Running
+        };
         self.persist(&id);
         self.container_event(&id, if pause { "pause" } else { "unpause" }, &[]);
         Ok(())
@@ -559,13 +723,19 @@ impl Engine {
         let name = names::validate(new_name).map_err(ContainerError::Invalid)?;
         if let Some(owner) = self.containers.name_owner(&name) {
             if *owner == id {
-                return Err(ContainerError::Invalid(format!("Renaming a container with the same name as its current name")));
+                return Err(ContainerError::Invalid(
+                    "Renaming a container with the same name as its current name".to_string(),
+                ));
             }
             return Err(ContainerError::Conflict(format!(
                 "Conflict. The container name \"{name}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
             )));
         }
-        let old = self.containers.get(&id).map(|e| e.c.name.clone()).unwrap_or_default();
+        let old = self
+            .containers
+            .get(&id)
+            .map(|e| e.c.name.clone())
+            .unwrap_or_default();
         self.containers.rename(&id, &name);
         self.persist(&id);
         self.container_event(&id, "rename", &[("oldName", old)]);
@@ -573,15 +743,23 @@ impl Engine {
     }
 
     /// `POST /containers/{id}/update`: resources and restart policy.
-    pub fn container_update(&mut self, key: &str, body: &[u8]) -> Result<Vec<String>, ContainerError> {
+    pub fn container_update(
+        &mut self,
+        key: &str,
+        body: &[u8],
+    ) -> Result<Vec<String>, ContainerError> {
         let id = self.containers.resolve(key)?;
         let update: HostConfig = if body.iter().all(u8::is_ascii_whitespace) {
             HostConfig::default()
         } else {
-            serde_json::from_slice(body).map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?
+            serde_json::from_slice(body)
+                .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?
         };
         let raw: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let e = self.containers.get_mut(&id).ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         let mut h = e.c.host_config.clone();
         let set = |k: &str| raw.get(k).is_some_and(|v| !v.is_null());
         macro_rules! take { ($($f:ident => $k:literal),*) => { $( if set($k) { h.$f = update.$f.clone(); } )* } }
@@ -594,7 +772,8 @@ impl Engine {
             .filter(|w| !w.contains("bridge"))
             .collect();
         if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
-            cg.update(&resources_of(&h)).map_err(|err| ContainerError::Invalid(err.to_string()))?;
+            cg.update(&resources_of(&h))
+                .map_err(|err| ContainerError::Invalid(err.to_string()))?;
         }
         e.c.host_config = h;
         self.persist(&id);
@@ -604,11 +783,18 @@ impl Engine {
 
     /// A child exited: a container's init, or not ours.
     pub fn on_container_exit(&mut self, pid: nix::unistd::Pid, status: WaitStatus) -> bool {
-        let Some(id) = self.containers.by_pid(pid) else { return false };
+        let Some(id) = self.containers.by_pid(pid) else {
+            return false;
+        };
         let code = exit_code(status);
-        let Some(e) = self.containers.get_mut(&id) else { return true };
+        let Some(e) = self.containers.get_mut(&id) else {
+            return true;
+        };
         let live = e.live.take();
-        let ran = live.as_ref().map(|l| l.started.elapsed()).unwrap_or_default();
+        let ran = live
+            .as_ref()
+            .map(|l| l.started.elapsed())
+            .unwrap_or_default();
         let mut oom = false;
         if let Some(cg) = live.as_ref().and_then(|l| l.cgroup.as_ref()) {
             oom = cg.oom_kills() > live.as_ref().map(|l| l.oom_before).unwrap_or(0);
@@ -641,7 +827,9 @@ impl Engine {
     /// Decide what follows an exit: removal, a requested restart, a policy
     /// restart after back-off, or nothing.
     fn after_exit(&mut self, id: &str, code: i32, ran: Duration) {
-        let Some(e) = self.containers.get_mut(id) else { return };
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
         if e.remove_on_exit {
             self.remove_now(id);
             return;
@@ -662,7 +850,11 @@ impl Engine {
         let restart = !e.c.manually_stopped
             && match rp.name.as_str() {
                 "always" | "unless-stopped" => true,
-                "on-failure" => code != 0 && (rp.maximum_retry_count == 0 || e.c.restart_count < rp.maximum_retry_count),
+                "on-failure" => {
+                    code != 0
+                        && (rp.maximum_retry_count == 0
+                            || e.c.restart_count < rp.maximum_retry_count)
+                }
                 _ => false,
             };
         if restart {
@@ -675,7 +867,8 @@ impl Engine {
             e.c.restart_count += 1;
             e.c.state.status = Status::Restarting;
             let delay = Duration::from_millis(e.restart_delay_ms);
-            self.timers.add(Instant::now() + delay, Timer::Restart(id.to_string()));
+            self.timers
+                .add(Instant::now() + delay, Timer::Restart(id.to_string()));
             self.persist(id);
         } else if e.c.host_config.auto_remove {
             self.remove_now(id);
@@ -690,7 +883,10 @@ impl Engine {
                 }
             }
             Timer::Restart(id) => {
-                let due = self.containers.get(&id).is_some_and(|e| e.c.state.status == Status::Restarting);
+                let due = self
+                    .containers
+                    .get(&id)
+                    .is_some_and(|e| e.c.state.status == Status::Restarting);
                 if due && !self.shutting_down {
                     if let Err(err) = self.launch_container(&id) {
                         log::warn!("policy restart of {}: {err}", &id[..12.min(id.len())]);
@@ -706,7 +902,10 @@ impl Engine {
         let mut restart = Vec::new();
         for c in self.container_dirs.load_all() {
             let mut c = c;
-            let was_alive = matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting);
+            let was_alive = matches!(
+                c.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            );
             if was_alive {
                 if let Some(cg) = Cgroup::open(CGROUP_PARENT, &c.id) {
                     let _ = cg.thaw();
@@ -768,13 +967,25 @@ impl Engine {
             .containers
             .iter()
             .filter(|e| e.live.is_some())
-            .map(|e| (e.c.id.clone(), e.c.config.stop_signal.clone(), e.c.config.stop_timeout))
+            .map(|e| {
+                (
+                    e.c.id.clone(),
+                    e.c.config.stop_signal.clone(),
+                    e.c.config.stop_timeout,
+                )
+            })
             .collect();
         for (id, sig, t) in &alive {
-            let sig = sig.as_deref().and_then(|s| parse_signal(s).ok()).unwrap_or(Signal::SIGTERM);
+            let sig = sig
+                .as_deref()
+                .and_then(|s| parse_signal(s).ok())
+                .unwrap_or(Signal::SIGTERM);
             self.signal_container(id, sig);
             let t = t.unwrap_or(DEFAULT_STOP_TIMEOUT).max(0) as u64;
-            self.timers.add(Instant::now() + Duration::from_secs(t), Timer::StopKill(id.clone()));
+            self.timers.add(
+                Instant::now() + Duration::from_secs(t),
+                Timer::StopKill(id.clone()),
+            );
         }
         !alive.is_empty()
     }

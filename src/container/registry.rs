@@ -75,12 +75,17 @@ impl Registry {
         if self.tombstones.len() == TOMBSTONES {
             self.tombstones.pop_front();
         }
-        self.tombstones.push_back((id.to_string(), e.c.state.exit_code));
+        self.tombstones
+            .push_back((id.to_string(), e.c.state.exit_code));
         Some(e)
     }
 
     pub fn removed_exit_code(&self, id: &str) -> Option<i32> {
-        self.tombstones.iter().rev().find(|(i, _)| i == id).map(|(_, c)| *c)
+        self.tombstones
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|(_, c)| *c)
     }
 
     /// Resolve an ID, a name (with or without '/'), or a unique ID prefix,
@@ -92,7 +97,11 @@ impl Registry {
         if self.map.contains_key(key) {
             return Ok(key.to_string());
         }
-        let name = if key.starts_with('/') { key.to_string() } else { format!("/{key}") };
+        let name = if key.starts_with('/') {
+            key.to_string()
+        } else {
+            format!("/{key}")
+        };
         if let Some(id) = self.names.get(&name) {
             return Ok(id.clone());
         }
@@ -117,7 +126,9 @@ impl Registry {
     /// Look up by any key and return the entry.
     pub fn find(&self, key: &str) -> Result<&Entry, ContainerError> {
         let id = self.resolve(key)?;
-        self.map.get(&id).ok_or(ContainerError::NotFound(key.to_string()))
+        self.map
+            .get(&id)
+            .ok_or(ContainerError::NotFound(key.to_string()))
     }
 
     pub fn name_owner(&self, name: &str) -> Option<&String> {
@@ -141,10 +152,6 @@ impl Registry {
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.map.values()
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        self.map.keys().cloned().collect()
     }
 
     pub fn len(&self) -> usize {

@@ -33,7 +33,11 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// `console`: initial (height, width) of a TTY.
-pub fn make(tty: bool, open_stdin: bool, console: Option<(u16, u16)>) -> std::io::Result<(ChildEnds, Stdio)> {
+pub fn make(
+    tty: bool,
+    open_stdin: bool,
+    console: Option<(u16, u16)>,
+) -> std::io::Result<(ChildEnds, Stdio)> {
     if tty {
         let pty = nix::pty::openpty(None, None)?;
         cloexec(&pty.master)?;
@@ -50,9 +54,25 @@ pub fn make(tty: bool, open_stdin: bool, console: Option<(u16, u16)>) -> std::io
         };
         nonblocking(&pty.master)?;
         let slave = pty.slave.as_raw_fd();
-        let spec = StdioSpec { stdin: Some(slave), stdout: slave, stderr: slave, tty: true };
-        let parent = Stdio { stdout: File::from(pty.master), stderr: None, stdin: input, tty: true };
-        return Ok((ChildEnds { spec, fds: vec![pty.slave] }, parent));
+        let spec = StdioSpec {
+            stdin: Some(slave),
+            stdout: slave,
+            stderr: slave,
+            tty: true,
+        };
+        let parent = Stdio {
+            stdout: File::from(pty.master),
+            stderr: None,
+            stdin: input,
+            tty: true,
+        };
+        return Ok((
+            ChildEnds {
+                spec,
+                fds: vec![pty.slave],
+            },
+            parent,
+        ));
     }
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -75,6 +95,11 @@ pub fn make(tty: bool, open_stdin: bool, console: Option<(u16, u16)>) -> std::io
         }
         None => None,
     };
-    let parent = Stdio { stdout: File::from(out_r), stderr: Some(File::from(err_r)), stdin: stdin_w, tty: false };
+    let parent = Stdio {
+        stdout: File::from(out_r),
+        stderr: Some(File::from(err_r)),
+        stdin: stdin_w,
+        tty: false,
+    };
     Ok((ChildEnds { spec, fds }, parent))
 }

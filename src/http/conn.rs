@@ -146,7 +146,13 @@ impl Conn {
     /// is finished and must be dropped.
     /// `scratch` is the loop's read buffer (one for all connections: there
     /// is one thread), so reads cost no per-read allocation or zeroing.
-    pub fn drive(&mut self, engine: &mut Engine, me: ConnId, now: Instant, scratch: &mut [u8]) -> bool {
+    pub fn drive(
+        &mut self,
+        engine: &mut Engine,
+        me: ConnId,
+        now: Instant,
+        scratch: &mut [u8],
+    ) -> bool {
         if let Some(t) = self.deadline() {
             if now >= t && self.expire(now) {
                 self.abort(engine, me);
@@ -313,7 +319,9 @@ impl Conn {
                 ex,
                 chunked,
             } => self.step_stream(engine, me, source, ex, chunked, now),
-            State::Hijacked { stream, input_done } => self.step_hijacked(engine, me, stream, input_done),
+            State::Hijacked { stream, input_done } => {
+                self.step_hijacked(engine, me, stream, input_done)
+            }
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
                     pending.cancel(engine, me);
@@ -666,7 +674,9 @@ impl Conn {
             }
             Body::Hijack(stream) => {
                 let w = &mut self.wbuf;
-                w.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes());
+                w.extend_from_slice(
+                    format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
+                );
                 for (k, v) in &resp.headers {
                     w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
                 }

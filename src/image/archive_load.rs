@@ -63,8 +63,6 @@ struct PendingLayer {
     info: LayerInfo,
     /// Digest of the entry as stored in the archive (compressed for gzip blobs).
     blob_digest: String,
-    /// None if the store already had this layer.
-    tmp: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -158,24 +156,15 @@ impl Collected {
         // The layer tar may be followed by padding or a gzip trailer: hash all of it.
         io::copy(&mut hashed, &mut io::sink())?;
         let (blob_digest, _, _) = hashed.finish();
-        let keep = if layout.layer_exists(&info.diff_id) || self.by_diff.contains_key(&info.diff_id)
-        {
+        // A layer the store (or an earlier entry) already has is dropped;
+        // a new one is tracked in `by_diff` until it is committed.
+        if layout.layer_exists(&info.diff_id) || self.by_diff.contains_key(&info.diff_id) {
             fs::remove_dir_all(&tmp)?;
             temps.forget(&tmp);
-            None
         } else {
-            self.by_diff.insert(info.diff_id.clone(), tmp.clone());
-            Some(tmp)
-        };
-        let tmp = keep.or_else(|| self.by_diff.get(&info.diff_id).cloned());
-        self.layers.insert(
-            path,
-            PendingLayer {
-                info,
-                blob_digest,
-                tmp,
-            },
-        );
+            self.by_diff.insert(info.diff_id.clone(), tmp);
+        }
+        self.layers.insert(path, PendingLayer { info, blob_digest });
         Ok(())
     }
 

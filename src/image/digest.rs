@@ -61,9 +61,6 @@ impl<R: Read> HashReader<R> {
             count: 0,
         }
     }
-    pub fn count(&self) -> u64 {
-        self.count
-    }
     /// Finish: `sha256:<hex>` of all bytes read, and their count.
     pub fn finish(self) -> (String, u64, R) {
         (
@@ -97,9 +94,6 @@ impl<W: Write> HashWriter<W> {
             hasher: Sha256::new(),
             count: 0,
         }
-    }
-    pub fn count(&self) -> u64 {
-        self.count
     }
     pub fn finish(self) -> (String, u64, W) {
         (

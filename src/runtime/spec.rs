@@ -71,8 +71,6 @@ pub struct StdioSpec {
 
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
-    /// Full container ID (64 hex); used in messages and mount names.
-    pub id: String,
     pub rootfs: RootfsSpec,
     /// argv; argv[0] is looked up in the container's PATH (from `env`) when
     /// it has no '/'.

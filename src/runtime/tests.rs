@@ -71,7 +71,6 @@ impl Fixture {
 
     fn spec(&self, args: &[&str]) -> LaunchSpec {
         LaunchSpec {
-            id: "0".repeat(64),
             rootfs: RootfsSpec {
                 lower_dirs: vec![self.lower()],
                 upper_dir: self.dir.join("upper"),

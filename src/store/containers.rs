@@ -78,9 +78,10 @@ impl ContainerDirs {
         let mut out = Vec::new();
         for e in entries.flatten() {
             let path = e.path().join("config.json");
-            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<Container>(&b).map_err(|e| e.to_string())
-            }) {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Container>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(c) => out.push(c),
                 Err(err) => log::warn!("skipping container record {}: {err}", path.display()),
             }

@@ -290,12 +290,22 @@ impl ImageStore {
     /// own cleanup never ran).
     pub fn remove_worker_temps(&self, pid: i32) {
         let prefix = format!("{}{pid}-", crate::store::atomic::TEMP_PREFIX);
-        for dir in [self.layout.layers(), self.layout.configs(), self.layout.root.clone()] {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for dir in [
+            self.layout.layers(),
+            self.layout.configs(),
+            self.layout.root.clone(),
+        ] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 if e.file_name().to_string_lossy().starts_with(&prefix) {
                     let p = e.path();
-                    let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+                    let _ = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
                 }
             }
         }

@@ -89,15 +89,24 @@ impl LogWriter {
     }
 
     /// Append one record to `batch`, rotating first when it would not fit.
-    fn record(&mut self, batch: &mut Vec<u8>, kind: StreamKind, line: &[u8], time: &str) -> io::Result<()> {
+    fn record(
+        &mut self,
+        batch: &mut Vec<u8>,
+        kind: StreamKind,
+        line: &[u8],
+        time: &str,
+    ) -> io::Result<()> {
         let text = String::from_utf8_lossy(line);
         let before = batch.len();
         batch.extend_from_slice(b"{\"log\":");
         serde_json::to_writer(&mut *batch, &*text).map_err(io::Error::other)?;
-        batch.extend_from_slice(format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes());
+        batch.extend_from_slice(
+            format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes(),
+        );
         let len = (batch.len() - before) as u64;
         let pending = before as u64;
-        if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size {
+        if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size
+        {
             // Flush what precedes this record into the old file, then rotate.
             let rec = batch.split_off(before);
             self.flush_batch(batch)?;
@@ -138,7 +147,12 @@ impl LogWriter {
                 let _ = fs::rename(name(n), name(n + 1));
             }
         }
-        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         self.size = 0;
         Ok(())
     }
@@ -212,9 +226,16 @@ mod tests {
         assert_eq!(e[1].kind, StreamKind::Stderr);
         assert_eq!(e[2].line, "wor");
         for _ in 0..200 {
-            w.write(StreamKind::Stdout, b"0123456789012345678901234567890123456789\n").unwrap();
+            w.write(
+                StreamKind::Stdout,
+                b"0123456789012345678901234567890123456789\n",
+            )
+            .unwrap();
         }
-        let total: u64 = files(&p).iter().map(|f| fs::metadata(f).unwrap().len()).sum();
+        let total: u64 = files(&p)
+            .iter()
+            .map(|f| fs::metadata(f).unwrap().len())
+            .sum();
         assert!(files(&p).len() <= 2, "{:?}", files(&p));
         assert!(total <= 4000, "{total}");
         assert_eq!(parse_size("10m"), Some(10 << 20));

@@ -83,7 +83,12 @@ impl Outputs {
 
     /// Start pumping a container's output (ends non-blocking). Returns the
     /// clients attached before the start, to wake.
-    pub fn add(&mut self, container: &str, stdio: Stdio, log: Option<LogWriter>) -> std::io::Result<Vec<ConnId>> {
+    pub fn add(
+        &mut self,
+        container: &str,
+        stdio: Stdio,
+        log: Option<LogWriter>,
+    ) -> std::io::Result<Vec<ConnId>> {
         let tty = stdio.tty.then(|| stdio.stdout.as_raw_fd());
         let slot = self.pipes.insert(Pipes {
             container: container.to_string(),
@@ -97,10 +102,18 @@ impl Outputs {
         self.by_container.insert(container.to_string(), slot);
         if let Some(p) = self.pipes.get_mut(slot) {
             for f in [&p.stdout, &p.stderr].into_iter().flatten() {
-                self.registry.register(&mut SourceFd(&f.as_raw_fd()), Source::Output(slot).token(), Interest::READABLE)?;
+                self.registry.register(
+                    &mut SourceFd(&f.as_raw_fd()),
+                    Source::Output(slot).token(),
+                    Interest::READABLE,
+                )?;
             }
             if let Some(f) = &p.stdin {
-                self.registry.register(&mut SourceFd(&f.as_raw_fd()), Source::Stdin(slot).token(), Interest::WRITABLE)?;
+                self.registry.register(
+                    &mut SourceFd(&f.as_raw_fd()),
+                    Source::Stdin(slot).token(),
+                    Interest::WRITABLE,
+                )?;
             }
         }
         Ok(self
@@ -112,7 +125,14 @@ impl Outputs {
     }
 
     /// Attach `conn` to a container's output (before or after it starts).
-    pub fn subscribe(&mut self, container: &str, conn: ConnId, stdout: bool, stderr: bool, multiplexed: bool) {
+    pub fn subscribe(
+        &mut self,
+        container: &str,
+        conn: ConnId,
+        stdout: bool,
+        stderr: bool,
+        multiplexed: bool,
+    ) {
         self.subscribers.insert(
             conn,
             Subscriber {
@@ -182,7 +202,11 @@ impl Outputs {
     /// client is woken when there is room). Input for a container without
     /// stdin is discarded.
     pub fn write_stdin(&mut self, container: &str, conn: ConnId, data: &[u8]) -> usize {
-        let Some(p) = self.by_container.get(container).and_then(|&s| self.pipes.get_mut(s)) else {
+        let Some(p) = self
+            .by_container
+            .get(container)
+            .and_then(|&s| self.pipes.get_mut(s))
+        else {
             return data.len();
         };
         let Some(stdin) = p.stdin.as_mut() else {
@@ -207,7 +231,11 @@ impl Outputs {
 
     /// The attached client finished its input (StdinOnce semantics).
     pub fn close_stdin(&mut self, container: &str) {
-        if let Some(p) = self.by_container.get(container).and_then(|&s| self.pipes.get_mut(s)) {
+        if let Some(p) = self
+            .by_container
+            .get(container)
+            .and_then(|&s| self.pipes.get_mut(s))
+        {
             Self::close_stdin_of(p, &self.registry);
         }
     }
@@ -274,7 +302,9 @@ impl Outputs {
             if full {
                 break;
             }
-            let Some(p) = self.pipes.get_mut(slot) else { break };
+            let Some(p) = self.pipes.get_mut(slot) else {
+                break;
+            };
             let mut progressed = false;
             for kind in [StreamKind::Stdout, StreamKind::Stderr] {
                 let pipe = match kind {
@@ -294,7 +324,10 @@ impl Outputs {
                         let data = &chunk[..n];
                         if let Some(log) = p.log.as_mut() {
                             if let Err(e) = log.write(kind, data) {
-                                log::warn!("container {}: log write failed: {e}", &container[..12.min(container.len())]);
+                                log::warn!(
+                                    "container {}: log write failed: {e}",
+                                    &container[..12.min(container.len())]
+                                );
                             }
                         }
                         for (conn, s) in self.subscribers.iter_mut() {
@@ -318,7 +351,9 @@ impl Outputs {
                     }
                 }
             }
-            let Some(p) = self.pipes.get_mut(slot) else { break };
+            let Some(p) = self.pipes.get_mut(slot) else {
+                break;
+            };
             if p.stdout.is_none() && p.stderr.is_none() {
                 if let Some(log) = p.log.as_mut() {
                     let _ = log.flush_partial();
@@ -347,7 +382,12 @@ impl Outputs {
 
 /// TIOCSWINSZ on a pty.
 pub fn set_window_size(fd: std::os::fd::RawFd, height: u16, width: u16) -> std::io::Result<()> {
-    let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: fd is a pty we own; ws is a valid winsize.
     let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
     if r < 0 {

@@ -3,7 +3,6 @@
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
-    Stdin = 0,
     Stdout = 1,
     Stderr = 2,
 }
@@ -11,7 +10,6 @@ pub enum StreamKind {
 impl StreamKind {
     pub fn name(self) -> &'static str {
         match self {
-            StreamKind::Stdin => "stdin",
             StreamKind::Stdout => "stdout",
             StreamKind::Stderr => "stderr",
         }
