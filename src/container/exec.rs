@@ -249,7 +249,9 @@ impl Engine {
                 ex.pid = pid.as_raw();
                 match self.outputs.add(id, parent, None) {
                     Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
-                    Err(e) => log::error!("exec {}: watching its output: {e}", &id[..12]),
+                    Err(e) => {
+                        log::error!("exec {}: watching its output: {e}", super::names::short(id))
+                    }
                 }
                 self.container_event(&cid, &act, &[("execID", id.to_string())]);
                 Ok(())

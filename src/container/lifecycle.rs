@@ -105,7 +105,7 @@ impl Engine {
     fn persist(&mut self, id: &str) {
         if let Some(e) = self.containers.get(id) {
             if let Err(err) = self.container_dirs.save(&e.c) {
-                log::error!("persist container {}: {err}", &id[..12.min(id.len())]);
+                log::error!("persist container {}: {err}", super::names::short(id));
             }
         }
     }
@@ -664,7 +664,7 @@ impl Engine {
         }
         self.container_event(id, "destroy", &[]);
         if let Err(e) = self.container_dirs.remove(id) {
-            log::error!("remove container {}: {e}", &id[..12.min(id.len())]);
+            log::error!("remove container {}: {e}", super::names::short(id));
         }
         self.containers.remove(id);
         for conn in self.outputs.end_container(id) {
@@ -838,7 +838,7 @@ impl Engine {
             e.start_on_exit = false;
             e.c.manually_stopped = false;
             if let Err(err) = self.launch_container(id) {
-                log::warn!("restart of {}: {err}", &id[..12]);
+                log::warn!("restart of {}: {err}", super::names::short(id));
             }
             self.container_event(id, "restart", &[]);
             return;
@@ -889,7 +889,7 @@ impl Engine {
                     .is_some_and(|e| e.c.state.status == Status::Restarting);
                 if due && !self.shutting_down {
                     if let Err(err) = self.launch_container(&id) {
-                        log::warn!("policy restart of {}: {err}", &id[..12.min(id.len())]);
+                        log::warn!("policy restart of {}: {err}", super::names::short(&id));
                     }
                 }
             }
@@ -954,7 +954,10 @@ impl Engine {
         }
         for id in restart {
             if let Err(e) = self.launch_container(&id) {
-                log::warn!("restart of {} after a daemon restart: {e}", &id[..12]);
+                log::warn!(
+                    "restart of {} after a daemon restart: {e}",
+                    super::names::short(&id)
+                );
             }
         }
     }

@@ -359,6 +359,19 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// The 12-character form of an ID (whole if shorter).
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// A full container or exec ID: 64 lowercase hex digits.
+pub fn is_full_id(id: &str) -> bool {
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A new 64-hex container ID whose short form is not all digits (dockerd
 /// avoids those: they look like numbers to the CLI).
 pub fn new_id() -> String {

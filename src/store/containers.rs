@@ -82,7 +82,17 @@ impl ContainerDirs {
                 .map_err(|e| e.to_string())
                 .and_then(|b| serde_json::from_slice::<Container>(&b).map_err(|e| e.to_string()))
             {
-                Ok(c) => out.push(c),
+                Ok(c)
+                    if crate::container::names::is_full_id(&c.id)
+                        && e.file_name() == c.id.as_str() =>
+                {
+                    out.push(c)
+                }
+                Ok(c) => log::warn!(
+                    "skipping container record {}: id {:?} does not match",
+                    path.display(),
+                    c.id
+                ),
                 Err(err) => log::warn!("skipping container record {}: {err}", path.display()),
             }
         }
