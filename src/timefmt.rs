@@ -113,6 +113,18 @@ fn parse_unix(s: &str) -> Option<SystemTime> {
 }
 
 fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let (secs, nanos) = parse_rfc3339_parts(s)?;
+    let secs = u64::try_from(secs).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// Seconds since the epoch of an RFC 3339 time, negative before 1970 (image
+/// configs may say `0001-01-01T00:00:00Z`).
+pub fn parse_rfc3339_secs(s: &str) -> Option<i64> {
+    parse_rfc3339_parts(s).map(|(secs, _)| secs)
+}
+
+fn parse_rfc3339_parts(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -151,10 +163,12 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let secs =
         days_from_civil(y, mo, d) * 86_400 + (h as i64) * 3600 + (mi as i64) * 60 + sec as i64
             - offset;
-    if secs < 0 {
-        return None;
-    }
-    UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
+    Some((secs, nanos))
+}
+
+/// The current time as RFC 3339 with nanoseconds.
+pub fn now_rfc3339() -> String {
+    rfc3339_nano(SystemTime::now())
 }
 
 /// Nanoseconds since the epoch (0 for times before it).
@@ -180,6 +194,12 @@ mod tests {
         assert_eq!(parse_timestamp("0"), Some(UNIX_EPOCH));
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(parse_timestamp("2023-13-14T22:13:20Z"), None);
+        assert_eq!(
+            parse_rfc3339_secs("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_rfc3339_secs("1969-12-31T23:59:59Z"), Some(-1));
+        assert!(parse_rfc3339_secs("0001-01-01T00:00:00Z").is_some_and(|s| s < 0));
         for days in [-1000i64, 0, 59, 60, 365, 11_000, 20_000, 50_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);

@@ -9,8 +9,8 @@ use super::archive_load::{LoadSummary, LoadedImage, TempDirs};
 use super::error::{ImageError, Result};
 use super::layer_extract::{extract_layer, Budget};
 use super::reference::Reference;
-use super::timefmt::now_rfc3339;
 use crate::store::layout::Layout;
+use crate::timefmt::now_rfc3339;
 
 #[derive(Debug, Default, Clone)]
 pub struct ImportOptions {

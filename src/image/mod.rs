@@ -12,7 +12,6 @@ pub mod layer_export;
 pub mod layer_extract;
 pub mod reference;
 pub mod tarstream;
-pub mod timefmt;
 
 #[cfg(test)]
 mod tests;

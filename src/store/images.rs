@@ -15,9 +15,9 @@ use crate::image::archive_save::{SaveImage, SavePlan};
 use crate::image::digest::{chain_ids, is_hex64, sha256_digest};
 use crate::image::error::{ImageError, Result};
 use crate::image::reference::Reference;
-use crate::image::timefmt::{now_rfc3339, parse_rfc3339};
 use crate::store::atomic::{self, remove_temp_leftovers};
 use crate::store::layout::{remove_layer_dir, Layout};
+use crate::timefmt::{now_rfc3339, parse_rfc3339_secs as parse_rfc3339};
 
 #[derive(Debug, Clone)]
 pub struct Image {
