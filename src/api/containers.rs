@@ -16,7 +16,6 @@ use crate::engine::Engine;
 use crate::http::response::{BodySource, ConnId, Hijacked, Pending, Pull, Response};
 use crate::streams::jsonlog;
 use crate::streams::stdcopy::{frame, StreamKind};
-use crate::worker::{Outcome, WorkerId};
 
 fn key(call: &Call) -> String {
     call.params.first().cloned().unwrap_or_default()
@@ -700,40 +699,8 @@ pub fn export(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::stream(
         200,
         "application/x-tar",
-        Box::new(ExportStream {
-            worker,
-            ended: false,
-        }),
+        Box::new(super::worker_body::WorkerBody::new(worker)),
     ))
-}
-
-struct ExportStream {
-    worker: WorkerId,
-    ended: bool,
-}
-
-impl BodySource for ExportStream {
-    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
-        if !self.ended {
-            if engine.workers.read_raw(self.worker, out, 64 * 1024) {
-                return if out.is_empty() {
-                    Pull::Wait(None)
-                } else {
-                    Pull::Data
-                };
-            }
-            self.ended = true;
-        }
-        match engine.workers.take_outcome(self.worker) {
-            None => Pull::Wait(None),
-            Some(Outcome::Done(_)) => Pull::End,
-            Some(_) => Pull::Abort,
-        }
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-    }
 }
 
 /// `POST /containers/{id}/attach`: hijack the connection and stream the

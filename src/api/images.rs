@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::events::Event;
 use crate::http::conn::Begin;
 use crate::http::request::Request;
-use crate::http::response::{BodySink, BodySource, ConnId, Pending, Pull, Response};
+use crate::http::response::{BodySink, ConnId, Pending, Response};
 use crate::image::archive_load::{load_archive, LoadSummary};
 use crate::image::archive_save::save_archive;
 use crate::image::error::{ImageError, WireError};
@@ -84,16 +84,7 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     let force = call.req.query.bool("force");
     let id = call.engine.images.resolve(&target)?.id.clone();
     let containers = &call.engine.containers;
-    let users = |image: &str| {
-        containers
-            .using_image(image)
-            .map(
-                |(container_id, running)| crate::store::images::ContainerUse {
-                    container_id,
-                    running,
-                },
-            )
-    };
+    let users = |image: &str| containers.using_image(image);
     let records = call.engine.images.delete(&target, force, &users)?;
     for r in &records {
         if let Some(u) = r["Untagged"].as_str() {
@@ -112,16 +103,7 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = ListFilters::from_json(call.req.query.get("filters").unwrap_or(""))?;
     let containers = &call.engine.containers;
-    let users = |image: &str| {
-        containers
-            .using_image(image)
-            .map(
-                |(container_id, running)| crate::store::images::ContainerUse {
-                    container_id,
-                    running,
-                },
-            )
-    };
+    let users = |image: &str| containers.using_image(image);
     let report = call.engine.images.prune(&filters, &users)?;
     let reclaimed = report["SpaceReclaimed"].as_u64().unwrap_or(0).to_string();
     call.engine
@@ -166,42 +148,8 @@ pub fn save(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::stream(
         200,
         "application/x-tar",
-        Box::new(SaveStream {
-            worker,
-            ended: false,
-        }),
+        Box::new(super::worker_body::WorkerBody::new(worker)),
     ))
-}
-
-struct SaveStream {
-    worker: WorkerId,
-    ended: bool,
-}
-
-impl BodySource for SaveStream {
-    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
-        if !self.ended {
-            if engine.workers.read_raw(self.worker, out, 64 * 1024) {
-                return if out.is_empty() {
-                    Pull::Wait(None)
-                } else {
-                    Pull::Data
-                };
-            }
-            self.ended = true;
-        }
-        match engine.workers.take_outcome(self.worker) {
-            None => Pull::Wait(None),
-            Some(Outcome::Done(_)) => Pull::End,
-            // The head and part of the archive are out: cut the connection so
-            // the client sees a failure instead of a short archive.
-            Some(_) => Pull::Abort,
-        }
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-    }
 }
 
 /// The jobs that read a request body (or a URL) and fill the store.

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod images;
 pub mod router;
 pub mod system;
+pub mod worker_body;
 
 use error::ApiError;
 use router::{BodyUse, Endpoint, Resolved};

@@ -24,11 +24,8 @@ pub fn ping(call: &mut Call) -> Result<Response, ApiError> {
     } else {
         Response::text(200, "OK")
     };
-    Ok(r.header("Api-Version", &MAX_VERSION.to_string())
-        .header("Builder-Version", "1")
-        .header("Docker-Experimental", "false")
-        .header("OSType", "linux")
-        .header("Server", &format!("coracle/{SERVER_VERSION} (linux)"))
+    // Api-Version, OSType, Server, Docker-Experimental come with every response.
+    Ok(r.header("Builder-Version", "1")
         .header("Cache-Control", "no-cache, no-store, must-revalidate")
         .header("Pragma", "no-cache"))
 }
@@ -46,22 +43,13 @@ pub fn version(_call: &mut Call) -> Result<Response, ApiError> {
         "BuildTime": BUILD_TIME,
         "Experimental": "false",
     });
-    Ok(Response::json(
-        200,
-        &json!({
-            "Platform": { "Name": "coracle" },
-            "Components": [{ "Name": "Engine", "Version": SERVER_VERSION, "Details": details }],
-            "Version": SERVER_VERSION,
-            "ApiVersion": MAX_VERSION.to_string(),
-            "MinAPIVersion": MIN_VERSION.to_string(),
-            "GitCommit": GIT_COMMIT,
-            "GoVersion": RUSTC_VERSION,
-            "Os": "linux",
-            "Arch": host::go_arch(),
-            "KernelVersion": kernel,
-            "BuildTime": BUILD_TIME,
-        }),
-    ))
+    // The top level repeats the engine's details (Experimental as a bool).
+    let mut v = details.clone();
+    v["Experimental"] = false.into();
+    v["Version"] = SERVER_VERSION.into();
+    v["Platform"] = json!({ "Name": "coracle" });
+    v["Components"] = json!([{ "Name": "Engine", "Version": SERVER_VERSION, "Details": details }]);
+    Ok(Response::json(200, &v))
 }
 
 pub fn info(call: &mut Call) -> Result<Response, ApiError> {

@@ -170,6 +170,20 @@ pub struct HostConfig {
     pub extra: Map<String, Value>,
 }
 
+impl HostConfig {
+    /// `Ulimits` as the launcher takes them.
+    pub fn launch_ulimits(&self) -> Vec<crate::runtime::spec::Ulimit> {
+        self.ulimits
+            .iter()
+            .map(|u| crate::runtime::spec::Ulimit {
+                name: u.name.clone(),
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect()
+    }
+}
+
 /// The create body: Config fields at the top level, HostConfig nested.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]

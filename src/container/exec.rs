@@ -13,7 +13,6 @@ use super::model::Status;
 use crate::engine::Engine;
 use crate::http::response::ConnId;
 use crate::runtime::exec::{exec_in, ExecSpec};
-use crate::runtime::spec::Ulimit;
 
 /// Finished exec records kept for inspection, per daemon.
 const KEEP_FINISHED: usize = 256;
@@ -218,16 +217,7 @@ impl Engine {
             privileged: cfg.privileged || c.host_config.privileged,
             cap_add: c.host_config.cap_add.clone(),
             cap_drop: c.host_config.cap_drop.clone(),
-            ulimits: c
-                .host_config
-                .ulimits
-                .iter()
-                .map(|u| Ulimit {
-                    name: u.name.clone(),
-                    soft: u.soft,
-                    hard: u.hard,
-                })
-                .collect(),
+            ulimits: c.host_config.launch_ulimits(),
             stdio: child.spec,
         };
         let init = live.pid;

@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::events::Event;
 use crate::runtime::cgroups::{Cgroup, Resources};
 use crate::runtime::launch::launch;
-use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, Ulimit};
+use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec};
 use crate::streams::jsonlog::{parse_size, LogWriter};
 use crate::timefmt::rfc3339_nano;
 use crate::timers::Timer;
@@ -51,6 +51,15 @@ pub fn parse_signal(s: &str) -> Result<Signal, ContainerError> {
         format!("SIG{upper}")
     };
     Signal::from_str(&name).map_err(|_| bad())
+}
+
+/// The container's stop signal (SIGTERM unless configured).
+fn stop_signal_of(c: &Container) -> Signal {
+    c.config
+        .stop_signal
+        .as_deref()
+        .and_then(|s| parse_signal(s).ok())
+        .unwrap_or(Signal::SIGTERM)
 }
 
 pub fn exit_code(status: WaitStatus) -> i32 {
@@ -411,15 +420,7 @@ impl Engine {
             privileged: h.privileged,
             cap_add: h.cap_add.clone(),
             cap_drop: h.cap_drop.clone(),
-            ulimits: h
-                .ulimits
-                .iter()
-                .map(|u| Ulimit {
-                    name: u.name.clone(),
-                    soft: u.soft,
-                    hard: u.hard,
-                })
-                .collect(),
+            ulimits: h.launch_ulimits(),
             sysctls: h.sysctls.clone(),
             init: h.init.unwrap_or(false),
             stdio: child.spec,
@@ -544,12 +545,7 @@ impl Engine {
         };
         let Some(live) = e.live.as_ref() else { return };
         let _ = nix::sys::signal::kill(live.pid, sig);
-        let stop_signal =
-            e.c.config
-                .stop_signal
-                .as_deref()
-                .and_then(|s| parse_signal(s).ok())
-                .unwrap_or(Signal::SIGTERM);
+        let stop_signal = stop_signal_of(&e.c);
         if e.c.state.status == Status::Paused && (sig == Signal::SIGKILL || sig == stop_signal) {
             if let Some(cg) = &live.cgroup {
                 let _ = cg.thaw();
@@ -581,12 +577,7 @@ impl Engine {
         }
         // dockerd: killing with SIGKILL or the stop signal is a manual stop,
         // so restart policies leave the container down.
-        let stop_signal =
-            e.c.config
-                .stop_signal
-                .as_deref()
-                .and_then(|s| parse_signal(s).ok())
-                .unwrap_or(Signal::SIGTERM);
+        let stop_signal = stop_signal_of(&e.c);
         if sig == Signal::SIGKILL || sig == stop_signal {
             e.c.manually_stopped = true;
             self.persist(&id);

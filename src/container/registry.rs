@@ -158,11 +158,13 @@ impl Registry {
         self.map.len()
     }
 
-    /// Containers using an image (for image removal checks).
-    pub fn using_image(&self, image_id: &str) -> Option<(String, bool)> {
-        self.map
-            .values()
-            .find(|e| e.c.image == image_id)
-            .map(|e| (e.c.id.clone(), e.c.state.is_alive()))
+    /// A container using an image (image removal refuses, or must force).
+    pub fn using_image(&self, image_id: &str) -> Option<crate::store::images::ContainerUse> {
+        self.map.values().find(|e| e.c.image == image_id).map(|e| {
+            crate::store::images::ContainerUse {
+                container_id: e.c.id.clone(),
+                running: e.c.state.is_alive(),
+            }
+        })
     }
 }
