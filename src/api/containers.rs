@@ -747,6 +747,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         stream,
         stdin: q.bool("stdin") && c.config.open_stdin,
         stdin_once: c.config.stdin_once,
+        tty,
         exec: None,
         // As dockerd: detach keys act on a TTY only; without one, stdin is
         // arbitrary bytes and is copied as is.
@@ -803,6 +804,9 @@ pub struct AttachSession {
     pub stream: bool,
     pub stdin: bool,
     pub stdin_once: bool,
+    /// With a TTY, the client's half-close ends this attach (the CLI's way
+    /// of detaching) and leaves the container's stdin open for the next.
+    pub tty: bool,
     /// Exec sessions end only once the process has been reaped, so the
     /// client's follow-up inspect sees the exit code.
     pub exec: Option<String>,
@@ -916,7 +920,14 @@ impl Hijacked for AttachSession {
         data.len()
     }
 
-    fn input_closed(&mut self, engine: &mut Engine, _me: ConnId) {
+    fn input_closed(&mut self, engine: &mut Engine, me: ConnId) {
+        if self.tty && self.stdin {
+            // As dockerd: on a TTY, StdinOnce never closes the container's
+            // stdin; the client is leaving, so this attach ends.
+            self.detached = true;
+            engine.wake(me);
+            return;
+        }
         if !self.stdin || !self.stdin_once {
             return;
         }
@@ -994,6 +1005,17 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
     }
     let e = call.engine.containers.find(&key(call))?;
     let id = e.c.id.clone();
+    let driver = e.c.host_config.log_config.kind.as_str();
+    let driver = if driver.is_empty() {
+        call.engine.config.log_driver.as_str()
+    } else {
+        driver
+    };
+    if driver == "none" {
+        return Err(ApiError::NotImplemented(
+            "configured logging driver does not support reading".into(),
+        ));
+    }
     let multiplexed = !e.c.config.tty;
     let timestamps = q.bool("timestamps");
     let since = q

@@ -67,20 +67,39 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     call.engine
         .outputs
         .subscribe(&id, call.conn, out, err, !tty);
-    if let Err(e) = call.engine.exec_start(&id, Some(tty), console) {
-        call.engine.outputs.unsubscribe(call.conn);
-        return Err(e.into());
+    // As dockerd: a process that cannot be started is reported inside the
+    // upgraded stream, so the client reads the exec's exit code (126/127).
+    let mut backlog = Vec::new();
+    let mut stream = true;
+    match call.engine.exec_start(&id, Some(tty), console) {
+        Ok(()) => {}
+        Err(crate::container::error::ContainerError::StartFailed(msg, _)) => {
+            call.engine.outputs.unsubscribe(call.conn);
+            let text = format!("OCI runtime exec failed: exec failed: {msg}\r\n");
+            crate::streams::stdcopy::frame(
+                &mut backlog,
+                crate::streams::stdcopy::StreamKind::Stdout,
+                text.as_bytes(),
+                !tty,
+            );
+            stream = false;
+        }
+        Err(e) => {
+            call.engine.outputs.unsubscribe(call.conn);
+            return Err(e.into());
+        }
     }
     if let Some(ex) = call.engine.execs.get_mut(&id) {
         ex.attached = Some(call.conn);
     }
     let session = AttachSession {
         key: id.clone(),
-        backlog: Vec::new(),
-        stream: true,
+        backlog,
+        stream,
         stdin,
         // An exec's stdin closes when the client stops sending (docker exec -i).
         stdin_once: true,
+        tty,
         exec: Some(id),
         detach_keys,
         matched: 0,
