@@ -469,7 +469,17 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // kill-server leaves the socket file behind: remove it too.
+        let path = self
+            .cmd(&["display-message", "-p", "#{socket_path}"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty());
         let _ = self.cmd(&["kill-server"]).output();
+        if let Some(p) = path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
