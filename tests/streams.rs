@@ -1004,8 +1004,10 @@ fn exec_of_a_missing_command_fails_with_126_or_127_like_dockerd() {
         "missing command: dockerd exits 126/127: {}",
         show(&o)
     );
+    // dockerd writes the runtime's error into the exec's stdout stream
+    // (`stdout.Write([]byte(err.Error() + "\r\n"))` in its exec router).
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("not found"),
+        String::from_utf8_lossy(&o.stdout).contains("executable file not found in $PATH"),
         "error should name the missing executable: {}",
         show(&o)
     );
