@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::cli::*;
 use common::Daemon;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -16,61 +17,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
-
-fn docker_cmd(d: &Daemon, args: &[&str]) -> Command {
-    let mut c = Command::new("docker");
-    c.args(args)
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Run the docker CLI, failing the test if it takes longer than `secs`.
-fn dk_t(d: &Daemon, args: &[&str], secs: u64) -> Output {
-    let child = docker_cmd(d, args).spawn().expect("run the docker CLI");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(o) => o.expect("wait for docker"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("`docker {}` did not finish within {secs} s", args.join(" "));
-        }
-    }
-}
-
-fn dk(d: &Daemon, args: &[&str]) -> Output {
-    dk_t(d, args, 60)
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Stdout of a docker command that must succeed.
-fn ok(d: &Daemon, args: &[&str]) -> String {
-    let o = dk(d, args);
-    assert!(
-        o.status.success(),
-        "`docker {}` failed: {}",
-        args.join(" "),
-        show(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 /// Stderr of a docker command that must fail.
 fn fails(d: &Daemon, args: &[&str]) -> String {
@@ -82,40 +28,6 @@ fn fails(d: &Daemon, args: &[&str]) -> String {
         show(&o)
     );
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn inspect(d: &Daemon, name: &str) -> Value {
-    let r = d.request("GET", &format!("/containers/{name}/json"), None);
-    assert_eq!(r.status, 200, "inspect {name}: {r:?}");
-    r.json()
-}
-
-fn state(d: &Daemon, name: &str) -> Value {
-    inspect(d, name)["State"].clone()
-}
-
-/// Poll `f` every 20 ms until it holds; panic after `secs`.
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_exited(d: &Daemon, name: &str, secs: u64) -> Value {
-    let mut last = Value::Null;
-    wait_for(&format!("{name} to exit"), secs, || {
-        last = state(d, name);
-        last["Status"] == "exited"
-    });
-    last
 }
 
 fn lines(s: &str) -> Vec<&str> {
