@@ -72,14 +72,15 @@ fn split_host_port(s: &str) -> Result<(&str, u16), String> {
 }
 
 pub enum Listener {
-    Unix(UnixListener, PathBuf),
+    /// The path, and whether we created the socket file (and so remove it).
+    Unix(UnixListener, PathBuf, bool),
     Tcp(TcpListener),
 }
 
 impl Listener {
     pub fn describe(&self) -> String {
         match self {
-            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+            Listener::Unix(_, p, _) => format!("unix://{}", p.display()),
             Listener::Tcp(l) => match l.local_addr() {
                 Ok(a) => format!("tcp://{a}"),
                 Err(_) => "tcp://?".into(),
@@ -89,7 +90,7 @@ impl Listener {
 
     pub fn accept(&self) -> io::Result<Stream> {
         match self {
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Unix(l, _, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
             Listener::Tcp(l) => l.accept().map(|(s, _)| {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
@@ -99,7 +100,8 @@ impl Listener {
 
     /// Remove the socket file of a unix listener (on shutdown).
     pub fn remove_socket_file(&self) {
-        if let Listener::Unix(_, p) = self {
+        // A socket handed over by systemd is systemd's to remove.
+        if let Listener::Unix(_, p, true) = self {
             let _ = std::fs::remove_file(p);
         }
     }
@@ -108,19 +110,19 @@ impl Listener {
 impl Source for Listener {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Unix(l, _) => l.register(r, t, i),
+            Listener::Unix(l, _, _) => l.register(r, t, i),
             Listener::Tcp(l) => l.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Listener::Unix(l, _) => l.reregister(r, t, i),
+            Listener::Unix(l, _, _) => l.reregister(r, t, i),
             Listener::Tcp(l) => l.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
-            Listener::Unix(l, _) => l.deregister(r),
+            Listener::Unix(l, _, _) => l.deregister(r),
             Listener::Tcp(l) => l.deregister(r),
         }
     }
@@ -171,7 +173,7 @@ fn bind_unix(path: &Path) -> Result<Listener, String> {
     if let Some(gid) = docker_group_id() {
         let _ = nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)));
     }
-    Ok(Listener::Unix(l, path.to_path_buf()))
+    Ok(Listener::Unix(l, path.to_path_buf(), true))
 }
 
 /// The gid of group `docker` from /etc/group, when that group exists.
@@ -213,7 +215,7 @@ fn activated_listeners() -> Result<Vec<Listener>, String> {
                 .ok()
                 .and_then(|a| a.as_pathname().map(Path::to_path_buf))
                 .unwrap_or_default();
-            out.push(Listener::Unix(UnixListener::from_std(std_l), path));
+            out.push(Listener::Unix(UnixListener::from_std(std_l), path, false));
         } else {
             let std_l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
             out.push(Listener::Tcp(TcpListener::from_std(std_l)));

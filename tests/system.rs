@@ -131,3 +131,60 @@ fn docker_events_since_until_returns_history() {
         );
     }
 }
+
+#[test]
+fn systemd_socket_activation_with_fd_host() {
+    // Hand the daemon a listening socket on fd 3 with LISTEN_FDS/LISTEN_PID,
+    // as systemd does; python3 does the hand-over (it execs in place, so the
+    // PID stays the same).
+    let dir = common::temp_dir("fd");
+    let sock = dir.join("activated.sock");
+    let config = dir.join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    let script = format!(
+        "import socket,os\n\
+         s=socket.socket(socket.AF_UNIX); s.bind({sock:?}); s.listen()\n\
+         os.dup2(s.fileno(),3); os.set_inheritable(3,True)\n\
+         os.environ['LISTEN_FDS']='1'; os.environ['LISTEN_PID']=str(os.getpid())\n\
+         b={bin:?}\n\
+         os.execv(b,[b,'-H','fd://','--data-root',{root:?},'--config-file',{cfg:?}])\n",
+        sock = sock.display().to_string(),
+        bin = common::binary(),
+        root = dir.join("root").display().to_string(),
+        cfg = config.display().to_string(),
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs the hand-over");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let answer = loop {
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) {
+            use std::io::Write;
+            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            break common::read_all(&mut s);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "activated socket never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    common::signal(child.id() as i32, common::libc_sig::TERM);
+    let status = common::wait_timeout(&mut child, std::time::Duration::from_secs(10));
+    let socket_kept = sock.exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        socket_kept,
+        "an activated socket belongs to systemd: not removed on exit"
+    );
+    assert!(answer.ends_with("OK"), "{answer}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "daemon exits cleanly on SIGTERM"
+    );
+}
