@@ -101,8 +101,9 @@ impl BodySource for EventStream {
         match self.until {
             Some(u) if u <= now => self.stop(engine, me),
             Some(u) => {
+                // `until` may be far beyond what an Instant can hold.
                 let left = u.duration_since(now).unwrap_or_default();
-                Pull::Wait(Some(Instant::now() + left))
+                Pull::Wait(Instant::now().checked_add(left))
             }
             None => Pull::Wait(None),
         }

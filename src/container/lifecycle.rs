@@ -526,11 +526,13 @@ impl Engine {
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
         self.persist(&id);
         self.signal_container(&id, sig);
-        if t >= 0 {
-            self.timers.add(
-                Instant::now() + Duration::from_secs(t as u64),
-                Timer::StopKill(id.clone()),
-            );
+        // A negative timeout waits forever, as does one too far away to
+        // represent (`t` is the client's number).
+        let deadline = u64::try_from(t)
+            .ok()
+            .and_then(|t| Instant::now().checked_add(Duration::from_secs(t)));
+        if let Some(at) = deadline {
+            self.timers.add(at, Timer::StopKill(id.clone()));
         }
         Ok(id)
     }
@@ -976,10 +978,10 @@ impl Engine {
                 .unwrap_or(Signal::SIGTERM);
             self.signal_container(id, sig);
             let t = t.unwrap_or(DEFAULT_STOP_TIMEOUT).max(0) as u64;
-            self.timers.add(
-                Instant::now() + Duration::from_secs(t),
-                Timer::StopKill(id.clone()),
-            );
+            // The daemon's own 60 s shutdown limit bounds this anyway.
+            if let Some(at) = Instant::now().checked_add(Duration::from_secs(t)) {
+                self.timers.add(at, Timer::StopKill(id.clone()));
+            }
         }
         !alive.is_empty()
     }
