@@ -1612,3 +1612,50 @@ fn daemon_restart_applies_always_and_unless_stopped_policies() {
         &["rm", "-f", "a_up", "a_stopped", "u_up", "u_stopped", "n_up"],
     );
 }
+
+#[test]
+fn bad_inputs_are_refused_before_anything_changes() {
+    let d = Daemon::with_busybox();
+    let r = d.request(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","HostConfig":{"LogConfig":{"Type":"json-file","Config":{"max-file":"4294967295"}}}}"#),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("max-file"),
+        "{r:?}"
+    );
+    assert_eq!(
+        d.request("GET", "/containers/json?limit=abc", None).status,
+        400
+    );
+
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "al",
+            "--restart",
+            "always",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let r = d.request("GET", "/containers/al/logs?stdout=1&since=garbage", None);
+    assert_eq!(r.status, 400, "{r:?}");
+    // A stop with a bad signal is refused and leaves the restart policy on.
+    let r = d.request("POST", "/containers/al/stop?signal=BOGUS", None);
+    assert_eq!(r.status, 400, "{r:?}");
+    let pid = state(&d, "al")["Pid"].as_i64().unwrap();
+    common::signal(pid as i32, 9);
+    wait_for(
+        "the always container to restart after a host kill",
+        10,
+        || inspect(&d, "al")["RestartCount"] == 1 && state(&d, "al")["Status"] == "running",
+    );
+    ok(&d, &["rm", "-f", "al"]);
+}

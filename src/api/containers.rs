@@ -497,7 +497,12 @@ fn matches_filters(
 pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
     let filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
-    let limit: i64 = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(-1);
+    let limit: i64 = match q.get("limit").filter(|l| !l.is_empty()) {
+        None => -1,
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::InvalidParameter(format!("invalid value for limit: {l:?}")))?,
+    };
     let all = q.bool("all")
         || limit > 0
         || filters.contains_key("status")
@@ -731,19 +736,27 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
             }
         }
     }
+    let keys = q
+        .get("detachKeys")
+        .filter(|k| !k.is_empty())
+        .unwrap_or(DEFAULT_DETACH_KEYS);
+    // Parse everything that can fail before subscribing: an error must
+    // not leave a subscription behind.
+    let detach_keys = if tty {
+        parse_detach_keys(keys)?
+    } else {
+        Vec::new()
+    };
     let stream = q.bool("stream");
     if stream {
         call.engine
             .outputs
             .subscribe(&id, call.conn, want_out, want_err, multiplexed);
     }
-    let keys = q
-        .get("detachKeys")
-        .filter(|k| !k.is_empty())
-        .unwrap_or(DEFAULT_DETACH_KEYS);
     let session = AttachSession {
         key: id,
         backlog,
+        backlog_sent: 0,
         stream,
         stdin: q.bool("stdin") && c.config.open_stdin,
         stdin_once: c.config.stdin_once,
@@ -751,11 +764,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         exec: None,
         // As dockerd: detach keys act on a TTY only; without one, stdin is
         // arbitrary bytes and is copied as is.
-        detach_keys: if tty {
-            parse_detach_keys(keys)?
-        } else {
-            Vec::new()
-        },
+        detach_keys,
         matched: 0,
         detached: false,
         pending: Vec::new(),
@@ -801,6 +810,7 @@ pub struct AttachSession {
     /// Container or exec ID (the output pump's key).
     pub key: String,
     pub backlog: Vec<u8>,
+    pub backlog_sent: usize,
     pub stream: bool,
     pub stdin: bool,
     pub stdin_once: bool,
@@ -833,7 +843,13 @@ impl AttachSession {
 
 impl Hijacked for AttachSession {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
-        out.append(&mut self.backlog);
+        if self.backlog_sent < self.backlog.len() {
+            // `attach?logs=1`: the log first, in pieces the connection can hold.
+            let end = self.backlog.len().min(self.backlog_sent + BACKLOG_PIECE);
+            out.extend_from_slice(&self.backlog[self.backlog_sent..end]);
+            self.backlog_sent = end;
+            return Pull::Data;
+        }
         if !self.pending.is_empty() && engine.outputs.is_open(&self.key) {
             let n = engine.outputs.write_stdin(&self.key, me, &self.pending);
             self.pending.drain(..n.min(self.pending.len()));
@@ -1018,18 +1034,25 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
     }
     let multiplexed = !e.c.config.tty;
     let timestamps = q.bool("timestamps");
-    let since = q
-        .get("since")
-        .filter(|s| !s.is_empty() && *s != "0")
-        .and_then(crate::timefmt::parse_timestamp);
-    let until = q
-        .get("until")
-        .filter(|s| !s.is_empty() && *s != "0")
-        .and_then(crate::timefmt::parse_timestamp);
-    let tail: Option<usize> = q
-        .get("tail")
-        .filter(|t| *t != "all" && !t.is_empty())
-        .and_then(|t| t.parse().ok());
+    let time = |key: &str| -> Result<Option<SystemTime>, ApiError> {
+        match q.get(key).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(v) => crate::timefmt::parse_timestamp(v).map(Some).ok_or_else(|| {
+                ApiError::InvalidParameter(format!("invalid value for {key}: {v:?}"))
+            }),
+        }
+    };
+    let since = time("since")?;
+    let until = time("until")?;
+    let tail: Option<usize> =
+        match q.get("tail").filter(|t| *t != "all" && !t.is_empty()) {
+            None => None,
+            // dockerd treats a negative tail as "all".
+            Some(t) if t.starts_with('-') && t[1..].parse::<u64>().is_ok() => None,
+            Some(t) => Some(t.parse().map_err(|_| {
+                ApiError::InvalidParameter(format!("invalid value for tail: {t:?}"))
+            })?),
+        };
     let entries: Vec<_> = jsonlog::read_all(&call.engine.container_dirs.log_path(&id))
         .into_iter()
         .filter(|en| {
@@ -1068,6 +1091,7 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
         content_type,
         Box::new(LogStream {
             backlog: body,
+            sent: 0,
             follow,
         }),
     ))
@@ -1075,14 +1099,25 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
 
 struct LogStream {
     backlog: Vec<u8>,
+    /// How much of `backlog` has been sent (no copying the rest forward).
+    sent: usize,
     follow: bool,
 }
 
+/// Backlog handed to the connection per pull, so it stays under the
+/// connection's write high-water mark.
+const BACKLOG_PIECE: usize = 256 * 1024;
+
 impl BodySource for LogStream {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
-        if !self.backlog.is_empty() {
-            let n = self.backlog.len().min(256 * 1024);
-            out.extend(self.backlog.drain(..n));
+        if self.sent < self.backlog.len() {
+            let end = self.backlog.len().min(self.sent + BACKLOG_PIECE);
+            out.extend_from_slice(&self.backlog[self.sent..end]);
+            self.sent = end;
+            if self.sent == self.backlog.len() {
+                self.backlog = Vec::new();
+                self.sent = 0;
+            }
             return Pull::Data;
         }
         if !self.follow {

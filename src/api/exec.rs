@@ -95,6 +95,7 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     let session = AttachSession {
         key: id.clone(),
         backlog,
+        backlog_sent: 0,
         stream,
         stdin,
         // An exec's stdin closes when the client stops sending (docker exec -i).

@@ -199,6 +199,34 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
             ));
         }
     }
+    match h.log_config.kind.as_str() {
+        "" | "json-file" | "none" => {}
+        other => {
+            return invalid(format!(
+                "logging driver {other:?} is not supported by coracle (json-file, none)"
+            ))
+        }
+    }
+    if let Some(size) = h.log_config.config.get("max-size") {
+        if crate::streams::jsonlog::parse_size(size).is_none_or(|n| n == 0) {
+            return invalid(format!(
+                "invalid max-size {size:?} for the json-file log driver"
+            ));
+        }
+    }
+    if let Some(files) = h.log_config.config.get("max-file") {
+        // The reader looks at .1 to .99.
+        if files
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=99).contains(n))
+            .is_none()
+        {
+            return invalid(format!(
+                "invalid max-file {files:?}: it must be between 1 and 99"
+            ));
+        }
+    }
     for t in h.tmpfs.keys() {
         if !t.starts_with('/') {
             return invalid(format!("invalid tmpfs mount path {t:?}: must be absolute"));

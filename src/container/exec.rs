@@ -16,6 +16,10 @@ use crate::runtime::exec::{exec_in, ExecSpec};
 
 /// Finished exec records kept for inspection, per daemon.
 const KEEP_FINISHED: usize = 256;
+/// Exec instances created but not started, per container.
+const MAX_UNSTARTED: usize = 64;
+/// Longest command text put in an event's action.
+const MAX_ACTION_CMD: usize = 256;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -84,6 +88,18 @@ impl Execs {
             .collect()
     }
 
+    /// Forget a removed container's execs.
+    pub fn remove_container(&mut self, container: &str) {
+        self.map.retain(|_, e| e.container != container);
+    }
+
+    fn unstarted(&self, container: &str) -> usize {
+        self.map
+            .values()
+            .filter(|e| e.container == container && !e.started)
+            .count()
+    }
+
     fn trim(&mut self) {
         let finished = self.map.values().filter(|e| e.exit_code.is_some()).count();
         if finished <= KEEP_FINISHED {
@@ -102,8 +118,17 @@ impl Execs {
     }
 }
 
+/// `exec_start: sh -c ...`, the command cut short so one event stays small.
 fn action(prefix: &str, cmd: &[String]) -> String {
-    format!("{prefix}: {}", cmd.join(" "))
+    let mut text = cmd.join(" ");
+    if text.len() > MAX_ACTION_CMD {
+        let mut end = MAX_ACTION_CMD;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    format!("{prefix}: {text}")
 }
 
 impl Engine {
@@ -128,6 +153,11 @@ impl Engine {
         }
         if config.cmd.is_empty() {
             return Err(ContainerError::Invalid("No exec command specified".into()));
+        }
+        if self.execs.unstarted(&cid) >= MAX_UNSTARTED {
+            return Err(ContainerError::Conflict(format!(
+                "container {cid} has {MAX_UNSTARTED} exec instances that were never started; start or forget them first"
+            )));
         }
         let id = super::names::new_id();
         let act = action("exec_create", &config.cmd);

@@ -299,8 +299,11 @@ impl Engine {
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
-                cg.apply(&resources)
-                    .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+                if let Err(e) = cg.apply(&resources) {
+                    // Nothing runs in it yet: do not leave it behind.
+                    let _ = cg.remove();
+                    return Err(ContainerError::Invalid(e.to_string()));
+                }
                 if let Err(e) = cg.apply_devices(h.privileged) {
                     log::warn!("container {}: device cgroup: {e}", c.short_id());
                 }
@@ -512,8 +515,7 @@ impl Engine {
         if !e.c.state.is_alive() {
             return Err(ContainerError::NotModified);
         }
-        e.c.manually_stopped = true;
-        e.stop_requested = true;
+        // Validate before changing anything.
         let sig = match signal
             .filter(|s| !s.is_empty())
             .or(e.c.config.stop_signal.as_deref())
@@ -521,6 +523,8 @@ impl Engine {
             Some(s) => parse_signal(s)?,
             None => Signal::SIGTERM,
         };
+        e.c.manually_stopped = true;
+        e.stop_requested = true;
         let t = timeout
             .or(e.c.config.stop_timeout)
             .unwrap_or(DEFAULT_STOP_TIMEOUT);
@@ -531,6 +535,8 @@ impl Engine {
         let deadline = u64::try_from(t)
             .ok()
             .and_then(|t| Instant::now().checked_add(Duration::from_secs(t)));
+        // One kill deadline per container: a repeated stop replaces it.
+        self.timers.cancel(&Timer::StopKill(id.clone()));
         if let Some(at) = deadline {
             self.timers.add(at, Timer::StopKill(id.clone()));
         }
@@ -660,6 +666,7 @@ impl Engine {
             log::error!("remove container {}: {e}", super::names::short(id));
         }
         self.containers.remove(id);
+        self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);
         }

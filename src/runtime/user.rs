@@ -156,10 +156,34 @@ pub fn resolve(
     Ok(out)
 }
 
+/// Largest /etc/passwd or /etc/group we read.
+const MAX_ACCOUNT_FILE: u64 = 4 * 1024 * 1024;
+
+/// Read an account file the container controls, without letting it stall
+/// the launch (the daemon waits for this child): opened non-blocking, only
+/// a regular file, at most `MAX_ACCOUNT_FILE` bytes. Anything else counts as
+/// missing.
+fn read_account_file(path: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    f.take(MAX_ACCOUNT_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 /// Read the container's files (after pivot_root) and resolve.
 pub fn resolve_in_container(user: &str, group_add: &[String]) -> Result<ExecUser, LaunchError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok();
-    let group = std::fs::read_to_string("/etc/group").ok();
+    let passwd = read_account_file("/etc/passwd");
+    let group = read_account_file("/etc/group");
     resolve(user, group_add, passwd.as_deref(), group.as_deref()).map_err(LaunchError::Setup)
 }
 

@@ -140,16 +140,44 @@ fn short(id: &str) -> String {
         .collect()
 }
 
-/// path.Match-style glob: `*` and `?` never match `/`.
+/// path.Match-style glob: `*` and `?` never match `/`. Linear per segment
+/// (a client's pattern must not cost exponential time on the loop).
 fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != b'/')
-            .any(|i| glob(&p[1..], &s[i..])),
-        Some(b'?') => !s.is_empty() && s[0] != b'/' && glob(&p[1..], &s[1..]),
-        Some(&c) => s.first() == Some(&c) && glob(&p[1..], &s[1..]),
+    if p.len() > 1024 {
+        return false;
     }
+    let (ps, ss): (Vec<&[u8]>, Vec<&[u8]>) = (
+        p.split(|&c| c == b'/').collect(),
+        s.split(|&c| c == b'/').collect(),
+    );
+    ps.len() == ss.len() && ps.iter().zip(&ss).all(|(p, s)| glob_segment(p, s))
+}
+
+/// Wildcard match without '/': backtrack only to the last `*` seen.
+fn glob_segment(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 impl ImageStore {
@@ -839,6 +867,22 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::glob;
+
+    #[test]
+    fn glob_is_linear_and_segment_wise() {
+        let many = format!("{}x", "*".repeat(1000));
+        let start = std::time::Instant::now();
+        assert!(!glob(
+            many.as_bytes(),
+            "busybox:latest".repeat(10).as_bytes()
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_millis(200));
+        assert!(glob(b"fixture/*:v1", b"fixture/whiteouts:v1"));
+        assert!(!glob(b"*:v1", b"fixture/whiteouts:v1"));
+        assert!(glob(b"b?sy*", b"busybox:latest"));
+        assert!(glob(b"*", b""));
+        assert!(!glob(b"a*b", b"a/b"));
+    }
 
     #[test]
     fn glob_is_path_match() {
