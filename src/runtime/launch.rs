@@ -115,7 +115,15 @@ pub(crate) fn spawn(
     // The child may already be gone (EPIPE); its error pipe tells why.
     let _ = nix::unistd::write(&sync_w, b"G");
     drop(sync_w);
-    let msg = read_all(&err_r);
+    let Some(msg) = read_all_within(&err_r, SETUP_DEADLINE) else {
+        // The daemon's loop waits here: a setup that hangs (a stuck mount
+        // source, a huge copy fallback) must not hang the daemon with it.
+        reap(child, true);
+        return Err(LaunchError::Setup(format!(
+            "container setup did not finish within {} s",
+            SETUP_DEADLINE.as_secs()
+        )));
+    };
     match LaunchError::decode(&msg) {
         None => Ok(child),
         Some(e) => {
@@ -130,6 +138,41 @@ fn reap(pid: Pid, kill_first: bool) {
         let _ = kill(pid, Signal::SIGKILL);
     }
     while let Err(Errno::EINTR) = waitpid(pid, None) {}
+}
+
+/// How long the parent waits for the child to exec (or report a failure).
+const SETUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `read_all`, but giving up (None) once `limit` has passed without EOF.
+fn read_all_within(fd: &OwnedFd, limit: std::time::Duration) -> Option<Vec<u8>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return Some(out),
+            Ok(_) => {}
+        }
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => continue,
+            Err(_) => return Some(out),
+        }
+        if out.len() > 64 * 1024 {
+            return Some(out);
+        }
+    }
 }
 
 fn read_all(fd: &OwnedFd) -> Vec<u8> {
