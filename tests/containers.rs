@@ -463,7 +463,13 @@ fn export_of_the_whiteouts_fixture_has_dockerds_file_set() {
     d.has_containers = true;
     let o = dk(
         &d,
-        &["load", "-i", "/work/shared/fixtures/whiteouts-crafted.tar"],
+        &[
+            "load",
+            "-i",
+            &common::fixture("whiteouts-crafted.tar")
+                .display()
+                .to_string(),
+        ],
     );
     assert!(o.status.success(), "{}", show(&o));
     ok(&d, &["create", "--name", "ex", "fixture/whiteouts:v1"]);
@@ -485,7 +491,7 @@ fn export_of_the_whiteouts_fixture_has_dockerds_file_set() {
         }
     }
     let expected =
-        std::fs::read_to_string("/work/shared/fixtures/whiteouts-expected-export.txt").unwrap();
+        std::fs::read_to_string(common::fixture("whiteouts-expected-export.txt")).unwrap();
     let want: BTreeSet<String> = expected
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))

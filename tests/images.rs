@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::fixture;
 use common::{children_of, parse_raw_response, proc_alive, vm_rss_kib, Daemon};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -32,19 +33,6 @@ const LAYER2: &str = "sha256:ec983c96d9e7e0752c8dbb3b2d72fbf7dc9b153cb5ea8867c8a
 const FIXTURE_TAG: &str = "fixture/whiteouts:v1";
 
 // ---------------------------------------------------------------- helpers
-
-fn fixture(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CORACLE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "fixture {} is missing (set CORACLE_FIXTURES to the shared/fixtures directory)",
-        p.display()
-    );
-    p
-}
 
 fn fixture_str(name: &str) -> String {
     fixture(name).display().to_string()

@@ -19,7 +19,8 @@ use super::layer_extract::{extract_layer, Budget};
 use crate::store::images::{ContainerUse, ImageStore, ListFilters};
 use crate::store::layout::Layout;
 
-const FIXTURES: &str = "/work/shared/fixtures";
+/// `shared/fixtures` beside this repository.
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
 const FIXTURE_ID: &str = "sha256:9705ad965a3f75c33785304203b41fd1bc368f68c5383d06ff173647f419539e";
 /// skopeo re-serialised the config when writing the OCI layout, so its
 /// content-addressed ID differs (same layers, same tag).

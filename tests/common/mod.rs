@@ -748,3 +748,18 @@ pub fn kill_cgroup_leftovers(data_root: &Path) {
         }
     }
 }
+
+/// A file of `shared/fixtures` (beside this repository, or where
+/// `CORACLE_FIXTURES` says), failing loudly when it is missing.
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CORACLE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "fixture {} is missing (set CORACLE_FIXTURES to the shared/fixtures directory)",
+        p.display()
+    );
+    p
+}
