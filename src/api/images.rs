@@ -320,17 +320,21 @@ impl Pending for JobResult {
 
 fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<Response, ApiError> {
     let lines = engine.images.apply_load(summary)?;
+    let action = match job {
+        Job::Load => "load",
+        Job::Import(_) => "import",
+    };
+    for li in &summary.images {
+        let name = li
+            .tags
+            .first()
+            .map(|t| familiar(t))
+            .unwrap_or_else(|| li.id.clone());
+        engine.publish(Event::new("image", action, &li.id).attr("name", &name));
+    }
     let mut body = Vec::new();
     match job {
         Job::Load => {
-            for li in &summary.images {
-                let name = li
-                    .tags
-                    .first()
-                    .map(|t| familiar(t))
-                    .unwrap_or_else(|| li.id.clone());
-                engine.publish(Event::new("image", "load", &li.id).attr("name", &name));
-            }
             for l in lines {
                 body.extend_from_slice(
                     json!({ "stream": format!("{l}\n") }).to_string().as_bytes(),
@@ -340,12 +344,6 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
         }
         Job::Import(_) => {
             for li in &summary.images {
-                let name = li
-                    .tags
-                    .first()
-                    .map(|t| familiar(t))
-                    .unwrap_or_else(|| li.id.clone());
-                engine.publish(Event::new("image", "import", &li.id).attr("name", &name));
                 body.extend_from_slice(json!({ "status": li.id }).to_string().as_bytes());
                 body.extend_from_slice(b"\r\n");
             }

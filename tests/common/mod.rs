@@ -296,22 +296,27 @@ pub fn parse_response(raw: &str) -> HttpResponse {
         .unwrap_or_else(|| panic!("no response in {raw:?}"))
 }
 
+/// A response head: the status and the headers (names lower-cased).
+pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
 /// Parse every response in `raw` (for pipelining tests).
 pub fn parse_responses(mut raw: &str) -> Vec<HttpResponse> {
     let mut out = Vec::new();
     while let Some(head_end) = raw.find("\r\n\r\n") {
-        let head = &raw[..head_end];
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let (status, headers) = parse_head(&raw[..head_end]);
         let find = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let mut rest = &raw[head_end + 4..];
         let body;
@@ -393,18 +398,7 @@ pub fn parse_raw_response(mut raw: &[u8]) -> RawResponse {
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(raw)));
-        let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or("");
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
+        let (status, headers) = parse_head(&String::from_utf8_lossy(&raw[..head_end]));
         let rest = &raw[head_end + 4..];
         if status == 100 {
             raw = rest;
