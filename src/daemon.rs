@@ -19,7 +19,7 @@ pub struct Daemon {
     engine: Engine,
     reactor: Reactor,
     listeners: Vec<Listener>,
-    conns: Slab<Conn>,
+    conns: Slab<Conn<Engine>>,
     limits: Limits,
     shutting_down: bool,
     /// SIGTERM seen; waiting for containers to stop.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use crate::http::response::ConnId;
+use crate::reply::ConnId;
 
 /// Events kept for `since` queries (dockerd keeps 256 too).
 const HISTORY: usize = 256;

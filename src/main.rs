@@ -14,6 +14,7 @@ mod image;
 mod logger;
 mod net;
 mod reactor;
+mod reply;
 mod runtime;
 mod slab;
 mod store;

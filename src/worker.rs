@@ -14,8 +14,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 
-use crate::http::response::ConnId;
 use crate::reactor::Source;
+use crate::reply::ConnId;
 use crate::slab::Slab;
 
 pub type WorkerId = usize;

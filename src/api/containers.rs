@@ -13,7 +13,8 @@ use super::Call;
 use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
 use crate::engine::Engine;
-use crate::http::response::{BodySource, ConnId, Hijacked, Pending, Pull, Response};
+use crate::engine::Response;
+use crate::reply::{BodySource, ConnId, Hijacked, Pending, Pull};
 use crate::streams::jsonlog;
 use crate::streams::stdcopy::{frame, StreamKind};
 
@@ -153,7 +154,7 @@ struct StopWait {
     done: Done,
 }
 
-impl Pending for StopWait {
+impl Pending<Engine> for StopWait {
     fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
         let finished = match engine.containers.get(&self.id) {
             None => true,
@@ -218,7 +219,7 @@ struct WaitStream {
     condition: WaitFor,
 }
 
-impl BodySource for WaitStream {
+impl BodySource<Engine> for WaitStream {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         let result = match engine.containers.get(&self.id) {
             None => Some((
@@ -841,7 +842,7 @@ impl AttachSession {
     }
 }
 
-impl Hijacked for AttachSession {
+impl Hijacked<Engine> for AttachSession {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         if self.backlog_sent < self.backlog.len() {
             // `attach?logs=1`: the log first, in pieces the connection can hold.
@@ -1108,7 +1109,7 @@ struct LogStream {
 /// connection's write high-water mark.
 const BACKLOG_PIECE: usize = 256 * 1024;
 
-impl BodySource for LogStream {
+impl BodySource<Engine> for LogStream {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         if self.sent < self.backlog.len() {
             let end = self.backlog.len().min(self.sent + BACKLOG_PIECE);

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::http::response::Response;
+use crate::engine::Response;
 
 #[derive(Debug)]
 pub enum ApiError {

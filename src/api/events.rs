@@ -8,8 +8,9 @@ use std::time::{Instant, SystemTime};
 use super::error::ApiError;
 use super::Call;
 use crate::engine::Engine;
+use crate::engine::Response;
 use crate::events::{Event, EventFilter};
-use crate::http::response::{BodySource, ConnId, Pull, Response};
+use crate::reply::{BodySource, ConnId, Pull};
 use crate::timefmt::parse_timestamp;
 
 pub fn stream(call: &mut Call) -> Result<Response, ApiError> {
@@ -73,7 +74,7 @@ impl EventStream {
     }
 }
 
-impl BodySource for EventStream {
+impl BodySource<Engine> for EventStream {
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         if !self.backlog.is_empty() {
             for ev in self.backlog.drain(..) {

@@ -8,7 +8,7 @@ use super::containers::{
 };
 use super::error::ApiError;
 use super::Call;
-use crate::http::response::Response;
+use crate::engine::Response;
 
 fn key(call: &Call) -> String {
     call.params.first().cloned().unwrap_or_default()

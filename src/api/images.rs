@@ -7,15 +7,16 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::Call;
 use crate::engine::Engine;
+use crate::engine::Response;
 use crate::events::Event;
-use crate::http::conn::Begin;
+use crate::http::handler::Begin;
 use crate::http::request::Request;
-use crate::http::response::{BodySink, ConnId, Pending, Response};
 use crate::image::archive_load::{load_archive, LoadSummary};
 use crate::image::archive_save::save_archive;
 use crate::image::error::{ImageError, WireError};
 use crate::image::import::{apply_changes, import_reference, import_rootfs, ImportOptions};
 use crate::image::layer_extract::Budget;
+use crate::reply::{BodySink, ConnId, Pending};
 use crate::store::images::ListFilters;
 use crate::worker::{Outcome, WorkerId};
 
@@ -165,7 +166,7 @@ pub fn begin(
     conn: ConnId,
     req: &Request,
     import: bool,
-) -> Result<Begin, ApiError> {
+) -> Result<Begin<Engine>, ApiError> {
     let q = &req.query;
     if !import {
         let worker = spawn_job(engine, conn, Job::Load, None)?;
@@ -249,7 +250,7 @@ struct JobSink {
     broken: bool,
 }
 
-impl BodySink for JobSink {
+impl BodySink<Engine> for JobSink {
     fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
         if self.broken {
             return Ok(data.len());
@@ -283,7 +284,7 @@ struct JobResult {
     job: Job,
 }
 
-impl Pending for JobResult {
+impl Pending<Engine> for JobResult {
     fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
         engine.workers.take_messages(self.worker);
         let outcome = engine.workers.take_outcome(self.worker)?;

@@ -16,9 +16,10 @@ use error::ApiError;
 use router::{BodyUse, Endpoint, Resolved};
 
 use crate::engine::Engine;
-use crate::http::conn::Begin;
+use crate::engine::Response;
+use crate::http::handler::{Begin, Handler};
 use crate::http::request::Request;
-use crate::http::response::{ConnId, Response};
+use crate::reply::ConnId;
 
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -33,7 +34,7 @@ pub struct Call<'a> {
 }
 
 /// A request head has arrived: answer now or ask for its body.
-pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
+fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
     let resolved = match router::resolve(req) {
         Ok(r) => r,
         Err(e) => return Begin::Respond(with_common_headers(e.into_response())),
@@ -50,7 +51,7 @@ pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
 }
 
 /// A buffered request body is complete.
-pub fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
+fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
     match router::resolve(req) {
         Ok(r) => dispatch(engine, conn, req, &r, body),
         Err(e) => with_common_headers(e.into_response()),
@@ -114,6 +115,20 @@ fn dispatch(
         )),
     };
     with_common_headers(result.unwrap_or_else(ApiError::into_response))
+}
+
+impl Handler for Engine {
+    fn begin(&mut self, conn: ConnId, req: &Request) -> Begin<Engine> {
+        begin(self, conn, req)
+    }
+
+    fn handle(&mut self, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
+        handle(self, conn, req, body)
+    }
+
+    fn error_response(status: u16, message: &str) -> Response {
+        error_response(status, message)
+    }
 }
 
 /// dockerd's error form, used for protocol-level errors too.

@@ -8,9 +8,9 @@ use super::error::ApiError;
 use super::router::{MAX_VERSION, MIN_VERSION};
 use super::{Call, SERVER_VERSION};
 use crate::container::model::Status;
+use crate::engine::Response;
 use crate::host;
 use crate::http::request::Method;
-use crate::http::response::Response;
 
 const GIT_COMMIT: &str = env!("CORACLE_GIT_COMMIT");
 const BUILD_TIME: &str = env!("CORACLE_BUILD_TIME");

@@ -3,7 +3,7 @@
 //! cuts the connection, so the client sees an error, not a short archive.
 
 use crate::engine::Engine;
-use crate::http::response::{BodySource, ConnId, Pull};
+use crate::reply::{BodySource, ConnId, Pull};
 use crate::worker::{Outcome, WorkerId};
 
 /// Bytes moved per pull: bounded so one archive cannot hog the loop.
@@ -23,7 +23,7 @@ impl WorkerBody {
     }
 }
 
-impl BodySource for WorkerBody {
+impl BodySource<Engine> for WorkerBody {
     fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
         if !self.ended {
             if engine.workers.read_raw(self.worker, out, PIECE) {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::error::ContainerError;
 use super::model::Status;
 use crate::engine::Engine;
-use crate::http::response::ConnId;
+use crate::reply::ConnId;
 use crate::runtime::exec::{exec_in, ExecSpec};
 
 /// Finished exec records kept for inspection, per daemon.

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use super::error::ContainerError;
 use super::model::Container;
-use crate::http::response::ConnId;
+use crate::reply::ConnId;
 use crate::runtime::cgroups::Cgroup;
 
 /// Removed containers whose exit codes are remembered.

@@ -1,35 +1,22 @@
 //! One client connection: the HTTP/1.1 state machine (keep-alive,
 //! pipelining, streamed bodies both ways, 100-continue, lingering close) over
-//! a non-blocking socket. Requests go to `crate::api`; this file only moves
+//! a non-blocking socket. Requests go to a `Handler`; this file only moves
 //! bytes and frames them.
 
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::body::BodyDecoder;
+use super::handler::{Begin, Handler};
 use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
 use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
-use super::response::{
-    push_chunk, reason, Body, BodySink, BodySource, ConnId, Hijacked, Pending, Pull, Response,
-    LAST_CHUNK,
-};
-use crate::api;
-use crate::engine::Engine;
+use super::response::{push_chunk, reason, LAST_CHUNK};
 use crate::net::Stream;
+use crate::reply::{Body, BodySink, BodySource, ConnId, Hijacked, Pending, Pull, Response};
 
 /// How long we keep reading (and discarding) after our last response before
 /// closing, so the client sees that response rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// What the API layer wants once a request head is known.
-pub enum Begin {
-    /// Answer now (errors, and requests without a body).
-    Respond(Response),
-    /// Collect the body (up to `MAX_BUFFERED_BODY`), then call `api::handle`.
-    Buffer,
-    /// Hand the body to this sink piece by piece.
-    Sink(Box<dyn BodySink>),
-}
 
 /// The parts of a request the response framing depends on.
 #[derive(Clone, Copy)]
@@ -39,45 +26,45 @@ struct Exchange {
     keep_alive: bool,
 }
 
-enum Target {
+enum Target<H> {
     Buffer(Vec<u8>),
-    Sink(Box<dyn BodySink>, Vec<u8>),
+    Sink(Box<dyn BodySink<H>>, Vec<u8>),
 }
 
-enum State {
+enum State<H> {
     /// Waiting for (or parsing) the next request head.
     Head,
     Body {
         req: Request,
         ex: Exchange,
         decoder: BodyDecoder,
-        target: Target,
+        target: Target<H>,
     },
     Streaming {
-        source: Box<dyn BodySource>,
+        source: Box<dyn BodySource<H>>,
         ex: Exchange,
         chunked: bool,
     },
     /// A raw duplex stream after a hijacking response.
     Hijacked {
-        stream: Box<dyn Hijacked>,
+        stream: Box<dyn Hijacked<H>>,
         input_done: bool,
     },
     /// The response depends on work still running.
     Awaiting {
-        pending: Box<dyn Pending>,
+        pending: Box<dyn Pending<H>>,
         ex: Exchange,
     },
     /// Flush, half-close, drain briefly, then close.
     Closing { linger_until: Option<Instant> },
 }
 
-pub struct Conn {
+pub struct Conn<H> {
     pub stream: Stream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
-    state: State,
+    state: State<H>,
     readable: bool,
     writable: bool,
     eof: bool,
@@ -91,8 +78,8 @@ pub struct Conn {
     limits: Limits,
 }
 
-impl Conn {
-    pub fn new(stream: Stream, limits: Limits, now: Instant) -> Conn {
+impl<H: Handler> Conn<H> {
+    pub fn new(stream: Stream, limits: Limits, now: Instant) -> Conn<H> {
         Conn {
             stream,
             rbuf: Vec::new(),
@@ -112,14 +99,14 @@ impl Conn {
     }
 
     /// A connection refused for being over the limit: one 503, then close.
-    pub fn refuse(stream: Stream, limits: Limits, now: Instant) -> Conn {
+    pub fn refuse(stream: Stream, limits: Limits, now: Instant) -> Conn<H> {
         let mut c = Conn::new(stream, limits, now);
         let ex = Exchange {
             head_only: false,
             minor: 1,
             keep_alive: false,
         };
-        c.respond(ex, api::error_response(503, "too many connections"), None);
+        c.respond(ex, H::error_response(503, "too many connections"), None);
         c
     }
 
@@ -146,25 +133,19 @@ impl Conn {
     /// is finished and must be dropped.
     /// `scratch` is the loop's read buffer (one for all connections: there
     /// is one thread), so reads cost no per-read allocation or zeroing.
-    pub fn drive(
-        &mut self,
-        engine: &mut Engine,
-        me: ConnId,
-        now: Instant,
-        scratch: &mut [u8],
-    ) -> bool {
+    pub fn drive(&mut self, handler: &mut H, me: ConnId, now: Instant, scratch: &mut [u8]) -> bool {
         if let Some(t) = self.deadline() {
             if now >= t && self.expire(now) {
-                self.abort(engine, me);
+                self.abort(handler, me);
                 return false;
             }
         }
         loop {
             let mut progress = self.fill(scratch);
-            progress |= self.step(engine, me, now);
+            progress |= self.step(handler, me, now);
             progress |= self.flush();
             if self.broken {
-                self.abort(engine, me);
+                self.abort(handler, me);
                 return false;
             }
             if let State::Closing { linger_until } = &mut self.state {
@@ -200,15 +181,15 @@ impl Conn {
     }
 
     /// Release whatever the current exchange holds (subscriptions, uploads).
-    pub fn abort(&mut self, engine: &mut Engine, me: ConnId) {
+    pub fn abort(&mut self, handler: &mut H, me: ConnId) {
         match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
-            State::Streaming { mut source, .. } => source.cancel(engine, me),
-            State::Awaiting { mut pending, .. } => pending.cancel(engine, me),
-            State::Hijacked { mut stream, .. } => stream.cancel(engine, me),
+            State::Streaming { mut source, .. } => source.cancel(handler, me),
+            State::Awaiting { mut pending, .. } => pending.cancel(handler, me),
+            State::Hijacked { mut stream, .. } => stream.cancel(handler, me),
             State::Body {
                 target: Target::Sink(sink, _),
                 ..
-            } => sink.cancel(engine, me),
+            } => sink.cancel(handler, me),
             _ => {}
         }
     }
@@ -305,32 +286,32 @@ impl Conn {
     }
 
     /// Advance the state machine as far as the buffered input allows.
-    fn step(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+    fn step(&mut self, handler: &mut H, me: ConnId, now: Instant) -> bool {
         match std::mem::replace(&mut self.state, State::Closing { linger_until: None }) {
-            State::Head => self.step_head(engine, me, now),
+            State::Head => self.step_head(handler, me, now),
             State::Body {
                 req,
                 ex,
                 decoder,
                 target,
-            } => self.step_body(engine, me, req, ex, decoder, target),
+            } => self.step_body(handler, me, req, ex, decoder, target),
             State::Streaming {
                 source,
                 ex,
                 chunked,
-            } => self.step_stream(engine, me, source, ex, chunked, now),
+            } => self.step_stream(handler, me, source, ex, chunked, now),
             State::Hijacked { stream, input_done } => {
-                self.step_hijacked(engine, me, stream, input_done)
+                self.step_hijacked(handler, me, stream, input_done)
             }
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
-                    pending.cancel(engine, me);
+                    pending.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;
                 }
-                match pending.poll(engine, me) {
+                match pending.poll(handler, me) {
                     Some(resp) => {
-                        self.respond(ex, resp, Some((engine, me)));
+                        self.respond(ex, resp, Some((handler, me)));
                         true
                     }
                     None => {
@@ -346,7 +327,7 @@ impl Conn {
         }
     }
 
-    fn step_head(&mut self, engine: &mut Engine, me: ConnId, now: Instant) -> bool {
+    fn step_head(&mut self, handler: &mut H, me: ConnId, now: Instant) -> bool {
         self.state = State::Head;
         // Answer pipelined requests only as fast as the client reads answers.
         if self.pending_output() >= WRITE_HIGH_WATER {
@@ -385,7 +366,7 @@ impl Conn {
                     keep_alive: false,
                 };
                 self.rbuf.clear();
-                self.respond(ex, api::error_response(status, &msg), None);
+                self.respond(ex, H::error_response(status, &msg), None);
                 return true;
             }
         };
@@ -396,7 +377,7 @@ impl Conn {
             minor: req.minor,
             keep_alive: req.keep_alive,
         };
-        let begin = api::begin(engine, me, &req);
+        let begin = handler.begin(me, &req);
         let target = match begin {
             Begin::Respond(resp) => {
                 // The body was not read: the connection cannot be reused.
@@ -404,7 +385,7 @@ impl Conn {
                     keep_alive: ex.keep_alive && !req.has_body(),
                     ..ex
                 };
-                self.respond(ex, resp, Some((engine, me)));
+                self.respond(ex, resp, Some((handler, me)));
                 return true;
             }
             Begin::Buffer => {
@@ -437,24 +418,24 @@ impl Conn {
             ..ex
         };
         let msg = format!("request body larger than {MAX_BUFFERED_BODY} bytes");
-        self.respond(ex, api::error_response(413, &msg), None);
+        self.respond(ex, H::error_response(413, &msg), None);
     }
 
     fn step_body(
         &mut self,
-        engine: &mut Engine,
+        handler: &mut H,
         me: ConnId,
         req: Request,
         ex: Exchange,
         mut decoder: BodyDecoder,
-        target: Target,
+        target: Target<H>,
     ) -> bool {
-        let bad_chunk = |c: &mut Conn| {
+        let bad_chunk = |c: &mut Conn<H>| {
             let ex = Exchange {
                 keep_alive: false,
                 ..ex
             };
-            c.respond(ex, api::error_response(400, "malformed chunked body"), None);
+            c.respond(ex, H::error_response(400, "malformed chunked body"), None);
         };
         match target {
             Target::Buffer(mut buf) => {
@@ -472,8 +453,8 @@ impl Conn {
                     return true;
                 }
                 if decoder.is_done() {
-                    let resp = api::handle(engine, me, &req, buf);
-                    self.respond(ex, resp, Some((engine, me)));
+                    let resp = handler.handle(me, &req, buf);
+                    self.respond(ex, resp, Some((handler, me)));
                     return true;
                 }
                 if self.eof {
@@ -498,36 +479,36 @@ impl Conn {
                             self.rbuf.drain(..n);
                         }
                         Err(_) => {
-                            sink.cancel(engine, me);
+                            sink.cancel(handler, me);
                             bad_chunk(self);
                             return true;
                         }
                     }
                 }
                 if !pending.is_empty() {
-                    match sink.write(engine, me, &pending) {
+                    match sink.write(handler, me, &pending) {
                         Ok(n) => {
                             progress |= n > 0;
                             pending.drain(..n.min(pending.len()));
                         }
                         Err(resp) => {
-                            sink.cancel(engine, me);
+                            sink.cancel(handler, me);
                             let ex = Exchange {
                                 keep_alive: false,
                                 ..ex
                             };
-                            self.respond(ex, resp, Some((engine, me)));
+                            self.respond(ex, resp, Some((handler, me)));
                             return true;
                         }
                     }
                 }
                 if decoder.is_done() && pending.is_empty() {
-                    let resp = sink.finish(engine, me);
-                    self.respond(ex, resp, Some((engine, me)));
+                    let resp = sink.finish(handler, me);
+                    self.respond(ex, resp, Some((handler, me)));
                     return true;
                 }
                 if self.eof && !decoder.is_done() && self.rbuf.is_empty() {
-                    sink.cancel(engine, me);
+                    sink.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;
                 }
@@ -544,16 +525,16 @@ impl Conn {
 
     fn step_stream(
         &mut self,
-        engine: &mut Engine,
+        handler: &mut H,
         me: ConnId,
-        mut source: Box<dyn BodySource>,
+        mut source: Box<dyn BodySource<H>>,
         ex: Exchange,
         chunked: bool,
         now: Instant,
     ) -> bool {
         if self.eof {
             // The client hung up: stop producing for nobody.
-            source.cancel(engine, me);
+            source.cancel(handler, me);
             self.state = State::Closing { linger_until: None };
             return true;
         }
@@ -566,7 +547,7 @@ impl Conn {
             return false;
         }
         let mut piece = Vec::new();
-        match source.pull(engine, me, &mut piece) {
+        match source.pull(handler, me, &mut piece) {
             Pull::Data => {
                 if chunked {
                     push_chunk(&mut self.wbuf, &piece);
@@ -590,7 +571,7 @@ impl Conn {
                 false
             }
             Pull::Abort => {
-                source.cancel(engine, me);
+                source.cancel(handler, me);
                 self.wbuf.extend_from_slice(&piece);
                 // Closed at once (no lingering, no last chunk).
                 self.state = State::Closing {
@@ -613,31 +594,31 @@ impl Conn {
 
     fn step_hijacked(
         &mut self,
-        engine: &mut Engine,
+        handler: &mut H,
         me: ConnId,
-        mut stream: Box<dyn Hijacked>,
+        mut stream: Box<dyn Hijacked<H>>,
         mut input_done: bool,
     ) -> bool {
         let mut progress = false;
         if !input_done && !self.rbuf.is_empty() {
-            let n = stream.input(engine, me, &self.rbuf).min(self.rbuf.len());
+            let n = stream.input(handler, me, &self.rbuf).min(self.rbuf.len());
             self.rbuf.drain(..n);
             progress |= n > 0;
         }
         if !input_done && self.eof && self.rbuf.is_empty() {
             // Half-close: the client is done sending, not done reading.
-            stream.input_closed(engine, me);
+            stream.input_closed(handler, me);
             input_done = true;
             progress = true;
         }
         if self.broken {
-            stream.cancel(engine, me);
+            stream.cancel(handler, me);
             self.state = State::Closing { linger_until: None };
             return true;
         }
         if self.pending_output() < WRITE_HIGH_WATER {
             let mut piece = Vec::new();
-            match stream.pull(engine, me, &mut piece) {
+            match stream.pull(handler, me, &mut piece) {
                 Pull::Data => {
                     progress |= !piece.is_empty();
                     self.wbuf.extend_from_slice(&piece);
@@ -645,7 +626,7 @@ impl Conn {
                 Pull::Wait(_) => {}
                 Pull::End | Pull::Abort => {
                     self.wbuf.extend_from_slice(&piece);
-                    stream.cancel(engine, me);
+                    stream.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;
                 }
@@ -666,7 +647,7 @@ impl Conn {
     }
 
     /// Queue `resp` (head, and body if it is known), and move to the next state.
-    fn respond(&mut self, ex: Exchange, resp: Response, owner: Option<(&mut Engine, ConnId)>) {
+    fn respond(&mut self, ex: Exchange, resp: Response<H>, owner: Option<(&mut H, ConnId)>) {
         let resp = match resp.body {
             Body::Later(pending) => {
                 self.state = State::Awaiting { pending, ex };
@@ -741,8 +722,8 @@ impl Conn {
                 };
             }
             Some(mut source) => {
-                if let Some((engine, me)) = owner {
-                    source.cancel(engine, me);
+                if let Some((handler, me)) = owner {
+                    source.cancel(handler, me);
                 }
                 self.finish_exchange(ex, now);
             }

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod client;
 pub mod conn;
+pub mod handler;
 pub mod limits;
 pub mod query;
 pub mod request;

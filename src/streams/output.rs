@@ -15,8 +15,8 @@ use mio::{Interest, Registry};
 
 use super::jsonlog::LogWriter;
 use super::stdcopy::{frame, StreamKind};
-use crate::http::response::ConnId;
 use crate::reactor::Source;
+use crate::reply::ConnId;
 use crate::slab::Slab;
 
 /// Output queued for one attached client before the pipes stop being read.

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::container::registry::Registry;
 use crate::events::{Event, EventBus};
-use crate::http::response::ConnId;
+use crate::reply::ConnId;
 use crate::store::atomic;
 use crate::store::containers::ContainerDirs;
 use crate::store::images::ImageStore;
@@ -16,6 +16,9 @@ use crate::store::layout::Layout;
 use crate::streams::output::Outputs;
 use crate::timers::Timers;
 use crate::worker::Workers;
+
+/// A response whose long parts run against the engine.
+pub type Response = crate::reply::Response<Engine>;
 
 pub struct Engine {
     pub config: Config,
