@@ -1,4 +1,4 @@
-//! `/containers/*`: thin handlers over `container::lifecycle`, plus the
+//! `/containers/*`: thin handlers over `engine`, plus the
 //! response shapes (inspect, list, top, changes) and the streams (wait,
 //! attach, logs, export).
 

@@ -1,5 +1,5 @@
 //! Containers as the daemon manages them: configuration, naming, state, and
-//! the lifecycle (create, start, stop, exit, restart, remove).
+//! the lifecycle's pure rules; the verbs acting on them live in `engine/`.
 
 pub mod config;
 pub mod create;
@@ -7,8 +7,8 @@ pub mod error;
 pub mod etc;
 pub mod exec;
 pub mod export;
-pub mod lifecycle;
 pub mod model;
 pub mod names;
+pub mod policy;
 pub mod registry;
 pub mod stdio;

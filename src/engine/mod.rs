@@ -2,6 +2,15 @@
 //! event bus, identity. It knows nothing of HTTP; handlers in `api/` turn
 //! requests into calls on it.
 
+mod create;
+mod exec;
+mod exit;
+mod recover;
+mod remove;
+mod start;
+mod stop;
+mod update;
+
 use std::io::Read;
 use std::path::Path;
 
@@ -102,7 +111,7 @@ impl Engine {
                         self.images.remove_worker_temps(pid.as_raw())
                     }
                 }
-            } else if self.on_exec_exit(pid, crate::container::lifecycle::exit_code(status)) {
+            } else if self.on_exec_exit(pid, crate::container::policy::exit_code(status)) {
             } else if !self.on_container_exit(pid, status) {
                 log::debug!("reaped unknown child {pid}");
             }
@@ -147,6 +156,44 @@ impl Engine {
     pub fn publish(&mut self, event: Event) {
         let woken = self.events.publish(event);
         self.wakes.extend(woken);
+    }
+}
+
+/// Helpers the verbs share.
+impl Engine {
+    /// Attributes dockerd puts on container events.
+    pub fn container_event(&mut self, id: &str, action: &str, extra: &[(&str, String)]) {
+        let Some(e) = self.containers.get(id) else {
+            return;
+        };
+        let mut ev = Event::new("container", action, id)
+            .attr("image", &e.c.config.image)
+            .attr("name", e.c.name.trim_start_matches('/'));
+        for (k, v) in &e.c.config.labels {
+            ev = ev.attr(k, v);
+        }
+        for (k, v) in extra {
+            ev = ev.attr(k, v);
+        }
+        self.publish(ev);
+    }
+
+    pub(super) fn wake_container_waiters(&mut self) {
+        let waiters: Vec<_> = self.containers.waiters.iter().copied().collect();
+        for w in waiters {
+            self.wake(w);
+        }
+    }
+
+    pub(super) fn persist(&mut self, id: &str) {
+        if let Some(e) = self.containers.get(id) {
+            if let Err(err) = self.container_dirs.save(&e.c) {
+                log::error!(
+                    "persist container {}: {err}",
+                    crate::container::names::short(id)
+                );
+            }
+        }
     }
 }
 

@@ -1,0 +1,88 @@
+//! `docker create`: a container record from the request and its image.
+
+use super::Engine;
+use crate::container::create;
+use crate::container::error::ContainerError;
+use crate::container::model::{Container, State};
+use crate::container::names;
+use crate::container::policy::{image_display, now};
+use crate::container::registry::Entry;
+
+impl Engine {
+    /// `POST /containers/create`.
+    pub fn container_create(
+        &mut self,
+        body: &[u8],
+        name: Option<&str>,
+    ) -> Result<(String, Vec<String>), ContainerError> {
+        let (mut config, host_config) = crate::container::config::parse_create(body)
+            .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
+        if config.image.is_empty() {
+            return Err(ContainerError::Invalid(
+                "Config cannot be empty in order to create a container".into(),
+            ));
+        }
+        let image = self.images.resolve(&config.image).map_err(|_| {
+            ContainerError::NotFound(format!("No such image: {}", image_display(&config.image)))
+        })?;
+        let image_id = image.id.clone();
+        let image_config = image.config.get("config").cloned().unwrap_or_default();
+        let mut warnings = create::validate_host_config(&host_config)?;
+        let (path, args) = create::merge_image(&mut config, &image_config)?;
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = names::validate(n).map_err(ContainerError::Invalid)?;
+                if let Some(owner) = self.containers.name_owner(&n) {
+                    return Err(ContainerError::Conflict(format!(
+                        "Conflict. The container name \"{n}\" is already in use by container \"{owner}\". You have to remove (or rename) that container to be able to reuse that name."
+                    )));
+                }
+                n
+            }
+            None => (0..)
+                .map(|i| format!("/{}", names::generate(i)))
+                .find(|n| self.containers.name_owner(n).is_none())
+                .unwrap_or_default(),
+        };
+        let id = names::new_id();
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_string();
+        }
+        if host_config.memory > 0 && !crate::host::cgroups().swap && host_config.memory_swap != -1 {
+            warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
+        }
+        let network = create::network_mode(&host_config.network_mode)?;
+        let c = Container {
+            id: id.clone(),
+            name,
+            created: now(),
+            image: image_id,
+            path,
+            args,
+            state: State::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            has_been_started: false,
+            config,
+            host_config,
+        };
+        let etc = [
+            (
+                "hostname",
+                crate::container::etc::hostname(&c.config.hostname),
+            ),
+            (
+                "hosts",
+                crate::container::etc::hosts(&c.host_config, &c.config.hostname, network),
+            ),
+            (
+                "resolv.conf",
+                crate::container::etc::resolv_conf(&c.host_config, network),
+            ),
+        ];
+        self.container_dirs.create(&c, &etc)?;
+        self.containers.insert(Entry::new(c));
+        self.container_event(&id, "create", &[]);
+        Ok((id, warnings))
+    }
+}

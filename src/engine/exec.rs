@@ -1,0 +1,237 @@
+//! `docker exec`: instances created, started in a running container's
+//! namespaces, reaped, resized, inspected.
+
+use serde_json::{json, Value};
+
+use super::Engine;
+use crate::container::error::ContainerError;
+use crate::container::exec::{action, ExecConfig, ExecInstance, MAX_UNSTARTED};
+use crate::container::model::Status;
+use crate::runtime::exec::{exec_in, ExecSpec};
+
+impl Engine {
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&mut self, key: &str, body: &[u8]) -> Result<String, ContainerError> {
+        let config: ExecConfig = serde_json::from_slice(body)
+            .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
+        let container = self.containers.find(key)?;
+        let cid = container.c.id.clone();
+        match container.c.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {cid} is paused, unpause the container before exec"
+                )))
+            }
+            _ => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {cid} is not running"
+                )))
+            }
+        }
+        if config.cmd.is_empty() {
+            return Err(ContainerError::Invalid("No exec command specified".into()));
+        }
+        if self.execs.unstarted(&cid) >= MAX_UNSTARTED {
+            return Err(ContainerError::Conflict(format!(
+                "container {cid} has {MAX_UNSTARTED} exec instances that were never started; start or forget them first"
+            )));
+        }
+        let id = crate::container::names::new_id();
+        let act = action("exec_create", &config.cmd);
+        self.execs.next_seq += 1;
+        let seq = self.execs.next_seq;
+        self.execs.map.insert(
+            id.clone(),
+            ExecInstance {
+                id: id.clone(),
+                container: cid.clone(),
+                config,
+                started: false,
+                running: false,
+                pid: 0,
+                exit_code: None,
+                attached: None,
+                seq,
+            },
+        );
+        self.execs.trim();
+        self.container_event(&cid, &act, &[("execID", id.clone())]);
+        Ok(id)
+    }
+
+    /// `POST /exec/{id}/start`: launch the process; its output is keyed by
+    /// the exec ID (subscribe before calling this to miss nothing).
+    pub fn exec_start(
+        &mut self,
+        id: &str,
+        tty: Option<bool>,
+        console: Option<(u16, u16)>,
+    ) -> Result<(), ContainerError> {
+        let ex = self
+            .execs
+            .get(id)
+            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+        if ex.started {
+            return Err(ContainerError::Conflict(format!(
+                "Exec command {id} has already run"
+            )));
+        }
+        let cid = ex.container.clone();
+        let entry = self
+            .containers
+            .get(&cid)
+            .ok_or_else(|| ContainerError::NotFound(cid.clone()))?;
+        let live = match (&entry.live, entry.c.state.status) {
+            (Some(l), Status::Running) => l,
+            _ => {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {cid} is not running"
+                )))
+            }
+        };
+        let c = &entry.c;
+        let cfg = &ex.config;
+        let tty = tty.unwrap_or(cfg.tty);
+        let mut env = c.config.env.clone();
+        for e in &cfg.env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        let console = console.or(match cfg.console_size.as_deref() {
+            Some([h, w]) => Some((*h, *w)),
+            _ => None,
+        });
+        let (child, parent) = crate::container::stdio::make(tty, cfg.attach_stdin, console)
+            .map_err(|e| ContainerError::Internal(format!("exec stdio: {e}")))?;
+        let spec = ExecSpec {
+            args: cfg.cmd.clone(),
+            env,
+            cwd: if cfg.working_dir.is_empty() {
+                c.config.working_dir.clone()
+            } else {
+                cfg.working_dir.clone()
+            },
+            user: if cfg.user.is_empty() {
+                c.config.user.clone()
+            } else {
+                cfg.user.clone()
+            },
+            group_add: c.host_config.group_add.clone(),
+            privileged: cfg.privileged || c.host_config.privileged,
+            cap_add: c.host_config.cap_add.clone(),
+            cap_drop: c.host_config.cap_drop.clone(),
+            ulimits: c.host_config.launch_ulimits(),
+            stdio: child.spec,
+        };
+        let init = live.pid;
+        let cgroup = live.cgroup.as_ref();
+        let result = exec_in(init, &spec, &mut |pid| match cgroup {
+            Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
+            None => Ok(()),
+        });
+        drop(child.fds);
+        let act = action("exec_start", &cfg.cmd);
+        let ex = self
+            .execs
+            .get_mut(id)
+            .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
+        ex.started = true;
+        match result {
+            Ok(pid) => {
+                ex.running = true;
+                ex.pid = pid.as_raw();
+                match self.outputs.add(id, parent, None) {
+                    Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
+                    Err(e) => {
+                        log::error!(
+                            "exec {}: watching its output: {e}",
+                            crate::container::names::short(id)
+                        )
+                    }
+                }
+                self.container_event(&cid, &act, &[("execID", id.to_string())]);
+                Ok(())
+            }
+            Err(e) => {
+                ex.exit_code = Some(e.exit_code());
+                for conn in self.outputs.end_container(id) {
+                    self.wake(conn);
+                }
+                Err(ContainerError::StartFailed(e.to_string(), e.exit_code()))
+            }
+        }
+    }
+
+    /// A reaped child that may be an exec process.
+    pub fn on_exec_exit(&mut self, pid: nix::unistd::Pid, code: i32) -> bool {
+        let Some(id) = self.execs.by_pid(pid.as_raw()) else {
+            return false;
+        };
+        let Some(ex) = self.execs.get_mut(&id) else {
+            return false;
+        };
+        ex.running = false;
+        ex.exit_code = Some(code);
+        let (cid, attached) = (ex.container.clone(), ex.attached);
+        self.container_event(
+            &cid,
+            "exec_die",
+            &[("execID", id.clone()), ("exitCode", code.to_string())],
+        );
+        if let Some(conn) = attached {
+            self.wake(conn);
+        }
+        true
+    }
+
+    pub fn exec_resize(&mut self, id: &str, h: u16, w: u16) -> Result<(), ContainerError> {
+        if self.execs.get(id).is_none() {
+            return Err(ContainerError::NotFound(format!(
+                "No such exec instance: {id}"
+            )));
+        }
+        self.outputs
+            .resize(id, h, w)
+            .map_err(|e| ContainerError::Conflict(e.to_string()))
+    }
+
+    pub fn exec_inspect(&self, id: &str) -> Result<Value, ContainerError> {
+        let ex = self
+            .execs
+            .get(id)
+            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+        let c = &ex.config;
+        let user = if c.user.is_empty() {
+            self.containers
+                .get(&ex.container)
+                .map(|e| e.c.config.user.clone())
+                .unwrap_or_default()
+        } else {
+            c.user.clone()
+        };
+        Ok(json!({
+            "CanRemove": false,
+            "ContainerID": ex.container,
+            "DetachKeys": c.detach_keys,
+            "ExitCode": ex.exit_code,
+            "ID": ex.id,
+            "OpenStderr": c.attach_stderr,
+            "OpenStdin": c.attach_stdin,
+            "OpenStdout": c.attach_stdout,
+            "ProcessConfig": {
+                "arguments": c.cmd.get(1..).unwrap_or_default(),
+                "entrypoint": c.cmd.first().cloned().unwrap_or_default(),
+                "privileged": c.privileged,
+                "tty": c.tty,
+                "user": user,
+            },
+            "Running": ex.running,
+            "Pid": ex.pid,
+        }))
+    }
+}

@@ -1,0 +1,115 @@
+//! Start-up recovery of containers left by an earlier run, and shutdown.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::Engine;
+use crate::container::model::Status;
+use crate::container::policy::{now, parse_signal, CGROUP_PARENT, DEFAULT_STOP_TIMEOUT};
+use crate::container::registry::Entry;
+use crate::runtime::cgroups::Cgroup;
+use crate::timers::Timer;
+
+impl Engine {
+    /// After a crash: kill what is left of running containers through their
+    /// cgroups, mark them exited, then restart what the policies say.
+    pub fn recover_containers(&mut self) {
+        let mut restart = Vec::new();
+        for c in self.container_dirs.load_all() {
+            let mut c = c;
+            let was_alive = matches!(
+                c.state.status,
+                Status::Running | Status::Paused | Status::Restarting
+            );
+            if was_alive {
+                if let Some(cg) = Cgroup::open(CGROUP_PARENT, &c.id) {
+                    let _ = cg.thaw();
+                    cg.kill_all(Signal::SIGKILL);
+                    for _ in 0..100 {
+                        if cg.pids().is_empty() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    let _ = cg.remove();
+                }
+                c.state.status = Status::Exited;
+                c.state.pid = 0;
+                if c.state.exit_code == 0 {
+                    c.state.exit_code = 255;
+                }
+                c.state.finished_at = now();
+            } else if c.state.status == Status::Removing {
+                // A removal the crash interrupted: finish it.
+                let _ = self.container_dirs.remove(&c.id);
+                continue;
+            }
+            if c.state.status == Status::Restarting {
+                c.state.status = Status::Exited;
+            }
+            // dockerd's ShouldRestart at daemon start: `always` even after a
+            // manual stop, `unless-stopped` unless stopped by hand,
+            // `on-failure` after a failure.
+            let rp = &c.host_config.restart_policy;
+            let boot_restart = c.has_been_started
+                && match rp.name.as_str() {
+                    "always" => true,
+                    "unless-stopped" => !c.manually_stopped,
+                    "on-failure" => c.state.exit_code != 0,
+                    _ => false,
+                };
+            if boot_restart {
+                c.manually_stopped = false;
+                restart.push(c.id.clone());
+            }
+            if let Err(e) = self.container_dirs.save(&c) {
+                log::error!("recover container {}: {e}", c.short_id());
+            }
+            self.containers.insert(Entry::new(c));
+        }
+        for id in restart {
+            if let Err(e) = self.launch_container(&id) {
+                log::warn!(
+                    "restart of {} after a daemon restart: {e}",
+                    crate::container::names::short(&id)
+                );
+            }
+        }
+    }
+
+    /// Graceful shutdown: ask every running container to stop. Returns true
+    /// while some are still alive.
+    pub fn begin_container_shutdown(&mut self) -> bool {
+        self.shutting_down = true;
+        let alive: Vec<(String, Option<String>, Option<i64>)> = self
+            .containers
+            .iter()
+            .filter(|e| e.live.is_some())
+            .map(|e| {
+                (
+                    e.c.id.clone(),
+                    e.c.config.stop_signal.clone(),
+                    e.c.config.stop_timeout,
+                )
+            })
+            .collect();
+        for (id, sig, t) in &alive {
+            let sig = sig
+                .as_deref()
+                .and_then(|s| parse_signal(s).ok())
+                .unwrap_or(Signal::SIGTERM);
+            self.signal_container(id, sig);
+            let t = t.unwrap_or(DEFAULT_STOP_TIMEOUT).max(0) as u64;
+            // The daemon's own 60 s shutdown limit bounds this anyway.
+            if let Some(at) = Instant::now().checked_add(Duration::from_secs(t)) {
+                self.timers.add(at, Timer::StopKill(id.clone()));
+            }
+        }
+        !alive.is_empty()
+    }
+
+    pub fn any_container_alive(&self) -> bool {
+        self.containers.iter().any(|e| e.live.is_some())
+    }
+}

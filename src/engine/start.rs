@@ -1,0 +1,316 @@
+//! `docker start`: the container's process launched into its cgroup, its stdio
+//! registered with the loop.
+
+use std::time::Instant;
+
+use super::Engine;
+use crate::container::create;
+use crate::container::error::ContainerError;
+use crate::container::model::{Container, State, Status};
+use crate::container::policy::{now, resources_of, CGROUP_PARENT, DEFAULT_SHM};
+use crate::container::registry::Live;
+use crate::runtime::cgroups::Cgroup;
+use crate::runtime::launch::launch;
+use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec};
+use crate::streams::jsonlog::{parse_size, LogWriter};
+use crate::timers::Timer;
+
+impl Engine {
+    /// `POST /containers/{id}/start`.
+    pub fn container_start(&mut self, key: &str) -> Result<(), ContainerError> {
+        let id = self.containers.resolve(key)?;
+        let e = self
+            .containers
+            .get(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        match e.c.state.status {
+            Status::Running => return Err(ContainerError::NotModified),
+            Status::Paused => {
+                return Err(ContainerError::Conflict(
+                    "cannot start a paused container, try unpause instead".into(),
+                ))
+            }
+            Status::Removing => {
+                return Err(ContainerError::Conflict(
+                    "container is marked for removal and cannot be started".to_string(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(e) = self.containers.get_mut(&id) {
+            e.c.manually_stopped = false;
+            e.restart_delay_ms = 0;
+        }
+        self.timers.cancel(&Timer::Restart(id.clone()));
+        let r = self.launch_container(&id);
+        if r.is_err()
+            && self
+                .containers
+                .get(&id)
+                .is_some_and(|e| e.c.host_config.auto_remove)
+        {
+            self.remove_now(&id);
+        }
+        r
+    }
+
+    /// Start the container's process (first start, restart, policy restart).
+    pub(super) fn launch_container(&mut self, id: &str) -> Result<(), ContainerError> {
+        let c = self
+            .containers
+            .get(id)
+            .map(|e| e.c.clone())
+            .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        let result = self.spawn_process(&c);
+        match result {
+            Ok(live) => {
+                let pid = live.pid.as_raw();
+                if let Some(e) = self.containers.get_mut(id) {
+                    e.live = Some(live);
+                    e.c.state = State {
+                        status: Status::Running,
+                        pid,
+                        exit_code: 0,
+                        error: String::new(),
+                        started_at: now(),
+                        finished_at: e.c.state.finished_at.clone(),
+                        oom_killed: false,
+                    };
+                    e.c.has_been_started = true;
+                }
+                self.persist(id);
+                self.container_event(id, "start", &[]);
+                self.wake_container_waiters();
+                Ok(())
+            }
+            Err(err) => {
+                let (msg, code) = match &err {
+                    ContainerError::StartFailed(m, c) => (m.clone(), *c),
+                    other => (other.to_string(), 128),
+                };
+                if let Some(e) = self.containers.get_mut(id) {
+                    e.c.state.status = if e.c.has_been_started {
+                        Status::Exited
+                    } else {
+                        Status::Created
+                    };
+                    e.c.state.exit_code = code;
+                    e.c.state.error = msg;
+                    e.c.state.pid = 0;
+                }
+                self.persist(id);
+                for conn in self.outputs.end_container(id) {
+                    self.wake(conn);
+                }
+                self.wake_container_waiters();
+                Err(err)
+            }
+        }
+    }
+
+    pub(super) fn spawn_process(&mut self, c: &Container) -> Result<Live, ContainerError> {
+        let id = &c.id;
+        let h = &c.host_config;
+        let lower_dirs = self
+            .images
+            .lower_dirs(&c.image)
+            .map_err(|e| ContainerError::Internal(format!("image of container: {e}")))?;
+        let network = match create::network_mode(&h.network_mode)? {
+            "host" => NetworkMode::Host,
+            _ => NetworkMode::None,
+        };
+        let resources = resources_of(h);
+        let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
+            Ok(cg) => {
+                if let Err(e) = cg.apply(&resources) {
+                    // Nothing runs in it yet: do not leave it behind.
+                    let _ = cg.remove();
+                    return Err(ContainerError::Invalid(e.to_string()));
+                }
+                if let Err(e) = cg.apply_devices(h.privileged) {
+                    log::warn!("container {}: device cgroup: {e}", c.short_id());
+                }
+                Some(cg)
+            }
+            Err(e) => {
+                log::warn!(
+                    "container {}: no cgroup ({e}); limits and top are unavailable",
+                    c.short_id()
+                );
+                None
+            }
+        };
+        let cleanup = |cg: &Option<Cgroup>| {
+            if let Some(cg) = cg {
+                let _ = cg.remove();
+            }
+        };
+        let console = match c.host_config.console_size.as_slice() {
+            [h, w] => Some((*h, *w)),
+            _ => None,
+        };
+        let (child, parent) =
+            match crate::container::stdio::make(c.config.tty, c.config.open_stdin, console) {
+                Ok(p) => p,
+                Err(e) => {
+                    cleanup(&cgroup);
+                    return Err(ContainerError::Internal(format!("container stdio: {e}")));
+                }
+            };
+        // Missing bind sources are created, as dockerd does for -v.
+        let mut mounts = Vec::new();
+        for b in &h.binds {
+            let (src, dst, ro) = create::parse_bind(b)?;
+            if !std::path::Path::new(&src).exists() {
+                let _ = std::fs::create_dir_all(&src);
+            }
+            mounts.push(MountSpec {
+                kind: MountKind::Bind,
+                source: src.into(),
+                target: dst.into(),
+                readonly: ro,
+                options: String::new(),
+            });
+        }
+        for m in &h.mounts {
+            let (kind, options) = match m.kind.as_str() {
+                "tmpfs" => {
+                    let mut opts = Vec::new();
+                    if let Some(t) = &m.tmpfs_options {
+                        if t.size_bytes > 0 {
+                            opts.push(format!("size={}", t.size_bytes));
+                        }
+                        if t.mode != 0 {
+                            opts.push(format!("mode={:o}", t.mode));
+                        }
+                    }
+                    (MountKind::Tmpfs, opts.join(","))
+                }
+                _ => (MountKind::Bind, String::new()),
+            };
+            mounts.push(MountSpec {
+                kind,
+                source: m.source.clone().into(),
+                target: m.target.clone().into(),
+                readonly: m.read_only,
+                options,
+            });
+        }
+        for (target, opts) in &h.tmpfs {
+            mounts.push(MountSpec {
+                kind: MountKind::Tmpfs,
+                source: "tmpfs".into(),
+                target: target.into(),
+                readonly: false,
+                options: opts.clone(),
+            });
+        }
+        let mut env = c.config.env.clone();
+        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+            env.push(format!("HOSTNAME={}", c.config.hostname));
+        }
+        if c.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        let dir = self.container_dirs.dir(id);
+        let spec = LaunchSpec {
+            rootfs: RootfsSpec {
+                lower_dirs,
+                upper_dir: self.container_dirs.upper(id),
+                work_dir: self.container_dirs.work(id),
+                merged_dir: self.container_dirs.merged(id),
+                readonly: h.readonly_rootfs,
+            },
+            args: std::iter::once(c.path.clone())
+                .chain(c.args.iter().cloned())
+                .collect(),
+            env,
+            cwd: if c.config.working_dir.is_empty() {
+                "/".into()
+            } else {
+                c.config.working_dir.clone()
+            },
+            user: c.config.user.clone(),
+            group_add: h.group_add.clone(),
+            hostname: c.config.hostname.clone(),
+            domainname: c.config.domainname.clone(),
+            network,
+            etc_hostname: dir.join("hostname"),
+            etc_hosts: dir.join("hosts"),
+            etc_resolv_conf: dir.join("resolv.conf"),
+            mounts,
+            shm_size: if h.shm_size > 0 {
+                h.shm_size as u64
+            } else {
+                DEFAULT_SHM
+            },
+            privileged: h.privileged,
+            cap_add: h.cap_add.clone(),
+            cap_drop: h.cap_drop.clone(),
+            ulimits: h.launch_ulimits(),
+            sysctls: h.sysctls.clone(),
+            init: h.init.unwrap_or(false),
+            stdio: child.spec,
+        };
+        let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
+        let launched = launch(&spec, &mut |pid| match &cgroup {
+            Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
+            None => Ok(()),
+        });
+        // The child holds its own copies of these ends now.
+        drop(child.fds);
+        let pid = match launched {
+            Ok(pid) => pid,
+            Err(e) => {
+                cleanup(&cgroup);
+                let code = e.exit_code();
+                return Err(ContainerError::StartFailed(
+                    format!("failed to create task for container: {e}"),
+                    code,
+                ));
+            }
+        };
+        let log = self.open_log(c);
+        let stdio = parent;
+        match self.outputs.add(id, stdio, log) {
+            Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
+            Err(e) => log::error!("container {}: watching its output: {e}", c.short_id()),
+        }
+        Ok(Live {
+            pid,
+            cgroup,
+            oom_before,
+            started: Instant::now(),
+        })
+    }
+
+    pub(super) fn open_log(&self, c: &Container) -> Option<LogWriter> {
+        let lc = &c.host_config.log_config;
+        let driver = if lc.kind.is_empty() {
+            self.config.log_driver.as_str()
+        } else {
+            lc.kind.as_str()
+        };
+        if driver == "none" {
+            return None;
+        }
+        let opt = |k: &str| {
+            lc.config.get(k).cloned().or_else(|| {
+                self.config
+                    .log_opts
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            })
+        };
+        let max_size = opt("max-size").and_then(|s| parse_size(&s)).unwrap_or(0);
+        let max_file = opt("max-file").and_then(|s| s.parse().ok()).unwrap_or(1);
+        match LogWriter::open(&self.container_dirs.log_path(&c.id), max_size, max_file) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::error!("container {}: open log: {e}", c.short_id());
+                None
+            }
+        }
+    }
+}

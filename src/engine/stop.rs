@@ -1,0 +1,146 @@
+//! `docker stop`, `kill` and `restart`: signals, the stop timeout.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::Engine;
+use crate::container::error::ContainerError;
+use crate::container::model::Status;
+use crate::container::policy::{parse_signal, stop_signal_of, DEFAULT_STOP_TIMEOUT};
+use crate::timers::Timer;
+
+impl Engine {
+    /// `POST /containers/{id}/stop`: signal now, SIGKILL after the timeout.
+    /// Returns the ID to wait on; NotModified when not running.
+    pub fn container_stop(
+        &mut self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<String, ContainerError> {
+        let id = self.containers.resolve(key)?;
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        if e.c.state.status == Status::Restarting {
+            // Stopping a restarting container cancels the restart.
+            e.c.manually_stopped = true;
+            e.c.state.status = Status::Exited;
+            self.timers.cancel(&Timer::Restart(id.clone()));
+            self.persist(&id);
+            self.wake_container_waiters();
+            return Ok(id);
+        }
+        if !e.c.state.is_alive() {
+            return Err(ContainerError::NotModified);
+        }
+        // Validate before changing anything.
+        let sig = match signal
+            .filter(|s| !s.is_empty())
+            .or(e.c.config.stop_signal.as_deref())
+        {
+            Some(s) => parse_signal(s)?,
+            None => Signal::SIGTERM,
+        };
+        e.c.manually_stopped = true;
+        e.stop_requested = true;
+        let t = timeout
+            .or(e.c.config.stop_timeout)
+            .unwrap_or(DEFAULT_STOP_TIMEOUT);
+        self.persist(&id);
+        self.signal_container(&id, sig);
+        // A negative timeout waits forever, as does one too far away to
+        // represent (`t` is the client's number).
+        let deadline = u64::try_from(t)
+            .ok()
+            .and_then(|t| Instant::now().checked_add(Duration::from_secs(t)));
+        // One kill deadline per container: a repeated stop replaces it.
+        self.timers.cancel(&Timer::StopKill(id.clone()));
+        if let Some(at) = deadline {
+            self.timers.add(at, Timer::StopKill(id.clone()));
+        }
+        Ok(id)
+    }
+
+    /// Deliver a signal to the container's process (thawing a paused one
+    /// first so a SIGKILL lands), publishing a `kill` event.
+    /// Like dockerd, a paused container is resumed after its stop signal or
+    /// SIGKILL, so that the signal can act.
+    pub(super) fn signal_container(&mut self, id: &str, sig: Signal) {
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some(live) = e.live.as_ref() else { return };
+        let _ = nix::sys::signal::kill(live.pid, sig);
+        let stop_signal = stop_signal_of(&e.c);
+        if e.c.state.status == Status::Paused && (sig == Signal::SIGKILL || sig == stop_signal) {
+            if let Some(cg) = &live.cgroup {
+                let _ = cg.thaw();
+            }
+            e.c.state.status = Status::Running;
+        }
+        self.container_event(id, "kill", &[("signal", (sig as i32).to_string())]);
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub fn container_kill(
+        &mut self,
+        key: &str,
+        signal: Option<&str>,
+    ) -> Result<(), ContainerError> {
+        let id = self.containers.resolve(key)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(s)?,
+            None => Signal::SIGKILL,
+        };
+        let e = self
+            .containers
+            .get_mut(&id)
+            .ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        if !e.c.state.is_alive() {
+            return Err(ContainerError::Conflict(format!(
+                "Container {id} is not running"
+            )));
+        }
+        // dockerd: killing with SIGKILL or the stop signal is a manual stop,
+        // so restart policies leave the container down.
+        let stop_signal = stop_signal_of(&e.c);
+        if sig == Signal::SIGKILL || sig == stop_signal {
+            e.c.manually_stopped = true;
+            self.persist(&id);
+        }
+        self.signal_container(&id, sig);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`: stop, then start when it has exited.
+    pub fn container_restart(
+        &mut self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<String, ContainerError> {
+        let id = self.containers.resolve(key)?;
+        match self.container_stop(&id, timeout, signal) {
+            Ok(_) => {
+                if let Some(e) = self.containers.get_mut(&id) {
+                    if e.live.is_some() {
+                        e.start_on_exit = true;
+                        return Ok(id);
+                    }
+                }
+                self.container_start(&id)?;
+                self.container_event(&id, "restart", &[]);
+                Ok(id)
+            }
+            Err(ContainerError::NotModified) => {
+                self.container_start(&id)?;
+                self.container_event(&id, "restart", &[]);
+                Ok(id)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
