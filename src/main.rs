@@ -17,6 +17,7 @@ mod reactor;
 mod reply;
 mod runtime;
 mod slab;
+mod stdio;
 mod store;
 mod streams;
 mod timefmt;

@@ -14,9 +14,11 @@ use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
 use crate::engine::Engine;
 use crate::engine::Response;
-use crate::reply::{BodySource, ConnId, Hijacked, Pending, Pull};
-use crate::streams::jsonlog;
-use crate::streams::stdcopy::{frame, StreamKind};
+use crate::stdio::jsonlog;
+use crate::stdio::stdcopy::{frame, StreamKind};
+use crate::streams::attach::AttachSession;
+use crate::streams::logs::LogStream;
+use crate::streams::wait::{until_stopped, Done, WaitFor, WaitStream};
 
 fn key(call: &Call) -> String {
     call.params.first().cloned().unwrap_or_default()
@@ -134,49 +136,14 @@ pub fn update(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::json(200, &json!({ "Warnings": warnings })))
 }
 
-/// What a deferred stop/restart/remove waits for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Done {
-    Stopped,
-    Restarted,
-    Removed,
-}
-
-fn until_stopped(engine: &mut Engine, conn: ConnId, id: String, done: Done) -> Response {
-    let exits = engine.containers.get(&id).map(|e| e.exits).unwrap_or(0);
-    engine.containers.waiters.insert(conn);
-    Response::later(Box::new(StopWait { id, exits, done }))
-}
-
-struct StopWait {
-    id: String,
-    exits: u64,
-    done: Done,
-}
-
-impl Pending<Engine> for StopWait {
-    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
-        let finished = match engine.containers.get(&self.id) {
-            None => true,
-            Some(e) => match self.done {
-                Done::Removed => false,
-                Done::Stopped => {
-                    e.exits > self.exits
-                        || (e.live.is_none() && e.c.state.status != Status::Restarting)
-                }
-                Done::Restarted => e.exits > self.exits && !e.start_on_exit,
-            },
-        };
-        if !finished {
-            return None;
-        }
-        engine.containers.waiters.remove(&me);
-        Some(super::with_common_headers(Response::new(204)))
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
-        engine.containers.waiters.remove(&me);
-    }
+/// The wait body's shape: `{"StatusCode": 0, "Error": null}`.
+fn wait_body(code: i32, error: &str) -> Value {
+    let err = if error.is_empty() {
+        Value::Null
+    } else {
+        json!({ "Message": error })
+    };
+    json!({ "StatusCode": code, "Error": err })
 }
 
 /// `POST /containers/{id}/wait`: the head goes out at once; the body when
@@ -202,62 +169,9 @@ pub fn wait(call: &mut Call) -> Result<Response, ApiError> {
             id,
             exits,
             condition,
+            shape: wait_body,
         }),
     ))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WaitFor {
-    NotRunning,
-    NextExit,
-    Removed,
-}
-
-struct WaitStream {
-    id: String,
-    exits: u64,
-    condition: WaitFor,
-}
-
-impl BodySource<Engine> for WaitStream {
-    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
-        let result = match engine.containers.get(&self.id) {
-            None => Some((
-                engine.containers.removed_exit_code(&self.id).unwrap_or(0),
-                String::new(),
-            )),
-            Some(e) => {
-                let done = match self.condition {
-                    WaitFor::NotRunning => {
-                        e.live.is_none() && e.c.state.status != Status::Restarting
-                    }
-                    WaitFor::NextExit => e.exits > self.exits,
-                    WaitFor::Removed => false,
-                };
-                done.then(|| (e.c.state.exit_code, e.c.state.error.clone()))
-            }
-        };
-        let Some((code, error)) = result else {
-            return Pull::Wait(None);
-        };
-        engine.containers.waiters.remove(&me);
-        let err = if error.is_empty() {
-            Value::Null
-        } else {
-            json!({ "Message": error })
-        };
-        out.extend_from_slice(
-            json!({ "StatusCode": code, "Error": err })
-                .to_string()
-                .as_bytes(),
-        );
-        out.push(b'\n');
-        Pull::End
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
-        engine.containers.waiters.remove(&me);
-    }
 }
 
 fn state_json(c: &Container) -> Value {
@@ -705,7 +619,7 @@ pub fn export(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::stream(
         200,
         "application/x-tar",
-        Box::new(super::worker_body::WorkerBody::new(worker)),
+        Box::new(crate::streams::worker_body::WorkerBody::new(worker)),
     ))
 }
 
@@ -805,166 +719,6 @@ pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
 }
 
 pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
-
-/// A hijacked attach to a container's (or an exec's) stdio.
-pub struct AttachSession {
-    /// Container or exec ID (the output pump's key).
-    pub key: String,
-    pub backlog: Vec<u8>,
-    pub backlog_sent: usize,
-    pub stream: bool,
-    pub stdin: bool,
-    pub stdin_once: bool,
-    /// With a TTY, the client's half-close ends this attach (the CLI's way
-    /// of detaching) and leaves the container's stdin open for the next.
-    pub tty: bool,
-    /// Exec sessions end only once the process has been reaped, so the
-    /// client's follow-up inspect sees the exit code.
-    pub exec: Option<String>,
-    pub detach_keys: Vec<u8>,
-    /// How much of `detach_keys` the input has matched so far.
-    pub matched: usize,
-    pub detached: bool,
-    /// Client input the stdin pipe has not taken yet (at most one read).
-    pub pending: Vec<u8>,
-    /// The client closed its input before the process could take it all.
-    pub close_pending: bool,
-}
-
-impl AttachSession {
-    /// The container has not started yet (attach before start).
-    fn waiting_for_start(&self, engine: &Engine) -> bool {
-        self.exec.is_none()
-            && engine
-                .containers
-                .get(&self.key)
-                .is_some_and(|e| matches!(e.c.state.status, Status::Created | Status::Restarting))
-    }
-}
-
-impl Hijacked<Engine> for AttachSession {
-    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
-        if self.backlog_sent < self.backlog.len() {
-            // `attach?logs=1`: the log first, in pieces the connection can hold.
-            let end = self.backlog.len().min(self.backlog_sent + BACKLOG_PIECE);
-            out.extend_from_slice(&self.backlog[self.backlog_sent..end]);
-            self.backlog_sent = end;
-            return Pull::Data;
-        }
-        if !self.pending.is_empty() && engine.outputs.is_open(&self.key) {
-            let n = engine.outputs.write_stdin(&self.key, me, &self.pending);
-            self.pending.drain(..n.min(self.pending.len()));
-        }
-        if self.close_pending && self.pending.is_empty() && engine.outputs.is_open(&self.key) {
-            self.close_pending = false;
-            engine.outputs.close_stdin(&self.key);
-        }
-        if self.detached {
-            return Pull::End;
-        }
-        if !self.stream {
-            return Pull::End;
-        }
-        let (ended, woken) = engine.outputs.take(me, out);
-        for w in woken {
-            engine.wake(w);
-        }
-        if !out.is_empty() {
-            return Pull::Data;
-        }
-        let exec_running = self
-            .exec
-            .as_deref()
-            .and_then(|id| engine.execs.get(id))
-            .is_some_and(|e| e.running);
-        if ended && !exec_running {
-            Pull::End
-        } else {
-            Pull::Wait(None)
-        }
-    }
-
-    fn input(&mut self, engine: &mut Engine, me: ConnId, data: &[u8]) -> usize {
-        if !self.stdin || self.detached {
-            return data.len();
-        }
-        if !engine.outputs.is_open(&self.key) {
-            // `docker run -i` sends stdin right after attaching, before the
-            // start: hold it (the connection stops reading) until then.
-            return if self.waiting_for_start(engine) {
-                0
-            } else {
-                data.len()
-            };
-        }
-        // Input the stdin pipe has not taken yet goes first; until it is
-        // gone, the client's further input waits (backpressure).
-        if !self.pending.is_empty() {
-            let n = engine.outputs.write_stdin(&self.key, me, &self.pending);
-            self.pending.drain(..n.min(self.pending.len()));
-            if !self.pending.is_empty() {
-                return 0;
-            }
-        }
-        // Scan for the detach sequence; a partial match is held back until
-        // it completes (detach) or fails (forwarded as ordinary input).
-        let mut forward = Vec::with_capacity(data.len());
-        for &b in data {
-            let keys = &self.detach_keys;
-            if !keys.is_empty() && b == keys[self.matched] {
-                self.matched += 1;
-                if self.matched == keys.len() {
-                    self.matched = 0;
-                    self.detached = true;
-                    engine.outputs.write_stdin(&self.key, me, &forward);
-                    engine.wake(me);
-                    return data.len();
-                }
-                continue;
-            }
-            if self.matched > 0 {
-                forward.extend_from_slice(&keys[..self.matched]);
-                self.matched = 0;
-                if b == keys[0] {
-                    self.matched = 1;
-                    continue;
-                }
-            }
-            forward.push(b);
-        }
-        let n = engine.outputs.write_stdin(&self.key, me, &forward);
-        self.pending = forward.split_off(n.min(forward.len()));
-        data.len()
-    }
-
-    fn input_closed(&mut self, engine: &mut Engine, me: ConnId) {
-        if self.tty && self.stdin {
-            // As dockerd: on a TTY, StdinOnce never closes the container's
-            // stdin; the client is leaving, so this attach ends.
-            self.detached = true;
-            engine.wake(me);
-            return;
-        }
-        if !self.stdin || !self.stdin_once {
-            return;
-        }
-        if engine.outputs.is_open(&self.key) && self.pending.is_empty() {
-            engine.outputs.close_stdin(&self.key);
-        } else {
-            // Close once started and the held input is delivered.
-            self.close_pending = true;
-        }
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
-        for w in engine.outputs.unsubscribe(me) {
-            engine.wake(w);
-        }
-        if let Some(ex) = self.exec.as_deref().and_then(|id| engine.execs.get_mut(id)) {
-            ex.attached = None;
-        }
-    }
-}
 
 /// The hijacking response for attach and exec start.
 pub fn hijack_response(call: &Call, session: AttachSession, tty: bool) -> Response {
@@ -1096,53 +850,4 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
             follow,
         }),
     ))
-}
-
-struct LogStream {
-    backlog: Vec<u8>,
-    /// How much of `backlog` has been sent (no copying the rest forward).
-    sent: usize,
-    follow: bool,
-}
-
-/// Backlog handed to the connection per pull, so it stays under the
-/// connection's write high-water mark.
-const BACKLOG_PIECE: usize = 256 * 1024;
-
-impl BodySource<Engine> for LogStream {
-    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
-        if self.sent < self.backlog.len() {
-            let end = self.backlog.len().min(self.sent + BACKLOG_PIECE);
-            out.extend_from_slice(&self.backlog[self.sent..end]);
-            self.sent = end;
-            if self.sent == self.backlog.len() {
-                self.backlog = Vec::new();
-                self.sent = 0;
-            }
-            return Pull::Data;
-        }
-        if !self.follow {
-            return Pull::End;
-        }
-        let (ended, woken) = engine.outputs.take(me, out);
-        for w in woken {
-            engine.wake(w);
-        }
-        if !out.is_empty() {
-            Pull::Data
-        } else if ended {
-            engine.outputs.unsubscribe(me);
-            Pull::End
-        } else {
-            Pull::Wait(None)
-        }
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
-        if self.follow {
-            for w in engine.outputs.unsubscribe(me) {
-                engine.wake(w);
-            }
-        }
-    }
 }

@@ -3,12 +3,11 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::containers::{
-    hijack_response, parse_detach_keys, size_params, AttachSession, DEFAULT_DETACH_KEYS,
-};
+use super::containers::{hijack_response, parse_detach_keys, size_params, DEFAULT_DETACH_KEYS};
 use super::error::ApiError;
 use super::Call;
 use crate::engine::Response;
+use crate::streams::attach::AttachSession;
 
 fn key(call: &Call) -> String {
     call.params.first().cloned().unwrap_or_default()
@@ -76,9 +75,9 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
         Err(crate::container::error::ContainerError::StartFailed(msg, _)) => {
             call.engine.outputs.unsubscribe(call.conn);
             let text = format!("OCI runtime exec failed: exec failed: {msg}\r\n");
-            crate::streams::stdcopy::frame(
+            crate::stdio::stdcopy::frame(
                 &mut backlog,
-                crate::streams::stdcopy::StreamKind::Stdout,
+                crate::stdio::stdcopy::StreamKind::Stdout,
                 text.as_bytes(),
                 !tty,
             );

@@ -6,26 +6,21 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::Call;
+use crate::engine::images::Job;
 use crate::engine::Engine;
 use crate::engine::Response;
 use crate::events::Event;
 use crate::http::handler::Begin;
 use crate::http::request::Request;
-use crate::image::archive_load::{load_archive, LoadSummary};
+use crate::image::archive_load::LoadSummary;
 use crate::image::archive_save::save_archive;
 use crate::image::error::{ImageError, WireError};
-use crate::image::import::{apply_changes, import_reference, import_rootfs, ImportOptions};
-use crate::image::layer_extract::Budget;
-use crate::reply::{BodySink, ConnId, Pending};
+use crate::image::import::{apply_changes, import_reference, ImportOptions};
+use crate::image::reference::familiar;
+use crate::reply::ConnId;
 use crate::store::images::ListFilters;
-use crate::worker::{Outcome, WorkerId};
-
-/// How dockerd names an image in events: the familiar reference.
-fn familiar(reference: &str) -> String {
-    crate::image::reference::Reference::parse(reference)
-        .map(|r| r.familiar())
-        .unwrap_or_else(|_| reference.to_string())
-}
+use crate::streams::job::{JobResult, JobSink};
+use crate::worker::Outcome;
 
 fn name(call: &Call) -> String {
     call.params.first().cloned().unwrap_or_default()
@@ -149,15 +144,8 @@ pub fn save(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::stream(
         200,
         "application/x-tar",
-        Box::new(super::worker_body::WorkerBody::new(worker)),
+        Box::new(crate::streams::worker_body::WorkerBody::new(worker)),
     ))
-}
-
-/// The jobs that read a request body (or a URL) and fill the store.
-#[derive(Clone)]
-enum Job {
-    Load,
-    Import(ImportOptions),
 }
 
 /// `POST /images/load` and `POST /images/create`: decided at the head.
@@ -169,11 +157,12 @@ pub fn begin(
 ) -> Result<Begin<Engine>, ApiError> {
     let q = &req.query;
     if !import {
-        let worker = spawn_job(engine, conn, Job::Load, None)?;
+        let worker = engine.spawn_image_job(conn, Job::Load, None)?;
         return Ok(Begin::Sink(Box::new(JobSink {
             worker,
             job: Job::Load,
             broken: false,
+            finish: job_response,
         })));
     }
     if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
@@ -197,11 +186,12 @@ pub fn begin(
     apply_changes(&mut serde_json::Map::new(), &opts.changes)?;
     let job = Job::Import(opts);
     if src == "-" {
-        let worker = spawn_job(engine, conn, job.clone(), None)?;
+        let worker = engine.spawn_image_job(conn, job.clone(), None)?;
         return Ok(Begin::Sink(Box::new(JobSink {
             worker,
             job,
             broken: false,
+            finish: job_response,
         })));
     }
     if !src.starts_with("http://") {
@@ -209,130 +199,43 @@ pub fn begin(
             "unsupported fromSrc {src:?}: give - (the request body) or an http:// URL"
         )));
     }
-    let worker = spawn_job(engine, conn, job.clone(), Some(src.to_string()))?;
+    let worker = engine.spawn_image_job(conn, job.clone(), Some(src.to_string()))?;
     engine.workers.close_input(worker);
-    Ok(Begin::Respond(super::with_common_headers(Response::later(
-        Box::new(JobResult { worker, job }),
-    ))))
+    Ok(Begin::Respond(Response::later(Box::new(JobResult {
+        worker,
+        job,
+        finish: job_response,
+    }))))
 }
 
-fn spawn_job(
-    engine: &mut Engine,
-    conn: ConnId,
-    job: Job,
-    url: Option<String>,
-) -> Result<WorkerId, ApiError> {
-    let layout = engine.images.layout().clone();
-    let worker = engine.workers.spawn(conn, move |input, _reporter| {
-        let budget = Budget::default();
-        let result = match (&job, url) {
-            (Job::Load, _) => load_archive(&layout, input, &budget),
-            (Job::Import(opts), None) => import_rootfs(&layout, input, opts, &budget),
-            (Job::Import(opts), Some(url)) => crate::http::client::get(&url)
-                .map_err(|e| ImageError::InvalidArgument(format!("fetch {url}: {e}")))
-                .and_then(|body| import_rootfs(&layout, body, opts, &budget)),
-        };
-        match result {
-            Ok(summary) => serde_json::to_value(summary)
-                .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-            Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
-        }
-    })?;
-    engine.images.begin_worker();
-    Ok(worker)
-}
-
-struct JobSink {
-    worker: WorkerId,
-    job: Job,
-    /// The worker stopped reading (it failed): drain the rest of the body
-    /// so the client can read the error.
-    broken: bool,
-}
-
-impl BodySink<Engine> for JobSink {
-    fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        if self.broken {
-            return Ok(data.len());
-        }
-        match engine.workers.write_input(self.worker, data) {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                self.broken = true;
-                engine.workers.close_input(self.worker);
-                Ok(data.len())
-            }
-        }
-    }
-
-    fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {
-        engine.workers.close_input(self.worker);
-        super::with_common_headers(Response::later(Box::new(JobResult {
-            worker: self.worker,
-            job: self.job,
-        })))
-    }
-
-    fn cancel(self: Box<Self>, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-        engine.images.abort_worker();
-    }
-}
-
-struct JobResult {
-    worker: WorkerId,
-    job: Job,
-}
-
-impl Pending<Engine> for JobResult {
-    fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
-        engine.workers.take_messages(self.worker);
-        let outcome = engine.workers.take_outcome(self.worker)?;
-        let result = match outcome {
-            Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
-                Ok(summary) => finish_job(engine, &self.job, &summary),
-                Err(e) => {
-                    engine.images.abort_worker();
-                    Err(ApiError::Internal(format!("worker result: {e}")))
-                }
-            },
-            Outcome::Failed(v) => {
+/// A load's or import's answer from its worker's outcome: the store is
+/// committed (or the job's leftovers dropped) and the output shaped.
+fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
+    let result = match outcome {
+        Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
+            Ok(summary) => finish_job(engine, job, &summary),
+            Err(e) => {
                 engine.images.abort_worker();
-                Err(match serde_json::from_value::<WireError>(v) {
-                    Ok(w) => ImageError::from(w).into(),
-                    Err(_) => ApiError::Internal("the worker failed".into()),
-                })
+                Err(ApiError::Internal(format!("worker result: {e}")))
             }
-            Outcome::Died(m) => {
-                engine.images.abort_worker();
-                Err(ApiError::Internal(m))
-            }
-        };
-        Some(super::with_common_headers(
-            result.unwrap_or_else(ApiError::into_response),
-        ))
-    }
-
-    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-        engine.images.abort_worker();
-    }
+        },
+        Outcome::Failed(v) => {
+            engine.images.abort_worker();
+            Err(match serde_json::from_value::<WireError>(v) {
+                Ok(w) => ImageError::from(w).into(),
+                Err(_) => ApiError::Internal("the worker failed".into()),
+            })
+        }
+        Outcome::Died(m) => {
+            engine.images.abort_worker();
+            Err(ApiError::Internal(m))
+        }
+    };
+    result.unwrap_or_else(ApiError::into_response)
 }
 
 fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<Response, ApiError> {
-    let lines = engine.images.apply_load(summary)?;
-    let action = match job {
-        Job::Load => "load",
-        Job::Import(_) => "import",
-    };
-    for li in &summary.images {
-        let name = li
-            .tags
-            .first()
-            .map(|t| familiar(t))
-            .unwrap_or_else(|| li.id.clone());
-        engine.publish(Event::new("image", action, &li.id).attr("name", &name));
-    }
+    let lines = engine.finish_image_job(job, summary)?;
     let mut body = Vec::new();
     match job {
         Job::Load => {

@@ -10,7 +10,6 @@ pub mod filters;
 pub mod images;
 pub mod router;
 pub mod system;
-pub mod worker_body;
 
 use error::ApiError;
 use router::{BodyUse, Endpoint, Resolved};
@@ -128,6 +127,10 @@ impl Handler for Engine {
 
     fn error_response(status: u16, message: &str) -> Response {
         error_response(status, message)
+    }
+
+    fn common_headers(resp: Response) -> Response {
+        with_common_headers(resp)
     }
 }
 

@@ -208,7 +208,7 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
         }
     }
     if let Some(size) = h.log_config.config.get("max-size") {
-        if crate::streams::jsonlog::parse_size(size).is_none_or(|n| n == 0) {
+        if crate::stdio::jsonlog::parse_size(size).is_none_or(|n| n == 0) {
             return invalid(format!(
                 "invalid max-size {size:?} for the json-file log driver"
             ));

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 
 use crate::runtime::spec::StdioSpec;
-use crate::streams::output::{set_window_size, Stdio};
+use crate::stdio::output::{set_window_size, Stdio};
 
 pub struct ChildEnds {
     pub spec: StdioSpec,

@@ -5,6 +5,7 @@
 mod create;
 mod exec;
 mod exit;
+pub mod images;
 mod recover;
 mod remove;
 mod start;
@@ -18,11 +19,11 @@ use crate::config::Config;
 use crate::container::registry::Registry;
 use crate::events::{Event, EventBus};
 use crate::reply::ConnId;
+use crate::stdio::output::Outputs;
 use crate::store::atomic;
 use crate::store::containers::ContainerDirs;
 use crate::store::images::ImageStore;
 use crate::store::layout::Layout;
-use crate::streams::output::Outputs;
 use crate::timers::Timers;
 use crate::worker::Workers;
 

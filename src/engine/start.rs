@@ -12,7 +12,7 @@ use crate::container::registry::Live;
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::launch::launch;
 use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec};
-use crate::streams::jsonlog::{parse_size, LogWriter};
+use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
 
 impl Engine {

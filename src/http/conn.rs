@@ -649,6 +649,10 @@ impl<H: Handler> Conn<H> {
     /// Queue `resp` (head, and body if it is known), and move to the next state.
     fn respond(&mut self, ex: Exchange, resp: Response<H>, owner: Option<(&mut H, ConnId)>) {
         let resp = match resp.body {
+            Body::Later(_) => resp,
+            _ => H::common_headers(resp),
+        };
+        let resp = match resp.body {
             Body::Later(pending) => {
                 self.state = State::Awaiting { pending, ex };
                 return;

@@ -23,4 +23,7 @@ pub trait Handler: Sized {
     /// The error response for protocol-level failures (malformed heads,
     /// oversized bodies, too many connections).
     fn error_response(status: u16, message: &str) -> Response<Self>;
+    /// Headers every response carries (API version, server): applied to each
+    /// response as its head is written, including deferred ones.
+    fn common_headers(resp: Response<Self>) -> Response<Self>;
 }

@@ -197,6 +197,14 @@ impl std::fmt::Display for Reference {
     }
 }
 
+/// How dockerd names an image in events: the familiar reference (the text
+/// itself when it does not parse).
+pub fn familiar(reference: &str) -> String {
+    Reference::parse(reference)
+        .map(|r| r.familiar())
+        .unwrap_or_else(|_| reference.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

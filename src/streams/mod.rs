@@ -1,6 +1,11 @@
-//! Container output: the json-file log, stdcopy framing, and the fan-out of
-//! a container's stdout/stderr pipes to attached clients with backpressure.
+//! Long responses as sessions over the engine: attach (container and exec),
+//! logs, wait and deferred stop/restart/remove answers, the event stream, and
+//! the bodies of forked jobs (uploads into a worker, archives out of one).
+//! Handlers in `api/` build them; the connection pulls them.
 
-pub mod jsonlog;
-pub mod output;
-pub mod stdcopy;
+pub mod attach;
+pub mod events;
+pub mod job;
+pub mod logs;
+pub mod wait;
+pub mod worker_body;

@@ -1,0 +1,104 @@
+//! Sessions that wait for a container: `POST /containers/{id}/wait`'s body,
+//! and the deferred answer of a stop, restart or remove that waits for the
+//! exit.
+
+use serde_json::Value;
+
+use crate::container::model::Status;
+use crate::engine::{Engine, Response};
+use crate::reply::{BodySource, ConnId, Pending, Pull};
+
+/// What a deferred stop/restart/remove waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    Stopped,
+    Restarted,
+    Removed,
+}
+
+/// The response to a stop/restart/remove that waits for the exit: sent
+/// once the container is in the state `done` asks for.
+pub fn until_stopped(engine: &mut Engine, conn: ConnId, id: String, done: Done) -> Response {
+    let exits = engine.containers.get(&id).map(|e| e.exits).unwrap_or(0);
+    engine.containers.waiters.insert(conn);
+    Response::later(Box::new(StopWait { id, exits, done }))
+}
+
+struct StopWait {
+    id: String,
+    exits: u64,
+    done: Done,
+}
+
+impl Pending<Engine> for StopWait {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
+        let finished = match engine.containers.get(&self.id) {
+            None => true,
+            Some(e) => match self.done {
+                Done::Removed => false,
+                Done::Stopped => {
+                    e.exits > self.exits
+                        || (e.live.is_none() && e.c.state.status != Status::Restarting)
+                }
+                Done::Restarted => e.exits > self.exits && !e.start_on_exit,
+            },
+        };
+        if !finished {
+            return None;
+        }
+        engine.containers.waiters.remove(&me);
+        Some(Response::new(204))
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        engine.containers.waiters.remove(&me);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// `POST /containers/{id}/wait`'s body: one JSON line when the condition
+/// is met, shaped by `shape` (exit code, error message).
+pub struct WaitStream {
+    pub id: String,
+    pub exits: u64,
+    pub condition: WaitFor,
+    pub shape: fn(i32, &str) -> Value,
+}
+
+impl BodySource<Engine> for WaitStream {
+    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
+        let result = match engine.containers.get(&self.id) {
+            None => Some((
+                engine.containers.removed_exit_code(&self.id).unwrap_or(0),
+                String::new(),
+            )),
+            Some(e) => {
+                let done = match self.condition {
+                    WaitFor::NotRunning => {
+                        e.live.is_none() && e.c.state.status != Status::Restarting
+                    }
+                    WaitFor::NextExit => e.exits > self.exits,
+                    WaitFor::Removed => false,
+                };
+                done.then(|| (e.c.state.exit_code, e.c.state.error.clone()))
+            }
+        };
+        let Some((code, error)) = result else {
+            return Pull::Wait(None);
+        };
+        engine.containers.waiters.remove(&me);
+        out.extend_from_slice((self.shape)(code, &error).to_string().as_bytes());
+        out.push(b'\n');
+        Pull::End
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        engine.containers.waiters.remove(&me);
+    }
+}
