@@ -120,8 +120,13 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     }
 }
 
-pub fn pause(call: &mut Call, on: bool) -> Result<Response, ApiError> {
-    call.engine.container_pause(&key(call), on)?;
+pub fn pause(call: &mut Call) -> Result<Response, ApiError> {
+    call.engine.container_pause(&key(call), true)?;
+    Ok(Response::new(204))
+}
+
+pub fn unpause(call: &mut Call) -> Result<Response, ApiError> {
+    call.engine.container_pause(&key(call), false)?;
     Ok(Response::new(204))
 }
 

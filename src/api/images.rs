@@ -148,8 +148,18 @@ pub fn save(call: &mut Call) -> Result<Response, ApiError> {
     ))
 }
 
-/// `POST /images/load` and `POST /images/create`: decided at the head.
-pub fn begin(
+/// `POST /images/load`: the archive streams into a worker.
+pub fn load(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
+    begin(call.engine, call.conn, call.req, false)
+}
+
+/// `POST /images/create`: `docker import` (from the body or a URL); pulls
+/// are refused.
+pub fn create(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
+    begin(call.engine, call.conn, call.req, true)
+}
+
+fn begin(
     engine: &mut Engine,
     conn: ConnId,
     req: &Request,

@@ -1,6 +1,8 @@
-//! The Engine API: routing and one handler file per resource. Handlers get a
-//! parsed request and the engine, and return a `Response`; they never touch
-//! sockets.
+//! The Engine API: the route table (`router.rs`), request decoding and
+//! response shapes, one handler file per resource. Handlers get a parsed
+//! request and the engine, call the engine's verbs, and shape a `Response`;
+//! they never touch sockets. `http` reaches this layer only through the
+//! `Handler` implementation below.
 
 pub mod containers;
 pub mod error;
@@ -12,7 +14,7 @@ pub mod router;
 pub mod system;
 
 use error::ApiError;
-use router::{BodyUse, Endpoint, Resolved};
+use router::{Handle, HandlerFn, Resolved};
 
 use crate::engine::Engine;
 use crate::engine::Response;
@@ -36,24 +38,22 @@ pub struct Call<'a> {
 fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
     let resolved = match router::resolve(req) {
         Ok(r) => r,
-        Err(e) => return Begin::Respond(with_common_headers(e.into_response())),
+        Err(e) => return Begin::Respond(e.into_response()),
     };
-    match resolved.endpoint.body_use() {
-        BodyUse::Ignore => Begin::Respond(dispatch(engine, conn, req, &resolved, Vec::new())),
-        BodyUse::Buffer => Begin::Buffer,
-        BodyUse::Stream => {
-            let import = resolved.endpoint == Endpoint::ImageCreate;
-            images::begin(engine, conn, req, import)
-                .unwrap_or_else(|e| Begin::Respond(with_common_headers(e.into_response())))
+    match resolved.handle {
+        Handle::Now(f) => Begin::Respond(dispatch(engine, conn, req, &resolved, f, Vec::new())),
+        Handle::Body(_) => Begin::Buffer(resolved),
+        Handle::Stream(f) => {
+            let mut call = Call {
+                engine,
+                conn,
+                req,
+                params: &resolved.params,
+                version: resolved.version,
+                body: Vec::new(),
+            };
+            f(&mut call).unwrap_or_else(|e| Begin::Respond(e.into_response()))
         }
-    }
-}
-
-/// A buffered request body is complete.
-fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
-    match router::resolve(req) {
-        Ok(r) => dispatch(engine, conn, req, &r, body),
-        Err(e) => with_common_headers(e.into_response()),
     }
 }
 
@@ -62,6 +62,7 @@ fn dispatch(
     conn: ConnId,
     req: &Request,
     r: &Resolved,
+    f: HandlerFn,
     body: Vec<u8>,
 ) -> Response {
     let mut call = Call {
@@ -72,57 +73,25 @@ fn dispatch(
         version: r.version,
         body,
     };
-    let result = match r.endpoint {
-        Endpoint::Ping => system::ping(&mut call),
-        Endpoint::Version => system::version(&mut call),
-        Endpoint::Info => system::info(&mut call),
-        Endpoint::Events => events::stream(&mut call),
-        Endpoint::ImageList => images::list(&mut call),
-        Endpoint::ImageInspect => images::inspect(&mut call),
-        Endpoint::ImageHistory => images::history(&mut call),
-        Endpoint::ImageTag => images::tag(&mut call),
-        Endpoint::ImageRemove => images::remove(&mut call),
-        Endpoint::ImagePrune => images::prune(&mut call),
-        Endpoint::ImageSave => images::save(&mut call),
-        Endpoint::ContainerCreate => containers::create(&mut call),
-        Endpoint::ContainerList => containers::list(&mut call),
-        Endpoint::ContainerInspect => containers::inspect(&mut call),
-        Endpoint::ContainerStart => containers::start(&mut call),
-        Endpoint::ContainerStop => containers::stop(&mut call),
-        Endpoint::ContainerRestart => containers::restart(&mut call),
-        Endpoint::ContainerKill => containers::kill(&mut call),
-        Endpoint::ContainerWait => containers::wait(&mut call),
-        Endpoint::ContainerRemove => containers::remove(&mut call),
-        Endpoint::ContainerPause => containers::pause(&mut call, true),
-        Endpoint::ContainerUnpause => containers::pause(&mut call, false),
-        Endpoint::ContainerRename => containers::rename(&mut call),
-        Endpoint::ContainerUpdate => containers::update(&mut call),
-        Endpoint::ContainerTop => containers::top(&mut call),
-        Endpoint::ContainerChanges => containers::changes(&mut call),
-        Endpoint::ContainerExport => containers::export(&mut call),
-        Endpoint::ContainerPrune => containers::prune(&mut call),
-        Endpoint::ContainerAttach => containers::attach(&mut call),
-        Endpoint::ContainerLogs => containers::logs(&mut call),
-        Endpoint::ContainerResize => containers::resize(&mut call),
-        Endpoint::ExecCreate => exec::create(&mut call),
-        Endpoint::ExecStart => exec::start(&mut call),
-        Endpoint::ExecResize => exec::resize(&mut call),
-        Endpoint::ExecInspect => exec::inspect(&mut call),
-        // Streamed endpoints are answered through their sinks.
-        Endpoint::ImageLoad | Endpoint::ImageCreate => Err(ApiError::Internal(
-            "streamed endpoint dispatched as buffered".into(),
-        )),
-    };
-    with_common_headers(result.unwrap_or_else(ApiError::into_response))
+    f(&mut call).unwrap_or_else(ApiError::into_response)
 }
 
 impl Handler for Engine {
+    type Routed = Resolved;
+
     fn begin(&mut self, conn: ConnId, req: &Request) -> Begin<Engine> {
         begin(self, conn, req)
     }
 
-    fn handle(&mut self, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
-        handle(self, conn, req, body)
+    /// A buffered request body is complete.
+    fn handle(&mut self, conn: ConnId, req: &Request, r: Resolved, body: Vec<u8>) -> Response {
+        match r.handle {
+            Handle::Body(f) | Handle::Now(f) => dispatch(self, conn, req, &r, f, body),
+            Handle::Stream(_) => {
+                ApiError::Internal("streamed endpoint dispatched as buffered".into())
+                    .into_response()
+            }
+        }
     }
 
     fn error_response(status: u16, message: &str) -> Response {

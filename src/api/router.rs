@@ -1,11 +1,20 @@
-//! Maps a request to an endpoint: strips the optional `/vX.Y` prefix, checks
+//! Maps a request to its handler: strips the optional `/vX.Y` prefix, checks
 //! the version, matches the path against the route table (with `{name*}`
 //! captures for image names that contain slashes).
 
 use std::fmt;
 
 use super::error::ApiError;
+use super::{containers, events, exec, images, system, Call};
+use crate::engine::{Engine, Response};
+use crate::http::handler::Begin;
 use crate::http::request::{Method, Request};
+use Handle::{Body, Now, Stream};
+
+const GET: Method = Method::Get;
+const HEAD: Method = Method::Head;
+const POST: Method = Method::Post;
+const DELETE: Method = Method::Delete;
 
 /// An API version `major.minor`, ordered numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,199 +29,68 @@ impl fmt::Display for ApiVersion {
 pub const MAX_VERSION: ApiVersion = ApiVersion(1, 45);
 pub const MIN_VERSION: ApiVersion = ApiVersion(1, 0);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Ping,
-    Version,
-    Info,
-    Events,
-    ImageList,
-    ImageInspect,
-    ImageHistory,
-    ImageTag,
-    ImageRemove,
-    ImagePrune,
-    ImageSave,
-    ImageLoad,
-    ImageCreate,
-    ContainerCreate,
-    ContainerList,
-    ContainerInspect,
-    ContainerStart,
-    ContainerStop,
-    ContainerRestart,
-    ContainerKill,
-    ContainerWait,
-    ContainerRemove,
-    ContainerPause,
-    ContainerUnpause,
-    ContainerRename,
-    ContainerUpdate,
-    ContainerTop,
-    ContainerChanges,
-    ContainerExport,
-    ContainerPrune,
-    ContainerAttach,
-    ContainerLogs,
-    ContainerResize,
-    ExecCreate,
-    ExecStart,
-    ExecResize,
-    ExecInspect,
+/// What a handler does with the request body, and the handler itself.
+#[derive(Clone, Copy)]
+pub enum Handle {
+    /// Answered at the head; a body is not read.
+    Now(HandlerFn),
+    /// The (JSON) body is buffered whole, then handled.
+    Body(HandlerFn),
+    /// The body is streamed, as it arrives, into the sink the handler
+    /// returns (archives).
+    Stream(fn(&mut Call) -> Result<Begin<Engine>, ApiError>),
 }
 
-/// What an endpoint does with a request body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyUse {
-    /// Ignored (GET, HEAD, DELETE and bodiless POSTs).
-    Ignore,
-    /// Buffered whole (JSON), then handled.
-    Buffer,
-    /// Streamed to a `BodySink` as it arrives (archives).
-    Stream,
-}
+pub type HandlerFn = fn(&mut Call) -> Result<Response, ApiError>;
 
-impl Endpoint {
-    pub fn body_use(self) -> BodyUse {
-        match self {
-            Endpoint::ImageLoad | Endpoint::ImageCreate => BodyUse::Stream,
-            Endpoint::ImagePrune
-            | Endpoint::ContainerCreate
-            | Endpoint::ContainerStart
-            | Endpoint::ContainerUpdate
-            | Endpoint::ContainerPrune
-            | Endpoint::ContainerWait
-            | Endpoint::ContainerStop
-            | Endpoint::ContainerRestart
-            | Endpoint::ContainerKill
-            | Endpoint::ContainerResize
-            | Endpoint::ExecCreate
-            | Endpoint::ExecStart
-            | Endpoint::ExecResize => BodyUse::Buffer,
-            _ => BodyUse::Ignore,
-        }
-    }
-}
-
-/// Method, path pattern, endpoint. `{x}` captures one segment, `{x*}` one or
-/// more (at most one per pattern).
-const ROUTES: &[(Method, &str, Endpoint)] = &[
-    (Method::Get, "/_ping", Endpoint::Ping),
-    (Method::Head, "/_ping", Endpoint::Ping),
-    (Method::Get, "/version", Endpoint::Version),
-    (Method::Get, "/info", Endpoint::Info),
-    (Method::Get, "/events", Endpoint::Events),
-    (Method::Get, "/images/json", Endpoint::ImageList),
-    (Method::Get, "/images/get", Endpoint::ImageSave),
-    (Method::Post, "/images/load", Endpoint::ImageLoad),
-    (Method::Post, "/images/create", Endpoint::ImageCreate),
-    (Method::Post, "/images/prune", Endpoint::ImagePrune),
-    (Method::Get, "/images/{name*}/json", Endpoint::ImageInspect),
-    (
-        Method::Get,
-        "/images/{name*}/history",
-        Endpoint::ImageHistory,
-    ),
-    (Method::Get, "/images/{name*}/get", Endpoint::ImageSave),
-    (Method::Post, "/images/{name*}/tag", Endpoint::ImageTag),
-    (Method::Delete, "/images/{name*}", Endpoint::ImageRemove),
-    (
-        Method::Post,
-        "/containers/create",
-        Endpoint::ContainerCreate,
-    ),
-    (Method::Get, "/containers/json", Endpoint::ContainerList),
-    (Method::Post, "/containers/prune", Endpoint::ContainerPrune),
-    (
-        Method::Get,
-        "/containers/{id}/json",
-        Endpoint::ContainerInspect,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/start",
-        Endpoint::ContainerStart,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/stop",
-        Endpoint::ContainerStop,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/restart",
-        Endpoint::ContainerRestart,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/kill",
-        Endpoint::ContainerKill,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/wait",
-        Endpoint::ContainerWait,
-    ),
-    (
-        Method::Delete,
-        "/containers/{id}",
-        Endpoint::ContainerRemove,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/pause",
-        Endpoint::ContainerPause,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/unpause",
-        Endpoint::ContainerUnpause,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/rename",
-        Endpoint::ContainerRename,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/update",
-        Endpoint::ContainerUpdate,
-    ),
-    (Method::Get, "/containers/{id}/top", Endpoint::ContainerTop),
-    (
-        Method::Get,
-        "/containers/{id}/changes",
-        Endpoint::ContainerChanges,
-    ),
-    (
-        Method::Get,
-        "/containers/{id}/export",
-        Endpoint::ContainerExport,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/attach",
-        Endpoint::ContainerAttach,
-    ),
-    (
-        Method::Get,
-        "/containers/{id}/logs",
-        Endpoint::ContainerLogs,
-    ),
-    (
-        Method::Post,
-        "/containers/{id}/resize",
-        Endpoint::ContainerResize,
-    ),
-    (Method::Post, "/containers/{id}/exec", Endpoint::ExecCreate),
-    (Method::Post, "/exec/{id}/start", Endpoint::ExecStart),
-    (Method::Post, "/exec/{id}/resize", Endpoint::ExecResize),
-    (Method::Get, "/exec/{id}/json", Endpoint::ExecInspect),
+/// Method, path pattern, handler. `{x}` captures one segment, `{x*}` one or
+/// more (at most one per pattern). HEAD is served wherever GET is.
+#[rustfmt::skip]
+const ROUTES: &[(Method, &str, Handle)] = &[
+    (GET, "/_ping", Now(system::ping)),
+    (HEAD, "/_ping", Now(system::ping)),
+    (GET, "/version", Now(system::version)),
+    (GET, "/info", Now(system::info)),
+    (GET, "/events", Now(events::stream)),
+    (GET, "/images/json", Now(images::list)),
+    (GET, "/images/get", Now(images::save)),
+    (POST, "/images/load", Stream(images::load)),
+    (POST, "/images/create", Stream(images::create)),
+    (POST, "/images/prune", Body(images::prune)),
+    (GET, "/images/{name*}/json", Now(images::inspect)),
+    (GET, "/images/{name*}/history", Now(images::history)),
+    (GET, "/images/{name*}/get", Now(images::save)),
+    (POST, "/images/{name*}/tag", Now(images::tag)),
+    (DELETE, "/images/{name*}", Now(images::remove)),
+    (POST, "/containers/create", Body(containers::create)),
+    (GET, "/containers/json", Now(containers::list)),
+    (POST, "/containers/prune", Body(containers::prune)),
+    (GET, "/containers/{id}/json", Now(containers::inspect)),
+    (POST, "/containers/{id}/start", Body(containers::start)),
+    (POST, "/containers/{id}/stop", Body(containers::stop)),
+    (POST, "/containers/{id}/restart", Body(containers::restart)),
+    (POST, "/containers/{id}/kill", Body(containers::kill)),
+    (POST, "/containers/{id}/wait", Body(containers::wait)),
+    (DELETE, "/containers/{id}", Now(containers::remove)),
+    (POST, "/containers/{id}/pause", Now(containers::pause)),
+    (POST, "/containers/{id}/unpause", Now(containers::unpause)),
+    (POST, "/containers/{id}/rename", Now(containers::rename)),
+    (POST, "/containers/{id}/update", Body(containers::update)),
+    (GET, "/containers/{id}/top", Now(containers::top)),
+    (GET, "/containers/{id}/changes", Now(containers::changes)),
+    (GET, "/containers/{id}/export", Now(containers::export)),
+    (POST, "/containers/{id}/attach", Now(containers::attach)),
+    (GET, "/containers/{id}/logs", Now(containers::logs)),
+    (POST, "/containers/{id}/resize", Body(containers::resize)),
+    (POST, "/containers/{id}/exec", Body(exec::create)),
+    (POST, "/exec/{id}/start", Body(exec::start)),
+    (POST, "/exec/{id}/resize", Body(exec::resize)),
+    (GET, "/exec/{id}/json", Now(exec::inspect)),
 ];
 
-#[derive(Debug)]
+/// A request matched to its route.
 pub struct Resolved {
-    pub endpoint: Endpoint,
+    pub handle: Handle,
     pub params: Vec<String>,
     pub version: ApiVersion,
 }
@@ -220,12 +98,12 @@ pub struct Resolved {
 pub fn resolve(req: &Request) -> Result<Resolved, ApiError> {
     let (version, path) = split_version(&req.path)?;
     let mut path_known = false;
-    for (method, pattern, endpoint) in ROUTES {
+    for (method, pattern, handle) in ROUTES {
         if let Some(params) = match_pattern(pattern, path) {
             // HEAD is served wherever GET is, minus the body.
             if *method == req.method || (req.method == Method::Head && *method == Method::Get) {
                 return Ok(Resolved {
-                    endpoint: *endpoint,
+                    handle: *handle,
                     params,
                     version,
                 });

@@ -26,12 +26,12 @@ struct Exchange {
     keep_alive: bool,
 }
 
-enum Target<H> {
-    Buffer(Vec<u8>),
+enum Target<H: Handler> {
+    Buffer(H::Routed, Vec<u8>),
     Sink(Box<dyn BodySink<H>>, Vec<u8>),
 }
 
-enum State<H> {
+enum State<H: Handler> {
     /// Waiting for (or parsing) the next request head.
     Head,
     Body {
@@ -59,7 +59,7 @@ enum State<H> {
     Closing { linger_until: Option<Instant> },
 }
 
-pub struct Conn<H> {
+pub struct Conn<H: Handler> {
     pub stream: Stream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -388,14 +388,14 @@ impl<H: Handler> Conn<H> {
                 self.respond(ex, resp, Some((handler, me)));
                 return true;
             }
-            Begin::Buffer => {
+            Begin::Buffer(routed) => {
                 if let BodyFraming::Length(n) = req.framing {
                     if n > MAX_BUFFERED_BODY as u64 {
                         self.respond_too_large(ex);
                         return true;
                     }
                 }
-                Target::Buffer(Vec::new())
+                Target::Buffer(routed, Vec::new())
             }
             Begin::Sink(sink) => Target::Sink(sink, Vec::new()),
         };
@@ -438,7 +438,7 @@ impl<H: Handler> Conn<H> {
             c.respond(ex, H::error_response(400, "malformed chunked body"), None);
         };
         match target {
-            Target::Buffer(mut buf) => {
+            Target::Buffer(routed, mut buf) => {
                 let room = MAX_BUFFERED_BODY + 1 - buf.len();
                 let used = match decoder.decode(&self.rbuf, &mut buf, room) {
                     Ok(n) => n,
@@ -453,7 +453,7 @@ impl<H: Handler> Conn<H> {
                     return true;
                 }
                 if decoder.is_done() {
-                    let resp = handler.handle(me, &req, buf);
+                    let resp = handler.handle(me, &req, routed, buf);
                     self.respond(ex, resp, Some((handler, me)));
                     return true;
                 }
@@ -465,7 +465,7 @@ impl<H: Handler> Conn<H> {
                     req,
                     ex,
                     decoder,
-                    target: Target::Buffer(buf),
+                    target: Target::Buffer(routed, buf),
                 };
                 used > 0
             }
