@@ -148,34 +148,21 @@ pub struct CgroupInfo {
     pub pids: bool,
 }
 
+/// From the runtime's one probe of the host's cgroups (`HostSupport`).
 pub fn cgroups() -> CgroupInfo {
-    let root = Path::new("/sys/fs/cgroup");
-    let exists = |p: &str| root.join(p).exists();
-    if exists("cgroup.controllers") {
-        let ctl = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-        let has = |c: &str| ctl.split_whitespace().any(|w| w == c);
-        return CgroupInfo {
-            version: "2",
-            memory: has("memory"),
-            swap: has("memory"),
-            kernel_memory_tcp: false,
-            cpu_cfs_period: has("cpu"),
-            cpu_cfs_quota: has("cpu"),
-            cpu_shares: has("cpu"),
-            cpuset: has("cpuset"),
-            pids: has("pids"),
-        };
-    }
+    use crate::runtime::cgroups::{detect, CgroupVersion, HostSupport};
+    let s = HostSupport::host();
+    let v2 = detect() == CgroupVersion::V2;
     CgroupInfo {
-        version: "1",
-        memory: exists("memory/memory.limit_in_bytes"),
-        swap: exists("memory/memory.memsw.limit_in_bytes"),
-        kernel_memory_tcp: exists("memory/memory.kmem.tcp.limit_in_bytes"),
-        cpu_cfs_period: exists("cpu/cpu.cfs_period_us"),
-        cpu_cfs_quota: exists("cpu/cpu.cfs_quota_us"),
-        cpu_shares: exists("cpu/cpu.shares"),
-        cpuset: exists("cpuset/cpuset.cpus"),
-        pids: exists("pids"),
+        version: if v2 { "2" } else { "1" },
+        memory: s.memory,
+        swap: s.swap,
+        kernel_memory_tcp: s.kernel_memory_tcp,
+        cpu_cfs_period: s.cpu_cfs,
+        cpu_cfs_quota: s.cpu_cfs,
+        cpu_shares: s.cpu_shares,
+        cpuset: s.cpuset,
+        pids: s.pids,
     }
 }
 

@@ -1,5 +1,6 @@
 //! coracle: a single-threaded container daemon speaking the Docker Engine API.
 #![recursion_limit = "256"]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod api;
 mod check_config;

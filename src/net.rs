@@ -202,13 +202,15 @@ fn activated_listeners() -> Result<Vec<Listener>, String> {
     let mut out = Vec::new();
     for fd in 3..3 + n {
         let _ = nix::fcntl::fcntl(
+            // SAFETY: `fd` is one of the LISTEN_FDS systemd passed us, open
+            // for the whole call.
             unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
         let family = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(fd)
             .map_err(|e| format!("activated fd {fd}: {e}"))?;
-        // SAFETY: systemd passed us ownership of these listening sockets.
         if family.as_unix_addr().is_some() {
+            // SAFETY: systemd passed us ownership of these listening sockets.
             let std_l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
             let path = std_l
                 .local_addr()
@@ -217,6 +219,7 @@ fn activated_listeners() -> Result<Vec<Listener>, String> {
                 .unwrap_or_default();
             out.push(Listener::Unix(UnixListener::from_std(std_l), path, false));
         } else {
+            // SAFETY: as above; nothing else owns `fd`.
             let std_l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
             out.push(Listener::Tcp(TcpListener::from_std(std_l)));
         }

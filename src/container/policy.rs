@@ -15,7 +15,7 @@ use crate::runtime::cgroups::Resources;
 use crate::timefmt::rfc3339_nano;
 
 /// Our cgroups live under this name in every hierarchy.
-pub const CGROUP_PARENT: &str = "coracle";
+pub const CGROUP_PARENT: &str = crate::runtime::cgroups::DEFAULT_PARENT;
 pub const DEFAULT_STOP_TIMEOUT: i64 = 10;
 pub const DEFAULT_SHM: u64 = 64 * 1024 * 1024;
 /// A container that ran this long before exiting restarts without back-off.

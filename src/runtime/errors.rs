@@ -6,7 +6,6 @@
 //! the program is not found, 126 when it cannot be executed, 128 for any
 //! other setup failure (dockerd's "exit code was never set" default).
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use std::fmt;
 

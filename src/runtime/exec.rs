@@ -7,7 +7,6 @@
 //! already gives the chroot `/proc/<pid>/root` would.
 
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::caps;
 use super::errors::{LaunchError, Stage};

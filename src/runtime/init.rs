@@ -4,7 +4,6 @@
 //! It runs in-process (a fork of the daemon, no exec), with the container's
 //! user and capabilities already applied, like docker-init would have.
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::errors::{LaunchError, Stage};
 use nix::sys::signal::{kill, signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};

@@ -16,7 +16,6 @@
 //! (cgroups) and releases it. The child reports a failing stage on the
 //! O_CLOEXEC error pipe and exits; a successful execve closes the pipe.
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::caps;
 use super::errors::{setup, LaunchError, Stage};

@@ -6,7 +6,6 @@
 //! Every function here runs in the child after `unshare(CLONE_NEWNS)` and
 //! after `/` was made rslave, so nothing mounted here reaches the host.
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::errors::{setup, LaunchError, Stage};
 use super::spec::{LaunchSpec, MountKind, MountSpec, RootfsSpec};
@@ -348,6 +347,7 @@ fn kept_flags(p: &Path) -> MsFlags {
     };
     // SAFETY: statvfs into a zeroed struct.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid statvfs to fill.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return MsFlags::empty();
     }

@@ -1,6 +1,5 @@
 //! The container's own network namespace: bring `lo` up (SIOCSIFFLAGS).
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::errors::{LaunchError, Stage};
 use nix::errno::Errno;

@@ -1,6 +1,5 @@
 //! `Ulimits` by Docker's names → setrlimit.
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::errors::{setup, LaunchError, Stage};
 use super::spec::Ulimit;

@@ -2,7 +2,6 @@
 //! and /etc/group (moby/sys/user GetExecUser semantics), then the switch:
 //! setgroups, setgid, setuid.
 // Not all of this is wired into the daemon yet.
-#![allow(dead_code)]
 
 use super::errors::{LaunchError, Stage};
 

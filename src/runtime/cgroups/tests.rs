@@ -367,6 +367,7 @@ fn warnings_in_dockerd_words() {
         blkio_weight: false,
         freezer: true,
         devices: true,
+        kernel_memory_tcp: false,
     };
     let r = Resources {
         memory: 64 << 20,

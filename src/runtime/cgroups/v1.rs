@@ -33,6 +33,7 @@ pub(super) fn probe(mounts: &BTreeMap<String, PathBuf>) -> HostSupport {
             || has("blkio", "blkio.bfq.io_service_bytes"),
         freezer: has("freezer", ""),
         devices: has("devices", "devices.allow"),
+        kernel_memory_tcp: has("memory", "memory.kmem.tcp.limit_in_bytes"),
     }
 }
 
@@ -74,6 +75,7 @@ impl Group {
         (!dirs.is_empty()).then_some(Group { dirs })
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // through `Cgroup::path`
     pub(super) fn dir(&self, ctrl: &str) -> Option<&Path> {
         self.dirs.get(ctrl).map(PathBuf::as_path)
     }
@@ -286,6 +288,7 @@ impl Group {
             .unwrap_or(0)
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // through `Cgroup::memory_usage`
     pub(super) fn memory_usage(&self) -> Option<u64> {
         read_file(&self.file("memory", "memory.usage_in_bytes")?)
             .ok()?

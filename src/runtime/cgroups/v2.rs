@@ -42,6 +42,7 @@ pub(super) fn probe(root: &Path) -> HostSupport {
         // An eBPF device program (CONFIG_CGROUP_BPF, assumed; attaching
         // reports it otherwise).
         devices: true,
+        kernel_memory_tcp: false,
     }
 }
 
@@ -77,7 +78,6 @@ fn enable_controllers(dir: &Path) {
 
 #[derive(Debug)]
 pub(super) struct Group {
-    root: PathBuf,
     dir: PathBuf,
 }
 
@@ -97,18 +97,12 @@ impl Group {
             }
             cur = next;
         }
-        Ok(Group {
-            root: root.to_path_buf(),
-            dir: cur,
-        })
+        Ok(Group { dir: cur })
     }
 
     pub(super) fn open(root: &Path, rel: &Path) -> Option<Group> {
         let dir = root.join(rel);
-        dir.is_dir().then(|| Group {
-            root: root.to_path_buf(),
-            dir,
-        })
+        dir.is_dir().then_some(Group { dir })
     }
 
     pub(super) fn dir(&self) -> &Path {
@@ -300,15 +294,12 @@ impl Group {
             .unwrap_or(0)
     }
 
+    #[cfg_attr(not(test), allow(dead_code))] // through `Cgroup::memory_usage`
     pub(super) fn memory_usage(&self) -> Option<u64> {
         read_file(&self.file("memory.current")?).ok()?.parse().ok()
     }
 
     pub(super) fn remove(&self) -> Result<(), CgroupError> {
         remove_tree(&self.dir, 0)
-    }
-
-    pub(super) fn root(&self) -> &Path {
-        &self.root
     }
 }
