@@ -308,6 +308,6 @@ fn claim_pidfile(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    crate::store::atomic::write_file(path, format!("{}\n", std::process::id()).as_bytes())
+    crate::atomic::write_file(path, format!("{}\n", std::process::id()).as_bytes())
         .map_err(|e| format!("write pid file {}: {e}", path.display()))
 }

@@ -3,6 +3,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod api;
+mod atomic;
 mod check_config;
 mod config;
 mod container;

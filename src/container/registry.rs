@@ -159,12 +159,20 @@ impl Registry {
     }
 
     /// A container using an image (image removal refuses, or must force).
-    pub fn using_image(&self, image_id: &str) -> Option<crate::store::images::ContainerUse> {
-        self.map.values().find(|e| e.c.image == image_id).map(|e| {
-            crate::store::images::ContainerUse {
+    pub fn using_image(&self, image_id: &str) -> Option<ContainerUse> {
+        self.map
+            .values()
+            .find(|e| e.c.image == image_id)
+            .map(|e| ContainerUse {
                 container_id: e.c.id.clone(),
                 running: e.c.state.is_alive(),
-            }
-        })
+            })
     }
+}
+
+/// How a container uses an image, as reported by the container store.
+#[derive(Debug, Clone)]
+pub struct ContainerUse {
+    pub container_id: String,
+    pub running: bool,
 }

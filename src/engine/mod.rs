@@ -15,15 +15,15 @@ mod update;
 use std::io::Read;
 use std::path::Path;
 
+use crate::atomic;
 use crate::config::Config;
 use crate::container::registry::Registry;
 use crate::events::{Event, EventBus};
+use crate::image::layout::Layout;
 use crate::reply::ConnId;
 use crate::stdio::output::Outputs;
-use crate::store::atomic;
 use crate::store::containers::ContainerDirs;
 use crate::store::images::ImageStore;
-use crate::store::layout::Layout;
 use crate::timers::Timers;
 use crate::worker::Workers;
 

@@ -19,7 +19,7 @@ use super::digest::{digest_hex, sha256_digest, HashReader};
 use super::error::{ImageError, Result};
 use super::layer_extract::{extract_layer, is_gzip, maybe_gunzip, peek, Budget, LayerInfo};
 use super::reference::Reference;
-use crate::store::layout::Layout;
+use crate::image::layout::Layout;
 
 /// One JSON file of the archive is held in memory up to this size.
 pub const JSON_MAX: u64 = 8 << 20;
@@ -470,7 +470,7 @@ fn commit(
                     .is_some_and(|ids| ids.contains(&d))
             });
             if !used {
-                let _ = crate::store::layout::remove_layer_dir(layout, &layout.layer_dir(&d));
+                let _ = crate::image::layout::remove_layer_dir(layout, &layout.layer_dir(&d));
             }
         }
         return Err(e);

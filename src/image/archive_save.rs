@@ -17,7 +17,7 @@ use super::error::{ImageError, Result};
 use super::layer_export::export_layer;
 use super::reference::Reference;
 use super::tarstream::{padding, BLOCK};
-use crate::store::layout::Layout;
+use crate::image::layout::Layout;
 
 /// What to save; built by `ImageStore::save_plan` in the daemon, sent to the worker.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use super::archive_load::{LoadSummary, LoadedImage, TempDirs};
 use super::error::{ImageError, Result};
 use super::layer_extract::{extract_layer, Budget};
 use super::reference::Reference;
-use crate::store::layout::Layout;
+use crate::image::layout::Layout;
 use crate::timefmt::now_rfc3339;
 
 #[derive(Debug, Default, Clone)]
@@ -352,7 +352,7 @@ pub fn import_rootfs<R: Read>(
         Ok(id) => id,
         Err(e) => {
             if new {
-                let _ = crate::store::layout::remove_layer_dir(
+                let _ = crate::image::layout::remove_layer_dir(
                     layout,
                     &layout.layer_dir(&info.diff_id),
                 );

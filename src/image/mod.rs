@@ -10,6 +10,7 @@ pub mod error;
 pub mod import;
 pub mod layer_export;
 pub mod layer_extract;
+pub mod layout;
 pub mod reference;
 pub mod tarstream;
 

@@ -16,8 +16,9 @@ use super::error::ImageError;
 use super::import::{import_rootfs, ImportOptions};
 use super::layer_export::export_layer;
 use super::layer_extract::{extract_layer, Budget};
-use crate::store::images::{ContainerUse, ImageStore, ListFilters};
-use crate::store::layout::Layout;
+use crate::container::registry::ContainerUse;
+use crate::image::layout::Layout;
+use crate::store::images::{ImageStore, ListFilters};
 
 /// `shared/fixtures` beside this repository.
 /// `shared/fixtures` beside this repository, or where `CORACLE_FIXTURES`

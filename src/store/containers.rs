@@ -7,8 +7,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::atomic;
 use crate::container::model::Container;
-use crate::store::atomic;
 
 #[derive(Debug, Clone)]
 pub struct ContainerDirs {

@@ -3,6 +3,7 @@
 //! layers are only stat'ed), updated from a worker's `LoadSummary`. All the
 //! listing / lookup / tag / delete logic the API handlers need lives here.
 
+use crate::container::registry::ContainerUse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::PathBuf;
@@ -10,13 +11,13 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::atomic::{self, remove_temp_leftovers};
 use crate::image::archive_load::{config_diff_ids, LoadSummary};
 use crate::image::archive_save::{SaveImage, SavePlan};
 use crate::image::digest::{chain_ids, is_hex64, sha256_digest};
 use crate::image::error::{ImageError, Result};
+use crate::image::layout::{remove_layer_dir, Layout};
 use crate::image::reference::Reference;
-use crate::store::atomic::{self, remove_temp_leftovers};
-use crate::store::layout::{remove_layer_dir, Layout};
 use crate::timefmt::{now_rfc3339, parse_rfc3339_secs as parse_rfc3339};
 
 #[derive(Debug, Clone)]
@@ -40,13 +41,6 @@ impl Image {
             .cloned()
             .unwrap_or_default()
     }
-}
-
-/// How a container uses an image, as reported by the container store.
-#[derive(Debug, Clone)]
-pub struct ContainerUse {
-    pub container_id: String,
-    pub running: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -317,7 +311,7 @@ impl ImageStore {
     /// Remove the temporary directories of a worker killed mid-load (its
     /// own cleanup never ran).
     pub fn remove_worker_temps(&self, pid: i32) {
-        let prefix = format!("{}{pid}-", crate::store::atomic::TEMP_PREFIX);
+        let prefix = format!("{}{pid}-", crate::atomic::TEMP_PREFIX);
         for dir in [
             self.layout.layers(),
             self.layout.configs(),

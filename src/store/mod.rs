@@ -1,6 +1,5 @@
-//! On-disk state under the data root. Every file is written atomically.
+//! On-disk state under the data root. Every file is written atomically
+//! (`crate::atomic`); the image store's directory layout is `image::layout`.
 
-pub mod atomic;
 pub mod containers;
 pub mod images;
-pub mod layout;

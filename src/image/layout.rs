@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::{self, TEMP_PREFIX};
 use crate::image::digest::{digest_hex, sha256_digest};
 use crate::image::error::{ImageError, Result};
 use crate::image::layer_extract::{sync_tree, LayerInfo, DIFF_DIR};
-use crate::store::atomic::{self, TEMP_PREFIX};
 
 pub const LAYER_META: &str = "layer.json";
 
