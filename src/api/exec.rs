@@ -3,15 +3,11 @@
 use serde::Deserialize;
 use serde_json::json;
 
-use super::containers::{hijack_response, parse_detach_keys, size_params, DEFAULT_DETACH_KEYS};
+use super::attach::{hijack_response, parse_detach_keys, size_params, DEFAULT_DETACH_KEYS};
 use super::error::ApiError;
-use super::Call;
+use super::{key, Call};
 use crate::engine::Response;
 use crate::streams::attach::AttachSession;
-
-fn key(call: &Call) -> String {
-    call.params.first().cloned().unwrap_or_default()
-}
 
 pub fn create(call: &mut Call) -> Result<Response, ApiError> {
     let id = call.engine.exec_create(&key(call), &call.body)?;

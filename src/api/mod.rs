@@ -4,6 +4,9 @@
 //! they never touch sockets. `http` reaches this layer only through the
 //! `Handler` implementation below.
 
+pub mod attach;
+pub mod changes;
+pub mod container_json;
 pub mod containers;
 pub mod error;
 pub mod events;
@@ -32,6 +35,11 @@ pub struct Call<'a> {
     pub params: &'a [String],
     pub version: router::ApiVersion,
     pub body: Vec<u8>,
+}
+
+/// The path's first capture (`{id}`, `{name*}`).
+fn key(call: &Call) -> String {
+    call.params.first().cloned().unwrap_or_default()
 }
 
 /// A request head has arrived: answer now or ask for its body.

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::error::ApiError;
-use super::{containers, events, exec, images, system, Call};
+use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::{Method, Request};
@@ -63,9 +63,9 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/images/{name*}/tag", Now(images::tag)),
     (DELETE, "/images/{name*}", Now(images::remove)),
     (POST, "/containers/create", Body(containers::create)),
-    (GET, "/containers/json", Now(containers::list)),
+    (GET, "/containers/json", Now(container_json::list)),
     (POST, "/containers/prune", Body(containers::prune)),
-    (GET, "/containers/{id}/json", Now(containers::inspect)),
+    (GET, "/containers/{id}/json", Now(container_json::inspect)),
     (POST, "/containers/{id}/start", Body(containers::start)),
     (POST, "/containers/{id}/stop", Body(containers::stop)),
     (POST, "/containers/{id}/restart", Body(containers::restart)),
@@ -77,11 +77,11 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/containers/{id}/rename", Now(containers::rename)),
     (POST, "/containers/{id}/update", Body(containers::update)),
     (GET, "/containers/{id}/top", Now(containers::top)),
-    (GET, "/containers/{id}/changes", Now(containers::changes)),
+    (GET, "/containers/{id}/changes", Now(changes::changes)),
     (GET, "/containers/{id}/export", Now(containers::export)),
-    (POST, "/containers/{id}/attach", Now(containers::attach)),
-    (GET, "/containers/{id}/logs", Now(containers::logs)),
-    (POST, "/containers/{id}/resize", Body(containers::resize)),
+    (POST, "/containers/{id}/attach", Now(attach::attach)),
+    (GET, "/containers/{id}/logs", Now(attach::logs)),
+    (POST, "/containers/{id}/resize", Body(attach::resize)),
     (POST, "/containers/{id}/exec", Body(exec::create)),
     (POST, "/exec/{id}/start", Body(exec::start)),
     (POST, "/exec/{id}/resize", Body(exec::resize)),

@@ -1,0 +1,314 @@
+//! Container response shapes: `inspect` and the `docker ps` rows, and the
+//! list filters.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+
+use super::key;
+use super::error::ApiError;
+use super::Call;
+use crate::container::model::{Container, Status};
+use crate::container::registry::Entry;
+use crate::engine::Engine;
+use crate::engine::Response;
+
+fn unix_secs(rfc3339: &str) -> i64 {
+    crate::timefmt::parse_timestamp(rfc3339)
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Bytes used under `dir` (not following symlinks).
+pub(super) fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn state_json(c: &Container) -> Value {
+    let s = &c.state;
+    json!({
+        "Status": s.status.as_str(),
+        "Running": matches!(s.status, Status::Running | Status::Paused),
+        "Paused": s.status == Status::Paused,
+        "Restarting": s.status == Status::Restarting,
+        "OOMKilled": s.oom_killed,
+        "Dead": s.status == Status::Dead,
+        "Pid": s.pid,
+        "ExitCode": s.exit_code,
+        "Error": s.error,
+        "StartedAt": s.started_at,
+        "FinishedAt": s.finished_at,
+    })
+}
+
+fn network_json(c: &Container) -> Value {
+    let mode =
+        crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
+    json!({
+        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+        "Networks": { mode: {
+            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
+            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
+        }}
+    })
+}
+
+fn mounts_json(c: &Container) -> Value {
+    let mut out = Vec::new();
+    for b in &c.host_config.binds {
+        if let Ok((src, dst, ro)) = crate::container::create::parse_bind(b) {
+            out.push(json!({"Type": "bind", "Source": src, "Destination": dst, "Mode": if ro { "ro" } else { "" }, "RW": !ro, "Propagation": "rprivate"}));
+        }
+    }
+    for m in &c.host_config.mounts {
+        out.push(json!({"Type": m.kind, "Source": m.source, "Destination": m.target, "Mode": "", "RW": !m.read_only, "Propagation": if m.kind == "bind" { "rprivate" } else { "" }}));
+    }
+    for t in c.host_config.tmpfs.keys() {
+        out.push(json!({"Type": "tmpfs", "Source": "", "Destination": t, "Mode": "", "RW": true, "Propagation": ""}));
+    }
+    Value::Array(out)
+}
+
+fn host_config_json(c: &Container) -> Value {
+    let mut h = serde_json::to_value(&c.host_config).unwrap_or_default();
+    let mode =
+        crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
+    h["NetworkMode"] = mode.into();
+    if h["LogConfig"]["Type"].as_str().is_none_or(str::is_empty) {
+        h["LogConfig"]["Type"] = "json-file".into();
+    }
+    if c.host_config.shm_size == 0 {
+        h["ShmSize"] = 67108864.into();
+    }
+    if h["RestartPolicy"]["Name"]
+        .as_str()
+        .is_none_or(str::is_empty)
+    {
+        h["RestartPolicy"]["Name"] = "no".into();
+    }
+    h
+}
+
+fn inspect_json(engine: &Engine, e: &Entry, size: bool) -> Value {
+    let c = &e.c;
+    let dirs = &engine.container_dirs;
+    let lower: Vec<String> = engine
+        .images
+        .lower_dirs(&c.image)
+        .map(|v| v.iter().map(|p| p.display().to_string()).collect())
+        .unwrap_or_default();
+    let dir = dirs.dir(&c.id);
+    let mut v = json!({
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": state_json(c),
+        "Image": c.image,
+        "ResolvConfPath": dir.join("resolv.conf"),
+        "HostnamePath": dir.join("hostname"),
+        "HostsPath": dir.join("hosts"),
+        "LogPath": dirs.log_path(&c.id),
+        "Name": c.name,
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": Some(engine.execs.of_container(&c.id)).filter(|v| !v.is_empty()),
+        "HostConfig": host_config_json(c),
+        "GraphDriver": { "Name": "overlay2", "Data": {
+            "LowerDir": lower.join(":"),
+            "UpperDir": dirs.upper(&c.id),
+            "WorkDir": dirs.work(&c.id),
+            "MergedDir": dirs.merged(&c.id),
+        }},
+        "Mounts": mounts_json(c),
+        "Config": serde_json::to_value(&c.config).unwrap_or_default(),
+        "NetworkSettings": network_json(c),
+    });
+    if size {
+        let rw = dir_size(&dirs.upper(&c.id));
+        let image = engine.images.get(&c.image).map(|i| i.size).unwrap_or(0);
+        v["SizeRw"] = rw.into();
+        v["SizeRootFs"] = (rw + image).into();
+    }
+    v
+}
+
+pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
+    let e = call.engine.containers.find(&key(call))?;
+    let size = call.req.query.bool("size");
+    Ok(Response::json(200, &inspect_json(call.engine, e, size)))
+}
+
+fn summary_json(engine: &Engine, e: &Entry, size: bool) -> Value {
+    let c = &e.c;
+    let mut command = c.path.clone();
+    if !c.args.is_empty() {
+        command.push(' ');
+        command.push_str(&c.args.join(" "));
+    }
+    let mut v = json!({
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": c.config.image,
+        "ImageID": c.image,
+        "Command": command,
+        "Created": unix_secs(&c.created),
+        "Ports": [],
+        "Labels": c.config.labels,
+        "State": c.state.status.as_str(),
+        "Status": c.status_text(now_secs()),
+        "HostConfig": { "NetworkMode": crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none") },
+        "NetworkSettings": { "Networks": network_json(c)["Networks"].clone() },
+        "Mounts": mounts_json(c),
+    });
+    if size {
+        let rw = dir_size(&engine.container_dirs.upper(&c.id));
+        let image = engine.images.get(&c.image).map(|i| i.size).unwrap_or(0);
+        v["SizeRw"] = rw.into();
+        v["SizeRootFs"] = (rw + image).into();
+    }
+    v
+}
+
+const LIST_FILTERS: &[&str] = &[
+    "id", "name", "label", "status", "exited", "ancestor", "before", "since", "volume", "health",
+    "network", "is-task",
+];
+
+fn matches_filters(
+    engine: &Engine,
+    e: &Entry,
+    f: &HashMap<String, Vec<String>>,
+) -> Result<bool, ApiError> {
+    let c = &e.c;
+    for (k, values) in f {
+        if values.is_empty() {
+            continue;
+        }
+        let any = |pred: &dyn Fn(&str) -> bool| values.iter().any(|v| pred(v));
+        let ok = match k.as_str() {
+            "id" => any(&|v| c.id.starts_with(v)),
+            "name" => any(&|v| {
+                c.name
+                    .trim_start_matches('/')
+                    .contains(v.trim_start_matches('/'))
+            }),
+            "label" => any(&|v| match v.split_once('=') {
+                Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
+                None => c.config.labels.contains_key(v),
+            }),
+            "status" => {
+                for v in values {
+                    if !matches!(
+                        v.as_str(),
+                        "created"
+                            | "restarting"
+                            | "running"
+                            | "removing"
+                            | "paused"
+                            | "exited"
+                            | "dead"
+                    ) {
+                        return Err(ApiError::InvalidParameter(format!(
+                            "invalid filter 'status={v}'"
+                        )));
+                    }
+                }
+                any(&|v| c.state.status.as_str() == v)
+            }
+            "exited" => any(&|v| {
+                c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)
+            }),
+            "ancestor" => any(&|v| {
+                c.config.image == v || engine.images.resolve(v).is_ok_and(|i| i.id == c.image)
+            }),
+            "before" | "since" => {
+                let other = engine.containers.find(&values[0])?;
+                let (a, b) = (unix_secs(&c.created), unix_secs(&other.c.created));
+                let (ta, tb) = (&c.created, &other.c.created);
+                if k == "before" {
+                    (a, ta) < (b, tb)
+                } else {
+                    (a, ta) > (b, tb)
+                }
+            }
+            "volume" => any(&|v| {
+                mounts_json(c)
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["Destination"] == v || m["Source"] == v))
+            }),
+            "network" => any(&|v| {
+                crate::container::create::network_mode(&c.host_config.network_mode)
+                    .is_ok_and(|n| n == v)
+            }),
+            _ => true,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub fn list(call: &mut Call) -> Result<Response, ApiError> {
+    let q = &call.req.query;
+    let filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
+    let limit: i64 = match q.get("limit").filter(|l| !l.is_empty()) {
+        None => -1,
+        Some(l) => l
+            .parse()
+            .map_err(|_| ApiError::InvalidParameter(format!("invalid value for limit: {l:?}")))?,
+    };
+    let all = q.bool("all")
+        || limit > 0
+        || filters.contains_key("status")
+        || filters.contains_key("exited");
+    let size = q.bool("size");
+    let engine = &*call.engine;
+    let mut entries: Vec<&Entry> = Vec::new();
+    for e in engine.containers.iter() {
+        if (all || e.c.state.is_alive() || e.c.state.status == Status::Restarting)
+            && matches_filters(engine, e, &filters)?
+        {
+            entries.push(e);
+        }
+    }
+    entries.sort_by(|a, b| b.c.created.cmp(&a.c.created));
+    if limit > 0 {
+        entries.truncate(limit as usize);
+    }
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| summary_json(engine, e, size))
+        .collect();
+    Ok(Response::json(200, &Value::Array(rows)))
+}
