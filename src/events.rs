@@ -101,10 +101,7 @@ impl EventFilter {
                     _ => false,
                 }
             }
-            "label" => match value.split_once('=') {
-                Some((k, v)) => ev.attributes.get(k).is_some_and(|a| a == v),
-                None => ev.attributes.contains_key(value),
-            },
+            "label" => crate::label::matches(value, |k| ev.attributes.get(k).map(String::as_str)),
             "daemon" => ev.kind == "daemon" && fuzzy(value),
             "network" | "volume" | "plugin" => ev.kind == key && fuzzy(value),
             "scope" => value == "local",

@@ -13,6 +13,7 @@ mod events;
 mod host;
 mod http;
 mod image;
+mod label;
 mod logger;
 mod net;
 mod reactor;

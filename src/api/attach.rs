@@ -4,8 +4,8 @@
 
 use std::time::SystemTime;
 
-use super::key;
 use super::error::ApiError;
+use super::key;
 use super::Call;
 use crate::container::model::Status;
 use crate::engine::Response;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::key;
 use super::error::ApiError;
+use super::key;
 use super::Call;
 use crate::engine::Response;
 

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use super::key;
 use super::error::ApiError;
+use super::key;
 use super::Call;
 use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
@@ -222,10 +222,9 @@ fn matches_filters(
                     .trim_start_matches('/')
                     .contains(v.trim_start_matches('/'))
             }),
-            "label" => any(&|v| match v.split_once('=') {
-                Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
-                None => c.config.labels.contains_key(v),
-            }),
+            "label" => {
+                any(&|v| crate::label::matches(v, |k| c.config.labels.get(k).map(String::as_str)))
+            }
             "status" => {
                 for v in values {
                     if !matches!(

@@ -146,10 +146,9 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let until = until.transpose()?;
     let label_ok = |c: &Container| match filters.get("label") {
         None => true,
-        Some(ls) => ls.iter().all(|v| match v.split_once('=') {
-            Some((k, val)) => c.config.labels.get(k).is_some_and(|x| x == val),
-            None => c.config.labels.contains_key(v),
-        }),
+        Some(ls) => ls
+            .iter()
+            .all(|v| crate::label::matches(v, |k| c.config.labels.get(k).map(String::as_str))),
     };
     let victims: Vec<String> = call
         .engine

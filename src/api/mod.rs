@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filters;
+pub mod image_json;
 pub mod images;
 pub mod router;
 pub mod system;

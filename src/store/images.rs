@@ -34,7 +34,7 @@ pub struct Image {
 }
 
 impl Image {
-    fn labels(&self) -> Map<String, Value> {
+    pub(crate) fn labels(&self) -> Map<String, Value> {
         self.config
             .pointer("/config/Labels")
             .and_then(Value::as_object)
@@ -63,64 +63,13 @@ pub struct ListFilters {
     pub reference: Vec<String>,
 }
 
-impl ListFilters {
-    /// Decode the `filters` query parameter (`{"dangling":["true"]}` or the
-    /// old `{"dangling":{"true":true}}` form).
-    pub fn from_json(s: &str) -> Result<ListFilters> {
-        let mut f = ListFilters::default();
-        if s.trim().is_empty() {
-            return Ok(f);
-        }
-        let v: Value = serde_json::from_str(s)
-            .map_err(|e| ImageError::InvalidArgument(format!("invalid filter: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| ImageError::InvalidArgument("invalid filter".into()))?;
-        for (k, vals) in obj {
-            let vals: Vec<String> = match vals {
-                Value::Array(a) => a
-                    .iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect(),
-                Value::Object(o) => o.keys().cloned().collect(),
-                _ => return Err(ImageError::InvalidArgument(format!("invalid filter '{k}'"))),
-            };
-            match k.as_str() {
-                "dangling" => {
-                    for v in vals {
-                        f.dangling = Some(match v.as_str() {
-                            "true" | "1" => true,
-                            "false" | "0" => false,
-                            _ => {
-                                return Err(ImageError::InvalidArgument(format!(
-                                    "Invalid filter 'dangling={v}'"
-                                )))
-                            }
-                        });
-                    }
-                }
-                "label" => f.labels.extend(vals),
-                "before" => f.before = vals.into_iter().next(),
-                "since" => f.since = vals.into_iter().next(),
-                "reference" => f.reference.extend(vals),
-                other => {
-                    return Err(ImageError::InvalidArgument(format!(
-                        "invalid filter '{other}'"
-                    )))
-                }
-            }
-        }
-        Ok(f)
-    }
-}
-
 pub struct ImageStore {
-    layout: Layout,
-    images: BTreeMap<String, Image>,
+    pub(crate) layout: Layout,
+    pub(crate) images: BTreeMap<String, Image>,
     /// Full reference string -> image ID.
-    refs: BTreeMap<String, String>,
-    last_tag: BTreeMap<String, String>,
-    layer_sizes: HashMap<String, u64>,
+    pub(crate) refs: BTreeMap<String, String>,
+    pub(crate) last_tag: BTreeMap<String, String>,
+    pub(crate) layer_sizes: HashMap<String, u64>,
     /// Load/import workers running: layer removal waits while > 0, since a
     /// worker may be reusing a layer no indexed image references yet.
     workers: u32,
@@ -132,46 +81,6 @@ fn short(id: &str) -> String {
         .chars()
         .take(12)
         .collect()
-}
-
-/// path.Match-style glob: `*` and `?` never match `/`. Linear per segment
-/// (a client's pattern must not cost exponential time on the loop).
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    if p.len() > 1024 {
-        return false;
-    }
-    let (ps, ss): (Vec<&[u8]>, Vec<&[u8]>) = (
-        p.split(|&c| c == b'/').collect(),
-        s.split(|&c| c == b'/').collect(),
-    );
-    ps.len() == ss.len() && ps.iter().zip(&ss).all(|(p, s)| glob_segment(p, s))
-}
-
-/// Wildcard match without '/': backtrack only to the last `*` seen.
-fn glob_segment(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, si));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == s[si] => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((sp, ss)) => {
-                    pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 impl ImageStore {
@@ -439,7 +348,7 @@ impl ImageStore {
         }))
     }
 
-    fn refs_of(&self, id: &str) -> Vec<Reference> {
+    pub(crate) fn refs_of(&self, id: &str) -> Vec<Reference> {
         self.refs
             .iter()
             .filter(|(_, v)| *v == id)
@@ -608,6 +517,13 @@ impl ImageStore {
         Ok(out)
     }
 
+    pub(crate) fn labels_match(&self, img: &Image, wanted: &[String]) -> bool {
+        let labels = img.labels();
+        wanted
+            .iter()
+            .all(|w| crate::label::matches(w, |k| labels.get(k).map(|v| v.as_str().unwrap_or(""))))
+    }
+
     /// `POST /images/prune`: dangling images (or, with `dangling=false`, all
     /// unused ones) matching the label filters.
     pub fn prune(
@@ -641,81 +557,6 @@ impl ImageStore {
         }))
     }
 
-    fn labels_match(&self, img: &Image, wanted: &[String]) -> bool {
-        let labels = img.labels();
-        wanted.iter().all(|w| match w.split_once('=') {
-            Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
-            None => labels.contains_key(w.as_str()),
-        })
-    }
-
-    /// Rows of `GET /images/json` (ImageSummary), newest first.
-    pub fn list(&self, filters: &ListFilters) -> Result<Vec<Value>> {
-        let before = filters
-            .before
-            .as_deref()
-            .map(|n| self.resolve(n).map(|i| i.created))
-            .transpose()?;
-        let since = filters
-            .since
-            .as_deref()
-            .map(|n| self.resolve(n).map(|i| i.created))
-            .transpose()?;
-        let mut rows: Vec<(&Image, Value)> = Vec::new();
-        for img in self.images.values() {
-            let refs = self.refs_of(&img.id);
-            if let Some(d) = filters.dangling {
-                if d != refs.is_empty() {
-                    continue;
-                }
-            }
-            if !self.labels_match(img, &filters.labels) {
-                continue;
-            }
-            if before.is_some_and(|b| img.created >= b) || since.is_some_and(|s| img.created <= s) {
-                continue;
-            }
-            let mut tags: Vec<String> = refs
-                .iter()
-                .filter(|r| r.digest.is_none())
-                .map(Reference::familiar)
-                .collect();
-            if !filters.reference.is_empty() {
-                let matching: Vec<String> = refs
-                    .iter()
-                    .filter(|r| {
-                        filters.reference.iter().any(|p| {
-                            glob(p.as_bytes(), r.familiar().as_bytes())
-                                || glob(p.as_bytes(), r.familiar_name().as_bytes())
-                        })
-                    })
-                    .filter(|r| r.digest.is_none())
-                    .map(Reference::familiar)
-                    .collect();
-                if matching.is_empty() {
-                    continue;
-                }
-                tags = matching;
-            }
-            rows.push((
-                img,
-                json!({
-                    "Id": img.id,
-                    "ParentId": "",
-                    "RepoTags": tags,
-                    "RepoDigests": self.repo_digests(&img.id),
-                    "Created": img.created,
-                    "Size": img.size,
-                    "SharedSize": -1,
-                    "Labels": img.labels(),
-                    "Containers": -1,
-                }),
-            ));
-        }
-        rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
-        Ok(rows.into_iter().map(|(_, v)| v).collect())
-    }
-
     /// Lower dirs of an image for overlayfs, topmost first.
     pub fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>> {
         let img = self
@@ -728,97 +569,6 @@ impl ImageStore {
             .rev()
             .map(|d| self.layout.diff_dir(d))
             .collect())
-    }
-
-    /// `GET /images/{name}/json` (v1.45 ImageInspect).
-    pub fn inspect(&self, name: &str) -> Result<Value> {
-        let img = self.resolve(name)?;
-        let c = &img.config;
-        let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let lowers = self.lower_dirs(&img.id)?;
-        let mut gd = Map::new();
-        if let Some((top, rest)) = lowers.split_first() {
-            if !rest.is_empty() {
-                let l: Vec<String> = rest.iter().map(|p| p.display().to_string()).collect();
-                gd.insert("LowerDir".into(), json!(l.join(":")));
-            }
-            gd.insert("UpperDir".into(), json!(top.display().to_string()));
-        }
-        let mut v = json!({
-            "Id": img.id,
-            "RepoTags": self.repo_tags(&img.id),
-            "RepoDigests": self.repo_digests(&img.id),
-            "Parent": "",
-            "Comment": s("comment"),
-            "Created": s("created"),
-            "DockerVersion": s("docker_version"),
-            "Author": s("author"),
-            "Config": c.get("config").cloned().unwrap_or(Value::Null),
-            "Architecture": s("architecture"),
-            "Os": s("os"),
-            "Size": img.size,
-            "GraphDriver": { "Name": "overlay2", "Data": gd },
-            "RootFS": { "Type": "layers", "Layers": img.diff_ids },
-            "Metadata": { "LastTagTime": self.last_tag.get(&img.id).cloned().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()) },
-        });
-        if let (Some(obj), Some(var)) =
-            (v.as_object_mut(), c.get("variant").and_then(Value::as_str))
-        {
-            obj.insert("Variant".into(), json!(var));
-        }
-        if let (Some(obj), Some(ov)) = (
-            v.as_object_mut(),
-            c.get("os.version").and_then(Value::as_str),
-        ) {
-            obj.insert("OsVersion".into(), json!(ov));
-        }
-        Ok(v)
-    }
-
-    /// `GET /images/{name}/history`: newest first.
-    pub fn history(&self, name: &str) -> Result<Vec<Value>> {
-        let img = self.resolve(name)?;
-        let hist = img
-            .config
-            .get("history")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut layer = 0usize;
-        let mut rows = Vec::new();
-        for h in &hist {
-            let empty = h
-                .get("empty_layer")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let size = if empty {
-                0
-            } else {
-                let s = img
-                    .diff_ids
-                    .get(layer)
-                    .and_then(|d| self.layer_sizes.get(d))
-                    .copied()
-                    .unwrap_or(0);
-                layer += 1;
-                s
-            };
-            let st = |k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            rows.push(json!({
-                "Id": "<missing>",
-                "Created": h.get("created").and_then(Value::as_str).and_then(parse_rfc3339).unwrap_or(0),
-                "CreatedBy": st("created_by"),
-                "Tags": Value::Null,
-                "Size": size,
-                "Comment": st("comment"),
-            }));
-        }
-        rows.reverse();
-        if let Some(top) = rows.first_mut() {
-            top["Id"] = json!(img.id);
-            top["Tags"] = json!(self.repo_tags(&img.id));
-        }
-        Ok(rows)
     }
 
     /// Resolve names for `GET /images/get` (`docker save`). A name that is a
@@ -855,34 +605,5 @@ impl ImageStore {
             });
         }
         Ok(plan)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn glob_is_linear_and_segment_wise() {
-        let many = format!("{}x", "*".repeat(1000));
-        let start = std::time::Instant::now();
-        assert!(!glob(
-            many.as_bytes(),
-            "busybox:latest".repeat(10).as_bytes()
-        ));
-        assert!(start.elapsed() < std::time::Duration::from_millis(200));
-        assert!(glob(b"fixture/*:v1", b"fixture/whiteouts:v1"));
-        assert!(!glob(b"*:v1", b"fixture/whiteouts:v1"));
-        assert!(glob(b"b?sy*", b"busybox:latest"));
-        assert!(glob(b"*", b""));
-        assert!(!glob(b"a*b", b"a/b"));
-    }
-
-    #[test]
-    fn glob_is_path_match() {
-        assert!(glob(b"busy*", b"busybox:latest"));
-        assert!(glob(b"fixture/*", b"fixture/whiteouts"));
-        assert!(!glob(b"*", b"fixture/whiteouts"));
-        assert!(glob(b"*/*:v?", b"fixture/whiteouts:v1"));
     }
 }
