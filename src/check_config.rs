@@ -10,6 +10,7 @@
 //! whole evaluation can be tested on a fixed fake tree; the parsing helpers are pure
 //! functions over strings.
 
+use crate::runtime::mountinfo::{parse as parse_mountinfo, MountEntry};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -163,61 +164,6 @@ pub fn parse_kernel_config(text: &str) -> BTreeMap<String, String> {
         }
     }
     map
-}
-
-/// Undo the octal escapes (`\040` for a space) of `/proc/self/mountinfo` paths.
-fn unescape_mount_path(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = &s[i + 1..i + 4];
-            if let Ok(v) = u8::from_str_radix(oct, 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// One line of `/proc/self/mountinfo`, the fields this module needs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct MountEntry {
-    pub mount_point: String,
-    pub fs_type: String,
-    pub super_opts: Vec<String>,
-}
-
-/// Parse `/proc/self/mountinfo`; malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    let mut v = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = pre.split_whitespace().nth(4) else {
-            continue;
-        };
-        let mut post = post.split_whitespace();
-        let (Some(fs_type), Some(_source)) = (post.next(), post.next()) else {
-            continue;
-        };
-        let super_opts = post
-            .next()
-            .map(|o| o.split(',').map(str::to_string).collect())
-            .unwrap_or_default();
-        v.push(MountEntry {
-            mount_point: unescape_mount_path(mount_point),
-            fs_type: fs_type.to_string(),
-            super_opts,
-        });
-    }
-    v
 }
 
 /// cgroup v1 controller names as they appear in mount options and `/proc/cgroups`.

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod exec;
 pub mod init;
 pub mod launch;
+pub mod mountinfo;
 pub mod mounts;
 pub mod netns;
 pub mod rlimits;

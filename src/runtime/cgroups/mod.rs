@@ -240,51 +240,6 @@ pub enum Layout {
     V2 { root: PathBuf },
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            out.push((v & 0xff) as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-struct MountLine {
-    root: String,
-    mount_point: PathBuf,
-    fs_type: String,
-    super_opts: Vec<String>,
-}
-
-fn parse_mountinfo_line(line: &str) -> Option<MountLine> {
-    let (left, right) = line.split_once(" - ")?;
-    let l: Vec<&str> = left.split(' ').collect();
-    let r: Vec<&str> = right.split(' ').collect();
-    if l.len() < 6 || r.len() < 3 {
-        return None;
-    }
-    Some(MountLine {
-        root: unescape_mountinfo(l[3]),
-        mount_point: PathBuf::from(unescape_mountinfo(l[4])),
-        fs_type: r[0].to_string(),
-        super_opts: r[2].split(',').map(str::to_string).collect(),
-    })
-}
-
 impl Layout {
     /// The layout described by a `/proc/self/mountinfo` text. cgroup2 on
     /// `/sys/fs/cgroup` is the unified mode; otherwise any v1 controller
@@ -292,13 +247,13 @@ impl Layout {
     /// the cgroup2 mount beside them has none); otherwise a cgroup2 mount
     /// anywhere. `None` when no hierarchy is mounted.
     pub fn from_mountinfo(text: &str) -> Option<Layout> {
-        let lines: Vec<MountLine> = text.lines().filter_map(parse_mountinfo_line).collect();
+        let lines = crate::runtime::mountinfo::parse(text);
         if let Some(m) = lines
             .iter()
-            .find(|m| m.fs_type == "cgroup2" && m.mount_point == Path::new("/sys/fs/cgroup"))
+            .find(|m| m.fs_type == "cgroup2" && m.mount_point == "/sys/fs/cgroup")
         {
             return Some(Layout::V2 {
-                root: m.mount_point.clone(),
+                root: PathBuf::from(&m.mount_point),
             });
         }
         let mut mounts: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -312,7 +267,7 @@ impl Layout {
                 // Prefer a mount of the hierarchy's root over a bind mount of a subtree.
                 let is_root = m.root == "/";
                 if !mounts.contains_key(c) || (is_root && !roots.get(c).copied().unwrap_or(false)) {
-                    mounts.insert(c.clone(), m.mount_point.clone());
+                    mounts.insert(c.clone(), PathBuf::from(&m.mount_point));
                     roots.insert(c.clone(), is_root);
                 }
             }
@@ -324,7 +279,7 @@ impl Layout {
             .iter()
             .find(|m| m.fs_type == "cgroup2")
             .map(|m| Layout::V2 {
-                root: m.mount_point.clone(),
+                root: PathBuf::from(&m.mount_point),
             })
     }
 
