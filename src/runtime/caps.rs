@@ -1,6 +1,5 @@
 //! Capabilities by Docker's names: the default set, CapAdd/CapDrop with
 //! "ALL", and applying them (bounding set, capset, ambient) via prctl/capset.
-// Not all of this is wired into the daemon yet.
 
 use super::errors::{setup, LaunchError, Stage};
 use nix::errno::Errno;

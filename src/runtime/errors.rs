@@ -5,7 +5,6 @@
 //! with nothing written. Exit codes follow dockerd's start errors: 127 when
 //! the program is not found, 126 when it cannot be executed, 128 for any
 //! other setup failure (dockerd's "exit code was never set" default).
-// Not all of this is wired into the daemon yet.
 
 use std::fmt;
 

@@ -6,8 +6,6 @@
 //! pivot_root the namespace's root *is* the container rootfs, so setns(mnt)
 //! already gives the chroot `/proc/<pid>/root` would.
 
-// Not all of this is wired into the daemon yet.
-
 use super::caps;
 use super::errors::{LaunchError, Stage};
 use super::launch::{become_user, exec_program, spawn, PidNs};

@@ -3,7 +3,6 @@
 //! zombie, and exits with the program's status (128+signal if killed).
 //! It runs in-process (a fork of the daemon, no exec), with the container's
 //! user and capabilities already applied, like docker-init would have.
-// Not all of this is wired into the daemon yet.
 
 use super::errors::{LaunchError, Stage};
 use nix::sys::signal::{kill, signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};

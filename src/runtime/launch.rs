@@ -15,7 +15,6 @@
 //! inherited fd and blocks on the sync pipe; the parent calls `join(pid)`
 //! (cgroups) and releases it. The child reports a failing stage on the
 //! O_CLOEXEC error pipe and exits; a successful execve closes the pipe.
-// Not all of this is wired into the daemon yet.
 
 use super::caps;
 use super::errors::{setup, LaunchError, Stage};
@@ -372,7 +371,7 @@ fn container_main(
     }
 
     mounts::make_rslave()?;
-    mounts::mount_rootfs(&spec.rootfs)?;
+    super::rootfs::mount_rootfs(&spec.rootfs)?;
     let root = spec.rootfs.merged_dir.as_path();
     mounts::standard_mounts(spec, root)?;
     mounts::user_mounts(&spec.mounts, root)?;

@@ -12,6 +12,7 @@ pub mod mountinfo;
 pub mod mounts;
 pub mod netns;
 pub mod rlimits;
+pub mod rootfs;
 pub mod spec;
 pub mod user;
 

@@ -1,5 +1,4 @@
 //! The container's own network namespace: bring `lo` up (SIOCSIFFLAGS).
-// Not all of this is wired into the daemon yet.
 
 use super::errors::{LaunchError, Stage};
 use nix::errno::Errno;

@@ -1,5 +1,4 @@
 //! `Ulimits` by Docker's names → setrlimit.
-// Not all of this is wired into the daemon yet.
 
 use super::errors::{setup, LaunchError, Stage};
 use super::spec::Ulimit;

@@ -4,7 +4,7 @@
 use super::errors::LaunchError;
 use super::exec::{exec_in, ExecSpec};
 use super::launch::launch;
-use super::mounts::copy_layers;
+use super::rootfs::copy_layers;
 use super::spec::*;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};

@@ -1,7 +1,6 @@
 //! `User` and `GroupAdd` resolved against the container's own /etc/passwd
 //! and /etc/group (moby/sys/user GetExecUser semantics), then the switch:
 //! setgroups, setgid, setuid.
-// Not all of this is wired into the daemon yet.
 
 use super::errors::{LaunchError, Stage};
 
