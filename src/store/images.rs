@@ -11,14 +11,14 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::atomic::{self, remove_temp_leftovers};
-use crate::image::archive_load::{config_diff_ids, LoadSummary};
+use crate::atomic::{self};
+use crate::image::archive_load::LoadSummary;
 use crate::image::archive_save::{SaveImage, SavePlan};
-use crate::image::digest::{chain_ids, is_hex64, sha256_digest};
+use crate::image::digest::is_hex64;
 use crate::image::error::{ImageError, Result};
 use crate::image::layout::{remove_layer_dir, Layout};
 use crate::image::reference::Reference;
-use crate::timefmt::{now_rfc3339, parse_rfc3339_secs as parse_rfc3339};
+use crate::timefmt::now_rfc3339;
 
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -44,11 +44,11 @@ impl Image {
 }
 
 #[derive(Serialize, Deserialize, Default)]
-struct RefsFile {
+pub(super) struct RefsFile {
     #[serde(rename = "Repositories", default)]
-    refs: BTreeMap<String, String>,
+    pub(super) refs: BTreeMap<String, String>,
     #[serde(rename = "LastTagTime", default)]
-    last_tag: BTreeMap<String, String>,
+    pub(super) last_tag: BTreeMap<String, String>,
 }
 
 /// Filters of `GET /images/json` (already decoded from the `filters` JSON).
@@ -72,7 +72,7 @@ pub struct ImageStore {
     pub(crate) layer_sizes: HashMap<String, u64>,
     /// Load/import workers running: layer removal waits while > 0, since a
     /// worker may be reusing a layer no indexed image references yet.
-    workers: u32,
+    pub(super) workers: u32,
 }
 
 fn short(id: &str) -> String {
@@ -84,96 +84,8 @@ fn short(id: &str) -> String {
 }
 
 impl ImageStore {
-    /// Load the index from disk, cleaning up after a crash: temp leftovers,
-    /// configs whose layers are missing, layers no config references.
-    /// Call only when no worker is running (start-up).
-    pub fn open(layout: Layout) -> Result<ImageStore> {
-        layout.create_dirs()?;
-        remove_temp_leftovers(&layout.root)?;
-        remove_temp_leftovers(&layout.layers())?;
-        remove_temp_leftovers(&layout.configs())?;
-        let mut s = ImageStore {
-            layout,
-            images: BTreeMap::new(),
-            refs: BTreeMap::new(),
-            last_tag: BTreeMap::new(),
-            layer_sizes: HashMap::new(),
-            workers: 0,
-        };
-        for entry in fs::read_dir(s.layout.configs())? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(hex) = name.strip_suffix(".json").filter(|h| is_hex64(h)) else {
-                continue;
-            };
-            let id = format!("sha256:{hex}");
-            match s.read_image(&id) {
-                Ok(img) => {
-                    s.images.insert(id, img);
-                }
-                Err(e) => {
-                    log::warn!("dropping image {id}: {e}");
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
-        s.collect_unused_layers()?;
-        if let Ok(data) = fs::read(s.layout.references()) {
-            let f: RefsFile = serde_json::from_slice(&data)
-                .map_err(|e| ImageError::Corrupt(format!("references.json: {e}")))?;
-            s.refs = f
-                .refs
-                .into_iter()
-                .filter(|(_, id)| s.images.contains_key(id))
-                .collect();
-            s.last_tag = f
-                .last_tag
-                .into_iter()
-                .filter(|(id, _)| s.images.contains_key(id))
-                .collect();
-        }
-        Ok(s)
-    }
-
     pub fn layout(&self) -> &Layout {
         &self.layout
-    }
-
-    fn read_image(&mut self, id: &str) -> Result<Image> {
-        let bytes = fs::read(self.layout.config_path(id))?;
-        if sha256_digest(&bytes) != id {
-            return Err(ImageError::Corrupt(format!(
-                "config of {id} does not match its digest"
-            )));
-        }
-        let diff_ids = config_diff_ids(&bytes)?;
-        let mut size = 0;
-        for d in &diff_ids {
-            let s = match self.layer_sizes.get(d) {
-                Some(s) => *s,
-                None => {
-                    let info = self.layout.layer_info(d)?;
-                    self.layer_sizes.insert(d.clone(), info.size);
-                    info.size
-                }
-            };
-            size += s;
-        }
-        let config: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ImageError::Corrupt(format!("config of {id}: {e}")))?;
-        let created = config
-            .get("created")
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339)
-            .unwrap_or(0);
-        Ok(Image {
-            id: id.to_string(),
-            chain_ids: chain_ids(&diff_ids),
-            diff_ids,
-            size,
-            created,
-            config,
-        })
     }
 
     fn save_refs(&self) -> Result<()> {
@@ -184,25 +96,6 @@ impl ImageStore {
         let data =
             serde_json::to_vec_pretty(&f).map_err(|e| ImageError::Io(std::io::Error::other(e)))?;
         atomic::write_file(&self.layout.references(), &data)?;
-        Ok(())
-    }
-
-    /// Remove every layer directory no image uses (after a crash, or once
-    /// the loads that might have been reusing them are over).
-    fn collect_unused_layers(&mut self) -> Result<()> {
-        let used: HashSet<&String> = self.images.values().flat_map(|i| &i.diff_ids).collect();
-        let mut orphans = Vec::new();
-        for entry in fs::read_dir(self.layout.layers())? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if is_hex64(&name) && !used.contains(&format!("sha256:{name}")) {
-                orphans.push(name);
-            }
-        }
-        for o in orphans {
-            log::info!("removing unreferenced layer sha256:{o}");
-            remove_layer_dir(&self.layout, &self.layout.layers().join(&o))?;
-            self.layer_sizes.remove(&format!("sha256:{o}"));
-        }
         Ok(())
     }
 

@@ -2,4 +2,5 @@
 //! (`crate::atomic`); the image store's directory layout is `image::layout`.
 
 pub mod containers;
+mod image_open;
 pub mod images;
