@@ -6,12 +6,13 @@ use std::time::Instant;
 use super::Engine;
 use crate::container::create;
 use crate::container::error::ContainerError;
+use crate::container::launch_spec::{bind_sources, launch_spec, mounts_of, SpecPaths};
 use crate::container::model::{Container, State, Status};
-use crate::container::policy::{now, resources_of, CGROUP_PARENT, DEFAULT_SHM};
+use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::launch::launch;
-use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec};
+use crate::runtime::spec::NetworkMode;
 use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
 
@@ -119,6 +120,13 @@ impl Engine {
             "host" => NetworkMode::Host,
             _ => NetworkMode::None,
         };
+        // Missing bind sources are created, as dockerd does for -v.
+        for src in bind_sources(h)? {
+            if !std::path::Path::new(&src).exists() {
+                let _ = std::fs::create_dir_all(&src);
+            }
+        }
+        let mounts = mounts_of(h)?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
@@ -157,101 +165,13 @@ impl Engine {
                     return Err(ContainerError::Internal(format!("container stdio: {e}")));
                 }
             };
-        // Missing bind sources are created, as dockerd does for -v.
-        let mut mounts = Vec::new();
-        for b in &h.binds {
-            let (src, dst, ro) = create::parse_bind(b)?;
-            if !std::path::Path::new(&src).exists() {
-                let _ = std::fs::create_dir_all(&src);
-            }
-            mounts.push(MountSpec {
-                kind: MountKind::Bind,
-                source: src.into(),
-                target: dst.into(),
-                readonly: ro,
-                options: String::new(),
-            });
-        }
-        for m in &h.mounts {
-            let (kind, options) = match m.kind.as_str() {
-                "tmpfs" => {
-                    let mut opts = Vec::new();
-                    if let Some(t) = &m.tmpfs_options {
-                        if t.size_bytes > 0 {
-                            opts.push(format!("size={}", t.size_bytes));
-                        }
-                        if t.mode != 0 {
-                            opts.push(format!("mode={:o}", t.mode));
-                        }
-                    }
-                    (MountKind::Tmpfs, opts.join(","))
-                }
-                _ => (MountKind::Bind, String::new()),
-            };
-            mounts.push(MountSpec {
-                kind,
-                source: m.source.clone().into(),
-                target: m.target.clone().into(),
-                readonly: m.read_only,
-                options,
-            });
-        }
-        for (target, opts) in &h.tmpfs {
-            mounts.push(MountSpec {
-                kind: MountKind::Tmpfs,
-                source: "tmpfs".into(),
-                target: target.into(),
-                readonly: false,
-                options: opts.clone(),
-            });
-        }
-        let mut env = c.config.env.clone();
-        if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-            env.push(format!("HOSTNAME={}", c.config.hostname));
-        }
-        if c.config.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
-        let dir = self.container_dirs.dir(id);
-        let spec = LaunchSpec {
-            rootfs: RootfsSpec {
-                lower_dirs,
-                upper_dir: self.container_dirs.upper(id),
-                work_dir: self.container_dirs.work(id),
-                merged_dir: self.container_dirs.merged(id),
-                readonly: h.readonly_rootfs,
-            },
-            args: std::iter::once(c.path.clone())
-                .chain(c.args.iter().cloned())
-                .collect(),
-            env,
-            cwd: if c.config.working_dir.is_empty() {
-                "/".into()
-            } else {
-                c.config.working_dir.clone()
-            },
-            user: c.config.user.clone(),
-            group_add: h.group_add.clone(),
-            hostname: c.config.hostname.clone(),
-            domainname: c.config.domainname.clone(),
-            network,
-            etc_hostname: dir.join("hostname"),
-            etc_hosts: dir.join("hosts"),
-            etc_resolv_conf: dir.join("resolv.conf"),
-            mounts,
-            shm_size: if h.shm_size > 0 {
-                h.shm_size as u64
-            } else {
-                DEFAULT_SHM
-            },
-            privileged: h.privileged,
-            cap_add: h.cap_add.clone(),
-            cap_drop: h.cap_drop.clone(),
-            ulimits: h.launch_ulimits(),
-            sysctls: h.sysctls.clone(),
-            init: h.init.unwrap_or(false),
-            stdio: child.spec,
+        let paths = SpecPaths {
+            upper_dir: self.container_dirs.upper(id),
+            work_dir: self.container_dirs.work(id),
+            merged_dir: self.container_dirs.merged(id),
+            dir: self.container_dirs.dir(id),
         };
+        let spec = launch_spec(c, lower_dirs, paths, network, mounts, child.spec);
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
