@@ -12,6 +12,17 @@ use std::time::Instant;
 /// Index of a connection in the daemon's connection table.
 pub type ConnId = usize;
 
+/// Index of an engine task (a multi-step job no connection owns).
+pub type TaskId = usize;
+
+/// Whom a wake is for: a connection whose stream has news, or an engine
+/// task that can take its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Wake {
+    Conn(ConnId),
+    Task(TaskId),
+}
+
 /// What a streaming source says after being pulled.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pull {

@@ -15,7 +15,7 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::{ForkResult, Pid};
 
 use crate::reactor::Source;
-use crate::reply::ConnId;
+use crate::reply::Wake;
 use crate::slab::Slab;
 
 pub type WorkerId = usize;
@@ -47,7 +47,7 @@ impl Reporter {
 /// A reaped worker: whose outcome is ready, or one killed for a departed
 /// client (whose temporary files nobody else will clean).
 pub enum Exited {
-    Owner(ConnId),
+    Owner(Wake),
     Killed(Pid),
 }
 
@@ -66,7 +66,8 @@ struct Worker {
     pid: Pid,
     /// Output is raw bytes for the client, not JSON messages.
     raw: bool,
-    owner: ConnId,
+    /// Woken on news; None once killed for a departed client.
+    owner: Option<Wake>,
     input: Option<File>,
     output: Option<File>,
     partial: Vec<u8>,
@@ -94,7 +95,7 @@ impl Workers {
     /// Fork a worker that runs `job`. The job gets the read end of the input
     /// pipe (EOF when the daemon calls `close_input`) and a `Reporter`; its
     /// `Ok`/`Err` value becomes the final message.
-    pub fn spawn<F>(&mut self, owner: ConnId, job: F) -> io::Result<WorkerId>
+    pub fn spawn<F>(&mut self, owner: Wake, job: F) -> io::Result<WorkerId>
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
@@ -103,14 +104,14 @@ impl Workers {
 
     /// Fork a worker whose output is a raw byte stream (an archive) read with
     /// `read_raw`; success is its exit status. Errors are logged by the child.
-    pub fn spawn_raw<F>(&mut self, owner: ConnId, job: F) -> io::Result<WorkerId>
+    pub fn spawn_raw<F>(&mut self, owner: Wake, job: F) -> io::Result<WorkerId>
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
         self.start(owner, true, job)
     }
 
-    fn start<F>(&mut self, owner: ConnId, raw: bool, job: F) -> io::Result<WorkerId>
+    fn start<F>(&mut self, owner: Wake, raw: bool, job: F) -> io::Result<WorkerId>
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
@@ -137,7 +138,7 @@ impl Workers {
                 let id = self.slab.insert(Worker {
                     pid: child,
                     raw,
-                    owner,
+                    owner: Some(owner),
                     input: Some(input),
                     output: Some(output),
                     partial: Vec::new(),
@@ -234,7 +235,7 @@ impl Workers {
             if w.exit.is_none() {
                 let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
             }
-            w.owner = usize::MAX;
+            w.owner = None;
             self.close_input(id);
         }
     }
@@ -270,13 +271,13 @@ impl Workers {
         }
     }
 
-    /// Readiness on one of a worker's pipes; returns the connection to wake.
-    pub fn on_ready(&mut self, id: WorkerId) -> Option<ConnId> {
+    /// Readiness on one of a worker's pipes; returns whom to wake.
+    pub fn on_ready(&mut self, id: WorkerId) -> Option<Wake> {
         let w = self.slab.get_mut(id)?;
         if !w.raw {
             let _ = Self::read_output(w, &self.registry);
         }
-        Some(w.owner)
+        w.owner
     }
 
     /// A child exited: if it is one of ours, record it. Returns None when it
@@ -292,8 +293,7 @@ impl Workers {
         if !w.raw {
             let _ = Self::read_output(w, &self.registry);
         }
-        let owner = w.owner;
-        if owner == usize::MAX {
+        let Some(owner) = w.owner else {
             // Killed for a departed client: nobody will ask for the outcome.
             if let Some(mut w) = self.slab.remove(id) {
                 if let Some(f) = w.output.take() {
@@ -301,7 +301,7 @@ impl Workers {
                 }
             }
             return Some(Exited::Killed(pid));
-        }
+        };
         Some(Exited::Owner(owner))
     }
 

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::{key, Call};
 use crate::container::model::{Container, Status};
 use crate::engine::Response;
+use crate::reply::Wake;
 use crate::streams::wait::{until_stopped, Done, WaitFor, WaitStream};
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
@@ -216,7 +217,7 @@ pub fn export(call: &mut Call) -> Result<Response, ApiError> {
     let worker = call
         .engine
         .workers
-        .spawn_raw(call.conn, move |_input, out| {
+        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
             crate::container::export::write_rootfs_tar(&upper, &lowers, &merged, out.out_file())
                 .map(|()| Value::Null)
                 .map_err(|e| json!(e.to_string()))

@@ -18,6 +18,7 @@ use crate::image::error::{ImageError, WireError};
 use crate::image::import::{apply_changes, import_reference, ImportOptions};
 use crate::image::reference::familiar;
 use crate::reply::ConnId;
+use crate::reply::Wake;
 use crate::store::images::ListFilters;
 use crate::streams::job::{JobResult, JobSink};
 use crate::worker::Outcome;
@@ -129,7 +130,7 @@ pub fn save(call: &mut Call) -> Result<Response, ApiError> {
     let worker = call
         .engine
         .workers
-        .spawn_raw(call.conn, move |_input, out| {
+        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
             save_archive(&layout, &plan, out.out_file())
                 .map(|()| Value::Null)
                 .map_err(|e| json!(e.to_string()))

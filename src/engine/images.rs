@@ -11,6 +11,7 @@ use crate::image::import::{import_rootfs, ImportOptions};
 use crate::image::layer_extract::Budget;
 use crate::image::reference::familiar;
 use crate::reply::ConnId;
+use crate::reply::Wake;
 use crate::worker::WorkerId;
 
 /// The jobs that read a request body (or a URL) and fill the store.
@@ -30,21 +31,23 @@ impl Engine {
         url: Option<String>,
     ) -> std::io::Result<WorkerId> {
         let layout = self.images.layout().clone();
-        let worker = self.workers.spawn(conn, move |input, _reporter| {
-            let budget = Budget::default();
-            let result = match (&job, url) {
-                (Job::Load, _) => load_archive(&layout, input, &budget),
-                (Job::Import(opts), None) => import_rootfs(&layout, input, opts, &budget),
-                (Job::Import(opts), Some(url)) => crate::http::client::get(&url)
-                    .map_err(|e| ImageError::InvalidArgument(format!("fetch {url}: {e}")))
-                    .and_then(|body| import_rootfs(&layout, body, opts, &budget)),
-            };
-            match result {
-                Ok(summary) => serde_json::to_value(summary)
-                    .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-                Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
-            }
-        })?;
+        let worker = self
+            .workers
+            .spawn(Wake::Conn(conn), move |input, _reporter| {
+                let budget = Budget::default();
+                let result = match (&job, url) {
+                    (Job::Load, _) => load_archive(&layout, input, &budget),
+                    (Job::Import(opts), None) => import_rootfs(&layout, input, opts, &budget),
+                    (Job::Import(opts), Some(url)) => crate::http::client::get(&url)
+                        .map_err(|e| ImageError::InvalidArgument(format!("fetch {url}: {e}")))
+                        .and_then(|body| import_rootfs(&layout, body, opts, &budget)),
+                };
+                match result {
+                    Ok(summary) => serde_json::to_value(summary)
+                        .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
+                    Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
+                }
+            })?;
         self.images.begin_worker();
         Ok(worker)
     }

@@ -10,6 +10,7 @@ mod recover;
 mod remove;
 mod start;
 mod stop;
+mod tasks;
 mod update;
 
 use std::io::Read;
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::container::registry::Registry;
 use crate::events::{Event, EventBus};
 use crate::image::layout::Layout;
-use crate::reply::ConnId;
+use crate::reply::{ConnId, Wake};
 use crate::stdio::output::Outputs;
 use crate::store::containers::ContainerDirs;
 use crate::store::images::ImageStore;
@@ -46,8 +47,11 @@ pub struct Engine {
     pub shutting_down: bool,
     /// Forked jobs (archive extraction and writing).
     pub workers: Workers,
-    /// Connections whose streams have news; the loop drives them.
-    wakes: Vec<ConnId>,
+    /// Connections whose streams have news (the loop drives them) and
+    /// engine tasks ready for their next step.
+    wakes: Vec<Wake>,
+    /// Multi-step jobs no connection owns (a slot is None while it runs).
+    tasks: crate::slab::Slab<Option<Box<dyn tasks::Task>>>,
 }
 
 impl Engine {
@@ -85,6 +89,7 @@ impl Engine {
             timers: Timers::default(),
             shutting_down: false,
             wakes: Vec::new(),
+            tasks: Default::default(),
         };
         engine.recover_containers();
         Ok(engine)
@@ -92,14 +97,40 @@ impl Engine {
 
     /// Ask the loop to drive `conn` (its stream has something new).
     pub fn wake(&mut self, conn: ConnId) {
-        self.wakes.push(conn);
+        self.wakes.push(Wake::Conn(conn));
     }
 
+    /// Wake a connection or a task.
+    pub fn wake_target(&mut self, w: Wake) {
+        self.wakes.push(w);
+    }
+
+    /// Run the woken tasks' next steps, then hand the loop the connections
+    /// to drive.
     pub fn take_wakes(&mut self) -> Vec<ConnId> {
-        let mut w = std::mem::take(&mut self.wakes);
-        w.sort_unstable();
-        w.dedup();
-        w
+        let mut conns = Vec::new();
+        // A task's step may wake further tasks: run until none is left.
+        for _round in 0..8 {
+            let mut w = std::mem::take(&mut self.wakes);
+            w.sort_unstable();
+            w.dedup();
+            let mut ran = false;
+            for x in w {
+                match x {
+                    Wake::Conn(c) => conns.push(c),
+                    Wake::Task(t) => {
+                        ran = true;
+                        self.run_task(t);
+                    }
+                }
+            }
+            if !ran {
+                break;
+            }
+        }
+        conns.sort_unstable();
+        conns.dedup();
+        conns
     }
 
     /// SIGCHLD arrived: reap every exited child and tell its owner.
@@ -107,7 +138,7 @@ impl Engine {
         for (pid, status) in crate::worker::reap() {
             if let Some(exited) = self.workers.on_exit(pid, status) {
                 match exited {
-                    crate::worker::Exited::Owner(conn) => self.wake(conn),
+                    crate::worker::Exited::Owner(w) => self.wake_target(w),
                     crate::worker::Exited::Killed(pid) => {
                         self.images.remove_worker_temps(pid.as_raw())
                     }
@@ -149,14 +180,14 @@ impl Engine {
 
     /// Readiness on a worker's pipe.
     pub fn on_worker_ready(&mut self, id: crate::worker::WorkerId) {
-        if let Some(conn) = self.workers.on_ready(id) {
-            self.wake(conn);
+        if let Some(w) = self.workers.on_ready(id) {
+            self.wake_target(w);
         }
     }
 
     pub fn publish(&mut self, event: Event) {
         let woken = self.events.publish(event);
-        self.wakes.extend(woken);
+        self.wakes.extend(woken.into_iter().map(Wake::Conn));
     }
 }
 

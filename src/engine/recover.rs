@@ -42,7 +42,9 @@ impl Engine {
                 c.state.finished_at = now();
             } else if c.state.status == Status::Removing {
                 // A removal the crash interrupted: finish it.
-                let _ = self.container_dirs.remove(&c.id);
+                if let Ok(tmp) = self.container_dirs.remove(&c.id) {
+                    self.delete_tree_later(tmp, format!("container {}", c.short_id()));
+                }
                 continue;
             }
             if c.state.status == Status::Restarting {

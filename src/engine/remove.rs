@@ -47,11 +47,15 @@ impl Engine {
             e.c.state.status = Status::Removing;
         }
         self.container_event(id, "destroy", &[]);
-        if let Err(e) = self.container_dirs.remove(id) {
-            log::error!(
+        match self.container_dirs.remove(id) {
+            Ok(tmp) => {
+                let what = format!("container {}", crate::container::names::short(id));
+                self.delete_tree_later(tmp, what);
+            }
+            Err(e) => log::error!(
                 "remove container {}: {e}",
                 crate::container::names::short(id)
-            );
+            ),
         }
         self.containers.remove(id);
         self.execs.remove_container(id);

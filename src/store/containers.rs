@@ -99,12 +99,14 @@ impl ContainerDirs {
         out
     }
 
-    pub fn remove(&self, id: &str) -> io::Result<()> {
+    /// Take a container's directory out of the store: renamed to a
+    /// temporary name (so a crash mid-delete leaves a temp dir, not a half
+    /// container), which the caller deletes (in a worker: it can be big).
+    pub fn remove(&self, id: &str) -> io::Result<PathBuf> {
         let dir = self.dir(id);
-        // Rename first so a crash mid-delete leaves a temp dir, not a half container.
         let tmp = self.root.join(format!("{}rm-{id}", atomic::TEMP_PREFIX));
         fs::rename(&dir, &tmp)?;
-        fs::remove_dir_all(&tmp)
+        Ok(tmp)
     }
 }
 
