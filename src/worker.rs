@@ -424,7 +424,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let mut workers = Workers::new(poll.registry().try_clone().unwrap());
         let id = workers
-            .spawn(7, |mut input, rep| {
+            .spawn(Wake::Conn(7), |mut input, rep| {
                 let mut data = Vec::new();
                 input
                     .read_to_end(&mut data)
