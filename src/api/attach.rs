@@ -10,9 +10,10 @@ use super::Call;
 use crate::container::model::Status;
 use crate::engine::Response;
 use crate::stdio::jsonlog;
+use crate::stdio::jsonlog::LogCursor;
 use crate::stdio::stdcopy::{frame, StreamKind};
 use crate::streams::attach::AttachSession;
-use crate::streams::logs::LogStream;
+use crate::streams::logs::{LogFilter, LogStream};
 
 /// `POST /containers/{id}/attach`: hijack the connection and stream the
 /// container's output (and feed its stdin).
@@ -199,28 +200,19 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
                 ApiError::InvalidParameter(format!("invalid value for tail: {t:?}"))
             })?),
         };
-    let entries: Vec<_> = jsonlog::read_all(&call.engine.container_dirs.log_path(&id))
-        .into_iter()
-        .filter(|en| {
-            (en.kind == StreamKind::Stdout && want_out)
-                || (en.kind == StreamKind::Stderr && want_err)
-        })
-        .filter(|en| {
-            let t = crate::timefmt::parse_timestamp(&en.time);
-            since.is_none_or(|s| t.is_some_and(|t| t >= s))
-                && until.is_none_or(|u| t.is_some_and(|t| t <= u))
-        })
-        .collect();
-    let skip = tail.map(|n| entries.len().saturating_sub(n)).unwrap_or(0);
-    let mut body = Vec::new();
-    for en in &entries[skip..] {
-        let line = if timestamps {
-            format!("{} {}", en.time, en.line)
-        } else {
-            en.line.clone()
-        };
-        frame(&mut body, en.kind, line.as_bytes(), multiplexed);
-    }
+    let filter = LogFilter {
+        want_out,
+        want_err,
+        since,
+        until,
+        timestamps,
+        multiplexed,
+    };
+    let source = LogStream::new(
+        LogCursor::open(&call.engine.container_dirs.log_path(&id)),
+        filter,
+        tail,
+    );
     let follow = q.bool("follow") && call.engine.outputs.is_open(&id);
     if follow {
         call.engine
@@ -235,10 +227,6 @@ pub fn logs(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::stream(
         200,
         content_type,
-        Box::new(LogStream {
-            backlog: body,
-            sent: 0,
-            follow,
-        }),
+        Box::new(LogStream { follow, ..source }),
     ))
 }

@@ -182,27 +182,206 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Read every record of a log (rotated files included), oldest first;
-/// malformed lines are skipped.
+/// malformed lines are skipped. Whole-file: for small logs (`attach?logs=1`);
+/// `docker logs` reads through a `LogCursor`.
 pub fn read_all(path: &Path) -> Vec<Entry> {
     let mut out = Vec::new();
     for p in files(path) {
         let Ok(f) = File::open(&p) else { continue };
         for line in BufReader::new(f).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            let kind = match v["stream"].as_str() {
-                Some("stderr") => StreamKind::Stderr,
-                _ => StreamKind::Stdout,
-            };
-            out.push(Entry {
-                kind,
-                line: v["log"].as_str().unwrap_or("").to_string(),
-                time: v["time"].as_str().unwrap_or("").to_string(),
-            });
+            if let Some(e) = parse_line(line.as_bytes()) {
+                out.push(e);
+            }
         }
     }
     out
+}
+
+/// One json-file line as a record (None when malformed).
+pub fn parse_line(line: &[u8]) -> Option<Entry> {
+    let v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+    let kind = match v["stream"].as_str() {
+        Some("stderr") => StreamKind::Stderr,
+        _ => StreamKind::Stdout,
+    };
+    Some(Entry {
+        kind,
+        line: v["log"].as_str().unwrap_or("").to_string(),
+        time: v["time"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// A position-keeping reader over a log's files as they were when it was
+/// opened (each open file up to its length then, so lines written later,
+/// which a follower gets live, are not read twice). Reads are bounded per
+/// call, and `seek_tail` walks back from the end, so neither memory nor one
+/// loop turn grows with the size of the log.
+pub struct LogCursor {
+    files: Vec<(File, u64)>,
+    /// Forward position: file index and offset.
+    idx: usize,
+    pos: u64,
+    partial: Vec<u8>,
+    /// Tail scan: where it has reached, and the bytes of a line whose start
+    /// is in a block not read yet.
+    back: Option<(usize, u64)>,
+    carry: Vec<u8>,
+}
+
+/// Bytes read from disk per step.
+const BLOCK: usize = 64 * 1024;
+
+impl LogCursor {
+    pub fn open(path: &Path) -> LogCursor {
+        let files = files(path)
+            .into_iter()
+            .filter_map(|p| {
+                let f = File::open(p).ok()?;
+                let len = f.metadata().ok()?.len();
+                Some((f, len))
+            })
+            .collect();
+        LogCursor {
+            files,
+            idx: 0,
+            pos: 0,
+            partial: Vec::new(),
+            back: None,
+            carry: Vec::new(),
+        }
+    }
+
+    /// Start a tail scan (`seek_tail`): the forward reading will begin at
+    /// the `n`th last record that `keep` accepts.
+    pub fn start_tail(&mut self) {
+        let last = self.files.len().saturating_sub(1);
+        let end = self.files.last().map(|f| f.1).unwrap_or(0);
+        self.back = Some((last, end));
+        self.carry.clear();
+    }
+
+    /// One step of the tail scan (at most `budget` bytes read). Returns
+    /// true when the scan is over (`*n` records found, or the start reached).
+    pub fn seek_tail(
+        &mut self,
+        n: &mut usize,
+        budget: usize,
+        keep: &dyn Fn(&Entry) -> bool,
+    ) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut read = 0;
+        while let Some((idx, end)) = self.back {
+            if *n == 0 {
+                self.back = None;
+                return true;
+            }
+            if read >= budget {
+                return false;
+            }
+            let Some((f, _)) = self.files.get(idx) else {
+                self.back = None;
+                return true;
+            };
+            let start = end.saturating_sub(BLOCK as u64);
+            let mut block = vec![0u8; (end - start) as usize];
+            if f.read_exact_at(&mut block, start).is_err() {
+                block.clear();
+            }
+            read += block.len();
+            block.extend_from_slice(&self.carry);
+            self.carry.clear();
+            // Complete lines after the first newline, newest first; what
+            // precedes it continues in the block before (unless at 0).
+            let first_nl = if start == 0 {
+                None
+            } else {
+                block.iter().position(|&b| b == b'\n')
+            };
+            let from = first_nl.map(|i| i + 1).unwrap_or(0);
+            let region = &block[from..];
+            let mut lines = Vec::new();
+            let mut ls = 0;
+            for (i, &b) in region.iter().enumerate() {
+                if b == b'\n' {
+                    lines.push((ls, i));
+                    ls = i + 1;
+                }
+            }
+            if ls < region.len() {
+                lines.push((ls, region.len()));
+            }
+            let mut found = None;
+            for &(a, b) in lines.iter().rev() {
+                if parse_line(&region[a..b]).is_some_and(|e| keep(&e)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        found = Some(start + (from + a) as u64);
+                        break;
+                    }
+                }
+            }
+            if let Some(at) = found {
+                self.idx = idx;
+                self.pos = at;
+                self.back = None;
+                return true;
+            }
+            match first_nl {
+                Some(i) => {
+                    self.carry = block[..=i].to_vec();
+                    self.back = Some((idx, start));
+                }
+                None if idx > 0 => {
+                    let prev = idx - 1;
+                    self.back = Some((prev, self.files[prev].1));
+                }
+                None => {
+                    // The start of the log: everything is in the tail.
+                    self.idx = 0;
+                    self.pos = 0;
+                    self.back = None;
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    /// The next records (at most `budget` bytes read). Returns false once
+    /// the snapshot is exhausted.
+    pub fn next(&mut self, budget: usize, out: &mut Vec<Entry>) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut read = 0;
+        while read < budget {
+            let Some((f, limit)) = self.files.get(self.idx) else {
+                return false;
+            };
+            if self.pos >= *limit {
+                self.idx += 1;
+                self.pos = 0;
+                self.partial.clear();
+                continue;
+            }
+            let len = BLOCK.min((*limit - self.pos) as usize);
+            let mut buf = vec![0u8; len];
+            if f.read_exact_at(&mut buf, self.pos).is_err() {
+                self.pos = *limit;
+                continue;
+            }
+            self.pos += len as u64;
+            read += len;
+            self.partial.extend_from_slice(&buf);
+            let mut start = 0;
+            while let Some(i) = self.partial[start..].iter().position(|&b| b == b'\n') {
+                if let Some(e) = parse_line(&self.partial[start..start + i]) {
+                    out.push(e);
+                }
+                start += i + 1;
+            }
+            self.partial.drain(..start);
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +421,54 @@ mod tests {
         assert_eq!(parse_size("512k"), Some(512 << 10));
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("x"), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cursor_tail_and_snapshot() {
+        let dir = std::env::temp_dir().join(format!("coracle-cursor-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c-json.log");
+        let mut w = LogWriter::open(&p, 4000, 3).unwrap();
+        for i in 0..300 {
+            let kind = if i % 3 == 0 {
+                StreamKind::Stderr
+            } else {
+                StreamKind::Stdout
+            };
+            w.write(kind, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let all = read_all(&p);
+        assert!(files(&p).len() > 1, "rotated: {:?}", files(&p));
+        let keep_out = |e: &Entry| e.kind == StreamKind::Stdout;
+        for n in [1usize, 5, 17, 10_000] {
+            let mut c = LogCursor::open(&p);
+            c.start_tail();
+            let mut left = n;
+            // A tiny budget: the scan takes many steps.
+            while !c.seek_tail(&mut left, 100, &keep_out) {}
+            let mut got = Vec::new();
+            while c.next(100, &mut got) {}
+            let got: Vec<String> = got
+                .into_iter()
+                .filter(|e| keep_out(e))
+                .map(|e| e.line)
+                .collect();
+            let want: Vec<String> = all
+                .iter()
+                .filter(|e| keep_out(e))
+                .map(|e| e.line.clone())
+                .collect();
+            let want = want[want.len().saturating_sub(n)..].to_vec();
+            assert_eq!(got, want, "tail {n}");
+        }
+        // Lines written after opening are not part of the snapshot.
+        let mut c = LogCursor::open(&p);
+        w.write(StreamKind::Stdout, b"later\n").unwrap();
+        let mut got = Vec::new();
+        while c.next(1 << 20, &mut got) {}
+        assert_eq!(got.len(), all.len());
         fs::remove_dir_all(&dir).unwrap();
     }
 }
