@@ -57,6 +57,10 @@ pub trait Pending<C> {
 /// A connection taken over after the response head (attach, exec): raw
 /// bytes both ways, no HTTP framing.
 pub trait Hijacked<C> {
+    /// The response head has left for the socket (written out in full, on
+    /// its own, before any stream byte): a process whose output goes to this
+    /// stream may start now. Called once, before the first `pull`.
+    fn opened(&mut self, _cx: &mut C, _me: ConnId) {}
     /// Output for the client.
     fn pull(&mut self, cx: &mut C, me: ConnId, out: &mut Vec<u8>) -> Pull;
     /// Input from the client; returns how much was taken (0 pauses reading

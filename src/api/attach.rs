@@ -69,6 +69,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         stdin_once: c.config.stdin_once,
         tty,
         exec: None,
+        launch: None,
         // As dockerd: detach keys act on a TTY only; without one, stdin is
         // arbitrary bytes and is copied as is.
         detach_keys,
@@ -112,17 +113,18 @@ pub fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
 
 pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
 
-/// The hijacking response for attach and exec start.
+/// The hijacking response for attach and exec start. As dockerd, only an
+/// upgraded (101) stream announces the multiplexed type; a 200 says raw.
 pub fn hijack_response(call: &Call, session: AttachSession, tty: bool) -> Response {
-    let content_type = if !tty && call.version >= super::router::ApiVersion(1, 42) {
-        "application/vnd.docker.multiplexed-stream"
-    } else {
-        "application/vnd.docker.raw-stream"
-    };
     let upgrade = call
         .req
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("tcp"));
+    let content_type = if upgrade && !tty && call.version >= super::router::ApiVersion(1, 42) {
+        "application/vnd.docker.multiplexed-stream"
+    } else {
+        "application/vnd.docker.raw-stream"
+    };
     if upgrade {
         Response::hijack(101, Box::new(session))
             .header("Content-Type", content_type)

@@ -7,7 +7,7 @@ use super::attach::{hijack_response, parse_detach_keys, size_params, DEFAULT_DET
 use super::error::ApiError;
 use super::{key, Call};
 use crate::engine::Response;
-use crate::streams::attach::AttachSession;
+use crate::streams::attach::{AttachSession, ExecLaunch};
 
 pub fn create(call: &mut Call) -> Result<Response, ApiError> {
     let id = call.engine.exec_create(&key(call), &call.body)?;
@@ -18,11 +18,15 @@ pub fn create(call: &mut Call) -> Result<Response, ApiError> {
 #[serde(rename_all = "PascalCase", default)]
 struct StartRequest {
     detach: bool,
+    /// Framing only: raw with a TTY, multiplexed without (dockerd's rule).
     tty: Option<bool>,
     console_size: Option<Vec<u16>>,
 }
 
-/// `POST /exec/{id}/start`: detached, or hijacked like attach.
+/// `POST /exec/{id}/start`: detached, or hijacked like attach. As dockerd,
+/// the process runs with the TTY its create asked for, the start's `Tty`
+/// (default false) picks raw or multiplexed framing, and the process starts
+/// only once the response head has been written (`AttachSession::opened`).
 pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     let id = key(call);
     let req: StartRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
@@ -31,79 +35,59 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
         serde_json::from_slice(&call.body)
             .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?
     };
+    let console = match req.console_size.as_deref() {
+        Some([h, w]) => Some((*h, *w)),
+        _ => None,
+    };
+    if req.detach {
+        call.engine.exec_start(&id, console)?;
+        return Ok(Response::new(200).header("Content-Type", "application/json"));
+    }
+    call.engine.exec_startable(&id)?;
     let ex = call
         .engine
         .execs
         .get(&id)
         .ok_or_else(|| ApiError::NotFound(format!("No such exec instance: {id}")))?;
     let cfg = &ex.config;
-    let tty = req.tty.unwrap_or(cfg.tty);
-    let (out, err, stdin) = (cfg.attach_stdout, cfg.attach_stderr, cfg.attach_stdin);
+    let framed_tty = req.tty.unwrap_or(false);
     let keys = if cfg.detach_keys.is_empty() {
         DEFAULT_DETACH_KEYS.to_string()
     } else {
         cfg.detach_keys.clone()
     };
-    let console = match req.console_size.as_deref() {
-        Some([h, w]) => Some((*h, *w)),
-        _ => None,
-    };
-    if req.detach {
-        call.engine.exec_start(&id, Some(tty), console)?;
-        return Ok(Response::new(200).header("Content-Type", "application/json"));
-    }
     // Detach keys act on a TTY only (as dockerd).
-    let detach_keys = if tty {
+    let detach_keys = if cfg.tty {
         parse_detach_keys(&keys)?
     } else {
         Vec::new()
     };
-    // Subscribe first so no output is missed.
-    call.engine
-        .outputs
-        .subscribe(&id, call.conn, out, err, !tty);
-    // As dockerd: a process that cannot be started is reported inside the
-    // upgraded stream, so the client reads the exec's exit code (126/127).
-    let mut backlog = Vec::new();
-    let mut stream = true;
-    match call.engine.exec_start(&id, Some(tty), console) {
-        Ok(()) => {}
-        Err(crate::container::error::ContainerError::StartFailed(msg, _)) => {
-            call.engine.outputs.unsubscribe(call.conn);
-            let text = format!("OCI runtime exec failed: exec failed: {msg}\r\n");
-            crate::stdio::stdcopy::frame(
-                &mut backlog,
-                crate::stdio::stdcopy::StreamKind::Stdout,
-                text.as_bytes(),
-                !tty,
-            );
-            stream = false;
-        }
-        Err(e) => {
-            call.engine.outputs.unsubscribe(call.conn);
-            return Err(e.into());
-        }
-    }
-    if let Some(ex) = call.engine.execs.get_mut(&id) {
-        ex.attached = Some(call.conn);
-    }
     let session = AttachSession {
         key: id.clone(),
-        backlog,
+        backlog: Vec::new(),
         backlog_sent: 0,
-        stream,
-        stdin,
+        stream: true,
+        stdin: cfg.attach_stdin,
         // An exec's stdin closes when the client stops sending (docker exec -i).
         stdin_once: true,
-        tty,
-        exec: Some(id),
+        tty: cfg.tty,
+        exec: Some(id.clone()),
+        launch: Some(ExecLaunch {
+            stdout: cfg.attach_stdout,
+            stderr: cfg.attach_stderr,
+            multiplexed: !framed_tty,
+            console,
+        }),
         detach_keys,
         matched: 0,
         detached: false,
         pending: Vec::new(),
         close_pending: false,
     };
-    Ok(hijack_response(call, session, tty))
+    if let Some(ex) = call.engine.execs.get_mut(&id) {
+        ex.attached = Some(call.conn);
+    }
+    Ok(hijack_response(call, session, framed_tty))
 }
 
 pub fn resize(call: &mut Call) -> Result<Response, ApiError> {

@@ -60,14 +60,17 @@ impl Engine {
         Ok(id)
     }
 
-    /// `POST /exec/{id}/start`: launch the process; its output is keyed by
-    /// the exec ID (subscribe before calling this to miss nothing).
-    pub fn exec_start(
-        &mut self,
+    /// What `exec_start` checks before launching: the exec exists, has not
+    /// run, and its container is running (a hijacked start answers these
+    /// with an HTTP error before its head).
+    pub fn exec_startable(&self, id: &str) -> Result<(), ContainerError> {
+        self.exec_target(id).map(|_| ())
+    }
+
+    fn exec_target(
+        &self,
         id: &str,
-        tty: Option<bool>,
-        console: Option<(u16, u16)>,
-    ) -> Result<(), ContainerError> {
+    ) -> Result<(&ExecInstance, &crate::container::registry::Entry), ContainerError> {
         let ex = self
             .execs
             .get(id)
@@ -77,22 +80,38 @@ impl Engine {
                 "Exec command {id} has already run"
             )));
         }
-        let cid = ex.container.clone();
+        let cid = &ex.container;
         let entry = self
             .containers
-            .get(&cid)
+            .get(cid)
             .ok_or_else(|| ContainerError::NotFound(cid.clone()))?;
-        let live = match (&entry.live, entry.c.state.status) {
-            (Some(l), Status::Running) => l,
-            _ => {
-                return Err(ContainerError::Conflict(format!(
-                    "Container {cid} is not running"
-                )))
-            }
+        match (&entry.live, entry.c.state.status) {
+            (Some(_), Status::Running) => Ok((ex, entry)),
+            _ => Err(ContainerError::Conflict(format!(
+                "Container {cid} is not running"
+            ))),
+        }
+    }
+
+    /// `POST /exec/{id}/start`: launch the process (with the TTY its create
+    /// asked for, as dockerd: the start's own `Tty` only picks the stream
+    /// framing); its output is keyed by the exec ID (subscribe before calling
+    /// this to miss nothing).
+    pub fn exec_start(
+        &mut self,
+        id: &str,
+        console: Option<(u16, u16)>,
+    ) -> Result<(), ContainerError> {
+        let (ex, entry) = self.exec_target(id)?;
+        let cid = ex.container.clone();
+        let Some(live) = entry.live.as_ref() else {
+            return Err(ContainerError::Conflict(format!(
+                "Container {cid} is not running"
+            )));
         };
         let c = &entry.c;
         let cfg = &ex.config;
-        let tty = tty.unwrap_or(cfg.tty);
+        let tty = cfg.tty;
         let mut env = c.config.env.clone();
         for e in &cfg.env {
             let key = e.split('=').next().unwrap_or("");

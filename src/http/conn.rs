@@ -49,6 +49,8 @@ enum State<H: Handler> {
     Hijacked {
         stream: Box<dyn Hijacked<H>>,
         input_done: bool,
+        /// The head has been written out and `Hijacked::opened` called.
+        opened: bool,
     },
     /// The response depends on work still running.
     Awaiting {
@@ -300,9 +302,11 @@ impl<H: Handler> Conn<H> {
                 ex,
                 chunked,
             } => self.step_stream(handler, me, source, ex, chunked, now),
-            State::Hijacked { stream, input_done } => {
-                self.step_hijacked(handler, me, stream, input_done)
-            }
+            State::Hijacked {
+                stream,
+                input_done,
+                opened,
+            } => self.step_hijacked(handler, me, stream, input_done, opened),
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
                     pending.cancel(handler, me);
@@ -598,7 +602,28 @@ impl<H: Handler> Conn<H> {
         me: ConnId,
         mut stream: Box<dyn Hijacked<H>>,
         mut input_done: bool,
+        mut opened: bool,
     ) -> bool {
+        if !opened {
+            // As dockerd: the head goes out on its own before the stream
+            // starts, so a client that reads the head through a buffer
+            // (Python's http.client) and then the raw socket loses nothing.
+            if self.broken || self.pending_output() > 0 {
+                if self.broken {
+                    stream.cancel(handler, me);
+                    self.state = State::Closing { linger_until: None };
+                    return true;
+                }
+                self.state = State::Hijacked {
+                    stream,
+                    input_done,
+                    opened,
+                };
+                return false;
+            }
+            opened = true;
+            stream.opened(handler, me);
+        }
         let mut progress = false;
         if !input_done && !self.rbuf.is_empty() {
             let n = stream.input(handler, me, &self.rbuf).min(self.rbuf.len());
@@ -632,7 +657,11 @@ impl<H: Handler> Conn<H> {
                 }
             }
         }
-        self.state = State::Hijacked { stream, input_done };
+        self.state = State::Hijacked {
+            stream,
+            input_done,
+            opened,
+        };
         progress
     }
 
@@ -669,6 +698,7 @@ impl<H: Handler> Conn<H> {
                 self.state = State::Hijacked {
                     stream,
                     input_done: false,
+                    opened: false,
                 };
                 return;
             }

@@ -3,6 +3,7 @@
 //! scanned on a TTY.
 
 use super::logs::BACKLOG_PIECE;
+use crate::container::error::ContainerError;
 use crate::container::model::Status;
 use crate::engine::Engine;
 use crate::reply::{ConnId, Hijacked, Pull};
@@ -22,6 +23,8 @@ pub struct AttachSession {
     /// Exec sessions end only once the process has been reaped, so the
     /// client's follow-up inspect sees the exit code.
     pub exec: Option<String>,
+    /// An exec to launch once the head is out (`opened`).
+    pub launch: Option<ExecLaunch>,
     pub detach_keys: Vec<u8>,
     /// How much of `detach_keys` the input has matched so far.
     pub matched: usize,
@@ -30,6 +33,15 @@ pub struct AttachSession {
     pub pending: Vec<u8>,
     /// The client closed its input before the process could take it all.
     pub close_pending: bool,
+}
+
+/// What an exec start launches when its hijacked head has been written.
+pub struct ExecLaunch {
+    pub stdout: bool,
+    pub stderr: bool,
+    /// stdcopy framing (the start's `Tty` was false).
+    pub multiplexed: bool,
+    pub console: Option<(u16, u16)>,
 }
 
 impl AttachSession {
@@ -44,6 +56,37 @@ impl AttachSession {
 }
 
 impl Hijacked<Engine> for AttachSession {
+    fn opened(&mut self, engine: &mut Engine, me: ConnId) {
+        let Some(l) = self.launch.take() else { return };
+        let Some(id) = self.exec.clone() else { return };
+        // Subscribe first so no output is missed.
+        engine
+            .outputs
+            .subscribe(&id, me, l.stdout, l.stderr, l.multiplexed);
+        if let Err(e) = engine.exec_start(&id, l.console) {
+            // The head is out: as dockerd, a process that cannot be started
+            // is reported inside the stream (the client then reads the
+            // exec's exit code, 126/127).
+            for w in engine.outputs.unsubscribe(me) {
+                engine.wake(w);
+            }
+            let text = match e {
+                ContainerError::StartFailed(msg, _) => {
+                    format!("OCI runtime exec failed: exec failed: {msg}\r\n")
+                }
+                other => format!("{other}\r\n"),
+            };
+            crate::stdio::stdcopy::frame(
+                &mut self.backlog,
+                crate::stdio::stdcopy::StreamKind::Stdout,
+                text.as_bytes(),
+                l.multiplexed,
+            );
+            self.stream = false;
+        }
+        engine.wake(me);
+    }
+
     fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         if self.backlog_sent < self.backlog.len() {
             // `attach?logs=1`: the log first, in pieces the connection can hold.
