@@ -56,16 +56,22 @@ pub fn stop(call: &mut Call) -> Result<Response, ApiError> {
 pub fn restart(call: &mut Call) -> Result<Response, ApiError> {
     let t = timeout_param(call)?;
     let signal = call.req.query.get("signal").map(str::to_string);
-    let id = call
+    match call
         .engine
-        .container_restart(&key(call), t, signal.as_deref())?;
-    Ok(until_stopped(call.engine, call.conn, id, Done::Restarted))
+        .container_restart(&key(call), t, signal.as_deref())?
+    {
+        Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Restarted)),
+        None => Ok(Response::new(204)),
+    }
 }
 
 pub fn kill(call: &mut Call) -> Result<Response, ApiError> {
     let signal = call.req.query.get("signal").map(str::to_string);
-    call.engine.container_kill(&key(call), signal.as_deref())?;
-    Ok(Response::new(204))
+    match call.engine.container_kill(&key(call), signal.as_deref())? {
+        // SIGKILL: answered once the container has exited, as dockerd.
+        Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Stopped)),
+        None => Ok(Response::new(204)),
+    }
 }
 
 pub fn remove(call: &mut Call) -> Result<Response, ApiError> {

@@ -20,18 +20,23 @@ impl Engine {
             .containers
             .get_mut(&id)
             .ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        let restarting = e.c.state.status == Status::Restarting;
+        if !force && (e.c.state.is_alive() || restarting) {
+            // dockerd's words (daemon/delete.go): a restarting container
+            // counts as running.
+            let what = match e.c.state.status {
+                Status::Paused => "paused and must be unpaused first".to_string(),
+                Status::Restarting => {
+                    "restarting: stop the container before removing or force remove".into()
+                }
+                _ => "running: stop the container before removing or force remove".into(),
+            };
+            return Err(ContainerError::Conflict(format!(
+                "cannot remove container \"{}\": container is {what}",
+                e.c.name
+            )));
+        }
         if e.c.state.is_alive() {
-            if !force {
-                let what = if e.c.state.status == Status::Paused {
-                    "paused"
-                } else {
-                    "running"
-                };
-                return Err(ContainerError::Conflict(format!(
-                    "cannot remove container \"{}\": container is {what}: stop the container before removing or force remove",
-                    e.c.name
-                )));
-            }
             e.remove_on_exit = true;
             e.c.manually_stopped = true;
             self.signal_container(&id, Signal::SIGKILL);

@@ -84,12 +84,14 @@ impl Engine {
         self.container_event(id, "kill", &[("signal", (sig as i32).to_string())]);
     }
 
-    /// `POST /containers/{id}/kill`.
+    /// `POST /containers/{id}/kill`. Returns the ID to wait on when the
+    /// signal is SIGKILL: dockerd answers that kill only once the container
+    /// has exited.
     pub fn container_kill(
         &mut self,
         key: &str,
         signal: Option<&str>,
-    ) -> Result<(), ContainerError> {
+    ) -> Result<Option<String>, ContainerError> {
         let id = self.containers.resolve(key)?;
         let sig = match signal.filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(s)?,
@@ -112,35 +114,33 @@ impl Engine {
             self.persist(&id);
         }
         self.signal_container(&id, sig);
-        Ok(())
+        Ok((sig == Signal::SIGKILL).then_some(id))
     }
 
     /// `POST /containers/{id}/restart`: stop, then start when it has exited.
+    /// Returns the ID to wait on when the restart waits for an exit; a
+    /// container that was not running is started and answered at once.
     pub fn container_restart(
         &mut self,
         key: &str,
         timeout: Option<i64>,
         signal: Option<&str>,
-    ) -> Result<String, ContainerError> {
+    ) -> Result<Option<String>, ContainerError> {
         let id = self.containers.resolve(key)?;
         match self.container_stop(&id, timeout, signal) {
             Ok(_) => {
                 if let Some(e) = self.containers.get_mut(&id) {
                     if e.live.is_some() {
                         e.start_on_exit = true;
-                        return Ok(id);
+                        return Ok(Some(id));
                     }
                 }
-                self.container_start(&id)?;
-                self.container_event(&id, "restart", &[]);
-                Ok(id)
             }
-            Err(ContainerError::NotModified) => {
-                self.container_start(&id)?;
-                self.container_event(&id, "restart", &[]);
-                Ok(id)
-            }
-            Err(e) => Err(e),
+            Err(ContainerError::NotModified) => {}
+            Err(e) => return Err(e),
         }
+        self.container_start(&id)?;
+        self.container_event(&id, "restart", &[]);
+        Ok(None)
     }
 }

@@ -80,8 +80,12 @@ impl BodySource<Engine> for WaitStream {
             )),
             Some(e) => {
                 let done = match self.condition {
+                    // As dockerd, an exit ends this wait even when a restart
+                    // policy brings the container back (its stop waiters are
+                    // told at the exit, before the restart).
                     WaitFor::NotRunning => {
-                        e.live.is_none() && e.c.state.status != Status::Restarting
+                        e.exits > self.exits
+                            || (e.live.is_none() && e.c.state.status != Status::Restarting)
                     }
                     WaitFor::NextExit => e.exits > self.exits,
                     WaitFor::Removed => false,
