@@ -201,9 +201,16 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     }
     match h.log_config.kind.as_str() {
         "" | "json-file" | "none" => {}
+        // dockerd's other built-in drivers: known, but not in coracle.
+        known @ ("local" | "syslog" | "journald" | "gelf" | "fluentd" | "awslogs" | "splunk"
+        | "etwlogs" | "gcplogs" | "logentries") => {
+            return invalid(format!(
+                "logging driver {known:?} is not supported by coracle (json-file, none)"
+            ))
+        }
         other => {
             return invalid(format!(
-                "logging driver {other:?} is not supported by coracle (json-file, none)"
+                "logger: no log driver named '{other}' is registered"
             ))
         }
     }
@@ -215,16 +222,12 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
         }
     }
     if let Some(files) = h.log_config.config.get("max-file") {
-        // The reader looks at .1 to .99.
-        if files
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=99).contains(n))
-            .is_none()
-        {
-            return invalid(format!(
-                "invalid max-file {files:?}: it must be between 1 and 99"
-            ));
+        // As dockerd, any positive count; the writer keeps the retention in
+        // at most `jsonlog::MAX_FILES` files (see `jsonlog::bounded`).
+        match files.parse::<i64>() {
+            Ok(n) if n >= 1 && n <= i64::from(u32::MAX) => {}
+            Ok(_) => return invalid("max-file cannot be less than 1".into()),
+            Err(_) => return invalid(format!("invalid max-file {files:?}: not a number")),
         }
     }
     for t in h.tmpfs.keys() {

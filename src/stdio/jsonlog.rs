@@ -37,8 +37,25 @@ pub fn parse_size(s: &str) -> Option<u64> {
     (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
+/// The most files one log is kept in (the current one and `.1`..`.98`):
+/// a rotation renames each of them, so this bounds its cost.
+pub const MAX_FILES: u32 = 99;
+
+/// `max-size` x `max-file` as asked, in at most `MAX_FILES` files: a larger
+/// count keeps the same retention in fewer, larger files (dockerd accepts
+/// any positive `max-file`; its rotation renames every file).
+pub fn bounded(max_size: u64, max_files: u32) -> (u64, u32) {
+    let files = max_files.max(1);
+    if files <= MAX_FILES || max_size == 0 {
+        return (max_size, files.min(MAX_FILES));
+    }
+    let total = max_size.saturating_mul(u64::from(files));
+    (total / u64::from(MAX_FILES), MAX_FILES)
+}
+
 impl LogWriter {
     pub fn open(path: &Path, max_size: u64, max_files: u32) -> io::Result<LogWriter> {
+        let (max_size, max_files) = bounded(max_size, max_files);
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(LogWriter {
@@ -46,7 +63,7 @@ impl LogWriter {
             file: Some(file),
             size,
             max_size,
-            max_files: max_files.max(1),
+            max_files,
             partial: Default::default(),
         })
     }
@@ -169,7 +186,7 @@ pub struct Entry {
 /// All files of a log, oldest first.
 pub fn files(path: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for n in (1..100).rev() {
+    for n in (1..MAX_FILES).rev() {
         let p = PathBuf::from(format!("{}.{n}", path.display()));
         if p.exists() {
             out.push(p);
@@ -470,5 +487,15 @@ mod tests {
         while c.next(1 << 20, &mut got) {}
         assert_eq!(got.len(), all.len());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_file_above_the_bound_keeps_the_retention() {
+        assert_eq!(bounded(10_000, 3), (10_000, 3));
+        assert_eq!(bounded(10_000, 99), (10_000, 99));
+        assert_eq!(bounded(9_900, 100), (10_000, 99));
+        assert_eq!(bounded(0, 1000), (0, 99));
+        assert_eq!(bounded(u64::MAX, u32::MAX).1, 99);
+        assert_eq!(bounded(1, 0), (1, 1));
     }
 }
