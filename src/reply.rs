@@ -46,6 +46,17 @@ pub trait BodySource<C> {
     fn cancel(&mut self, _cx: &mut C, _me: ConnId) {}
 }
 
+/// A body known in full, sent as a chunked stream (so that clients that
+/// split JSON messages by chunks, like docker-py, see a stream as from dockerd).
+pub struct OnceBody(pub Vec<u8>);
+
+impl<C> BodySource<C> for OnceBody {
+    fn pull(&mut self, _cx: &mut C, _me: ConnId, out: &mut Vec<u8>) -> Pull {
+        out.append(&mut self.0);
+        Pull::End
+    }
+}
+
 /// A response not known yet (the outcome of a forked job): polled when the
 /// connection is woken, until it yields the response to send.
 pub trait Pending<C> {

@@ -102,6 +102,11 @@ fn host_config_json(c: &Container) -> Value {
     if h["LogConfig"]["Type"].as_str().is_none_or(str::is_empty) {
         h["LogConfig"]["Type"] = "json-file".into();
     }
+    // dockerd names its default OCI runtime; coracle launches containers
+    // itself, the way runc would.
+    if h["Runtime"].as_str().is_none_or(str::is_empty) {
+        h["Runtime"] = "runc".into();
+    }
     if c.host_config.shm_size == 0 {
         h["ShmSize"] = 67108864.into();
     }

@@ -189,6 +189,8 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 /// `GET /containers/{id}/top`: the cgroup's processes, in `ps -ef` columns.
+/// `GET /containers/{id}/top?ps_args=`: `ps`'s table for the container's
+/// processes, read from /proc (`procps`).
 pub fn top(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
     let Some(live) = e.live.as_ref().filter(|_| e.c.state.is_alive()) else {
@@ -202,13 +204,11 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
         pids.push(live.pid.as_raw());
     }
     pids.sort_unstable();
-    let rows: Vec<Value> = pids
-        .iter()
-        .filter_map(|&p| crate::host::process_row(p))
-        .collect();
+    let ps_args = call.req.query.get("ps_args").unwrap_or("");
+    let (titles, rows) = crate::procps::table(ps_args, &pids)?;
     Ok(Response::json(
         200,
-        &json!({ "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows }),
+        &json!({ "Titles": titles, "Processes": rows }),
     ))
 }
 

@@ -117,6 +117,14 @@ impl From<crate::container::error::ContainerError> for ApiError {
     }
 }
 
+impl From<crate::procps::PsError> for ApiError {
+    /// dockerd answers every `docker top` failure (its `ps` exiting non-zero,
+    /// a missing PID column, a refused `key=PID`) with a 500.
+    fn from(e: crate::procps::PsError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
         ApiError::Internal(e.to_string())

@@ -17,8 +17,8 @@ use crate::image::archive_save::save_archive;
 use crate::image::error::{ImageError, WireError};
 use crate::image::import::{apply_changes, import_reference, ImportOptions};
 use crate::image::reference::familiar;
-use crate::reply::ConnId;
 use crate::reply::Wake;
+use crate::reply::{ConnId, OnceBody};
 use crate::store::images::ListFilters;
 use crate::streams::job::{JobResult, JobSink};
 use crate::worker::Outcome;
@@ -242,7 +242,21 @@ fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
             Err(ApiError::Internal(m))
         }
     };
-    result.unwrap_or_else(ApiError::into_response)
+    match (job, result) {
+        (_, Ok(r)) => r,
+        // As dockerd: once the upload is read, a load's failure (a bad
+        // archive) is a 200 whose stream carries the error (docker-py raises
+        // `ImageLoadError` from it).
+        (Job::Load, Err(e)) => {
+            let msg = e.to_string();
+            let mut body = json!({ "errorDetail": { "message": msg }, "error": msg })
+                .to_string()
+                .into_bytes();
+            body.extend_from_slice(b"\r\n");
+            Response::stream(200, "application/json", Box::new(OnceBody(body)))
+        }
+        (_, Err(e)) => e.into_response(),
+    }
 }
 
 fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<Response, ApiError> {
@@ -250,12 +264,19 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
     let mut body = Vec::new();
     match job {
         Job::Load => {
+            // dockerd's stream: one JSON message per line, `\r\n` after each,
+            // chunked.
             for l in lines {
                 body.extend_from_slice(
                     json!({ "stream": format!("{l}\n") }).to_string().as_bytes(),
                 );
-                body.push(b'\n');
+                body.extend_from_slice(b"\r\n");
             }
+            return Ok(Response::stream(
+                200,
+                "application/json",
+                Box::new(OnceBody(body)),
+            ));
         }
         Job::Import(_) => {
             for li in &summary.images {
