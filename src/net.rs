@@ -234,6 +234,22 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Bytes written that the peer has not read yet (unix sockets: the
+    /// socket's outgoing queue, SIOCOUTQ); 0 when unknown (TCP, where the
+    /// queue counts unacknowledged bytes, not unread ones).
+    pub fn unread_by_peer(&self) -> usize {
+        let Stream::Unix(s) = self else { return 0 };
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (== TIOCOUTQ) writes one c_int through the
+        // pointer, which points at `n`, alive for the call; the fd is ours.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc == 0 {
+            usize::try_from(n).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
     /// Half-close our sending side (end of a hijacked stream).
     pub fn shutdown_write(&self) {
         let _ = match self {

@@ -183,8 +183,7 @@ fn columns(ps_args: &str) -> Result<Vec<Column>, PsError> {
             Some(b) => (true, b),
             None => (false, a),
         };
-        let mut chars = body.char_indices();
-        while let Some((at, ch)) = chars.next() {
+        for (at, ch) in body.char_indices() {
             match ch {
                 'o' => {
                     // The list is the rest of this word, or the next word.

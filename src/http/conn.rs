@@ -8,7 +8,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::body::BodyDecoder;
 use super::handler::{Begin, Handler};
-use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
+use super::limits::{
+    Limits, HEAD_READ_POLL, HEAD_READ_WAIT, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK,
+    WRITE_HIGH_WATER,
+};
 use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
 use super::response::{push_chunk, reason, LAST_CHUNK};
 use crate::net::Stream;
@@ -77,6 +80,9 @@ pub struct Conn<H: Handler> {
     head_started: Option<Instant>,
     idle_since: Instant,
     wait_until: Option<Instant>,
+    /// When a hijacking head was fully written (the stream waits for the
+    /// client to read it, at most `HEAD_READ_WAIT`).
+    head_flushed: Option<Instant>,
     limits: Limits,
 }
 
@@ -96,6 +102,7 @@ impl<H: Handler> Conn<H> {
             head_started: None,
             idle_since: now,
             wait_until: None,
+            head_flushed: None,
             limits,
         }
     }
@@ -126,6 +133,7 @@ impl<H: Handler> Conn<H> {
             State::Head if self.rbuf.is_empty() => Some(self.idle_since + self.limits.idle_timeout),
             State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
             State::Streaming { .. } => self.wait_until,
+            State::Hijacked { opened: false, .. } => self.wait_until,
             State::Closing { linger_until } => *linger_until,
             State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
         }
@@ -178,7 +186,11 @@ impl<H: Handler> Conn<H> {
                 let _ = now;
                 false
             }
-            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => false,
+            State::Hijacked { .. } => {
+                self.wait_until = None;
+                false
+            }
+            State::Body { .. } | State::Awaiting { .. } => false,
         }
     }
 
@@ -306,7 +318,7 @@ impl<H: Handler> Conn<H> {
                 stream,
                 input_done,
                 opened,
-            } => self.step_hijacked(handler, me, stream, input_done, opened),
+            } => self.step_hijacked(handler, me, stream, input_done, opened, now),
             State::Awaiting { mut pending, ex } => {
                 if self.eof {
                     pending.cancel(handler, me);
@@ -603,16 +615,30 @@ impl<H: Handler> Conn<H> {
         mut stream: Box<dyn Hijacked<H>>,
         mut input_done: bool,
         mut opened: bool,
+        now: Instant,
     ) -> bool {
         if !opened {
             // As dockerd: the head goes out on its own before the stream
-            // starts, so a client that reads the head through a buffer
-            // (Python's http.client) and then the raw socket loses nothing.
-            if self.broken || self.pending_output() > 0 {
-                if self.broken {
-                    stream.cancel(handler, me);
-                    self.state = State::Closing { linger_until: None };
-                    return true;
+            // starts. A client that reads the head through a buffer (Python's
+            // http.client) and then the raw socket loses whatever shared its
+            // read, so on a unix socket the stream also waits (briefly,
+            // polled) until the client has taken the head off the socket.
+            if self.broken {
+                stream.cancel(handler, me);
+                self.state = State::Closing { linger_until: None };
+                return true;
+            }
+            let head_out = self.pending_output() == 0;
+            let since = *self.head_flushed.get_or_insert(now);
+            let unread = head_out
+                && self.stream.unread_by_peer() > 0
+                && now.duration_since(since) < HEAD_READ_WAIT;
+            if !head_out || unread {
+                if head_out {
+                    self.wait_until = Some(now + HEAD_READ_POLL);
+                }
+                if !head_out {
+                    self.head_flushed = None;
                 }
                 self.state = State::Hijacked {
                     stream,
@@ -621,6 +647,7 @@ impl<H: Handler> Conn<H> {
                 };
                 return false;
             }
+            self.wait_until = None;
             opened = true;
             stream.opened(handler, me);
         }

@@ -14,6 +14,12 @@ pub const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// Read at most this much per readiness event before letting others run.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// Longest a hijacked stream waits for the client to read the response head
+/// off a unix socket before starting anyway.
+pub const HEAD_READ_WAIT: Duration = Duration::from_millis(200);
+/// How often that wait looks again.
+pub const HEAD_READ_POLL: Duration = Duration::from_millis(2);
+
 /// Per-daemon tunables (from flags / daemon.json).
 #[derive(Clone, Debug)]
 pub struct Limits {
