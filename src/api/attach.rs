@@ -138,7 +138,16 @@ pub fn hijack_response(call: &Call, session: AttachSession, tty: bool) -> Respon
 /// `POST /containers/{id}/resize`.
 pub fn resize(call: &mut Call) -> Result<Response, ApiError> {
     let (h, w) = size_params(call)?;
-    let id = call.engine.containers.find(&key(call))?.c.id.clone();
+    let e = call.engine.containers.find(&key(call))?;
+    let id = e.c.id.clone();
+    if !e.c.state.is_alive() {
+        return Err(ApiError::Conflict(format!("Container {id} is not running")));
+    }
+    // As dockerd (containerd resizes a process without a console as a
+    // no-op): a container without a TTY answers 200.
+    if !call.engine.outputs.has_tty(&id) {
+        return Ok(Response::new(200));
+    }
     call.engine
         .outputs
         .resize(&id, h, w)

@@ -214,6 +214,11 @@ impl Engine {
                 "No such exec instance: {id}"
             )));
         }
+        // A process without a pty (or one that has ended) resizes as a
+        // no-op, as containerd does.
+        if !self.outputs.has_tty(id) {
+            return Ok(());
+        }
         self.outputs
             .resize(id, h, w)
             .map_err(|e| ContainerError::Conflict(e.to_string()))

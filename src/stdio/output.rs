@@ -257,6 +257,14 @@ impl Outputs {
         set_window_size(fd, height, width)
     }
 
+    /// Whether the container's (or exec's) stdio is a pty.
+    pub fn has_tty(&self, container: &str) -> bool {
+        self.by_container
+            .get(container)
+            .and_then(|&s| self.pipes.get(s))
+            .is_some_and(|p| p.tty.is_some())
+    }
+
     /// Whether the container's output is still open.
     pub fn is_open(&self, container: &str) -> bool {
         self.by_container.contains_key(container)
