@@ -584,3 +584,23 @@ fn top_with_ps_args() {
         "specifying \"user=PID\" is not allowed"
     );
 }
+
+/// docker-py's `attach(logs=True)`: the log backlog follows the head, and
+/// none of it is lost to the buffer the head was read through.
+#[test]
+fn attach_logs_through_docker_py() {
+    let d = Daemon::with_busybox();
+    let out = py(
+        &d,
+        r#"
+ct = c.containers.run('busybox', ['sh', '-c', 'echo hello; echo err >&2'], detach=True, name='at')
+ct.wait(timeout=20)
+for i in range(5):
+    print(repr(ct.attach(stdout=True, stderr=True, logs=True, stream=False, demux=True)))
+"#,
+    );
+    for line in out.lines() {
+        assert_eq!(line, "(b'hello\\n', b'err\\n')", "{out}");
+    }
+    assert_eq!(out.lines().count(), 5, "{out}");
+}
