@@ -203,6 +203,7 @@ pub fn begin(
             broken: false,
         })));
     }
+    crate::http::client::check_url(src).map_err(ApiError::InvalidParameter)?;
     if !src.starts_with("http://") {
         return Err(ApiError::InvalidParameter(format!(
             "unsupported fromSrc {src:?}: give - (the request body) or an http:// URL"

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filters;
+pub mod guard;
 pub mod images;
 pub mod router;
 pub mod system;
@@ -17,7 +18,7 @@ use router::{BodyUse, Endpoint, Resolved};
 
 use crate::engine::Engine;
 use crate::http::conn::Begin;
-use crate::http::request::Request;
+use crate::http::request::{Method, Request};
 use crate::http::response::{ConnId, Response};
 
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -34,10 +35,29 @@ pub struct Call<'a> {
 
 /// A request head has arrived: answer now or ask for its body.
 pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
+    let cors = engine.config.api_cors_header.clone();
+    match begin_checked(engine, conn, req) {
+        Begin::Respond(r) => Begin::Respond(guard::with_cors(&cors, r)),
+        other => other,
+    }
+}
+
+fn begin_checked(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
+    let cors = &engine.config.api_cors_header;
+    if let Err(e) = guard::check_origin(cors, req) {
+        return Begin::Respond(with_common_headers(e.into_response()));
+    }
+    if req.method == Method::Options && !cors.is_empty() {
+        // A browser's CORS preflight, as dockerd answers it.
+        return Begin::Respond(with_common_headers(Response::new(200)));
+    }
     let resolved = match router::resolve(req) {
         Ok(r) => r,
         Err(e) => return Begin::Respond(with_common_headers(e.into_response())),
     };
+    if let Err(e) = guard::check_json(resolved.endpoint, req) {
+        return Begin::Respond(with_common_headers(e.into_response()));
+    }
     match resolved.endpoint.body_use() {
         BodyUse::Ignore => Begin::Respond(dispatch(engine, conn, req, &resolved, Vec::new())),
         BodyUse::Buffer => Begin::Buffer,
@@ -51,10 +71,12 @@ pub fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin {
 
 /// A buffered request body is complete.
 pub fn handle(engine: &mut Engine, conn: ConnId, req: &Request, body: Vec<u8>) -> Response {
-    match router::resolve(req) {
+    let cors = engine.config.api_cors_header.clone();
+    let resp = match router::resolve(req) {
         Ok(r) => dispatch(engine, conn, req, &r, body),
         Err(e) => with_common_headers(e.into_response()),
-    }
+    };
+    guard::with_cors(&cors, resp)
 }
 
 fn dispatch(
