@@ -53,7 +53,8 @@ fn fd_count(pid: i32) -> usize {
 
 /// Read what the daemon sends until it closes (or `limit` passes).
 fn read_until_close(s: &mut UnixStream, limit: Duration) -> (Vec<u8>, bool) {
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let end = Instant::now() + limit;
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -286,11 +287,7 @@ fn outer_archive_long_names_and_pax_records_are_capped() {
     // A real archive still loads.
     let tar = common::busybox_tar().to_str().unwrap().to_string();
     let o = d.docker(&["load", "-i", &tar]);
-    assert!(
-        o.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 // ---------------------------------------------------------------------------
@@ -306,7 +303,11 @@ fn json_endpoints_require_application_json() {
     let mut d = Daemon::start();
     d.load_busybox();
     let body = r#"{"Image":"busybox","Cmd":["true"]}"#;
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "text/plain; charset=utf-8"] {
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "text/plain; charset=utf-8",
+    ] {
         let r = post(&d, "/containers/create", &[("Content-Type", ct)], body);
         assert_eq!(r.status, 400, "{ct}: {}", r.text());
         assert_eq!(
@@ -331,9 +332,19 @@ fn json_endpoints_require_application_json() {
         body,
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = post(&d, "/containers/ok/update", &[("Content-Type", "text/plain")], "{}");
+    let r = post(
+        &d,
+        "/containers/ok/update",
+        &[("Content-Type", "text/plain")],
+        "{}",
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = post(&d, "/containers/ok/exec", &[("Content-Type", "text/plain")], r#"{"Cmd":["true"]}"#);
+    let r = post(
+        &d,
+        "/containers/ok/exec",
+        &[("Content-Type", "text/plain")],
+        r#"{"Cmd":["true"]}"#,
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     // The docker CLI sends application/json.
     let o = d.docker(&["create", "--name", "cli", "busybox", "true"]);
@@ -351,7 +362,11 @@ r = c.getresponse(); print(r.status); r.read()
 "#,
         sock = d.sock.display().to_string()
     );
-    let o = Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
         "201",
@@ -462,7 +477,12 @@ fn pidfile_lock_refuses_a_second_daemon_and_survives_kill9() {
     let status = common::wait_timeout(&mut second, Duration::from_secs(10))
         .expect("the second daemon should exit");
     let mut err = String::new();
-    second.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(!status.success());
     assert!(err.contains("pid file found"), "{err}");
     d.wait_serving();
@@ -478,8 +498,16 @@ fn pidfile_lock_refuses_a_second_daemon_and_survives_kill9() {
     let _ = third.kill();
     let _ = third.wait();
     let mut err = String::new();
-    third.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(up && exited.is_none(), "restart after kill -9 failed: {err}");
+    third
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        up && exited.is_none(),
+        "restart after kill -9 failed: {err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

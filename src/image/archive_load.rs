@@ -515,7 +515,9 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
         // Whatever the entry's reader left unread, then the padding.
         io::copy(&mut entry, &mut io::sink()).map_err(|e| ImageError::from(e).into_archive())?;
         if entry.limit() != 0 {
-            return Err(ImageError::BadArchive("unexpected EOF in tar stream".into()));
+            return Err(ImageError::BadArchive(
+                "unexpected EOF in tar stream".into(),
+            ));
         }
         walker
             .copy_padding(size, &mut io::sink())
