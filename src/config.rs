@@ -305,5 +305,13 @@ mod tests {
         assert_eq!(cfg.log_opts["max-size"], "1m");
         assert!(run(Flags::default(), serde_json::json!({"data-root": "rel"})).is_err());
         assert!(run(Flags::default(), serde_json::json!({"max-connections": 0})).is_err());
+        // api-cors-header: empty (no cross-origin requests) unless set.
+        assert_eq!(cfg.api_cors_header, "");
+        let cfg = run(
+            Flags::default(),
+            serde_json::json!({"api-cors-header": "http://ui.example"}),
+        )
+        .unwrap();
+        assert_eq!(cfg.api_cors_header, "http://ui.example");
     }
 }
