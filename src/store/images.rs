@@ -315,9 +315,15 @@ impl ImageStore {
     }
 
     /// Remove the temporary directories of a worker killed mid-load (its
-    /// own cleanup never ran).
+    /// own cleanup never ran): `.tmp-<pid>-<n>` layer dirs, and the
+    /// `.tmp-<name>-<pid>` files of its atomic writes (a config).
     pub fn remove_worker_temps(&self, pid: i32) {
-        let prefix = format!("{}{pid}-", crate::store::atomic::TEMP_PREFIX);
+        let temp = crate::store::atomic::TEMP_PREFIX;
+        let prefix = format!("{temp}{pid}-");
+        let suffix = format!("-{pid}");
+        let ours = |name: &str| {
+            name.starts_with(&prefix) || (name.starts_with(temp) && name.ends_with(&suffix))
+        };
         for dir in [
             self.layout.layers(),
             self.layout.configs(),
@@ -327,7 +333,7 @@ impl ImageStore {
                 continue;
             };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                if ours(&e.file_name().to_string_lossy()) {
                     let p = e.path();
                     let _ = if p.is_dir() {
                         fs::remove_dir_all(&p)
