@@ -92,6 +92,9 @@ impl Fixture {
             mounts: vec![],
             shm_size: 64 << 20,
             privileged: false,
+            pid_ns: NsMode::Private,
+            ipc_ns: NsMode::Private,
+            devices: vec![],
             cap_add: vec![],
             cap_drop: vec![],
             ulimits: vec![],
@@ -752,9 +755,13 @@ fn a_panic_in_the_child_is_a_setup_error() {
         stderr: fl.as_raw_fd(),
         tty: false,
     };
-    let e = super::launch::spawn(super::launch::PidNs::New, &stdio, &mut |_| Ok(()), |_| {
-        panic!("boom")
-    })
+    let e = super::launch::spawn(
+        super::launch::PidNs::New,
+        &stdio,
+        &[],
+        &mut |_| Ok(()),
+        |_| panic!("boom"),
+    )
     .unwrap_err();
     assert!(
         e.message().starts_with("container setup panicked: ") && e.message().contains("boom"),
