@@ -379,6 +379,27 @@ fn missing_bind_source_is_a_setup_error() {
 }
 
 #[test]
+fn a_mount_reaching_proc_through_a_symlink_is_refused() {
+    // Create-time checks see "/p/sys"; only the launcher sees the image's
+    // /p -> /proc symlink (runc's checkProcMount runs after securejoin too).
+    let f = Fixture::new("procbind");
+    std::os::unix::fs::symlink("/proc", f.lower().join("p")).unwrap();
+    let mut spec = f.spec(&["true"]);
+    spec.mounts = vec![MountSpec {
+        kind: MountKind::Tmpfs,
+        source: PathBuf::from("tmpfs"),
+        target: PathBuf::from("/p/sys"),
+        readonly: false,
+        options: String::new(),
+    }];
+    let e = f.start(&mut spec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "\"/proc/sys\" cannot be mounted because it is inside /proc"
+    );
+}
+
+#[test]
 fn readonly_rootfs() {
     let f = Fixture::new("rorootfs");
     let mut spec = f.spec(&[
