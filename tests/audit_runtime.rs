@@ -48,6 +48,7 @@ fn init_is_a_sealed_copy_of_coracle_not_a_fork_of_the_daemon() {
         if (exec 3>>/proc/1/exe) 2>/dev/null; then echo exe-writable; fi
         if grep -q -- "--data-root" /proc/1/environ; then echo daemon-env; fi
         echo "pid=$$"
+        grep SigIgn /proc/self/status
     "#;
     let out = run(&d, &["--init", "busybox", "sh", "-c", probe]);
     let daemon_exe = std::fs::read_link(format!("/proc/{}/exe", d.pid())).unwrap();
@@ -61,6 +62,13 @@ fn init_is_a_sealed_copy_of_coracle_not_a_fork_of_the_daemon() {
     // Before: the daemon's own argv (--config-file ... --data-root ...).
     assert!(out.contains("cmdline=init --coracle-init "), "{out}");
     assert!(out.contains("pid=2"), "{out}");
+    // The program does not inherit the init's ignored SIGPIPE (bit 13).
+    let ign = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(ign & (1 << 12), 0, "{out}");
     // The host file is untouched and still the daemon's executable.
     assert!(std::fs::metadata(&daemon_exe).unwrap().len() > 0);
 

@@ -217,6 +217,12 @@ fn run(
         ForkResult::Child => {
             sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
                 .stage("init: unblock signals")?;
+            // Rust's start-up ignores SIGPIPE in init mode; an ignored
+            // signal would stay ignored in the program.
+            // SAFETY: setting a disposition to SIG_DFL.
+            unsafe {
+                let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+            }
             if tty {
                 // Become the terminal's foreground process group.
                 // SAFETY: setting a disposition to SIG_IGN/SIG_DFL.
