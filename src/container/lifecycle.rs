@@ -138,6 +138,7 @@ impl Engine {
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
         let mut warnings = create::validate_host_config(&host_config)?;
+        super::isolation::validate(&host_config, &|k| self.containers.resolve(k).is_ok())?;
         let (path, args) = create::merge_image(&mut config, &image_config)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -296,6 +297,15 @@ impl Engine {
             "host" => NetworkMode::Host,
             _ => NetworkMode::None,
         };
+        let iso = super::isolation::resolve(h, &|what, key| {
+            let id = self.containers.resolve(key)?;
+            let live = self.containers.get(&id).and_then(|e| e.live.as_ref());
+            live.map(|l| l.pid).ok_or_else(|| {
+                ContainerError::Conflict(format!(
+                    "cannot join {what} of a non running container: {id}"
+                ))
+            })
+        })?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
@@ -304,7 +314,7 @@ impl Engine {
                     let _ = cg.remove();
                     return Err(ContainerError::Invalid(e.to_string()));
                 }
-                if let Err(e) = cg.apply_devices(h.privileged) {
+                if let Err(e) = cg.apply_device_rules(&iso.device_rules) {
                     log::warn!("container {}: device cgroup: {e}", c.short_id());
                 }
                 Some(cg)
@@ -421,6 +431,9 @@ impl Engine {
                 DEFAULT_SHM
             },
             privileged: h.privileged,
+            pid_ns: iso.pid_ns,
+            ipc_ns: iso.ipc_ns,
+            devices: iso.devices,
             cap_add: h.cap_add.clone(),
             cap_drop: h.cap_drop.clone(),
             ulimits: h.launch_ulimits(),
