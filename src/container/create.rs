@@ -517,6 +517,64 @@ mod tests {
     }
 
     #[test]
+    fn env_merge_keeps_the_quadratic_rules() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            merge_env(
+                v(&["PATH=/bin", "A=1", "A=dup", "B=1", "C=1"]),
+                v(&["A=2", "D=1", "B", "A=3", "D=2"])
+            ),
+            v(&["PATH=/bin", "C=1", "B", "A=3", "D=2"])
+        );
+        assert_eq!(merge_env(v(&["A=1"]), v(&[])), v(&["A=1"]));
+        assert_eq!(merge_env(v(&[]), v(&["X=1", "X=1"])), v(&["X=1"]));
+    }
+
+    #[test]
+    fn create_time_checks_like_dockerd() {
+        for s in [
+            "TERM",
+            "sigkill",
+            "SIGRTMIN+15",
+            "RTMAX-1",
+            "9",
+            "-1",
+            "Sigusr1",
+        ] {
+            assert!(valid_signal(s), "{s}");
+        }
+        for s in [
+            "0",
+            "FOO",
+            "SIGRTMIN+16",
+            "RTMAX-0",
+            "RTMIN++1",
+            "SIG",
+            " TERM",
+        ] {
+            assert!(!valid_signal(s), "{s}");
+        }
+        assert_eq!(check_tmpfs_options(""), Ok(()));
+        assert_eq!(check_tmpfs_options("size=1m,mode=1777,exec,nosuid"), Ok(()));
+        assert_eq!(check_tmpfs_options("size=1m,,x"), Err("".to_string()));
+        assert_eq!(check_tmpfs_options("foo=1"), Err("foo".to_string()));
+        for t in ["/", "//", "/.", "/a/..", "/../"] {
+            assert!(
+                check_tmpfs_target(t)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("can't be '/'"),
+                "{t}"
+            );
+        }
+        assert!(check_tmpfs_target("a")
+            .unwrap_err()
+            .to_string()
+            .contains("must be absolute"));
+        assert!(check_tmpfs_target("/a/b").is_ok());
+    }
+
+    #[test]
     fn host_config_checks() {
         let h = |v: Value| -> HostConfig { serde_json::from_value(v).unwrap() };
         assert!(validate_host_config(&h(json!({"Memory": 1000}))).is_err());
