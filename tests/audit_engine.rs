@@ -194,6 +194,13 @@ fn kill9_during_runs_leaves_no_process_behind() {
                 ok(&d, &["ps", "-a"])
             );
         }
+        eprintln!(
+            "round {round} (kill after {delay_ms} ms):\n{}",
+            ok(
+                &d,
+                &["ps", "-a", "--format", "{{.ID}} {{.Status}} {{.Command}}"]
+            )
+        );
         // Every container can be started once more: exactly one copy runs.
         let all = ok(&d, &["ps", "-aq", "--no-trunc"]);
         for id in all.lines().filter(|l| !l.is_empty()) {

@@ -29,18 +29,17 @@ fn env_key(e: &str) -> &str {
 /// it replaces `FOO=...` and is kept as given, as before.
 pub fn merge_env(base: Vec<String>, overrides: Vec<String>) -> Vec<String> {
     use std::collections::HashMap;
-    let mut last: HashMap<&str, usize> = HashMap::with_capacity(overrides.len());
+    // One hash per entry: an override seen again drops its earlier self.
+    let mut keep = vec![true; overrides.len()];
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(overrides.len());
     for (i, e) in overrides.iter().enumerate() {
-        last.insert(env_key(e), i);
+        if let Some(earlier) = seen.insert(env_key(e), i) {
+            keep[earlier] = false;
+        }
     }
-    let mut out: Vec<String> = Vec::with_capacity(base.len() + last.len());
-    out.extend(base.into_iter().filter(|b| !last.contains_key(env_key(b))));
-    let keep: Vec<bool> = overrides
-        .iter()
-        .enumerate()
-        .map(|(i, e)| last.get(env_key(e)) == Some(&i))
-        .collect();
-    drop(last);
+    let mut out: Vec<String> = Vec::with_capacity(base.len() + seen.len());
+    out.extend(base.into_iter().filter(|b| !seen.contains_key(env_key(b))));
+    drop(seen);
     out.extend(
         overrides
             .into_iter()
