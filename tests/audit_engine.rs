@@ -80,8 +80,10 @@ fn env_merge_is_linear_for_create_and_exec() {
     let ((status, v, secs), ping) = with_pings(&d, || post_timed(&d, "/containers/create", &body));
     assert_eq!(status, 201, "create: {v}");
     eprintln!("create with 300k Env entries: {secs:.2} s, slowest ping {ping:.2} s");
-    assert!(secs < 5.0, "create with 300k Env entries took {secs:.1} s");
-    assert!(ping < 5.0, "/_ping waited {ping:.1} s during the create");
+    // Release builds answer in ~0.3 s; this bound is for a debug build on a
+    // busy machine (the quadratic merge took minutes).
+    assert!(secs < 10.0, "create with 300k Env entries took {secs:.1} s");
+    assert!(ping < 10.0, "/_ping waited {ping:.1} s during the create");
     let id = v["Id"].as_str().unwrap().to_string();
     let cfg = inspect(&d, &id)["Config"]["Env"].clone();
     let got: Vec<&str> = cfg
@@ -115,11 +117,11 @@ fn env_merge_is_linear_for_create_and_exec() {
     });
     eprintln!("exec start with 300k Env entries: {secs:.2} s (status {status}: {v}), slowest ping {ping:.2} s");
     assert!(
-        secs < 5.0,
+        secs < 10.0,
         "exec start with 300k Env entries took {secs:.1} s"
     );
     assert!(
-        ping < 5.0,
+        ping < 10.0,
         "/_ping waited {ping:.1} s during the exec start"
     );
     // Semantics of the exec merge: later entries win, the container's stay.
@@ -212,6 +214,12 @@ fn kill9_during_runs_leaves_no_process_behind() {
                 ok(&d, &["ps", "-a"])
             );
         }
+        // Its start was on record before the clone: recovery knows it ran.
+        let st = state(&d, &first);
+        assert_eq!(
+            st["Status"], "exited",
+            "round {round}: the container killed mid-start: {st}"
+        );
         eprintln!(
             "round {round}:\n{}",
             ok(
