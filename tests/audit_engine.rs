@@ -378,6 +378,21 @@ fn create_refuses_what_dockerd_refuses() {
         show(&o)
     );
 
+    // update checks the same way, and changes nothing when it refuses.
+    let c = ok(&d, &["create", "busybox", "true"]).trim().to_string();
+    let (status, v, _) = post_timed(
+        &d,
+        &format!("/containers/{c}/update"),
+        br#"{"CpusetCpus": "1-0", "CpuShares": 512}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "Invalid value 1-0 for cpuset cpus: invalid format: 1-0"
+    );
+    assert_eq!(inspect(&d, &c)["HostConfig"]["CpuShares"], 0);
+    ok(&d, &["rm", &c]);
+
     // What dockerd accepts still works, and runs.
     let ok_host = "h".repeat(64);
     let id = ok(
