@@ -106,7 +106,8 @@ impl From<crate::container::error::ContainerError> for ApiError {
             {
                 ApiError::NotFound(m.clone())
             }
-            crate::container::error::ContainerError::NotFound(_) => {
+            crate::container::error::ContainerError::NotFound(_)
+            | crate::container::error::ContainerError::NoSuchExec(_) => {
                 ApiError::NotFound(e.to_string())
             }
             crate::container::error::ContainerError::Invalid(m) => ApiError::InvalidParameter(m),

@@ -137,8 +137,11 @@ impl Engine {
         })?;
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
+        create::validate_config(&config)?;
         let mut warnings = create::validate_host_config(&host_config)?;
         super::isolation::validate(&host_config, &|k| self.containers.resolve(k).is_ok())?;
+        crate::runtime::cgroups::validate(&resources_of(&host_config))
+            .map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let (path, args) = create::merge_image(&mut config, &image_config)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -174,6 +177,7 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             has_been_started: false,
+            start_pending: false,
             config,
             host_config,
         };
@@ -239,7 +243,20 @@ impl Engine {
             .get(id)
             .map(|e| e.c.clone())
             .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        // Record the start before the clone, so that recovery after a crash
+        // from here on knows a process may exist.
+        let mut pending = c.clone();
+        pending.start_pending = true;
+        self.container_dirs
+            .save(&pending)
+            .map_err(|e| ContainerError::Internal(format!("recording the start: {e}")))?;
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = true;
+        }
         let result = self.spawn_process(&c);
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = false;
+        }
         match result {
             Ok(live) => {
                 let pid = live.pid.as_raw();
@@ -784,6 +801,8 @@ impl Engine {
             .into_iter()
             .filter(|w| !w.contains("bridge"))
             .collect();
+        crate::runtime::cgroups::validate(&resources_of(&h))
+            .map_err(|err| ContainerError::Invalid(err.to_string()))?;
         if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
             cg.update(&resources_of(&h))
                 .map_err(|err| ContainerError::Invalid(err.to_string()))?;
@@ -909,28 +928,24 @@ impl Engine {
         }
     }
 
-    /// After a crash: kill what is left of running containers through their
-    /// cgroups, mark them exited, then restart what the policies say.
+    /// After a crash: kill every process left in the cgroup of any container
+    /// of this data root, whatever its record says (a crash during a start
+    /// leaves one recorded as created), mark those that were running or
+    /// starting exited, then restart what the policies say. Start-up only:
+    /// it waits for the kernel to empty the cgroups.
     pub fn recover_containers(&mut self) {
+        reap_cgroups(&self.container_dirs.ids());
         let mut restart = Vec::new();
         for c in self.container_dirs.load_all() {
             let mut c = c;
-            let was_alive = matches!(
-                c.state.status,
-                Status::Running | Status::Paused | Status::Restarting
-            );
+            let was_alive = c.start_pending
+                || matches!(
+                    c.state.status,
+                    Status::Running | Status::Paused | Status::Restarting
+                );
             if was_alive {
-                if let Some(cg) = Cgroup::open(CGROUP_PARENT, &c.id) {
-                    let _ = cg.thaw();
-                    cg.kill_all(Signal::SIGKILL);
-                    for _ in 0..100 {
-                        if cg.pids().is_empty() {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    let _ = cg.remove();
-                }
+                c.start_pending = false;
+                c.has_been_started = true;
                 c.state.status = Status::Exited;
                 c.state.pid = 0;
                 if c.state.exit_code == 0 {
@@ -1008,6 +1023,35 @@ impl Engine {
 
     pub fn any_container_alive(&self) -> bool {
         self.containers.iter().any(|e| e.live.is_some())
+    }
+}
+
+/// SIGKILL everything in the cgroups of `ids` (thawed first), wait up to
+/// two seconds for them to empty, and remove them.
+fn reap_cgroups(ids: &[String]) {
+    let groups: Vec<(&String, Cgroup)> = ids
+        .iter()
+        .filter_map(|id| Cgroup::open(CGROUP_PARENT, id).map(|cg| (id, cg)))
+        .collect();
+    for (id, cg) in &groups {
+        let n = cg.pids().len();
+        if n > 0 {
+            log::warn!(
+                "container {}: killing {n} process(es) left from the previous run",
+                names::short(id)
+            );
+        }
+        let _ = cg.thaw();
+        cg.kill_all(Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && groups.iter().any(|(_, cg)| !cg.pids().is_empty()) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (id, cg) in &groups {
+        if let Err(e) = cg.remove() {
+            log::warn!("container {}: cgroup left: {e}", names::short(id));
+        }
     }
 }
 

@@ -31,6 +31,10 @@ pub const JSON_TOTAL_MAX: u64 = 64 << 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadSummary {
     pub images: Vec<LoadedImage>,
+    /// The journal that records these images with their tags; the daemon
+    /// removes it once the tags are persisted (see `store::layout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,6 +435,7 @@ fn commit(
 ) -> Result<LoadSummary> {
     let mut summary = LoadSummary::default();
     let mut committed_new: Vec<String> = Vec::new();
+    let mut new_configs: Vec<String> = Vec::new();
     let result = (|| {
         for img in &images {
             for d in &img.diff_ids {
@@ -453,7 +458,24 @@ fn commit(
                 }
                 temps.forget(&tmp);
             }
-            let id = layout.write_config(&img.config)?;
+        }
+        // The configs become visible only with their tags on record.
+        let planned = LoadSummary {
+            images: images
+                .iter()
+                .map(|img| LoadedImage {
+                    id: sha256_digest(&img.config),
+                    tags: img.tags.clone(),
+                })
+                .collect(),
+            journal: None,
+        };
+        summary.journal = Some(layout.write_journal(&planned)?);
+        for img in &images {
+            let (id, new) = layout.write_config_new(&img.config)?;
+            if new {
+                new_configs.push(id.clone());
+            }
             summary.images.push(LoadedImage {
                 id,
                 tags: img.tags.clone(),
@@ -462,6 +484,15 @@ fn commit(
         Ok(())
     })();
     if let Err(e) = result {
+        // Nothing of this load stays visible: its new configs, then its
+        // journal, then the layers no remaining config uses.
+        for id in &new_configs {
+            let _ = fs::remove_file(layout.config_path(id));
+        }
+        summary.images.retain(|i| !new_configs.contains(&i.id));
+        if let Some(j) = &summary.journal {
+            let _ = layout.remove_journal(j);
+        }
         // Do not leave layers that no image on disk uses.
         for d in committed_new {
             let used = summary.images.iter().any(|i| {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::image::archive_load::{config_diff_ids, LoadSummary};
+use crate::image::archive_load::{config_diff_ids, LoadSummary, LoadedImage};
 use crate::image::archive_save::{SaveImage, SavePlan};
 use crate::image::digest::{chain_ids, is_hex64, sha256_digest};
 use crate::image::error::{ImageError, Result};
@@ -140,6 +140,27 @@ fn short(id: &str) -> String {
         .collect()
 }
 
+/// dockerd's `isSingleReference`: every reference is in one repository and
+/// at most one of them is a tag (digest references of that repository aside).
+fn is_single_reference(refs: &[Reference]) -> bool {
+    if refs.len() <= 1 {
+        return refs.len() == 1;
+    }
+    let mut single: Option<&Reference> = None;
+    let mut canonical: HashSet<&str> = HashSet::new();
+    for r in refs {
+        if r.digest.is_some() {
+            canonical.insert(r.name.as_str());
+        } else if single.is_none() {
+            single = Some(r);
+        } else {
+            return false;
+        }
+    }
+    let name = single.unwrap_or(&refs[0]).name.as_str();
+    canonical.len() == 1 && canonical.contains(name)
+}
+
 /// path.Match-style glob: `*` and `?` never match `/`. Linear per segment
 /// (a client's pattern must not cost exponential time on the loop).
 fn glob(p: &[u8], s: &[u8]) -> bool {
@@ -189,6 +210,7 @@ impl ImageStore {
         remove_temp_leftovers(&layout.root)?;
         remove_temp_leftovers(&layout.layers())?;
         remove_temp_leftovers(&layout.configs())?;
+        remove_temp_leftovers(&layout.journal_dir())?;
         let mut s = ImageStore {
             layout,
             images: BTreeMap::new(),
@@ -229,7 +251,42 @@ impl ImageStore {
                 .filter(|(id, _)| s.images.contains_key(id))
                 .collect();
         }
+        s.replay_journals()?;
         Ok(s)
+    }
+
+    /// Start-up: give the images of loads a crash interrupted the tags their
+    /// journals recorded (images whose config never landed are absent and
+    /// are skipped), persist, then drop the journals.
+    fn replay_journals(&mut self) -> Result<()> {
+        let journals = self.layout.journals();
+        if journals.is_empty() {
+            return Ok(());
+        }
+        for j in &journals {
+            let summary = fs::read(j).map_err(ImageError::from).and_then(|b| {
+                serde_json::from_slice::<LoadSummary>(&b)
+                    .map_err(|e| ImageError::Corrupt(format!("{}: {e}", j.display())))
+            });
+            match summary {
+                Ok(summary) => {
+                    for li in &summary.images {
+                        if self.images.contains_key(&li.id) {
+                            log::info!("completing the interrupted load of {}", li.id);
+                            if let Err(e) = self.point_tags(li, &mut Vec::new()) {
+                                log::warn!("load journal {}: {e}", j.display());
+                            }
+                        }
+                    }
+                }
+                Err(e) => log::warn!("dropping load journal: {e}"),
+            }
+        }
+        self.save_refs()?;
+        for j in &journals {
+            self.layout.remove_journal(j)?;
+        }
+        Ok(())
     }
 
     pub fn layout(&self) -> &Layout {
@@ -324,10 +381,21 @@ impl ImageStore {
         let ours = |name: &str| {
             name.starts_with(&prefix) || (name.starts_with(temp) && name.ends_with(&suffix))
         };
+        // A killed worker's journal goes too: its images were never indexed
+        // (its configs, if any, lose their layers to the next collection).
+        let journal = format!("{pid}-");
+        if let Ok(entries) = fs::read_dir(self.layout.journal_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&journal) {
+                    let _ = self.layout.remove_journal(&e.path());
+                }
+            }
+        }
         for dir in [
             self.layout.layers(),
             self.layout.configs(),
             self.layout.root.clone(),
+            self.layout.journal_dir(),
         ] {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
@@ -354,6 +422,15 @@ impl ImageStore {
     /// references. Returns the `docker load` progress lines.
     pub fn apply_load(&mut self, summary: &LoadSummary) -> Result<Vec<String>> {
         let lines = self.index_load(summary);
+        if lines.is_ok() {
+            // The tags are durable now: the journal has done its job. On an
+            // error it stays for the next start-up to replay.
+            if let Some(j) = &summary.journal {
+                if let Err(e) = self.layout.remove_journal(j) {
+                    log::warn!("removing load journal {}: {e}", j.display());
+                }
+            }
+        }
         self.worker_done();
         lines
     }
@@ -368,24 +445,30 @@ impl ImageStore {
             if li.tags.is_empty() {
                 lines.push(format!("Loaded image ID: {}", li.id));
             }
-            for t in &li.tags {
-                let r = Reference::parse(t)?;
-                if let Some(old) = self.refs.insert(r.to_string(), li.id.clone()) {
-                    if old != li.id {
-                        lines.push(format!(
-                            "The image {} already exists, renaming the old one with ID {old} to empty string",
-                            r.familiar()
-                        ));
-                    }
-                }
-                lines.push(format!("Loaded image: {}", r.familiar()));
-            }
-            if !li.tags.is_empty() {
-                self.last_tag.insert(li.id.clone(), now_rfc3339());
-            }
+            self.point_tags(li, &mut lines)?;
         }
         self.save_refs()?;
         Ok(lines)
+    }
+
+    /// Point a loaded image's tags at it (in memory), with `docker load`'s lines.
+    fn point_tags(&mut self, li: &LoadedImage, lines: &mut Vec<String>) -> Result<()> {
+        for t in &li.tags {
+            let r = Reference::parse(t)?;
+            if let Some(old) = self.refs.insert(r.to_string(), li.id.clone()) {
+                if old != li.id {
+                    lines.push(format!(
+                        "The image {} already exists, renaming the old one with ID {old} to empty string",
+                        r.familiar()
+                    ));
+                }
+            }
+            lines.push(format!("Loaded image: {}", r.familiar()));
+        }
+        if !li.tags.is_empty() {
+            self.last_tag.insert(li.id.clone(), now_rfc3339());
+        }
+        Ok(())
     }
 
     /// A worker failed: nothing to index.
@@ -535,6 +618,17 @@ impl ImageStore {
         let used = usage(&id);
         if !by_id {
             let r = Reference::parse(name)?.with_default_tag();
+            // dockerd: untagging the only reference of an image a container
+            // uses would leave it dangling; that takes force.
+            if let Some(u) = used.as_ref().filter(|_| !force) {
+                if is_single_reference(&self.refs_of(&id)) {
+                    return Err(ImageError::Conflict(format!(
+                        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
+                        short(&u.container_id),
+                        short(&id)
+                    )));
+                }
+            }
             self.refs.remove(&r.to_string());
             records.push(json!({ "Untagged": r.familiar() }));
             if !self.refs_of(&id).is_empty() || used.is_some() {
