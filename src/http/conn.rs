@@ -74,6 +74,9 @@ pub struct Conn<H: Handler> {
     dropped_input: bool,
     head_started: Option<Instant>,
     idle_since: Instant,
+    /// When input was last read or handed on: a body that stops arriving
+    /// times out from here, and the daemon sheds the stalest connection.
+    last_progress: Instant,
     wait_until: Option<Instant>,
     limits: Limits,
 }
@@ -93,6 +96,7 @@ impl<H: Handler> Conn<H> {
             dropped_input: false,
             head_started: None,
             idle_since: now,
+            last_progress: now,
             wait_until: None,
             limits,
         }
@@ -125,7 +129,29 @@ impl<H: Handler> Conn<H> {
             State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
             State::Streaming { .. } => self.wait_until,
             State::Closing { linger_until } => *linger_until,
-            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
+            // A body that stops arriving: no byte for the head timeout. Not
+            // while our sink holds input back (then the client is not late).
+            State::Body {
+                target: Target::Sink(_, pending),
+                ..
+            } if !pending.is_empty() => None,
+            State::Body { .. } => Some(self.last_progress + self.limits.head_timeout),
+            State::Awaiting { .. } | State::Hijacked { .. } => None,
+        }
+    }
+
+    /// When this connection last made progress, if all it does is wait for
+    /// its client (an idle keep-alive, a head or body that stopped arriving,
+    /// a close): at the connection limit the daemon sheds the stalest of
+    /// these rather than refuse a new client.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        match &self.state {
+            State::Body {
+                target: Target::Sink(_, pending),
+                ..
+            } if !pending.is_empty() => None,
+            State::Head | State::Body { .. } | State::Closing { .. } => Some(self.last_progress),
+            State::Streaming { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
         }
     }
 
@@ -162,21 +188,23 @@ impl<H: Handler> Conn<H> {
             if !progress {
                 return true;
             }
+            self.last_progress = now;
         }
     }
 
     /// A deadline passed; true means close now.
     fn expire(&mut self, now: Instant) -> bool {
         match self.state {
-            // A head that never completes (slowloris), or an idle keep-alive.
-            State::Head => true,
+            // A head that never completes (slowloris), an idle keep-alive,
+            // or a body that stopped arriving.
+            State::Head | State::Body { .. } => true,
             State::Closing { .. } => true,
             State::Streaming { .. } => {
                 self.wait_until = None;
                 let _ = now;
                 false
             }
-            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => false,
+            State::Awaiting { .. } | State::Hijacked { .. } => false,
         }
     }
 
@@ -471,12 +499,16 @@ impl<H: Handler> Conn<H> {
             }
             Target::Sink(mut sink, mut pending) => {
                 let mut progress = false;
+                // The decoder stopped for want of input (not of room): at
+                // EOF the body can never complete.
+                let mut starved = false;
                 if pending.len() < READ_CHUNK {
                     let room = READ_CHUNK - pending.len();
                     match decoder.decode(&self.rbuf, &mut pending, room) {
                         Ok(n) => {
                             progress |= n > 0;
                             self.rbuf.drain(..n);
+                            starved = !decoder.is_done() && pending.len() < READ_CHUNK;
                         }
                         Err(_) => {
                             sink.cancel(handler, me);
@@ -507,7 +539,9 @@ impl<H: Handler> Conn<H> {
                     self.respond(ex, resp, Some((handler, me)));
                     return true;
                 }
-                if self.eof && !decoder.is_done() && self.rbuf.is_empty() {
+                // Cancel however the input ended: inside a size line, a
+                // CRLF or a trailer leaves bytes in `rbuf` that never decode.
+                if self.eof && !decoder.is_done() && (starved || self.rbuf.is_empty()) {
                     sink.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;

@@ -4,8 +4,10 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod devices;
 pub mod errors;
 pub mod exec;
+pub mod finish;
 pub mod init;
 pub mod launch;
 pub mod mountinfo;

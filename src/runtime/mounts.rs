@@ -12,7 +12,7 @@ use super::rootfs::overlay_options;
 use super::spec::RootfsSpec;
 
 use super::errors::{setup, LaunchError, Stage};
-use super::spec::{LaunchSpec, MountKind, MountSpec};
+use super::spec::{LaunchSpec, MountKind, MountSpec, NsMode};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
@@ -261,14 +261,25 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     } else {
         spec.shm_size
     };
-    mnt(
-        Some(Path::new("shm")),
-        &shm,
-        Some("tmpfs"),
-        nosuid_noexec_nodev,
-        Some(&format!("mode=1777,size={size}")),
-    )
-    .stage("mount /dev/shm")?;
+    match spec.ipc_ns {
+        NsMode::Private => mnt(
+            Some(Path::new("shm")),
+            &shm,
+            Some("tmpfs"),
+            nosuid_noexec_nodev,
+            Some(&format!("mode=1777,size={size}")),
+        )
+        .stage("mount /dev/shm")?,
+        NsMode::Host => mnt(
+            Some(Path::new("/dev/shm")),
+            &shm,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .stage("bind the host's /dev/shm")?,
+        NsMode::Join(pid) => shared_shm(pid, &shm)?,
+    }
     let mq = mkdir_in(root, "/dev/mqueue")?;
     mnt(
         Some(Path::new("mqueue")),
@@ -317,6 +328,90 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     Ok(())
 }
 
+/// `--ipc container:<id>`: a clone of that container's /dev/shm mount,
+/// taken inside its mount namespace (mount(2) refuses a bind source from
+/// another namespace) and attached here.
+fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sched::{setns, CloneFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let own = open(
+        "/proc/self/ns/mnt",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .stage("open own mount namespace")?;
+    let theirs = super::launch::open_ns(pid, "mnt")?;
+    setns(&theirs, CloneFlags::CLONE_NEWNS).stage("enter the ipc container's mounts")?;
+    // SAFETY: open_tree(2) with a valid C string; returns a new fd or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/dev/shm".as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
+        )
+    };
+    let cloned = Errno::result(tree).map(|fd| {
+        // SAFETY: a fresh fd we own.
+        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+    });
+    setns(&own, CloneFlags::CLONE_NEWNS).stage("return to own mounts")?;
+    let tree = cloned.stage("clone the ipc container's /dev/shm")?;
+    let t = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| LaunchError::Setup("/dev/shm path contains a NUL byte".into()))?;
+    // SAFETY: move_mount(2) of our detached tree onto a live C path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    Errno::result(r).stage("attach the ipc container's /dev/shm")?;
+    Ok(())
+}
+
+/// runc's checkProcMount: nothing is mounted on /proc or below it but
+/// proc itself and the files lxcfs emulates. `target` is the path inside
+/// the container, already cleaned; `is_proc`: a proc filesystem.
+pub fn check_proc_target(target: &Path, source: &str, is_proc: bool) -> Result<(), String> {
+    const VALID: &[&str] = &[
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+        "/proc/net/dev",
+    ];
+    if !target.starts_with("/proc") {
+        return Ok(());
+    }
+    if target == Path::new("/proc") {
+        if is_proc {
+            return Ok(());
+        }
+        return Err(format!(
+            "{source:?} cannot be mounted because it is not of type proc"
+        ));
+    }
+    if VALID.iter().any(|v| target == Path::new(v)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{:?} cannot be mounted because it is inside /proc",
+        target.display().to_string()
+    ))
+}
+
 /// `Binds`, `Mounts` and `Tmpfs`, in the given order.
 pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError> {
     for m in mounts {
@@ -327,6 +422,12 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
             ));
         }
         let t = secure_join(root, &m.target)?;
+        // Again after symlinks in the image were resolved.
+        let source = match m.kind {
+            MountKind::Bind => m.source.display().to_string(),
+            MountKind::Tmpfs => "tmpfs".to_string(),
+        };
+        check_proc_target(Path::new(&rel(root, &t)), &source, false).map_err(LaunchError::Setup)?;
         match m.kind {
             MountKind::Bind => {
                 let md = match fs::metadata(&m.source) {
@@ -480,12 +581,15 @@ pub fn readonly_root() -> Result<(), LaunchError> {
 }
 
 /// Write namespaced sysctls through the container's /proc/sys.
-pub fn sysctls(spec: &LaunchSpec) -> Result<(), LaunchError> {
-    for (k, v) in &spec.sysctls {
+pub fn sysctls(
+    sysctls: &std::collections::BTreeMap<String, String>,
+    host_network: bool,
+) -> Result<(), LaunchError> {
+    for (k, v) in sysctls {
         if k.is_empty() || k.contains('/') || k.contains("..") || k.starts_with('.') {
             return setup(format!("sysctl {k:?}: invalid name"));
         }
-        if k.starts_with("net.") && spec.network == super::spec::NetworkMode::Host {
+        if k.starts_with("net.") && host_network {
             return setup(format!(
                 "sysctl {k:?} not allowed in host network namespace"
             ));
