@@ -5,9 +5,9 @@
 //! its argv): the init is exec()ed before pivot_root, while the host's
 //! dynamic loader is still reachable for a dynamically linked build.
 
+use super::confine;
 use super::errors::{LaunchError, Stage};
 use super::launch::{become_user, make_cwd};
-use super::mounts;
 use super::rlimits;
 use super::spec::{LaunchSpec, NetworkMode, Ulimit};
 use super::user;
@@ -55,14 +55,14 @@ impl Finish {
     /// directory) and become the container's user. Returns `env` with the
     /// user's HOME.
     pub fn run(&self, root: &Path, env: &[String]) -> Result<Vec<String>, LaunchError> {
-        mounts::pivot(root)?;
-        mounts::sysctls(&self.sysctls, self.host_network)?;
+        confine::pivot(root)?;
+        confine::sysctls(&self.sysctls, self.host_network)?;
         make_cwd(&self.cwd)?;
         if !self.privileged {
-            mounts::mask_and_protect()?;
+            confine::mask_and_protect()?;
         }
         if self.readonly_rootfs {
-            mounts::readonly_root()?;
+            confine::readonly_root()?;
         }
         rlimits::apply(&self.ulimits)?;
         let u = user::resolve_in_container(&self.user, &self.group_add)?;

@@ -4,6 +4,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod confine;
 pub mod devices;
 pub mod errors;
 pub mod exec;
