@@ -27,6 +27,8 @@ pub struct Daemon {
     stop_deadline: Option<std::time::Instant>,
     /// The read buffer every connection reads into.
     scratch: Vec<u8>,
+    /// Connections that yielded their turn with work left.
+    again: Vec<usize>,
 }
 
 /// The longest a graceful shutdown waits for containers.
@@ -101,6 +103,7 @@ impl Daemon {
             stopping_containers: false,
             stop_deadline: None,
             scratch: vec![0; crate::http::limits::READ_CHUNK],
+            again: Vec::new(),
         })
     }
 
@@ -113,8 +116,9 @@ impl Daemon {
                 .chain(self.engine.timers.next())
                 .chain(self.stop_deadline)
                 .min();
-            // Unfinished output pumping: poll without sleeping.
-            let deadline = if self.engine.outputs.has_unfinished() {
+            // Unfinished output pumping, or connections that yielded: poll
+            // without sleeping.
+            let deadline = if self.engine.outputs.has_unfinished() || !self.again.is_empty() {
                 Some(std::time::Instant::now())
             } else {
                 deadline
@@ -144,6 +148,9 @@ impl Daemon {
                         self.drive(id);
                     }
                 }
+            }
+            for id in std::mem::take(&mut self.again) {
+                self.drive(id);
             }
             self.engine.pump_unfinished_output();
             self.engine.run_timers(std::time::Instant::now());
@@ -276,6 +283,8 @@ impl Daemon {
         if !conn.drive(&mut self.engine, id, Instant::now(), &mut self.scratch) {
             let _ = self.reactor.registry().deregister(&mut conn.stream);
             self.conns.remove(id);
+        } else if conn.take_more() {
+            self.again.push(id);
         }
     }
 

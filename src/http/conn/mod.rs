@@ -19,6 +19,11 @@ use crate::reply::{BodySink, BodySource, ConnId, Hijacked, Pending};
 /// closing, so the client sees that response rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// Bytes one connection may send per loop turn before it yields to the
+/// others (a client draining a long stream as fast as it is produced would
+/// otherwise keep the loop to itself).
+const TURN_BUDGET: usize = 64 * 1024;
+
 /// The parts of a request the response framing depends on.
 #[derive(Clone, Copy)]
 struct Exchange {
@@ -80,6 +85,10 @@ pub struct Conn<H: Handler> {
     last_progress: Instant,
     wait_until: Option<Instant>,
     limits: Limits,
+    /// Bytes sent during the current `drive`.
+    turn_bytes: usize,
+    /// `drive` stopped at `TURN_BUDGET` with work left: drive again next turn.
+    more: bool,
 }
 
 impl<H: Handler> Conn<H> {
@@ -100,6 +109,8 @@ impl<H: Handler> Conn<H> {
             last_progress: now,
             wait_until: None,
             limits,
+            turn_bytes: 0,
+            more: false,
         }
     }
 
@@ -121,6 +132,11 @@ impl<H: Handler> Conn<H> {
 
     pub fn set_writable(&mut self) {
         self.writable = true;
+    }
+
+    /// Whether the last `drive` yielded with work left (cleared by asking).
+    pub fn take_more(&mut self) -> bool {
+        std::mem::take(&mut self.more)
     }
 
     /// The earliest instant at which `on_timer` has something to do.
@@ -167,7 +183,14 @@ impl<H: Handler> Conn<H> {
                 return false;
             }
         }
+        self.turn_bytes = 0;
         loop {
+            if self.turn_bytes >= TURN_BUDGET {
+                // A fast reader of a long stream: let the loop serve others
+                // and come back next turn (`take_more`).
+                self.more = true;
+                return true;
+            }
             let mut progress = self.fill(scratch);
             progress |= self.step(handler, me, now);
             progress |= self.flush();
@@ -290,6 +313,7 @@ impl<H: Handler> Conn<H> {
                 }
                 Ok(n) => {
                     self.wpos += n;
+                    self.turn_bytes += n;
                     progress = true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
