@@ -233,3 +233,16 @@ fn rm_of_a_container_with_200000_files_leaves_the_loop_free() {
     );
     assert_responsive("rm of 200,000 files", pings);
 }
+
+/// The endpoint added as the route table's worked example (one route line,
+/// one handler): `docker plugin ls` lists no plugins, as dockerd with none.
+#[test]
+fn plugin_ls_is_one_route_and_one_handler() {
+    let d = Daemon::start();
+    let r = d.request("GET", "/plugins", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), serde_json::json!([]));
+    let o = d.docker(&["plugin", "ls", "--format", "{{.Name}}"]);
+    assert!(o.status.success(), "docker plugin ls: {o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
+}

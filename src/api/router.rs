@@ -55,6 +55,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/version", Now(system::version)),
     (GET, "/info", Now(system::info)),
     (GET, "/events", Now(events::stream)),
+    (GET, "/plugins", Now(system::plugins)),
     (GET, "/images/json", Now(images::list)),
     (GET, "/images/get", Now(images::save)),
     (POST, "/images/load", Stream(images::load)),
