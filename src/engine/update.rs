@@ -107,6 +107,8 @@ impl Engine {
             .into_iter()
             .filter(|w| !w.contains("bridge"))
             .collect();
+        crate::runtime::cgroups::validate(&resources_of(&h))
+            .map_err(|err| ContainerError::Invalid(err.to_string()))?;
         if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
             cg.update(&resources_of(&h))
                 .map_err(|err| ContainerError::Invalid(err.to_string()))?;

@@ -24,7 +24,7 @@ mod v2;
 pub use devices::{default_device_rules, DeviceRule};
 #[cfg(test)]
 use resources::{adapt, nano_cpus_to_cfs, parse_cpu_list, warnings_for};
-pub use resources::{blkio_to_io_weight, shares_to_weight, Resources};
+pub use resources::{blkio_to_io_weight, shares_to_weight, validate, Resources};
 use resources::{check_cpuset, host_cpus, plan};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -454,6 +454,7 @@ impl Cgroup {
 
     /// Device access: everything for privileged containers, otherwise
     /// `default_device_rules`.
+    #[cfg_attr(not(test), allow(dead_code))] // the daemon passes resolved rules (`apply_device_rules`)
     pub fn apply_devices(&self, privileged: bool) -> Result<(), CgroupError> {
         if privileged {
             self.apply_device_rules(&[DeviceRule::allow('a', None, None, "rwm")])
