@@ -276,7 +276,8 @@ fn outer_archive_long_names_and_pax_records_are_capped() {
             &[("Content-Type", "application/x-tar")],
             Some(&body),
         );
-        let msg = r.message();
+        // As dockerd: a 200 whose stream carries the error.
+        let msg = common::stream_error(&r);
         assert!(
             msg.contains("over 1 MiB"),
             "kind {}: {} {msg}",

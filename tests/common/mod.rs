@@ -757,3 +757,22 @@ pub fn fixture(name: &str) -> PathBuf {
     );
     p
 }
+
+/// The failure a JSON progress stream reports as dockerd does (a 200 whose
+/// last message carries `errorDetail`, e.g. `/images/load` of a bad archive);
+/// panics if the response is anything else.
+pub fn stream_error(r: &RawResponse) -> String {
+    assert_eq!(r.status, 200, "expected a 200 stream: {}", r.text());
+    let text = r.text();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last stream message is not JSON ({e}): {text:?}"));
+    v["errorDetail"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no errorDetail in the stream: {text:?}"))
+        .to_string()
+}
