@@ -2,7 +2,7 @@
 //! list filters.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -15,6 +15,7 @@ use crate::container::registry::Entry;
 use crate::engine::Engine;
 use crate::engine::Response;
 use crate::reply::Wake;
+use crate::store::containers::dir_size;
 use crate::streams::worker_body::WorkerBody;
 
 fn unix_secs(rfc3339: &str) -> i64 {
@@ -29,21 +30,6 @@ fn now_secs() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Bytes used under `dir` (not following symlinks).
-pub(super) fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn state_json(c: &Container) -> Value {
