@@ -214,9 +214,11 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
         pids.push(live.pid.as_raw());
     }
     pids.sort_unstable();
+    // Read once per request, not once per process.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let rows: Vec<Value> = pids
         .iter()
-        .filter_map(|&p| crate::host::process_row(p))
+        .filter_map(|&p| crate::host::process_row(p, &passwd))
         .collect();
     Ok(Response::json(
         200,
