@@ -4,13 +4,14 @@
 
 use serde_json::{json, Value};
 
-use super::container_json::dir_size;
 use super::error::ApiError;
 use super::{key, Call};
 use crate::container::model::{Container, Status};
-use crate::engine::Response;
+use crate::engine::{Engine, Response};
 use crate::reply::Wake;
-use crate::streams::wait::{until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::worker_body::WorkerAnswer;
+use crate::worker::Outcome;
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
     match call.req.query.get("t").filter(|t| !t.is_empty()) {
@@ -86,13 +87,20 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn pause(call: &mut Call) -> Result<Response, ApiError> {
-    call.engine.container_pause(&key(call), true)?;
-    Ok(Response::new(204))
+    match call.engine.container_pause(&key(call), true)? {
+        None => Ok(Response::new(204)),
+        Some(id) => Ok(until_paused(call.engine, call.conn, id, pause_failed)),
+    }
 }
 
 pub fn unpause(call: &mut Call) -> Result<Response, ApiError> {
     call.engine.container_pause(&key(call), false)?;
     Ok(Response::new(204))
+}
+
+/// A pause whose freezer gave up: dockerd's 500 with the reason.
+fn pause_failed(message: String) -> Response {
+    ApiError::Internal(message).into_response()
 }
 
 pub fn rename(call: &mut Call) -> Result<Response, ApiError> {
@@ -170,22 +178,32 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
         })
         .map(|e| e.c.id.clone())
         .collect();
-    let mut reclaimed = 0u64;
-    let mut deleted = Vec::new();
-    for id in victims {
-        reclaimed += dir_size(&call.engine.container_dirs.upper(&id));
-        if call.engine.container_remove(&id, false).is_ok() {
-            deleted.push(id);
-        }
-    }
-    call.engine.publish(
+    // The victims go now; their trees are sized and deleted by a worker,
+    // and the answer waits for it.
+    let worker = call
+        .engine
+        .container_prune(victims, Wake::Conn(call.conn))?;
+    Ok(Response::later(Box::new(WorkerAnswer {
+        worker,
+        finish: prune_done,
+    })))
+}
+
+fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {
+    let v = match outcome {
+        Outcome::Done(v) => v,
+        Outcome::Failed(v) => return ApiError::Internal(v.to_string()).into_response(),
+        Outcome::Died(m) => return ApiError::Internal(m).into_response(),
+    };
+    let reclaimed = v["reclaimed"].as_u64().unwrap_or(0);
+    engine.publish(
         crate::events::Event::new("container", "prune", "")
             .attr("reclaimed", &reclaimed.to_string()),
     );
-    Ok(Response::json(
+    Response::json(
         200,
-        &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
-    ))
+        &json!({ "ContainersDeleted": v["deleted"], "SpaceReclaimed": reclaimed }),
+    )
 }
 
 /// `GET /containers/{id}/top`: the cgroup's processes, in `ps -ef` columns.
