@@ -16,7 +16,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 
 /// Longest a hijacked stream waits for the client to read the response head
 /// off a unix socket before starting anyway.
-pub const HEAD_READ_WAIT: Duration = Duration::from_millis(200);
+pub const HEAD_READ_WAIT: Duration = Duration::from_secs(1);
 /// How often that wait looks again.
 pub const HEAD_READ_POLL: Duration = Duration::from_millis(2);
 
