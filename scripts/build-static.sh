@@ -131,10 +131,10 @@ build_one() {
     flags="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
     echo "building coracle for $t (RUSTFLAGS=$flags)"
     RUSTFLAGS=$flags cargo build --release --target "$t" || { why="cargo build failed"; return 1; }
-    bin="target/$t/release/coracle"
+    bin="${CARGO_TARGET_DIR:-target}/$t/release/coracle"
     [ -f "$bin" ] || { why="build succeeded but $bin is missing"; echo "error: $why" >&2; return 1; }
     size=$(wc -c < "$bin" | tr -d ' ')
-    echo "binary: $here/$bin"
+    case "$bin" in /*) echo "binary: $bin" ;; *) echo "binary: $here/$bin" ;; esac
     echo "size: $size bytes ($(( (size + 1023) / 1024 )) KiB, $(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }') MiB)"
     if command -v file >/dev/null 2>&1; then
         desc=$(file -b "$bin")

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # CI for the static musl release binaries (called from .ci/run). On a fresh machine it
 # installs what it needs, then:
-#   1. builds x86_64-unknown-linux-musl (scripts/build-static.sh) and runs integration
-#      tests against that very binary: `cargo test --release --target x86_64-unknown-linux-musl`
-#      with build-static's RUSTFLAGS, so CARGO_BIN_EXE_coracle is the release binary just
-#      built (the script checks its sha256 did not change). The subset is $MUSL_TESTS
-#      (default: system containers images streams install; http_protocol and check_config
-#      exercise no libc-dependent code path the others miss and are left to the gnu run);
-#      MUSL_TESTS=all runs every test file.
+#   1. builds x86_64-unknown-linux-musl (scripts/build-static.sh), runs the unit tests
+#      built for x86_64-unknown-linux-musl (debug), and runs the integration
+#      tests against that very binary: the test executables of `cargo test` (already built
+#      by .ci/run's own `cargo test`) with CORACLE_BIN pointing at the release binary, so
+#      every daemon the tests start is the static musl one. $MUSL_TESTS picks test files
+#      (default all; e.g. MUSL_TESTS="system containers"). tests/check_config.rs and
+#      tests/install.rs run the binary of the build itself, not CORACLE_BIN.
 #   2. builds aarch64-unknown-linux-musl and runs scripts/qemu-smoke.sh: the daemon under
 #      qemu-aarch64-static, docker version (Arch arm64), docker load of an arm64 busybox
 #      image, docker run --rm busybox echo ok; then the same from a device tree made by
@@ -76,17 +76,20 @@ sh scripts/build-static.sh --target x86_64-unknown-linux-musl
 X86=target/x86_64-unknown-linux-musl/release/coracle
 sum_before=$(sha256sum < "$X86")
 
-MUSL_TESTS=${MUSL_TESTS:-system containers images streams install}
-test_args=()
+say "x86_64-unknown-linux-musl: unit tests"
+cargo test --target x86_64-unknown-linux-musl --bin coracle
+
+MUSL_TESTS=${MUSL_TESTS:-all}
+test_args=(--test '*')
 if [ "$MUSL_TESTS" != all ]; then
+    test_args=()
     for t in $MUSL_TESTS; do test_args+=(--test "$t"); done
 fi
 say "x86_64-unknown-linux-musl: integration tests against the release binary (${MUSL_TESTS})"
-# The same RUSTFLAGS and linker as build-static.sh, so cargo reuses the binary it built.
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-lld" \
-    cargo test --release --target x86_64-unknown-linux-musl "${test_args[@]}"
-[ "$(sha256sum < "$X86")" = "$sum_before" ] || { echo "ci-musl: the tests ran a different binary than build-static.sh built" >&2; exit 1; }
+# The test executables are the ones .ci/run's `cargo test` just built (nothing is compiled
+# again); CORACLE_BIN makes every daemon they start the static musl release binary.
+CORACLE_BIN=$here/$X86 cargo test "${test_args[@]}"
+[ "$(sha256sum < "$X86")" = "$sum_before" ] || { echo "ci-musl: $X86 changed while the tests ran" >&2; exit 1; }
 
 # ------------------------------------------------------------------ aarch64
 say "aarch64-unknown-linux-musl: build"
