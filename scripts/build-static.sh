@@ -87,7 +87,7 @@ ensure_target() {
             return 0
         fi
         printf '%s\n' "$out" >&2
-        why="rustup target add $1 failed: $(printf '%s\n' "$out" | grep -m1 -E 'error|status code' | sed 's/^ *//')"
+        why="rustup target add $1 failed: $(printf '%s\n' "$out" | grep -E '^error|status code' | sed -e 's/^ *[0-9]*: *//' | head -2 | paste -sd' ')"
         return 1
     fi
     [ -d "$(rustc --print target-libdir --target "$1" 2>/dev/null)" ] && return 0
@@ -166,7 +166,7 @@ for t in $ALL_TARGETS; do
     rc=0
     build_one "$t" || rc=$?
     case "$rc" in
-        0) line="built   $size bytes; $(printf '%s' "$desc" | cut -d, -f1-2,5)" ;;
+        0) line="built   $size bytes; $(printf '%s' "$desc" | cut -d, -f2 | sed 's/^ //'), statically linked" ;;
         1) line="FAILED  $why"; failed=1 ;;
         *) line="skipped $why" ;;
     esac

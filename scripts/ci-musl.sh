@@ -13,7 +13,9 @@
 #      image, docker run --rm busybox echo ok; then the same from a device tree made by
 #      scripts/install.sh --board raspberrypi-arm64, run with chroot.
 #   3. the same for armv7-unknown-linux-musleabihf when rustup can install its target;
-#      when it cannot, says so and goes on.
+#      when it cannot, says so and smoke-tests the static glibc armv7-unknown-linux-gnueabihf
+#      build instead (Debian's gcc-arm-linux-gnueabihf links it), so 32-bit ARM still runs
+#      (ARMV7_GNU_FALLBACK=0 skips that).
 #   4. prints each target's size.
 # The arm busybox comes from Debian's busybox-static:arm64 / :armhf packages, downloaded
 # with apt-get into a private apt state under target/ci-musl (the system's dpkg
@@ -44,7 +46,7 @@ done
 ARMV7=armv7-unknown-linux-musleabihf ARMV7_WHY=""
 if ! rustup target list --installed | grep -qx "$ARMV7"; then
     if ! out=$(rustup target add "$ARMV7" 2>&1); then
-        ARMV7_WHY="rustup target add $ARMV7 failed: $(printf '%s\n' "$out" | grep -m1 -E 'status code|error' | sed 's/^ *//')"
+        ARMV7_WHY="rustup target add $ARMV7 failed: $(printf '%s\n' "$out" | grep -E '^error|status code' | sed -e 's/^ *[0-9]*: *//' | head -2 | paste -sd' ')"
     fi
 fi
 # binfmt_misc: qemu-user-static ships entries with the F flag (interpreter opened at
@@ -105,10 +107,23 @@ if [ -z "$ARMV7_WHY" ]; then
     bash scripts/qemu-smoke.sh --target "$ARMV7" --busybox "$(bb_deb armhf)"
 else
     say "$ARMV7: NOT BUILT: $ARMV7_WHY"
+    # So that 32-bit ARM still runs: the static glibc armv7 build, under qemu-arm the same way.
+    G=armv7-unknown-linux-gnueabihf
+    if [ "${ARMV7_GNU_FALLBACK:-1}" = 1 ]; then
+        command -v arm-linux-gnueabihf-gcc >/dev/null || {
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-linux-gnueabihf >/dev/null
+        }
+        rustup target list --installed | grep -qx "$G" || rustup target add "$G"
+        say "$G (instead of $ARMV7): build"
+        sh scripts/build-static.sh --target "$G"
+        say "$G: smoke test under qemu"
+        bash scripts/qemu-smoke.sh --target "$G" --busybox "$(bb_deb armhf)"
+    fi
 fi
 
 say "sizes"
-for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl "$ARMV7"; do
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl "$ARMV7" armv7-unknown-linux-gnueabihf; do
     b=target/$t/release/coracle
     if [ -f "$b" ]; then printf '%-34s %9d bytes  %s\n' "$t" "$(wc -c < "$b")" "$(file -b "$b" | cut -d, -f1-2)"
     else printf '%-34s not built\n' "$t"; fi
