@@ -169,8 +169,8 @@ current() { [ -f "$1" ] && [ -z "$(find src build.rs Cargo.toml Cargo.lock -newe
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf; do
     b=target/$t/release/coracle
     if current "$b"; then record "size_${t%%-*}" coracle ok "$(wc -c < "$b" | tr -d ' ')" "$t"
-    elif [ -f "$b" ]; then record "size_${t%%-*}" coracle skip "$b is older than the sources (scripts/build-static.sh --target $t)"
-    else record "size_${t%%-*}" coracle skip "not built (scripts/build-static.sh --target $t)"; fi
+    elif [ -f "$b" ]; then record "size_${t%%-*}" coracle skip "older than the sources"
+    else record "size_${t%%-*}" coracle skip "not built"; fi
 done
 BUDGET=$(grep -v '^#' scripts/size-budget | grep -m1 -E '^[0-9]+$' || true)
 [ -n "$BUDGET" ] || { log "error: no budget (a line of digits) in scripts/size-budget"; exit 1; }
