@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI for the static musl release binaries (called from .ci/run). On a fresh machine it
-# installs what it needs, then:
+# installs what it needs, then runs clippy for the musl targets (and armv7 gnueabihf when
+# it stands in for armv7 musl), and:
 #   1. builds x86_64-unknown-linux-musl (scripts/build-static.sh), runs the unit tests
 #      built for x86_64-unknown-linux-musl (debug), and runs the integration
 #      tests against that very binary: the test executables of `cargo test` (already built
@@ -72,6 +73,12 @@ bb_deb() { # DEBARCH -> prints the path of its busybox
     echo "$d/root/bin/busybox"
 }
 
+# ------------------------------------------------------------------ lints per libc
+# Where musl's (or 32-bit) libc types differ, clippy sees different code than on the host.
+say "clippy for the musl targets"
+cargo clippy --all-targets --target x86_64-unknown-linux-musl --quiet -- -D warnings
+cargo clippy --target aarch64-unknown-linux-musl --quiet -- -D warnings
+
 # ------------------------------------------------------------------ x86_64
 say "x86_64-unknown-linux-musl: build"
 sh scripts/build-static.sh --target x86_64-unknown-linux-musl
@@ -115,6 +122,7 @@ else
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-linux-gnueabihf >/dev/null
         }
         rustup target list --installed | grep -qx "$G" || rustup target add "$G"
+        cargo clippy --target "$G" --quiet -- -D warnings
         say "$G (instead of $ARMV7): build"
         sh scripts/build-static.sh --target "$G"
         say "$G: smoke test under qemu"
