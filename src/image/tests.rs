@@ -19,8 +19,13 @@ use super::layer_extract::{extract_layer, Budget};
 use crate::store::images::{ContainerUse, ImageStore, ListFilters};
 use crate::store::layout::Layout;
 
-/// `shared/fixtures` beside this repository.
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+/// `shared/fixtures` beside this repository, or where `CORACLE_FIXTURES` says (as in
+/// tests/common: a worktree does not sit beside `shared/`).
+fn fixtures_dir() -> std::path::PathBuf {
+    std::env::var_os("CORACLE_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
 const FIXTURE_ID: &str = "sha256:9705ad965a3f75c33785304203b41fd1bc368f68c5383d06ff173647f419539e";
 /// skopeo re-serialised the config when writing the OCI layout, so its
 /// content-addressed ID differs (same layers, same tag).
@@ -52,7 +57,7 @@ impl Drop for TempRoot {
 }
 
 fn fixture(name: &str) -> fs::File {
-    fs::File::open(Path::new(FIXTURES).join(name)).expect("fixture missing")
+    fs::File::open(fixtures_dir().join(name)).expect("fixture missing")
 }
 
 fn load_into(store: &mut ImageStore, data: impl std::io::Read) -> Result<LoadSummary, ImageError> {
@@ -236,7 +241,7 @@ fn merged_overlay_matches_engine_export() {
             .contains(&p)
     };
     let want: BTreeSet<String> =
-        fs::read_to_string(Path::new(FIXTURES).join("whiteouts-expected-export.txt"))
+        fs::read_to_string(fixtures_dir().join("whiteouts-expected-export.txt"))
             .unwrap()
             .lines()
             .map(|l| l.trim_end().to_string())
@@ -529,7 +534,7 @@ fn bad_archives_fail_cleanly() {
         expect_failure(name, archive, check);
     }
     // Truncated in the middle of a layer.
-    let full = fs::read(Path::new(FIXTURES).join("whiteouts-crafted.tar")).unwrap();
+    let full = fs::read(fixtures_dir().join("whiteouts-crafted.tar")).unwrap();
     expect_failure("truncated", full[..full.len() / 2 + 100].to_vec(), |e| {
         matches!(e, ImageError::BadArchive(_))
     });
@@ -920,7 +925,7 @@ fn long_names_and_gzip_archives() {
     assert_eq!(out, tar);
     // A gzip-compressed docker-save archive loads like the plain one.
     let mut store = ImageStore::open(layout.clone()).unwrap();
-    let plain = fs::read(Path::new(FIXTURES).join("whiteouts-crafted.tar")).unwrap();
+    let plain = fs::read(fixtures_dir().join("whiteouts-crafted.tar")).unwrap();
     let s = load_into(&mut store, Cursor::new(gzip(&plain))).unwrap();
     assert_eq!(s.images[0].id, FIXTURE_ID);
 }
