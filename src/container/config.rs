@@ -166,6 +166,8 @@ pub struct HostConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
     pub blkio_weight: u16,
+    /// "host" or "private" (filled in at create with the host's default).
+    pub cgroupns_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -162,6 +162,12 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     if h.nano_cpus < 0 {
         return invalid("Range of CPUs is from 0.01 to the number of CPUs available".into());
     }
+    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return invalid(format!(
+            "invalid cgroup namespace mode: {}",
+            h.cgroupns_mode
+        ));
+    }
     if h.shm_size < 0 {
         return invalid("SHM size can not be less than 0".into());
     }

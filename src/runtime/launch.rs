@@ -356,6 +356,11 @@ fn container_main(
     if spec.network == NetworkMode::None {
         ns |= CloneFlags::CLONE_NEWNET;
     }
+    // The parent placed us in our cgroup before the handshake: it becomes
+    // the namespace's root.
+    if spec.cgroupns {
+        ns |= CloneFlags::CLONE_NEWCGROUP;
+    }
     unshare(ns).stage("unshare namespaces")?;
     if spec.network == NetworkMode::None {
         netns::loopback_up()?;

@@ -20,6 +20,7 @@ mod resources;
 mod tests;
 mod v1;
 mod v2;
+mod view;
 
 pub use devices::{default_device_rules, DeviceRule};
 #[cfg(test)]
