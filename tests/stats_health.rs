@@ -140,6 +140,459 @@ fn cgroup_namespace_host_by_default_on_v1_private_on_request() {
     );
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["message"], "invalid cgroup namespace mode: shared");
-    let _ = Instant::now() + Duration::from_secs(1);
-    let _: Option<Value> = None;
+}
+
+// ---------------------------------------------------------------- stats
+
+/// A cgroup file of container `id`, v1 (`controller` dir) or v2.
+fn cg_file(id: &str, controller: &str, v1_name: &str, v2_name: &str) -> String {
+    let p = if host_is_v1() {
+        std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/{controller}/coracle/{id}/{v1_name}"
+        ))
+    } else {
+        std::path::PathBuf::from(format!("/sys/fs/cgroup/coracle/{id}/{v2_name}"))
+    };
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn cpu_usage_ns(id: &str) -> u64 {
+    if host_is_v1() {
+        cg_file(id, "cpuacct", "cpuacct.usage", "").parse().unwrap()
+    } else {
+        let t = cg_file(id, "", "", "cpu.stat");
+        let us: u64 = t
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        us * 1000
+    }
+}
+
+const KEYS: &[&str] = &[
+    "read",
+    "preread",
+    "cpu_stats",
+    "precpu_stats",
+    "memory_stats",
+    "blkio_stats",
+    "pids_stats",
+    "num_procs",
+    "name",
+    "id",
+    "storage_stats",
+];
+
+fn assert_shape(v: &Value) {
+    for k in KEYS {
+        assert!(v.get(*k).is_some(), "stats lack {k}: {v}");
+    }
+    for k in ["total_usage", "usage_in_kernelmode", "usage_in_usermode"] {
+        assert!(v["cpu_stats"]["cpu_usage"][k].is_u64(), "{k}: {v}");
+    }
+    for k in ["periods", "throttled_periods", "throttled_time"] {
+        assert!(v["cpu_stats"]["throttling_data"][k].is_u64(), "{k}: {v}");
+    }
+}
+
+/// Read `n` JSON lines of a streamed response (chunk framing skipped).
+fn stream_objects(d: &Daemon, path: &str, n: usize) -> (Vec<Value>, Vec<Instant>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = d.connect();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let mut out = Vec::new();
+    let mut times = Vec::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while out.len() < n {
+        line.clear();
+        if r.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if line.starts_with('{') {
+            out.push(serde_json::from_str(line.trim()).unwrap());
+            times.push(Instant::now());
+        }
+    }
+    (out, times)
+}
+
+#[test]
+fn stats_one_shot_and_single_agree_with_the_cgroup() {
+    let d = Daemon::with_busybox();
+    let id = ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "st",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000 & while :; do :; done",
+        ],
+    );
+    let id = id.trim().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_usage_ns(&id);
+    let t0 = Instant::now();
+    let r = d.request("GET", "/containers/st/stats?stream=false", None);
+    let waited = t0.elapsed();
+    let after = cpu_usage_ns(&id);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_shape(&v);
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["name"], "/st");
+    // Two readings a second apart: the CPU delta a client draws.
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert_ne!(v["preread"], "0001-01-01T00:00:00Z");
+    let total = v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap();
+    let pre = v["precpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        before <= total && total <= after,
+        "{before} <= {total} <= {after}"
+    );
+    assert!(pre >= before && pre < total, "busy loop: {pre} < {total}");
+    assert!(
+        v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap()
+            > v["precpu_stats"]["system_cpu_usage"].as_u64().unwrap()
+    );
+    assert!(v["cpu_stats"]["online_cpus"].as_u64().unwrap() >= 1);
+    assert_eq!(v["memory_stats"]["limit"], 67108864);
+    assert!(v["memory_stats"]["usage"].as_u64().unwrap() > 0);
+    let stats = v["memory_stats"]["stats"].as_object().unwrap();
+    let want_key = if host_is_v1() {
+        "total_inactive_file"
+    } else {
+        "inactive_file"
+    };
+    assert!(stats.contains_key(want_key), "{stats:?}");
+    assert_eq!(v["pids_stats"]["limit"], 50);
+    assert_eq!(
+        v["pids_stats"]["current"].as_u64().unwrap().to_string(),
+        cg_file(&id, "pids", "pids.current", "pids.current")
+    );
+    assert_eq!(v["pids_stats"]["current"], 3);
+    assert!(v["blkio_stats"]["io_service_bytes_recursive"].is_array() || !host_is_v1());
+    // --network none: only lo, which dockerd leaves out.
+    assert!(v.get("networks").is_none(), "{v}");
+
+    // one-shot: at once, no previous reading.
+    let t0 = Instant::now();
+    let r = d.request(
+        "GET",
+        "/containers/st/stats?stream=false&one-shot=true",
+        None,
+    );
+    assert!(t0.elapsed() < Duration::from_millis(800));
+    let v = r.json();
+    assert_shape(&v);
+    assert_eq!(v["preread"], "0001-01-01T00:00:00Z");
+    assert_eq!(v["precpu_stats"]["cpu_usage"]["total_usage"], 0);
+    assert!(v["cpu_stats"]["cpu_usage"]["total_usage"].as_u64().unwrap() > 0);
+
+    // Errors as dockerd words them.
+    let r = d.request(
+        "GET",
+        "/containers/st/stats?stream=true&one-shot=true",
+        None,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "cannot have stream=true and one-shot=true"
+    );
+    let r = d.request("GET", "/containers/nope/stats?stream=false", None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "No such container: nope");
+
+    // A stopped container: name and id, zeros, at once.
+    ok(&d, &["create", "--name", "idle", "busybox", "true"]);
+    let t0 = Instant::now();
+    let v = d
+        .request("GET", "/containers/idle/stats?stream=false", None)
+        .json();
+    assert!(t0.elapsed() < Duration::from_millis(800));
+    assert_shape(&v);
+    assert_eq!(v["name"], "/idle");
+    assert_eq!(v["read"], "0001-01-01T00:00:00Z");
+    assert_eq!(v["memory_stats"], serde_json::json!({}));
+}
+
+#[test]
+fn stats_stream_once_a_second_until_removed() {
+    let d = Daemon::with_busybox();
+    let id = ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "sx",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    );
+    let id = id.trim().to_string();
+    let (objs, times) = stream_objects(&d, "/containers/sx/stats", 3);
+    assert_eq!(objs.len(), 3);
+    for o in &objs {
+        assert_shape(o);
+    }
+    // Each object's previous reading is the one sent before it.
+    for w in objs.windows(2) {
+        assert_eq!(w[1]["preread"], w[0]["read"]);
+        assert_eq!(w[1]["precpu_stats"], w[0]["cpu_stats"]);
+    }
+    for w in times.windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            gap > Duration::from_millis(700) && gap < Duration::from_millis(1600),
+            "{gap:?}"
+        );
+    }
+    // The stream ends when the container is removed.
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = d.connect();
+    write!(
+        s,
+        "GET /containers/{id}/stats HTTP/1.1\r\nHost: docker\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    ok(&d, &["rm", "-f", "sx"]);
+    let t0 = Instant::now();
+    // The last chunk arrives (the connection itself stays open).
+    loop {
+        line.clear();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "closed without the last chunk"
+        );
+        if line == "0\r\n" {
+            break;
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+fn parse_row(out: &str, name: &str) -> Vec<String> {
+    let line = out
+        .lines()
+        .find(|l| l.contains(name))
+        .unwrap_or_else(|| panic!("no row for {name}: {out}"));
+    line.split("   ")
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[test]
+fn docker_stats_table_live_and_no_stream() {
+    let d = Daemon::with_busybox();
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "tb",
+            "-m",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 1000 & while :; do :; done",
+        ],
+    );
+    let out = ok(
+        &d,
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.NetIO}}|{{.BlockIO}}|{{.PIDs}}",
+        ],
+    );
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("tb|"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = row.split('|').collect();
+    let cpu: f64 = cols[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 1.0, "a busy loop shows CPU: {row}");
+    assert!(cols[2].ends_with("/ 64MiB"), "{row}");
+    assert_eq!(cols[3], "0B / 0B", "{row}");
+    assert!(cols[4].contains(" / "), "{row}");
+    assert_eq!(cols[5], "2", "{row}");
+    // The default table too.
+    let out = ok(&d, &["stats", "--no-stream"]);
+    assert!(out.starts_with("CONTAINER ID"), "{out}");
+    let row = parse_row(&out, "tb");
+    assert_eq!(row.last().map(String::as_str), Some("2"), "{out}");
+
+    // Live: redraws every second until interrupted.
+    let mut c = docker_cmd(&d, &["stats", "--format", "{{.Name}} {{.PIDs}}", "tb"]);
+    let child = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    unsafe_kill(child.id());
+    let o = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let draws = text.matches("tb 2").count();
+    assert!(draws >= 2, "live stats redraw: {text:?}");
+}
+
+fn unsafe_kill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .arg(pid.to_string())
+        .status();
+}
+
+#[test]
+fn docker_py_stats_keys() {
+    let d = Daemon::with_busybox();
+    ok(
+        &d,
+        &["run", "-d", "--name", "py", "busybox", "sleep", "1000"],
+    );
+    let script = format!(
+        r#"
+import docker, json
+c = docker.DockerClient(base_url="unix://{}")
+s = c.containers.get("py").stats(stream=False)
+print(json.dumps(sorted(s.keys())))
+print(json.dumps(s["memory_stats"]))
+g = c.containers.get("py").stats(stream=True, decode=True)
+a = next(g); b = next(g)
+print(json.dumps([a["read"], b["preread"]]))
+"#,
+        d.sock.display()
+    );
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 with docker-py");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys: Vec<&str> = lines[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for k in KEYS {
+        assert!(keys.contains(k), "{k} missing from {keys:?}");
+    }
+    for k in ["usage", "stats", "limit"] {
+        assert!(lines[1].get(k).is_some(), "{k}: {}", lines[1]);
+    }
+    assert_eq!(lines[2][0], lines[2][1]);
+}
+
+#[test]
+fn stats_networks_per_interface() {
+    let d = Daemon::with_busybox();
+    let id = ok(
+        &d,
+        &["run", "-d", "--name", "nw", "busybox", "sleep", "1000"],
+    );
+    let pid = inspect(&d, id.trim())["State"]["Pid"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let ip = |args: &[&str]| {
+        let o = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let host_end = format!("cst{}", std::process::id() % 100000);
+    ip(&[
+        "link", "add", &host_end, "type", "veth", "peer", "name", "eth7", "netns", &pid,
+    ]);
+    let v = d
+        .request(
+            "GET",
+            "/containers/nw/stats?stream=false&one-shot=true",
+            None,
+        )
+        .json();
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &host_end])
+        .status();
+    let nets = v["networks"].as_object().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        nets.keys().collect::<Vec<_>>(),
+        ["eth7"],
+        "lo is left out: {v}"
+    );
+    for k in [
+        "rx_bytes",
+        "rx_packets",
+        "rx_errors",
+        "rx_dropped",
+        "tx_bytes",
+        "tx_packets",
+        "tx_errors",
+        "tx_dropped",
+    ] {
+        assert!(nets["eth7"][k].is_u64(), "{k}: {v}");
+    }
+    // --network host: dockerd reports no interfaces.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "hn",
+            "--network",
+            "host",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let v = d
+        .request(
+            "GET",
+            "/containers/hn/stats?stream=false&one-shot=true",
+            None,
+        )
+        .json();
+    assert!(v.get("networks").is_none(), "{v}");
 }

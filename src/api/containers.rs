@@ -10,6 +10,7 @@ use super::{key, Call};
 use crate::container::model::{Container, Status};
 use crate::engine::Response;
 use crate::reply::Wake;
+use crate::streams::stats::StatsStream;
 use crate::streams::wait::{until_stopped, Done, WaitFor, WaitStream};
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
@@ -204,6 +205,23 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
         200,
         &json!({ "Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": rows }),
     ))
+}
+
+/// `GET /containers/{id}/stats`: `stream` (default true) sends a reading
+/// every second; otherwise one, after a second's interval for the CPU delta
+/// unless `one-shot`.
+pub fn stats(call: &mut Call) -> Result<Response, ApiError> {
+    let q = &call.req.query;
+    let stream = q.get("stream").is_none() || q.bool("stream");
+    let one_shot = call.version >= super::router::ApiVersion(1, 41) && q.bool("one-shot");
+    let e = call.engine.containers.find(&key(call))?;
+    if stream && one_shot {
+        return Err(ApiError::InvalidParameter(
+            "cannot have stream=true and one-shot=true".into(),
+        ));
+    }
+    let session = StatsStream::new(e.c.id.clone(), e.c.name.clone(), stream, one_shot);
+    Ok(Response::stream(200, "application/json", Box::new(session)))
 }
 
 /// `GET /containers/{id}/export`: the merged rootfs as a tar, written by a

@@ -9,6 +9,7 @@ pub mod images;
 mod recover;
 mod remove;
 mod start;
+pub mod stats;
 mod stop;
 mod tasks;
 mod update;
