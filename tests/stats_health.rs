@@ -596,3 +596,354 @@ fn stats_networks_per_interface() {
         .json();
     assert!(v.get("networks").is_none(), "{v}");
 }
+
+// ---------------------------------------------------------------- healthchecks
+
+fn health(d: &Daemon, name: &str) -> Value {
+    inspect(d, name)["State"]["Health"].clone()
+}
+
+fn wait_health(d: &Daemon, name: &str, want: &str, secs: u64) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let h = health(d, name);
+        if h["Status"] == want {
+            return h;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "{name} never became {want}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ps_names(d: &Daemon, filter: &str) -> Vec<String> {
+    ok(d, &["ps", "--filter", filter, "--format", "{{.Names}}"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn health_starting_unhealthy_healthy_with_events_ps_and_filter() {
+    let d = Daemon::with_busybox();
+    let id = ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "hc",
+            "--health-cmd",
+            "test -f /ok && echo fine",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "2",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let id = id.trim();
+    ok(
+        &d,
+        &["run", "-d", "--name", "plain", "busybox", "sleep", "1000"],
+    );
+    let h = health(&d, "hc");
+    assert_eq!(h["Status"], "starting", "{h}");
+    assert_eq!(h["FailingStreak"], 0);
+    let status = ok(
+        &d,
+        &["ps", "--filter", "name=hc", "--format", "{{.Status}}"],
+    );
+    assert!(status.trim().ends_with("(health: starting)"), "{status}");
+    assert_eq!(ps_names(&d, "health=starting"), ["hc"]);
+
+    let h = wait_health(&d, "hc", "unhealthy", 10);
+    assert_eq!(h["FailingStreak"], 2, "{h}");
+    assert_eq!(h["Log"][0]["ExitCode"], 1, "{h}");
+    let status = ok(
+        &d,
+        &["ps", "--filter", "name=hc", "--format", "{{.Status}}"],
+    );
+    assert!(status.trim().ends_with("(unhealthy)"), "{status}");
+    assert_eq!(ps_names(&d, "health=unhealthy"), ["hc"]);
+    assert_eq!(ps_names(&d, "health=none"), ["plain"]);
+    assert!(inspect(&d, "plain")["State"].get("Health").is_none());
+
+    ok(&d, &["exec", "hc", "touch", "/ok"]);
+    let h = wait_health(&d, "hc", "healthy", 5);
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    let log = h["Log"].as_array().unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last["ExitCode"], 0, "{h}");
+    assert_eq!(last["Output"], "fine\n", "{h}");
+    assert!(last["Start"].as_str().unwrap() <= last["End"].as_str().unwrap());
+    let status = ok(
+        &d,
+        &["ps", "--filter", "name=hc", "--format", "{{.Status}}"],
+    );
+    assert!(status.trim().ends_with("(healthy)"), "{status}");
+    assert_eq!(ps_names(&d, "health=healthy"), ["hc"]);
+
+    // At most the last 5 results.
+    std::thread::sleep(Duration::from_millis(4500));
+    assert_eq!(health(&d, "hc")["Log"].as_array().unwrap().len(), 5);
+
+    let events: Vec<String> = d
+        .events(Some(&format!(r#"{{"container":["{id}"]}}"#)))
+        .iter()
+        .map(|e| e["Action"].as_str().unwrap_or("").to_string())
+        .filter(|a| a.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        events,
+        ["health_status: unhealthy", "health_status: healthy"],
+        "{events:?}"
+    );
+    let r = d.request(
+        "GET",
+        "/containers/json?filters=%7B%22health%22%3A%5B%22bad%22%5D%7D",
+        None,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "Unrecognised filter value for health: bad"
+    );
+}
+
+/// Every file under the data root with its size and mtime.
+fn tree_state(root: &std::path::Path) -> Vec<(String, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() {
+                // The overlay's merged view is the container's own rootfs.
+                if p.file_name().is_some_and(|n| n == "merged") {
+                    continue;
+                }
+                todo.push(p.clone());
+            }
+            out.push((
+                p.display().to_string(),
+                md.len(),
+                md.mtime_nsec() + md.mtime() * 1_000_000_000,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn health_probes_write_nothing_to_the_data_root() {
+    let d = Daemon::with_busybox();
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "quiet",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "500ms",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    wait_health(&d, "quiet", "healthy", 5);
+    let before = tree_state(&d.data_root);
+    let ends_before = health(&d, "quiet")["Log"].clone();
+    std::thread::sleep(Duration::from_millis(2600));
+    let after = tree_state(&d.data_root);
+    let ends_after = health(&d, "quiet")["Log"].clone();
+    assert_ne!(ends_before, ends_after, "probes ran meanwhile");
+    assert_eq!(before, after, "the data root changed while probes ran");
+}
+
+#[test]
+fn health_timeout_no_healthcheck_and_bad_settings() {
+    let d = Daemon::with_busybox();
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "slow",
+            "--health-cmd",
+            "sleep 5",
+            "--health-interval",
+            "1s",
+            "--health-timeout",
+            "300ms",
+            "--health-retries",
+            "1",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let h = wait_health(&d, "slow", "unhealthy", 6);
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(
+        h["Log"][0]["Output"], "Health check exceeded timeout (300ms)",
+        "{h}"
+    );
+
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "off",
+            "--no-healthcheck",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let i = inspect(&d, "off");
+    assert_eq!(
+        i["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["NONE"])
+    );
+    assert!(i["State"].get("Health").is_none(), "{}", i["State"]);
+
+    for (hc, msg) in [
+        (
+            r#"{"Test":["CMD","true"],"Interval":1000}"#,
+            "Interval in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            r#"{"Test":["CMD","true"],"Timeout":-5}"#,
+            "Timeout in Healthcheck cannot be less than 1ms",
+        ),
+        (
+            r#"{"Test":["CMD","true"],"Retries":-1}"#,
+            "Retries in Healthcheck cannot be negative",
+        ),
+        (
+            r#"{"Test":["CMD","true"],"StartPeriod":10}"#,
+            "StartPeriod in Healthcheck cannot be less than 1ms",
+        ),
+    ] {
+        let body = format!(r#"{{"Image":"busybox","Healthcheck":{hc}}}"#);
+        let r = d.request("POST", "/containers/create", Some(&body));
+        assert_eq!(r.status, 400, "{hc}: {}", r.body);
+        assert_eq!(r.json()["message"], msg);
+    }
+}
+
+/// The busybox archive with a HEALTHCHECK in its config, tagged `hc:img`.
+fn image_with_healthcheck(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("hc.tar");
+    let script = r#"
+import hashlib, io, json, sys, tarfile
+src, dst = sys.argv[1], sys.argv[2]
+t = tarfile.open(src)
+files = {m.name: (m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()}
+manifest = json.loads(files["manifest.json"][1])
+cfg = json.loads(files[manifest[0]["Config"]][1])
+cfg["config"]["Healthcheck"] = {"Test": ["CMD-SHELL", "test -f /img-ok"], "Interval": 1000000000, "Retries": 1}
+raw = json.dumps(cfg).encode()
+name = hashlib.sha256(raw).hexdigest() + ".json"
+del files[manifest[0]["Config"]]
+manifest[0]["Config"] = name
+manifest[0]["RepoTags"] = ["hc:img"]
+files.pop("repositories", None)
+with tarfile.open(dst, "w") as o:
+    for n, (m, data) in files.items():
+        if n == "manifest.json":
+            continue
+        if data is None:
+            o.addfile(m)
+        else:
+            m.size = len(data); o.addfile(m, io.BytesIO(data))
+    for n, data in [(name, raw), ("manifest.json", json.dumps(manifest).encode())]:
+        ti = tarfile.TarInfo(n); ti.size = len(data); o.addfile(ti, io.BytesIO(data))
+"#;
+    let o = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(common::busybox_tar())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+#[test]
+fn healthcheck_from_the_image_config() {
+    let d = Daemon::with_busybox();
+    let tar = image_with_healthcheck(&d.dir);
+    ok(&d, &["load", "-i", tar.to_str().unwrap()]);
+    ok(
+        &d,
+        &["run", "-d", "--name", "fromimg", "hc:img", "sleep", "1000"],
+    );
+    let i = inspect(&d, "fromimg");
+    assert_eq!(
+        i["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /img-ok"])
+    );
+    wait_health(&d, "fromimg", "unhealthy", 6);
+    ok(&d, &["exec", "fromimg", "touch", "/img-ok"]);
+    wait_health(&d, "fromimg", "healthy", 5);
+    // Flags override field by field; the image's test stays.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "merged",
+            "--health-retries",
+            "7",
+            "hc:img",
+            "sleep",
+            "1000",
+        ],
+    );
+    let hc = inspect(&d, "merged")["Config"]["Healthcheck"].clone();
+    assert_eq!(
+        hc["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /img-ok"]),
+        "{hc}"
+    );
+    assert_eq!(hc["Retries"], 7, "{hc}");
+    assert_eq!(hc["Interval"], 1000000000_i64, "{hc}");
+    // --no-healthcheck disables the image's.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "none",
+            "--no-healthcheck",
+            "hc:img",
+            "sleep",
+            "1000",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(inspect(&d, "none")["State"].get("Health").is_none());
+}

@@ -37,6 +37,20 @@ pub struct Entry {
     pub stop_requested: bool,
     /// The current restart back-off.
     pub restart_delay_ms: u64,
+    /// Healthcheck state: memory only (an idle device writes nothing per
+    /// probe); None until a start with a healthcheck.
+    pub health: Option<crate::container::health::Health>,
+    /// The probe running now: its host pid and the read end of its output.
+    pub probe: Option<Probe>,
+}
+
+/// A healthcheck probe in flight.
+pub struct Probe {
+    pub pid: Pid,
+    pub output: std::os::fd::OwnedFd,
+    pub start: std::time::SystemTime,
+    /// Killed at its timeout: its exit is recorded as the timeout.
+    pub timed_out: bool,
 }
 
 impl Entry {
@@ -49,6 +63,8 @@ impl Entry {
             start_on_exit: false,
             stop_requested: false,
             restart_delay_ms: 0,
+            health: None,
+            probe: None,
         }
     }
 }

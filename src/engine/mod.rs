@@ -5,6 +5,7 @@
 mod create;
 mod exec;
 mod exit;
+mod health;
 pub mod images;
 mod recover;
 mod remove;
@@ -144,6 +145,7 @@ impl Engine {
                         self.images.remove_worker_temps(pid.as_raw())
                     }
                 }
+            } else if self.on_probe_exit(pid, crate::container::policy::exit_code(status)) {
             } else if self.on_exec_exit(pid, crate::container::policy::exit_code(status)) {
             } else if !self.on_container_exit(pid, status) {
                 log::debug!("reaped unknown child {pid}");

@@ -81,6 +81,7 @@ impl Engine {
                 }
                 self.persist(id);
                 self.container_event(id, "start", &[]);
+                self.health_start(id);
                 self.wake_container_waiters();
                 Ok(())
             }
