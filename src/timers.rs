@@ -14,6 +14,8 @@ pub enum Timer {
     Health(String),
     /// The running probe's timeout.
     HealthTimeout(String),
+    /// Look at a freezing container's freezer again (`pause`).
+    Freeze(String),
 }
 
 #[derive(Default)]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::config::HostConfig;
 use super::create;
 use super::error::ContainerError;
+use super::isolation::Isolation;
 use super::model::Container;
 use super::policy::DEFAULT_SHM;
 use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, StdioSpec};
@@ -96,6 +97,7 @@ pub fn launch_spec(
     paths: SpecPaths,
     network: NetworkMode,
     mounts: Vec<MountSpec>,
+    iso: Isolation,
     stdio: StdioSpec,
 ) -> LaunchSpec {
     let h = &c.host_config;
@@ -133,6 +135,9 @@ pub fn launch_spec(
             DEFAULT_SHM
         },
         privileged: h.privileged,
+        pid_ns: iso.pid_ns,
+        ipc_ns: iso.ipc_ns,
+        devices: iso.devices,
         cap_add: h.cap_add.clone(),
         cap_drop: h.cap_drop.clone(),
         ulimits: h.launch_ulimits(),

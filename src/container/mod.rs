@@ -8,6 +8,7 @@ pub mod etc;
 pub mod exec;
 pub mod export;
 pub mod health;
+pub mod isolation;
 pub mod launch_spec;
 pub mod model;
 pub mod names;

@@ -42,6 +42,10 @@ pub struct Entry {
     pub health: Option<crate::container::health::Health>,
     /// The probe running now: its host pid and the read end of its output.
     pub probe: Option<Probe>,
+    /// A `pause` waits for the freezer until this instant (polled by a timer).
+    pub freezing: Option<std::time::Instant>,
+    /// Why the last `pause` failed (the freezer did not freeze).
+    pub freeze_error: Option<String>,
 }
 
 /// A healthcheck probe in flight.
@@ -65,6 +69,8 @@ impl Entry {
             restart_delay_ms: 0,
             health: None,
             probe: None,
+            freezing: None,
+            freeze_error: None,
         }
     }
 }

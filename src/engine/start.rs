@@ -62,7 +62,20 @@ impl Engine {
             .get(id)
             .map(|e| e.c.clone())
             .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        // Record the start before the clone, so that recovery after a crash
+        // from here on knows a process may exist.
+        let mut pending = c.clone();
+        pending.start_pending = true;
+        self.container_dirs
+            .save(&pending)
+            .map_err(|e| ContainerError::Internal(format!("recording the start: {e}")))?;
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = true;
+        }
         let result = self.spawn_process(&c);
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = false;
+        }
         match result {
             Ok(live) => {
                 let pid = live.pid.as_raw();
@@ -128,6 +141,15 @@ impl Engine {
             }
         }
         let mounts = mounts_of(h)?;
+        let iso = crate::container::isolation::resolve(h, &|what, key| {
+            let id = self.containers.resolve(key)?;
+            let live = self.containers.get(&id).and_then(|e| e.live.as_ref());
+            live.map(|l| l.pid).ok_or_else(|| {
+                ContainerError::Conflict(format!(
+                    "cannot join {what} of a non running container: {id}"
+                ))
+            })
+        })?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
@@ -136,7 +158,7 @@ impl Engine {
                     let _ = cg.remove();
                     return Err(ContainerError::Invalid(e.to_string()));
                 }
-                if let Err(e) = cg.apply_devices(h.privileged) {
+                if let Err(e) = cg.apply_device_rules(&iso.device_rules) {
                     log::warn!("container {}: device cgroup: {e}", c.short_id());
                 }
                 Some(cg)
@@ -172,7 +194,7 @@ impl Engine {
             merged_dir: self.container_dirs.merged(id),
             dir: self.container_dirs.dir(id),
         };
-        let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, child.spec);
+        let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
