@@ -45,8 +45,8 @@ impl Engine {
             .as_ref()
             .map(|cg| cg.sample())
             .unwrap_or_default();
-        let (system_cpu, online_cpus) = system_cpu();
-        let machine = crate::host::mem_total_bytes();
+        let (system_cpu, online_cpus) = host_cpu();
+        let machine = machine_memory();
         let mem_limit = match cgroup.mem_limit {
             Some(l) if machine == 0 || l < machine => l,
             _ => machine,
@@ -69,6 +69,34 @@ impl Engine {
             networks,
         })
     }
+}
+
+/// The host's memory, read once (dockerd reads it at start-up too).
+fn machine_memory() -> u64 {
+    static MEM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEM.get_or_init(crate::host::mem_total_bytes)
+}
+
+/// `/proc/stat`'s totals, shared by every stream sampled within 100 ms
+/// (50 streams read it once per second, not 50 times).
+fn host_cpu() -> (u64, u32) {
+    thread_local! {
+        static LAST: std::cell::Cell<Option<(std::time::Instant, u64, u32)>> =
+            const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    LAST.with(|last| match last.get() {
+        Some((at, total, cpus))
+            if now.duration_since(at) < std::time::Duration::from_millis(100) =>
+        {
+            (total, cpus)
+        }
+        _ => {
+            let (total, cpus) = system_cpu();
+            last.set(Some((now, total, cpus)));
+            (total, cpus)
+        }
+    })
 }
 
 /// `/proc/net/dev` rows, `lo` left out.

@@ -163,7 +163,7 @@ impl Cgroup {
                 .unwrap_or_default();
         }
         if let Some(d) = self.path("blkio") {
-            // runc: the CFQ/BFQ files when they have rows, else the throttle ones.
+            // runc: the CFQ or BFQ files when they have rows, else the throttle ones.
             let table = |names: &[&str]| {
                 names
                     .iter()
@@ -177,13 +177,13 @@ impl Cgroup {
             };
             s.io_bytes = table(&[
                 "blkio.io_service_bytes_recursive",
+                "blkio.bfq.io_service_bytes_recursive",
                 "blkio.throttle.io_service_bytes_recursive",
-                "blkio.throttle.io_service_bytes",
             ]);
             s.io_ops = table(&[
                 "blkio.io_serviced_recursive",
+                "blkio.bfq.io_serviced_recursive",
                 "blkio.throttle.io_serviced_recursive",
-                "blkio.throttle.io_serviced",
             ]);
         }
         if let Some(d) = self.path("pids") {
