@@ -26,6 +26,9 @@
 #   --quick            only size, idle memory, cold start, /_ping and /images/json req/s
 #                      (2 s each) and the API cycle; under a minute. What CI runs. Fails
 #                      when the x86_64 musl binary is over the budget in scripts/size-budget.
+#   --stats            only the stats row: 50 sleep containers, one streaming
+#                      GET /containers/{id}/stats each, daemon CPU over 10 s as % of
+#                      all CPUs (goal: under 1 %); also part of the full run
 # The size of each musl target's current release binary is recorded too (x86_64 is what
 # bench builds; aarch64 and armv7 when scripts/build-static.sh --all or CI built them).
 #   --json FILE        where to write the results (default target/bench/bench-<commit>.json)
@@ -43,13 +46,14 @@ usage() {
     sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
 }
 
-AGAINST="" AGAINST_CMD="" QUICK=0 JSON="" BIN="" RUNS="" SECS=""
+AGAINST="" AGAINST_CMD="" QUICK=0 STATS_ONLY=0 STATS_SECS=10 JSON="" BIN="" RUNS="" SECS=""
 need() { [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --against) need "$@"; AGAINST=$2; shift 2 ;;
         --against-cmd) need "$@"; AGAINST_CMD=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
+        --stats) STATS_ONLY=1; shift ;;
         --json) need "$@"; JSON=$2; shift 2 ;;
         --bin) need "$@"; BIN=$2; shift 2 ;;
         --runs) need "$@"; RUNS=$2; shift 2 ;;
@@ -194,7 +198,7 @@ git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT-dirty"
 
 log "making the busybox test image..."
 scripts/make-busybox-image.sh "$WORK/busybox.tar" >/dev/null
-if [ "$QUICK" = 0 ]; then
+if [ "$QUICK" = 0 ] && [ "$STATS_ONLY" = 0 ]; then
     log "making the 100 MiB image..."
     scripts/make-busybox-image.sh --tag bench-big:latest --extra-random-mib 100 --seed 1 "$WORK/big.tar" >/dev/null
 fi
@@ -204,10 +208,12 @@ CSOCK="unix://$WORK/coracle.sock"
 CARGS=(--config-file "$WORK/daemon.json" --log-level warn)
 
 # ---------------------------------------------------------------- cold starts
-log "coracle: cold start x3..."
-record_out coldstart coracle "$("${LOAD[@]}" coldstart "unix://$WORK/cold.sock" 3 -- \
-    "$BIN" --data-root "$WORK/cold" -H "unix://$WORK/cold.sock" "${CARGS[@]}")"
-rm -rf "$WORK/cold"
+if [ "$STATS_ONLY" = 0 ]; then
+    log "coracle: cold start x3..."
+    record_out coldstart coracle "$("${LOAD[@]}" coldstart "unix://$WORK/cold.sock" 3 -- \
+        "$BIN" --data-root "$WORK/cold" -H "unix://$WORK/cold.sock" "${CARGS[@]}")"
+    rm -rf "$WORK/cold"
+fi
 
 "$BIN" --data-root "$WORK/coracle" -H "$CSOCK" --pidfile "$WORK/coracle.pid" "${CARGS[@]}" \
     > "$WORK/coracle.log" 2>&1 &
@@ -277,8 +283,10 @@ bench_daemon() { # SIDE ADDR
             esac
         done
     }
-    log "$side: /_ping req/s..."
-    rps_rows rps_ping /_ping
+    if [ "$STATS_ONLY" = 0 ]; then
+        log "$side: /_ping req/s..."
+        rps_rows rps_ping /_ping
+    fi
 
     for f in images containers attach logs load save; do
         sup[$f]=$("${LOAD[@]}" probe "$addr" "$f")
@@ -301,15 +309,37 @@ bench_daemon() { # SIDE ADDR
     [ "${sup[load]}" = supported ] || no_bb="no busybox image (image load $UNSUP)"
     [ "$HAVE_DOCKER" = 1 ] || no_bb="no docker CLI to load the image"
 
-    if [ "${sup[images]}" = supported ]; then
+    if [ "$STATS_ONLY" = 1 ]; then :
+    elif [ "${sup[images]}" = supported ]; then
         log "$side: /images/json req/s..."
         rps_rows rps_images /images/json
     else
         for f in rps_images_1 rps_images_16; do record "$f" "$side" skip "$UNSUP"; done
     fi
 
+    # daemon CPU while every running bench container's stats are streamed
+    stats_row() {
+        local o
+        if [ -z "$pid" ]; then record stats_cpu_50 "$side" skip "daemon process not found"; return; fi
+        log "$side: daemon CPU while streaming stats of 50 containers..."
+        o=$("${LOAD[@]}" statscpu "$addr" "$pid" "$STATS_SECS")
+        case "$o" in
+            skip:*) record_out stats_cpu_50 "$side" "$o" ;;
+            *) record stats_cpu_50 "$side" ok "$(jget "$o" pct)" "$(jget "$o" streams) streams, $(jget "$o" objects) objects in $STATS_SECS s, % of all $(nproc) CPUs" ;;
+        esac
+    }
     local no_ct=""
     if [ "${sup[containers]}" != supported ]; then no_ct="$UNSUP"; elif [ "$have_bb" = 0 ]; then no_ct="$no_bb"; fi
+
+    if [ "$STATS_ONLY" = 1 ]; then
+        if [ -n "$no_ct" ]; then record stats_cpu_50 "$side" skip "$no_ct"; return; fi
+        "${LOAD[@]}" startn "$addr" busybox:latest 50 >/dev/null
+        sleep 2
+        stats_row
+        "${LOAD[@]}" cleanup "$addr" >/dev/null || true
+        return
+    fi
+
 
     # create+start+wait+remove
     if [ -n "$no_ct" ]; then record api_cycle "$side" skip "$no_ct"
@@ -320,7 +350,7 @@ bench_daemon() { # SIDE ADDR
     fi
 
     if [ "$QUICK" = 1 ]; then
-        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 run_cli rps_containers_1 rps_containers_16 attach logs load save; do
+        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 run_cli rps_containers_1 rps_containers_16 stats_cpu_50 attach logs load save; do
             record "$f" "$side" skip "$QUICK_SKIP"
         done
         return
@@ -344,7 +374,7 @@ bench_daemon() { # SIDE ADDR
 
     # memory with 0, 10, 50 containers and /containers/json under load
     if [ -n "$no_ct" ]; then
-        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 rps_containers_1 rps_containers_16; do record "$f" "$side" skip "$no_ct"; done
+        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 rps_containers_1 rps_containers_16 stats_cpu_50; do record "$f" "$side" skip "$no_ct"; done
     else
         log "$side: engine memory with 0, 10, 50 sleep containers..."
         sleep 1
@@ -353,10 +383,11 @@ bench_daemon() { # SIDE ADDR
             && out=$("${LOAD[@]}" startn "$addr" busybox:latest 40 2>"$WORK/start.err") && sleep 2 && mem_rows rss_50 pss_50; then
             log "$side: /containers/json req/s with 50 containers..."
             rps_rows rps_containers /containers/json
+            stats_row
         else
             local why; why="starting sleep containers failed: $(tail -1 "$WORK/start.err" | head -c 200 | tr '\t' ' ')"
             log "$side: $why"
-            for f in rss_10 rss_50 pss_10 pss_50 rps_containers_1 rps_containers_16; do
+            for f in rss_10 rss_50 pss_10 pss_50 rps_containers_1 rps_containers_16 stats_cpu_50; do
                 grep -q "^$f	$side	" "$RESULTS" || record "$f" "$side" skip "$why"
             done
         fi

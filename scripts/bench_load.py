@@ -20,6 +20,10 @@ Standard library only (python3 >= 3.9). Every subcommand prints one line: a numb
   cleanup ADDR                       force-remove every container labelled coracle.bench
   server ADDR                        "name version" of the daemon, for the table header
   report TSV JSON META               print the table from bench.sh's results, write JSON
+  statscpu ADDR PID SECS             daemon CPU (% of the whole machine: all CPUs) while one
+                                     streaming GET /containers/{id}/stats per running
+                                     bench container is read for SECS seconds
+                                     ({"pct":..,"streams":N,"objects":N})
   attach ADDR IMAGE MIB              MiB/s of a container's stdout to an attached reader;
                                      prints {"mib_s":..,"id":..} and leaves the container
                                      (exited, MIB MiB of log) for `docker logs`
@@ -610,6 +614,58 @@ def cmd_cleanup(addr):
     print("removed %d" % len(rows or []))
 
 
+def cpu_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def cmd_statscpu(addr, pid, secs):
+    secs = float(secs)
+    f = urllib.parse.quote(json.dumps({"label": [LABEL], "status": ["running"]}))
+    rows = jcall(addr, "GET", "/containers/json?filters=" + f) or []
+    if not rows:
+        print("skip: no running bench containers")
+        return
+    sel = selectors.DefaultSelector()
+    socks = []
+    for row in rows:
+        s = connect(addr, 10.0)
+        s.sendall(("GET /containers/%s/stats HTTP/1.1\r\nHost: docker\r\n\r\n" % row["Id"]).encode())
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    objects = 0
+    def drain(until):
+        nonlocal objects
+        while time.monotonic() < until:
+            for key, _ in sel.select(timeout=0.2):
+                try:
+                    d = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not d:
+                    sel.unregister(key.fileobj)
+                    continue
+                objects += d.count(b'"read"')
+    drain(time.monotonic() + 2.0)  # every stream past its first reading
+    pids, _ = engine_pids(int(pid))
+    hz = os.sysconf("SC_CLK_TCK")
+    t0, c0, o0 = time.monotonic(), cpu_ticks(pids), objects
+    drain(t0 + secs)
+    t1, c1 = time.monotonic(), cpu_ticks(pids)
+    for s in socks:
+        s.close()
+    pct = (c1 - c0) / hz / ((t1 - t0) * os.cpu_count()) * 100.0
+    print(json.dumps({"pct": round(pct, 3), "streams": len(socks), "objects": objects - o0}))
+
+
 def cmd_attach(addr, image, mib):
     mib = int(mib)
     cid = create(addr, image, ["dd", "if=/dev/zero", "bs=1048576", "count=%d" % mib],
@@ -666,6 +722,7 @@ METRICS = [
     ("rps_containers_16", "GET /containers/json (50), 16 connections", "req/s", "higher", 0),
     ("rps_images_1", "GET /images/json, 1 connection", "req/s", "higher", 0),
     ("rps_images_16", "GET /images/json, 16 connections", "req/s", "higher", 0),
+    ("stats_cpu_50", "daemon CPU streaming stats of 50 containers", "%", "lower", 2),
     ("attach", "container stdout to attached reader (100 MiB)", "MiB/s", "higher", 1),
     ("logs", "docker logs of a 100 MiB log", "s", "lower", 2),
     ("load", "docker load of a 100 MiB image", "s", "lower", 2),
@@ -767,7 +824,7 @@ def main():
         return cmd_coldstart(args[0], args[1], args[i + 1:])
     fn = {"probe": cmd_probe, "waitping": cmd_waitping, "rps": cmd_rps, "daemonpid": cmd_daemonpid,
           "mem": cmd_mem, "binsizes": cmd_binsizes, "apicycle": cmd_apicycle, "startn": cmd_startn,
-          "cleanup": cmd_cleanup, "attach": cmd_attach, "report": cmd_report, "server": cmd_server}.get(cmd)
+          "cleanup": cmd_cleanup, "attach": cmd_attach, "statscpu": cmd_statscpu, "report": cmd_report, "server": cmd_server}.get(cmd)
     if fn is None:
         raise SystemExit("unknown subcommand %r (see --help)" % cmd)
     fn(*args)

@@ -10,6 +10,10 @@ pub enum Timer {
     StopKill(String),
     /// The restart back-off is over: start the container again.
     Restart(String),
+    /// Run the container's next healthcheck probe.
+    Health(String),
+    /// The running probe's timeout.
+    HealthTimeout(String),
     /// Look at a freezing container's freezer again (`pause`).
     Freeze(String),
 }

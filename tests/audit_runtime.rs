@@ -278,7 +278,8 @@ fn security_opt_and_userns_are_refused_unless_they_change_nothing() {
     assert_eq!(s, 400, "{v}");
     for hc in [
         json!({"UTSMode": "host"}),
-        json!({"CgroupnsMode": "private"}),
+        // "private" is served (tests/stats_health.rs); unknown modes are not.
+        json!({"CgroupnsMode": "bogus"}),
         json!({"IpcMode": "none"}),
         json!({"IpcMode": "bogus"}),
         json!({"PidMode": "bogus"}),

@@ -49,6 +49,32 @@ fn state_json(c: &Container) -> Value {
     })
 }
 
+/// `State` with `Health` once a healthcheck has run (dockerd's shape).
+fn state_with_health(e: &Entry) -> Value {
+    let mut v = state_json(&e.c);
+    if let Some(h) = &e.health {
+        v["Health"] = h.to_json();
+    }
+    v
+}
+
+/// `docker ps`'s status: dockerd appends the health of a running container.
+fn ps_status(e: &Entry) -> String {
+    let text = e.c.status_text(now_secs());
+    match (&e.health, e.c.state.status) {
+        (Some(h), Status::Running) => format!("{text} {}", h.ps_suffix()),
+        _ => text,
+    }
+}
+
+/// The `health` filter's value of a container ("none" without a healthcheck).
+fn health_of(e: &Entry) -> &'static str {
+    e.health
+        .as_ref()
+        .map(|h| h.status.as_str())
+        .unwrap_or("none")
+}
+
 fn network_json(c: &Container) -> Value {
     let mode =
         crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
@@ -121,7 +147,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
         "Created": c.created,
         "Path": c.path,
         "Args": c.args,
-        "State": state_json(c),
+        "State": state_with_health(e),
         "Image": c.image,
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostnamePath": dir.join("hostname"),
@@ -176,7 +202,7 @@ fn summary_json(e: &Entry) -> Value {
         "Ports": [],
         "Labels": c.config.labels,
         "State": c.state.status.as_str(),
-        "Status": c.status_text(now_secs()),
+        "Status": ps_status(e),
         "HostConfig": { "NetworkMode": crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none") },
         "NetworkSettings": { "Networks": network_json(c)["Networks"].clone() },
         "Mounts": mounts_json(c),
@@ -272,6 +298,16 @@ fn matches_filters(
                     }
                 }
                 any(&|v| c.state.status.as_str() == v)
+            }
+            "health" => {
+                for v in values {
+                    if !matches!(v.as_str(), "starting" | "healthy" | "unhealthy" | "none") {
+                        return Err(ApiError::InvalidParameter(format!(
+                            "Unrecognised filter value for health: {v}"
+                        )));
+                    }
+                }
+                any(&|v| health_of(e) == v)
             }
             "exited" => any(&|v| {
                 c.state.status == Status::Exited && v.parse::<i32>().ok() == Some(c.state.exit_code)

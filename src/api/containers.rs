@@ -9,6 +9,7 @@ use super::{key, Call};
 use crate::container::model::{Container, Status};
 use crate::engine::{Engine, Response};
 use crate::reply::Wake;
+use crate::streams::stats::StatsStream;
 use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
 use crate::streams::worker_body::WorkerAnswer;
 use crate::worker::Outcome;
@@ -228,6 +229,23 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
         200,
         &json!({ "Titles": titles, "Processes": rows }),
     ))
+}
+
+/// `GET /containers/{id}/stats`: `stream` (default true) sends a reading
+/// every second; otherwise one, after a second's interval for the CPU delta
+/// unless `one-shot`.
+pub fn stats(call: &mut Call) -> Result<Response, ApiError> {
+    let q = &call.req.query;
+    let stream = q.get("stream").is_none() || q.bool("stream");
+    let one_shot = call.version >= super::router::ApiVersion(1, 41) && q.bool("one-shot");
+    let e = call.engine.containers.find(&key(call))?;
+    if stream && one_shot {
+        return Err(ApiError::InvalidParameter(
+            "cannot have stream=true and one-shot=true".into(),
+        ));
+    }
+    let session = StatsStream::new(e.c.id.clone(), e.c.name.clone(), stream, one_shot);
+    Ok(Response::stream(200, "application/json", Box::new(session)))
 }
 
 /// `GET /containers/{id}/export`: the merged rootfs as a tar, written by a

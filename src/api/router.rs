@@ -81,6 +81,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/containers/{id}/rename", Now(containers::rename)),
     (POST, "/containers/{id}/update", Json(containers::update)),
     (GET, "/containers/{id}/top", Now(containers::top)),
+    (GET, "/containers/{id}/stats", Now(containers::stats)),
     (GET, "/containers/{id}/changes", Now(changes::changes)),
     (GET, "/containers/{id}/export", Now(containers::export)),
     (POST, "/containers/{id}/attach", Now(attach::attach)),

@@ -65,8 +65,36 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    /// `HEALTHCHECK` / `--health-*`; `Test: ["NONE"]` disables the image's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// dockerd's `HealthConfig`: durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HealthConfig {
+    #[serde(
+        deserialize_with = "nullable_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub test: Vec<String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retries: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -185,6 +213,8 @@ pub struct HostConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
     pub blkio_weight: u16,
+    /// "host" or "private" (filled in at create with the host's default).
+    pub cgroupns_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

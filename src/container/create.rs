@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::config::{ContainerConfig, HostConfig};
+use super::config::{ContainerConfig, HealthConfig, HostConfig};
 use super::error::ContainerError;
 
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -78,6 +78,7 @@ pub fn merge_image(
         // `--entrypoint ""` clears it.
         config.entrypoint = None;
     }
+    merge_healthcheck(config, &image_config["Healthcheck"])?;
     if config.working_dir.is_empty() {
         config.working_dir = image_config["WorkingDir"]
             .as_str()
@@ -128,6 +129,56 @@ pub fn merge_image(
     }
     let path = argv.remove(0);
     Ok((path, argv))
+}
+
+/// dockerd's merge of the image's `Healthcheck` (unset fields of the
+/// request's take the image's), then its checks (1 ms minimum durations).
+fn merge_healthcheck(config: &mut ContainerConfig, image: &Value) -> Result<(), ContainerError> {
+    if let Ok(img) = serde_json::from_value::<HealthConfig>(image.clone()) {
+        if !image.is_null() {
+            match &mut config.healthcheck {
+                None => config.healthcheck = Some(img),
+                Some(h) => {
+                    if h.test.is_empty() {
+                        h.test = img.test;
+                    }
+                    for (mine, theirs) in [
+                        (&mut h.interval, img.interval),
+                        (&mut h.timeout, img.timeout),
+                        (&mut h.start_period, img.start_period),
+                        (&mut h.start_interval, img.start_interval),
+                        (&mut h.retries, img.retries),
+                    ] {
+                        if *mine == 0 {
+                            *mine = theirs;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let Some(h) = &config.healthcheck else {
+        return Ok(());
+    };
+    const MIN: i64 = 1_000_000;
+    for (v, name) in [
+        (h.interval, "Interval"),
+        (h.timeout, "Timeout"),
+        (h.start_period, "StartPeriod"),
+        (h.start_interval, "StartInterval"),
+    ] {
+        if v != 0 && v < MIN {
+            return Err(ContainerError::Invalid(format!(
+                "{name} in Healthcheck cannot be less than 1ms"
+            )));
+        }
+    }
+    if h.retries < 0 {
+        return Err(ContainerError::Invalid(
+            "Retries in Healthcheck cannot be negative".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Linux's HOST_NAME_MAX, dockerd's limit for `Hostname`.
@@ -321,6 +372,12 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
     }
     if h.nano_cpus < 0 {
         return invalid("Range of CPUs is from 0.01 to the number of CPUs available".into());
+    }
+    if !matches!(h.cgroupns_mode.as_str(), "" | "host" | "private") {
+        return invalid(format!(
+            "invalid cgroup namespace mode: {}",
+            h.cgroupns_mode
+        ));
     }
     if h.shm_size < 0 {
         return invalid("SHM size can not be less than 0".into());

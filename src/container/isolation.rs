@@ -113,15 +113,6 @@ fn check_unmodelled(h: &HostConfig) -> Result<(), ContainerError> {
         "" => {}
         m => return invalid(format!("UTS mode {m:?} is not supported by coracle")),
     }
-    match s("CgroupnsMode") {
-        // No cgroup namespace: the host's, which dockerd defaults to on v1.
-        "" | "host" => {}
-        m => {
-            return invalid(format!(
-                "cgroup namespace mode {m:?} is not supported by coracle"
-            ))
-        }
-    }
     if !s("Cgroup").is_empty() {
         return invalid("the Cgroup option is not supported by coracle".into());
     }

@@ -143,6 +143,8 @@ pub fn launch_spec(
         ulimits: h.launch_ulimits(),
         sysctls: h.sysctls.clone(),
         init: h.init.unwrap_or(false),
+        cgroupns: h.cgroupns_mode == "private",
+        cgroup_view: Vec::new(),
         stdio,
     }
 }

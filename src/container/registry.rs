@@ -37,10 +37,24 @@ pub struct Entry {
     pub stop_requested: bool,
     /// The current restart back-off.
     pub restart_delay_ms: u64,
+    /// Healthcheck state: memory only (an idle device writes nothing per
+    /// probe); None until a start with a healthcheck.
+    pub health: Option<crate::container::health::Health>,
+    /// The probe running now: its host pid and the read end of its output.
+    pub probe: Option<Probe>,
     /// A `pause` waits for the freezer until this instant (polled by a timer).
     pub freezing: Option<std::time::Instant>,
     /// Why the last `pause` failed (the freezer did not freeze).
     pub freeze_error: Option<String>,
+}
+
+/// A healthcheck probe in flight.
+pub struct Probe {
+    pub pid: Pid,
+    pub output: std::os::fd::OwnedFd,
+    pub start: std::time::SystemTime,
+    /// Killed at its timeout: its exit is recorded as the timeout.
+    pub timed_out: bool,
 }
 
 impl Entry {
@@ -53,6 +67,8 @@ impl Entry {
             start_on_exit: false,
             stop_requested: false,
             restart_delay_ms: 0,
+            health: None,
+            probe: None,
             freezing: None,
             freeze_error: None,
         }

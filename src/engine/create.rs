@@ -58,6 +58,23 @@ impl Engine {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
         }
         let network = create::network_mode(&host_config.network_mode)?;
+        let mut host_config = host_config;
+        if host_config.cgroupns_mode.is_empty() {
+            // dockerd's default: private on cgroup v2, the host's on v1.
+            host_config.cgroupns_mode = match crate::runtime::cgroups::detect() {
+                crate::runtime::cgroups::CgroupVersion::V2 => "private".into(),
+                crate::runtime::cgroups::CgroupVersion::V1 => "host".into(),
+            };
+        }
+        if host_config.cgroupns_mode == "private"
+            && !std::path::Path::new("/proc/self/ns/cgroup").exists()
+        {
+            warnings.push(
+                "Your kernel does not support cgroup namespaces.  Cgroup namespace setting discarded."
+                    .into(),
+            );
+            host_config.cgroupns_mode = "host".into();
+        }
         let c = Container {
             id: id.clone(),
             name,

@@ -110,36 +110,13 @@ impl Engine {
         let c = &entry.c;
         let cfg = &ex.config;
         let tty = cfg.tty;
-        let mut env = crate::container::create::merge_env(c.config.env.clone(), cfg.env.clone());
-        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-            env.push("TERM=xterm".into());
-        }
         let console = console.or(match cfg.console_size.as_deref() {
             Some([h, w]) => Some((*h, *w)),
             _ => None,
         });
         let (child, parent) = crate::container::stdio::make(tty, cfg.attach_stdin, console)
             .map_err(|e| ContainerError::Internal(format!("exec stdio: {e}")))?;
-        let spec = ExecSpec {
-            args: cfg.cmd.clone(),
-            env,
-            cwd: if cfg.working_dir.is_empty() {
-                c.config.working_dir.clone()
-            } else {
-                cfg.working_dir.clone()
-            },
-            user: if cfg.user.is_empty() {
-                c.config.user.clone()
-            } else {
-                cfg.user.clone()
-            },
-            group_add: c.host_config.group_add.clone(),
-            privileged: cfg.privileged || c.host_config.privileged,
-            cap_add: c.host_config.cap_add.clone(),
-            cap_drop: c.host_config.cap_drop.clone(),
-            ulimits: c.host_config.launch_ulimits(),
-            stdio: child.spec,
-        };
+        let spec = exec_spec(c, cfg, tty, child.spec);
         let init = live.pid;
         let cgroup = live.cgroup.as_ref();
         let result = exec_in(init, &spec, &mut |pid| match cgroup {
@@ -232,5 +209,39 @@ impl Engine {
             c.user.clone()
         };
         Ok((ex, user))
+    }
+}
+
+/// What an exec (or a healthcheck probe) runs: the container's settings
+/// under the exec's own.
+pub(super) fn exec_spec(
+    c: &crate::container::model::Container,
+    cfg: &ExecConfig,
+    tty: bool,
+    stdio: crate::runtime::spec::StdioSpec,
+) -> ExecSpec {
+    let mut env = crate::container::create::merge_env(c.config.env.clone(), cfg.env.clone());
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    ExecSpec {
+        args: cfg.cmd.clone(),
+        env,
+        cwd: if cfg.working_dir.is_empty() {
+            c.config.working_dir.clone()
+        } else {
+            cfg.working_dir.clone()
+        },
+        user: if cfg.user.is_empty() {
+            c.config.user.clone()
+        } else {
+            cfg.user.clone()
+        },
+        group_add: c.host_config.group_add.clone(),
+        privileged: cfg.privileged || c.host_config.privileged,
+        cap_add: c.host_config.cap_add.clone(),
+        cap_drop: c.host_config.cap_drop.clone(),
+        ulimits: c.host_config.launch_ulimits(),
+        stdio,
     }
 }

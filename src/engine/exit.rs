@@ -42,6 +42,7 @@ impl Engine {
         e.c.state.oom_killed = oom;
         let stopping = std::mem::take(&mut e.stop_requested);
         self.timers.cancel(&Timer::StopKill(id.clone()));
+        self.health_stop(&id);
         if oom {
             self.container_event(&id, "oom", &[]);
         }
@@ -113,6 +114,8 @@ impl Engine {
                     self.signal_container(&id, Signal::SIGKILL);
                 }
             }
+            Timer::Health(id) => self.health_probe(&id),
+            Timer::HealthTimeout(id) => self.health_timeout(&id),
             Timer::Freeze(id) => self.poll_freeze(&id),
             Timer::Restart(id) => {
                 let due = self

@@ -5,10 +5,12 @@
 mod create;
 mod exec;
 mod exit;
+mod health;
 pub mod images;
 mod recover;
 mod remove;
 mod start;
+pub mod stats;
 mod stop;
 mod tasks;
 mod update;
@@ -143,9 +145,14 @@ impl Engine {
                         self.images.remove_worker_temps(pid.as_raw())
                     }
                 }
-            } else if self.on_exec_exit(pid, crate::container::policy::exit_code(status)) {
-            } else if !self.on_container_exit(pid, status) {
-                log::debug!("reaped unknown child {pid}");
+            } else {
+                let code = crate::container::policy::exit_code(status);
+                let known = self.on_probe_exit(pid, code)
+                    || self.on_exec_exit(pid, code)
+                    || self.on_container_exit(pid, status);
+                if !known {
+                    log::debug!("reaped unknown child {pid}");
+                }
             }
         }
     }

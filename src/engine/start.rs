@@ -94,6 +94,7 @@ impl Engine {
                 }
                 self.persist(id);
                 self.container_event(id, "start", &[]);
+                self.health_start(id);
                 self.wake_container_waiters();
                 Ok(())
             }
@@ -193,7 +194,8 @@ impl Engine {
             merged_dir: self.container_dirs.merged(id),
             dir: self.container_dirs.dir(id),
         };
-        let spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
+        let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
+        spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),

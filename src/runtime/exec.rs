@@ -38,6 +38,8 @@ pub struct ExecSpec {
 }
 
 const NAMESPACES: &[(&str, CloneFlags)] = &[
+    // First: joined while /proc still shows the host's view.
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),

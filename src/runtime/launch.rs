@@ -418,6 +418,11 @@ fn container_main(
     if spec.network == NetworkMode::None {
         ns |= CloneFlags::CLONE_NEWNET;
     }
+    // The parent placed us in our cgroup before the handshake: it becomes
+    // the namespace's root.
+    if spec.cgroupns {
+        ns |= CloneFlags::CLONE_NEWCGROUP;
+    }
     match spec.ipc_ns {
         NsMode::Private => ns |= CloneFlags::CLONE_NEWIPC,
         NsMode::Host => {}

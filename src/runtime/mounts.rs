@@ -293,6 +293,7 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
         None,
     )
     .stage("mount /sys")?;
+    cgroup_mounts(spec, &sys)?;
 
     for (src, dst) in [
         (&spec.etc_hostname, "/etc/hostname"),
@@ -305,6 +306,59 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
         let t = secure_join(root, Path::new(dst))?;
         ensure_file(&t, dst)?;
         mnt(Some(src.as_path()), &t, None, MsFlags::MS_BIND, None).stage(format!("bind {dst}"))?;
+    }
+    Ok(())
+}
+
+/// `/sys/fs/cgroup` as runc gives it: the container's own cgroup
+/// directories (v1: a tmpfs with one bind per hierarchy and symlinks for
+/// co-mounted controllers; v2: one bind), read-only unless privileged. Binds
+/// of host paths, so it runs before pivot_root.
+fn cgroup_mounts(spec: &LaunchSpec, sys: &Path) -> Result<(), LaunchError> {
+    if spec.cgroup_view.is_empty() {
+        return Ok(());
+    }
+    let base = sys.join("fs/cgroup");
+    if !base.is_dir() {
+        return Ok(());
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    let bind = |src: &Path, dst: &Path, shown: &str| -> Result<(), LaunchError> {
+        mnt(Some(src), dst, None, MsFlags::MS_BIND, None).stage(format!("bind {shown}"))?;
+        if !spec.privileged {
+            remount_ro(dst).stage(format!("remount {shown} read-only"))?;
+        }
+        Ok(())
+    };
+    if let [one] = spec.cgroup_view.as_slice() {
+        if one.name.is_empty() {
+            return bind(&one.dir, &base, "/sys/fs/cgroup");
+        }
+    }
+    mnt(
+        Some(Path::new("tmpfs")),
+        &base,
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .stage("mount /sys/fs/cgroup")?;
+    for d in &spec.cgroup_view {
+        let shown = format!("/sys/fs/cgroup/{}", d.name);
+        if d.name.is_empty() || d.name.contains('/') {
+            continue;
+        }
+        let target = base.join(&d.name);
+        fs::create_dir(&target).stage(format!("mkdir {shown}"))?;
+        bind(&d.dir, &target, &shown)?;
+        for a in &d.aliases {
+            std::os::unix::fs::symlink(&d.name, base.join(a))
+                .stage(format!("symlink /sys/fs/cgroup/{a}"))?;
+        }
+    }
+    if !spec.privileged {
+        let ro = flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mnt(None, &base, None, ro, None).stage("remount /sys/fs/cgroup read-only")?;
     }
     Ok(())
 }

@@ -41,6 +41,19 @@ pub struct MountSpec {
     pub options: String,
 }
 
+/// One directory shown under the container's `/sys/fs/cgroup`: its own
+/// cgroup in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    /// Name under /sys/fs/cgroup ("memory", "cpu,cpuacct"); empty on v2,
+    /// where the one directory is /sys/fs/cgroup itself.
+    pub name: String,
+    /// The container's cgroup directory on the host.
+    pub dir: PathBuf,
+    /// Symlinks to `name` (co-mounted controllers: "cpu" -> "cpu,cpuacct").
+    pub aliases: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
     /// A new network namespace with only `lo`, brought up.
@@ -144,5 +157,10 @@ pub struct LaunchSpec {
     /// Run a minimal init as PID 1 that starts `args`, reaps zombies and
     /// forwards signals (`--init`).
     pub init: bool,
+    /// A private cgroup namespace (`CgroupnsMode` "private").
+    pub cgroupns: bool,
+    /// What `/sys/fs/cgroup` shows (read-only unless privileged); empty:
+    /// nothing is mounted there.
+    pub cgroup_view: Vec<CgroupDir>,
     pub stdio: StdioSpec,
 }

@@ -100,6 +100,8 @@ impl Fixture {
             ulimits: vec![],
             sysctls: BTreeMap::new(),
             init: false,
+            cgroupns: false,
+            cgroup_view: vec![],
             stdio: StdioSpec {
                 stdin: None,
                 stdout: -1,

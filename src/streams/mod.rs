@@ -7,5 +7,6 @@ pub mod attach;
 pub mod events;
 pub mod job;
 pub mod logs;
+pub mod stats;
 pub mod wait;
 pub mod worker_body;

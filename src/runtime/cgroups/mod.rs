@@ -16,16 +16,19 @@
 mod bpf;
 mod devices;
 mod resources;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod v1;
 mod v2;
+mod view;
 
 pub use devices::{default_device_rules, DeviceRule};
 #[cfg(test)]
 use resources::{adapt, nano_cpus_to_cfs, parse_cpu_list, warnings_for};
 pub use resources::{blkio_to_io_weight, shares_to_weight, validate, Resources};
 use resources::{check_cpuset, host_cpus, plan};
+pub use stats::{system_cpu, BlkioEntry, Sample};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -410,7 +413,6 @@ impl Cgroup {
 
     /// The directory of one v1 controller ("memory", "pids", ...) or, on
     /// v2, the cgroup's directory whatever the name.
-    #[cfg_attr(not(test), allow(dead_code))] // tests check files here; `docker stats` will read them
     pub fn path(&self, controller: &str) -> Option<&Path> {
         match &self.inner {
             Inner::V1(g) => g.dir(controller),
