@@ -85,6 +85,11 @@ fn bit(name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("unknown capability: \"{name}\""))
 }
 
+/// A capability's bit, by any of Docker's spellings.
+pub fn bit_of(name: &str) -> Option<u64> {
+    bit(&normalize(name)).ok()
+}
+
 /// Highest capability the kernel knows (/proc/sys/kernel/cap_last_cap).
 pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
