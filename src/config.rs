@@ -20,6 +20,9 @@ pub struct Config {
     /// Default `LogConfig` options for containers (`max-size`, `max-file`).
     pub log_opts: serde_json::Map<String, serde_json::Value>,
     pub log_driver: String,
+    /// `no-new-privileges`: every container gets no_new_privs unless its
+    /// `--security-opt no-new-privileges=false` says otherwise.
+    pub no_new_privileges: bool,
 }
 
 /// What the command line asks for.
@@ -45,6 +48,7 @@ Options:
   -p, --pidfile FILE        Write the daemon's PID to FILE
       --max-connections N   Most API connections at once (default 256)
       --head-timeout SECS   Time allowed for a request head to arrive (default 30)
+      --no-new-privileges   Set no_new_privs on every container by default
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 ";
@@ -59,6 +63,7 @@ struct Flags {
     pidfile: Option<String>,
     max_connections: Option<String>,
     head_timeout: Option<String>,
+    no_new_privileges: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -93,6 +98,13 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "-p" | "--pidfile" => f.pidfile = Some(value()?),
             "--max-connections" => f.max_connections = Some(value()?),
             "--head-timeout" => f.head_timeout = Some(value()?),
+            "--no-new-privileges" => {
+                f.no_new_privileges = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(format!("invalid value {v:?} for --no-new-privileges")),
+                }
+            }
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -127,6 +139,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "head-timeout",
         "log-opts",
         "log-driver",
+        "no-new-privileges",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -165,6 +178,14 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let max_connections = pick("max-connections", f.max_connections)?;
     let head_timeout = pick("head-timeout", f.head_timeout)?;
     let log_driver = pick("log-driver", None)?;
+    let file_nnp = match obj.get("no-new-privileges") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(format!("no-new-privileges in {path} must be a boolean")),
+    };
+    if f.no_new_privileges && file_nnp.is_some() {
+        conflicts.push("no-new-privileges".into());
+    }
     let file_hosts: Vec<String> = match obj.get("hosts") {
         None => Vec::new(),
         Some(serde_json::Value::Array(a)) => a
@@ -239,6 +260,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         head_timeout: Duration::from_secs(positive("head-timeout", head_timeout, 30)?),
         log_opts,
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
+        no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
     })
 }
 

@@ -133,6 +133,8 @@ pub struct HostConfig {
     #[serde(deserialize_with = "nullable_vec")]
     pub group_add: Vec<String>,
     pub privileged: bool,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub security_opt: Vec<String>,
     pub readonly_rootfs: bool,
     #[serde(deserialize_with = "nullable_map")]
     pub tmpfs: BTreeMap<String, String>,

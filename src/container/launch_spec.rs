@@ -9,6 +9,7 @@ use super::create;
 use super::error::ContainerError;
 use super::model::Container;
 use super::policy::DEFAULT_SHM;
+use super::security::Security;
 use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, StdioSpec};
 
 /// Where a container's own files are (from the container store).
@@ -96,6 +97,7 @@ pub fn launch_spec(
     paths: SpecPaths,
     network: NetworkMode,
     mounts: Vec<MountSpec>,
+    security: Security,
     stdio: StdioSpec,
 ) -> LaunchSpec {
     let h = &c.host_config;
@@ -138,6 +140,8 @@ pub fn launch_spec(
         ulimits: h.launch_ulimits(),
         sysctls: h.sysctls.clone(),
         init: h.init.unwrap_or(false),
+        seccomp: security.seccomp,
+        no_new_privs: security.no_new_privs,
         stdio,
     }
 }

@@ -28,6 +28,12 @@ impl Engine {
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
         let mut warnings = create::validate_host_config(&host_config)?;
+        // The profile is decoded now, so a bad one fails the create.
+        crate::container::security::parse(
+            &host_config.security_opt,
+            host_config.privileged,
+            self.config.no_new_privileges,
+        )?;
         let (path, args) = create::merge_image(&mut config, &image_config)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {

@@ -108,6 +108,7 @@ impl Engine {
         });
         let (child, parent) = crate::container::stdio::make(tty, cfg.attach_stdin, console)
             .map_err(|e| ContainerError::Internal(format!("exec stdio: {e}")))?;
+        let security = self.security_of(c)?;
         let spec = ExecSpec {
             args: cfg.cmd.clone(),
             env,
@@ -126,6 +127,8 @@ impl Engine {
             cap_add: c.host_config.cap_add.clone(),
             cap_drop: c.host_config.cap_drop.clone(),
             ulimits: c.host_config.launch_ulimits(),
+            seccomp: security.seccomp,
+            no_new_privs: security.no_new_privs,
             stdio: child.spec,
         };
         let init = live.pid;

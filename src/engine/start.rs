@@ -10,6 +10,7 @@ use crate::container::launch_spec::{bind_sources, launch_spec, mounts_of, SpecPa
 use crate::container::model::{Container, State, Status};
 use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
+use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::launch::launch;
 use crate::runtime::spec::NetworkMode;
@@ -110,6 +111,7 @@ impl Engine {
     }
 
     pub(super) fn spawn_process(&mut self, c: &Container) -> Result<Live, ContainerError> {
+        let security = self.security_of(c)?;
         let id = &c.id;
         let h = &c.host_config;
         let lower_dirs = self
@@ -171,7 +173,7 @@ impl Engine {
             merged_dir: self.container_dirs.merged(id),
             dir: self.container_dirs.dir(id),
         };
-        let spec = launch_spec(c, lower_dirs, paths, network, mounts, child.spec);
+        let spec = launch_spec(c, lower_dirs, paths, network, mounts, security, child.spec);
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
@@ -202,6 +204,16 @@ impl Engine {
             oom_before,
             started: Instant::now(),
         })
+    }
+
+    /// The container's seccomp setting and no_new_privs (the daemon's
+    /// `no-new-privileges` unless its own options say otherwise).
+    pub(super) fn security_of(&self, c: &Container) -> Result<Security, ContainerError> {
+        security::parse(
+            &c.host_config.security_opt,
+            c.host_config.privileged,
+            self.config.no_new_privileges,
+        )
     }
 
     pub(super) fn open_log(&self, c: &Container) -> Option<LogWriter> {

@@ -22,6 +22,7 @@ use super::init;
 use super::mounts;
 use super::netns;
 use super::rlimits;
+use super::seccomp::{self, Confine};
 use super::spec::{LaunchSpec, NetworkMode, StdioSpec};
 use super::user;
 use nix::errno::Errno;
@@ -50,8 +51,12 @@ pub fn launch(
     if spec.args.is_empty() {
         return setup("no command specified");
     }
+    let confine = Confine {
+        filter: seccomp::filter_for(&spec.seccomp, caps)?,
+        no_new_privs: spec.no_new_privs,
+    };
     spawn(PidNs::New, &spec.stdio, join, |err_fd| {
-        container_main(spec, caps, last, err_fd)
+        container_main(spec, caps, last, &confine, err_fd)
     })
 }
 
@@ -350,6 +355,7 @@ fn container_main(
     spec: &LaunchSpec,
     caps: u64,
     last: u32,
+    confine: &Confine,
     err_fd: RawFd,
 ) -> Result<Infallible, LaunchError> {
     let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -394,7 +400,7 @@ fn container_main(
     let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
     let env = user::with_home(&spec.env, &u);
     nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
-    become_user(caps, last, &u)?;
+    confine.become_user(caps, last, &u)?;
     if spec.init {
         init::run(err_fd, spec.stdio.tty, || exec_program(&spec.args, &env))
     } else {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use super::seccomp::Seccomp;
+
 /// The overlay (or copy-fallback) root filesystem.
 #[derive(Debug, Clone)]
 pub struct RootfsSpec {
@@ -107,5 +109,9 @@ pub struct LaunchSpec {
     /// Run a minimal init as PID 1 that starts `args`, reaps zombies and
     /// forwards signals (`--init`).
     pub init: bool,
+    /// `--security-opt seccomp=...` (unconfined when privileged).
+    pub seccomp: Seccomp,
+    /// `--security-opt no-new-privileges` or the daemon's default.
+    pub no_new_privs: bool,
     pub stdio: StdioSpec,
 }

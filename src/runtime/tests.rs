@@ -97,6 +97,8 @@ impl Fixture {
             ulimits: vec![],
             sysctls: BTreeMap::new(),
             init: false,
+            seccomp: crate::runtime::seccomp::Seccomp::Unconfined,
+            no_new_privs: false,
             stdio: StdioSpec {
                 stdin: None,
                 stdout: -1,
@@ -592,6 +594,8 @@ fn exec_in_joins_the_container() {
         cap_add: vec![],
         cap_drop: vec![],
         ulimits: vec![],
+        seccomp: crate::runtime::seccomp::Seccomp::Unconfined,
+        no_new_privs: false,
         stdio: StdioSpec {
             stdin: None,
             stdout: fl.as_raw_fd(),

@@ -154,12 +154,15 @@ impl Asm {
     }
 }
 
+/// Argument conditions (all must hold) and the action when they do.
+type ArgRule = (Vec<Cond>, Action);
+
 /// What a syscall number does on one architecture.
 #[derive(Clone, PartialEq)]
 enum Outcome {
     Always(Action),
     /// (conditions, action) tried in order, then the fallback.
-    Rules(Vec<(Vec<Cond>, Action)>, Action),
+    Rules(Vec<ArgRule>, Action),
 }
 
 fn has_cap(caps: u64, name: &str) -> bool {
@@ -183,7 +186,7 @@ fn applies(r: &Rule, native: Arch, caps: u64, kernel: (u32, u32)) -> bool {
     {
         return false;
     }
-    !exc.min_kernel.is_some_and(|k| kernel >= k)
+    exc.min_kernel.is_none_or(|k| kernel < k)
 }
 
 /// runc's reading of a rule's arguments: all must hold, except when one
@@ -208,7 +211,7 @@ fn outcomes(
     caps: u64,
     kernel: (u32, u32),
 ) -> (BTreeMap<u32, Outcome>, Option<u32>) {
-    let mut rules: BTreeMap<u32, (Vec<(Vec<Cond>, Action)>, Option<Action>)> = BTreeMap::new();
+    let mut rules: BTreeMap<u32, (Vec<ArgRule>, Option<Action>)> = BTreeMap::new();
     let mut max = None;
     for r in p.rules.iter().filter(|r| applies(r, native, caps, kernel)) {
         for nr in r.names.iter().filter_map(|n| arch.syscall(n)) {

@@ -4,15 +4,15 @@
 
 pub mod bpf;
 pub mod default;
+pub mod install;
 pub mod profile;
 pub mod syscalls;
 
 #[cfg(test)]
 mod tests;
 
-use nix::errno::Errno;
-
-use super::errors::{LaunchError, Stage};
+use super::errors::LaunchError;
+pub use install::Confine;
 pub use profile::Profile;
 
 /// The architectures a filter can cover.
@@ -154,32 +154,4 @@ pub fn filter_for(s: &Seccomp, caps: u64) -> Result<Option<Vec<libc::sock_filter
     bpf::compile(p, native, caps, kernel())
         .map(Some)
         .map_err(LaunchError::Setup)
-}
-
-/// `PR_SET_NO_NEW_PRIVS`: execve no longer grants privileges (setuid
-/// bits, file capabilities).
-pub fn set_no_new_privs() -> Result<(), LaunchError> {
-    // SAFETY: prctl with integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    Errno::result(r).map(drop).stage("set no_new_privs")
-}
-
-/// Installs `filter` on the calling thread; it is inherited by children
-/// and kept across execve. Needs no_new_privs or CAP_SYS_ADMIN.
-pub fn install(filter: &[libc::sock_filter]) -> Result<(), LaunchError> {
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr().cast_mut(),
-    };
-    // SAFETY: `prog` points at `filter`, alive for the call; the kernel
-    // copies the program.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &prog as *const libc::sock_fprog,
-        )
-    };
-    Errno::result(r).map(drop).stage("install seccomp filter")
 }

@@ -23,7 +23,7 @@ fn run(prog: &[libc::sock_filter], audit: u32, nr: u32, args: [u64; 6]) -> u32 {
         match ins.code {
             0x20 => {
                 let o = k as usize;
-                assert!(o + 4 <= 64 && o % 4 == 0, "bad load offset {o}");
+                assert!(o + 4 <= 64 && o.is_multiple_of(4), "bad load offset {o}");
                 acc = u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
             }
             0x54 => acc &= k,
@@ -56,6 +56,9 @@ fn nr(arch: Arch, name: &str) -> u32 {
         .unwrap_or_else(|| panic!("{name} on {arch:?}"))
 }
 
+/// (native, the syscall's arch, caps (0: Docker's default set), name, args, expected).
+type Case = (Arch, Arch, u64, &'static str, [u64; 6], u32);
+
 #[test]
 fn default_profile_table() {
     let p = builtin();
@@ -64,7 +67,7 @@ fn default_profile_table() {
     let ns = 0x1000_0000u64; // CLONE_NEWUSER
     let thread = 0x003d_0f00u64; // what glibc's pthread_create passes
     #[rustfmt::skip]
-    let table: &[(Arch, Arch, u64, &str, [u64; 6], u32)] = &[
+    let table: &[Case] = &[
         // (native, syscall's arch, caps, name, args, expected)
         (Arch::X86_64, Arch::X86_64, 0, "read", [0; 6], ALLOW),
         (Arch::X86_64, Arch::X86_64, 0, "openat", [0; 6], ALLOW),

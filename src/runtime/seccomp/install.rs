@@ -1,0 +1,63 @@
+//! Putting a compiled filter on the container's process, in runc's order
+//! relative to dropping privileges.
+
+use nix::errno::Errno;
+
+use crate::runtime::errors::{LaunchError, Stage};
+use crate::runtime::launch::become_user;
+use crate::runtime::user::ExecUser;
+
+/// The seccomp filter (compiled in the daemon) and no_new_privs.
+pub struct Confine {
+    pub filter: Option<Vec<libc::sock_filter>>,
+    pub no_new_privs: bool,
+}
+
+impl Confine {
+    /// `become_user` wrapped as runc orders it: without no_new_privs the
+    /// filter goes in first, while CAP_SYS_ADMIN is still held; with it,
+    /// no_new_privs and the filter come last, just before the exec.
+    pub fn become_user(&self, caps: u64, last: u32, u: &ExecUser) -> Result<(), LaunchError> {
+        if !self.no_new_privs {
+            if let Some(f) = &self.filter {
+                install(f)?;
+            }
+        }
+        become_user(caps, last, u)?;
+        if self.no_new_privs {
+            set_no_new_privs()?;
+            if let Some(f) = &self.filter {
+                install(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `PR_SET_NO_NEW_PRIVS`: execve no longer grants privileges (setuid
+/// bits, file capabilities).
+fn set_no_new_privs() -> Result<(), LaunchError> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    Errno::result(r).map(drop).stage("set no_new_privs")
+}
+
+/// Installs `filter` on the calling thread; it is inherited by children
+/// and kept across execve. Needs no_new_privs or CAP_SYS_ADMIN.
+pub fn install(filter: &[libc::sock_filter]) -> Result<(), LaunchError> {
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `filter`, alive for the call; the kernel
+    // copies the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    Errno::result(r).map(drop).stage("install seccomp filter")
+}
