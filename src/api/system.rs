@@ -56,7 +56,7 @@ pub fn version(_call: &mut Call) -> Result<Response, ApiError> {
 /// when it is the daemon's default.
 fn security_options(cfg: &crate::config::Config) -> Vec<&'static str> {
     let mut v = Vec::new();
-    if crate::runtime::seccomp::Arch::native().is_some() {
+    if crate::runtime::seccomp::Arch::native().is_some() && crate::runtime::seccomp::supported() {
         v.push("name=seccomp,profile=builtin");
     }
     if cfg.no_new_privileges {

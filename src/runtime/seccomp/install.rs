@@ -34,6 +34,27 @@ impl Confine {
     }
 }
 
+/// Whether the kernel has seccomp filters (CONFIG_SECCOMP_FILTER), probed
+/// as dockerd does: setting filter mode with a null program answers EFAULT
+/// where filters exist, EINVAL where they do not.
+pub fn supported() -> bool {
+    static S: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *S.get_or_init(|| {
+        // SAFETY: PR_SET_SECCOMP with a null program pointer only probes:
+        // the kernel fails with EFAULT before installing anything.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                std::ptr::null::<libc::sock_fprog>(),
+                0,
+                0,
+            )
+        };
+        r == -1 && Errno::last() == Errno::EFAULT
+    })
+}
+
 /// `PR_SET_NO_NEW_PRIVS`: execve no longer grants privileges (setuid
 /// bits, file capabilities).
 fn set_no_new_privs() -> Result<(), LaunchError> {

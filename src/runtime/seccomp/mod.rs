@@ -12,7 +12,7 @@ pub mod syscalls;
 mod tests;
 
 use super::errors::LaunchError;
-pub use install::Confine;
+pub use install::{supported, Confine};
 pub use profile::Profile;
 
 /// The architectures a filter can cover.
@@ -145,11 +145,18 @@ pub fn filter_for(s: &Seccomp, caps: u64) -> Result<Option<Vec<libc::sock_filter
         }
         Seccomp::Custom(p) => p.as_ref(),
     };
-    let Some(native) = Arch::native() else {
-        return Err(LaunchError::Setup(format!(
-            "seccomp is not supported by coracle on {}; use --security-opt seccomp=unconfined",
-            std::env::consts::ARCH
-        )));
+    let Some(native) = Arch::native().filter(|_| supported()) else {
+        return match s {
+            // dockerd runs without the default profile where it cannot apply it.
+            Seccomp::Builtin => Ok(None),
+            _ if !supported() => Err(LaunchError::Setup(
+                "seccomp is not enabled in your kernel, cannot run a custom seccomp profile".into(),
+            )),
+            _ => Err(LaunchError::Setup(format!(
+                "seccomp profiles are not supported by coracle on {}",
+                std::env::consts::ARCH
+            ))),
+        };
     };
     bpf::compile(p, native, caps, kernel())
         .map(Some)

@@ -2,7 +2,7 @@
 //! JSON profile format (`--security-opt seccomp=PROFILE.json`, whose content
 //! the docker CLI sends in `SecurityOpt`).
 
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::Arch;
 
@@ -106,59 +106,58 @@ impl Profile {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonProfile {
-    #[serde(default)]
-    default_action: String,
-    default_errno_ret: Option<u16>,
-    architectures: Option<Vec<String>>,
-    arch_map: Option<Vec<JsonArchMap>>,
-    syscalls: Option<Vec<JsonSyscall>>,
-    listener_path: Option<String>,
+/// A profile field by name: absent and null are the same (Go's zero value).
+fn field<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    o.get(key).filter(|v| !v.is_null())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonArchMap {
-    #[serde(default)]
-    architecture: String,
-    sub_architectures: Option<Vec<String>>,
+fn string(o: &Map<String, Value>, key: &str) -> Result<String, String> {
+    match field(o, key) {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(format!("{key} must be a string")),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonSyscall {
-    #[serde(default)]
-    name: String,
-    names: Option<Vec<String>>,
-    #[serde(default)]
-    action: String,
-    errno_ret: Option<u16>,
-    args: Option<Vec<JsonArg>>,
-    includes: Option<JsonFilter>,
-    excludes: Option<JsonFilter>,
+fn strings(o: &Map<String, Value>, key: &str) -> Result<Vec<String>, String> {
+    match field(o, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{key} must be a list of strings")),
+        Some(_) => Err(format!("{key} must be a list of strings")),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonArg {
-    #[serde(default)]
-    index: u8,
-    #[serde(default)]
-    value: u64,
-    #[serde(default)]
-    value_two: u64,
-    #[serde(default)]
-    op: String,
+fn number(o: &Map<String, Value>, key: &str, max: u64) -> Result<Option<u64>, String> {
+    match field(o, key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(format!("{key} must be a number from 0 to {max}")),
+        },
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonFilter {
-    caps: Option<Vec<String>>,
-    arches: Option<Vec<String>>,
-    min_kernel: Option<String>,
+fn errno(o: &Map<String, Value>, key: &str) -> Result<Option<u16>, String> {
+    Ok(number(o, key, u64::from(u16::MAX))?.map(|n| n as u16))
+}
+
+fn objects<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Vec<&'a Map<String, Value>>, String> {
+    match field(o, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(Value::as_object)
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("{key} must be a list of objects")),
+        Some(_) => Err(format!("{key} must be a list of objects")),
+    }
 }
 
 const EPERM: u16 = 1;
@@ -200,17 +199,21 @@ pub fn kernel_version(s: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-fn filter(f: Option<JsonFilter>) -> Result<Filter, String> {
-    let Some(f) = f else {
+fn filter(o: &Map<String, Value>, key: &str) -> Result<Filter, String> {
+    let Some(f) = field(o, key) else {
         return Ok(Filter::default());
     };
-    let min_kernel = match f.min_kernel.as_deref() {
-        None | Some("") => None,
-        Some(k) => Some(kernel_version(k).ok_or_else(|| format!("invalid minKernel {k:?}"))?),
+    let f = f
+        .as_object()
+        .ok_or_else(|| format!("{key} must be an object"))?;
+    let k = string(f, "minKernel")?;
+    let min_kernel = match k.as_str() {
+        "" => None,
+        k => Some(kernel_version(k).ok_or_else(|| format!("invalid minKernel {k:?}"))?),
     };
     Ok(Filter {
-        caps: f.caps.unwrap_or_default(),
-        arches: f.arches.unwrap_or_default(),
+        caps: strings(f, "caps")?,
+        arches: strings(f, "arches")?,
         min_kernel,
     })
 }
@@ -218,52 +221,52 @@ fn filter(f: Option<JsonFilter>) -> Result<Filter, String> {
 /// dockerd's profile JSON. Errors are worded after dockerd's
 /// "decoding seccomp profile failed: ...".
 pub fn parse(json: &str) -> Result<Profile, String> {
-    let p: JsonProfile = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    if p.listener_path.as_deref().is_some_and(|l| !l.is_empty()) {
+    let v: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let p = v
+        .as_object()
+        .ok_or("a seccomp profile must be a JSON object")?;
+    if !string(p, "listenerPath")?.is_empty() {
         return Err("seccomp listenerPath is not supported by coracle".into());
     }
-    let architectures = p.architectures.unwrap_or_default();
-    let arch_map: Vec<(String, Vec<String>)> = p
-        .arch_map
-        .unwrap_or_default()
+    let architectures = strings(p, "architectures")?;
+    let arch_map = objects(p, "archMap")?
         .into_iter()
-        .map(|a| (a.architecture, a.sub_architectures.unwrap_or_default()))
-        .collect();
+        .map(|a| Ok((string(a, "architecture")?, strings(a, "subArchitectures")?)))
+        .collect::<Result<Vec<_>, String>>()?;
     if !architectures.is_empty() && !arch_map.is_empty() {
         return Err("'architectures' and 'archMap' were specified in the seccomp profile, use either 'architectures' or 'archMap'".into());
     }
-    let default = action(&p.default_action, p.default_errno_ret)?;
+    let default = action(&string(p, "defaultAction")?, errno(p, "defaultErrnoRet")?)?;
     let mut rules = Vec::new();
-    for s in p.syscalls.unwrap_or_default() {
-        let mut names = s.names.unwrap_or_default();
-        if !s.name.is_empty() {
+    for s in objects(p, "syscalls")? {
+        let mut names = strings(s, "names")?;
+        let name = string(s, "name")?;
+        if !name.is_empty() {
             if !names.is_empty() {
                 return Err("'name' and 'names' were specified in the seccomp profile, use either 'name' or 'names'".into());
             }
-            names.push(s.name);
+            names.push(name);
         }
-        let args = s
-            .args
-            .unwrap_or_default()
+        let args = objects(s, "args")?
             .into_iter()
             .map(|a| {
-                if a.index > 5 {
-                    return Err(format!("seccomp argument index {} out of range", a.index));
-                }
+                let index = number(a, "index", 5)
+                    .map_err(|_| "seccomp argument index out of range".to_string())?
+                    .unwrap_or(0) as u8;
                 Ok(Cond {
-                    index: a.index,
-                    value: a.value,
-                    value_two: a.value_two,
-                    op: op(&a.op)?,
+                    index,
+                    value: number(a, "value", u64::MAX)?.unwrap_or(0),
+                    value_two: number(a, "valueTwo", u64::MAX)?.unwrap_or(0),
+                    op: op(&string(a, "op")?)?,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
         rules.push(Rule {
             names,
-            action: action(&s.action, s.errno_ret)?,
+            action: action(&string(s, "action")?, errno(s, "errnoRet")?)?,
             args,
-            includes: filter(s.includes)?,
-            excludes: filter(s.excludes)?,
+            includes: filter(s, "includes")?,
+            excludes: filter(s, "excludes")?,
         });
     }
     Ok(Profile {
