@@ -20,6 +20,9 @@ pub struct Config {
     /// Default `LogConfig` options for containers (`max-size`, `max-file`).
     pub log_opts: serde_json::Map<String, serde_json::Value>,
     pub log_driver: String,
+    /// dockerd's `api-cors-header`: the one origin (or `*`) whose browser
+    /// requests are served; empty refuses every request with an `Origin`.
+    pub api_cors_header: String,
     /// `no-new-privileges`: every container gets no_new_privs unless its
     /// `--security-opt no-new-privileges=false` says otherwise.
     pub no_new_privileges: bool,
@@ -47,7 +50,11 @@ Options:
   -D, --debug               Same as --log-level debug
   -p, --pidfile FILE        Write the daemon's PID to FILE
       --max-connections N   Most API connections at once (default 256)
-      --head-timeout SECS   Time allowed for a request head to arrive (default 30)
+      --head-timeout SECS   Time allowed for a request head to arrive, and the longest
+                            wait for the next byte of a request body (default 30)
+      --api-cors-header ORIGIN
+                            Serve browser requests from ORIGIN (or * for any); by
+                            default requests carrying an Origin header are refused
       --no-new-privileges   Set no_new_privs on every container by default
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
@@ -63,6 +70,7 @@ struct Flags {
     pidfile: Option<String>,
     max_connections: Option<String>,
     head_timeout: Option<String>,
+    api_cors_header: Option<String>,
     no_new_privileges: bool,
 }
 
@@ -98,6 +106,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "-p" | "--pidfile" => f.pidfile = Some(value()?),
             "--max-connections" => f.max_connections = Some(value()?),
             "--head-timeout" => f.head_timeout = Some(value()?),
+            "--api-cors-header" => f.api_cors_header = Some(value()?),
             "--no-new-privileges" => {
                 f.no_new_privileges = match inline.as_deref() {
                     None | Some("true") => true,
@@ -139,6 +148,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "head-timeout",
         "log-opts",
         "log-driver",
+        "api-cors-header",
         "no-new-privileges",
     ];
     let empty = serde_json::Map::new();
@@ -178,6 +188,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let max_connections = pick("max-connections", f.max_connections)?;
     let head_timeout = pick("head-timeout", f.head_timeout)?;
     let log_driver = pick("log-driver", None)?;
+    let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
     let file_nnp = match obj.get("no-new-privileges") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -260,6 +271,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         head_timeout: Duration::from_secs(positive("head-timeout", head_timeout, 30)?),
         log_opts,
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
+        api_cors_header: api_cors_header.unwrap_or_default(),
         no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
     })
 }
@@ -315,5 +327,13 @@ mod tests {
         assert_eq!(cfg.log_opts["max-size"], "1m");
         assert!(run(Flags::default(), serde_json::json!({"data-root": "rel"})).is_err());
         assert!(run(Flags::default(), serde_json::json!({"max-connections": 0})).is_err());
+        // api-cors-header: empty (no cross-origin requests) unless set.
+        assert_eq!(cfg.api_cors_header, "");
+        let cfg = run(
+            Flags::default(),
+            serde_json::json!({"api-cors-header": "http://ui.example"}),
+        )
+        .unwrap();
+        assert_eq!(cfg.api_cors_header, "http://ui.example");
     }
 }

@@ -27,6 +27,8 @@ pub struct Daemon {
     stop_deadline: Option<std::time::Instant>,
     /// The read buffer every connection reads into.
     scratch: Vec<u8>,
+    /// Connections that yielded their turn with work left.
+    again: Vec<usize>,
 }
 
 /// The longest a graceful shutdown waits for containers.
@@ -35,9 +37,11 @@ const SHUTDOWN_LIMIT_SECS: u64 = 60;
 /// Start listening and serve until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
     let pidfile = config.pidfile.clone();
-    if let Some(p) = &pidfile {
-        claim_pidfile(p)?;
-    }
+    // The lock lives as long as this file stays open: the daemon's life.
+    let _pid_lock = match &pidfile {
+        Some(p) => Some(claim_pidfile(p)?),
+        None => None,
+    };
     let result = Daemon::start(config).and_then(|mut d| d.serve());
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
@@ -99,6 +103,7 @@ impl Daemon {
             stopping_containers: false,
             stop_deadline: None,
             scratch: vec![0; crate::http::limits::READ_CHUNK],
+            again: Vec::new(),
         })
     }
 
@@ -111,8 +116,9 @@ impl Daemon {
                 .chain(self.engine.timers.next())
                 .chain(self.stop_deadline)
                 .min();
-            // Unfinished output pumping: poll without sleeping.
-            let deadline = if self.engine.outputs.has_unfinished() {
+            // Unfinished output pumping, or connections that yielded: poll
+            // without sleeping.
+            let deadline = if self.engine.outputs.has_unfinished() || !self.again.is_empty() {
                 Some(std::time::Instant::now())
             } else {
                 deadline
@@ -142,6 +148,9 @@ impl Daemon {
                         self.drive(id);
                     }
                 }
+            }
+            for id in std::mem::take(&mut self.again) {
+                self.drive(id);
             }
             self.engine.pump_unfinished_output();
             self.engine.run_timers(std::time::Instant::now());
@@ -208,7 +217,7 @@ impl Daemon {
             };
             let now = Instant::now();
             let open = self.conns.len();
-            let conn = if open < self.limits.max_connections {
+            let conn = if open < self.limits.max_connections || self.shed_stalest() {
                 Conn::new(stream, self.limits.clone(), now)
             } else if open < self.limits.max_connections + 16 {
                 log::warn!(
@@ -241,6 +250,32 @@ impl Daemon {
         }
     }
 
+    /// At the connection limit: close the connection that has waited
+    /// longest on its client (idle, or a head or body that stopped
+    /// arriving), so stalled clients cannot lock new ones out. False when
+    /// every connection is busy.
+    fn shed_stalest(&mut self) -> bool {
+        let victim = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| c.stalled_since().map(|t| (t, id)))
+            .min();
+        let Some((since, id)) = victim else {
+            return false;
+        };
+        let Some(mut conn) = self.conns.remove(id) else {
+            return false;
+        };
+        log::debug!(
+            "connection limit ({}) reached; closing connection {id}, stalled for {:?}",
+            self.limits.max_connections,
+            since.elapsed()
+        );
+        let _ = self.reactor.registry().deregister(&mut conn.stream);
+        conn.abort(&mut self.engine, id);
+        true
+    }
+
     fn drive(&mut self, id: usize) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
@@ -248,6 +283,8 @@ impl Daemon {
         if !conn.drive(&mut self.engine, id, Instant::now(), &mut self.scratch) {
             let _ = self.reactor.registry().deregister(&mut conn.stream);
             self.conns.remove(id);
+        } else if conn.take_more() {
+            self.again.push(id);
         }
     }
 
@@ -292,22 +329,59 @@ impl Daemon {
     }
 }
 
-/// Write our PID, refusing if the file names a live process.
-fn claim_pidfile(path: &Path) -> Result<(), String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        if let Ok(pid) = text.trim().parse::<i32>() {
-            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-            if alive && pid != std::process::id() as i32 {
-                return Err(format!(
-                    "pid file found, ensure coracle is not running or delete {}",
-                    path.display()
-                ));
-            }
-        }
-    }
+/// Lock the pid file and write our PID into it. The lock, not the number in
+/// the file, says whether a daemon runs: the kernel drops it when we exit,
+/// however we exit, so a restart right after `kill -9` (or a power cut, when
+/// the old PID may name another process) never trips over a stale file.
+///
+/// A POSIX record lock (`fcntl(F_SETLK)`) rather than `flock(2)`: it belongs
+/// to this process and is not inherited by forked workers, so a worker that
+/// outlives a killed daemon cannot keep the next one from starting.
+fn claim_pidfile(path: &Path) -> Result<std::fs::File, String> {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    crate::atomic::write_file(path, format!("{}\n", std::process::id()).as_bytes())
-        .map_err(|e| format!("write pid file {}: {e}", path.display()))
+    let fail = |e: &dyn std::fmt::Display| format!("pid file {}: {e}", path.display());
+    // Twice at most: a daemon exiting just now may unlink the file we locked.
+    for _ in 0..2 {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| fail(&e))?;
+        let lock = libc::flock {
+            l_type: libc::F_WRLCK as libc::c_short,
+            l_whence: libc::SEEK_SET as libc::c_short,
+            l_start: 0,
+            l_len: 0,
+            l_pid: 0,
+        };
+        match nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETLK(&lock)) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                return Err(format!(
+                    "pid file found, ensure coracle is not running or delete {} (locked by PID {})",
+                    path.display(),
+                    holder.trim()
+                ));
+            }
+            Err(e) => return Err(fail(&e)),
+        }
+        let locked = file.metadata().map_err(|e| fail(&e))?;
+        match std::fs::metadata(path) {
+            Ok(m) if m.dev() == locked.dev() && m.ino() == locked.ino() => {}
+            _ => continue,
+        }
+        file.set_len(0).map_err(|e| fail(&e))?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| fail(&e))?;
+        return Ok(file);
+    }
+    Err(fail(&"replaced while being locked"))
 }

@@ -31,6 +31,10 @@ use config::Command;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(runtime::init::INIT_FLAG) {
+        // A container's `--init`, exec()ed from a sealed copy of this binary.
+        runtime::init::main(&args);
+    }
     let code = match config::parse_args(&args) {
         Ok(Command::Help) => {
             print!("{}", config::USAGE);

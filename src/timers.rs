@@ -10,6 +10,8 @@ pub enum Timer {
     StopKill(String),
     /// The restart back-off is over: start the container again.
     Restart(String),
+    /// Look at a freezing container's freezer again (`pause`).
+    Freeze(String),
 }
 
 #[derive(Default)]

@@ -117,10 +117,19 @@ impl Workers {
     {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
+        let daemon = nix::unistd::getpid();
         // SAFETY: the daemon is single-threaded, so the child owns a
         // consistent copy of the whole address space.
         match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
+                // A worker dies with the daemon: one that outlived a kill -9
+                // would go on committing images nobody indexes or tags.
+                // SAFETY: prctl with integer arguments only.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                if nix::unistd::getppid() != daemon {
+                    // SAFETY: the daemon is already gone; leave at once.
+                    unsafe { libc::_exit(1) }
+                }
                 drop(in_w);
                 drop(out_r);
                 let code = run_child(in_r, out_w, raw, job);

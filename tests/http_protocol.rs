@@ -920,7 +920,7 @@ fn slowloris_head_is_cut_off_and_others_are_served() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn connection_limit_refuses_with_503_then_recovers() {
+fn connection_limit_sheds_the_stalest_then_refuses_when_all_are_busy() {
     let d = Daemon::start_with(&["--max-connections", "4"], false);
     let mut open: Vec<Client> = (0..4).map(|_| Client::new(&d)).collect();
     // Make sure all four are accepted and alive (keep-alive).
@@ -928,18 +928,34 @@ fn connection_limit_refuses_with_503_then_recovers() {
         c.send(&get("/_ping"));
         assert_eq!(c.read_response().status, 200);
     }
+    // At the limit, the idle connection that waited longest makes room.
+    let mut fifth = Client::new(&d);
+    fifth.send(&get("/_ping"));
+    assert_eq!(fifth.read_response().status, 200);
+    open[0].expect_closed(Duration::from_secs(3), "the stalest idle connection");
+    for c in open.iter_mut().skip(1) {
+        c.send(&get("/_ping"));
+        assert_eq!(c.read_response().status, 200);
+    }
+    drop(open);
+    drop(fifth);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // When every connection is busy (event streams), a new one gets 503.
+    let mut open: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = Client::new(&d);
+            c.send(&get("/events"));
+            assert_eq!(c.read_head_raw().status, 200);
+            c
+        })
+        .collect();
     let mut fifth = Client::new(&d);
     let r = fifth.read_response();
     assert_json_error(&r, 503);
     assert!(r.says_close(), "503 without Connection: close");
     fifth.expect_closed(Duration::from_secs(3), "refused 5th connection");
     drop(fifth);
-
-    // The four are still served.
-    for c in open.iter_mut() {
-        c.send(&get("/_ping"));
-        assert_eq!(c.read_response().status, 200);
-    }
 
     drop(open.pop());
     let deadline = Instant::now() + Duration::from_secs(2);

@@ -128,6 +128,13 @@ fn default_profile_confines_and_unconfined_does_not() {
     );
     assert_eq!(status_field(&d, &["--privileged"], "Seccomp:"), "0");
     assert_eq!(status_field(&d, &[], "NoNewPrivs:"), "0");
+    // Under --init the init finishes the setup: the filter is still there.
+    assert_eq!(status_field(&d, &["--init"], "Seccomp:"), "2");
+    let (code, out) = run(&d, &["--init"], &["/probe/probe", "keyctl"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (1, format!("keyctl {EPERM}").as_str())
+    );
 
     // Refused by the profile (dockerd answers EPERM for these).
     for call in [

@@ -10,7 +10,7 @@ use super::{key, Call};
 use crate::container::model::{Container, Status};
 use crate::engine::Response;
 use crate::reply::Wake;
-use crate::streams::wait::{until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
     match call.req.query.get("t").filter(|t| !t.is_empty()) {
@@ -80,13 +80,20 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn pause(call: &mut Call) -> Result<Response, ApiError> {
-    call.engine.container_pause(&key(call), true)?;
-    Ok(Response::new(204))
+    match call.engine.container_pause(&key(call), true)? {
+        None => Ok(Response::new(204)),
+        Some(id) => Ok(until_paused(call.engine, call.conn, id, pause_failed)),
+    }
 }
 
 pub fn unpause(call: &mut Call) -> Result<Response, ApiError> {
     call.engine.container_pause(&key(call), false)?;
     Ok(Response::new(204))
+}
+
+/// A pause whose freezer gave up: dockerd's 500 with the reason.
+fn pause_failed(message: String) -> Response {
+    ApiError::Internal(message).into_response()
 }
 
 pub fn rename(call: &mut Call) -> Result<Response, ApiError> {

@@ -17,6 +17,8 @@ pub enum ApiError {
     VersionTooOld(String),
     /// A query parameter or body field is invalid.
     InvalidParameter(String),
+    /// Refused whatever its content (a browser's cross-origin request).
+    Forbidden(String),
     /// A named object does not exist ("No such container: x").
     NotFound(String),
     /// The request conflicts with the current state (name in use, ...).
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => 405,
             ApiError::VersionTooNew(_) | ApiError::VersionTooOld(_) => 400,
             ApiError::InvalidParameter(_) => 400,
+            ApiError::Forbidden(_) => 403,
             ApiError::Conflict(_) => 409,
             ApiError::NotModified => 304,
             ApiError::NotImplemented(_) => 501,
@@ -67,6 +70,7 @@ impl fmt::Display for ApiError {
                 super::router::MIN_VERSION
             ),
             ApiError::InvalidParameter(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::NotImplemented(m)
@@ -102,7 +106,8 @@ impl From<crate::container::error::ContainerError> for ApiError {
             {
                 ApiError::NotFound(m.clone())
             }
-            crate::container::error::ContainerError::NotFound(_) => {
+            crate::container::error::ContainerError::NotFound(_)
+            | crate::container::error::ContainerError::NoSuchExec(_) => {
                 ApiError::NotFound(e.to_string())
             }
             crate::container::error::ContainerError::Invalid(m) => ApiError::InvalidParameter(m),

@@ -205,6 +205,7 @@ fn begin(
             finish: job_response,
         })));
     }
+    crate::http::client::check_url(src).map_err(ApiError::InvalidParameter)?;
     if !src.starts_with("http://") {
         return Err(ApiError::InvalidParameter(format!(
             "unsupported fromSrc {src:?}: give - (the request body) or an http:// URL"

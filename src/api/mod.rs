@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filters;
+pub mod guard;
 pub mod image_json;
 pub mod images;
 pub mod router;
@@ -23,7 +24,7 @@ use router::{Handle, HandlerFn, Resolved};
 use crate::engine::Engine;
 use crate::engine::Response;
 use crate::http::handler::{Begin, Handler};
-use crate::http::request::Request;
+use crate::http::request::{Method, Request};
 use crate::reply::ConnId;
 
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,13 +46,34 @@ fn key(call: &Call) -> String {
 
 /// A request head has arrived: answer now or ask for its body.
 fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
+    let cors = engine.config.api_cors_header.clone();
+    match begin_checked(engine, conn, req) {
+        Begin::Respond(r) => Begin::Respond(guard::with_cors(&cors, r)),
+        other => other,
+    }
+}
+
+fn begin_checked(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
+    let cors = &engine.config.api_cors_header;
+    if let Err(e) = guard::check_origin(cors, req) {
+        return Begin::Respond(e.into_response());
+    }
+    if req.method == Method::Options && !cors.is_empty() {
+        // A browser's CORS preflight, as dockerd answers it.
+        return Begin::Respond(Response::new(200));
+    }
     let resolved = match router::resolve(req) {
         Ok(r) => r,
         Err(e) => return Begin::Respond(e.into_response()),
     };
+    if matches!(resolved.handle, Handle::Json(_)) {
+        if let Err(e) = guard::check_json(req) {
+            return Begin::Respond(e.into_response());
+        }
+    }
     match resolved.handle {
         Handle::Now(f) => Begin::Respond(dispatch(engine, conn, req, &resolved, f, Vec::new())),
-        Handle::Body(_) => Begin::Buffer(resolved),
+        Handle::Body(_) | Handle::Json(_) => Begin::Buffer(resolved),
         Handle::Stream(f) => {
             let mut call = Call {
                 engine,
@@ -94,13 +116,17 @@ impl Handler for Engine {
 
     /// A buffered request body is complete.
     fn handle(&mut self, conn: ConnId, req: &Request, r: Resolved, body: Vec<u8>) -> Response {
-        match r.handle {
-            Handle::Body(f) | Handle::Now(f) => dispatch(self, conn, req, &r, f, body),
+        let cors = self.config.api_cors_header.clone();
+        let resp = match r.handle {
+            Handle::Body(f) | Handle::Json(f) | Handle::Now(f) => {
+                dispatch(self, conn, req, &r, f, body)
+            }
             Handle::Stream(_) => {
                 ApiError::Internal("streamed endpoint dispatched as buffered".into())
                     .into_response()
             }
-        }
+        };
+        guard::with_cors(&cors, resp)
     }
 
     fn error_response(status: u16, message: &str) -> Response {

@@ -9,7 +9,7 @@ use super::{attach, changes, container_json, containers, events, exec, images, s
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::{Method, Request};
-use Handle::{Body, Now, Stream};
+use Handle::{Body, Json, Now, Stream};
 
 const GET: Method = Method::Get;
 const HEAD: Method = Method::Head;
@@ -34,8 +34,11 @@ pub const MIN_VERSION: ApiVersion = ApiVersion(1, 0);
 pub enum Handle {
     /// Answered at the head; a body is not read.
     Now(HandlerFn),
-    /// The (JSON) body is buffered whole, then handled.
+    /// The body is buffered whole, then handled.
     Body(HandlerFn),
+    /// As `Body`, and it must be `application/json` (dockerd's
+    /// `CheckForJSON`).
+    Json(HandlerFn),
     /// The body is streamed, as it arrives, into the sink the handler
     /// returns (archives).
     Stream(fn(&mut Call) -> Result<Begin<Engine>, ApiError>),
@@ -52,6 +55,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/version", Now(system::version)),
     (GET, "/info", Now(system::info)),
     (GET, "/events", Now(events::stream)),
+    (GET, "/plugins", Now(system::plugins)),
     (GET, "/images/json", Now(images::list)),
     (GET, "/images/get", Now(images::save)),
     (POST, "/images/load", Stream(images::load)),
@@ -62,7 +66,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/images/{name*}/get", Now(images::save)),
     (POST, "/images/{name*}/tag", Now(images::tag)),
     (DELETE, "/images/{name*}", Now(images::remove)),
-    (POST, "/containers/create", Body(containers::create)),
+    (POST, "/containers/create", Json(containers::create)),
     (GET, "/containers/json", Now(container_json::list)),
     (POST, "/containers/prune", Body(containers::prune)),
     (GET, "/containers/{id}/json", Now(container_json::inspect)),
@@ -75,15 +79,15 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/containers/{id}/pause", Now(containers::pause)),
     (POST, "/containers/{id}/unpause", Now(containers::unpause)),
     (POST, "/containers/{id}/rename", Now(containers::rename)),
-    (POST, "/containers/{id}/update", Body(containers::update)),
+    (POST, "/containers/{id}/update", Json(containers::update)),
     (GET, "/containers/{id}/top", Now(containers::top)),
     (GET, "/containers/{id}/changes", Now(changes::changes)),
     (GET, "/containers/{id}/export", Now(containers::export)),
     (POST, "/containers/{id}/attach", Now(attach::attach)),
     (GET, "/containers/{id}/logs", Now(attach::logs)),
     (POST, "/containers/{id}/resize", Body(attach::resize)),
-    (POST, "/containers/{id}/exec", Body(exec::create)),
-    (POST, "/exec/{id}/start", Body(exec::start)),
+    (POST, "/containers/{id}/exec", Json(exec::create)),
+    (POST, "/exec/{id}/start", Json(exec::start)),
     (POST, "/exec/{id}/resize", Body(exec::resize)),
     (GET, "/exec/{id}/json", Now(exec::inspect)),
 ];

@@ -30,6 +30,12 @@ pub fn ping(call: &mut Call) -> Result<Response, ApiError> {
         .header("Pragma", "no-cache"))
 }
 
+/// `GET /plugins` (`docker plugin ls`): coracle has no plugin system, so the
+/// list is empty, as dockerd's is with none installed.
+pub fn plugins(_call: &mut Call) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &serde_json::json!([])))
+}
+
 pub fn version(_call: &mut Call) -> Result<Response, ApiError> {
     let kernel = host::uname().kernel;
     let details = json!({

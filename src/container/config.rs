@@ -115,6 +115,15 @@ pub struct UlimitConfig {
     pub hard: i64,
 }
 
+/// One entry of `HostConfig.Devices` (`--device host[:ctr[:rwm]]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HostConfig {
@@ -133,8 +142,16 @@ pub struct HostConfig {
     #[serde(deserialize_with = "nullable_vec")]
     pub group_add: Vec<String>,
     pub privileged: bool,
+    // Isolation (container/isolation.rs).
+    pub pid_mode: String,
+    pub ipc_mode: String,
+    pub userns_mode: String,
     #[serde(deserialize_with = "nullable_vec")]
     pub security_opt: Vec<String>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub devices: Vec<DeviceMapping>,
+    #[serde(deserialize_with = "nullable_vec")]
+    pub device_cgroup_rules: Vec<String>,
     pub readonly_rootfs: bool,
     #[serde(deserialize_with = "nullable_map")]
     pub tmpfs: BTreeMap<String, String>,

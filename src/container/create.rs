@@ -22,6 +22,33 @@ fn env_key(e: &str) -> &str {
     e.split_once('=').map(|(k, _)| k).unwrap_or(e)
 }
 
+/// `base` overridden key by key by `overrides`, in linear time: a base entry
+/// stays unless an override has its key; of several overrides with one key
+/// the last wins. Order is kept (base first, then the surviving overrides
+/// in request order). A key without '=' (`FOO`) counts as the key `FOO`, so
+/// it replaces `FOO=...` and is kept as given, as before.
+pub fn merge_env(base: Vec<String>, overrides: Vec<String>) -> Vec<String> {
+    use std::collections::HashMap;
+    // One hash per entry: an override seen again drops its earlier self.
+    let mut keep = vec![true; overrides.len()];
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(overrides.len());
+    for (i, e) in overrides.iter().enumerate() {
+        if let Some(earlier) = seen.insert(env_key(e), i) {
+            keep[earlier] = false;
+        }
+    }
+    let mut out: Vec<String> = Vec::with_capacity(base.len() + seen.len());
+    out.extend(base.into_iter().filter(|b| !seen.contains_key(env_key(b))));
+    drop(seen);
+    out.extend(
+        overrides
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e)),
+    );
+    out
+}
+
 /// Fill `config` from the image's config (`image_config` is the `config`
 /// object of the image JSON) as dockerd does at create time. Returns the
 /// process path and arguments.
@@ -30,11 +57,8 @@ pub fn merge_image(
     image_config: &Value,
 ) -> Result<(String, Vec<String>), ContainerError> {
     // Env: the image's, overridden key by key by the request's.
-    let mut env = strings(&image_config["Env"]).unwrap_or_default();
-    for e in std::mem::take(&mut config.env) {
-        env.retain(|x| env_key(x) != env_key(&e));
-        env.push(e);
-    }
+    let base = strings(&image_config["Env"]).unwrap_or_default();
+    let mut env = merge_env(base, std::mem::take(&mut config.env));
     if !env.iter().any(|e| env_key(e) == "PATH") {
         env.push(DEFAULT_PATH.to_string());
     }
@@ -104,6 +128,142 @@ pub fn merge_image(
     }
     let path = argv.remove(0);
     Ok((path, argv))
+}
+
+/// Linux's HOST_NAME_MAX, dockerd's limit for `Hostname`.
+const MAX_HOSTNAME: usize = 64;
+
+/// The signal names dockerd's `ParseSignal` knows on Linux (without "SIG").
+const SIGNAL_NAMES: &[&str] = &[
+    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+    "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP",
+    "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+];
+
+/// dockerd's `ParseSignal`: a non-zero number, or a known name in any case
+/// with or without "SIG" (RTMIN+n for n in 1..=15, RTMAX-n for n in 1..=14).
+fn valid_signal(s: &str) -> bool {
+    if let Ok(n) = s.parse::<i64>() {
+        return n != 0;
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let rt = |prefix: &str, max: u32| {
+        name.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=max).contains(&n))
+            && !name[prefix.len()..].starts_with('+')
+    };
+    SIGNAL_NAMES.contains(&name) || rt("RTMIN+", 15) || rt("RTMAX-", 14)
+}
+
+/// The request's `Config` checks dockerd makes before anything is created
+/// (`validateContainerConfig`, and the hostname length of
+/// `verifyPlatformContainerSettings`). Run before the image is merged in.
+pub fn validate_config(c: &ContainerConfig) -> Result<(), ContainerError> {
+    if c.hostname.len() > MAX_HOSTNAME {
+        return Err(ContainerError::Invalid(format!(
+            "hostname {:?} is too long (maximum {MAX_HOSTNAME} bytes)",
+            c.hostname
+        )));
+    }
+    if let Some(s) = c.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        if !valid_signal(s) {
+            return Err(ContainerError::Invalid(format!("invalid signal: {s}")));
+        }
+    }
+    Ok(())
+}
+
+/// dockerd's `MergeTmpfsOptions` check: flags it knows, or `key=value` data
+/// for the keys tmpfs takes. Returns the offending option's name.
+fn check_tmpfs_options(opts: &str) -> Result<(), String> {
+    const FLAGS: &[&str] = &[
+        "defaults",
+        "ro",
+        "rw",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "exec",
+        "noexec",
+        "sync",
+        "async",
+        "dirsync",
+        "remount",
+        "mand",
+        "nomand",
+        "atime",
+        "noatime",
+        "diratime",
+        "nodiratime",
+        "bind",
+        "rbind",
+        "unbindable",
+        "runbindable",
+        "private",
+        "rprivate",
+        "shared",
+        "rshared",
+        "slave",
+        "rslave",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+    ];
+    const DATA: &[&str] = &[
+        "",
+        "size",
+        "mode",
+        "uid",
+        "gid",
+        "nr_inodes",
+        "nr_blocks",
+        "mpol",
+    ];
+    if opts.is_empty() {
+        return Ok(());
+    }
+    for o in opts.split(',') {
+        if FLAGS.contains(&o) {
+            continue;
+        }
+        match o.split_once('=') {
+            Some((k, _)) if DATA.contains(&k) => {}
+            Some((k, _)) => return Err(k.to_string()),
+            None => return Err(o.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// A tmpfs destination as dockerd's `ValidateTmpfsMountDestination`.
+fn check_tmpfs_target(t: &str) -> Result<(), ContainerError> {
+    let t = t.replace('\\', "/");
+    // Go's path.Clean(t) == "/": the components left after "." and ".." are none.
+    let mut depth: Vec<&str> = Vec::new();
+    for c in t.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth.pop();
+            }
+            c => depth.push(c),
+        }
+    }
+    if t.starts_with('/') && depth.is_empty() {
+        return Err(ContainerError::Invalid(
+            "invalid specification: destination can't be '/'".into(),
+        ));
+    }
+    if !t.starts_with('/') {
+        return Err(ContainerError::Invalid(format!(
+            "invalid mount path: '{t}' mount path must be absolute"
+        )));
+    }
+    Ok(())
 }
 
 /// The network namespaces coracle can give a container.
@@ -227,10 +387,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
             ));
         }
     }
-    for t in h.tmpfs.keys() {
-        if !t.starts_with('/') {
-            return invalid(format!("invalid tmpfs mount path {t:?}: must be absolute"));
+    for (t, opts) in &h.tmpfs {
+        check_tmpfs_target(t)?;
+        if let Err(o) = check_tmpfs_options(opts) {
+            return invalid(format!("invalid tmpfs option {o:?}"));
         }
+    }
+    if let Err(e) = crate::runtime::caps::check_names(&h.cap_add) {
+        return invalid(format!("invalid CapAdd: {e}"));
+    }
+    if let Err(e) = crate::runtime::caps::check_names(&h.cap_drop) {
+        return invalid(format!("invalid CapDrop: {e}"));
     }
     for k in h.sysctls.keys() {
         let namespaced = k.starts_with("net.")
@@ -346,6 +513,64 @@ mod tests {
         let mut c = cfg(json!({"Cmd": ["x"]}));
         merge_image(&mut c, &json!({})).unwrap();
         assert!(c.env.contains(&DEFAULT_PATH.to_string()));
+    }
+
+    #[test]
+    fn env_merge_keeps_the_quadratic_rules() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            merge_env(
+                v(&["PATH=/bin", "A=1", "A=dup", "B=1", "C=1"]),
+                v(&["A=2", "D=1", "B", "A=3", "D=2"])
+            ),
+            v(&["PATH=/bin", "C=1", "B", "A=3", "D=2"])
+        );
+        assert_eq!(merge_env(v(&["A=1"]), v(&[])), v(&["A=1"]));
+        assert_eq!(merge_env(v(&[]), v(&["X=1", "X=1"])), v(&["X=1"]));
+    }
+
+    #[test]
+    fn create_time_checks_like_dockerd() {
+        for s in [
+            "TERM",
+            "sigkill",
+            "SIGRTMIN+15",
+            "RTMAX-1",
+            "9",
+            "-1",
+            "Sigusr1",
+        ] {
+            assert!(valid_signal(s), "{s}");
+        }
+        for s in [
+            "0",
+            "FOO",
+            "SIGRTMIN+16",
+            "RTMAX-0",
+            "RTMIN++1",
+            "SIG",
+            " TERM",
+        ] {
+            assert!(!valid_signal(s), "{s}");
+        }
+        assert_eq!(check_tmpfs_options(""), Ok(()));
+        assert_eq!(check_tmpfs_options("size=1m,mode=1777,exec,nosuid"), Ok(()));
+        assert_eq!(check_tmpfs_options("size=1m,,x"), Err("".to_string()));
+        assert_eq!(check_tmpfs_options("foo=1"), Err("foo".to_string()));
+        for t in ["/", "//", "/.", "/a/..", "/../"] {
+            assert!(
+                check_tmpfs_target(t)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("can't be '/'"),
+                "{t}"
+            );
+        }
+        assert!(check_tmpfs_target("a")
+            .unwrap_err()
+            .to_string()
+            .contains("must be absolute"));
+        assert!(check_tmpfs_target("/a/b").is_ok());
     }
 
     #[test]

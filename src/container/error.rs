@@ -6,6 +6,8 @@ use std::fmt;
 pub enum ContainerError {
     /// "No such container: x".
     NotFound(String),
+    /// "No such exec instance: x" (404).
+    NoSuchExec(String),
     /// Bad configuration or parameter.
     Invalid(String),
     /// Conflicts with the current state: name in use, running, not running.
@@ -23,6 +25,7 @@ impl fmt::Display for ContainerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ContainerError::NotFound(id) => write!(f, "No such container: {id}"),
+            ContainerError::NoSuchExec(id) => write!(f, "No such exec instance: {id}"),
             ContainerError::Invalid(m)
             | ContainerError::Conflict(m)
             | ContainerError::Internal(m)

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use super::config::HostConfig;
 use super::create;
 use super::error::ContainerError;
+use super::isolation::Isolation;
 use super::model::Container;
 use super::policy::DEFAULT_SHM;
-use super::security::Security;
 use crate::runtime::spec::{LaunchSpec, MountKind, MountSpec, NetworkMode, RootfsSpec, StdioSpec};
 
 /// Where a container's own files are (from the container store).
@@ -97,7 +97,7 @@ pub fn launch_spec(
     paths: SpecPaths,
     network: NetworkMode,
     mounts: Vec<MountSpec>,
-    security: Security,
+    iso: Isolation,
     stdio: StdioSpec,
 ) -> LaunchSpec {
     let h = &c.host_config;
@@ -135,13 +135,16 @@ pub fn launch_spec(
             DEFAULT_SHM
         },
         privileged: h.privileged,
+        pid_ns: iso.pid_ns,
+        ipc_ns: iso.ipc_ns,
+        devices: iso.devices,
         cap_add: h.cap_add.clone(),
         cap_drop: h.cap_drop.clone(),
         ulimits: h.launch_ulimits(),
         sysctls: h.sysctls.clone(),
         init: h.init.unwrap_or(false),
-        seccomp: security.seccomp,
-        no_new_privs: security.no_new_privs,
+        seccomp: iso.security.seccomp,
+        no_new_privs: iso.security.no_new_privs,
         stdio,
     }
 }

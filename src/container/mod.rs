@@ -7,6 +7,7 @@ pub mod error;
 pub mod etc;
 pub mod exec;
 pub mod export;
+pub mod isolation;
 pub mod launch_spec;
 pub mod model;
 pub mod names;

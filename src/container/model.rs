@@ -87,6 +87,10 @@ pub struct Container {
     /// until an explicit start.
     pub manually_stopped: bool,
     pub has_been_started: bool,
+    /// Written before a start clones the process, cleared once the outcome
+    /// is recorded: after a crash, recovery treats the container as running.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start_pending: bool,
 }
 
 impl Container {

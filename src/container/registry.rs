@@ -37,6 +37,10 @@ pub struct Entry {
     pub stop_requested: bool,
     /// The current restart back-off.
     pub restart_delay_ms: u64,
+    /// A `pause` waits for the freezer until this instant (polled by a timer).
+    pub freezing: Option<std::time::Instant>,
+    /// Why the last `pause` failed (the freezer did not freeze).
+    pub freeze_error: Option<String>,
 }
 
 impl Entry {
@@ -49,6 +53,8 @@ impl Entry {
             start_on_exit: false,
             stop_requested: false,
             restart_delay_ms: 0,
+            freezing: None,
+            freeze_error: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::container::create;
 use crate::container::error::ContainerError;
 use crate::container::model::{Container, State};
 use crate::container::names;
-use crate::container::policy::{image_display, now};
+use crate::container::policy::{image_display, now, resources_of};
 use crate::container::registry::Entry;
 
 impl Engine {
@@ -27,13 +27,13 @@ impl Engine {
         })?;
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
+        create::validate_config(&config)?;
         let mut warnings = create::validate_host_config(&host_config)?;
-        // The profile is decoded now, so a bad one fails the create.
-        crate::container::security::parse(
-            &host_config.security_opt,
-            host_config.privileged,
-            self.config.no_new_privileges,
-        )?;
+        crate::container::isolation::validate(&host_config, &|k| {
+            self.containers.resolve(k).is_ok()
+        })?;
+        crate::runtime::cgroups::validate(&resources_of(&host_config))
+            .map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let (path, args) = create::merge_image(&mut config, &image_config)?;
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => {
@@ -69,6 +69,7 @@ impl Engine {
             restart_count: 0,
             manually_stopped: false,
             has_been_started: false,
+            start_pending: false,
             config,
             host_config,
         };

@@ -71,7 +71,7 @@ impl Engine {
         let ex = self
             .execs
             .get(id)
-            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+            .ok_or_else(|| ContainerError::NoSuchExec(id.to_string()))?;
         if ex.started {
             return Err(ContainerError::Conflict(format!(
                 "Exec command {id} has already run"
@@ -93,12 +93,7 @@ impl Engine {
         let c = &entry.c;
         let cfg = &ex.config;
         let tty = tty.unwrap_or(cfg.tty);
-        let mut env = c.config.env.clone();
-        for e in &cfg.env {
-            let key = e.split('=').next().unwrap_or("");
-            env.retain(|x| x.split('=').next() != Some(key));
-            env.push(e.clone());
-        }
+        let mut env = crate::container::create::merge_env(c.config.env.clone(), cfg.env.clone());
         if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }
@@ -194,9 +189,7 @@ impl Engine {
 
     pub fn exec_resize(&mut self, id: &str, h: u16, w: u16) -> Result<(), ContainerError> {
         if self.execs.get(id).is_none() {
-            return Err(ContainerError::NotFound(format!(
-                "No such exec instance: {id}"
-            )));
+            return Err(ContainerError::NoSuchExec(id.to_string()));
         }
         self.outputs
             .resize(id, h, w)
@@ -207,7 +200,7 @@ impl Engine {
         let ex = self
             .execs
             .get(id)
-            .ok_or_else(|| ContainerError::NotFound(format!("No such exec instance: {id}")))?;
+            .ok_or_else(|| ContainerError::NoSuchExec(id.to_string()))?;
         let c = &ex.config;
         let user = if c.user.is_empty() {
             self.containers

@@ -113,6 +113,7 @@ impl Engine {
                     self.signal_container(&id, Signal::SIGKILL);
                 }
             }
+            Timer::Freeze(id) => self.poll_freeze(&id),
             Timer::Restart(id) => {
                 let due = self
                     .containers

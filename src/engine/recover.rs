@@ -6,34 +6,31 @@ use nix::sys::signal::Signal;
 
 use super::Engine;
 use crate::container::model::Status;
+use crate::container::names;
 use crate::container::policy::{now, parse_signal, CGROUP_PARENT, DEFAULT_STOP_TIMEOUT};
 use crate::container::registry::Entry;
 use crate::runtime::cgroups::Cgroup;
 use crate::timers::Timer;
 
 impl Engine {
-    /// After a crash: kill what is left of running containers through their
-    /// cgroups, mark them exited, then restart what the policies say.
+    /// After a crash: kill every process left in the cgroup of any container
+    /// of this data root, whatever its record says (a crash during a start
+    /// leaves one recorded as created), mark those that were running or
+    /// starting exited, then restart what the policies say. Start-up only:
+    /// it waits for the kernel to empty the cgroups.
     pub fn recover_containers(&mut self) {
+        reap_cgroups(&self.container_dirs.ids());
         let mut restart = Vec::new();
         for c in self.container_dirs.load_all() {
             let mut c = c;
-            let was_alive = matches!(
-                c.state.status,
-                Status::Running | Status::Paused | Status::Restarting
-            );
+            let was_alive = c.start_pending
+                || matches!(
+                    c.state.status,
+                    Status::Running | Status::Paused | Status::Restarting
+                );
             if was_alive {
-                if let Some(cg) = Cgroup::open(CGROUP_PARENT, &c.id) {
-                    let _ = cg.thaw();
-                    cg.kill_all(Signal::SIGKILL);
-                    for _ in 0..100 {
-                        if cg.pids().is_empty() {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    let _ = cg.remove();
-                }
+                c.start_pending = false;
+                c.has_been_started = true;
                 c.state.status = Status::Exited;
                 c.state.pid = 0;
                 if c.state.exit_code == 0 {
@@ -113,5 +110,34 @@ impl Engine {
 
     pub fn any_container_alive(&self) -> bool {
         self.containers.iter().any(|e| e.live.is_some())
+    }
+}
+
+/// SIGKILL everything in the cgroups of `ids` (thawed first), wait up to
+/// two seconds for them to empty, and remove them.
+fn reap_cgroups(ids: &[String]) {
+    let groups: Vec<(&String, Cgroup)> = ids
+        .iter()
+        .filter_map(|id| Cgroup::open(CGROUP_PARENT, id).map(|cg| (id, cg)))
+        .collect();
+    for (id, cg) in &groups {
+        let n = cg.pids().len();
+        if n > 0 {
+            log::warn!(
+                "container {}: killing {n} process(es) left from the previous run",
+                names::short(id)
+            );
+        }
+        let _ = cg.thaw();
+        cg.kill_all(Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline && groups.iter().any(|(_, cg)| !cg.pids().is_empty()) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (id, cg) in &groups {
+        if let Err(e) = cg.remove() {
+            log::warn!("container {}: cgroup left: {e}", names::short(id));
+        }
     }
 }

@@ -63,7 +63,20 @@ impl Engine {
             .get(id)
             .map(|e| e.c.clone())
             .ok_or_else(|| ContainerError::NotFound(id.into()))?;
+        // Record the start before the clone, so that recovery after a crash
+        // from here on knows a process may exist.
+        let mut pending = c.clone();
+        pending.start_pending = true;
+        self.container_dirs
+            .save(&pending)
+            .map_err(|e| ContainerError::Internal(format!("recording the start: {e}")))?;
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = true;
+        }
         let result = self.spawn_process(&c);
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = false;
+        }
         match result {
             Ok(live) => {
                 let pid = live.pid.as_raw();
@@ -111,7 +124,6 @@ impl Engine {
     }
 
     pub(super) fn spawn_process(&mut self, c: &Container) -> Result<Live, ContainerError> {
-        let security = self.security_of(c)?;
         let id = &c.id;
         let h = &c.host_config;
         let lower_dirs = self
@@ -129,6 +141,16 @@ impl Engine {
             }
         }
         let mounts = mounts_of(h)?;
+        let nnp = self.config.no_new_privileges;
+        let iso = crate::container::isolation::resolve(h, nnp, &|what, key| {
+            let id = self.containers.resolve(key)?;
+            let live = self.containers.get(&id).and_then(|e| e.live.as_ref());
+            live.map(|l| l.pid).ok_or_else(|| {
+                ContainerError::Conflict(format!(
+                    "cannot join {what} of a non running container: {id}"
+                ))
+            })
+        })?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
@@ -137,7 +159,7 @@ impl Engine {
                     let _ = cg.remove();
                     return Err(ContainerError::Invalid(e.to_string()));
                 }
-                if let Err(e) = cg.apply_devices(h.privileged) {
+                if let Err(e) = cg.apply_device_rules(&iso.device_rules) {
                     log::warn!("container {}: device cgroup: {e}", c.short_id());
                 }
                 Some(cg)
@@ -173,7 +195,7 @@ impl Engine {
             merged_dir: self.container_dirs.merged(id),
             dir: self.container_dirs.dir(id),
         };
-        let spec = launch_spec(c, lower_dirs, paths, network, mounts, security, child.spec);
+        let spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),

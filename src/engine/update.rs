@@ -1,5 +1,7 @@
 //! `docker pause` / `unpause`, `rename` and `update` of a container.
 
+use std::time::Instant;
+
 use super::Engine;
 use crate::container::config::HostConfig;
 use crate::container::create;
@@ -7,9 +9,20 @@ use crate::container::error::ContainerError;
 use crate::container::model::Status;
 use crate::container::names;
 use crate::container::policy::resources_of;
+use crate::runtime::cgroups::FREEZE_TIMEOUT;
+use crate::timers::Timer;
+
+/// How often a freezing cgroup is looked at again.
+const FREEZE_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl Engine {
-    pub fn container_pause(&mut self, key: &str, pause: bool) -> Result<(), ContainerError> {
+    /// `pause` / `unpause`. `Ok(Some(id))`: the freezer is still freezing;
+    /// the answer waits for `poll_freeze` (see `streams::wait::until_paused`).
+    pub fn container_pause(
+        &mut self,
+        key: &str,
+        pause: bool,
+    ) -> Result<Option<String>, ContainerError> {
         let id = self.containers.resolve(key)?;
         let e = self
             .containers
@@ -42,8 +55,29 @@ impl Engine {
                     "pause needs the freezer cgroup, which is unavailable".into(),
                 )
             })?;
-        if pause { cg.freeze() } else { cg.thaw() }
-            .map_err(|e| ContainerError::Internal(e.to_string()))?;
+        if pause {
+            if e.freezing.is_some() {
+                return Err(ContainerError::Conflict(format!(
+                    "Container {id} is already being paused"
+                )));
+            }
+            let frozen = cg
+                .freeze_step()
+                .map_err(|e| ContainerError::Internal(e.to_string()))?;
+            if !frozen {
+                // The kernel freezes asynchronously: poll with a timer, and
+                // answer once it is frozen (or the freezer gave up).
+                let now = Instant::now();
+                e.freezing = Some(now + FREEZE_TIMEOUT);
+                e.freeze_error = None;
+                self.timers
+                    .add(now + FREEZE_POLL, Timer::Freeze(id.clone()));
+                return Ok(Some(id));
+            }
+        } else {
+            cg.thaw()
+                .map_err(|e| ContainerError::Internal(e.to_string()))?;
+        }
         e.c.state.status = if pause {
             Status::Paused
         } else {
@@ -51,7 +85,47 @@ impl Engine {
         };
         self.persist(&id);
         self.container_event(&id, if pause { "pause" } else { "unpause" }, &[]);
-        Ok(())
+        Ok(None)
+    }
+
+    /// A freezing container's timer: frozen now (the pause is done), still
+    /// freezing (look again), or past the deadline (thaw; the pause fails).
+    pub(super) fn poll_freeze(&mut self, id: &str) {
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some(deadline) = e.freezing else { return };
+        let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) else {
+            e.freezing = None;
+            e.freeze_error = Some("the container exited while being paused".into());
+            self.wake_container_waiters();
+            return;
+        };
+        let now = Instant::now();
+        match cg.freeze_step() {
+            Ok(true) => {
+                e.freezing = None;
+                e.c.state.status = Status::Paused;
+                self.persist(id);
+                self.container_event(id, "pause", &[]);
+            }
+            Ok(false) if now < deadline => {
+                self.timers
+                    .add(now + FREEZE_POLL, Timer::Freeze(id.to_string()));
+                return;
+            }
+            result => {
+                let _ = cg.thaw();
+                e.freezing = None;
+                e.freeze_error = Some(match result {
+                    Err(err) => err.to_string(),
+                    _ => {
+                        format!("cgroup of container {id} did not freeze within {FREEZE_TIMEOUT:?}")
+                    }
+                });
+            }
+        }
+        self.wake_container_waiters();
     }
 
     pub fn container_rename(&mut self, key: &str, new_name: &str) -> Result<(), ContainerError> {
@@ -107,6 +181,8 @@ impl Engine {
             .into_iter()
             .filter(|w| !w.contains("bridge"))
             .collect();
+        crate::runtime::cgroups::validate(&resources_of(&h))
+            .map_err(|err| ContainerError::Invalid(err.to_string()))?;
         if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
             cg.update(&resources_of(&h))
                 .map_err(|err| ContainerError::Invalid(err.to_string()))?;

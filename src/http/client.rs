@@ -10,9 +10,25 @@ use super::request::BodyFraming;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Refuse a URL that would not go onto the request line as one token:
+/// control characters (`%0d%0a` injects header lines) and spaces. The
+/// wording is Go's `url.Parse`, as dockerd reports it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.chars().any(|c| c.is_ascii_control()) {
+        return Err(format!(
+            "parse {url:?}: net/url: invalid control character in URL"
+        ));
+    }
+    if url.contains(' ') {
+        return Err(format!("parse {url:?}: invalid character \" \" in URL"));
+    }
+    Ok(())
+}
+
 /// Open `url` (plain `http://` only) and return a reader over its body.
 pub fn get(url: &str) -> io::Result<Box<dyn Read>> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+    check_url(url).map_err(invalid)?;
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         invalid(format!(
             "unsupported URL {url:?}: only http:// is supported"

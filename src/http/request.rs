@@ -10,6 +10,7 @@ pub enum Method {
     Post,
     Put,
     Delete,
+    Options,
     Other,
 }
 
@@ -21,6 +22,7 @@ impl Method {
             "POST" => Method::Post,
             "PUT" => Method::Put,
             "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
             _ => Method::Other,
         }
     }
@@ -128,6 +130,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         .flat_map(|(_, v)| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
+    // Chunked beside a Content-Length is processed as chunked, and the
+    // connection is closed after the response (RFC 9112 6.3): the two framings
+    // disagree, so nothing after this body can be trusted to start where we think.
+    let conflicting_framing = !codings.is_empty() && find("content-length").is_some();
     let framing = match codings.as_slice() {
         [only] if only == "chunked" => BodyFraming::Chunked,
         [] => match find("content-length") {
@@ -165,7 +171,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         (0, Some(c)) => c.split(',').any(|t| t.trim() == "keep-alive"),
         (0, None) => false,
         _ => true,
-    };
+    } && !conflicting_framing;
     let expect_continue = find("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
 
     Ok(Some((
@@ -260,5 +266,13 @@ mod tests {
         assert!(!ka(
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         ));
+        // Content-Length beside chunked: chunked, then close.
+        let (r, _) = parse_head(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.framing, BodyFraming::Chunked);
+        assert!(!r.keep_alive);
     }
 }

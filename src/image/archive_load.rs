@@ -19,6 +19,7 @@ use super::digest::{digest_hex, sha256_digest, HashReader};
 use super::error::{ImageError, Result};
 use super::layer_extract::{extract_layer, is_gzip, maybe_gunzip, peek, Budget, LayerInfo};
 use super::reference::Reference;
+use super::tarstream::{Kind, Walker};
 use crate::image::layout::Layout;
 
 /// One JSON file of the archive is held in memory up to this size.
@@ -30,6 +31,10 @@ pub const JSON_TOTAL_MAX: u64 = 64 << 20;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadSummary {
     pub images: Vec<LoadedImage>,
+    /// The journal that records these images with their tags; the daemon
+    /// removes it once the tags are persisted (see `store::layout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -430,6 +435,7 @@ fn commit(
 ) -> Result<LoadSummary> {
     let mut summary = LoadSummary::default();
     let mut committed_new: Vec<String> = Vec::new();
+    let mut new_configs: Vec<String> = Vec::new();
     let result = (|| {
         for img in &images {
             for d in &img.diff_ids {
@@ -452,7 +458,24 @@ fn commit(
                 }
                 temps.forget(&tmp);
             }
-            let id = layout.write_config(&img.config)?;
+        }
+        // The configs become visible only with their tags on record.
+        let planned = LoadSummary {
+            images: images
+                .iter()
+                .map(|img| LoadedImage {
+                    id: sha256_digest(&img.config),
+                    tags: img.tags.clone(),
+                })
+                .collect(),
+            journal: None,
+        };
+        summary.journal = Some(layout.write_journal(&planned)?);
+        for img in &images {
+            let (id, new) = layout.write_config_new(&img.config)?;
+            if new {
+                new_configs.push(id.clone());
+            }
             summary.images.push(LoadedImage {
                 id,
                 tags: img.tags.clone(),
@@ -461,6 +484,15 @@ fn commit(
         Ok(())
     })();
     if let Err(e) = result {
+        // Nothing of this load stays visible: its new configs, then its
+        // journal, then the layers no remaining config uses.
+        for id in &new_configs {
+            let _ = fs::remove_file(layout.config_path(id));
+        }
+        summary.images.retain(|i| !new_configs.contains(&i.id));
+        if let Some(j) = &summary.journal {
+            let _ = layout.remove_journal(j);
+        }
         // Do not leave layers that no image on disk uses.
         for d in committed_new {
             let used = summary.images.iter().any(|i| {
@@ -484,52 +516,43 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
     layout.create_dirs()?;
     let outer_budget = Budget::new(budget.max_total, budget.max_gzip_ratio);
     let outer = maybe_gunzip(input, &outer_budget)?;
-    let mut archive = tar::Archive::new(outer);
+    // Our own walker, not the tar crate's reader: it caps GNU long-name and
+    // PAX records at 1 MiB as layer extraction does (the tar crate holds any
+    // size in memory).
+    let mut walker = Walker::new(outer);
     let mut temps = TempDirs::default();
     let mut c = Collected::default();
-    let entries = archive
-        .entries()
-        .map_err(|e| ImageError::BadArchive(format!("reading tar: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ImageError::from(e).into_archive())?;
-        let raw_path = entry
-            .path()
-            .map_err(|e| ImageError::BadArchive(format!("bad path: {e}")))?;
-        let path = norm(&raw_path.to_string_lossy());
-        let ty = entry.header().entry_type();
-        if ty.is_symlink() || ty.is_hard_link() {
-            if let Some(t) = entry.link_name().ok().flatten() {
-                let t = t.to_string_lossy().into_owned();
-                let target = if ty.is_hard_link() {
-                    Some(norm(&t))
-                } else {
-                    resolve_link(&path, &t)
-                };
-                if let Some(target) = target {
-                    c.aliases.insert(path, target);
-                }
-            }
-            continue;
-        }
-        if !ty.is_file() {
-            continue;
-        }
-        let size = entry.size();
-        let layerish = path.ends_with("/layer.tar") || path.starts_with("blobs/");
-        if layerish {
-            let (head, mut r) =
-                peek(&mut entry, 512).map_err(|e| ImageError::from(e).into_archive())?;
-            if looks_like_layer(&head) {
-                c.extract(layout, &mut temps, path, &mut r, budget)?;
-            } else if size <= JSON_MAX {
-                c.keep_json(path, &mut r, size)?;
+    while let Some(e) = walker
+        .next(&mut io::sink())
+        .map_err(ImageError::into_archive)?
+    {
+        let path = norm(&String::from_utf8_lossy(&e.path));
+        let size = e.size;
+        let mut entry = (&mut walker.reader).take(size);
+        if matches!(e.kind, Kind::Symlink | Kind::HardLink) && !e.link.is_empty() {
+            let t = String::from_utf8_lossy(&e.link).into_owned();
+            let target = if e.kind == Kind::HardLink {
+                Some(norm(&t))
             } else {
-                io::copy(&mut r, &mut io::sink())?;
+                resolve_link(&path, &t)
+            };
+            if let Some(target) = target {
+                c.aliases.insert(path.clone(), target);
             }
-        } else if is_small_json_name(&path) {
-            c.keep_json(path, &mut entry, size)?;
         }
-        // Anything else is drained by the tar reader.
+        if e.kind == Kind::Regular {
+            collect_entry(layout, &mut c, &mut temps, path, &mut entry, size, budget)?;
+        }
+        // Whatever the entry's reader left unread, then the padding.
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| ImageError::from(e).into_archive())?;
+        if entry.limit() != 0 {
+            return Err(ImageError::BadArchive(
+                "unexpected EOF in tar stream".into(),
+            ));
+        }
+        walker
+            .copy_padding(size, &mut io::sink())
+            .map_err(ImageError::into_archive)?;
     }
     let images = if let Some(m) = c.json.get("manifest.json").cloned() {
         resolve_docker(&c, &m)?
@@ -544,6 +567,34 @@ pub fn load_archive<R: Read>(layout: &Layout, input: R, budget: &Budget) -> Resu
         return Err(ImageError::BadArchive("archive contains no images".into()));
     }
     commit(layout, &mut c, &mut temps, images)
+}
+
+/// One regular file of the outer archive: a layer is extracted, small JSON
+/// kept, anything else left for the caller to skip.
+fn collect_entry(
+    layout: &Layout,
+    c: &mut Collected,
+    temps: &mut TempDirs,
+    path: String,
+    entry: &mut dyn Read,
+    size: u64,
+    budget: &Budget,
+) -> Result<()> {
+    let layerish = path.ends_with("/layer.tar") || path.starts_with("blobs/");
+    if layerish {
+        let (head, mut r) =
+            peek(&mut *entry, 512).map_err(|e| ImageError::from(e).into_archive())?;
+        if looks_like_layer(&head) {
+            c.extract(layout, temps, path, &mut r, budget)?;
+        } else if size <= JSON_MAX {
+            c.keep_json(path, &mut r, size)?;
+        } else {
+            io::copy(&mut r, &mut io::sink())?;
+        }
+    } else if is_small_json_name(&path) {
+        c.keep_json(path, entry, size)?;
+    }
+    Ok(())
 }
 
 impl ImageError {

@@ -348,8 +348,29 @@ pub fn import_rootfs<R: Read>(
     let config = build_config(&info.diff_id, opts, &now_rfc3339())?;
     let new = layout.commit_layer(&tmp, &info)?;
     temps.forget(&tmp);
-    let id = match layout.write_config(&config) {
-        Ok(id) => id,
+    // The config becomes visible only with its tag on record.
+    let planned = LoadSummary {
+        images: vec![LoadedImage {
+            id: crate::image::digest::sha256_digest(&config),
+            tags: tag.into_iter().collect(),
+        }],
+        journal: None,
+    };
+    let committed =
+        layout
+            .write_journal(&planned)
+            .and_then(|j| match layout.write_config(&config) {
+                Ok(_) => Ok(j),
+                Err(e) => {
+                    let _ = layout.remove_journal(&j);
+                    Err(e)
+                }
+            });
+    match committed {
+        Ok(journal) => Ok(LoadSummary {
+            journal: Some(journal),
+            ..planned
+        }),
         Err(e) => {
             if new {
                 let _ = crate::image::layout::remove_layer_dir(
@@ -357,15 +378,9 @@ pub fn import_rootfs<R: Read>(
                     &layout.layer_dir(&info.diff_id),
                 );
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    Ok(LoadSummary {
-        images: vec![LoadedImage {
-            id,
-            tags: tag.into_iter().collect(),
-        }],
-    })
+    }
 }
 
 #[cfg(test)]

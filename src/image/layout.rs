@@ -13,6 +13,12 @@
 //! under a `.tmp-` name, synced, renamed); a config is written only after all
 //! its layers; the start-up cleaner removes `.tmp-` leftovers and layers no
 //! config references (a crash between the two steps).
+//!
+//! An image's config and its tags land together: before writing the configs
+//! a load writes one journal file (`journal/<pid>-<n>.json`, atomically)
+//! naming every image ID and its tags; the daemon removes it once the tags
+//! are in `references.json`, and start-up replays what a crash left, so an
+//! image is never present without the tags its load gave it.
 
 use std::fs;
 use std::io;
@@ -63,9 +69,61 @@ impl Layout {
         self.configs()
             .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)))
     }
+    /// Pending image/tag commits (see the module doc).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.root.join("journal")
+    }
     pub fn create_dirs(&self) -> Result<()> {
         fs::create_dir_all(self.layers())?;
         fs::create_dir_all(self.configs())?;
+        fs::create_dir_all(self.journal_dir())?;
+        Ok(())
+    }
+
+    /// Durably record the images (IDs and tags) a load is about to make
+    /// visible; returns the journal file to pass to the daemon.
+    pub fn write_journal(&self, entry: &impl Serialize) -> Result<PathBuf> {
+        let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let p = self
+            .journal_dir()
+            .join(format!("{}-{seq}.json", std::process::id()));
+        let data = serde_json::to_vec(entry).map_err(|e| ImageError::Io(io::Error::other(e)))?;
+        atomic::write_file(&p, &data)?;
+        Ok(p)
+    }
+
+    /// Is `p` a journal file of this store (not some path a message names)?
+    pub fn is_journal(&self, p: &Path) -> bool {
+        p.parent() == Some(self.journal_dir().as_path())
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".json") && !n.starts_with(TEMP_PREFIX))
+    }
+
+    /// The journal files left on disk.
+    pub fn journals(&self) -> Vec<PathBuf> {
+        let Ok(rd) = fs::read_dir(self.journal_dir()) else {
+            return Vec::new();
+        };
+        let mut v: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| self.is_journal(p))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Remove a journal once its tags are durable.
+    pub fn remove_journal(&self, p: &Path) -> Result<()> {
+        if self.is_journal(p) {
+            match fs::remove_file(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            atomic::sync_dir(&self.journal_dir())?;
+        }
         Ok(())
     }
     pub fn layer_exists(&self, diff_id: &str) -> bool {
@@ -120,12 +178,18 @@ impl Layout {
 
     /// Write an image config (exact bytes) under its ID. Idempotent.
     pub fn write_config(&self, config: &[u8]) -> Result<String> {
+        self.write_config_new(config).map(|(id, _)| id)
+    }
+
+    /// `write_config`, also telling whether the file is new.
+    pub fn write_config_new(&self, config: &[u8]) -> Result<(String, bool)> {
         let id = sha256_digest(config);
         let p = self.config_path(&id);
-        if !p.exists() {
-            atomic::write_file(&p, config)?;
+        if p.exists() {
+            return Ok((id, false));
         }
-        Ok(id)
+        atomic::write_file(&p, config)?;
+        Ok((id, true))
     }
 }
 

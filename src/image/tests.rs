@@ -854,6 +854,22 @@ fn ambiguous_short_ids_are_rejected() {
 }
 
 #[test]
+fn killed_worker_temps_are_removed() {
+    let root = TempRoot::new("killed");
+    let layout = root.layout();
+    let store = ImageStore::open(layout.clone()).unwrap();
+    let dir = layout.layers().join(".tmp-4242-0");
+    fs::create_dir_all(dir.join("diff")).unwrap();
+    let cfg = layout.configs().join(".tmp-abc.json-4242");
+    fs::write(&cfg, b"{").unwrap();
+    let other = layout.configs().join(".tmp-abc.json-4243");
+    fs::write(&other, b"{").unwrap();
+    store.remove_worker_temps(4242);
+    assert!(!dir.exists() && !cfg.exists());
+    assert!(other.exists(), "another process's temp file was removed");
+}
+
+#[test]
 fn startup_cleans_crash_leftovers() {
     let root = TempRoot::new("crash");
     let layout = root.layout();

@@ -90,6 +90,18 @@ pub fn bit_of(name: &str) -> Option<u64> {
     bit(&normalize(name)).ok()
 }
 
+/// dockerd's `NormalizeLegacyCapabilities` as a check: every name (any
+/// case, with or without `CAP_`, or `ALL`) must be a capability we know.
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    for n in names {
+        let n = normalize(n);
+        if n != "ALL" {
+            bit(&n)?;
+        }
+    }
+    Ok(())
+}
+
 /// Highest capability the kernel knows (/proc/sys/kernel/cap_last_cap).
 pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

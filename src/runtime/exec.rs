@@ -4,21 +4,19 @@
 //! namespace; the child joins ipc, uts, net and mnt itself (setns(mnt)
 //! needs a single-threaded caller) and lands in the container's root: after
 //! pivot_root the namespace's root *is* the container rootfs, so setns(mnt)
-//! already gives the chroot `/proc/<pid>/root` would.
+//! already gives the chroot `/proc/<pid>/root` would. Until its execve the
+//! process is a non-dumpable copy of the daemon (see `launch::spawn`).
 
 use super::caps;
 use super::errors::{LaunchError, Stage};
-use super::launch::{exec_program, spawn, PidNs};
+use super::launch::{exec_program, open_ns, spawn, PidNs};
 use super::rlimits;
 use super::seccomp::{self, Confine, Seccomp};
 use super::spec::{StdioSpec, Ulimit};
 use super::user;
-use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
-use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use std::convert::Infallible;
-use std::os::fd::OwnedFd;
 
 /// What `docker exec` asks for, resolved by the daemon against the
 /// container's config (user defaulted to the container's, env merged).
@@ -51,15 +49,6 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
-    open(
-        format!("/proc/{pid}/ns/{name}").as_str(),
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .stage(format!("open {name} namespace of {pid}"))
-}
-
 /// Start `spec` inside the container whose first process is `init_pid`.
 pub fn exec_in(
     init_pid: Pid,
@@ -76,14 +65,18 @@ pub fn exec_in(
     // for those a privileged exec gets.
     let ctr_caps =
         caps::resolve(false, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
-    let confine = Confine {
-        filter: seccomp::filter_for(&spec.seccomp, ctr_caps)?,
-        no_new_privs: spec.no_new_privs,
-    };
+    let confine = Confine::new(
+        seccomp::filter_for(&spec.seccomp, ctr_caps)?,
+        spec.no_new_privs,
+    );
     let pid_ns = open_ns(init_pid, "pid")?;
-    spawn(PidNs::Join(pid_ns), &spec.stdio, join, move |_err_fd| {
-        exec_main(init_pid, spec, caps, last, &confine)
-    })
+    spawn(
+        PidNs::Join(pid_ns),
+        &spec.stdio,
+        &[],
+        join,
+        move |_err_fd| exec_main(init_pid, spec, caps, last, &confine),
+    )
 }
 
 fn exec_main(

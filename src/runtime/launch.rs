@@ -17,13 +17,14 @@
 //! O_CLOEXEC error pipe and exits; a successful execve closes the pipe.
 
 use super::caps;
+use super::devices;
 use super::errors::{setup, LaunchError, Stage};
+use super::finish::Finish;
 use super::init;
 use super::mounts;
 use super::netns;
-use super::rlimits;
 use super::seccomp::{self, Confine};
-use super::spec::{LaunchSpec, NetworkMode, StdioSpec};
+use super::spec::{LaunchSpec, NetworkMode, NsMode, StdioSpec};
 use super::user;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -51,12 +52,20 @@ pub fn launch(
     if spec.args.is_empty() {
         return setup("no command specified");
     }
-    let confine = Confine {
-        filter: seccomp::filter_for(&spec.seccomp, caps)?,
-        no_new_privs: spec.no_new_privs,
+    let init_bin = if spec.init {
+        Some(init::binary_fd()?)
+    } else {
+        None
     };
-    spawn(PidNs::New, &spec.stdio, join, |err_fd| {
-        container_main(spec, caps, last, &confine, err_fd)
+    let pid_ns = match &spec.pid_ns {
+        NsMode::Private => PidNs::New,
+        NsMode::Host => PidNs::Host,
+        NsMode::Join(pid) => PidNs::Join(open_ns(*pid, "pid")?),
+    };
+    let confine = Confine::new(seccomp::filter_for(&spec.seccomp, caps)?, spec.no_new_privs);
+    let keep: Vec<RawFd> = init_bin.into_iter().collect();
+    spawn(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+        container_main(spec, caps, last, &confine, err_fd, init_bin)
     })
 }
 
@@ -64,15 +73,34 @@ pub fn launch(
 pub(crate) enum PidNs {
     /// A fresh one: the child is its PID 1.
     New,
-    /// An existing one (exec into a running container).
+    /// An existing one (exec into a running container, `--pid container:`).
     Join(OwnedFd),
+    /// The daemon's own (`--pid host`).
+    Host,
+}
+
+/// `/proc/<pid>/ns/<name>` of a running process, opened in the daemon.
+pub(crate) fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
+    open(
+        format!("/proc/{pid}/ns/{name}").as_str(),
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .stage(format!("open {name} namespace of {pid}"))
 }
 
 /// Fork a child in the requested PID namespace and run `body` in it after
-/// the sync handshake; see the module doc for the protocol.
+/// the sync handshake; see the module doc for the protocol. `keep`: fds
+/// the child keeps open besides its stdio and the pipes.
+///
+/// The child is born non-dumpable and stays so until its execve: until then
+/// it is a copy of the daemon's memory, and it may already be visible in a
+/// running container's PID namespace, whose root must not read its
+/// `/proc/PID/mem` or reach the host binary through `/proc/PID/exe`.
 pub(crate) fn spawn(
     pid_ns: PidNs,
     stdio: &StdioSpec,
+    keep: &[RawFd],
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> Result<Pid, LaunchError> {
@@ -87,15 +115,22 @@ pub(crate) fn spawn(
     match &pid_ns {
         PidNs::New => unshare(CloneFlags::CLONE_NEWPID).stage("unshare pid namespace")?,
         PidNs::Join(fd) => setns(fd, CloneFlags::CLONE_NEWPID).stage("join pid namespace")?,
+        PidNs::Host => {}
     }
+    let dumpable = NonDumpable::enter();
     // SAFETY: glibc fork; the child runs `child_entry` and never returns.
     let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        drop(dumpable);
+    }
     let restored = setns(&own_ns, CloneFlags::CLONE_NEWPID);
     let child = match forked {
         Ok(ForkResult::Child) => {
             drop(sync_w);
             drop(err_r);
-            child_entry(sync_r.as_raw_fd(), err_w.as_raw_fd(), stdio, body)
+            let mut keep = keep.to_vec();
+            keep.extend([sync_r.as_raw_fd(), err_w.as_raw_fd()]);
+            child_entry(sync_r.as_raw_fd(), err_w.as_raw_fd(), &keep, stdio, body)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
@@ -133,6 +168,28 @@ pub(crate) fn spawn(
             reap(child, false);
             Err(e)
         }
+    }
+}
+
+/// The daemon made non-dumpable for the duration of a fork, so the child
+/// is non-dumpable from its first instruction (execve makes the program
+/// dumpable again). Dropping it restores the daemon's setting.
+struct NonDumpable(libc::c_int);
+
+impl NonDumpable {
+    fn enter() -> NonDumpable {
+        // SAFETY: prctl with integer arguments.
+        let before = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        NonDumpable(before.max(0))
+    }
+}
+
+impl Drop for NonDumpable {
+    fn drop(&mut self) {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, self.0 as libc::c_ulong, 0, 0, 0) };
     }
 }
 
@@ -201,6 +258,7 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
 fn child_entry(
     sync_r: RawFd,
     err_w: RawFd,
+    keep: &[RawFd],
     stdio: &StdioSpec,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> ! {
@@ -217,7 +275,7 @@ fn child_entry(
     let run = std::panic::AssertUnwindSafe(|| -> Result<Infallible, LaunchError> {
         reset_signals();
         take_stdio(stdio)?;
-        close_fds(&[sync_r, err_w])?;
+        close_fds(keep)?;
         wait_sync(sync_r)?;
         body(err_w)
     });
@@ -357,10 +415,18 @@ fn container_main(
     last: u32,
     confine: &Confine,
     err_fd: RawFd,
+    init_bin: Option<RawFd>,
 ) -> Result<Infallible, LaunchError> {
-    let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
     if spec.network == NetworkMode::None {
         ns |= CloneFlags::CLONE_NEWNET;
+    }
+    match spec.ipc_ns {
+        NsMode::Private => ns |= CloneFlags::CLONE_NEWIPC,
+        NsMode::Host => {}
+        NsMode::Join(pid) => {
+            setns(open_ns(pid, "ipc")?, CloneFlags::CLONE_NEWIPC).stage("join ipc namespace")?
+        }
     }
     unshare(ns).stage("unshare namespaces")?;
     if spec.network == NetworkMode::None {
@@ -381,30 +447,20 @@ fn container_main(
     let root = spec.rootfs.merged_dir.as_path();
     mounts::standard_mounts(spec, root)?;
     mounts::user_mounts(&spec.mounts, root)?;
-    mounts::pivot(root)?;
-    mounts::sysctls(spec)?;
-    let cwd = if spec.cwd.is_empty() {
-        "/"
-    } else {
-        spec.cwd.as_str()
-    };
-    make_cwd(cwd)?;
-    if !spec.privileged {
-        mounts::mask_and_protect()?;
+    devices::make_nodes(root, &spec.devices)?;
+    if spec.privileged {
+        devices::make_nodes(root, &devices::host_devices())?;
     }
-    if spec.rootfs.readonly {
-        mounts::readonly_root()?;
-    }
-
-    rlimits::apply(&spec.ulimits)?;
-    let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
-    let env = user::with_home(&spec.env, &u);
-    nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
-    confine.become_user(caps, last, &u)?;
-    if spec.init {
-        init::run(err_fd, spec.stdio.tty, || exec_program(&spec.args, &env))
-    } else {
-        exec_program(&spec.args, &env)
+    let fin = Finish::of(spec, caps, last, confine.clone());
+    match init_bin {
+        None => {
+            let env = fin.run(root, &spec.env)?;
+            exec_program(&spec.args, &env)
+        }
+        Some(bin) => {
+            nix::unistd::chdir(root).stage("chdir to rootfs")?;
+            init::exec_init(bin, err_fd, spec.stdio.tty, &fin, &spec.args, &spec.env)
+        }
     }
 }
 

@@ -4,8 +4,11 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod confine;
+pub mod devices;
 pub mod errors;
 pub mod exec;
+pub mod finish;
 pub mod init;
 pub mod launch;
 pub mod mountinfo;

@@ -1,7 +1,8 @@
 //! The container's filesystem view, built inside its new mount namespace:
 //! rootfs (overlay, or a one-time copy when overlayfs is missing), /proc,
 //! /sys, /dev and friends, the /etc files, the user's binds and tmpfs,
-//! pivot_root, masked and read-only paths, read-only rootfs.
+//! `--device` nodes and shared /dev/shm; pivot_root and the masks are in
+//! `confine.rs`, the rootfs itself in `rootfs.rs`.
 //!
 //! Every function here runs in the child after `unshare(CLONE_NEWNS)` and
 //! after `/` was made rslave, so nothing mounted here reaches the host.
@@ -12,38 +13,14 @@ use super::rootfs::overlay_options;
 use super::spec::RootfsSpec;
 
 use super::errors::{setup, LaunchError, Stage};
-use super::spec::{LaunchSpec, MountKind, MountSpec};
+use super::spec::{LaunchSpec, MountKind, MountSpec, NsMode};
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-
-/// dockerd's masked paths (oci/defaults.go).
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// dockerd's read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 pub(crate) fn mnt(
     src: Option<&Path>,
@@ -185,7 +162,7 @@ fn kept_flags(p: &Path) -> MsFlags {
     out
 }
 
-fn remount_ro(p: &Path) -> Result<(), Errno> {
+pub(crate) fn remount_ro(p: &Path) -> Result<(), Errno> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(p);
     mnt(None, p, None, flags, None)
 }
@@ -261,14 +238,25 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     } else {
         spec.shm_size
     };
-    mnt(
-        Some(Path::new("shm")),
-        &shm,
-        Some("tmpfs"),
-        nosuid_noexec_nodev,
-        Some(&format!("mode=1777,size={size}")),
-    )
-    .stage("mount /dev/shm")?;
+    match spec.ipc_ns {
+        NsMode::Private => mnt(
+            Some(Path::new("shm")),
+            &shm,
+            Some("tmpfs"),
+            nosuid_noexec_nodev,
+            Some(&format!("mode=1777,size={size}")),
+        )
+        .stage("mount /dev/shm")?,
+        NsMode::Host => mnt(
+            Some(Path::new("/dev/shm")),
+            &shm,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .stage("bind the host's /dev/shm")?,
+        NsMode::Join(pid) => shared_shm(pid, &shm)?,
+    }
     let mq = mkdir_in(root, "/dev/mqueue")?;
     mnt(
         Some(Path::new("mqueue")),
@@ -317,6 +305,90 @@ pub fn standard_mounts(spec: &LaunchSpec, root: &Path) -> Result<(), LaunchError
     Ok(())
 }
 
+/// `--ipc container:<id>`: a clone of that container's /dev/shm mount,
+/// taken inside its mount namespace (mount(2) refuses a bind source from
+/// another namespace) and attached here.
+fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sched::{setns, CloneFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let own = open(
+        "/proc/self/ns/mnt",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .stage("open own mount namespace")?;
+    let theirs = super::launch::open_ns(pid, "mnt")?;
+    setns(&theirs, CloneFlags::CLONE_NEWNS).stage("enter the ipc container's mounts")?;
+    // SAFETY: open_tree(2) with a valid C string; returns a new fd or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/dev/shm".as_ptr(),
+            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
+        )
+    };
+    let cloned = Errno::result(tree).map(|fd| {
+        // SAFETY: a fresh fd we own.
+        unsafe { OwnedFd::from_raw_fd(fd as i32) }
+    });
+    setns(&own, CloneFlags::CLONE_NEWNS).stage("return to own mounts")?;
+    let tree = cloned.stage("clone the ipc container's /dev/shm")?;
+    let t = CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| LaunchError::Setup("/dev/shm path contains a NUL byte".into()))?;
+    // SAFETY: move_mount(2) of our detached tree onto a live C path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    Errno::result(r).stage("attach the ipc container's /dev/shm")?;
+    Ok(())
+}
+
+/// runc's checkProcMount: nothing is mounted on /proc or below it but
+/// proc itself and the files lxcfs emulates. `target` is the path inside
+/// the container, already cleaned; `is_proc`: a proc filesystem.
+pub fn check_proc_target(target: &Path, source: &str, is_proc: bool) -> Result<(), String> {
+    const VALID: &[&str] = &[
+        "/proc/cpuinfo",
+        "/proc/diskstats",
+        "/proc/meminfo",
+        "/proc/stat",
+        "/proc/swaps",
+        "/proc/uptime",
+        "/proc/loadavg",
+        "/proc/slabinfo",
+        "/proc/sys/kernel/ns_last_pid",
+        "/proc/sys/crypto/fips_enabled",
+        "/proc/net/dev",
+    ];
+    if !target.starts_with("/proc") {
+        return Ok(());
+    }
+    if target == Path::new("/proc") {
+        if is_proc {
+            return Ok(());
+        }
+        return Err(format!(
+            "{source:?} cannot be mounted because it is not of type proc"
+        ));
+    }
+    if VALID.iter().any(|v| target == Path::new(v)) {
+        return Ok(());
+    }
+    Err(format!(
+        "{:?} cannot be mounted because it is inside /proc",
+        target.display().to_string()
+    ))
+}
+
 /// `Binds`, `Mounts` and `Tmpfs`, in the given order.
 pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError> {
     for m in mounts {
@@ -327,6 +399,12 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
             ));
         }
         let t = secure_join(root, &m.target)?;
+        // Again after symlinks in the image were resolved.
+        let source = match m.kind {
+            MountKind::Bind => m.source.display().to_string(),
+            MountKind::Tmpfs => "tmpfs".to_string(),
+        };
+        check_proc_target(Path::new(&rel(root, &t)), &source, false).map_err(LaunchError::Setup)?;
         match m.kind {
             MountKind::Bind => {
                 let md = match fs::metadata(&m.source) {
@@ -404,96 +482,6 @@ fn tmpfs_options(opts: &str) -> (MsFlags, String) {
         }
     }
     (flags, data.join(","))
-}
-
-/// chdir into `root`, pivot_root(".", "."), detach the old root.
-pub fn pivot(root: &Path) -> Result<(), LaunchError> {
-    nix::unistd::chdir(root).stage("chdir to rootfs")?;
-    nix::unistd::pivot_root(".", ".").stage("pivot_root")?;
-    mnt(
-        None,
-        Path::new("."),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None,
-    )
-    .stage("make old root rslave")?;
-    umount2(".", MntFlags::MNT_DETACH).stage("unmount old root")?;
-    nix::unistd::chdir("/").stage("chdir /")?;
-    Ok(())
-}
-
-/// After pivot_root: mask and write-protect dockerd's lists.
-pub fn mask_and_protect() -> Result<(), LaunchError> {
-    for p in MASKED_PATHS {
-        let path = Path::new(p);
-        let md = match fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(_) => continue,
-        };
-        let r = if md.is_dir() {
-            mnt(
-                Some(Path::new("tmpfs")),
-                path,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None,
-            )
-        } else {
-            mnt(
-                Some(Path::new("/dev/null")),
-                path,
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-        };
-        match r {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(e).stage(format!("mask {p}")),
-        }
-    }
-    for p in READONLY_PATHS {
-        let path = Path::new(p);
-        if fs::symlink_metadata(path).is_err() {
-            continue;
-        }
-        match mnt(
-            Some(path),
-            path,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        ) {
-            Ok(()) => {}
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(e).stage(format!("bind {p}")),
-        }
-        remount_ro(path).stage(format!("remount {p} read-only"))?;
-    }
-    Ok(())
-}
-
-/// `ReadonlyRootfs`: the root mount itself becomes read-only.
-pub fn readonly_root() -> Result<(), LaunchError> {
-    remount_ro(Path::new("/")).stage("remount / read-only")
-}
-
-/// Write namespaced sysctls through the container's /proc/sys.
-pub fn sysctls(spec: &LaunchSpec) -> Result<(), LaunchError> {
-    for (k, v) in &spec.sysctls {
-        if k.is_empty() || k.contains('/') || k.contains("..") || k.starts_with('.') {
-            return setup(format!("sysctl {k:?}: invalid name"));
-        }
-        if k.starts_with("net.") && spec.network == super::spec::NetworkMode::Host {
-            return setup(format!(
-                "sysctl {k:?} not allowed in host network namespace"
-            ));
-        }
-        let path = Path::new("/proc/sys").join(k.replace('.', "/"));
-        fs::write(&path, v.as_bytes()).stage(format!("sysctl {k}={v}"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -51,7 +51,36 @@ pub enum NetworkMode {
     Host,
 }
 
-#[derive(Debug, Clone)]
+/// Whose PID or IPC namespace the container gets (`--pid`, `--ipc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsMode {
+    /// A new one (the default).
+    Private,
+    /// The daemon's (`host`).
+    Host,
+    /// That of another container's running first process (`container:<id>`).
+    Join(nix::unistd::Pid),
+}
+
+/// A device node made in the container (`--device`, and every host device
+/// under `--privileged`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: PathBuf,
+    /// 'c' or 'b'.
+    pub kind: char,
+    pub major: u32,
+    pub minor: u32,
+    /// Permission bits of the host node.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Device-cgroup access, some of "rwm".
+    pub access: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ulimit {
     /// Docker's names: "nofile", "nproc", "core", "memlock", "stack", ...
     pub name: String,
@@ -97,8 +126,16 @@ pub struct LaunchSpec {
     pub mounts: Vec<MountSpec>,
     /// Size of /dev/shm in bytes (dockerd's default: 64 MiB).
     pub shm_size: u64,
-    /// All capabilities, no masked paths, all devices.
+    /// All capabilities, no masked paths, all devices (the host's /dev
+    /// nodes are made in the container's /dev).
     pub privileged: bool,
+    /// `--pid`: PID 1 of a new namespace, the host's, or another container's.
+    pub pid_ns: NsMode,
+    /// `--ipc`: a new IPC namespace and /dev/shm, or the host's or another
+    /// container's (namespace and /dev/shm).
+    pub ipc_ns: NsMode,
+    /// `--device` nodes, made after the user's mounts.
+    pub devices: Vec<DeviceNode>,
     /// Names as Docker writes them: "NET_ADMIN" or "CAP_NET_ADMIN", "ALL".
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

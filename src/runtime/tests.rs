@@ -92,6 +92,9 @@ impl Fixture {
             mounts: vec![],
             shm_size: 64 << 20,
             privileged: false,
+            pid_ns: NsMode::Private,
+            ipc_ns: NsMode::Private,
+            devices: vec![],
             cap_add: vec![],
             cap_drop: vec![],
             ulimits: vec![],
@@ -374,6 +377,27 @@ fn missing_bind_source_is_a_setup_error() {
     assert_eq!(
         e.to_string(),
         "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent/coracle"
+    );
+}
+
+#[test]
+fn a_mount_reaching_proc_through_a_symlink_is_refused() {
+    // Create-time checks see "/p/sys"; only the launcher sees the image's
+    // /p -> /proc symlink (runc's checkProcMount runs after securejoin too).
+    let f = Fixture::new("procbind");
+    std::os::unix::fs::symlink("/proc", f.lower().join("p")).unwrap();
+    let mut spec = f.spec(&["true"]);
+    spec.mounts = vec![MountSpec {
+        kind: MountKind::Tmpfs,
+        source: PathBuf::from("tmpfs"),
+        target: PathBuf::from("/p/sys"),
+        readonly: false,
+        options: String::new(),
+    }];
+    let e = f.start(&mut spec).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "\"/proc/sys\" cannot be mounted because it is inside /proc"
     );
 }
 
@@ -756,9 +780,13 @@ fn a_panic_in_the_child_is_a_setup_error() {
         stderr: fl.as_raw_fd(),
         tty: false,
     };
-    let e = super::launch::spawn(super::launch::PidNs::New, &stdio, &mut |_| Ok(()), |_| {
-        panic!("boom")
-    })
+    let e = super::launch::spawn(
+        super::launch::PidNs::New,
+        &stdio,
+        &[],
+        &mut |_| Ok(()),
+        |_| panic!("boom"),
+    )
     .unwrap_err();
     assert!(
         e.message().starts_with("container setup panicked: ") && e.message().contains("boom"),

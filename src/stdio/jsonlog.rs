@@ -199,15 +199,24 @@ pub fn read_all(path: &Path) -> Vec<Entry> {
 
 /// One json-file line as a record (None when malformed).
 pub fn parse_line(line: &[u8]) -> Option<Entry> {
-    let v = serde_json::from_slice::<serde_json::Value>(line).ok()?;
-    let kind = match v["stream"].as_str() {
+    #[derive(serde::Deserialize)]
+    struct Record<'a> {
+        #[serde(default)]
+        log: String,
+        #[serde(default, borrow)]
+        stream: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        time: String,
+    }
+    let r: Record = serde_json::from_slice(line).ok()?;
+    let kind = match r.stream.as_deref() {
         Some("stderr") => StreamKind::Stderr,
         _ => StreamKind::Stdout,
     };
     Some(Entry {
         kind,
-        line: v["log"].as_str().unwrap_or("").to_string(),
-        time: v["time"].as_str().unwrap_or("").to_string(),
+        line: r.log,
+        time: r.time,
     })
 }
 

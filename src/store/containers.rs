@@ -99,6 +99,18 @@ impl ContainerDirs {
         out
     }
 
+    /// The IDs of every container directory, readable record or not.
+    pub fn ids(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| crate::container::names::is_full_id(n))
+            .collect()
+    }
+
     /// Take a container's directory out of the store: renamed to a
     /// temporary name (so a crash mid-delete leaves a temp dir, not a half
     /// container), which the caller deletes (in a worker: it can be big).

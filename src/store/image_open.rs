@@ -8,7 +8,7 @@ use std::fs;
 use serde_json::Value;
 
 use crate::atomic::remove_temp_leftovers;
-use crate::image::archive_load::config_diff_ids;
+use crate::image::archive_load::{config_diff_ids, LoadSummary};
 use crate::image::digest::{chain_ids, is_hex64, sha256_digest};
 use crate::image::error::{ImageError, Result};
 use crate::image::layout::{remove_layer_dir, Layout};
@@ -25,6 +25,7 @@ impl ImageStore {
         remove_temp_leftovers(&layout.root)?;
         remove_temp_leftovers(&layout.layers())?;
         remove_temp_leftovers(&layout.configs())?;
+        remove_temp_leftovers(&layout.journal_dir())?;
         let mut s = ImageStore {
             layout,
             images: BTreeMap::new(),
@@ -65,7 +66,42 @@ impl ImageStore {
                 .filter(|(id, _)| s.images.contains_key(id))
                 .collect();
         }
+        s.replay_journals()?;
         Ok(s)
+    }
+
+    /// Start-up: give the images of loads a crash interrupted the tags their
+    /// journals recorded (images whose config never landed are absent and
+    /// are skipped), persist, then drop the journals.
+    fn replay_journals(&mut self) -> Result<()> {
+        let journals = self.layout.journals();
+        if journals.is_empty() {
+            return Ok(());
+        }
+        for j in &journals {
+            let summary = fs::read(j).map_err(ImageError::from).and_then(|b| {
+                serde_json::from_slice::<LoadSummary>(&b)
+                    .map_err(|e| ImageError::Corrupt(format!("{}: {e}", j.display())))
+            });
+            match summary {
+                Ok(summary) => {
+                    for li in &summary.images {
+                        if self.images.contains_key(&li.id) {
+                            log::info!("completing the interrupted load of {}", li.id);
+                            if let Err(e) = self.point_tags(li, &mut Vec::new()) {
+                                log::warn!("load journal {}: {e}", j.display());
+                            }
+                        }
+                    }
+                }
+                Err(e) => log::warn!("dropping load journal: {e}"),
+            }
+        }
+        self.save_refs()?;
+        for j in &journals {
+            self.layout.remove_journal(j)?;
+        }
+        Ok(())
     }
 
     pub(super) fn read_image(&mut self, id: &str) -> Result<Image> {

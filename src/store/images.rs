@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::atomic::{self};
-use crate::image::archive_load::LoadSummary;
+use crate::image::archive_load::{LoadSummary, LoadedImage};
 use crate::image::archive_save::{SaveImage, SavePlan};
 use crate::image::digest::is_hex64;
 use crate::image::error::{ImageError, Result};
@@ -83,12 +83,33 @@ fn short(id: &str) -> String {
         .collect()
 }
 
+/// dockerd's `isSingleReference`: every reference is in one repository and
+/// at most one of them is a tag (digest references of that repository aside).
+fn is_single_reference(refs: &[Reference]) -> bool {
+    if refs.len() <= 1 {
+        return refs.len() == 1;
+    }
+    let mut single: Option<&Reference> = None;
+    let mut canonical: HashSet<&str> = HashSet::new();
+    for r in refs {
+        if r.digest.is_some() {
+            canonical.insert(r.name.as_str());
+        } else if single.is_none() {
+            single = Some(r);
+        } else {
+            return false;
+        }
+    }
+    let name = single.unwrap_or(&refs[0]).name.as_str();
+    canonical.len() == 1 && canonical.contains(name)
+}
+
 impl ImageStore {
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    fn save_refs(&self) -> Result<()> {
+    pub(super) fn save_refs(&self) -> Result<()> {
         let f = RefsFile {
             refs: self.refs.clone(),
             last_tag: self.last_tag.clone(),
@@ -111,19 +132,36 @@ impl ImageStore {
     }
 
     /// Remove the temporary directories of a worker killed mid-load (its
-    /// own cleanup never ran).
+    /// own cleanup never ran): `.tmp-<pid>-<n>` layer dirs, and the
+    /// `.tmp-<name>-<pid>` files of its atomic writes (a config).
     pub fn remove_worker_temps(&self, pid: i32) {
-        let prefix = format!("{}{pid}-", crate::atomic::TEMP_PREFIX);
+        let temp = crate::atomic::TEMP_PREFIX;
+        let prefix = format!("{temp}{pid}-");
+        let suffix = format!("-{pid}");
+        let ours = |name: &str| {
+            name.starts_with(&prefix) || (name.starts_with(temp) && name.ends_with(&suffix))
+        };
+        // A killed worker's journal goes too: its images were never indexed
+        // (its configs, if any, lose their layers to the next collection).
+        let journal = format!("{pid}-");
+        if let Ok(entries) = fs::read_dir(self.layout.journal_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&journal) {
+                    let _ = self.layout.remove_journal(&e.path());
+                }
+            }
+        }
         for dir in [
             self.layout.layers(),
             self.layout.configs(),
             self.layout.root.clone(),
+            self.layout.journal_dir(),
         ] {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
             };
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                if ours(&e.file_name().to_string_lossy()) {
                     let p = e.path();
                     let _ = if p.is_dir() {
                         fs::remove_dir_all(&p)
@@ -144,6 +182,15 @@ impl ImageStore {
     /// references. Returns the `docker load` progress lines.
     pub fn apply_load(&mut self, summary: &LoadSummary) -> Result<Vec<String>> {
         let lines = self.index_load(summary);
+        if lines.is_ok() {
+            // The tags are durable now: the journal has done its job. On an
+            // error it stays for the next start-up to replay.
+            if let Some(j) = &summary.journal {
+                if let Err(e) = self.layout.remove_journal(j) {
+                    log::warn!("removing load journal {}: {e}", j.display());
+                }
+            }
+        }
         self.worker_done();
         lines
     }
@@ -158,24 +205,30 @@ impl ImageStore {
             if li.tags.is_empty() {
                 lines.push(format!("Loaded image ID: {}", li.id));
             }
-            for t in &li.tags {
-                let r = Reference::parse(t)?;
-                if let Some(old) = self.refs.insert(r.to_string(), li.id.clone()) {
-                    if old != li.id {
-                        lines.push(format!(
-                            "The image {} already exists, renaming the old one with ID {old} to empty string",
-                            r.familiar()
-                        ));
-                    }
-                }
-                lines.push(format!("Loaded image: {}", r.familiar()));
-            }
-            if !li.tags.is_empty() {
-                self.last_tag.insert(li.id.clone(), now_rfc3339());
-            }
+            self.point_tags(li, &mut lines)?;
         }
         self.save_refs()?;
         Ok(lines)
+    }
+
+    /// Point a loaded image's tags at it (in memory), with `docker load`'s lines.
+    pub(super) fn point_tags(&mut self, li: &LoadedImage, lines: &mut Vec<String>) -> Result<()> {
+        for t in &li.tags {
+            let r = Reference::parse(t)?;
+            if let Some(old) = self.refs.insert(r.to_string(), li.id.clone()) {
+                if old != li.id {
+                    lines.push(format!(
+                        "The image {} already exists, renaming the old one with ID {old} to empty string",
+                        r.familiar()
+                    ));
+                }
+            }
+            lines.push(format!("Loaded image: {}", r.familiar()));
+        }
+        if !li.tags.is_empty() {
+            self.last_tag.insert(li.id.clone(), now_rfc3339());
+        }
+        Ok(())
     }
 
     /// A worker failed: nothing to index.
@@ -325,6 +378,17 @@ impl ImageStore {
         let used = usage(&id);
         if !by_id {
             let r = Reference::parse(name)?.with_default_tag();
+            // dockerd: untagging the only reference of an image a container
+            // uses would leave it dangling; that takes force.
+            if let Some(u) = used.as_ref().filter(|_| !force) {
+                if is_single_reference(&self.refs_of(&id)) {
+                    return Err(ImageError::Conflict(format!(
+                        "conflict: unable to remove repository reference {name:?} (must force) - container {} is using its referenced image {}",
+                        short(&u.container_id),
+                        short(&id)
+                    )));
+                }
+            }
             self.refs.remove(&r.to_string());
             records.push(json!({ "Untagged": r.familiar() }));
             if !self.refs_of(&id).is_empty() || used.is_some() {

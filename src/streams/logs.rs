@@ -16,6 +16,10 @@ pub const BACKLOG_PIECE: usize = 256 * 1024;
 /// Log bytes a tail scan reads per loop turn.
 const SCAN_BUDGET: usize = 1024 * 1024;
 
+/// Log bytes read per pull: small, so the records parsed from it and their
+/// framing stay a few hundred KiB however big the log is.
+const READ_PIECE: usize = 64 * 1024;
+
 /// Which records `docker logs` shows, and how.
 pub struct LogFilter {
     pub want_out: bool,
@@ -91,7 +95,7 @@ impl BodySource<Engine> for LogStream {
         }
         if !self.backlog_done {
             let mut entries = Vec::new();
-            let more = self.cursor.next(BACKLOG_PIECE, &mut entries);
+            let more = self.cursor.next(READ_PIECE, &mut entries);
             for en in entries.iter().filter(|e| self.filter.keep(e)) {
                 self.filter.frame(en, out);
             }

@@ -102,3 +102,43 @@ impl BodySource<Engine> for WaitStream {
         engine.containers.waiters.remove(&me);
     }
 }
+
+/// The answer to a `pause` whose freezer is still freezing: 204 once the
+/// container is paused, `failed(reason)` when the freezer gave up.
+pub fn until_paused(
+    engine: &mut Engine,
+    conn: ConnId,
+    id: String,
+    failed: fn(String) -> Response,
+) -> Response {
+    engine.containers.waiters.insert(conn);
+    Response::later(Box::new(PauseWait { id, failed }))
+}
+
+struct PauseWait {
+    id: String,
+    failed: fn(String) -> Response,
+}
+
+impl Pending<Engine> for PauseWait {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
+        let result = match engine.containers.get_mut(&self.id) {
+            None => Err("the container was removed while being paused".to_string()),
+            Some(e) if e.freezing.is_some() => return None,
+            Some(e) if e.c.state.status == Status::Paused => Ok(()),
+            Some(e) => Err(e
+                .freeze_error
+                .take()
+                .unwrap_or_else(|| "the container was not paused".into())),
+        };
+        engine.containers.waiters.remove(&me);
+        Some(match result {
+            Ok(()) => Response::new(204),
+            Err(m) => (self.failed)(m),
+        })
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        engine.containers.waiters.remove(&me);
+    }
+}

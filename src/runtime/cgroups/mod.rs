@@ -24,7 +24,7 @@ mod v2;
 pub use devices::{default_device_rules, DeviceRule};
 #[cfg(test)]
 use resources::{adapt, nano_cpus_to_cfs, parse_cpu_list, warnings_for};
-pub use resources::{blkio_to_io_weight, shares_to_weight, Resources};
+pub use resources::{blkio_to_io_weight, shares_to_weight, validate, Resources};
 use resources::{check_cpuset, host_cpus, plan};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,8 +49,9 @@ const MAX_CPU_SHARES: i64 = 262_144;
 /// NanoCpus are applied with this CFS period (µs), as dockerd does.
 pub const NANO_CPUS_PERIOD: i64 = 100_000;
 
-/// How long `freeze` waits for the kernel to report FROZEN.
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `freeze` (and the engine polling `freeze_step`) waits for the
+/// kernel to report FROZEN.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long `remove` retries an rmdir the kernel calls busy.
 const RMDIR_TIMEOUT: Duration = Duration::from_millis(100);
@@ -454,6 +455,7 @@ impl Cgroup {
 
     /// Device access: everything for privileged containers, otherwise
     /// `default_device_rules`.
+    #[cfg_attr(not(test), allow(dead_code))] // the daemon passes resolved rules (`apply_device_rules`)
     pub fn apply_devices(&self, privileged: bool) -> Result<(), CgroupError> {
         if privileged {
             self.apply_device_rules(&[DeviceRule::allow('a', None, None, "rwm")])
@@ -475,6 +477,16 @@ impl Cgroup {
         match &self.inner {
             Inner::V1(g) => g.freeze(),
             Inner::V2(g) => g.freeze(),
+        }
+    }
+
+    /// One non-blocking step of freezing: true once the kernel reports the
+    /// cgroup frozen. The engine polls it with a timer (`pause`), where
+    /// `freeze` would wait on the loop.
+    pub fn freeze_step(&self) -> Result<bool, CgroupError> {
+        match &self.inner {
+            Inner::V1(g) => g.freeze_step(),
+            Inner::V2(g) => g.freeze_step(),
         }
     }
 

@@ -131,7 +131,10 @@ pub(super) fn plan(r: &Resources, swap_accounting: bool, ncpu: i64) -> Result<Pl
         return inv(format!("invalid CPU cfs quota {}", r.cpu_quota));
     }
     if r.cpu_shares < 0 {
-        return inv(format!("invalid CPU shares {}", r.cpu_shares));
+        return inv(format!(
+            "invalid CPU shares ({}): value must be a positive integer",
+            r.cpu_shares
+        ));
     }
     if r.nano_cpus > 0 {
         let (quota, period) = nano_cpus_to_cfs(r.nano_cpus);
@@ -157,13 +160,19 @@ pub(super) fn plan(r: &Resources, swap_accounting: bool, ncpu: i64) -> Result<Pl
     // cpuset
     if !r.cpuset_cpus.is_empty() {
         if parse_cpu_list(&r.cpuset_cpus).is_none() {
-            return inv(format!("Invalid value {} for cpuset cpus", r.cpuset_cpus));
+            let v = &r.cpuset_cpus;
+            return inv(format!(
+                "Invalid value {v} for cpuset cpus: invalid format: {v}"
+            ));
         }
         p.cpuset_cpus = Some(r.cpuset_cpus.clone());
     }
     if !r.cpuset_mems.is_empty() {
         if parse_cpu_list(&r.cpuset_mems).is_none() {
-            return inv(format!("Invalid value {} for cpuset mems", r.cpuset_mems));
+            let v = &r.cpuset_mems;
+            return inv(format!(
+                "Invalid value {v} for cpuset mems: invalid format: {v}"
+            ));
         }
         p.cpuset_mems = Some(r.cpuset_mems.clone());
     }
@@ -177,6 +186,28 @@ pub(super) fn plan(r: &Resources, swap_accounting: bool, ncpu: i64) -> Result<Pl
         p.blkio_weight = Some(r.blkio_weight);
     }
     Ok(p)
+}
+
+/// dockerd's create-time check of the resource fields (the same rules the
+/// cgroup applies at start), and of a cpuset against the host's online CPUs
+/// and memory nodes, so a bad value is refused before a container exists.
+pub fn validate(r: &Resources) -> Result<(), CgroupError> {
+    plan(r, false, host_cpus())?;
+    let online = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if !r.cpuset_cpus.is_empty() {
+        if let Some(avail) = online("/sys/devices/system/cpu/online") {
+            check_cpuset(&r.cpuset_cpus, &avail, "CPUs")?;
+        }
+    }
+    if !r.cpuset_mems.is_empty() {
+        let avail = online("/sys/devices/system/node/online").unwrap_or_else(|| "0".into());
+        check_cpuset(&r.cpuset_mems, &avail, "memory nodes")?;
+    }
+    Ok(())
 }
 
 /// NanoCpus -> (cfs quota, cfs period) in µs, as dockerd does.

@@ -256,6 +256,15 @@ impl Group {
         write_file(&self.freezer_state()?, "THAWED")
     }
 
+    /// One non-blocking step of `freeze`: ask (again) and report whether
+    /// the kernel says FROZEN.
+    pub(super) fn freeze_step(&self) -> Result<bool, CgroupError> {
+        let state = self.freezer_state()?;
+        // Rewriting FROZEN re-kicks tasks that were busy forking.
+        write_file(&state, "FROZEN")?;
+        Ok(read_file(&state)? == "FROZEN")
+    }
+
     pub(super) fn is_frozen(&self) -> bool {
         self.freezer_state()
             .and_then(|p| read_file(&p))

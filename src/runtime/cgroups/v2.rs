@@ -273,6 +273,16 @@ impl Group {
         write_file(&freeze, "0")
     }
 
+    /// One non-blocking step of `freeze`: ask and report whether the kernel
+    /// says frozen.
+    pub(super) fn freeze_step(&self) -> Result<bool, CgroupError> {
+        let freeze = self.file("cgroup.freeze").ok_or_else(|| {
+            CgroupError::NotSupported("pause (cgroup.freeze, kernel 5.2+)".into())
+        })?;
+        write_file(&freeze, "1")?;
+        Ok(self.is_frozen())
+    }
+
     pub(super) fn is_frozen(&self) -> bool {
         read_file(&self.dir.join("cgroup.events"))
             .ok()

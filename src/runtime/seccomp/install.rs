@@ -2,18 +2,32 @@
 //! relative to dropping privileges.
 
 use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::errors::{LaunchError, Stage};
 use crate::runtime::launch::become_user;
 use crate::runtime::user::ExecUser;
 
-/// The seccomp filter (compiled in the daemon) and no_new_privs.
+/// The seccomp filter (compiled in the daemon) and no_new_privs. The
+/// program is kept packed (code << 48 | jt << 40 | jf << 32 | k) so that
+/// `--init`, which finishes the setup after an exec, gets it in its argv.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Confine {
-    pub filter: Option<Vec<libc::sock_filter>>,
+    pub filter: Option<Vec<u64>>,
     pub no_new_privs: bool,
 }
 
 impl Confine {
+    pub fn new(filter: Option<Vec<libc::sock_filter>>, no_new_privs: bool) -> Confine {
+        let pack = |i: &libc::sock_filter| {
+            u64::from(i.code) << 48 | u64::from(i.jt) << 40 | u64::from(i.jf) << 32 | u64::from(i.k)
+        };
+        Confine {
+            filter: filter.map(|f| f.iter().map(pack).collect()),
+            no_new_privs,
+        }
+    }
+
     /// `become_user` wrapped as runc orders it: without no_new_privs the
     /// filter goes in first, while CAP_SYS_ADMIN is still held; with it,
     /// no_new_privs and the filter come last, just before the exec.
@@ -63,9 +77,18 @@ fn set_no_new_privs() -> Result<(), LaunchError> {
     Errno::result(r).map(drop).stage("set no_new_privs")
 }
 
-/// Installs `filter` on the calling thread; it is inherited by children
-/// and kept across execve. Needs no_new_privs or CAP_SYS_ADMIN.
-pub fn install(filter: &[libc::sock_filter]) -> Result<(), LaunchError> {
+/// Installs the packed `program` on the calling thread; it is inherited
+/// by children and kept across execve. Needs no_new_privs or CAP_SYS_ADMIN.
+fn install(program: &[u64]) -> Result<(), LaunchError> {
+    let filter: Vec<libc::sock_filter> = program
+        .iter()
+        .map(|p| libc::sock_filter {
+            code: (p >> 48) as u16,
+            jt: (p >> 40) as u8,
+            jf: (p >> 32) as u8,
+            k: *p as u32,
+        })
+        .collect();
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr().cast_mut(),

@@ -1,22 +1,28 @@
 //! One client connection: the HTTP/1.1 state machine (keep-alive,
 //! pipelining, streamed bodies both ways, 100-continue, lingering close) over
 //! a non-blocking socket. Requests go to a `Handler`; this file only moves
-//! bytes and frames them.
+//! bytes and frames them; the response side is in `out.rs`.
+
+mod out;
 
 use std::io::{ErrorKind, Read, Write};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::body::BodyDecoder;
 use super::handler::{Begin, Handler};
 use super::limits::{Limits, MAX_BUFFERED_BODY, MAX_HEAD_BYTES, READ_CHUNK, WRITE_HIGH_WATER};
 use super::request::{parse_head, BodyFraming, HeadError, Method, Request};
-use super::response::{push_chunk, reason, LAST_CHUNK};
 use crate::net::Stream;
-use crate::reply::{Body, BodySink, BodySource, ConnId, Hijacked, Pending, Pull, Response};
+use crate::reply::{BodySink, BodySource, ConnId, Hijacked, Pending};
 
 /// How long we keep reading (and discarding) after our last response before
 /// closing, so the client sees that response rather than a reset.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes one connection may send per loop turn before it yields to the
+/// others (a client draining a long stream as fast as it is produced would
+/// otherwise keep the loop to itself).
+const TURN_BUDGET: usize = 64 * 1024;
 
 /// The parts of a request the response framing depends on.
 #[derive(Clone, Copy)]
@@ -74,8 +80,15 @@ pub struct Conn<H: Handler> {
     dropped_input: bool,
     head_started: Option<Instant>,
     idle_since: Instant,
+    /// When input was last read or handed on: a body that stops arriving
+    /// times out from here, and the daemon sheds the stalest connection.
+    last_progress: Instant,
     wait_until: Option<Instant>,
     limits: Limits,
+    /// Bytes sent during the current `drive`.
+    turn_bytes: usize,
+    /// `drive` stopped at `TURN_BUDGET` with work left: drive again next turn.
+    more: bool,
 }
 
 impl<H: Handler> Conn<H> {
@@ -93,8 +106,11 @@ impl<H: Handler> Conn<H> {
             dropped_input: false,
             head_started: None,
             idle_since: now,
+            last_progress: now,
             wait_until: None,
             limits,
+            turn_bytes: 0,
+            more: false,
         }
     }
 
@@ -118,6 +134,11 @@ impl<H: Handler> Conn<H> {
         self.writable = true;
     }
 
+    /// Whether the last `drive` yielded with work left (cleared by asking).
+    pub fn take_more(&mut self) -> bool {
+        std::mem::take(&mut self.more)
+    }
+
     /// The earliest instant at which `on_timer` has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.state {
@@ -125,7 +146,29 @@ impl<H: Handler> Conn<H> {
             State::Head => self.head_started.map(|t| t + self.limits.head_timeout),
             State::Streaming { .. } => self.wait_until,
             State::Closing { linger_until } => *linger_until,
-            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
+            // A body that stops arriving: no byte for the head timeout. Not
+            // while our sink holds input back (then the client is not late).
+            State::Body {
+                target: Target::Sink(_, pending),
+                ..
+            } if !pending.is_empty() => None,
+            State::Body { .. } => Some(self.last_progress + self.limits.head_timeout),
+            State::Awaiting { .. } | State::Hijacked { .. } => None,
+        }
+    }
+
+    /// When this connection last made progress, if all it does is wait for
+    /// its client (an idle keep-alive, a head or body that stopped arriving,
+    /// a close): at the connection limit the daemon sheds the stalest of
+    /// these rather than refuse a new client.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        match &self.state {
+            State::Body {
+                target: Target::Sink(_, pending),
+                ..
+            } if !pending.is_empty() => None,
+            State::Head | State::Body { .. } | State::Closing { .. } => Some(self.last_progress),
+            State::Streaming { .. } | State::Awaiting { .. } | State::Hijacked { .. } => None,
         }
     }
 
@@ -140,7 +183,14 @@ impl<H: Handler> Conn<H> {
                 return false;
             }
         }
+        self.turn_bytes = 0;
         loop {
+            if self.turn_bytes >= TURN_BUDGET {
+                // A fast reader of a long stream: let the loop serve others
+                // and come back next turn (`take_more`).
+                self.more = true;
+                return true;
+            }
             let mut progress = self.fill(scratch);
             progress |= self.step(handler, me, now);
             progress |= self.flush();
@@ -162,21 +212,23 @@ impl<H: Handler> Conn<H> {
             if !progress {
                 return true;
             }
+            self.last_progress = now;
         }
     }
 
     /// A deadline passed; true means close now.
     fn expire(&mut self, now: Instant) -> bool {
         match self.state {
-            // A head that never completes (slowloris), or an idle keep-alive.
-            State::Head => true,
+            // A head that never completes (slowloris), an idle keep-alive,
+            // or a body that stopped arriving.
+            State::Head | State::Body { .. } => true,
             State::Closing { .. } => true,
             State::Streaming { .. } => {
                 self.wait_until = None;
                 let _ = now;
                 false
             }
-            State::Body { .. } | State::Awaiting { .. } | State::Hijacked { .. } => false,
+            State::Awaiting { .. } | State::Hijacked { .. } => false,
         }
     }
 
@@ -261,6 +313,7 @@ impl<H: Handler> Conn<H> {
                 }
                 Ok(n) => {
                     self.wpos += n;
+                    self.turn_bytes += n;
                     progress = true;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -471,12 +524,16 @@ impl<H: Handler> Conn<H> {
             }
             Target::Sink(mut sink, mut pending) => {
                 let mut progress = false;
+                // The decoder stopped for want of input (not of room): at
+                // EOF the body can never complete.
+                let mut starved = false;
                 if pending.len() < READ_CHUNK {
                     let room = READ_CHUNK - pending.len();
                     match decoder.decode(&self.rbuf, &mut pending, room) {
                         Ok(n) => {
                             progress |= n > 0;
                             self.rbuf.drain(..n);
+                            starved = !decoder.is_done() && pending.len() < READ_CHUNK;
                         }
                         Err(_) => {
                             sink.cancel(handler, me);
@@ -507,7 +564,9 @@ impl<H: Handler> Conn<H> {
                     self.respond(ex, resp, Some((handler, me)));
                     return true;
                 }
-                if self.eof && !decoder.is_done() && self.rbuf.is_empty() {
+                // Cancel however the input ended: inside a size line, a
+                // CRLF or a trailer leaves bytes in `rbuf` that never decode.
+                if self.eof && !decoder.is_done() && (starved || self.rbuf.is_empty()) {
                     sink.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;
@@ -520,218 +579,6 @@ impl<H: Handler> Conn<H> {
                 };
                 progress
             }
-        }
-    }
-
-    fn step_stream(
-        &mut self,
-        handler: &mut H,
-        me: ConnId,
-        mut source: Box<dyn BodySource<H>>,
-        ex: Exchange,
-        chunked: bool,
-        now: Instant,
-    ) -> bool {
-        if self.eof {
-            // The client hung up: stop producing for nobody.
-            source.cancel(handler, me);
-            self.state = State::Closing { linger_until: None };
-            return true;
-        }
-        if self.pending_output() >= WRITE_HIGH_WATER || self.wait_until.is_some_and(|t| t > now) {
-            self.state = State::Streaming {
-                source,
-                ex,
-                chunked,
-            };
-            return false;
-        }
-        let mut piece = Vec::new();
-        match source.pull(handler, me, &mut piece) {
-            Pull::Data => {
-                if chunked {
-                    push_chunk(&mut self.wbuf, &piece);
-                } else {
-                    self.wbuf.extend_from_slice(&piece);
-                }
-                self.state = State::Streaming {
-                    source,
-                    ex,
-                    chunked,
-                };
-                !piece.is_empty()
-            }
-            Pull::Wait(until) => {
-                self.wait_until = until;
-                self.state = State::Streaming {
-                    source,
-                    ex,
-                    chunked,
-                };
-                false
-            }
-            Pull::Abort => {
-                source.cancel(handler, me);
-                self.wbuf.extend_from_slice(&piece);
-                // Closed at once (no lingering, no last chunk).
-                self.state = State::Closing {
-                    linger_until: Some(now),
-                };
-                true
-            }
-            Pull::End => {
-                if chunked {
-                    push_chunk(&mut self.wbuf, &piece);
-                    self.wbuf.extend_from_slice(LAST_CHUNK);
-                } else {
-                    self.wbuf.extend_from_slice(&piece);
-                }
-                self.finish_exchange(ex, now);
-                true
-            }
-        }
-    }
-
-    fn step_hijacked(
-        &mut self,
-        handler: &mut H,
-        me: ConnId,
-        mut stream: Box<dyn Hijacked<H>>,
-        mut input_done: bool,
-    ) -> bool {
-        let mut progress = false;
-        if !input_done && !self.rbuf.is_empty() {
-            let n = stream.input(handler, me, &self.rbuf).min(self.rbuf.len());
-            self.rbuf.drain(..n);
-            progress |= n > 0;
-        }
-        if !input_done && self.eof && self.rbuf.is_empty() {
-            // Half-close: the client is done sending, not done reading.
-            stream.input_closed(handler, me);
-            input_done = true;
-            progress = true;
-        }
-        if self.broken {
-            stream.cancel(handler, me);
-            self.state = State::Closing { linger_until: None };
-            return true;
-        }
-        if self.pending_output() < WRITE_HIGH_WATER {
-            let mut piece = Vec::new();
-            match stream.pull(handler, me, &mut piece) {
-                Pull::Data => {
-                    progress |= !piece.is_empty();
-                    self.wbuf.extend_from_slice(&piece);
-                }
-                Pull::Wait(_) => {}
-                Pull::End | Pull::Abort => {
-                    self.wbuf.extend_from_slice(&piece);
-                    stream.cancel(handler, me);
-                    self.state = State::Closing { linger_until: None };
-                    return true;
-                }
-            }
-        }
-        self.state = State::Hijacked { stream, input_done };
-        progress
-    }
-
-    fn finish_exchange(&mut self, ex: Exchange, now: Instant) {
-        self.wait_until = None;
-        self.state = if ex.keep_alive && !self.dropped_input {
-            self.idle_since = now;
-            State::Head
-        } else {
-            State::Closing { linger_until: None }
-        };
-    }
-
-    /// Queue `resp` (head, and body if it is known), and move to the next state.
-    fn respond(&mut self, ex: Exchange, resp: Response<H>, owner: Option<(&mut H, ConnId)>) {
-        let resp = match resp.body {
-            Body::Later(_) => resp,
-            _ => H::common_headers(resp),
-        };
-        let resp = match resp.body {
-            Body::Later(pending) => {
-                self.state = State::Awaiting { pending, ex };
-                return;
-            }
-            Body::Hijack(stream) => {
-                let w = &mut self.wbuf;
-                w.extend_from_slice(
-                    format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
-                );
-                for (k, v) in &resp.headers {
-                    w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-                }
-                w.extend_from_slice(b"\r\n");
-                self.state = State::Hijacked {
-                    stream,
-                    input_done: false,
-                };
-                return;
-            }
-            body => Response { body, ..resp },
-        };
-        let no_body = matches!(resp.status, 100..=199 | 204 | 304);
-        let (bytes, source) = match resp.body {
-            Body::Empty => (Vec::new(), None),
-            Body::Bytes(b) => (b, None),
-            Body::Stream(s) => (Vec::new(), Some(s)),
-            Body::Later(_) | Body::Hijack(_) => (Vec::new(), None),
-        };
-        let streaming = source.is_some() && !no_body;
-        let chunked = streaming && ex.minor >= 1;
-        // A stream on HTTP/1.0 is delimited by closing the connection.
-        let ex = Exchange {
-            keep_alive: ex.keep_alive && (!streaming || chunked),
-            ..ex
-        };
-
-        let w = &mut self.wbuf;
-        w.extend_from_slice(
-            format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).as_bytes(),
-        );
-        for (k, v) in &resp.headers {
-            w.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-        }
-        let date = crate::timefmt::http_date(SystemTime::now());
-        w.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
-        let has_length = resp
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-        if chunked && !ex.head_only {
-            w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        } else if !streaming && !no_body && !has_length {
-            w.extend_from_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
-        }
-        if !ex.keep_alive {
-            w.extend_from_slice(b"Connection: close\r\n");
-        } else if ex.minor == 0 {
-            w.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        w.extend_from_slice(b"\r\n");
-        if !ex.head_only && !no_body {
-            w.extend_from_slice(&bytes);
-        }
-        let now = Instant::now();
-        match source {
-            Some(source) if streaming && !ex.head_only => {
-                self.state = State::Streaming {
-                    source,
-                    ex,
-                    chunked,
-                };
-            }
-            Some(mut source) => {
-                if let Some((handler, me)) = owner {
-                    source.cancel(handler, me);
-                }
-                self.finish_exchange(ex, now);
-            }
-            None => self.finish_exchange(ex, now),
         }
     }
 }
