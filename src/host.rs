@@ -167,8 +167,9 @@ pub fn cgroups() -> CgroupInfo {
 }
 
 /// One `ps -ef` row (UID PID PPID C STIME TTY TIME CMD) for a process, read
-/// from /proc, for `docker top`.
-pub fn process_row(pid: i32) -> Option<serde_json::Value> {
+/// from /proc, for `docker top`; user names from `passwd` (the host's
+/// /etc/passwd, read once per request by the caller).
+pub fn process_row(pid: i32, passwd: &str) -> Option<serde_json::Value> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces.
     let close = stat.rfind(')')?;
@@ -192,13 +193,11 @@ pub fn process_row(pid: i32) -> Option<serde_json::Value> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|u| u.parse().ok())
         .unwrap_or(0);
-    let user = std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
-            })
+    let user = passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.get(2)?.parse::<u32>().ok()? == uid).then(|| f[0].to_string())
         })
         .unwrap_or_else(|| uid.to_string());
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();

@@ -8,8 +8,11 @@ use super::error::ApiError;
 use super::key;
 use super::Call;
 use crate::engine::Response;
+use crate::reply::Wake;
+use crate::streams::worker_body::WorkerBody;
 
-/// `GET /containers/{id}/changes`: from the overlay upper dir.
+/// `GET /containers/{id}/changes`: from the overlay upper dir, walked in a
+/// worker (a container can have written any number of files).
 pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
     let upper = call.engine.container_dirs.upper(&e.c.id);
@@ -18,8 +21,30 @@ pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
         .images
         .lower_dirs(&e.c.image)
         .unwrap_or_default();
+    // The answer streams out of the worker (it can be large); a worker that
+    // fails cuts the connection.
+    let worker = call
+        .engine
+        .workers
+        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
+            let mut text = diff(&upper, &lowers).to_string().into_bytes();
+            text.push(b'\n');
+            std::io::Write::write_all(out.out_file(), &text)
+                .map(|()| Value::Null)
+                .map_err(|e| json!(e.to_string()))
+        })?;
+    Ok(Response::stream(
+        200,
+        "application/json",
+        Box::new(WorkerBody::new(worker)),
+    ))
+}
+
+/// The changes of an upper dir against its image's layers, dockerd's shape
+/// (null when there are none).
+fn diff(upper: &Path, lowers: &[PathBuf]) -> Value {
     let mut all = Vec::new();
-    walk_changes(&upper, &upper, &lowers, &mut all);
+    walk_changes(upper, upper, lowers, &mut all);
     // Paths dockerd keeps in its init layer are not the container's changes;
     // a directory "changed" only by them is not either.
     const INIT: &[&str] = &[
@@ -56,14 +81,11 @@ pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
         .cloned()
         .collect();
     out.sort_by(|a: &Value, b: &Value| a["Path"].as_str().cmp(&b["Path"].as_str()));
-    Ok(Response::json(
-        200,
-        &if out.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(out)
-        },
-    ))
+    if out.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(out)
+    }
 }
 
 fn walk_changes(root: &Path, dir: &Path, lowers: &[PathBuf], out: &mut Vec<Value>) {

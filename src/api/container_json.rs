@@ -2,7 +2,7 @@
 //! list filters.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -14,6 +14,9 @@ use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
 use crate::engine::Engine;
 use crate::engine::Response;
+use crate::reply::Wake;
+use crate::store::containers::dir_size;
+use crate::streams::worker_body::WorkerBody;
 
 fn unix_secs(rfc3339: &str) -> i64 {
     crate::timefmt::parse_timestamp(rfc3339)
@@ -27,21 +30,6 @@ fn now_secs() -> i64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Bytes used under `dir` (not following symlinks).
-pub(super) fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn state_json(c: &Container) -> Value {
@@ -114,7 +102,7 @@ fn host_config_json(c: &Container) -> Value {
     h
 }
 
-fn inspect_json(engine: &Engine, e: &Entry, size: bool) -> Value {
+fn inspect_json(engine: &Engine, e: &Entry) -> Value {
     let c = &e.c;
     let dirs = &engine.container_dirs;
     let lower: Vec<String> = engine
@@ -123,7 +111,7 @@ fn inspect_json(engine: &Engine, e: &Entry, size: bool) -> Value {
         .map(|v| v.iter().map(|p| p.display().to_string()).collect())
         .unwrap_or_default();
     let dir = dirs.dir(&c.id);
-    let mut v = json!({
+    let v = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
@@ -153,29 +141,27 @@ fn inspect_json(engine: &Engine, e: &Entry, size: bool) -> Value {
         "Config": serde_json::to_value(&c.config).unwrap_or_default(),
         "NetworkSettings": network_json(c),
     });
-    if size {
-        let rw = dir_size(&dirs.upper(&c.id));
-        let image = engine.images.get(&c.image).map(|i| i.size).unwrap_or(0);
-        v["SizeRw"] = rw.into();
-        v["SizeRootFs"] = (rw + image).into();
-    }
     v
 }
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
-    let size = call.req.query.bool("size");
-    Ok(Response::json(200, &inspect_json(call.engine, e, size)))
+    let v = inspect_json(call.engine, e);
+    if call.req.query.bool("size") {
+        let job = size_job(call.engine, e);
+        return with_sizes(call, v, vec![job]);
+    }
+    Ok(Response::json(200, &v))
 }
 
-fn summary_json(engine: &Engine, e: &Entry, size: bool) -> Value {
+fn summary_json(e: &Entry) -> Value {
     let c = &e.c;
     let mut command = c.path.clone();
     if !c.args.is_empty() {
         command.push(' ');
         command.push_str(&c.args.join(" "));
     }
-    let mut v = json!({
+    let v = json!({
         "Id": c.id,
         "Names": [c.name],
         "Image": c.config.image,
@@ -190,13 +176,51 @@ fn summary_json(engine: &Engine, e: &Entry, size: bool) -> Value {
         "NetworkSettings": { "Networks": network_json(c)["Networks"].clone() },
         "Mounts": mounts_json(c),
     });
-    if size {
-        let rw = dir_size(&engine.container_dirs.upper(&c.id));
-        let image = engine.images.get(&c.image).map(|i| i.size).unwrap_or(0);
-        v["SizeRw"] = rw.into();
-        v["SizeRootFs"] = (rw + image).into();
-    }
     v
+}
+
+/// What a row's sizes need: the upper dir (walked) and the image's size.
+fn size_job(engine: &Engine, e: &Entry) -> (PathBuf, u64) {
+    let image = engine.images.get(&e.c.image).map(|i| i.size).unwrap_or(0);
+    (engine.container_dirs.upper(&e.c.id), image)
+}
+
+/// `size=1`: the rows are shaped now, their `SizeRw` / `SizeRootFs` filled
+/// in a worker that walks the upper dirs, and the answer streams from it.
+fn with_sizes(
+    call: &mut Call,
+    rows: Value,
+    jobs: Vec<(PathBuf, u64)>,
+) -> Result<Response, ApiError> {
+    let worker = call
+        .engine
+        .workers
+        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
+            let mut rows = rows;
+            let fill = |v: &mut Value, (upper, image): &(PathBuf, u64)| {
+                let rw = dir_size(upper);
+                v["SizeRw"] = rw.into();
+                v["SizeRootFs"] = (rw + image).into();
+            };
+            match &mut rows {
+                Value::Array(list) => list.iter_mut().zip(&jobs).for_each(|(v, j)| fill(v, j)),
+                one => {
+                    if let Some(j) = jobs.first() {
+                        fill(one, j)
+                    }
+                }
+            }
+            let mut text = rows.to_string().into_bytes();
+            text.push(b'\n');
+            std::io::Write::write_all(out.out_file(), &text)
+                .map(|()| Value::Null)
+                .map_err(|e| json!(e.to_string()))
+        })?;
+    Ok(Response::stream(
+        200,
+        "application/json",
+        Box::new(WorkerBody::new(worker)),
+    ))
 }
 
 const LIST_FILTERS: &[&str] = &[
@@ -305,9 +329,10 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if limit > 0 {
         entries.truncate(limit as usize);
     }
-    let rows: Vec<Value> = entries
-        .iter()
-        .map(|e| summary_json(engine, e, size))
-        .collect();
+    let rows: Vec<Value> = entries.iter().map(|e| summary_json(e)).collect();
+    if size {
+        let jobs = entries.iter().map(|e| size_job(engine, e)).collect();
+        return with_sizes(call, Value::Array(rows), jobs);
+    }
     Ok(Response::json(200, &Value::Array(rows)))
 }

@@ -4,13 +4,14 @@
 
 use serde_json::{json, Value};
 
-use super::container_json::dir_size;
 use super::error::ApiError;
 use super::{key, Call};
 use crate::container::model::{Container, Status};
-use crate::engine::Response;
+use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::worker_body::WorkerAnswer;
+use crate::worker::Outcome;
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
     match call.req.query.get("t").filter(|t| !t.is_empty()) {
@@ -171,22 +172,32 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
         })
         .map(|e| e.c.id.clone())
         .collect();
-    let mut reclaimed = 0u64;
-    let mut deleted = Vec::new();
-    for id in victims {
-        reclaimed += dir_size(&call.engine.container_dirs.upper(&id));
-        if call.engine.container_remove(&id, false).is_ok() {
-            deleted.push(id);
-        }
-    }
-    call.engine.publish(
+    // The victims go now; their trees are sized and deleted by a worker,
+    // and the answer waits for it.
+    let worker = call
+        .engine
+        .container_prune(victims, Wake::Conn(call.conn))?;
+    Ok(Response::later(Box::new(WorkerAnswer {
+        worker,
+        finish: prune_done,
+    })))
+}
+
+fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {
+    let v = match outcome {
+        Outcome::Done(v) => v,
+        Outcome::Failed(v) => return ApiError::Internal(v.to_string()).into_response(),
+        Outcome::Died(m) => return ApiError::Internal(m).into_response(),
+    };
+    let reclaimed = v["reclaimed"].as_u64().unwrap_or(0);
+    engine.publish(
         crate::events::Event::new("container", "prune", "")
             .attr("reclaimed", &reclaimed.to_string()),
     );
-    Ok(Response::json(
+    Response::json(
         200,
-        &json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
-    ))
+        &json!({ "ContainersDeleted": v["deleted"], "SpaceReclaimed": reclaimed }),
+    )
 }
 
 /// `GET /containers/{id}/top`: the cgroup's processes, in `ps -ef` columns.
@@ -203,9 +214,11 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
         pids.push(live.pid.as_raw());
     }
     pids.sort_unstable();
+    // Read once per request, not once per process.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let rows: Vec<Value> = pids
         .iter()
-        .filter_map(|&p| crate::host::process_row(p))
+        .filter_map(|&p| crate::host::process_row(p, &passwd))
         .collect();
     Ok(Response::json(
         200,

@@ -5,7 +5,10 @@ use nix::sys::signal::Signal;
 use super::Engine;
 use crate::container::error::ContainerError;
 use crate::container::model::Status;
+use crate::reply::Wake;
+use crate::store::containers::dir_size;
 use crate::timers::Timer;
+use crate::worker::WorkerId;
 
 impl Engine {
     /// `DELETE /containers/{id}`. Returns Some(id) when removal waits for the
@@ -43,25 +46,71 @@ impl Engine {
     }
 
     pub(super) fn remove_now(&mut self, id: &str) {
+        if let Some(tmp) = self.take_out(id) {
+            let what = format!("container {}", crate::container::names::short(id));
+            self.delete_tree_later(tmp, what);
+        }
+    }
+
+    /// `POST /containers/prune` of `victims` (stopped containers): each is
+    /// gone at once as `rm` makes it; a worker (owned by `owner`) sizes their
+    /// upper dirs and deletes the trees. Its result:
+    /// `{"deleted": [ids], "reclaimed": bytes}`.
+    pub fn container_prune(
+        &mut self,
+        victims: Vec<String>,
+        owner: Wake,
+    ) -> std::io::Result<WorkerId> {
+        let mut deleted = Vec::new();
+        let mut trees = Vec::new();
+        for id in victims {
+            let stopped = self
+                .containers
+                .get(&id)
+                .is_some_and(|e| !e.c.state.is_alive());
+            if !stopped {
+                continue;
+            }
+            self.timers.cancel(&Timer::Restart(id.clone()));
+            trees.extend(self.take_out(&id));
+            deleted.push(id);
+        }
+        self.workers.spawn(owner, move |_input, _reporter| {
+            let mut reclaimed = 0u64;
+            for tree in &trees {
+                reclaimed += dir_size(&tree.join("upper"));
+                if let Err(e) = std::fs::remove_dir_all(tree) {
+                    log::error!("delete {}: {e}", tree.display());
+                }
+            }
+            Ok(serde_json::json!({ "deleted": deleted, "reclaimed": reclaimed }))
+        })
+    }
+
+    /// Take a container out of the engine (a `destroy` event, its record,
+    /// execs and streams ended) and its directory out of the store, renamed
+    /// aside; returns that directory for the caller to delete.
+    fn take_out(&mut self, id: &str) -> Option<std::path::PathBuf> {
         if let Some(e) = self.containers.get_mut(id) {
             e.c.state.status = Status::Removing;
         }
         self.container_event(id, "destroy", &[]);
-        match self.container_dirs.remove(id) {
-            Ok(tmp) => {
-                let what = format!("container {}", crate::container::names::short(id));
-                self.delete_tree_later(tmp, what);
+        let tmp = match self.container_dirs.remove(id) {
+            Ok(tmp) => Some(tmp),
+            Err(e) => {
+                log::error!(
+                    "remove container {}: {e}",
+                    crate::container::names::short(id)
+                );
+                None
             }
-            Err(e) => log::error!(
-                "remove container {}: {e}",
-                crate::container::names::short(id)
-            ),
-        }
+        };
         self.containers.remove(id);
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);
         }
         self.wake_container_waiters();
+        tmp
     }
 }

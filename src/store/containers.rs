@@ -122,6 +122,22 @@ impl ContainerDirs {
     }
 }
 
+/// Bytes used under `dir` (not following symlinks). A tree walk: run it in
+/// a worker, never on the loop.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn record(c: &Container) -> io::Result<Vec<u8>> {
     serde_json::to_vec(c).map_err(io::Error::other)
 }

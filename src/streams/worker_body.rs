@@ -1,9 +1,10 @@
 //! A response body streamed from a forked worker's raw output (`docker
-//! save`, `docker export`). A worker that fails after the head went out
+//! save`, `docker export`, `docker diff`), and a response decided by a
+//! worker's outcome (`container prune`). A worker that fails after the head went out
 //! cuts the connection, so the client sees an error, not a short archive.
 
-use crate::engine::Engine;
-use crate::reply::{BodySource, ConnId, Pull};
+use crate::engine::{Engine, Response};
+use crate::reply::{BodySource, ConnId, Pending, Pull};
 use crate::worker::{Outcome, WorkerId};
 
 /// Bytes moved per pull: bounded so one archive cannot hog the loop.
@@ -40,6 +41,25 @@ impl BodySource<Engine> for WorkerBody {
             Some(Outcome::Done(_)) => Pull::End,
             Some(_) => Pull::Abort,
         }
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        engine.workers.kill(self.worker);
+    }
+}
+
+/// A response decided by a worker's outcome: `finish` (from `api/`) shapes
+/// it once the worker has finished.
+pub struct WorkerAnswer {
+    pub worker: WorkerId,
+    pub finish: fn(&mut Engine, Outcome) -> Response,
+}
+
+impl Pending<Engine> for WorkerAnswer {
+    fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
+        engine.workers.take_messages(self.worker);
+        let outcome = engine.workers.take_outcome(self.worker)?;
+        Some((self.finish)(engine, outcome))
     }
 
     fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
