@@ -57,6 +57,13 @@ for t in arches.values():
     for n in ["syscalls", "arch_specific_syscall"]:
         t.pop(n, None)
 
+CFG = {
+    "x86_64": 'target_arch = "x86_64"',
+    "x86": 'target_arch = "x86_64", target_arch = "x86"',
+    "x32": 'target_arch = "x86_64"',
+    "aarch64": 'target_arch = "aarch64"',
+    "arm": 'target_arch = "aarch64", target_arch = "arm"',
+}
 names = sorted(set().union(*[set(t) for t in arches.values()]))
 for a, t in arches.items():
     assert max(t.values()) < 0xFFFF, a
@@ -68,6 +75,8 @@ o.write("pub const NAMES: &str = \"%s\";\n\n" % " ".join(names))
 o.write("/// Absent on that architecture.\npub const NONE: u16 = 0xFFFF;\n\n")
 for a, t in arches.items():
     o.write("/// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.\n")
+    o.write("/// Built into the binary only where it can run (tests use them all).\n")
+    o.write("#[cfg(any(test, %s))]\n" % CFG[a])
     o.write("#[rustfmt::skip]\npub const %s: [u16; %d] = [\n" % (a.upper(), len(names)))
     row = [str(t.get(n, 0xFFFF)) for n in names]
     for i in range(0, len(row), 16):

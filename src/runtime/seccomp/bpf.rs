@@ -10,8 +10,6 @@
 //! the default action. Jumps are resolved by a small assembler that turns
 //! conditional jumps further than 255 instructions into `ja` hops.
 
-use std::collections::BTreeMap;
-
 use super::profile::{Action, Cond, Op, Profile, Rule};
 use super::{Arch, X32_SYSCALL_BIT};
 
@@ -116,16 +114,13 @@ impl Asm {
                 break;
             };
             let (lt, lf) = (self.label(), self.label());
-            self.items.splice(
-                i..=i,
-                [
-                    Item::Jump(code, k, lt, lf),
-                    Item::Mark(lt),
-                    Item::Ja(t),
-                    Item::Mark(lf),
-                    Item::Ja(f),
-                ],
-            );
+            self.items[i] = Item::Jump(code, k, lt, lf);
+            for (n, it) in [Item::Mark(lt), Item::Ja(t), Item::Mark(lf), Item::Ja(f)]
+                .into_iter()
+                .enumerate()
+            {
+                self.items.insert(i + 1 + n, it);
+            }
         }
         let (at, pos) = self.positions();
         let mut out = Vec::new();
@@ -203,15 +198,17 @@ fn alternatives(args: &[Cond]) -> Vec<Vec<Cond>> {
     }
 }
 
-/// Per architecture: number -> outcome, and the highest number named.
+/// Per architecture: (number, outcome) for the numbers the profile names
+/// (a few hundred: searched linearly, which keeps the binary small), and
+/// the highest number named.
 fn outcomes(
     p: &Profile,
     arch: Arch,
     native: Arch,
     caps: u64,
     kernel: (u32, u32),
-) -> (BTreeMap<u32, Outcome>, Option<u32>) {
-    let mut rules: BTreeMap<u32, (Vec<ArgRule>, Option<Action>)> = BTreeMap::new();
+) -> (Vec<(u32, Outcome)>, Option<u32>) {
+    let mut rules: Vec<(u32, Vec<ArgRule>, Option<Action>)> = Vec::new();
     let mut max = None;
     for r in p.rules.iter().filter(|r| applies(r, native, caps, kernel)) {
         for nr in r.names.iter().filter_map(|n| arch.syscall(n)) {
@@ -220,19 +217,26 @@ fn outcomes(
             if arch != Arch::Arm || nr < ARM_PRIVATE {
                 max = max.max(Some(nr));
             }
-            let e = rules.entry(nr).or_default();
+            let i = match rules.iter().position(|e| e.0 == nr) {
+                Some(i) => i,
+                None => {
+                    rules.push((nr, Vec::new(), None));
+                    rules.len() - 1
+                }
+            };
+            let e = &mut rules[i];
             if r.args.is_empty() {
-                e.1.get_or_insert(r.action);
+                e.2.get_or_insert(r.action);
             } else {
                 for alt in alternatives(&r.args) {
-                    e.0.push((alt, r.action));
+                    e.1.push((alt, r.action));
                 }
             }
         }
     }
     let out = rules
         .into_iter()
-        .map(|(nr, (conds, always))| {
+        .map(|(nr, conds, always)| {
             let o = match (conds.is_empty(), always) {
                 (true, Some(a)) => Outcome::Always(a),
                 (_, a) => Outcome::Rules(conds, a.unwrap_or(p.default)),
@@ -327,7 +331,7 @@ fn arch_block(asm: &mut Asm, p: &Profile, arch: Arch, native: Arch, caps: u64, k
     // A number left to the default in between breaks a run.
     let mut broken = true;
     for nr in arch.numbers() {
-        let Some(o) = map.get(&nr) else {
+        let Some((_, o)) = map.iter().find(|e| e.0 == nr) else {
             broken = true;
             continue;
         };

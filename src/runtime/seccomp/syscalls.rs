@@ -8,6 +8,8 @@ pub const NAMES: &str = "_llseek _newselect _sysctl accept accept4 access acct a
 pub const NONE: u16 = 0xFFFF;
 
 /// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.
+/// Built into the binary only where it can run (tests use them all).
+#[cfg(any(test, target_arch = "x86_64"))]
 #[rustfmt::skip]
 pub const X86_64: [u16; 483] = [
     65535, 65535, 156, 43, 288, 21, 163, 248, 159, 183, 37, 158, 65535, 65535, 65535, 49,
@@ -44,6 +46,8 @@ pub const X86_64: [u16; 483] = [
 ];
 
 /// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.
+/// Built into the binary only where it can run (tests use them all).
+#[cfg(any(test, target_arch = "x86_64", target_arch = "x86"))]
 #[rustfmt::skip]
 pub const X86: [u16; 483] = [
     140, 142, 149, 65535, 364, 33, 51, 286, 124, 137, 27, 384, 65535, 65535, 134, 361,
@@ -80,6 +84,8 @@ pub const X86: [u16; 483] = [
 ];
 
 /// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.
+/// Built into the binary only where it can run (tests use them all).
+#[cfg(any(test, target_arch = "x86_64"))]
 #[rustfmt::skip]
 pub const X32: [u16; 483] = [
     65535, 65535, 65535, 43, 288, 21, 163, 248, 159, 183, 37, 158, 65535, 65535, 65535, 49,
@@ -116,6 +122,8 @@ pub const X32: [u16; 483] = [
 ];
 
 /// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.
+/// Built into the binary only where it can run (tests use them all).
+#[cfg(any(test, target_arch = "aarch64"))]
 #[rustfmt::skip]
 pub const AARCH64: [u16; 483] = [
     65535, 65535, 65535, 202, 242, 65535, 89, 217, 171, 65535, 65535, 65535, 65535, 65535, 65535, 200,
@@ -152,6 +160,8 @@ pub const AARCH64: [u16; 483] = [
 ];
 
 /// `NAMES` order; arm's private calls (0x0f0000 + n) as 0xF000 + n.
+/// Built into the binary only where it can run (tests use them all).
+#[cfg(any(test, target_arch = "aarch64", target_arch = "arm"))]
 #[rustfmt::skip]
 pub const ARM: [u16; 483] = [
     140, 142, 149, 285, 366, 33, 51, 309, 124, 65535, 65535, 65535, 270, 341, 134, 282,
