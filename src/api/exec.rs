@@ -113,5 +113,28 @@ pub fn resize(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &call.engine.exec_inspect(&key(call))?))
+    let (ex, user) = call.engine.exec_inspect(&key(call))?;
+    let c = &ex.config;
+    Ok(Response::json(
+        200,
+        &json!({
+            "CanRemove": false,
+            "ContainerID": ex.container,
+            "DetachKeys": c.detach_keys,
+            "ExitCode": ex.exit_code,
+            "ID": ex.id,
+            "OpenStderr": c.attach_stderr,
+            "OpenStdin": c.attach_stdin,
+            "OpenStdout": c.attach_stdout,
+            "ProcessConfig": {
+                "arguments": c.cmd.get(1..).unwrap_or_default(),
+                "entrypoint": c.cmd.first().cloned().unwrap_or_default(),
+                "privileged": c.privileged,
+                "tty": c.tty,
+                "user": user,
+            },
+            "Running": ex.running,
+            "Pid": ex.pid,
+        }),
+    ))
 }

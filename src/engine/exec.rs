@@ -1,8 +1,6 @@
 //! `docker exec`: instances created, started in a running container's
 //! namespaces, reaped, resized, inspected.
 
-use serde_json::{json, Value};
-
 use super::Engine;
 use crate::container::error::ContainerError;
 use crate::container::exec::{action, ExecConfig, ExecInstance, MAX_UNSTARTED};
@@ -196,7 +194,9 @@ impl Engine {
             .map_err(|e| ContainerError::Conflict(e.to_string()))
     }
 
-    pub fn exec_inspect(&self, id: &str) -> Result<Value, ContainerError> {
+    /// An exec instance and the user it runs as (its own, else the
+    /// container's), for `GET /exec/{id}/json`.
+    pub fn exec_inspect(&self, id: &str) -> Result<(&ExecInstance, String), ContainerError> {
         let ex = self
             .execs
             .get(id)
@@ -210,24 +210,6 @@ impl Engine {
         } else {
             c.user.clone()
         };
-        Ok(json!({
-            "CanRemove": false,
-            "ContainerID": ex.container,
-            "DetachKeys": c.detach_keys,
-            "ExitCode": ex.exit_code,
-            "ID": ex.id,
-            "OpenStderr": c.attach_stderr,
-            "OpenStdin": c.attach_stdin,
-            "OpenStdout": c.attach_stdout,
-            "ProcessConfig": {
-                "arguments": c.cmd.get(1..).unwrap_or_default(),
-                "entrypoint": c.cmd.first().cloned().unwrap_or_default(),
-                "privileged": c.privileged,
-                "tty": c.tty,
-                "user": user,
-            },
-            "Running": ex.running,
-            "Pid": ex.pid,
-        }))
+        Ok((ex, user))
     }
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::archive_oci::resolve_oci;
 use super::digest::{digest_hex, sha256_digest, HashReader};
 use super::error::{ImageError, Result};
 use super::layer_extract::{extract_layer, is_gzip, maybe_gunzip, peek, Budget, LayerInfo};
@@ -24,6 +25,7 @@ use crate::image::layout::Layout;
 
 /// One JSON file of the archive is held in memory up to this size.
 pub const JSON_MAX: u64 = 8 << 20;
+
 /// And all of them together up to this.
 pub const JSON_TOTAL_MAX: u64 = 64 << 20;
 
@@ -71,7 +73,7 @@ struct PendingLayer {
 }
 
 #[derive(Default)]
-struct Collected {
+pub(crate) struct Collected {
     json: HashMap<String, Vec<u8>>,
     json_total: u64,
     /// Archive path -> extracted layer.
@@ -179,7 +181,7 @@ impl Collected {
         self.layers.get(&p)
     }
 
-    fn json_file(&self, path: &str) -> Option<&Vec<u8>> {
+    pub(crate) fn json_file(&self, path: &str) -> Option<&Vec<u8>> {
         let p = norm(path);
         let p = self.aliases.get(&p).cloned().unwrap_or(p);
         self.json.get(&p)
@@ -187,13 +189,13 @@ impl Collected {
 }
 
 /// A fully verified image, ready to commit.
-struct Resolved {
-    config: Vec<u8>,
-    diff_ids: Vec<String>,
-    tags: Vec<String>,
+pub(crate) struct Resolved {
+    pub(crate) config: Vec<u8>,
+    pub(crate) diff_ids: Vec<String>,
+    pub(crate) tags: Vec<String>,
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(name: &str, data: &[u8]) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(name: &str, data: &[u8]) -> Result<T> {
     serde_json::from_slice(data).map_err(|e| ImageError::BadArchive(format!("{name}: {e}")))
 }
 
@@ -215,7 +217,7 @@ pub fn config_diff_ids(config: &[u8]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-fn check_layers(
+pub(crate) fn check_layers(
     c: &Collected,
     config: &[u8],
     layer_paths: &[(String, Option<String>)],
@@ -250,7 +252,7 @@ fn check_layers(
     Ok(diff_ids)
 }
 
-fn parse_tag(t: &str) -> Result<String> {
+pub(crate) fn parse_tag(t: &str) -> Result<String> {
     let r = Reference::parse(t)?;
     if r.digest.is_some() {
         return Err(ImageError::InvalidReference(format!(
@@ -294,134 +296,6 @@ fn resolve_docker(c: &Collected, manifest: &[u8]) -> Result<Vec<Resolved>> {
             diff_ids,
             tags,
         });
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-    #[serde(default)]
-    platform: Option<Value>,
-}
-
-fn blob<'c>(c: &'c Collected, d: &Descriptor) -> Result<&'c Vec<u8>> {
-    let hex = digest_hex(&d.digest)?;
-    let data = c
-        .json_file(&format!("blobs/sha256/{hex}"))
-        .ok_or_else(|| ImageError::BadArchive(format!("blob {} not found in archive", d.digest)))?;
-    if sha256_digest(data) != d.digest {
-        return Err(ImageError::BadArchive(format!(
-            "digest mismatch for blob {}",
-            d.digest
-        )));
-    }
-    Ok(data)
-}
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    }
-}
-
-const MAX_INDEX_DEPTH: usize = 4;
-
-fn resolve_oci_descriptor(
-    c: &Collected,
-    d: &Descriptor,
-    tags: Vec<String>,
-    depth: usize,
-    out: &mut Vec<Resolved>,
-) -> Result<()> {
-    let data = blob(c, d)?;
-    let v: Value = parse_json(&d.digest, data)?;
-    let is_index = d.media_type.contains("index")
-        || d.media_type.contains("manifest.list")
-        || v.get("manifests").is_some();
-    if is_index {
-        if depth >= MAX_INDEX_DEPTH {
-            return Err(ImageError::BadArchive("OCI index nested too deeply".into()));
-        }
-        let subs: Vec<Descriptor> =
-            serde_json::from_value(v.get("manifests").cloned().unwrap_or(Value::Null))
-                .map_err(|e| ImageError::BadArchive(format!("{}: {e}", d.digest)))?;
-        // Pick our platform (else the first manifest whose blobs are present).
-        let want = |s: &Descriptor| {
-            s.platform.as_ref().is_none_or(|p| {
-                p.get("os")
-                    .and_then(Value::as_str)
-                    .is_none_or(|o| o == "linux")
-                    && p.get("architecture")
-                        .and_then(Value::as_str)
-                        .is_none_or(|a| a == host_arch())
-            })
-        };
-        let pick = subs
-            .iter()
-            .find(|s| want(s) && blob(c, s).is_ok())
-            .or_else(|| subs.iter().find(|s| blob(c, s).is_ok()));
-        let Some(sub) = pick else {
-            return Err(ImageError::BadArchive(format!(
-                "no usable manifest in index {}",
-                d.digest
-            )));
-        };
-        return resolve_oci_descriptor(c, sub, tags, depth + 1, out);
-    }
-    #[derive(Deserialize)]
-    struct Manifest {
-        config: Descriptor,
-        #[serde(default)]
-        layers: Vec<Descriptor>,
-    }
-    let m: Manifest = parse_json(&d.digest, data)?;
-    let config = blob(c, &m.config)?.clone();
-    let mut paths = Vec::new();
-    for l in &m.layers {
-        let hex = digest_hex(&l.digest)?;
-        paths.push((format!("blobs/sha256/{hex}"), Some(l.digest.clone())));
-    }
-    let diff_ids = check_layers(c, &config, &paths)?;
-    out.push(Resolved {
-        config,
-        diff_ids,
-        tags,
-    });
-    Ok(())
-}
-
-fn resolve_oci(c: &Collected, index: &[u8]) -> Result<Vec<Resolved>> {
-    #[derive(Deserialize)]
-    struct Index {
-        #[serde(default)]
-        manifests: Vec<Descriptor>,
-    }
-    let idx: Index = parse_json("index.json", index)?;
-    let mut out = Vec::new();
-    for d in &idx.manifests {
-        let mut tags = Vec::new();
-        // docker writes the full name in io.containerd.image.name and only the
-        // tag in ref.name; skopeo writes the full reference in ref.name.
-        if let Some(n) = d.annotations.get("io.containerd.image.name") {
-            tags.push(parse_tag(n)?);
-        } else if let Some(n) = d.annotations.get("org.opencontainers.image.ref.name") {
-            if n.contains(':') || n.contains('/') {
-                tags.push(parse_tag(n)?);
-            }
-        }
-        resolve_oci_descriptor(c, d, tags, 0, &mut out)?;
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 //! forked worker fed by a pipe; the daemon-side index is `store::images`.
 
 pub mod archive_load;
+mod archive_oci;
 pub mod archive_save;
 pub mod digest;
 pub mod error;
