@@ -27,4 +27,19 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    release_link_script();
+}
+
+/// The shipped binary (release profile, musl) drops its unwind tables at link time: see
+/// scripts/release-link.ld. This relies on `panic = "abort"` in `[profile.release]`.
+/// Only the `coracle` binary gets it, never the test executables (they unwind to report
+/// failed assertions), and not debug builds.
+fn release_link_script() {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    if var("PROFILE") == "release" && var("CARGO_CFG_TARGET_ENV") == "musl" {
+        let script =
+            std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("scripts/release-link.ld");
+        println!("cargo:rerun-if-changed={}", script.display());
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+    }
 }

@@ -24,7 +24,10 @@
 #                      on ADDR; the bench then starts it itself (3 times for the cold start,
 #                      then once for the rest) and stops it at the end
 #   --quick            only size, idle memory, cold start, /_ping and /images/json req/s
-#                      (2 s each) and the API cycle; under a minute. What CI runs.
+#                      (2 s each) and the API cycle; under a minute. What CI runs. Fails
+#                      when the x86_64 musl binary is over the budget in scripts/size-budget.
+# The size of each musl target's current release binary is recorded too (x86_64 is what
+# bench builds; aarch64 and armv7 when scripts/build-static.sh --all or CI built them).
 #   --json FILE        where to write the results (default target/bench/bench-<commit>.json)
 #   --bin PATH         measure this coracle binary instead of building one
 #   --runs N           repetitions for the medians (default 10; 3 with --quick)
@@ -158,6 +161,32 @@ if [ -z "$BIN" ]; then
 fi
 [ -x "$BIN" ] || { log "error: no coracle binary at $BIN"; exit 1; }
 T_MEASURE=$(date +%s)
+
+# ---------------------------------------------------------------- sizes per target, budget
+# Each musl target's release binary, when it is current (built from the sources as they are:
+# scripts/build-static.sh --all, or CI); the x86_64 one against scripts/size-budget.
+current() { [ -f "$1" ] && [ -z "$(find src build.rs Cargo.toml Cargo.lock -newer "$1" -print -quit 2>/dev/null)" ]; }
+for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf; do
+    b=target/$t/release/coracle
+    if current "$b"; then record "size_${t%%-*}" coracle ok "$(wc -c < "$b" | tr -d ' ')" "$t"
+    elif [ -f "$b" ]; then record "size_${t%%-*}" coracle skip "older than the sources"
+    else record "size_${t%%-*}" coracle skip "not built"; fi
+done
+BUDGET=$(grep -v '^#' scripts/size-budget | grep -m1 -E '^[0-9]+$' || true)
+[ -n "$BUDGET" ] || { log "error: no budget (a line of digits) in scripts/size-budget"; exit 1; }
+BUDGET_MSG=""
+b=target/x86_64-unknown-linux-musl/release/coracle
+if current "$b"; then
+    sz=$(wc -c < "$b" | tr -d ' ')
+    if [ "$sz" -gt "$BUDGET" ]; then
+        BUDGET_MSG="error: $b is $sz bytes, over the budget of $BUDGET in scripts/size-budget by $(( sz - BUDGET )); make it smaller, or raise the budget in the same commit and say why"
+    else
+        BUDGET_MSG="size budget: $b is $sz bytes, $(( BUDGET - sz )) under the budget of $BUDGET (scripts/size-budget)"
+    fi
+else
+    BUDGET_MSG="size budget: not checked, no current $b (scripts/build-static.sh builds it)"
+    [ "$QUICK" = 0 ] || BUDGET_MSG="error: ${BUDGET_MSG#size budget: }"
+fi
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT-dirty"
@@ -404,4 +433,8 @@ fi
 echo
 "${LOAD[@]}" report "$RESULTS" "$JSON" "$META"
 echo
+echo "$BUDGET_MSG"
 echo "results: $JSON (measured in $(( T_END - T_MEASURE )) s; $(( T_END - T_START )) s with the build)"
+case "$BUDGET_MSG" in
+    error:*) [ "$QUICK" = 1 ] && exit 1 ;;
+esac

@@ -646,6 +646,9 @@ def cmd_attach(addr, image, mib):
 # key, label, unit, which way is better, decimals
 METRICS = [
     ("size", "binary size (engine executables)", "MiB", "lower", 2),
+    ("size_x86_64", "binary size, x86_64-unknown-linux-musl", "MiB", "lower", 3),
+    ("size_aarch64", "binary size, aarch64-unknown-linux-musl", "MiB", "lower", 3),
+    ("size_armv7", "binary size, armv7-unknown-linux-musleabihf", "MiB", "lower", 3),
     ("idle_rss", "idle RSS (engine processes)", "MiB", "lower", 2),
     ("idle_pss", "idle PSS (engine processes)", "MiB", "lower", 2),
     ("rss_0", "engine RSS, 0 containers (image loaded)", "MiB", "lower", 2),
@@ -700,7 +703,7 @@ def cmd_report(tsv, json_out, meta_json):
             else:
                 v = float(r["value"])
                 if unit == "MiB":  # recorded as bytes (size) or KiB (memory)
-                    v = v / 1024.0 if key != "size" else v / 1048576.0
+                    v = v / 1024.0 if not key.startswith("size") else v / 1048576.0
                 vals[side] = v
                 entry[side] = {"value": round(v, 4)}
                 if r["note"]:

@@ -1,126 +1,179 @@
 #!/bin/sh
-# Build a statically linked release binary of coracle for one Rust target.
+# Build statically linked release binaries of coracle. musl is the default: it is what
+# gets flashed (a static glibc cannot do NSS or getaddrinfo safely, and is larger).
 #
-#   scripts/build-static.sh                      # host target (x86_64-unknown-linux-gnu here)
+#   scripts/build-static.sh                  # musl for this machine's CPU (x86_64-unknown-linux-musl here)
+#   scripts/build-static.sh --gnu            # glibc for this machine's CPU
 #   scripts/build-static.sh --target aarch64-unknown-linux-musl
-#   scripts/build-static.sh --target armv7-unknown-linux-musleabihf
+#   scripts/build-static.sh --all            # every target below that can be built here
 #
-# What it does:
-#   cargo build --release --target TRIPLE with
-#   RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
-#   (a classic static executable: no loader, no relocations to process at start-up, what
-#   file(1) calls "statically linked"; the price is no ASLR for the daemon's own image)
-#   (the release profile in Cargo.toml already sets opt-level z, lto, codegen-units 1,
-#   panic abort, strip), then prints the binary's path and size and runs file(1) on it.
-#   The target is always passed explicitly so RUSTFLAGS only reach the target code, not
-#   build scripts or proc macros that run on the build host.
+# Targets: x86_64-unknown-linux-musl, aarch64-unknown-linux-musl,
+#          armv7-unknown-linux-musleabihf, and the -gnu / -gnueabihf variants.
 #
-# Cross builds need (1) the Rust standard library for the target and (2) a linker for it:
-#   rustup target add TRIPLE
-#   aarch64-unknown-linux-gnu     apt-get install gcc-aarch64-linux-gnu
-#                                 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-#   aarch64-unknown-linux-musl    rust-lld works: CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
-#                                 (or aarch64-linux-gnu-gcc as above)
-#   armv7-unknown-linux-musleabihf / armv7-unknown-linux-gnueabihf
-#                                 apt-get install gcc-arm-linux-gnueabihf
-#                                 CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=arm-linux-gnueabihf-gcc
-#   x86_64-unknown-linux-musl     the host cc links it; nothing extra
-# The script stops with a non-zero exit and says which of these is missing; it never
-# downloads anything itself.
+# What it does, per target:
+#   1. the Rust standard library: when `rustup target list --installed` lacks the target,
+#      `rustup target add TRIPLE` (the only download it ever makes);
+#   2. the linker: musl targets link with the toolchain's own rust-lld and musl's
+#      self-contained start files (no C cross compiler needed); the host's gnu target with
+#      cc; a cross gnu target with Debian's cross gcc (aarch64-linux-gnu-gcc from
+#      gcc-aarch64-linux-gnu, arm-linux-gnueabihf-gcc from gcc-arm-linux-gnueabihf),
+#      which the script does not install. CARGO_TARGET_<TRIPLE>_LINKER, when set, wins;
+#   3. cargo build --release --target TRIPLE with
+#      RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
+#      (a classic static executable: no loader, no start-up relocations, what file(1) calls
+#      "statically linked"; the price is no ASLR for the daemon's own image). The release
+#      profile in Cargo.toml sets opt-level z, lto, codegen-units 1, panic abort, strip.
+#      The target is always explicit so RUSTFLAGS only reach target code, never build
+#      scripts or proc macros;
+#   4. prints the binary's path, its size and file(1)'s description, and fails when the
+#      binary is dynamically linked.
+# --all goes on past a target it cannot build and ends with a table: each target's size,
+# or why it was not built.
 #
-# Exit codes: 0 built, 1 build failed, 2 usage, 3 target not installed, 4 linker missing.
+# Exit codes: 0 built (--all: every target that could be set up built), 1 build failed,
+# 2 usage, 3 Rust target not installed and not installable, 4 linker missing.
 set -eu
 
 usage() {
     sed -n '2,/^set -eu/p' "$0" | sed -e '/^set -eu/d' -e 's/^# \{0,1\}//'
 }
 
-# Sets $var (cargo's linker variable), $linker and $pkg (Debian package) for a triple.
-linker_for() {
-    var=CARGO_TARGET_$(echo "$1" | tr 'a-z.-' 'A-Z__')_LINKER
-    case "$1" in
-        aarch64-*-linux-gnu) linker=aarch64-linux-gnu-gcc; pkg=gcc-aarch64-linux-gnu ;;
-        aarch64-*-linux-musl) linker=aarch64-linux-gnu-gcc; pkg="gcc-aarch64-linux-gnu (or set $var=rust-lld)" ;;
-        arm*-linux-*eabihf) linker=arm-linux-gnueabihf-gcc; pkg="gcc-arm-linux-gnueabihf (or set $var=rust-lld for musl)" ;;
-        *) linker=""; pkg="" ;;
-    esac
-}
+ALL_TARGETS="x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
+x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
 
-TARGET=""
+TARGET="" GNU=0 ALL=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) [ $# -ge 2 ] || { echo "error: --target needs a value" >&2; exit 2; }
                   TARGET=$2; shift 2 ;;
         --target=*) TARGET=${1#--target=}; shift ;;
+        --gnu) GNU=1; shift ;;
+        --all) ALL=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if [ "$ALL" = 1 ] && { [ -n "$TARGET" ] || [ "$GNU" = 1 ]; }; then
+    echo "error: --all builds every target; it takes no --target or --gnu" >&2; exit 2
+fi
+[ -z "$TARGET" ] || [ "$GNU" = 0 ] || { echo "error: give --target or --gnu, not both" >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
 command -v cargo >/dev/null 2>&1 || { echo "error: cargo not found in PATH" >&2; exit 1; }
 HOST=$(rustc -vV | sed -n 's/^host: //p')
-[ -n "$TARGET" ] || TARGET=$HOST
-
-# (1) Is the standard library for the target installed?
-if command -v rustup >/dev/null 2>&1; then
-    if ! rustup target list --installed | grep -qx "$TARGET"; then
-        echo "error: Rust target $TARGET is not installed in this toolchain." >&2
-        echo "       installed: $(rustup target list --installed | tr '\n' ' ')" >&2
-        echo "       add it with: rustup target add $TARGET" >&2
-        linker_for "$TARGET"
-        if [ -n "$linker" ]; then
-            echo "       then a linker for it: $linker (Debian: apt-get install $pkg)" >&2
-            echo "       and export $var=$linker" >&2
-        fi
-        exit 3
+HOST_ARCH=${HOST%%-*}
+if [ -z "$TARGET" ]; then
+    if [ "$GNU" = 1 ]; then TARGET=$HOST
+    else
+        case "$HOST_ARCH" in
+            arm*) TARGET=armv7-unknown-linux-musleabihf ;;
+            *) TARGET=$HOST_ARCH-unknown-linux-musl ;;
+        esac
     fi
-elif [ ! -d "$(rustc --print target-libdir --target "$TARGET" 2>/dev/null)" ]; then
-    echo "error: no standard library for $TARGET (no rustup; install it with your Rust distribution)" >&2
-    exit 3
 fi
+RUST_LLD="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/rust-lld"
 
-# (2) Is there a linker for it? Cargo reads CARGO_TARGET_<TRIPLE>_LINKER.
-if [ "$TARGET" != "$HOST" ]; then
-    linker_for "$TARGET"
+# Sets $why and returns non-zero when the standard library for $1 is missing and
+# rustup cannot add it.
+ensure_target() {
+    why=""
+    if command -v rustup >/dev/null 2>&1; then
+        rustup target list --installed | grep -qx "$1" && return 0
+        echo "Rust target $1 is not installed; rustup target add $1"
+        if out=$(rustup target add "$1" 2>&1); then
+            printf '%s\n' "$out"
+            return 0
+        fi
+        printf '%s\n' "$out" >&2
+        why="rustup target add $1 failed: $(printf '%s\n' "$out" | grep -E '^error|status code' | sed -e 's/^ *[0-9]*: *//' | head -2 | paste -sd' ')"
+        return 1
+    fi
+    [ -d "$(rustc --print target-libdir --target "$1" 2>/dev/null)" ] && return 0
+    why="no standard library for $1 and no rustup to add it (install it with your Rust distribution)"
+    return 1
+}
+
+# Exports cargo's linker variable for $1 when it needs one; sets $why and returns
+# non-zero when that linker is missing.
+ensure_linker() {
+    why=""
+    var=CARGO_TARGET_$(echo "$1" | tr 'a-z.-' 'A-Z__')_LINKER
     eval "set_linker=\${$var:-}"
-    if [ -z "$set_linker" ]; then
-        if [ -n "$linker" ]; then
-            if ! command -v "$linker" >/dev/null 2>&1; then
-                echo "error: no linker for $TARGET: $linker is not in PATH." >&2
-                echo "       install it (Debian: apt-get install $pkg)," >&2
-                echo "       or point cargo at one: export $var=/path/to/linker" >&2
-                exit 4
-            fi
-            export "$var=$linker"
-        fi
+    if [ -n "$set_linker" ]; then
+        echo "linker: $set_linker (from $var)"
+        return 0
     fi
-fi
-
-RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
-export RUSTFLAGS
-echo "building coracle for $TARGET (RUSTFLAGS=$RUSTFLAGS)"
-cargo build --release --target "$TARGET" || exit 1
-
-bin="target/$TARGET/release/coracle"
-[ -f "$bin" ] || { echo "error: build succeeded but $bin is missing" >&2; exit 1; }
-size=$(wc -c < "$bin" | tr -d ' ')
-echo "binary: $here/$bin"
-echo "size: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
-if command -v file >/dev/null 2>&1; then
-    desc=$(file -b "$bin")
-    echo "file: $desc"
-    case "$desc" in
-        *"dynamically linked"*|*interpreter*)
-            echo "error: $bin is dynamically linked" >&2; exit 1 ;;
-        *"static-pie linked"*)
-            echo "linkage: statically linked (static-pie: no dynamic loader, no shared libraries; position independent, so ASLR still works)" ;;
-        *"statically linked"*)
-            echo "linkage: statically linked" ;;
-        *) echo "error: cannot tell from file(1) whether $bin is statically linked" >&2; exit 1 ;;
+    case "$1" in
+        *-musl*)
+            linker=$RUST_LLD pkg="the rust-lld component of the Rust toolchain (rustup component add llvm-tools, or a newer toolchain)" ;;
+        "$HOST") echo "linker: the host's cc"; return 0 ;;
+        aarch64-*-linux-gnu) linker=aarch64-linux-gnu-gcc pkg="Debian: apt-get install gcc-aarch64-linux-gnu" ;;
+        arm*-linux-gnueabihf) linker=arm-linux-gnueabihf-gcc pkg="Debian: apt-get install gcc-arm-linux-gnueabihf" ;;
+        x86_64-*-linux-gnu) linker=x86_64-linux-gnu-gcc pkg="Debian: apt-get install gcc-x86-64-linux-gnu" ;;
+        *) echo "linker: cargo's default"; return 0 ;;
     esac
-else
-    echo "file: not installed, linkage not verified (apt-get install file)"
+    if ! command -v "$linker" >/dev/null 2>&1 && [ ! -x "$linker" ]; then
+        why="no linker for $1: $linker is missing ($pkg; or export $var=/path/to/linker)"
+        return 1
+    fi
+    export "$var=$linker"
+    echo "linker: $linker"
+}
+
+# Builds $1; prints size and file(1). Sets $size and $desc; returns 1 on failure.
+build_one() {
+    t=$1 size="" desc=""
+    echo "== $t"
+    ensure_target "$t" || { echo "error: $why" >&2; return 3; }
+    ensure_linker "$t" || { echo "error: $why" >&2; return 4; }
+    flags="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
+    echo "building coracle for $t (RUSTFLAGS=$flags)"
+    RUSTFLAGS=$flags cargo build --release --target "$t" || { why="cargo build failed"; return 1; }
+    bin="${CARGO_TARGET_DIR:-target}/$t/release/coracle"
+    [ -f "$bin" ] || { why="build succeeded but $bin is missing"; echo "error: $why" >&2; return 1; }
+    size=$(wc -c < "$bin" | tr -d ' ')
+    case "$bin" in /*) echo "binary: $bin" ;; *) echo "binary: $here/$bin" ;; esac
+    echo "size: $size bytes ($(( (size + 1023) / 1024 )) KiB, $(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }') MiB)"
+    if command -v file >/dev/null 2>&1; then
+        desc=$(file -b "$bin")
+        echo "file: $desc"
+        case "$desc" in
+            *"dynamically linked"*|*interpreter*)
+                why="$bin is dynamically linked"; echo "error: $why" >&2; return 1 ;;
+            *"static-pie linked"*)
+                echo "linkage: statically linked (static-pie: no loader, no shared libraries; ASLR still works)" ;;
+            *"statically linked"*)
+                echo "linkage: statically linked" ;;
+            *) why="cannot tell from file(1) whether $bin is statically linked"; echo "error: $why" >&2; return 1 ;;
+        esac
+    else
+        desc="file(1) not installed, linkage not verified (apt-get install file)"
+        echo "file: $desc"
+    fi
+    return 0
+}
+
+if [ "$ALL" = 0 ]; then
+    rc=0
+    build_one "$TARGET" || rc=$?
+    exit "$rc"
 fi
+
+summary="" failed=0
+for t in $ALL_TARGETS; do
+    rc=0
+    build_one "$t" || rc=$?
+    case "$rc" in
+        0) line="built   $size bytes; $(printf '%s' "$desc" | cut -d, -f2 | sed 's/^ //'), statically linked" ;;
+        1) line="FAILED  $why"; failed=1 ;;
+        *) line="skipped $why" ;;
+    esac
+    summary="$summary$(printf '%-32s %s' "$t" "$line")
+"
+done
+echo
+echo "== summary"
+printf '%s' "$summary"
+exit "$failed"

@@ -10,7 +10,8 @@
 #   /bin/<applet>          symlinks to busybox for common applets (sh, true, sleep, cat, ...)
 #   /etc/passwd, /etc/group  root and nobody (65534)
 #   /tmp (1777), /root, /home, /dev, /proc, /sys, /var, /usr/bin
-# Config: Cmd ["sh"], Env PATH, tagged busybox:latest unless --tag says otherwise.
+# Config: Cmd ["sh"], Env PATH, tagged busybox:latest unless --tag says otherwise;
+# architecture from busybox's ELF header (BUSYBOX=/path/to/arm64/busybox makes an arm64 image).
 # --extra-random-mib N adds a second layer with one file /data.bin of N MiB of pseudo-random
 # bytes from a fixed seed (--seed, default 1), for load/save benchmarks.
 #
@@ -66,7 +67,20 @@ rm cp mv ln hostname uname date grep sed sort uniq pwd touch chmod chown printf 
 mount umount free df du whoami nc wget vi more find xargs tee seq od hexdump ifconfig ip
 ping basename dirname readlink realpath stat sync tr cut md5sum sha256sum expr which nproc
 watch time timeout usleep nohup mkfifo tty reset clear less awk""".split()
-ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386"}.get(platform.machine(), platform.machine())
+
+
+def elf_arch(path):
+    """The Go architecture name of an ELF executable (its e_machine), or None."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return {0x3E: "amd64", 0xB7: "arm64", 0x28: "arm", 0x03: "386"}.get(int.from_bytes(head[18:20], order))
+
+
+# The image's architecture is busybox's own, so an arm64 busybox makes an arm64 image.
+ARCH = elf_arch(busybox) or {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386"}.get(platform.machine(), platform.machine())
 
 
 def info(name, kind=tarfile.REGTYPE, mode=0o644, size=0, link=""):

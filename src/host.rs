@@ -113,9 +113,10 @@ pub fn backing_filesystem(path: &Path) -> String {
     let Ok(st) = statfs(path) else {
         return "unknown".into();
     };
-    // The field is i32 on 32-bit boards, i64 on 64-bit ones.
-    #[allow(clippy::useless_conversion)]
-    let magic = i64::from(st.filesystem_type().0);
+    // The field is i32 (glibc) or u32 (musl) on 32-bit boards, i64 (glibc) or u64 (musl) on
+    // 64-bit ones; magics are 32 bits, so keep the low 32 (a sign-extended i32 included).
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.filesystem_type().0 as u64 & 0xffff_ffff;
     match magic {
         0xEF53 => "extfs",
         0x9123683E => "btrfs",

@@ -495,9 +495,15 @@ fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> Result<()> {
     Ok(())
 }
 
+// time_t is i32 on 32-bit glibc, so the `into()` below is a no-op there.
+#[allow(clippy::useless_conversion)]
 fn set_mtime(c: &CString, mtime: u64) -> Result<()> {
     let t = libc::timespec {
-        tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
+        // time_t is i64, or i32 on older 32-bit ABIs: saturate there instead of wrapping.
+        tv_sec: mtime
+            .min(i64::MAX as u64)
+            .try_into()
+            .unwrap_or(i32::MAX.into()),
         tv_nsec: 0,
     };
     let times = [t, t];

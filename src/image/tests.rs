@@ -20,9 +20,8 @@ use crate::container::registry::ContainerUse;
 use crate::image::layout::Layout;
 use crate::store::images::{ImageStore, ListFilters};
 
-/// `shared/fixtures` beside this repository.
-/// `shared/fixtures` beside this repository, or where `CORACLE_FIXTURES`
-/// says (as the integration tests find it).
+/// `shared/fixtures` beside this repository, or where `CORACLE_FIXTURES` says (as in
+/// tests/common: a worktree does not sit beside `shared/`).
 fn fixtures_dir() -> std::path::PathBuf {
     std::env::var_os("CORACLE_FIXTURES")
         .map(std::path::PathBuf::from)

@@ -153,7 +153,7 @@ fn kept_flags(p: &Path) -> MsFlags {
         (libc::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (libc::ST_NOATIME, MsFlags::MS_NOATIME),
         (libc::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (libc::ST_RELATIME, MsFlags::MS_RELATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
     ] {
         if f & st_bit != 0 {
             out |= ms;
@@ -161,6 +161,10 @@ fn kept_flags(p: &Path) -> MsFlags {
     }
     out
 }
+
+/// The kernel's statfs flag for relatime (linux/statfs.h). glibc's libc bindings name it,
+/// musl's do not; musl's statvfs passes the kernel's flags through unchanged.
+const ST_RELATIME: libc::c_ulong = 0x1000;
 
 pub(crate) fn remount_ro(p: &Path) -> Result<(), Errno> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | kept_flags(p);

@@ -4,8 +4,9 @@ use super::errors::{LaunchError, Stage};
 use nix::errno::Errno;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
-const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+// ioctl's request argument is `unsigned long` in glibc and `int` in musl: `libc::Ioctl`.
+const SIOCGIFFLAGS: libc::Ioctl = 0x8913;
+const SIOCSIFFLAGS: libc::Ioctl = 0x8914;
 
 /// Set IFF_UP on the loopback device of the calling process's netns.
 pub fn loopback_up() -> Result<(), LaunchError> {

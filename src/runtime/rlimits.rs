@@ -3,7 +3,13 @@
 use super::errors::{setup, LaunchError, Stage};
 use super::spec::Ulimit;
 
-fn resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+/// The type of setrlimit's first argument: glibc's `__rlimit_resource_t` enum, musl's `int`.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+fn resource(name: &str) -> Option<Resource> {
     Some(match name {
         "as" => libc::RLIMIT_AS,
         "core" => libc::RLIMIT_CORE,

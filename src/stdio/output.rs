@@ -214,7 +214,14 @@ impl Outputs {
         };
         loop {
             match stdin.write(data) {
-                Ok(n) => return n,
+                Ok(n) => {
+                    if n < data.len() {
+                        // A short write filled the pipe: like WouldBlock, the rest
+                        // waits for the writable edge, which must wake this client.
+                        p.stdin_waiter = Some(conn);
+                    }
+                    return n;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     p.stdin_waiter = Some(conn);

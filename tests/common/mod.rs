@@ -16,8 +16,14 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// The daemon under test: this build's `coracle`, or the binary `CORACLE_BIN` names
+/// (scripts/ci-musl.sh runs the suite against the static musl release binary that way).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_coracle")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var("CORACLE_BIN") {
+        Ok(b) if !b.is_empty() => b,
+        _ => env!("CARGO_BIN_EXE_coracle").to_string(),
+    })
 }
 
 /// A fresh, empty temporary directory (removed by the owner's Drop).
