@@ -23,6 +23,9 @@ pub struct Config {
     /// dockerd's `api-cors-header`: the one origin (or `*`) whose browser
     /// requests are served; empty refuses every request with an `Origin`.
     pub api_cors_header: String,
+    /// `no-new-privileges`: every container gets no_new_privs unless its
+    /// `--security-opt no-new-privileges=false` says otherwise.
+    pub no_new_privileges: bool,
 }
 
 /// What the command line asks for.
@@ -52,6 +55,7 @@ Options:
       --api-cors-header ORIGIN
                             Serve browser requests from ORIGIN (or * for any); by
                             default requests carrying an Origin header are refused
+      --no-new-privileges   Set no_new_privs on every container by default
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 ";
@@ -67,6 +71,7 @@ struct Flags {
     max_connections: Option<String>,
     head_timeout: Option<String>,
     api_cors_header: Option<String>,
+    no_new_privileges: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -102,6 +107,13 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--max-connections" => f.max_connections = Some(value()?),
             "--head-timeout" => f.head_timeout = Some(value()?),
             "--api-cors-header" => f.api_cors_header = Some(value()?),
+            "--no-new-privileges" => {
+                f.no_new_privileges = match inline.as_deref() {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(format!("invalid value {v:?} for --no-new-privileges")),
+                }
+            }
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -137,6 +149,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "log-opts",
         "log-driver",
         "api-cors-header",
+        "no-new-privileges",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -176,6 +189,14 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let head_timeout = pick("head-timeout", f.head_timeout)?;
     let log_driver = pick("log-driver", None)?;
     let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
+    let file_nnp = match obj.get("no-new-privileges") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(format!("no-new-privileges in {path} must be a boolean")),
+    };
+    if f.no_new_privileges && file_nnp.is_some() {
+        conflicts.push("no-new-privileges".into());
+    }
     let file_hosts: Vec<String> = match obj.get("hosts") {
         None => Vec::new(),
         Some(serde_json::Value::Array(a)) => a
@@ -251,6 +272,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         log_opts,
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
         api_cors_header: api_cors_header.unwrap_or_default(),
+        no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
     })
 }
 

@@ -58,6 +58,19 @@ pub fn version(_call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::json(200, &v))
 }
 
+/// dockerd's list: the seccomp profile in use, then no-new-privileges
+/// when it is the daemon's default.
+fn security_options(cfg: &crate::config::Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if crate::runtime::seccomp::Arch::native().is_some() && crate::runtime::seccomp::supported() {
+        v.push("name=seccomp,profile=builtin");
+    }
+    if cfg.no_new_privileges {
+        v.push("name=no-new-privileges");
+    }
+    v
+}
+
 pub fn info(call: &mut Call) -> Result<Response, ApiError> {
     let engine = &*call.engine;
     let cfg = &engine.config;
@@ -167,7 +180,7 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
         "ContainerdCommit": { "ID": "" },
         "RuncCommit": { "ID": "" },
         "InitCommit": { "ID": "" },
-        "SecurityOptions": [],
+        "SecurityOptions": security_options(cfg),
         "DefaultAddressPools": [],
         "CDISpecDirs": [],
         "Warnings": warnings,

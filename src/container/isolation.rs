@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::config::HostConfig;
 use super::error::ContainerError;
+use super::security::Security;
 use crate::runtime::cgroups::{default_device_rules, DeviceRule};
 use crate::runtime::devices;
 use crate::runtime::mounts::check_proc_target;
@@ -51,43 +52,6 @@ fn ipc_mode(s: &str) -> Result<Mode<'_>, ContainerError> {
             _ => invalid(format!("invalid IPC mode: {s}")),
         },
     }
-}
-
-/// `--security-opt` values that change nothing here: coracle applies no
-/// seccomp profile, no AppArmor profile and no SELinux label yet, so
-/// asking for none of them is what it does. Everything else is refused
-/// until seccomp / no-new-privileges are implemented.
-fn check_security_opt(opt: &str) -> Result<(), ContainerError> {
-    let (key, value) = match opt.split_once('=').or_else(|| opt.split_once(':')) {
-        Some(kv) => kv,
-        None if opt == "no-new-privileges" => (opt, "true"),
-        None if opt == "disable" => ("label", "disable"),
-        None => return invalid(format!("invalid --security-opt 1: {opt:?}")),
-    };
-    let unchanged = match key {
-        "seccomp" | "apparmor" => value == "unconfined",
-        "label" => value == "disable",
-        "no-new-privileges" => match value.parse::<bool>() {
-            Ok(b) => !b,
-            Err(_) => return invalid(format!("invalid --security-opt 2: {opt:?}")),
-        },
-        "writable-cgroups" => match value.parse::<bool>() {
-            Ok(b) => !b,
-            Err(_) => return invalid(format!("invalid --security-opt 2: {opt:?}")),
-        },
-        _ => return invalid(format!("invalid --security-opt 2: {opt:?}")),
-    };
-    if unchanged {
-        return Ok(());
-    }
-    let shown = if key == "seccomp" && value.len() > 40 {
-        "seccomp=<profile>".to_string()
-    } else {
-        opt.to_string()
-    };
-    invalid(format!(
-        "security option {shown:?} is not supported by coracle yet: seccomp profiles, no-new-privileges, AppArmor profiles, SELinux labels and writable cgroups are not implemented (only seccomp=unconfined, apparmor=unconfined, label=disable and no-new-privileges=false are accepted)"
-    ))
 }
 
 /// A mount target as runc sees it: absolute, `.`/`..` resolved lexically.
@@ -137,9 +101,8 @@ fn check_unmodelled(h: &HostConfig) -> Result<(), ContainerError> {
 /// Everything above, at create. `exists` resolves a container name or ID
 /// (for `container:<id>` modes).
 pub fn validate(h: &HostConfig, exists: &dyn Fn(&str) -> bool) -> Result<(), ContainerError> {
-    for opt in &h.security_opt {
-        check_security_opt(opt)?;
-    }
+    // Syntax, and a profile's JSON decoded now so a bad one fails the create.
+    super::security::parse(&h.security_opt, h.privileged, false)?;
     match h.userns_mode.as_str() {
         "" | "host" => {}
         m => {
@@ -205,10 +168,13 @@ pub struct Isolation {
     pub devices: Vec<DeviceNode>,
     /// The full device-cgroup allow-list.
     pub device_rules: Vec<DeviceRule>,
+    /// Seccomp and no_new_privs (`--security-opt`, the daemon's default).
+    pub security: Security,
 }
 
 pub fn resolve(
     h: &HostConfig,
+    no_new_privs_default: bool,
     running: &dyn Fn(&str, &str) -> Result<nix::unistd::Pid, ContainerError>,
 ) -> Result<Isolation, ContainerError> {
     let ns = |what: &str, m: Mode| -> Result<NsMode, ContainerError> {
@@ -218,6 +184,7 @@ pub fn resolve(
             Mode::Container(c) => NsMode::Join(running(what, c)?),
         })
     };
+    let security = super::security::parse(&h.security_opt, h.privileged, no_new_privs_default)?;
     let pid_ns = ns("PID", pid_mode(&h.pid_mode)?)?;
     let ipc_ns = ns("IPC", ipc_mode(&h.ipc_mode)?)?;
     let mut nodes = Vec::new();
@@ -249,6 +216,7 @@ pub fn resolve(
         ipc_ns,
         devices: nodes,
         device_rules,
+        security,
     })
 }
 
@@ -273,13 +241,17 @@ mod tests {
             "label=disable",
             "label:disable",
             "no-new-privileges=false",
+            "no-new-privileges",
+            "no-new-privileges=true",
+            "seccomp=builtin",
+            r#"seccomp={"defaultAction": "SCMP_ACT_ALLOW"}"#,
         ] {
             assert!(check(json!({"SecurityOpt": [ok]})).is_ok(), "{ok}");
         }
         for bad in [
             "seccomp={}",
-            "no-new-privileges",
-            "no-new-privileges=true",
+            "seccomp=/etc/profile.json",
+            "no-new-privileges=maybe",
             "apparmor=docker-default",
             "label=type:x",
             "bogus=1",

@@ -145,6 +145,8 @@ pub fn launch_spec(
         init: h.init.unwrap_or(false),
         cgroupns: h.cgroupns_mode == "private",
         cgroup_view: Vec::new(),
+        seccomp: iso.security.seccomp,
+        no_new_privs: iso.security.no_new_privs,
         stdio,
     }
 }

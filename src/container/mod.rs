@@ -14,4 +14,5 @@ pub mod model;
 pub mod names;
 pub mod policy;
 pub mod registry;
+pub mod security;
 pub mod stdio;

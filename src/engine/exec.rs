@@ -116,7 +116,8 @@ impl Engine {
         });
         let (child, parent) = crate::container::stdio::make(tty, cfg.attach_stdin, console)
             .map_err(|e| ContainerError::Internal(format!("exec stdio: {e}")))?;
-        let spec = exec_spec(c, cfg, tty, child.spec);
+        let security = self.security_of(c)?;
+        let spec = exec_spec(c, cfg, tty, &security, child.spec);
         let init = live.pid;
         let cgroup = live.cgroup.as_ref();
         let result = exec_in(init, &spec, &mut |pid| match cgroup {
@@ -218,6 +219,7 @@ pub(super) fn exec_spec(
     c: &crate::container::model::Container,
     cfg: &ExecConfig,
     tty: bool,
+    security: &crate::container::security::Security,
     stdio: crate::runtime::spec::StdioSpec,
 ) -> ExecSpec {
     let mut env = crate::container::create::merge_env(c.config.env.clone(), cfg.env.clone());
@@ -242,6 +244,8 @@ pub(super) fn exec_spec(
         cap_add: c.host_config.cap_add.clone(),
         cap_drop: c.host_config.cap_drop.clone(),
         ulimits: c.host_config.launch_ulimits(),
+        seccomp: security.seccomp.clone(),
+        no_new_privs: security.no_new_privs,
         stdio,
     }
 }

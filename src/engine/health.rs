@@ -101,7 +101,15 @@ impl Engine {
             stderr: w.as_raw_fd(),
             tty: false,
         };
-        let spec = exec_spec(&e.c, &cfg, false, stdio);
+        // A probe is confined like any exec (the container's seccomp profile).
+        let security = match self.security_of(&e.c) {
+            Ok(sec) => sec,
+            Err(err) => {
+                self.health_result(id, &s, start, 1, format!("probe: {err}"));
+                return;
+            }
+        };
+        let spec = exec_spec(&e.c, &cfg, false, &security, stdio);
         let cgroup = live.cgroup.as_ref();
         let launched = exec_in(live.pid, &spec, &mut |pid| match cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),

@@ -10,6 +10,7 @@ use crate::container::launch_spec::{bind_sources, launch_spec, mounts_of, SpecPa
 use crate::container::model::{Container, State, Status};
 use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
+use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::launch::launch;
 use crate::runtime::spec::NetworkMode;
@@ -141,7 +142,8 @@ impl Engine {
             }
         }
         let mounts = mounts_of(h)?;
-        let iso = crate::container::isolation::resolve(h, &|what, key| {
+        let nnp = self.config.no_new_privileges;
+        let iso = crate::container::isolation::resolve(h, nnp, &|what, key| {
             let id = self.containers.resolve(key)?;
             let live = self.containers.get(&id).and_then(|e| e.live.as_ref());
             live.map(|l| l.pid).ok_or_else(|| {
@@ -226,6 +228,16 @@ impl Engine {
             oom_before,
             started: Instant::now(),
         })
+    }
+
+    /// The container's seccomp setting and no_new_privs (the daemon's
+    /// `no-new-privileges` unless its own options say otherwise).
+    pub(super) fn security_of(&self, c: &Container) -> Result<Security, ContainerError> {
+        security::parse(
+            &c.host_config.security_opt,
+            c.host_config.privileged,
+            self.config.no_new_privileges,
+        )
     }
 
     pub(super) fn open_log(&self, c: &Container) -> Option<LogWriter> {

@@ -85,6 +85,11 @@ fn bit(name: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("unknown capability: \"{name}\""))
 }
 
+/// A capability's bit, by any of Docker's spellings.
+pub fn bit_of(name: &str) -> Option<u64> {
+    bit(&normalize(name)).ok()
+}
+
 /// dockerd's `NormalizeLegacyCapabilities` as a check: every name (any
 /// case, with or without `CAP_`, or `ALL`) must be a capability we know.
 pub fn check_names(names: &[String]) -> Result<(), String> {

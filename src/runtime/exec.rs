@@ -9,8 +9,9 @@
 
 use super::caps;
 use super::errors::{LaunchError, Stage};
-use super::launch::{become_user, exec_program, open_ns, spawn, PidNs};
+use super::launch::{exec_program, open_ns, spawn, PidNs};
 use super::rlimits;
+use super::seccomp::{self, Confine, Seccomp};
 use super::spec::{StdioSpec, Ulimit};
 use super::user;
 use nix::sched::{setns, CloneFlags};
@@ -34,6 +35,10 @@ pub struct ExecSpec {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub ulimits: Vec<Ulimit>,
+    /// The container's seccomp setting and no_new_privs (runc gives an
+    /// exec the container's).
+    pub seccomp: Seccomp,
+    pub no_new_privs: bool,
     pub stdio: StdioSpec,
 }
 
@@ -58,13 +63,21 @@ pub fn exec_in(
     if spec.args.is_empty() {
         return Err(LaunchError::Setup("no command specified".into()));
     }
+    // The filter is the container's: built for its capabilities, not
+    // for those a privileged exec gets.
+    let ctr_caps =
+        caps::resolve(false, &spec.cap_add, &spec.cap_drop, last).map_err(LaunchError::Setup)?;
+    let confine = Confine::new(
+        seccomp::filter_for(&spec.seccomp, ctr_caps)?,
+        spec.no_new_privs,
+    );
     let pid_ns = open_ns(init_pid, "pid")?;
     spawn(
         PidNs::Join(pid_ns),
         &spec.stdio,
         &[],
         join,
-        move |_err_fd| exec_main(init_pid, spec, caps, last),
+        move |_err_fd| exec_main(init_pid, spec, caps, last, &confine),
     )
 }
 
@@ -73,6 +86,7 @@ fn exec_main(
     spec: &ExecSpec,
     caps: u64,
     last: u32,
+    confine: &Confine,
 ) -> Result<Infallible, LaunchError> {
     // All opened first (the child closed every inherited fd): once in the
     // container's mount namespace, host PIDs under /proc mean nothing.
@@ -93,6 +107,6 @@ fn exec_main(
         spec.cwd.as_str()
     };
     nix::unistd::chdir(cwd).stage(format!("chdir {cwd}"))?;
-    become_user(caps, last, &u)?;
+    confine.become_user(caps, last, &u)?;
     exec_program(&spec.args, &env)
 }

@@ -7,8 +7,9 @@
 
 use super::confine;
 use super::errors::{LaunchError, Stage};
-use super::launch::{become_user, make_cwd};
+use super::launch::make_cwd;
 use super::rlimits;
+use super::seccomp::Confine;
 use super::spec::{LaunchSpec, NetworkMode, Ulimit};
 use super::user;
 use serde::{Deserialize, Serialize};
@@ -29,10 +30,12 @@ pub struct Finish {
     /// Resolved capability set and the host's last capability.
     pub caps: u64,
     pub last: u32,
+    /// The seccomp filter and no_new_privs, applied around `become_user`.
+    pub confine: Confine,
 }
 
 impl Finish {
-    pub fn of(spec: &LaunchSpec, caps: u64, last: u32) -> Finish {
+    pub fn of(spec: &LaunchSpec, caps: u64, last: u32, confine: Confine) -> Finish {
         Finish {
             sysctls: spec.sysctls.clone(),
             host_network: spec.network == NetworkMode::Host,
@@ -48,6 +51,7 @@ impl Finish {
             group_add: spec.group_add.clone(),
             caps,
             last,
+            confine,
         }
     }
 
@@ -68,7 +72,7 @@ impl Finish {
         let u = user::resolve_in_container(&self.user, &self.group_add)?;
         let env = user::with_home(env, &u);
         nix::unistd::chdir(self.cwd.as_str()).stage(format!("chdir {}", self.cwd))?;
-        become_user(self.caps, self.last, &u)?;
+        self.confine.become_user(self.caps, self.last, &u)?;
         Ok(env)
     }
 }

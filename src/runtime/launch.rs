@@ -23,6 +23,7 @@ use super::finish::Finish;
 use super::init;
 use super::mounts;
 use super::netns;
+use super::seccomp::{self, Confine};
 use super::spec::{LaunchSpec, NetworkMode, NsMode, StdioSpec};
 use super::user;
 use nix::errno::Errno;
@@ -61,9 +62,10 @@ pub fn launch(
         NsMode::Host => PidNs::Host,
         NsMode::Join(pid) => PidNs::Join(open_ns(*pid, "pid")?),
     };
+    let confine = Confine::new(seccomp::filter_for(&spec.seccomp, caps)?, spec.no_new_privs);
     let keep: Vec<RawFd> = init_bin.into_iter().collect();
     spawn(pid_ns, &spec.stdio, &keep, join, |err_fd| {
-        container_main(spec, caps, last, err_fd, init_bin)
+        container_main(spec, caps, last, &confine, err_fd, init_bin)
     })
 }
 
@@ -411,6 +413,7 @@ fn container_main(
     spec: &LaunchSpec,
     caps: u64,
     last: u32,
+    confine: &Confine,
     err_fd: RawFd,
     init_bin: Option<RawFd>,
 ) -> Result<Infallible, LaunchError> {
@@ -453,7 +456,7 @@ fn container_main(
     if spec.privileged {
         devices::make_nodes(root, &devices::host_devices())?;
     }
-    let fin = Finish::of(spec, caps, last);
+    let fin = Finish::of(spec, caps, last, confine.clone());
     match init_bin {
         None => {
             let env = fin.run(root, &spec.env)?;

@@ -16,6 +16,7 @@ pub mod mounts;
 pub mod netns;
 pub mod rlimits;
 pub mod rootfs;
+pub mod seccomp;
 pub mod spec;
 pub mod user;
 

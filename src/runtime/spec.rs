@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
+use super::seccomp::Seccomp;
+
 /// The overlay (or copy-fallback) root filesystem.
 #[derive(Debug, Clone)]
 pub struct RootfsSpec {
@@ -162,5 +164,9 @@ pub struct LaunchSpec {
     /// What `/sys/fs/cgroup` shows (read-only unless privileged); empty:
     /// nothing is mounted there.
     pub cgroup_view: Vec<CgroupDir>,
+    /// `--security-opt seccomp=...` (unconfined when privileged).
+    pub seccomp: Seccomp,
+    /// `--security-opt no-new-privileges` or the daemon's default.
+    pub no_new_privs: bool,
     pub stdio: StdioSpec,
 }

@@ -102,6 +102,8 @@ impl Fixture {
             init: false,
             cgroupns: false,
             cgroup_view: vec![],
+            seccomp: crate::runtime::seccomp::Seccomp::Unconfined,
+            no_new_privs: false,
             stdio: StdioSpec {
                 stdin: None,
                 stdout: -1,
@@ -618,6 +620,8 @@ fn exec_in_joins_the_container() {
         cap_add: vec![],
         cap_drop: vec![],
         ulimits: vec![],
+        seccomp: crate::runtime::seccomp::Seccomp::Unconfined,
+        no_new_privs: false,
         stdio: StdioSpec {
             stdin: None,
             stdout: fl.as_raw_fd(),
