@@ -126,10 +126,19 @@ fn logs_tail_of_a_500_mib_log_is_quick_small_and_leaves_the_loop_free() {
         "docker logs --tail 5 took {took:?}"
     );
     let max_rss = *max_rss.lock().unwrap();
+    // The tail is found without reading the log: the daemon grows by far less
+    // than a MiB. The absolute 8 MiB holds for the release binary
+    // (CORACLE_BIN, as CI runs it); the debug build alone idles near it.
     assert!(
-        max_rss < 8 * 1024,
+        max_rss < base + 1024,
         "daemon VmRSS reached {max_rss} KiB (started at {base} KiB) for a 5-line tail"
     );
+    if std::env::var_os("CORACLE_BIN").is_some() {
+        assert!(
+            max_rss < 8 * 1024,
+            "release daemon VmRSS reached {max_rss} KiB for a 5-line tail"
+        );
+    }
     assert_responsive("logs --tail 5 of 500 MiB", pings);
 
     // The whole log streams in bounded pieces: read its first 50 MiB (then
