@@ -387,6 +387,8 @@ fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
             (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
         )
     };
+    // syscall(2) returns a c_long: i64 here, already i32 on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     let cloned = Errno::result(tree).map(|fd| {
         // SAFETY: a fresh fd we own.
         unsafe { OwnedFd::from_raw_fd(fd as i32) }
