@@ -16,3 +16,4 @@ pub mod policy;
 pub mod registry;
 pub mod security;
 pub mod stdio;
+pub mod validate;
