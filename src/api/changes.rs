@@ -8,8 +8,6 @@ use super::error::ApiError;
 use super::key;
 use super::Call;
 use crate::engine::Response;
-use crate::reply::Wake;
-use crate::streams::worker_body::WorkerBody;
 
 /// `GET /containers/{id}/changes`: from the overlay upper dir, walked in a
 /// worker (a container can have written any number of files).
@@ -23,21 +21,7 @@ pub fn changes(call: &mut Call) -> Result<Response, ApiError> {
         .unwrap_or_default();
     // The answer streams out of the worker (it can be large); a worker that
     // fails cuts the connection.
-    let worker = call
-        .engine
-        .workers
-        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
-            let mut text = diff(&upper, &lowers).to_string().into_bytes();
-            text.push(b'\n');
-            std::io::Write::write_all(out.out_file(), &text)
-                .map(|()| Value::Null)
-                .map_err(|e| json!(e.to_string()))
-        })?;
-    Ok(Response::stream(
-        200,
-        "application/json",
-        Box::new(WorkerBody::new(worker)),
-    ))
+    super::json_from_worker(call, move || diff(&upper, &lowers))
 }
 
 /// The changes of an upper dir against its image's layers, dockerd's shape

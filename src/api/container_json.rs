@@ -14,9 +14,7 @@ use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
 use crate::engine::Engine;
 use crate::engine::Response;
-use crate::reply::Wake;
 use crate::store::containers::dir_size;
-use crate::streams::worker_body::WorkerBody;
 
 fn unix_secs(rfc3339: &str) -> i64 {
     crate::timefmt::parse_timestamp(rfc3339)
@@ -223,35 +221,23 @@ fn with_sizes(
     rows: Value,
     jobs: Vec<(PathBuf, u64)>,
 ) -> Result<Response, ApiError> {
-    let worker = call
-        .engine
-        .workers
-        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
-            let mut rows = rows;
-            let fill = |v: &mut Value, (upper, image): &(PathBuf, u64)| {
-                let rw = dir_size(upper);
-                v["SizeRw"] = rw.into();
-                v["SizeRootFs"] = (rw + image).into();
-            };
-            match &mut rows {
-                Value::Array(list) => list.iter_mut().zip(&jobs).for_each(|(v, j)| fill(v, j)),
-                one => {
-                    if let Some(j) = jobs.first() {
-                        fill(one, j)
-                    }
+    super::json_from_worker(call, move || {
+        let mut rows = rows;
+        let fill = |v: &mut Value, (upper, image): &(PathBuf, u64)| {
+            let rw = dir_size(upper);
+            v["SizeRw"] = rw.into();
+            v["SizeRootFs"] = (rw + image).into();
+        };
+        match &mut rows {
+            Value::Array(list) => list.iter_mut().zip(&jobs).for_each(|(v, j)| fill(v, j)),
+            one => {
+                if let Some(j) = jobs.first() {
+                    fill(one, j)
                 }
             }
-            let mut text = rows.to_string().into_bytes();
-            text.push(b'\n');
-            std::io::Write::write_all(out.out_file(), &text)
-                .map(|()| Value::Null)
-                .map_err(|e| json!(e.to_string()))
-        })?;
-    Ok(Response::stream(
-        200,
-        "application/json",
-        Box::new(WorkerBody::new(worker)),
-    ))
+        }
+        rows
+    })
 }
 
 const LIST_FILTERS: &[&str] = &[

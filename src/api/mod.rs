@@ -157,3 +157,27 @@ fn with_common_headers(r: Response) -> Response {
         .header("OSType", "linux")
         .header("Server", &format!("coracle/{SERVER_VERSION} (linux)"))
 }
+
+/// A JSON answer computed in a forked worker (tree walks that must not run
+/// on the loop) and streamed from it; a worker that fails cuts the
+/// connection.
+pub(crate) fn json_from_worker(
+    call: &mut Call,
+    compute: impl FnOnce() -> serde_json::Value,
+) -> Result<Response, ApiError> {
+    let worker = call.engine.workers.spawn_raw(
+        crate::reply::Wake::Conn(call.conn),
+        move |_input, out| {
+            let mut text = compute().to_string().into_bytes();
+            text.push(b'\n');
+            std::io::Write::write_all(out.out_file(), &text)
+                .map(|()| serde_json::Value::Null)
+                .map_err(|e| serde_json::json!(e.to_string()))
+        },
+    )?;
+    Ok(Response::stream(
+        200,
+        "application/json",
+        Box::new(crate::streams::worker_body::WorkerBody::new(worker)),
+    ))
+}
