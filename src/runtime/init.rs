@@ -74,17 +74,43 @@ fn sealed_copy() -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
-/// Our own executable; unit tests (whose executable is the test harness)
-/// use the daemon binary cargo built beside them.
+/// Our own executable. Under unit tests that is the test harness, which
+/// `test_harness_init_mode` below teaches init mode.
 fn source_path() -> std::path::PathBuf {
-    #[cfg(test)]
-    if let Some(bin) = std::env::current_exe()
-        .ok()
-        .and_then(|p| Some(p.parent()?.parent()?.join("coracle")))
-    {
-        return bin;
-    }
     "/proc/self/exe".into()
+}
+
+/// Unit tests launch `--init` containers from the test harness itself:
+/// libtest owns its `main`, so init mode is dispatched from an ELF
+/// constructor (glibc passes argc/argv to `.init_array` entries), before
+/// libtest sees the arguments. This keeps the tests independent of where
+/// cargo put the daemon binary, or whether it built it at all.
+#[cfg(all(test, target_env = "gnu"))]
+mod test_harness_init_mode {
+    use std::ffi::CStr;
+
+    extern "C" fn dispatch(argc: libc::c_int, argv: *const *const libc::c_char) {
+        if argc < 2 || argv.is_null() {
+            return;
+        }
+        let count = usize::try_from(argc).unwrap_or(0);
+        let args: Vec<String> = (1..count)
+            .map(|i| {
+                // SAFETY: glibc hands `.init_array` entries the process's
+                // argv: `argc` valid NUL-terminated strings.
+                unsafe { CStr::from_ptr(*argv.add(i)) }
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        if args.first().map(String::as_str) == Some(super::INIT_FLAG) {
+            super::main(&args);
+        }
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static DISPATCH: extern "C" fn(libc::c_int, *const *const libc::c_char) = dispatch;
 }
 
 /// In the container's first process, after every setup step: exec the
