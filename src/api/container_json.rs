@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::key;
+use super::versions;
 use super::Call;
 use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
@@ -175,7 +176,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
-    let v = inspect_json(call.engine, e);
+    let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(call.engine, e));
     if call.req.query.bool("size") {
         let job = size_job(call.engine, e);
         return with_sizes(call, v, vec![job]);
@@ -357,9 +358,10 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         entries.truncate(limit as usize);
     }
     let rows: Vec<Value> = entries.iter().map(|e| summary_json(e)).collect();
+    let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
     if size {
         let jobs = entries.iter().map(|e| size_job(engine, e)).collect();
-        return with_sizes(call, Value::Array(rows), jobs);
+        return with_sizes(call, rows, jobs);
     }
-    Ok(Response::json(200, &Value::Array(rows)))
+    Ok(Response::json(200, &rows))
 }

@@ -225,9 +225,10 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
     pids.sort_unstable();
     let ps_args = call.req.query.get("ps_args").unwrap_or("");
     let (titles, rows) = crate::procps::table(ps_args, &pids)?;
+    let table = json!({ "Titles": titles, "Processes": rows });
     Ok(Response::json(
         200,
-        &json!({ "Titles": titles, "Processes": rows }),
+        &super::versions::CONTAINER_TOP.render(call.version, table),
     ))
 }
 

@@ -36,13 +36,15 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         // dockerd always includes RepoDigests in the summary; keep them.
     }
     rows.sort_by(|a, b| b["Created"].as_i64().cmp(&a["Created"].as_i64()));
-    Ok(Response::json(200, &Value::Array(rows)))
+    let rows = super::versions::IMAGE_LIST.render(call.version, Value::Array(rows));
+    Ok(Response::json(200, &rows))
 }
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
+    let v = call.engine.images.inspect(&name(call))?;
     Ok(Response::json(
         200,
-        &call.engine.images.inspect(&name(call))?,
+        &super::versions::IMAGE_INSPECT.render(call.version, v),
     ))
 }
 

@@ -1,0 +1,101 @@
+//! Endpoints only old API versions have, or that old clients reach before
+//! the code that owns them lands: a second route table the router consults
+//! after `ROUTES` (so a route added there takes precedence over one here).
+//! Each entry names the first version that no longer has the endpoint.
+
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::router::{ApiVersion, Handle};
+use super::{attach, Call};
+use crate::engine::Response;
+use crate::http::request::Method;
+use Handle::{Body, Now};
+
+const GET: Method = Method::Get;
+const POST: Method = Method::Post;
+/// Still served at the newest version.
+const ALWAYS: ApiVersion = ApiVersion(u16::MAX, 0);
+
+/// Method, pattern, handler, and the version that removed the endpoint.
+#[rustfmt::skip]
+pub const ROUTES: &[(Method, &str, Handle, ApiVersion)] = &[
+    (GET, "/images/viz", Now(viz), ApiVersion(1, 7)),
+    (GET, "/containers/{id}/attach/ws", Now(attach::attach_ws), ALWAYS),
+    (GET, "/images/search", Now(search), ALWAYS),
+    (POST, "/auth", Body(auth), ALWAYS),
+];
+
+/// `GET /images/viz` (until v1.7): the image tree as a Graphviz digraph, in
+/// the v1.3 doc's form. Images here have no parent chain (every image is
+/// loaded or imported whole), so each is a root under the invisible `base`.
+pub fn viz(call: &mut Call) -> Result<Response, ApiError> {
+    let mut edges = Vec::new();
+    let mut labels = Vec::new();
+    let mut images: Vec<_> = call.engine.images.images().collect();
+    images.sort_by(|a, b| a.id.cmp(&b.id));
+    for img in images {
+        let short: String = img
+            .id
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        let parent = img
+            .config
+            .get("parent")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let parent: String = parent
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        if parent.is_empty() {
+            edges.push(format!("base -> \"{short}\" [style=invis]\n"));
+        } else {
+            edges.push(format!("\"{parent}\" -> \"{short}\"\n"));
+        }
+        let mut repos: Vec<String> = call
+            .engine
+            .images
+            .repo_tags(&img.id)
+            .iter()
+            .map(|t| {
+                t.rsplit_once(':')
+                    .map_or(t.as_str(), |(r, _)| r)
+                    .to_string()
+            })
+            .collect();
+        repos.dedup();
+        if !repos.is_empty() {
+            labels.push(format!(
+                "\"{short}\" [label=\"{short}\\n{}\",shape=box,fillcolor=\"paleturquoise\",style=\"filled,rounded\"];\n",
+                repos.join("\\n")
+            ));
+        }
+    }
+    let mut out = String::from("digraph docker {\n");
+    edges.iter().chain(&labels).for_each(|l| out.push_str(l));
+    out.push_str("base [style=invisible]\n}\n");
+    Ok(Response::new(200)
+        .header("Content-Type", "text/plain")
+        .bytes(out.into_bytes()))
+}
+
+/// `GET /images/search`: the registry client answers it once it lands;
+/// until then dockerd's wording for an index it cannot reach.
+pub fn search(call: &mut Call) -> Result<Response, ApiError> {
+    let term = call.req.query.get("term").unwrap_or("");
+    Err(ApiError::Internal(format!(
+        "Get \"https://index.docker.io/v1/search?q={term}&n=25\": registry access is not available in this daemon"
+    )))
+}
+
+/// `POST /auth`: as `search`.
+pub fn auth(_call: &mut Call) -> Result<Response, ApiError> {
+    Err(ApiError::Internal(
+        "Get \"https://index.docker.io/v1/users/\": registry access is not available in this daemon"
+            .into(),
+    ))
+}
