@@ -20,7 +20,7 @@ use crate::streams::logs::{LogFilter, LogStream};
 pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
     let streams = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
-    let multiplexed = super::versions::attach_multiplexed(call.version);
+    let multiplexed = super::versions::ATTACH_MULTIPLEXED.at(call.version);
     let (session, tty) = attach_session(call, streams, multiplexed)?;
     Ok(hijack_response(call, session, tty))
 }
@@ -33,7 +33,7 @@ pub fn attach_ws(call: &mut Call) -> Result<Response, ApiError> {
         Err(m) => return Err(ApiError::InvalidParameter(m.into())),
     };
     let q = &call.req.query;
-    let streams = if super::versions::ws_attach_streams_from_query(call.version) {
+    let streams = if super::versions::WS_ATTACH_STREAMS_FROM_QUERY.at(call.version) {
         (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"))
     } else {
         (true, true, true)

@@ -332,7 +332,18 @@ fn matches_filters(
 
 pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
-    let filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
+    let mut filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
+    // The old `before` / `since` parameters: filters that include stopped
+    // containers.
+    let mut old_params = false;
+    if versions::LIST_BEFORE_SINCE_PARAMS.at(call.version) {
+        for k in ["before", "since"] {
+            if let Some(v) = q.get(k).filter(|v| !v.is_empty()) {
+                filters.insert(k.to_string(), vec![v.to_string()]);
+                old_params = true;
+            }
+        }
+    }
     let limit: i64 = match q.get("limit").filter(|l| !l.is_empty()) {
         None => -1,
         Some(l) => l
@@ -340,6 +351,7 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
             .map_err(|_| ApiError::InvalidParameter(format!("invalid value for limit: {l:?}")))?,
     };
     let all = q.bool("all")
+        || old_params
         || limit > 0
         || filters.contains_key("status")
         || filters.contains_key("exited");

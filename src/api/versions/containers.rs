@@ -48,6 +48,18 @@ pub fn inspect_v1_0(v: Value) -> Value {
         obj.extend(old);
     }
     v["SysInitPath"] = json!("");
+    // v1.8-v1.11's HostConfig keys, where nothing newer fills them.
+    if let Some(hc) = v["HostConfig"].as_object_mut() {
+        for (k, default) in [
+            ("ContainerIDFile", json!("")),
+            ("LxcConf", json!([])),
+            ("PortBindings", json!({})),
+            ("Links", Value::Null),
+            ("PublishAllPorts", json!(false)),
+        ] {
+            hc.entry(k).or_insert(default);
+        }
+    }
     v
 }
 

@@ -71,7 +71,20 @@ pub fn inspect_v1_0(v: Value) -> Value {
 }
 
 /// v1.12-v1.43 inspect: `VirtualSize` beside `Size`.
-pub fn inspect_v1_12(mut v: Value) -> Value {
+pub fn inspect_v1_12(v: Value) -> Value {
+    let mut v = inspect_v1_44(v);
     v["VirtualSize"] = v["Size"].clone();
+    v
+}
+
+/// v1.44 inspect: `Container` and `ContainerConfig` (an image made here
+/// was not committed from a container: its own config stands in).
+pub fn inspect_v1_44(mut v: Value) -> Value {
+    if v.get("ContainerConfig").is_none() {
+        v["ContainerConfig"] = v["Config"].clone();
+    }
+    if v.get("Container").is_none() {
+        v["Container"] = json!("");
+    }
     v
 }

@@ -9,6 +9,7 @@
 
 mod containers;
 mod images;
+mod system;
 
 use serde_json::Value;
 
@@ -74,11 +75,20 @@ pub const IMAGE_LIST: Shapes = Shapes(&[
 
 /// `GET /images/{name}/json`: the lowercase keys of the image's own JSON
 /// (`id`, `parent`, `container_config`) until v1.12, CamelCase since;
-/// `VirtualSize` until v1.44.
+/// `VirtualSize` until v1.44, `Container` and `ContainerConfig` until v1.45.
 pub const IMAGE_INSPECT: Shapes = Shapes(&[
     (V1_0, images::inspect_v1_0),
     (ApiVersion(1, 12), images::inspect_v1_12),
-    (ApiVersion(1, 44), current),
+    (ApiVersion(1, 44), images::inspect_v1_44),
+    (ApiVersion(1, 45), current),
+]);
+
+/// `GET /info`: v1.3's `EventsListeners` and `LXCVersion`; `InitPath`
+/// and `ExecutionDriver` through v1.24.
+pub const INFO: Shapes = Shapes(&[
+    (V1_0, system::info_v1_0),
+    (ApiVersion(1, 11), system::info_v1_11),
+    (ApiVersion(1, 25), current),
 ]);
 
 /// `GET /images/{name}/history`: v1.3's rows are `{Id, Created, CreatedBy}`
@@ -86,25 +96,29 @@ pub const IMAGE_INSPECT: Shapes = Shapes(&[
 ///
 /// Attach streams: stdout and stderr merged, unframed, until v1.6; the
 /// 8-byte multiplexed framing since (without a TTY).
-pub const ATTACH_MULTIPLEXED: &[(ApiVersion, bool)] = &[(V1_0, false), (ApiVersion(1, 6), true)];
+pub const ATTACH_MULTIPLEXED: Switch = Switch(&[(V1_0, false), (ApiVersion(1, 6), true)]);
 
-/// Whether an attach (without a TTY) frames its stream at `version`.
-pub fn attach_multiplexed(version: ApiVersion) -> bool {
-    pick(ATTACH_MULTIPLEXED, version).unwrap_or(true)
+/// A yes/no that changed with the version.
+pub struct Switch(&'static [(ApiVersion, bool)]);
+
+impl Switch {
+    pub fn at(&self, version: ApiVersion) -> bool {
+        pick(self.0, version).unwrap_or(false)
+    }
 }
+
+/// `GET /containers/json?before=&since=` (container IDs or names, stopped
+/// ones included): the docs' parameters until v1.25's filters replaced them.
+pub const LIST_BEFORE_SINCE_PARAMS: Switch = Switch(&[(V1_0, true), (ApiVersion(1, 25), false)]);
 
 /// Websocket attach: the `stdin`/`stdout`/`stderr` parameters are read
 /// as the v1.3 and v1.11 docs list them; from v1.12 dockerd attached all
 /// three whatever the query said, and reads them again since v1.42.
-pub const WS_ATTACH_STREAMS_FROM_QUERY: &[(ApiVersion, bool)] = &[
+pub const WS_ATTACH_STREAMS_FROM_QUERY: Switch = Switch(&[
     (V1_0, true),
     (ApiVersion(1, 12), false),
     (ApiVersion(1, 42), true),
-];
-
-pub fn ws_attach_streams_from_query(version: ApiVersion) -> bool {
-    pick(WS_ATTACH_STREAMS_FROM_QUERY, version).unwrap_or(true)
-}
+]);
 
 #[cfg(test)]
 mod tests {
@@ -118,8 +132,11 @@ mod tests {
         assert_eq!(pick(t, ApiVersion(1, 5)), Some(2));
         assert_eq!(pick(t, ApiVersion(1, 19)), Some(2));
         assert_eq!(pick(t, ApiVersion(1, 45)), Some(3));
-        assert!(!attach_multiplexed(ApiVersion(1, 5)));
-        assert!(attach_multiplexed(ApiVersion(1, 6)));
+        assert!(!ATTACH_MULTIPLEXED.at(ApiVersion(1, 5)));
+        assert!(ATTACH_MULTIPLEXED.at(ApiVersion(1, 6)));
+        assert!(WS_ATTACH_STREAMS_FROM_QUERY.at(ApiVersion(1, 3)));
+        assert!(!WS_ATTACH_STREAMS_FROM_QUERY.at(ApiVersion(1, 24)));
+        assert!(WS_ATTACH_STREAMS_FROM_QUERY.at(ApiVersion(1, 45)));
     }
 
     #[test]
