@@ -351,7 +351,12 @@ fn walk_v1_3(d: &Daemon) {
 /// The v1.11 doc's examples that differ from v1.3's, and its additions.
 fn walk_v1_11(d: &Daemon) {
     let v = "v1.11";
-    let id = create(d, v, r#"["sh","-c","echo out; sleep 60"]"#, false);
+    let id = create(
+        d,
+        v,
+        r#"["sh","-c","echo data > /test.txt; ln -s /../../../../etc/hostname /esc; echo out; sleep 60"]"#,
+        false,
+    );
     call(
         d,
         "POST",
@@ -421,6 +426,7 @@ fn walk_v1_11(d: &Daemon) {
         "v1.11 attach is multiplexed: {:?}",
         r.body
     );
+    copy_v1_11(d, &id);
     let imgs = call(d, "GET", &format!("/{v}/images/json?all=0"), None, 200);
     has_keys(
         "v1.11 images",
@@ -489,6 +495,73 @@ fn walk_v1_11(d: &Daemon) {
         None,
         204,
     );
+}
+
+/// v1.11's `POST /containers/{id}/copy`: a file, a directory, a symlink
+/// that points out of the container (resolved inside it), a missing path.
+fn copy_v1_11(d: &Daemon, id: &str) {
+    let copy = |resource: &str| {
+        let body = format!(r#"{{"Resource":"{resource}"}}"#);
+        d.request_bytes(
+            "POST",
+            &format!("/v1.11/containers/{id}/copy"),
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    };
+    let entries = |r: &common::RawResponse| -> Vec<(String, String)> {
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/x-tar"));
+        let mut a = tar::Archive::new(r.body.as_slice());
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let name = e.path().unwrap().display().to_string();
+                let mut text = String::new();
+                let _ = e.read_to_string(&mut text);
+                (name, text)
+            })
+            .collect()
+    };
+    wait_for("the files the container writes", 10, || {
+        copy("esc").status == 200
+    });
+    let r = copy("test.txt");
+    assert_eq!(
+        entries(&r),
+        vec![("test.txt".to_string(), "data\n".to_string())]
+    );
+    let r = copy("/etc");
+    let names: Vec<String> = entries(&r).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.contains(&"etc/".to_string()) && names.contains(&"etc/passwd".to_string()),
+        "{names:?}"
+    );
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let r = copy("esc");
+    let got = entries(&r);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "hostname");
+    assert_ne!(got[0].1, host, "a symlink is resolved inside the container");
+    let inside = entries(&copy("/etc/hostname"));
+    assert_eq!(got[0].1, inside[0].1, "the container's own /etc/hostname");
+    let r = copy("nope");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.message(),
+        format!("Could not find the file nope in container {id}")
+    );
+    let r = copy("");
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "Path cannot be empty");
+    // Gone in v1.24.
+    let r = d.request(
+        "POST",
+        &format!("/v1.24/containers/{id}/copy"),
+        Some(r#"{"Resource":"test.txt"}"#),
+    );
+    assert_eq!(r.status, 404, "{r:?}");
 }
 
 /// The v1.24 doc's examples for the endpoints served here.

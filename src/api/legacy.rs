@@ -3,14 +3,15 @@
 //! after `ROUTES` (so a route added there takes precedence over one here).
 //! Each entry names the first version that no longer has the endpoint.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::router::{ApiVersion, Handle};
-use super::{attach, Call};
+use super::{attach, key, Call};
 use crate::engine::Response;
 use crate::http::request::Method;
-use Handle::{Body, Now};
+use crate::reply::Wake;
+use Handle::{Body, Json, Now};
 
 const GET: Method = Method::Get;
 const POST: Method = Method::Post;
@@ -24,6 +25,7 @@ pub const ROUTES: &[(Method, &str, Handle, ApiVersion)] = &[
     (GET, "/containers/{id}/attach/ws", Now(attach::attach_ws), ALWAYS),
     (GET, "/images/search", Now(search), ALWAYS),
     (POST, "/auth", Body(auth), ALWAYS),
+    (POST, "/containers/{id}/copy", Json(copy), ApiVersion(1, 24)),
 ];
 
 /// `GET /images/viz` (until v1.7): the image tree as a Graphviz digraph, in
@@ -97,5 +99,51 @@ pub fn auth(_call: &mut Call) -> Result<Response, ApiError> {
     Err(ApiError::Internal(
         "Get \"https://index.docker.io/v1/users/\": registry access is not available in this daemon"
             .into(),
+    ))
+}
+
+/// `POST /containers/{id}/copy` (v1.11's copy, gone in v1.24): a tar of
+/// `{"Resource": path}` from the container's filesystem, written by a worker
+/// that mounts the layers privately (as `export`).
+pub fn copy(call: &mut Call) -> Result<Response, ApiError> {
+    let body: Value = serde_json::from_slice(&call.body)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?;
+    let resource = body["Resource"].as_str().unwrap_or("").to_string();
+    if resource.is_empty() {
+        return Err(ApiError::InvalidParameter("Path cannot be empty".into()));
+    }
+    let e = call.engine.containers.find(&key(call))?;
+    let id = e.c.id.clone();
+    let upper = call.engine.container_dirs.upper(&id);
+    let lowers = call.engine.images.lower_dirs(&e.c.image)?;
+    let layers: Vec<_> = std::iter::once(upper.clone())
+        .chain(lowers.iter().cloned())
+        .collect();
+    if !crate::container::export::resource_exists(&layers, &resource) {
+        return Err(ApiError::NotFound(format!(
+            "Could not find the file {resource} in container {}",
+            key(call)
+        )));
+    }
+    let mnt = call.engine.container_dirs.dir(&id).join(".copy");
+    let worker = call
+        .engine
+        .workers
+        .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
+            crate::container::export::write_resource_tar(
+                &upper,
+                &lowers,
+                &mnt,
+                &resource,
+                out.out_file(),
+            )
+            .map(|()| Value::Null)
+            .map_err(|e| json!(e.to_string()))
+        })?;
+    call.engine.container_event(&id, "copy", &[]);
+    Ok(Response::stream(
+        200,
+        "application/x-tar",
+        Box::new(crate::streams::worker_body::WorkerBody::new(worker)),
     ))
 }
