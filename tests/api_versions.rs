@@ -302,6 +302,7 @@ fn walk_v1_3(d: &Daemon) {
     );
     let del = call(d, "DELETE", &format!("/{v}/images/myrepo:v42"), None, 200);
     assert_eq!(del[0]["Untagged"], "myrepo:v42", "{del}");
+    insert_v1_3(d);
     // Registry-backed: a clear 500 until the registry client answers them.
     let r = d.request("GET", &format!("/{v}/images/search?term=sshd"), None);
     assert_eq!(r.status, 500, "{r:?}");
@@ -346,6 +347,113 @@ fn walk_v1_3(d: &Daemon) {
     }
     assert!(ev.contains("\"status\":\"create\""), "{ev}");
     call(d, "DELETE", &format!("/{v}/containers/{id}?v=1"), None, 204);
+}
+
+/// One HTTP GET answered with `body` on 127.0.0.1 (the URL `insert`
+/// fetches); the server thread ends after one request.
+fn serve_once(body: &'static [u8]) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|n| n == 1) {
+                head.push(b[0]);
+            }
+            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            let _ = s.write_all(resp.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/file.txt")
+}
+
+/// v1.3's `POST /images/{name}/insert`: the URL's file in a new layer; a
+/// container of the new image reads it.
+fn insert_v1_3(d: &Daemon) {
+    let url = serve_once(b"inserted content\n");
+    let path = format!(
+        "/v1.3/images/busybox/insert?path=/usr/share/ins.txt&url={}",
+        common::url_encode(&url)
+    );
+    let r = d.request("POST", &path, None);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let msgs: Vec<Value> = r
+        .body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(msgs[0]["status"], "Inserting...", "{msgs:?}");
+    let new_id = msgs.last().unwrap()["status"].as_str().unwrap().to_string();
+    assert_eq!(new_id.len(), 64, "{msgs:?}");
+    let body =
+        format!(r#"{{"Image":"{new_id}","Cmd":["cat","/usr/share/ins.txt","/bin/busybox"]}}"#);
+    let c = call(d, "POST", "/v1.3/containers/create", Some(&body), 201);
+    let cid = c["Id"].as_str().unwrap();
+    call(
+        d,
+        "POST",
+        &format!("/v1.3/containers/{cid}/start"),
+        None,
+        204,
+    );
+    call(
+        d,
+        "POST",
+        &format!("/v1.3/containers/{cid}/wait"),
+        None,
+        200,
+    );
+    let r = d.request_bytes(
+        "POST",
+        &format!("/v1.3/containers/{cid}/attach?logs=1&stream=0&stdout=1"),
+        &[],
+        None,
+    );
+    assert!(
+        r.text().starts_with("inserted content\n"),
+        "the file, then the base's layers: {:?}",
+        &r.text()[..40.min(r.body.len())]
+    );
+    call(d, "DELETE", &format!("/v1.3/containers/{cid}"), None, 204);
+    let hist = call(
+        d,
+        "GET",
+        &format!("/v1.11/images/{new_id}/history"),
+        None,
+        200,
+    );
+    assert!(
+        hist[0]["CreatedBy"]
+            .as_str()
+            .unwrap()
+            .starts_with("echo insert http://127.0.0.1:"),
+        "{hist}"
+    );
+    call(d, "DELETE", &format!("/v1.3/images/{new_id}"), None, 200);
+    // Bad input, answered before anything is fetched.
+    let r = d.request(
+        "POST",
+        "/v1.3/images/busybox/insert?path=/../x&url=http://127.0.0.1:9/f",
+        None,
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = d.request(
+        "POST",
+        "/v1.3/images/nosuch/insert?path=/x&url=http://127.0.0.1:9/f",
+        None,
+    );
+    assert_eq!(r.status, 404, "{r:?}");
+    // Gone in v1.12.
+    let r = d.request(
+        "POST",
+        "/v1.12/images/busybox/insert?path=/x&url=http://127.0.0.1:9/f",
+        None,
+    );
+    assert_eq!(r.status, 405, "{r:?}");
 }
 
 /// The v1.11 doc's examples that differ from v1.3's, and its additions.

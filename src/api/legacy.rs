@@ -8,9 +8,12 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::router::{ApiVersion, Handle};
 use super::{attach, key, Call};
+use crate::engine::images::Job;
 use crate::engine::Response;
 use crate::http::request::Method;
+use crate::image::insert::InsertOptions;
 use crate::reply::Wake;
+use crate::streams::job::JobResult;
 use Handle::{Body, Json, Now};
 
 const GET: Method = Method::Get;
@@ -26,6 +29,7 @@ pub const ROUTES: &[(Method, &str, Handle, ApiVersion)] = &[
     (GET, "/images/search", Now(search), ALWAYS),
     (POST, "/auth", Body(auth), ALWAYS),
     (POST, "/containers/{id}/copy", Json(copy), ApiVersion(1, 24)),
+    (POST, "/images/{name*}/insert", Now(insert), ApiVersion(1, 12)),
 ];
 
 /// `GET /images/viz` (until v1.7): the image tree as a Graphviz digraph, in
@@ -146,4 +150,34 @@ pub fn copy(call: &mut Call) -> Result<Response, ApiError> {
         "application/x-tar",
         Box::new(crate::streams::worker_body::WorkerBody::new(worker)),
     ))
+}
+
+/// `POST /images/{name}/insert?path=&url=` (until v1.12): the file at the
+/// `http://` URL, fetched by a worker, becomes a new layer on the image at
+/// `path`; the answer is v1.3's status stream ending with the new ID.
+pub fn insert(call: &mut Call) -> Result<Response, ApiError> {
+    let q = &call.req.query;
+    let url = q.get("url").unwrap_or("").to_string();
+    let path = q.get("path").unwrap_or("").to_string();
+    crate::image::insert::check_path(&path)?;
+    crate::http::client::check_url(&url).map_err(ApiError::InvalidParameter)?;
+    if !url.starts_with("http://") {
+        return Err(ApiError::InvalidParameter(format!(
+            "unsupported url {url:?}: only http:// is supported"
+        )));
+    }
+    let base = call.engine.images.resolve(&key(call))?;
+    let job = Job::Insert(InsertOptions {
+        base_id: base.id.clone(),
+        base_config: base.config.clone(),
+        path,
+        url,
+    });
+    let worker = call.engine.spawn_image_job(call.conn, job.clone(), None)?;
+    call.engine.workers.close_input(worker);
+    Ok(Response::later(Box::new(JobResult {
+        worker,
+        job,
+        finish: super::images::job_response,
+    })))
 }
