@@ -130,12 +130,22 @@ fn now_secs() -> u64 {
 fn walk_v1_3(d: &Daemon) {
     let v = "v1.3";
     let t0 = now_secs() - 1;
-    let id = create(d, v, r#"["sh","-c","echo out; echo err >&2"]"#, false);
+    let id = create(
+        d,
+        v,
+        r#"["sh","-c","echo out; echo err >&2; cat /tmp/marker"]"#,
+        false,
+    );
+    // The doc's start carries a HostConfig (`Binds`): applied before v1.24.
+    let host = d.dir.join("bind");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("marker"), "from-host\n").unwrap();
+    let start = format!(r#"{{"Binds":["{}:/tmp"]}}"#, host.display());
     call(
         d,
         "POST",
         &format!("/{v}/containers/{id}/start"),
-        Some(r#"{"Binds":["/tmp:/tmp"]}"#),
+        Some(&start),
         204,
     );
     wait_for("the echo container to exit", 10, || !running(d, &id));
@@ -150,6 +160,22 @@ fn walk_v1_3(d: &Daemon) {
     );
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
     assert_eq!(rows[0]["Id"], id.as_str());
+    // A bad start HostConfig is refused and changes nothing.
+    let r = d.request(
+        "POST",
+        &format!("/{v}/containers/{later}/start"),
+        Some(r#"{"RestartPolicy":{"Name":"bogus"}}"#),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let c = call(
+        d,
+        "GET",
+        &format!("/{v}/containers/{later}/json"),
+        None,
+        200,
+    );
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "no");
+    assert_eq!(c["State"]["StartedAt"], "0001-01-01T00:00:00Z");
     call(d, "DELETE", &format!("/{v}/containers/{later}"), None, 204);
     has_keys(
         "v1.3 ps",
@@ -197,6 +223,10 @@ fn walk_v1_3(d: &Daemon) {
         ],
     );
     assert_eq!(c["State"]["Ghost"], false);
+    assert_eq!(
+        c["HostConfig"]["Binds"][0],
+        format!("{}:/tmp", host.display())
+    );
     // Attach without Upgrade: the stream follows on the same connection;
     // before v1.6 stdout and stderr are merged, without stdcopy's framing.
     let r = d.request_bytes(
@@ -212,7 +242,10 @@ fn walk_v1_3(d: &Daemon) {
     );
     let text = r.text();
     assert!(
-        text.contains("out\n") && text.contains("err\n") && !r.body.contains(&1u8),
+        text.contains("out\n")
+            && text.contains("err\n")
+            && text.contains("from-host\n")
+            && !r.body.contains(&1u8),
         "v1.3 attach is unframed: {:?}",
         r.body
     );

@@ -42,6 +42,10 @@ pub fn create(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn start(call: &mut Call) -> Result<Response, ApiError> {
+    if super::versions::START_HOST_CONFIG.at(call.version) {
+        call.engine
+            .container_start_host_config(&key(call), &call.body)?;
+    }
     call.engine.container_start(&key(call))?;
     Ok(Response::new(204))
 }

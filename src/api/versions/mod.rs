@@ -111,6 +111,10 @@ impl Switch {
 /// ones included): the docs' parameters until v1.25's filters replaced them.
 pub const LIST_BEFORE_SINCE_PARAMS: Switch = Switch(&[(V1_0, true), (ApiVersion(1, 25), false)]);
 
+/// `POST /containers/{id}/start` with a HostConfig body: applied until
+/// v1.24 (dockerd deprecated it in v1.22 and removed it in v1.24).
+pub const START_HOST_CONFIG: Switch = Switch(&[(V1_0, true), (ApiVersion(1, 24), false)]);
+
 /// Websocket attach: the `stdin`/`stdout`/`stderr` parameters are read
 /// as the v1.3 and v1.11 docs list them; from v1.12 dockerd attached all
 /// three whatever the query said, and reads them again since v1.42.
