@@ -160,6 +160,8 @@ fn walk_v1_3(d: &Daemon) {
     );
     assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
     assert_eq!(rows[0]["Id"], id.as_str());
+    assert_eq!(rows[0]["Status"], "Exit 0", "the docs' status text");
+    assert_eq!(rows[0]["Ports"], "", "no published port");
     // A bad start HostConfig is refused and changes nothing.
     let r = d.request(
         "POST",

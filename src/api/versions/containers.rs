@@ -2,8 +2,11 @@
 
 use serde_json::{json, Map, Value};
 
-/// v1.0-v1.4 `docker ps` rows: `Ports` as text ("0.0.0.0:8080->80/tcp").
-pub fn list_v1_0(mut rows: Value) -> Value {
+/// v1.0-v1.4 `docker ps` rows: `Ports` as dockerd 0.x wrote it
+/// ("8080->80, 5353->53/udp": published ports only, sorted), and the
+/// old `Status`.
+pub fn list_v1_0(rows: Value) -> Value {
+    let mut rows = list_v1_5(rows);
     if let Some(list) = rows.as_array_mut() {
         for row in list {
             let text = ports_text(&row["Ports"]);
@@ -13,22 +16,38 @@ pub fn list_v1_0(mut rows: Value) -> Value {
     rows
 }
 
-fn ports_text(ports: &Value) -> String {
-    let Some(list) = ports.as_array() else {
-        return String::new();
-    };
-    let one = |p: &Value| {
-        let private = p["PrivatePort"].as_u64().unwrap_or(0);
-        let kind = p["Type"].as_str().unwrap_or("tcp");
-        match p["PublicPort"].as_u64() {
-            Some(public) => {
-                let ip = p["IP"].as_str().unwrap_or("0.0.0.0");
-                format!("{ip}:{public}->{private}/{kind}")
-            }
-            None => format!("{private}/{kind}"),
+/// v1.5-v1.11 rows: an exited container's `Status` is "Exit N" (the v1.3
+/// and v1.11 docs), not "Exited (N) 5 minutes ago".
+pub fn list_v1_5(mut rows: Value) -> Value {
+    for row in rows.as_array_mut().into_iter().flatten() {
+        let old = row["Status"].as_str().and_then(|s| {
+            let code = s.strip_prefix("Exited (")?.split(')').next()?;
+            Some(format!("Exit {code}"))
+        });
+        if let Some(old) = old {
+            row["Status"] = json!(old);
         }
-    };
-    list.iter().map(one).collect::<Vec<_>>().join(", ")
+    }
+    rows
+}
+
+fn ports_text(ports: &Value) -> String {
+    let mut mapped: Vec<String> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let public = p["PublicPort"].as_u64()?;
+            let private = p["PrivatePort"].as_u64().unwrap_or(0);
+            Some(match p["Type"].as_str() {
+                Some("udp") => format!("{public}->{private}/udp"),
+                _ => format!("{public}->{private}"),
+            })
+        })
+        .collect();
+    mapped.sort();
+    mapped.dedup();
+    mapped.join(", ")
 }
 
 /// v1.0-v1.11 inspect: the v1.3 keys beside the newer ones (an old client

@@ -47,9 +47,13 @@ fn current(v: Value) -> Value {
 const V1_0: ApiVersion = ApiVersion(1, 0);
 
 /// `GET /containers/json` rows: `Ports` a string until v1.5 (a list of
-/// `{PrivatePort, PublicPort, Type}` since); `SizeRootFs` and friends kept.
-pub const CONTAINER_LIST: Shapes =
-    Shapes(&[(V1_0, containers::list_v1_0), (ApiVersion(1, 5), current)]);
+/// `{PrivatePort, PublicPort, Type}` since); an exited container's `Status`
+/// "Exit N" through v1.11.
+pub const CONTAINER_LIST: Shapes = Shapes(&[
+    (V1_0, containers::list_v1_0),
+    (ApiVersion(1, 5), containers::list_v1_5),
+    (ApiVersion(1, 12), current),
+]);
 
 /// `GET /containers/{id}/json`: before v1.12 the v1.3 keys (`State.Ghost`,
 /// `NetworkSettings.IpAddress`, `Volumes`, `SysInitPath`); `Volumes` and
@@ -145,14 +149,19 @@ mod tests {
 
     #[test]
     fn container_rows_by_version() {
-        let row = json!([{"Id": "abc", "Ports": [
+        let row = json!([{"Id": "abc", "Status": "Exited (3) 2 minutes ago", "Ports": [
             {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
-            {"PrivatePort": 53, "Type": "udp"}
+            {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"},
+            {"PrivatePort": 22, "Type": "tcp"}
         ]}]);
         let old = CONTAINER_LIST.render(ApiVersion(1, 3), row.clone());
-        assert_eq!(old[0]["Ports"], "0.0.0.0:8080->80/tcp, 53/udp");
-        let new = CONTAINER_LIST.render(ApiVersion(1, 11), row.clone());
-        assert_eq!(new, row);
+        assert_eq!(old[0]["Ports"], "5353->53/udp, 8080->80");
+        assert_eq!(old[0]["Status"], "Exit 3");
+        let mid = CONTAINER_LIST.render(ApiVersion(1, 11), row.clone());
+        assert_eq!(mid[0]["Ports"], row[0]["Ports"]);
+        assert_eq!(mid[0]["Status"], "Exit 3");
+        assert_eq!(CONTAINER_LIST.render(ApiVersion(1, 12), row.clone()), row);
     }
 
     #[test]
