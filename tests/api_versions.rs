@@ -169,6 +169,12 @@ fn walk_v1_3(d: &Daemon) {
         Some(r#"{"RestartPolicy":{"Name":"bogus"}}"#),
     );
     assert_eq!(r.status, 400, "{r:?}");
+    let r = d.request(
+        "POST",
+        &format!("/{v}/containers/{later}/start"),
+        Some("[1]"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
     let c = call(
         d,
         "GET",
@@ -698,6 +704,8 @@ fn copy_v1_11(d: &Daemon, id: &str) {
     let r = copy("");
     assert_eq!(r.status, 400);
     assert_eq!(r.message(), "Path cannot be empty");
+    let r = copy(&"a/..".repeat(2000));
+    assert_eq!(r.status, 400, "{}", r.text());
     // Gone in v1.24.
     let r = d.request(
         "POST",

@@ -116,6 +116,13 @@ pub fn copy(call: &mut Call) -> Result<Response, ApiError> {
     if resource.is_empty() {
         return Err(ApiError::InvalidParameter("Path cannot be empty".into()));
     }
+    // No path is longer (and the existence check below stays short).
+    if resource.len() > 4096 {
+        return Err(ApiError::InvalidParameter(format!(
+            "path too long: {} bytes",
+            resource.len()
+        )));
+    }
     let e = call.engine.containers.find(&key(call))?;
     let id = e.c.id.clone();
     let upper = call.engine.container_dirs.upper(&id);

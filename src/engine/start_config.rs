@@ -25,8 +25,15 @@ impl Engine {
             serde_json::from_slice(body)
                 .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?
         };
-        if value.as_object().is_none_or(|o| o.is_empty()) {
-            return Ok(());
+        match &value {
+            serde_json::Value::Null => return Ok(()),
+            serde_json::Value::Object(o) if o.is_empty() => return Ok(()),
+            serde_json::Value::Object(_) => {}
+            _ => {
+                return Err(ContainerError::Invalid(
+                    "invalid JSON: the start request's body must be a HostConfig object".into(),
+                ))
+            }
         }
         let id = self.containers.resolve(key)?;
         if self
