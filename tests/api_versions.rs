@@ -1049,6 +1049,14 @@ fn websocket_attach(d: &Daemon) {
         running(d, &id),
         "a websocket close leaves the container running"
     );
+    // v1.24's form (its doc lists no stream parameters: dockerd attached
+    // stdin, stdout and stderr whatever the query said).
+    let out = ws_attach(
+        d,
+        &format!("/v1.24/containers/{id}/attach/ws?logs=0&stream=1"),
+        "close",
+    );
+    assert_eq!(out, "hi\n");
     // The newest form; `exit` ends sh, and its exit closes the socket.
     let out = ws_attach(
         d,
