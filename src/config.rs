@@ -55,6 +55,8 @@ Options:
       --api-cors-header ORIGIN
                             Serve browser requests from ORIGIN (or * for any); by
                             default requests carrying an Origin header are refused
+      --api-enable-cors     The v1.3 docs' switch: as --api-cors-header '*' unless
+                            an origin is given
       --no-new-privileges   Set no_new_privs on every container by default
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
@@ -72,6 +74,7 @@ struct Flags {
     head_timeout: Option<String>,
     api_cors_header: Option<String>,
     no_new_privileges: bool,
+    api_enable_cors: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -107,6 +110,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--max-connections" => f.max_connections = Some(value()?),
             "--head-timeout" => f.head_timeout = Some(value()?),
             "--api-cors-header" => f.api_cors_header = Some(value()?),
+            "--api-enable-cors" => f.api_enable_cors = true,
             "--no-new-privileges" => {
                 f.no_new_privileges = match inline.as_deref() {
                     None | Some("true") => true,
@@ -189,6 +193,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let head_timeout = pick("head-timeout", f.head_timeout)?;
     let log_driver = pick("log-driver", None)?;
     let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
+    // dockerd's old `--api-enable-cors`: any origin, unless one is named.
+    let api_cors_header = api_cors_header.or(f.api_enable_cors.then(|| "*".to_string()));
     let file_nnp = match obj.get("no-new-privileges") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -335,5 +341,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.api_cors_header, "http://ui.example");
+        let enable = || Flags {
+            api_enable_cors: true,
+            ..Flags::default()
+        };
+        assert_eq!(
+            run(enable(), serde_json::json!({}))
+                .unwrap()
+                .api_cors_header,
+            "*"
+        );
+        let cfg = run(
+            enable(),
+            serde_json::json!({"api-cors-header": "http://a.lan"}),
+        )
+        .unwrap();
+        assert_eq!(cfg.api_cors_header, "http://a.lan");
     }
 }

@@ -19,6 +19,41 @@ use crate::streams::logs::{LogFilter, LogStream};
 /// container's output (and feed its stdin).
 pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
+    let streams = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+    let multiplexed = super::versions::ATTACH_MULTIPLEXED.at(call.version);
+    let (session, tty) = attach_session(call, streams, multiplexed)?;
+    Ok(hijack_response(call, session, tty))
+}
+
+/// `GET /containers/{id}/attach/ws`: the same session over WebSocket
+/// frames, never multiplexed (the frames carry stdout and stderr alike).
+pub fn attach_ws(call: &mut Call) -> Result<Response, ApiError> {
+    let accept = match crate::http::websocket::handshake_key(call.req) {
+        Ok(key) => crate::http::websocket::accept_key(key),
+        Err(m) => return Err(ApiError::InvalidParameter(m.into())),
+    };
+    let q = &call.req.query;
+    let streams = if super::versions::WS_ATTACH_STREAMS_FROM_QUERY.at(call.version) {
+        (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"))
+    } else {
+        (true, true, true)
+    };
+    let (session, _) = attach_session(call, streams, false)?;
+    let ws = crate::http::websocket::WebSocket::new(Box::new(session));
+    Ok(Response::hijack(101, Box::new(ws))
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Accept", &accept))
+}
+
+/// An attach session on the container `{id}`: its log backlog (`logs`), and
+/// its live output (`stream`); `multiplexed` frames non-TTY output.
+fn attach_session(
+    call: &mut Call,
+    (want_in, want_out, want_err): (bool, bool, bool),
+    multiplexed: bool,
+) -> Result<(AttachSession, bool), ApiError> {
+    let q = &call.req.query;
     let e = call.engine.containers.find(&key(call))?;
     let c = &e.c;
     if matches!(c.state.status, Status::Exited | Status::Dead)
@@ -31,8 +66,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
     }
     let id = c.id.clone();
     let tty = c.config.tty;
-    let multiplexed = !tty;
-    let (want_out, want_err) = (q.bool("stdout"), q.bool("stderr"));
+    let multiplexed = multiplexed && !tty;
     let mut backlog = Vec::new();
     if q.bool("logs") {
         for entry in jsonlog::read_all(&call.engine.container_dirs.log_path(&id)) {
@@ -65,7 +99,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         backlog,
         backlog_sent: 0,
         stream,
-        stdin: q.bool("stdin") && c.config.open_stdin,
+        stdin: want_in && c.config.open_stdin,
         stdin_once: c.config.stdin_once,
         tty,
         exec: None,
@@ -78,7 +112,7 @@ pub fn attach(call: &mut Call) -> Result<Response, ApiError> {
         pending: Vec::new(),
         close_pending: false,
     };
-    Ok(hijack_response(call, session, tty))
+    Ok((session, tty))
 }
 
 /// Docker's detach-key syntax ("ctrl-p,ctrl-q", "a,ctrl-z") as bytes.

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::key;
+use super::versions;
 use super::Call;
 use crate::container::model::{Container, Status};
 use crate::container::registry::Entry;
@@ -175,7 +176,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
-    let v = inspect_json(call.engine, e);
+    let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(call.engine, e));
     if call.req.query.bool("size") {
         let job = size_job(call.engine, e);
         return with_sizes(call, v, vec![job]);
@@ -331,7 +332,18 @@ fn matches_filters(
 
 pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
-    let filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
+    let mut filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
+    // The old `before` / `since` parameters: filters that include stopped
+    // containers.
+    let mut old_params = false;
+    if versions::LIST_BEFORE_SINCE_PARAMS.at(call.version) {
+        for k in ["before", "since"] {
+            if let Some(v) = q.get(k).filter(|v| !v.is_empty()) {
+                filters.insert(k.to_string(), vec![v.to_string()]);
+                old_params = true;
+            }
+        }
+    }
     let limit: i64 = match q.get("limit").filter(|l| !l.is_empty()) {
         None => -1,
         Some(l) => l
@@ -339,6 +351,7 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
             .map_err(|_| ApiError::InvalidParameter(format!("invalid value for limit: {l:?}")))?,
     };
     let all = q.bool("all")
+        || old_params
         || limit > 0
         || filters.contains_key("status")
         || filters.contains_key("exited");
@@ -357,9 +370,10 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         entries.truncate(limit as usize);
     }
     let rows: Vec<Value> = entries.iter().map(|e| summary_json(e)).collect();
+    let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
     if size {
         let jobs = entries.iter().map(|e| size_job(engine, e)).collect();
-        return with_sizes(call, Value::Array(rows), jobs);
+        return with_sizes(call, rows, jobs);
     }
-    Ok(Response::json(200, &Value::Array(rows)))
+    Ok(Response::json(200, &rows))
 }

@@ -42,6 +42,10 @@ pub fn create(call: &mut Call) -> Result<Response, ApiError> {
 }
 
 pub fn start(call: &mut Call) -> Result<Response, ApiError> {
+    if super::versions::START_HOST_CONFIG.at(call.version) {
+        call.engine
+            .container_start_host_config(&key(call), &call.body)?;
+    }
     call.engine.container_start(&key(call))?;
     Ok(Response::new(204))
 }
@@ -225,9 +229,10 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
     pids.sort_unstable();
     let ps_args = call.req.query.get("ps_args").unwrap_or("");
     let (titles, rows) = crate::procps::table(ps_args, &pids)?;
+    let table = json!({ "Titles": titles, "Processes": rows });
     Ok(Response::json(
         200,
-        &json!({ "Titles": titles, "Processes": rows }),
+        &super::versions::CONTAINER_TOP.render(call.version, table),
     ))
 }
 

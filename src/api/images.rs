@@ -36,13 +36,15 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         // dockerd always includes RepoDigests in the summary; keep them.
     }
     rows.sort_by(|a, b| b["Created"].as_i64().cmp(&a["Created"].as_i64()));
-    Ok(Response::json(200, &Value::Array(rows)))
+    let rows = super::versions::IMAGE_LIST.render(call.version, Value::Array(rows));
+    Ok(Response::json(200, &rows))
 }
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
+    let v = call.engine.images.inspect(&name(call))?;
     Ok(Response::json(
         200,
-        &call.engine.images.inspect(&name(call))?,
+        &super::versions::IMAGE_INSPECT.render(call.version, v),
     ))
 }
 
@@ -222,7 +224,7 @@ fn begin(
 
 /// A load's or import's answer from its worker's outcome: the store is
 /// committed (or the job's leftovers dropped) and the output shaped.
-fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
+pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
     let result = match outcome {
         Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
             Ok(summary) => finish_job(engine, job, &summary),
@@ -278,6 +280,16 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
                 "application/json",
                 Box::new(OnceBody(body)),
             ));
+        }
+        Job::Insert(_) => {
+            // v1.3's stream: the status, then the new image's ID.
+            body.extend_from_slice(br#"{"status":"Inserting..."}"#);
+            body.extend_from_slice(b"\r\n");
+            for li in &summary.images {
+                let id = li.id.trim_start_matches("sha256:");
+                body.extend_from_slice(json!({ "status": id }).to_string().as_bytes());
+                body.extend_from_slice(b"\r\n");
+            }
         }
         Job::Import(_) => {
             for li in &summary.images {

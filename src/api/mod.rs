@@ -15,8 +15,10 @@ pub mod filters;
 pub mod guard;
 pub mod image_json;
 pub mod images;
+pub mod legacy;
 pub mod router;
 pub mod system;
+pub mod versions;
 
 use error::ApiError;
 use router::{Handle, HandlerFn, Resolved};

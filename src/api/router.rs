@@ -116,6 +116,22 @@ pub fn resolve(req: &Request) -> Result<Resolved, ApiError> {
             path_known = true;
         }
     }
+    // Endpoints of older versions, and stand-ins (`legacy.rs`).
+    for (method, pattern, handle, removed) in super::legacy::ROUTES {
+        if version >= *removed {
+            continue;
+        }
+        if let Some(params) = match_pattern(pattern, path) {
+            if *method == req.method || (req.method == Method::Head && *method == Method::Get) {
+                return Ok(Resolved {
+                    handle: *handle,
+                    params,
+                    version,
+                });
+            }
+            path_known = true;
+        }
+    }
     Err(if path_known {
         ApiError::MethodNotAllowed
     } else {

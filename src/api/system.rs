@@ -185,5 +185,8 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
         "CDISpecDirs": [],
         "Warnings": warnings,
     });
-    Ok(Response::json(200, &v))
+    Ok(Response::json(
+        200,
+        &super::versions::INFO.render(call.version, v),
+    ))
 }

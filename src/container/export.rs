@@ -28,12 +28,9 @@ const INIT_LAYER: &[(&str, bool, Option<&str>)] = &[
     ("sys", true, None),
 ];
 
-pub fn write_rootfs_tar<W: Write>(
-    upper: &Path,
-    lowers: &[PathBuf],
-    mnt: &Path,
-    out: W,
-) -> io::Result<()> {
+/// Mount the container's layers read-only at `mnt`, in a private mount
+/// namespace of this (worker) process.
+fn mount_layers(upper: &Path, lowers: &[PathBuf], mnt: &Path) -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
     mount(
         None::<&str>,
@@ -56,8 +53,16 @@ pub fn write_rootfs_tar<W: Write>(
         MsFlags::MS_RDONLY,
         Some(opts.as_str()),
     )
-    .map_err(|e| io::Error::other(format!("mount the container's layers: {e}")))?;
+    .map_err(|e| io::Error::other(format!("mount the container's layers: {e}")))
+}
 
+pub fn write_rootfs_tar<W: Write>(
+    upper: &Path,
+    lowers: &[PathBuf],
+    mnt: &Path,
+    out: W,
+) -> io::Result<()> {
+    mount_layers(upper, lowers, mnt)?;
     let mut b = tar::Builder::new(out);
     let mut written = BTreeSet::new();
     for (path, is_dir, link) in INIT_LAYER {
@@ -136,4 +141,100 @@ fn walk<W: Write>(
         }
     }
     Ok(())
+}
+
+/// v1.11's `POST /containers/{id}/copy`: `resource` (a path in the
+/// container, symlinks resolved inside it) as a tar whose entries are named
+/// from its base name, as dockerd's copy wrote them. The worker chroots into
+/// the mounted layers, so no path can lead out of them.
+pub fn write_resource_tar<W: Write>(
+    upper: &Path,
+    lowers: &[PathBuf],
+    mnt: &Path,
+    resource: &str,
+    out: W,
+) -> io::Result<()> {
+    mount_layers(upper, lowers, mnt)?;
+    nix::unistd::chroot(mnt).map_err(io::Error::from)?;
+    std::env::set_current_dir("/")?;
+    let path = Path::new("/").join(resource.trim_start_matches('/'));
+    let path = std::fs::canonicalize(&path)?;
+    let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut b = tar::Builder::new(out);
+    let meta = path.symlink_metadata()?;
+    let rel = path.strip_prefix(&parent).map_err(io::Error::other)?;
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    if meta.is_dir() {
+        h.set_size(0);
+        b.append_data(&mut h, format!("{}/", rel.display()), io::empty())?;
+        walk(&mut b, &parent, &path, &BTreeSet::new())?;
+    } else if meta.is_file() {
+        b.append_data(&mut h, rel, File::open(&path)?)?;
+    } else {
+        return Err(io::Error::other(format!(
+            "{resource}: not a file or directory"
+        )));
+    }
+    b.into_inner()?.flush()
+}
+
+/// Whether `resource` exists in the container's layered view (topmost layer
+/// first; an overlay whiteout hides what lies below; symlinks followed
+/// inside the view, at most 40 of them). A few `lstat`s per component: cheap
+/// enough to answer a missing path with a 404 before the worker starts.
+pub fn resource_exists(layers: &[PathBuf], resource: &str) -> bool {
+    let mut todo: Vec<String> = resource
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .rev()
+        .map(str::to_string)
+        .collect();
+    let mut at = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&c);
+        let found = layers
+            .iter()
+            .find_map(|l| l.join(&next).symlink_metadata().ok());
+        let Some(meta) = found else {
+            return false;
+        };
+        let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+        if whiteout {
+            return false;
+        }
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            let target = layers
+                .iter()
+                .find_map(|l| std::fs::read_link(l.join(&next)).ok());
+            let (Some(target), true) = (target, hops <= 40) else {
+                return false;
+            };
+            let target = target.to_string_lossy().into_owned();
+            if target.starts_with('/') {
+                at = PathBuf::new();
+            }
+            todo.extend(
+                target
+                    .split('/')
+                    .filter(|c| !c.is_empty() && *c != ".")
+                    .rev()
+                    .map(str::to_string),
+            );
+            continue;
+        }
+        at = next;
+    }
+    true
 }

@@ -8,6 +8,7 @@ use crate::events::Event;
 use crate::image::archive_load::{load_archive, LoadSummary};
 use crate::image::error::{ImageError, WireError};
 use crate::image::import::{import_rootfs, ImportOptions};
+use crate::image::insert::{insert_file, InsertOptions};
 use crate::image::layer_extract::Budget;
 use crate::image::reference::familiar;
 use crate::reply::ConnId;
@@ -19,6 +20,8 @@ use crate::worker::WorkerId;
 pub enum Job {
     Load,
     Import(ImportOptions),
+    /// v1.3's insert: a file from a URL as a new layer on an image.
+    Insert(InsertOptions),
 }
 
 impl Engine {
@@ -41,6 +44,11 @@ impl Engine {
                     (Job::Import(opts), Some(url)) => crate::http::client::get(&url)
                         .map_err(|e| ImageError::InvalidArgument(format!("fetch {url}: {e}")))
                         .and_then(|body| import_rootfs(&layout, body, opts, &budget)),
+                    (Job::Insert(opts), _) => crate::http::client::get(&opts.url)
+                        .map_err(|e| {
+                            ImageError::InvalidArgument(format!("fetch {}: {e}", opts.url))
+                        })
+                        .and_then(|body| insert_file(&layout, body, opts, &budget)),
                 };
                 match result {
                     Ok(summary) => serde_json::to_value(summary)
@@ -63,6 +71,7 @@ impl Engine {
         let action = match job {
             Job::Load => "load",
             Job::Import(_) => "import",
+            Job::Insert(_) => "insert",
         };
         for li in &summary.images {
             let name = li

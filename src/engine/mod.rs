@@ -10,6 +10,7 @@ pub mod images;
 mod recover;
 mod remove;
 mod start;
+mod start_config;
 pub mod stats;
 mod stop;
 mod tasks;

@@ -10,3 +10,4 @@ pub mod limits;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod websocket;

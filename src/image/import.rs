@@ -346,12 +346,27 @@ pub fn import_rootfs<R: Read>(
     temps.0.push(tmp.clone());
     let info = extract_layer(input, &tmp, budget)?;
     let config = build_config(&info.diff_id, opts, &now_rfc3339())?;
-    let new = layout.commit_layer(&tmp, &info)?;
-    temps.forget(&tmp);
+    commit_image(layout, &mut temps, &tmp, &info, &config, tag)
+}
+
+/// Make an image whose top layer was extracted into `tmp` durable: the
+/// layer committed, a journal naming the image and its tag, then its config
+/// (so a crash leaves nothing half-visible). Worker side; the daemon applies
+/// the returned summary.
+pub(crate) fn commit_image(
+    layout: &Layout,
+    temps: &mut TempDirs,
+    tmp: &std::path::Path,
+    info: &super::layer_extract::LayerInfo,
+    config: &[u8],
+    tag: Option<String>,
+) -> Result<LoadSummary> {
+    let new = layout.commit_layer(tmp, info)?;
+    temps.forget(tmp);
     // The config becomes visible only with its tag on record.
     let planned = LoadSummary {
         images: vec![LoadedImage {
-            id: crate::image::digest::sha256_digest(&config),
+            id: crate::image::digest::sha256_digest(config),
             tags: tag.into_iter().collect(),
         }],
         journal: None,
@@ -359,7 +374,7 @@ pub fn import_rootfs<R: Read>(
     let committed =
         layout
             .write_journal(&planned)
-            .and_then(|j| match layout.write_config(&config) {
+            .and_then(|j| match layout.write_config(config) {
                 Ok(_) => Ok(j),
                 Err(e) => {
                     let _ = layout.remove_journal(&j);

@@ -9,6 +9,7 @@ pub mod archive_save;
 pub mod digest;
 pub mod error;
 pub mod import;
+pub mod insert;
 pub mod layer_export;
 pub mod layer_extract;
 pub mod layout;

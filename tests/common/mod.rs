@@ -782,3 +782,48 @@ pub fn stream_error(r: &RawResponse) -> String {
         .unwrap_or_else(|| panic!("no errorDetail in the stream: {text:?}"))
         .to_string()
 }
+
+/// A python that can `import docker` (docker-py 7): `CORACLE_DOCKER_PY`, or
+/// the venv `tests/client_compat.rs` builds (`$CARGO_TARGET_TMPDIR/venv-docker-py`),
+/// built here the same way when it is missing.
+pub fn docker_py() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let works = |py: &Path| {
+            Command::new(py)
+                .args([
+                    "-c",
+                    "import docker, sys; sys.exit(0 if docker.__version__.startswith('7') else 1)",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Some(p) = std::env::var_os("CORACLE_DOCKER_PY").map(PathBuf::from) {
+            assert!(
+                works(&p),
+                "CORACLE_DOCKER_PY={} cannot import docker 7",
+                p.display()
+            );
+            return p;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-docker-py");
+        let py = venv.join("bin/python");
+        if works(&py) {
+            return py;
+        }
+        let _ = std::fs::remove_dir_all(&venv);
+        let o = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("run python3 -m venv (install python3-venv)");
+        assert!(o.status.success(), "python3 -m venv: {o:?}");
+        let o = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "docker>=7,<8"])
+            .output()
+            .expect("run pip");
+        assert!(o.status.success(), "pip install docker: {o:?}");
+        assert!(works(&py), "docker-py not importable after pip install");
+        py
+    })
+}
