@@ -2,64 +2,18 @@
 //! the client that met it drives the daemon: docker-py 7 (Python's buffered
 //! `http.client`), raw HTTP, and the docker CLI.
 //!
-//! docker-py comes from a venv this file builds on first use
-//! (`$CARGO_TARGET_TMPDIR/venv-docker-py`, `pip install 'docker>=7,<8'`), or
-//! from `CORACLE_DOCKER_PY` (a python with `docker` importable).
+//! docker-py comes from `common::docker_py()` (a venv built on first use, or
+//! `CORACLE_DOCKER_PY`).
 
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::cli::{dk, dk_t, inspect, ok, show, state, wait_for};
-use common::Daemon;
+use common::{docker_py, Daemon};
 use serde_json::Value;
-
-/// A python that can `import docker` (docker-py 7), built once per run.
-fn docker_py() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let works = |py: &Path| {
-            Command::new(py)
-                .args([
-                    "-c",
-                    "import docker, sys; sys.exit(0 if docker.__version__.startswith('7') else 1)",
-                ])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if let Some(p) = std::env::var_os("CORACLE_DOCKER_PY").map(PathBuf::from) {
-            assert!(
-                works(&p),
-                "CORACLE_DOCKER_PY={} cannot import docker 7",
-                p.display()
-            );
-            return p;
-        }
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-docker-py");
-        let py = venv.join("bin/python");
-        if works(&py) {
-            return py;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        let o = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .output()
-            .expect("run python3 -m venv (install python3-venv)");
-        assert!(o.status.success(), "python3 -m venv: {}", show(&o));
-        let o = Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "docker>=7,<8"])
-            .output()
-            .expect("run pip");
-        assert!(o.status.success(), "pip install docker: {}", show(&o));
-        assert!(works(&py), "docker-py not importable after pip install");
-        py
-    })
-}
 
 /// Run a docker-py script against `d` (`c` is a DockerClient, `api` its
 /// APIClient); returns its stdout, failing the test on a non-zero exit.
