@@ -4,6 +4,7 @@
 //! they never touch sockets. `http` reaches this layer only through the
 //! `Handler` implementation below.
 
+pub mod archive;
 pub mod attach;
 pub mod changes;
 pub mod container_json;

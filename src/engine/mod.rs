@@ -2,6 +2,7 @@
 //! event bus, identity. It knows nothing of HTTP; handlers in `api/` turn
 //! requests into calls on it.
 
+pub mod archive;
 mod create;
 mod exec;
 mod exit;

@@ -8,6 +8,7 @@ mod archive_oci;
 pub mod archive_save;
 pub mod digest;
 pub mod error;
+pub mod gotar;
 pub mod import;
 pub mod layer_export;
 pub mod layer_extract;

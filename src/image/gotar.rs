@@ -1,0 +1,389 @@
+//! Tar output byte for byte as dockerd writes it (Go's `archive/tar` with
+//! moby's PAX headers: `ustar\0` `00` blocks, octal fields of width-1 digits
+//! and a NUL, the checksum as six digits, NUL, space; PAX records only for
+//! what a ustar block cannot hold), so a layer we commit has the diff ID
+//! dockerd computes for the same tree. The tree is walked through directory
+//! fds (`runtime::inroot`), never through host paths.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::FileStat;
+
+use crate::runtime::inroot::{list_dir, open_in, stat_in};
+
+pub const TYPE_REG: u8 = b'0';
+pub const TYPE_LINK: u8 = b'1';
+pub const TYPE_SYMLINK: u8 = b'2';
+pub const TYPE_CHAR: u8 = b'3';
+pub const TYPE_BLOCK: u8 = b'4';
+pub const TYPE_DIR: u8 = b'5';
+pub const TYPE_FIFO: u8 = b'6';
+
+/// One entry's header fields.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub name: Vec<u8>,
+    pub link: Vec<u8>,
+    pub typeflag: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub devmajor: u64,
+    pub devminor: u64,
+    /// PAX records beyond the ones the fields need (`SCHILY.xattr.*`).
+    pub pax: Vec<(String, Vec<u8>)>,
+}
+
+impl Header {
+    /// The header of `name` from its metadata (moby's `FileInfoHeader`:
+    /// permission and set-id bits, whole seconds, no user names).
+    pub fn from_stat(name: Vec<u8>, st: &FileStat) -> Header {
+        let fmt = st.st_mode & libc::S_IFMT;
+        let typeflag = match fmt {
+            libc::S_IFDIR => TYPE_DIR,
+            libc::S_IFLNK => TYPE_SYMLINK,
+            libc::S_IFCHR => TYPE_CHAR,
+            libc::S_IFBLK => TYPE_BLOCK,
+            libc::S_IFIFO => TYPE_FIFO,
+            _ => TYPE_REG,
+        };
+        let (devmajor, devminor) = if matches!(typeflag, TYPE_CHAR | TYPE_BLOCK) {
+            (
+                nix::sys::stat::major(st.st_rdev),
+                nix::sys::stat::minor(st.st_rdev),
+            )
+        } else {
+            (0, 0)
+        };
+        Header {
+            name,
+            typeflag,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid as u64,
+            gid: st.st_gid as u64,
+            size: if typeflag == TYPE_REG {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime: st.st_mtime,
+            devmajor,
+            devminor,
+            ..Header::default()
+        }
+    }
+}
+
+fn octal(field: &mut [u8], v: u64) -> bool {
+    let s = format!("{v:o}");
+    if s.len() > field.len() - 1 {
+        field.fill(0);
+        let z = field.len() - 1;
+        field[..z].fill(b'0');
+        return false;
+    }
+    let pad = field.len() - 1 - s.len();
+    field[..pad].fill(b'0');
+    field[pad..pad + s.len()].copy_from_slice(s.as_bytes());
+    field[field.len() - 1] = 0;
+    true
+}
+
+fn string(field: &mut [u8], s: &[u8]) {
+    let n = s.len().min(field.len());
+    field[..n].copy_from_slice(&s[..n]);
+}
+
+fn ascii(s: &[u8]) -> Vec<u8> {
+    s.iter().copied().filter(u8::is_ascii).collect()
+}
+
+fn finish_block(b: &mut [u8; 512]) {
+    b[257..263].copy_from_slice(b"ustar\0");
+    b[263..265].copy_from_slice(b"00");
+    b[148..156].fill(b' ');
+    let sum: u64 = b.iter().map(|&x| x as u64).sum();
+    octal(&mut b[148..155], sum);
+    b[155] = b' ';
+}
+
+fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+    let rem = (512 - size % 512) % 512;
+    out.write_all(&[0u8; 512][..rem as usize])
+}
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body + 1;
+    while len.to_string().len() + body != len {
+        len = len.to_string().len() + body;
+    }
+    let mut r = format!("{len} {key}=").into_bytes();
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+/// Write one header (with its PAX extension when needed).
+pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
+    let mut records: Vec<(String, Vec<u8>)> = h.pax.clone();
+    if h.name.len() > 100 || !h.name.is_ascii() {
+        records.push(("path".into(), h.name.clone()));
+    }
+    if h.link.len() > 100 || !h.link.is_ascii() {
+        records.push(("linkpath".into(), h.link.clone()));
+    }
+    if h.size >= 1 << 33 {
+        records.push(("size".into(), h.size.to_string().into_bytes()));
+    }
+    if h.uid >= 1 << 21 {
+        records.push(("uid".into(), h.uid.to_string().into_bytes()));
+    }
+    if h.gid >= 1 << 21 {
+        records.push(("gid".into(), h.gid.to_string().into_bytes()));
+    }
+    if !records.is_empty() {
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        let (dir, file) = match h.name.iter().rposition(|&c| c == b'/') {
+            Some(i) => (&h.name[..=i], &h.name[i + 1..]),
+            None => (&b""[..], &h.name[..]),
+        };
+        let mut name = ascii(&go_join(dir, file));
+        name.truncate(100);
+        while name.last() == Some(&b'/') {
+            name.pop();
+        }
+        let mut b = [0u8; 512];
+        string(&mut b[0..100], &name);
+        octal(&mut b[100..108], 0);
+        octal(&mut b[108..116], 0);
+        octal(&mut b[116..124], 0);
+        octal(&mut b[124..136], data.len() as u64);
+        octal(&mut b[136..148], 0);
+        b[156] = b'x';
+        finish_block(&mut b);
+        out.write_all(&b)?;
+        out.write_all(&data)?;
+        pad(out, data.len() as u64)?;
+    }
+    let mut b = [0u8; 512];
+    string(&mut b[0..100], &ascii(&h.name));
+    octal(&mut b[100..108], h.mode as u64);
+    octal(&mut b[108..116], h.uid);
+    octal(&mut b[116..124], h.gid);
+    octal(&mut b[124..136], h.size);
+    octal(&mut b[136..148], h.mtime.max(0) as u64);
+    b[156] = h.typeflag;
+    string(&mut b[157..257], &ascii(&h.link));
+    octal(&mut b[329..337], h.devmajor);
+    octal(&mut b[337..345], h.devminor);
+    finish_block(&mut b);
+    out.write_all(&b)
+}
+
+/// Go's `path.Join(dir, "PaxHeaders.0", file)`.
+fn go_join(dir: &[u8], file: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = dir
+        .split(|&c| c == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts.push(b"PaxHeaders.0");
+    if !file.is_empty() {
+        parts.push(file);
+    }
+    parts.join(&b'/')
+}
+
+/// The two zero blocks that end an archive.
+pub fn write_end(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(&[0u8; 1024])
+}
+
+/// What a walk does with each entry before it is written.
+pub trait EntryHook {
+    /// Adjust `h` (the entry `name` in directory `dir`); false skips it
+    /// (and, for a directory, its contents). Extra headers returned are
+    /// written right after it (an opaque directory's marker).
+    fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        st: &FileStat,
+        h: &mut Header,
+    ) -> io::Result<(bool, Vec<Header>)>;
+}
+
+/// Writes entries in Go's `WalkDir` order, with hard links as dockerd
+/// finds them (by inode).
+pub struct TreeWriter<'a, W: Write, H: EntryHook> {
+    pub out: &'a mut W,
+    pub hook: H,
+    links: HashMap<(u64, u64), Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
+    pub fn new(out: &'a mut W, hook: H) -> Self {
+        TreeWriter {
+            out,
+            hook,
+            links: HashMap::new(),
+            buf: vec![0; 64 * 1024],
+        }
+    }
+
+    /// Write `name` (in `dir`) as `shown`, then, for a directory, its
+    /// contents below `shown/`.
+    pub fn entry(&mut self, dir: &OwnedFd, name: &OsStr, shown: &[u8]) -> io::Result<()> {
+        let st = stat_in(dir, name)?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let mut tar_name = shown.to_vec();
+        if is_dir && tar_name.last() != Some(&b'/') {
+            tar_name.push(b'/');
+        }
+        let mut h = Header::from_stat(tar_name, &st);
+        if h.typeflag == TYPE_SYMLINK {
+            h.link = nix::fcntl::readlinkat(dir, name)
+                .map_err(io::Error::from)?
+                .as_bytes()
+                .to_vec();
+        }
+        let (keep, extra) = self.hook.entry(dir, name, &st, &mut h)?;
+        if !keep {
+            return Ok(());
+        }
+        let mut file = None;
+        if h.typeflag == TYPE_REG && h.size > 0 {
+            let key = (st.st_dev, st.st_ino);
+            match self.links.get(&key) {
+                Some(first) if st.st_nlink > 1 => {
+                    h.typeflag = TYPE_LINK;
+                    h.link = first.clone();
+                    h.size = 0;
+                }
+                _ => {
+                    if st.st_nlink > 1 {
+                        self.links.insert(key, h.name.clone());
+                    }
+                    // O_NOFOLLOW: a file swapped for a link is not read.
+                    let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
+                    file = Some(std::fs::File::from(fd));
+                }
+            }
+        }
+        write_header(self.out, &h)?;
+        if let Some(mut f) = file {
+            self.copy_exact(&mut f, h.size)?;
+        }
+        for x in &extra {
+            write_header(self.out, x)?;
+        }
+        if is_dir {
+            let sub = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+            for child in list_dir(&sub)? {
+                let mut n = shown.to_vec();
+                if n.last() != Some(&b'/') && !n.is_empty() {
+                    n.push(b'/');
+                }
+                n.extend_from_slice(child.as_bytes());
+                self.entry(&sub, &child, &n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The children of an open directory, named below `prefix` (no entry
+    /// for the directory itself: a layer's root).
+    pub fn children(&mut self, dir: &OwnedFd, prefix: &[u8]) -> io::Result<()> {
+        for child in list_dir(dir)? {
+            let mut n = prefix.to_vec();
+            n.extend_from_slice(child.as_bytes());
+            self.entry(dir, &child, &n)?;
+        }
+        Ok(())
+    }
+
+    /// Exactly `size` bytes of a file (it may shrink or grow meanwhile:
+    /// zeros fill a shrunk one, growth is cut, as Go's writer enforces).
+    fn copy_exact(&mut self, f: &mut std::fs::File, size: u64) -> io::Result<()> {
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match f.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    self.buf[..want].fill(0);
+                    want
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        pad(self.out, size)
+    }
+}
+
+/// A hook that keeps every entry as it is.
+pub struct Plain;
+
+impl EntryHook for Plain {
+    fn entry(
+        &mut self,
+        _dir: &OwnedFd,
+        _name: &OsStr,
+        _st: &FileStat,
+        _h: &mut Header,
+    ) -> io::Result<(bool, Vec<Header>)> {
+        Ok((true, Vec::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_match_go() {
+        // A Go-written header for "hello.txt", 0644, uid 0, size 5, mtime
+        // 1700000000, PAX format (checked against archive/tar's output).
+        let h = Header {
+            name: b"hello.txt".to_vec(),
+            typeflag: TYPE_REG,
+            mode: 0o644,
+            size: 5,
+            mtime: 1_700_000_000,
+            ..Header::default()
+        };
+        let mut out = Vec::new();
+        write_header(&mut out, &h).unwrap();
+        assert_eq!(out.len(), 512);
+        assert_eq!(&out[100..108], b"0000644\0");
+        assert_eq!(&out[124..136], b"00000000005\0");
+        assert_eq!(&out[136..148], b"14524770400\0");
+        assert_eq!(&out[257..265], b"ustar\x0000");
+        assert_eq!(&out[329..345], b"0000000\x000000000\x00");
+        assert_eq!(out[154], 0);
+        assert_eq!(out[155], b' ');
+        let long = Header {
+            name: vec![b'a'; 150],
+            typeflag: TYPE_REG,
+            ..h
+        };
+        let mut out = Vec::new();
+        write_header(&mut out, &long).unwrap();
+        assert_eq!(out[156], b'x');
+        assert!(out[512..].starts_with(b"160 path=aaaa"));
+        assert_eq!(&out[..15], b"PaxHeaders.0/aa");
+        assert_eq!(pax_record("path", &[b'a'; 150]).len(), 160);
+    }
+}
