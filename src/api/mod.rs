@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod attach;
 pub mod changes;
+pub mod commit;
 pub mod container_json;
 pub mod containers;
 pub mod error;

@@ -5,9 +5,8 @@
 use std::fmt;
 
 use super::error::ApiError;
-use super::{
-    archive, attach, changes, container_json, containers, events, exec, images, system, Call,
-};
+use super::{archive, commit};
+use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::{Method, Request};
@@ -97,6 +96,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (HEAD, "/containers/{id}/archive", Now(archive::head)),
     (GET, "/containers/{id}/archive", Now(archive::get)),
     (PUT, "/containers/{id}/archive", Stream(archive::put)),
+    (POST, "/commit", Json(commit::commit)),
 ];
 
 /// A request matched to its route.

@@ -256,28 +256,33 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
                 .as_bytes()
                 .to_vec();
         }
+        if st.st_mode & libc::S_IFMT == libc::S_IFSOCK {
+            return Ok(()); // tar has no sockets; dockerd leaves them out
+        }
+        // moby's order: hard links (any non-directory with more than one
+        // link, by inode) before the hook, which may retype the entry.
+        if !is_dir && st.st_nlink > 1 {
+            let key = (st.st_dev, st.st_ino);
+            match self.links.get(&key) {
+                Some(first) => {
+                    h.typeflag = TYPE_LINK;
+                    h.link = first.clone();
+                    h.size = 0;
+                }
+                None => {
+                    self.links.insert(key, h.name.clone());
+                }
+            }
+        }
         let (keep, extra) = self.hook.entry(dir, name, &st, &mut h)?;
         if !keep {
             return Ok(());
         }
         let mut file = None;
         if h.typeflag == TYPE_REG && h.size > 0 {
-            let key = (st.st_dev, st.st_ino);
-            match self.links.get(&key) {
-                Some(first) if st.st_nlink > 1 => {
-                    h.typeflag = TYPE_LINK;
-                    h.link = first.clone();
-                    h.size = 0;
-                }
-                _ => {
-                    if st.st_nlink > 1 {
-                        self.links.insert(key, h.name.clone());
-                    }
-                    // O_NOFOLLOW: a file swapped for a link is not read.
-                    let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
-                    file = Some(std::fs::File::from(fd));
-                }
-            }
+            // O_NOFOLLOW: a file swapped for a link is not read.
+            let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
+            file = Some(std::fs::File::from(fd));
         }
         write_header(self.out, &h)?;
         if let Some(mut f) = file {
