@@ -147,12 +147,10 @@ impl Extractor<'_> {
         let mode = h.mode().map_err(failed)? & 0o7777;
         let (uid, gid) = match self.opts.owner {
             Some(o) => o,
-            None => (
-                h.uid().map_err(failed)? as u32,
-                h.gid().map_err(failed)? as u32,
-            ),
+            // Empty numeric fields read as 0, as Go's reader takes them.
+            None => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
         };
-        let mtime = h.mtime().map_err(failed)? as i64;
+        let mtime = h.mtime().unwrap_or(0) as i64;
         let link = e.link_name_bytes().map(|l| l.into_owned());
         let no_overwrite = self.opts.no_overwrite_dir_non_dir;
         let pfd = self.parent_fd(&parent)?;
