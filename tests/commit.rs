@@ -57,6 +57,33 @@ fn last_layer(d: &Daemon, name: &str) -> (Vec<u8>, Vec<(String, u8)>) {
     (tar, names)
 }
 
+/// Re-encode a tar with Python's PAX writer (no user names, as moby).
+const REWRITE_WITH_PYTHON: &str = r#"
+import sys, tarfile, io
+# Go writes devmajor/devminor as octal zeros in every header; Python (3.10+)
+# leaves them empty for non-devices. Give Python Go's habit, nothing more.
+orig = tarfile.TarInfo._create_header
+def go_header(info, format, encoding, errors):
+    buf = bytearray(orig(info, format, encoding, errors))
+    if info.get("type") not in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+        buf[329:345] = b"0000000\x000000000\x00"
+        buf[148:156] = b" " * 8
+        buf[148:155] = b"%06o\x00" % sum(buf)
+    return bytes(buf)
+tarfile.TarInfo._create_header = staticmethod(go_header)
+src = tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()), mode="r:")
+out = io.BytesIO()
+dst = tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT)
+for m in src.getmembers():
+    m.uname = ""
+    m.gname = ""
+    m.pax_headers = {}
+    data = src.extractfile(m) if m.isreg() and m.size > 0 else None
+    dst.addfile(m, data)
+dst.close()
+sys.stdout.buffer.write(out.getvalue())
+"#;
+
 fn sha256_hex(data: &[u8]) -> String {
     let mut c = Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
@@ -151,6 +178,27 @@ fn commit_captures_exactly_the_containers_changes() {
     assert_eq!(layers.len(), 2, "{img}");
     assert_eq!(img["Comment"], "first");
     assert_eq!(img["Author"], "tester");
+
+    // Byte for byte what a POSIX (PAX) tar writer makes of the same
+    // entries: Python's tarfile encodes ustar/PAX fields exactly as Go's
+    // archive/tar does (it only pads the end to a 10 KiB record).
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(REWRITE_WITH_PYTHON)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut py = py;
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), &tar).unwrap();
+    drop(py.stdin.take());
+    let py = py.wait_with_output().unwrap();
+    assert!(py.status.success());
+    assert!(py.stdout.len() >= tar.len());
+    assert!(
+        py.stdout[..tar.len()] == tar[..] && py.stdout[tar.len()..].iter().all(|&b| b == 0),
+        "the layer's headers differ from a PAX writer's"
+    );
 
     // The same container committed again: the same layer (the tar is
     // deterministic, as dockerd's is).

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::{key, Call};
-use crate::container::archive::{ArchiveError, Target};
+use crate::container::archive::{ArchiveError, PathStat, Target};
 use crate::engine::archive::PutOptions;
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -53,7 +53,7 @@ fn head_done(_engine: &mut Engine, outcome: Outcome) -> Response {
     match outcome {
         Outcome::Done(stat) => Response::new(200)
             .header("Content-Type", "application/json")
-            .header(STAT_HEADER, &base64(stat.to_string().as_bytes())),
+            .header(STAT_HEADER, &stat_header(stat)),
         Outcome::Failed(e) => worker_error(e).into_response(),
         Outcome::Died(m) => ApiError::Internal(m).into_response(),
     }
@@ -78,7 +78,7 @@ fn get_head(engine: &mut Engine, id: &str, first: Option<Value>, body: WorkerBod
     let stat = first.get("stat").cloned().unwrap_or(Value::Null);
     let mut r = Response::new(200)
         .header("Content-Type", "application/x-tar")
-        .header(STAT_HEADER, &base64(stat.to_string().as_bytes()));
+        .header(STAT_HEADER, &stat_header(stat));
     r.body = Body::Stream(Box::new(body));
     engine.container_event(id, "archive-path", &[]);
     r
@@ -109,6 +109,15 @@ fn put_done(engine: &mut Engine, outcome: Outcome) -> Response {
         Outcome::Failed(e) => worker_error(e).into_response(),
         Outcome::Died(m) => ApiError::Internal(m).into_response(),
     }
+}
+
+/// The header's value: the stat in Go's field order, base64.
+fn stat_header(stat: Value) -> String {
+    let text = serde_json::from_value::<PathStat>(stat.clone())
+        .ok()
+        .and_then(|s| serde_json::to_string(&s).ok())
+        .unwrap_or_else(|| stat.to_string());
+    base64(text.as_bytes())
 }
 
 /// Standard base64 with padding (Go's `base64.StdEncoding`).

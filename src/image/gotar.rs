@@ -39,6 +39,9 @@ pub struct Header {
     pub devminor: u64,
     /// PAX records beyond the ones the fields need (`SCHILY.xattr.*`).
     pub pax: Vec<(String, Vec<u8>)>,
+    /// Go's format left unset (moby's opaque-directory marker): a long
+    /// name is split into the ustar prefix when it fits there.
+    pub ustar: bool,
 }
 
 impl Header {
@@ -131,8 +134,34 @@ fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     r
 }
 
+/// Go's `splitUSTARPath`: a long ASCII name as (prefix, suffix).
+fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut length = name.len();
+    if length <= 100 || !name.is_ascii() {
+        return None;
+    } else if length > 156 {
+        length = 156;
+    } else if name[length - 1] == b'/' {
+        length -= 1;
+    }
+    let i = name[..length].iter().rposition(|&c| c == b'/')?;
+    let nlen = name.len() - i - 1;
+    if i == 0 || nlen > 100 || nlen == 0 || i > 155 {
+        return None;
+    }
+    Some((&name[..i], &name[i + 1..]))
+}
+
 /// Write one header (with its PAX extension when needed).
 pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
+    if h.ustar && h.pax.is_empty() {
+        if let Some((prefix, suffix)) = split_ustar(&h.name) {
+            let mut short = h.clone();
+            short.name = suffix.to_vec();
+            short.ustar = false;
+            return write_block(out, &short, prefix);
+        }
+    }
     let mut records: Vec<(String, Vec<u8>)> = h.pax.clone();
     if h.name.len() > 100 || !h.name.is_ascii() {
         records.push(("path".into(), h.name.clone()));
@@ -174,6 +203,10 @@ pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
         out.write_all(&data)?;
         pad(out, data.len() as u64)?;
     }
+    write_block(out, h, b"")
+}
+
+fn write_block(out: &mut impl Write, h: &Header, prefix: &[u8]) -> io::Result<()> {
     let mut b = [0u8; 512];
     string(&mut b[0..100], &ascii(&h.name));
     octal(&mut b[100..108], h.mode as u64);
@@ -185,6 +218,7 @@ pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
     string(&mut b[157..257], &ascii(&h.link));
     octal(&mut b[329..337], h.devmajor);
     octal(&mut b[337..345], h.devminor);
+    string(&mut b[345..500], prefix);
     finish_block(&mut b);
     out.write_all(&b)
 }
@@ -359,8 +393,9 @@ mod tests {
 
     #[test]
     fn headers_match_go() {
-        // A Go-written header for "hello.txt", 0644, uid 0, size 5, mtime
-        // 1700000000, PAX format (checked against archive/tar's output).
+        // "hello.txt", 0644, uid 0, size 5, mtime 1700000000, in the
+        // layout archive/tar's writer gives a PAX-format header (fields per
+        // its `formatOctal`, checksum per `setFormat`).
         let h = Header {
             name: b"hello.txt".to_vec(),
             typeflag: TYPE_REG,
@@ -390,5 +425,18 @@ mod tests {
         assert!(out[512..].starts_with(b"160 path=aaaa"));
         assert_eq!(&out[..15], b"PaxHeaders.0/aa");
         assert_eq!(pax_record("path", &[b'a'; 150]).len(), 160);
+        let mut name = vec![b'd'; 60];
+        name.push(b'/');
+        name.extend_from_slice(&[b'e'; 60]);
+        let split = Header {
+            name,
+            ustar: true,
+            ..Header::default()
+        };
+        let mut out = Vec::new();
+        write_header(&mut out, &split).unwrap();
+        assert_eq!(out.len(), 512, "split into the ustar prefix, no PAX");
+        assert_eq!(&out[..60], &[b'e'; 60][..]);
+        assert_eq!(&out[345..405], &[b'd'; 60][..]);
     }
 }

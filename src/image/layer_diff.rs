@@ -113,6 +113,7 @@ impl EntryHook for Overlay {
                 mode: h.mode & 0o777,
                 uid: h.uid,
                 gid: h.gid,
+                ustar: true,
                 ..Header::default()
             });
         }
