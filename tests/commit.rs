@@ -361,7 +361,7 @@ fn running_commit_pauses_and_thaws(d: &Daemon) {
             "busybox",
             "sh",
             "-c",
-            "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.01; done",
+            "i=0; while true; do i=$((i+1)); echo $i > /c.tmp; mv /c.tmp /count; sleep 0.01; done",
         ],
     );
     wait_for("the counter to start", 10, || {

@@ -13,6 +13,7 @@ use crate::image::commit::{commit_container, validate, CommitOptions};
 use crate::image::error::{ImageError, WireError};
 use crate::image::layer_extract::Budget;
 use crate::reply::{ConnId, Wake};
+use crate::runtime::cgroups::FREEZE_TIMEOUT;
 use crate::worker::{Outcome, WorkerId};
 
 /// What a commit request asks for.
@@ -90,32 +91,33 @@ impl Engine {
         let image_ref = validate(&opts)?
             .map(|t| crate::image::reference::familiar(&t))
             .unwrap_or_default();
-        let mut thaw = false;
+        let mut frozen = None;
         if req.pause && e.c.state.status == Status::Running {
             if let Some(cg) = e.live.as_ref().and_then(|l| l.cgroup.as_ref()) {
-                // Freezing starts now; the kernel completes it within
-                // milliseconds, before the walk reaches much of the tree.
+                // Freezing starts now; the worker waits for the kernel to
+                // finish it before it walks the tree (it may block, the
+                // loop may not).
                 cg.freeze_step()
                     .map_err(|err| ContainerError::Internal(err.to_string()))?;
-                thaw = true;
+                frozen = Some(cg.clone());
             }
         }
+        let thaw = frozen.is_some();
         let layout = self.images.layout().clone();
         let upper = self.container_dirs.upper(&id);
-        let spawned =
-            self.workers.spawn(
-                Wake::Conn(conn),
-                move |_input, _rep| match commit_container(
-                    &layout,
-                    &upper,
-                    &opts,
-                    &Budget::default(),
-                ) {
-                    Ok(summary) => serde_json::to_value(summary)
-                        .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-                    Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
-                },
-            );
+        let spawned = self.workers.spawn(Wake::Conn(conn), move |_input, _rep| {
+            if let Some(cg) = frozen {
+                let deadline = std::time::Instant::now() + FREEZE_TIMEOUT;
+                while !cg.freeze_step().unwrap_or(true) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+            match commit_container(&layout, &upper, &opts, &Budget::default()) {
+                Ok(summary) => serde_json::to_value(summary)
+                    .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
+                Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
+            }
+        });
         let worker = match spawned {
             Ok(w) => w,
             Err(err) => {
