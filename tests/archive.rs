@@ -160,6 +160,30 @@ fn docker_cp_both_ways_with_dockerds_answers_and_no_escape() {
         .collect();
     assert_eq!(names, ["sub", "sub/g"], "{names:?}");
 
+    // The whole root of a running container: its /proc and /sys are mount
+    // points only (dockerd's view), so the copy neither aborts on processes
+    // that come and go nor ships kernel files.
+    let t = dk(&d, &["cp", "c:/", "-"]);
+    assert!(t.status.success(), "{}", show(&t));
+    let names: Vec<String> = tar::Archive::new(&t.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "/bin/sh"),
+        "{:?}",
+        &names[..names.len().min(20)]
+    );
+    assert!(
+        names.iter().any(|n| n == "/proc/"),
+        "{:?}",
+        &names[..names.len().min(20)]
+    );
+    assert!(!names
+        .iter()
+        .any(|n| n.starts_with("/proc/1") || n.starts_with("/sys/k")));
+
     // Into it: a file, a new name, a directory, a tar on stdin, a bind mount.
     std::fs::write(host.join("in.txt"), "to-container\n").unwrap();
     let inp = host.join("in.txt").display().to_string();

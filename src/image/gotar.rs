@@ -253,6 +253,12 @@ pub trait EntryHook {
         st: &FileStat,
         h: &mut Header,
     ) -> io::Result<(bool, Vec<Header>)>;
+
+    /// Whether to walk into this (open) directory; its own entry is
+    /// written either way.
+    fn descend(&mut self, _dir: &OwnedFd) -> bool {
+        true
+    }
 }
 
 /// Writes entries in Go's `WalkDir` order, with hard links as dockerd
@@ -277,7 +283,12 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
     /// Write `name` (in `dir`) as `shown`, then, for a directory, its
     /// contents below `shown/`.
     pub fn entry(&mut self, dir: &OwnedFd, name: &OsStr, shown: &[u8]) -> io::Result<()> {
-        let st = stat_in(dir, name)?;
+        let st = match stat_in(dir, name) {
+            Ok(st) => st,
+            // Gone since the directory was listed (a live container).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let mut tar_name = shown.to_vec();
         if is_dir && tar_name.last() != Some(&b'/') {
@@ -315,8 +326,11 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
         let mut file = None;
         if h.typeflag == TYPE_REG && h.size > 0 {
             // O_NOFOLLOW: a file swapped for a link is not read.
-            let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0)?;
-            file = Some(std::fs::File::from(fd));
+            match open_in(dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
+                Ok(fd) => file = Some(std::fs::File::from(fd)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+                Err(e) => return Err(e),
+            }
         }
         write_header(self.out, &h)?;
         if let Some(mut f) = file {
@@ -327,6 +341,9 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
         }
         if is_dir {
             let sub = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+            if !self.hook.descend(&sub) {
+                return Ok(());
+            }
             for child in list_dir(&sub)? {
                 let mut n = shown.to_vec();
                 if n.last() != Some(&b'/') && !n.is_empty() {
@@ -372,7 +389,25 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
     }
 }
 
-/// A hook that keeps every entry as it is.
+/// Kernel filesystems whose contents are no files of the container
+/// (`/proc`, `/sys`, `/dev/pts`, `/dev/mqueue`, cgroups): dockerd's view of
+/// a container has only their mount points.
+const PSEUDO_FS: &[i64] = &[
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x1cd1,      // devpts
+    0x1980_0202, // mqueue
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0x6462_6720, // debugfs
+    0x7363_6673, // securityfs
+    0x7472_6163, // tracefs
+    0x6e73_6673, // nsfs
+    0xcafe_4a11, // bpf
+];
+
+/// A hook that keeps every entry as it is (`docker cp` out), without
+/// walking into kernel filesystems.
 pub struct Plain;
 
 impl EntryHook for Plain {
@@ -384,6 +419,13 @@ impl EntryHook for Plain {
         _h: &mut Header,
     ) -> io::Result<(bool, Vec<Header>)> {
         Ok((true, Vec::new()))
+    }
+
+    fn descend(&mut self, dir: &OwnedFd) -> bool {
+        match nix::sys::statfs::fstatfs(dir) {
+            Ok(fs) => !PSEUDO_FS.contains(&(fs.filesystem_type().0 as i64)),
+            Err(_) => true,
+        }
     }
 }
 
