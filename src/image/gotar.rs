@@ -423,7 +423,12 @@ impl EntryHook for Plain {
 
     fn descend(&mut self, dir: &OwnedFd) -> bool {
         match nix::sys::statfs::fstatfs(dir) {
-            Ok(fs) => !PSEUDO_FS.contains(&(fs.filesystem_type().0 as i64)),
+            Ok(fs) => {
+                // f_type is i64 on x86_64 glibc, narrower on 32-bit targets.
+                #[allow(clippy::unnecessary_cast)]
+                let t = fs.filesystem_type().0 as i64;
+                !PSEUDO_FS.contains(&t)
+            }
             Err(_) => true,
         }
     }
