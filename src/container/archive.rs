@@ -153,6 +153,8 @@ fn mtime(st: &FileStat) -> String {
 }
 
 /// The stat of a container path (HEAD, and the head of a GET).
+// stat field widths differ between 64- and 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 pub fn stat_path(root: &Root, t: &Target) -> Result<PathStat, ArchiveError> {
     let (_, st) = root
         .lstat(&t.clean(), t.follows_last())
@@ -167,7 +169,7 @@ pub fn stat_path(root: &Root, t: &Target) -> Result<PathStat, ArchiveError> {
     };
     Ok(PathStat {
         name: t.base(),
-        size: st.st_size,
+        size: st.st_size as i64,
         mode: go_mode(st.st_mode),
         mtime: mtime(&st),
         link_target,

@@ -56,6 +56,8 @@ pub fn container_owner(root: &Root, user: &str) -> Result<(u32, u32), ArchiveErr
 
 /// PUT: the destination must be a directory (symlinks followed inside the
 /// root); then every entry of `input` lands below it.
+// time_t is 32 bits wide on some 32-bit targets.
+#[allow(clippy::unnecessary_cast)]
 pub fn extract(
     root: &Root,
     t: &Target,
@@ -84,7 +86,7 @@ pub fn extract(
     for (path, mtime) in std::mem::take(&mut x.dirs) {
         let (parent, name) = split(&path);
         if let (Ok(p), Some(n)) = (root.open_dir(&parent), name) {
-            let ts = TimeSpec::new(mtime, 0);
+            let ts = TimeSpec::new(mtime as libc::time_t, 0);
             let _ = utimensat(&p, n.as_os_str(), &ts, &ts, UtimensatFlags::NoFollowSymlink);
         }
     }
@@ -133,6 +135,7 @@ impl Extractor<'_> {
         }
     }
 
+    #[allow(clippy::unnecessary_cast)]
     fn entry<R: Read>(&mut self, mut e: tar::Entry<R>) -> Result<(), ArchiveError> {
         let h = e.header().clone();
         let raw = e.path_bytes().into_owned();
@@ -253,7 +256,7 @@ impl Extractor<'_> {
             chmod_in(&pfd, &name, perm)?;
         }
         if !kind.is_dir() {
-            let ts = TimeSpec::new(mtime, 0);
+            let ts = TimeSpec::new(mtime as libc::time_t, 0);
             utimensat(
                 &pfd,
                 name.as_os_str(),

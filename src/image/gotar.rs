@@ -47,6 +47,8 @@ pub struct Header {
 impl Header {
     /// The header of `name` from its metadata (moby's `FileInfoHeader`:
     /// permission and set-id bits, whole seconds, no user names).
+    // stat field widths differ between 64- and 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     pub fn from_stat(name: Vec<u8>, st: &FileStat) -> Header {
         let fmt = st.st_mode & libc::S_IFMT;
         let typeflag = match fmt {
@@ -76,7 +78,7 @@ impl Header {
             } else {
                 0
             },
-            mtime: st.st_mtime,
+            mtime: st.st_mtime as i64,
             devmajor,
             devminor,
             ..Header::default()
@@ -282,6 +284,7 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
 
     /// Write `name` (in `dir`) as `shown`, then, for a directory, its
     /// contents below `shown/`.
+    #[allow(clippy::unnecessary_cast)]
     pub fn entry(&mut self, dir: &OwnedFd, name: &OsStr, shown: &[u8]) -> io::Result<()> {
         let st = match stat_in(dir, name) {
             Ok(st) => st,
@@ -307,7 +310,7 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
         // moby's order: hard links (any non-directory with more than one
         // link, by inode) before the hook, which may retype the entry.
         if !is_dir && st.st_nlink > 1 {
-            let key = (st.st_dev, st.st_ino);
+            let key = (st.st_dev as u64, st.st_ino as u64);
             match self.links.get(&key) {
                 Some(first) => {
                     h.typeflag = TYPE_LINK;
