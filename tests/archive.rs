@@ -83,6 +83,41 @@ fn put(d: &Daemon, c: &str, path: &str, query: &str, body: &[u8]) -> common::Raw
     )
 }
 
+/// `cap_net_raw=ep` as the kernel stores it (VFS_CAP_REVISION_2).
+const CAP_NET_RAW: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+fn set_capability(p: &Path) {
+    let path = std::ffi::CString::new(p.display().to_string()).unwrap();
+    // SAFETY: NUL-terminated strings, a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            CAP_NET_RAW.as_ptr().cast(),
+            CAP_NET_RAW.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+fn get_capability(p: &Path) -> Vec<u8> {
+    let path = std::ffi::CString::new(p.display().to_string()).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: NUL-terminated strings; the kernel writes at most 64 bytes.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    buf[..n.max(0) as usize].to_vec()
+}
+
 /// A host directory removed when the test ends, passed or failed.
 struct HostDir(std::path::PathBuf);
 
@@ -320,6 +355,31 @@ fn docker_cp_both_ways_with_dockerds_answers_and_no_escape() {
         200
     );
     assert!(bind.join("viaro").exists());
+
+    // A read-only bind refuses, whatever the rootfs.
+    let ro_bind = format!("{}:/mnt/robind:ro", bind.display());
+    ok(
+        &d,
+        &[
+            "run", "-d", "--name", "rob", "-v", &ro_bind, "busybox", "sleep", "1000",
+        ],
+    );
+    let r = put(&d, "rob", "/mnt/robind", "", &tar_of(&[("z", b"z")]));
+    assert_eq!(
+        (r.status, r.message()),
+        (400, "mounted volume is marked read-only".into())
+    );
+
+    // File capabilities travel both ways (moby's SCHILY.xattr record).
+    let capfile = host.join("capfile");
+    std::fs::write(&capfile, "cap").unwrap();
+    set_capability(&capfile);
+    ok(
+        &d,
+        &["cp", &capfile.display().to_string(), "c:/data/capfile"],
+    );
+    ok(&d, &["cp", "c:/data/capfile", &o("capback")]);
+    assert_eq!(get_capability(&out.join("capback")), CAP_NET_RAW.to_vec());
 
     // A stopped container, both ways, binds included.
     ok(&d, &["stop", "-t", "0", "c"]);

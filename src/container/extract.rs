@@ -112,6 +112,34 @@ fn chmod_in(dir: &OwnedFd, name: &OsStr, perm: Mode) -> Result<(), ArchiveError>
     .map_err(failed)
 }
 
+/// An xattr from the tar (`SCHILY.xattr.*`), not following a symlink;
+/// refusals by the filesystem are skipped, as dockerd skips them.
+fn set_xattr_in(dir: &OwnedFd, name: &OsStr, key: &[u8], value: &[u8]) -> Result<(), ArchiveError> {
+    let mut path = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(dir)).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let (Ok(cpath), Ok(ckey)) = (std::ffi::CString::new(path), std::ffi::CString::new(key)) else {
+        return Ok(());
+    };
+    // SAFETY: both strings are NUL-terminated; the kernel reads
+    // `value.len()` bytes from `value`.
+    let rc = unsafe {
+        libc::lsetxattr(
+            cpath.as_ptr(),
+            ckey.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::ENOTSUP | nix::errno::Errno::EPERM => Ok(()),
+        e => Err(failed(e)),
+    }
+}
+
 struct Extractor<'a> {
     root: &'a Root,
     dest: PathBuf,
@@ -155,6 +183,19 @@ impl Extractor<'_> {
         };
         let mtime = h.mtime().unwrap_or(0) as i64;
         let link = e.link_name_bytes().map(|l| l.into_owned());
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = e
+            .pax_extensions()
+            .ok()
+            .flatten()
+            .map(|exts| {
+                exts.filter_map(Result::ok)
+                    .filter_map(|x| {
+                        let k = x.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
+                        Some((k.to_vec(), x.value_bytes().to_vec()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let no_overwrite = self.opts.no_overwrite_dir_non_dir;
         let pfd = self.parent_fd(&parent)?;
         let pfd = pfd.try_clone().map_err(failed)?;
@@ -254,6 +295,9 @@ impl Extractor<'_> {
         if !matches!(kind, tar::EntryType::Symlink) {
             // After the chown, which clears set-id bits.
             chmod_in(&pfd, &name, perm)?;
+        }
+        for (k, v) in &xattrs {
+            set_xattr_in(&pfd, &name, k, v)?;
         }
         if !kind.is_dir() {
             let ts = TimeSpec::new(mtime as libc::time_t, 0);

@@ -298,6 +298,13 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
             tar_name.push(b'/');
         }
         let mut h = Header::from_stat(tar_name, &st);
+        if h.typeflag == TYPE_REG {
+            // moby keeps file capabilities (and only them) as a PAX record.
+            let cap = xattr_in(dir, name, "security.capability");
+            if !cap.is_empty() {
+                h.pax.push(("SCHILY.xattr.security.capability".into(), cap));
+            }
+        }
         if h.typeflag == TYPE_SYMLINK {
             h.link = nix::fcntl::readlinkat(dir, name)
                 .map_err(io::Error::from)?
@@ -390,6 +397,35 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
         }
         pad(self.out, size)
     }
+}
+
+/// An xattr of `name` in `dir`, not following a symlink (empty when
+/// absent): through the directory fd's `/proc/self/fd` link, so the lookup
+/// starts at that very directory.
+pub fn xattr_in(dir: &OwnedFd, name: &OsStr, attr: &str) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let (Ok(cpath), Ok(cattr)) = (std::ffi::CString::new(path), std::ffi::CString::new(attr))
+    else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated and the kernel writes at
+    // most `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        libc::lgetxattr(
+            cpath.as_ptr(),
+            cattr.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 {
+        return Vec::new();
+    }
+    buf.truncate(n as usize);
+    buf
 }
 
 /// Kernel filesystems whose contents are no files of the container

@@ -8,14 +8,14 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 
-use super::gotar::{write_end, EntryHook, Header, TreeWriter, TYPE_REG};
+use super::gotar::{write_end, xattr_in, EntryHook, Header, TreeWriter, TYPE_REG};
 use crate::runtime::inroot::{list_dir, open_in, Root};
 
 /// Init-layer paths (dockerd's `initlayer`): never part of a commit.
@@ -35,28 +35,6 @@ fn is_init(path: &[u8]) -> bool {
     INIT.iter().any(|i| {
         p == i.as_bytes() || (p.starts_with(i.as_bytes()) && p.get(i.len()) == Some(&b'/'))
     })
-}
-
-/// Read an xattr of an open file (empty when absent).
-fn fgetxattr(fd: &OwnedFd, name: &str) -> Vec<u8> {
-    let Ok(cname) = std::ffi::CString::new(name) else {
-        return Vec::new();
-    };
-    let mut buf = [0u8; 16];
-    // SAFETY: the fd is open, the name NUL-terminated, and the kernel
-    // writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            cname.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 {
-        return Vec::new();
-    }
-    buf[..n as usize].to_vec()
 }
 
 struct Overlay;
@@ -104,7 +82,7 @@ impl EntryHook for Overlay {
             return Ok((false, Vec::new()));
         }
         let mut extra = Vec::new();
-        if fgetxattr(&d, "trusted.overlay.opaque") == b"y" {
+        if xattr_in(dir, name, "trusted.overlay.opaque") == b"y" {
             let mut n = h.name.clone();
             n.extend_from_slice(b".wh..wh..opq");
             extra.push(Header {
