@@ -297,6 +297,11 @@ fn docker_cp_both_ways_with_dockerds_answers_and_no_escape() {
         show(&cli)
     );
     assert_eq!(stat_of(&d, "c", "/nope").0, 404);
+    assert_eq!(
+        stat_of(&d, "c", "/data/f/").0,
+        404,
+        "a file named as a directory"
+    );
     let r = d.request_bytes("GET", "/containers/c/archive", &[], None);
     assert_eq!(
         (r.status, r.message()),

@@ -159,6 +159,10 @@ pub fn stat_path(root: &Root, t: &Target) -> Result<PathStat, ArchiveError> {
     let (_, st) = root
         .lstat(&t.clean(), t.follows_last())
         .map_err(|e| t.lookup_error(e))?;
+    if t.follows_last() && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        // "f/" names a directory: a file there is ENOTDIR, as for lstat(2).
+        return Err(t.not_found());
+    }
     let link_target = if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         root.real_path(&t.clean())
             .map_err(|e| t.lookup_error(e))?
