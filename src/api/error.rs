@@ -135,3 +135,17 @@ impl From<std::io::Error> for ApiError {
         ApiError::Internal(e.to_string())
     }
 }
+
+impl From<crate::container::archive::ArchiveError> for ApiError {
+    /// dockerd: a missing path or container is a 404, a refused destination
+    /// a 400, every other failure of a copy a 500.
+    fn from(e: crate::container::archive::ArchiveError) -> ApiError {
+        use crate::container::archive::ArchiveError as E;
+        let msg = e.to_string();
+        match e {
+            E::NotFound { .. } | E::NoSuchContainer(_) => ApiError::NotFound(msg),
+            E::NotADirectory | E::ReadOnly(_) | E::Invalid(_) => ApiError::InvalidParameter(msg),
+            E::Failed(_) => ApiError::Internal(msg),
+        }
+    }
+}

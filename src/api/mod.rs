@@ -4,8 +4,10 @@
 //! they never touch sockets. `http` reaches this layer only through the
 //! `Handler` implementation below.
 
+pub mod archive;
 pub mod attach;
 pub mod changes;
+pub mod commit;
 pub mod container_json;
 pub mod containers;
 pub mod error;

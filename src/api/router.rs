@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::error::ApiError;
+use super::{archive, commit};
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -15,6 +16,7 @@ const GET: Method = Method::Get;
 const HEAD: Method = Method::Head;
 const POST: Method = Method::Post;
 const DELETE: Method = Method::Delete;
+const PUT: Method = Method::Put;
 
 /// An API version `major.minor`, ordered numerically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +93,10 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/exec/{id}/start", Json(exec::start)),
     (POST, "/exec/{id}/resize", Body(exec::resize)),
     (GET, "/exec/{id}/json", Now(exec::inspect)),
+    (HEAD, "/containers/{id}/archive", Now(archive::head)),
+    (GET, "/containers/{id}/archive", Now(archive::get)),
+    (PUT, "/containers/{id}/archive", Stream(archive::put)),
+    (POST, "/commit", Json(commit::commit)),
 ];
 
 /// A request matched to its route.

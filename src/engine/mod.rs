@@ -2,6 +2,8 @@
 //! event bus, identity. It knows nothing of HTTP; handlers in `api/` turn
 //! requests into calls on it.
 
+pub mod archive;
+pub mod commit;
 mod create;
 mod exec;
 mod exit;

@@ -245,6 +245,17 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                 }
                 cfg.insert("Volumes".into(), Value::Object(vols));
             }
+            "STOPSIGNAL" => {
+                if rest.is_empty() {
+                    return Err(ImageError::InvalidArgument(
+                        "STOPSIGNAL requires exactly one argument".into(),
+                    ));
+                }
+                cfg.insert("StopSignal".into(), json!(rest));
+            }
+            "HEALTHCHECK" => {
+                cfg.insert("Healthcheck".into(), healthcheck(rest)?);
+            }
             "ONBUILD" => {
                 let mut ob: Vec<Value> = cfg
                     .get("OnBuild")
@@ -262,6 +273,88 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
         }
     }
     Ok(())
+}
+
+/// `HEALTHCHECK [--interval=.. --timeout=.. --start-period=..
+/// --start-interval=.. --retries=N] CMD ...` or `HEALTHCHECK NONE`, as
+/// dockerd's builder turns it into a `HealthConfig` (durations in ns).
+fn healthcheck(rest: &str) -> Result<Value> {
+    let bad = |m: String| ImageError::InvalidArgument(m);
+    let mut hc = Map::new();
+    let mut rest = rest.trim();
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (f, tail) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        let (name, val) = f
+            .split_once('=')
+            .ok_or_else(|| bad(format!("missing a value on flag: {f}")))?;
+        let key = match name {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => "Retries",
+            _ => return Err(bad(format!("unknown flag: {name}"))),
+        };
+        let v = if key == "Retries" {
+            val.parse::<i64>()
+                .map_err(|_| bad(format!("invalid retries value {val:?}")))?
+        } else {
+            go_duration_ns(val).ok_or_else(|| bad(format!("time: invalid duration {val:?}")))?
+        };
+        if v != 0 {
+            hc.insert(key.into(), json!(v));
+        }
+        rest = tail.trim_start();
+    }
+    let (kind, cmd) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let test = match kind.to_uppercase().as_str() {
+        "NONE" if cmd.trim().is_empty() && hc.is_empty() => json!(["NONE"]),
+        "NONE" => return Err(bad("HEALTHCHECK NONE takes no arguments".into())),
+        "CMD" => match serde_json::from_str::<Vec<String>>(cmd.trim()) {
+            Ok(v) => json!(std::iter::once("CMD".to_string())
+                .chain(v)
+                .collect::<Vec<_>>()),
+            Err(_) => json!(["CMD-SHELL", cmd.trim()]),
+        },
+        other => {
+            return Err(bad(format!(
+                "Unknown type {other:?} in HEALTHCHECK (try CMD)"
+            )))
+        }
+    };
+    let mut out = Map::new();
+    out.insert("Test".into(), test);
+    out.extend(hc);
+    Ok(Value::Object(out))
+}
+
+/// Go's `time.ParseDuration` for the units a healthcheck uses.
+fn go_duration_ns(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_end].parse().ok()?;
+        let unit_end = rest[num_end..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .map(|i| num_end + i)
+            .unwrap_or(rest.len());
+        let mult = match &rest[num_end..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(total as i64)
 }
 
 /// The container config shape dockerd writes (every field present).
@@ -346,23 +439,26 @@ pub fn import_rootfs<R: Read>(
     temps.0.push(tmp.clone());
     let info = extract_layer(input, &tmp, budget)?;
     let config = build_config(&info.diff_id, opts, &now_rfc3339())?;
-    commit_image(layout, &mut temps, &tmp, &info, &config, tag)
+    publish_image(layout, &mut temps, Some((&tmp, &info)), &config, tag)
 }
 
-/// Make an image whose top layer was extracted into `tmp` durable: the
-/// layer committed, a journal naming the image and its tag, then its config
-/// (so a crash leaves nothing half-visible). Worker side; the daemon applies
-/// the returned summary.
-pub(crate) fn commit_image(
+/// Make a worker's new image durable: its layer (when it has one) moved
+/// into the store, then a journal naming its tag, then its config. The
+/// daemon indexes it from the summary (`ImageStore::apply_load`).
+pub(crate) fn publish_image(
     layout: &Layout,
     temps: &mut TempDirs,
-    tmp: &std::path::Path,
-    info: &super::layer_extract::LayerInfo,
+    layer: Option<(&std::path::Path, &super::layer_extract::LayerInfo)>,
     config: &[u8],
     tag: Option<String>,
 ) -> Result<LoadSummary> {
-    let new = layout.commit_layer(tmp, info)?;
-    temps.forget(tmp);
+    let mut new = None;
+    if let Some((tmp, info)) = layer {
+        if layout.commit_layer(tmp, info)? {
+            new = Some(info.diff_id.clone());
+        }
+        temps.forget(tmp);
+    }
     // The config becomes visible only with its tag on record.
     let planned = LoadSummary {
         images: vec![LoadedImage {
@@ -387,11 +483,8 @@ pub(crate) fn commit_image(
             ..planned
         }),
         Err(e) => {
-            if new {
-                let _ = crate::image::layout::remove_layer_dir(
-                    layout,
-                    &layout.layer_dir(&info.diff_id),
-                );
+            if let Some(d) = new {
+                let _ = crate::image::layout::remove_layer_dir(layout, &layout.layer_dir(&d));
             }
             Err(e)
         }
@@ -443,6 +536,18 @@ mod tests {
         let c = apply(&["ENTRYPOINT [\"/x\"]"]).unwrap();
         assert_eq!(c["Cmd"], Value::Null);
         assert_eq!(c["Entrypoint"], json!(["/x"]));
+        let c = apply(&[
+            "STOPSIGNAL SIGUSR1",
+            "HEALTHCHECK --interval=1m30s --retries=2 CMD curl -f http://x/",
+        ])
+        .unwrap();
+        assert_eq!(c["StopSignal"], json!("SIGUSR1"));
+        assert_eq!(
+            c["Healthcheck"],
+            json!({"Test": ["CMD-SHELL", "curl -f http://x/"], "Interval": 90_000_000_000i64, "Retries": 2})
+        );
+        let c = apply(&["HEALTHCHECK NONE"]).unwrap();
+        assert_eq!(c["Healthcheck"], json!({"Test": ["NONE"]}));
     }
 
     #[test]

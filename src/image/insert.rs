@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::archive_load::{LoadSummary, TempDirs};
 use super::error::{ImageError, Result};
-use super::import::commit_image;
+use super::import::publish_image;
 use super::layer_extract::{extract_layer, Budget};
 use crate::image::layout::Layout;
 use crate::timefmt::now_rfc3339;
@@ -68,7 +68,7 @@ pub fn insert_file<R: Read>(
     temps.0.push(tmp.clone());
     let info = extract_layer(File::open(&tar_path)?, &tmp, budget)?;
     let config = new_config(opts, &info.diff_id, &now_rfc3339())?;
-    commit_image(layout, &mut temps, &tmp, &info, &config, None)
+    publish_image(layout, &mut temps, Some((&tmp, &info)), &config, None)
 }
 
 /// A tar with the file's parent directories (0755) and the file (0644).

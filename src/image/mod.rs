@@ -6,10 +6,13 @@
 pub mod archive_load;
 mod archive_oci;
 pub mod archive_save;
+pub mod commit;
 pub mod digest;
 pub mod error;
+pub mod gotar;
 pub mod import;
 pub mod insert;
+pub mod layer_diff;
 pub mod layer_export;
 pub mod layer_extract;
 pub mod layout;

@@ -10,6 +10,7 @@ pub mod errors;
 pub mod exec;
 pub mod finish;
 pub mod init;
+pub mod inroot;
 pub mod launch;
 pub mod mountinfo;
 pub mod mounts;

@@ -8,5 +8,6 @@ pub mod events;
 pub mod job;
 pub mod logs;
 pub mod stats;
+pub mod upload;
 pub mod wait;
 pub mod worker_body;

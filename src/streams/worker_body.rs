@@ -13,6 +13,8 @@ const PIECE: usize = 64 * 1024;
 pub struct WorkerBody {
     worker: WorkerId,
     ended: bool,
+    /// Output already read from the worker (past a first line), sent first.
+    prefix: Vec<u8>,
 }
 
 impl WorkerBody {
@@ -20,12 +22,25 @@ impl WorkerBody {
         WorkerBody {
             worker,
             ended: false,
+            prefix: Vec::new(),
+        }
+    }
+
+    /// A body whose first bytes were already read from the worker.
+    pub fn with_prefix(worker: WorkerId, prefix: Vec<u8>) -> WorkerBody {
+        WorkerBody {
+            prefix,
+            ..WorkerBody::new(worker)
         }
     }
 }
 
 impl BodySource<Engine> for WorkerBody {
     fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
+        if !self.prefix.is_empty() {
+            out.append(&mut self.prefix);
+            return Pull::Data;
+        }
         if !self.ended {
             if engine.workers.read_raw(self.worker, out, PIECE) {
                 return if out.is_empty() {

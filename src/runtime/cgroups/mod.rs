@@ -361,14 +361,14 @@ impl HostSupport {
 
 // ---------------------------------------------------------------- facade
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Inner {
     V1(v1::Group),
     V2(v2::Group),
 }
 
 /// One container's cgroup, across every controller we use.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Cgroup {
     inner: Inner,
 }

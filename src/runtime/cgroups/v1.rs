@@ -37,7 +37,7 @@ pub(super) fn probe(mounts: &BTreeMap<String, PathBuf>) -> HostSupport {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Group {
     /// Controller name -> this cgroup's directory in its hierarchy.
     dirs: BTreeMap<String, PathBuf>,

@@ -76,7 +76,7 @@ fn enable_controllers(dir: &Path) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Group {
     dir: PathBuf,
 }
