@@ -8,6 +8,7 @@ mod check_config;
 mod config;
 mod container;
 mod daemon;
+mod distribution;
 mod engine;
 mod events;
 mod host;

@@ -8,6 +8,7 @@ pub mod attach;
 pub mod changes;
 pub mod container_json;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod exec;

@@ -13,6 +13,7 @@ mod start;
 pub mod stats;
 mod stop;
 mod tasks;
+pub mod pull;
 mod update;
 
 use std::io::Read;

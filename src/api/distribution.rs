@@ -1,0 +1,138 @@
+//! Registry endpoints: `POST /images/create?fromImage=` (pull, with
+//! dockerd's progress stream). The job runs in a forked worker
+//! (`distribution::pull`); this file decodes the request and shapes the
+//! answer.
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use crate::distribution::auth::Credentials;
+use crate::distribution::error::DistError;
+use crate::distribution::manifest::parse_platform;
+use crate::distribution::pull::{PullJob, PullSummary};
+use crate::distribution::session::scheme_for;
+use crate::engine::{Engine, Response};
+use crate::http::handler::Begin;
+use crate::http::request::Request;
+use crate::image::error::ImageError;
+use crate::image::reference::{familiar, Reference};
+use crate::reply::ConnId;
+use crate::streams::pull::ProgressStart;
+use crate::worker::Outcome;
+
+/// The registries spoken to over plain HTTP besides loopback.
+fn insecure(engine: &Engine) -> Vec<String> {
+    let _ = engine;
+    Vec::new()
+}
+
+/// dockerd's reference from `fromImage` and `tag` (a tag, or a digest).
+pub fn pull_reference(from: &str, tag: &str) -> Result<Reference, ApiError> {
+    let mut r = Reference::parse(from)?;
+    if !tag.is_empty() {
+        if tag.starts_with("sha256:") {
+            let whole = format!("{}@{tag}", r.name);
+            let d = Reference::parse(&whole)?;
+            r.tag = None;
+            r.digest = d.digest;
+        } else if crate::image::reference::valid_tag(tag) {
+            r.tag = Some(tag.to_string());
+        } else {
+            return Err(ImageError::InvalidReference("invalid reference format".into()).into());
+        }
+    }
+    Ok(r.with_default_tag())
+}
+
+/// `X-Registry-Auth`, or anonymous.
+pub fn credentials(req: &Request) -> Credentials {
+    req.header("x-registry-auth")
+        .and_then(Credentials::from_header)
+        .unwrap_or_default()
+}
+
+/// `POST /images/create?fromImage=...`
+pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<Engine>, ApiError> {
+    let q = &req.query;
+    let reference = pull_reference(q.get("fromImage").unwrap_or(""), q.get("tag").unwrap_or(""))?;
+    let platform = match q.get("platform").filter(|p| !p.is_empty()) {
+        Some(p) => Some(parse_platform(p)?),
+        None => None,
+    };
+    let insecure = insecure(engine);
+    let domain = reference.name.split('/').next().unwrap_or("");
+    scheme_for(domain, &insecure)?;
+    let job = PullJob {
+        reference,
+        platform,
+        creds: credentials(req),
+        insecure,
+    };
+    let worker = engine.spawn_pull(conn, job)?;
+    Ok(Begin::Respond(Response::later(Box::new(ProgressStart {
+        worker,
+        finish: pull_finish,
+        abort: Engine::abort_pull,
+    }))))
+}
+
+fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (String, Response)> {
+    let fail = |e: ApiError| (e.to_string(), e.into_response());
+    let summary = match outcome {
+        Outcome::Done(v) => serde_json::from_value::<PullSummary>(v).map_err(|e| {
+            engine.abort_pull();
+            fail(ApiError::Internal(format!("worker result: {e}")))
+        })?,
+        Outcome::Failed(v) => {
+            engine.abort_pull();
+            return Err(fail(DistError::from_wire(v).into()));
+        }
+        Outcome::Died(m) => {
+            engine.abort_pull();
+            return Err(fail(ApiError::Internal(m)));
+        }
+    };
+    let newer = engine
+        .finish_pull(&summary)
+        .map_err(|e| fail(e.into()))?;
+    let shown = summary
+        .load
+        .images
+        .first()
+        .and_then(|i| i.tags.first())
+        .map(|t| familiar(t))
+        .unwrap_or_default();
+    log::info!(
+        "pulled {shown} ({}): {} blob bytes fetched",
+        summary.digest,
+        summary.fetched
+    );
+    let status = if newer {
+        format!("Status: Downloaded newer image for {shown}")
+    } else {
+        format!("Status: Image is up to date for {shown}")
+    };
+    Ok(vec![
+        json!({ "status": format!("Digest: {}", summary.digest) }),
+        json!({ "status": status }),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_from_query() {
+        let r = pull_reference("127.0.0.1:5000/busybox", "latest").unwrap();
+        assert_eq!(r.to_string(), "127.0.0.1:5000/busybox:latest");
+        let r = pull_reference("busybox", "").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let r = pull_reference("h:1/x", &d).unwrap();
+        assert_eq!(r.digest.as_deref(), Some(d.as_str()));
+        assert!(r.tag.is_none());
+        assert!(pull_reference("h:1/x", "bad tag").is_err());
+        assert!(pull_reference("UPPER", "").is_err());
+    }
+}
