@@ -10,14 +10,16 @@ use crate::distribution::auth::Credentials;
 use crate::distribution::error::DistError;
 use crate::distribution::manifest::parse_platform;
 use crate::distribution::pull::{PullJob, PullSummary};
-use crate::distribution::session::scheme_for;
+use crate::distribution::session::{login, scheme_for};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::Request;
 use crate::image::error::ImageError;
 use crate::image::reference::{familiar, Reference};
 use crate::reply::ConnId;
+use crate::reply::Wake;
 use crate::streams::pull::ProgressStart;
+use crate::streams::worker_body::WorkerAnswer;
 use crate::worker::Outcome;
 
 /// The registries spoken to over plain HTTP besides loopback.
@@ -92,9 +94,7 @@ fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
             return Err(fail(ApiError::Internal(m)));
         }
     };
-    let newer = engine
-        .finish_pull(&summary)
-        .map_err(|e| fail(e.into()))?;
+    let newer = engine.finish_pull(&summary).map_err(|e| fail(e.into()))?;
     let shown = summary
         .load
         .images
@@ -116,6 +116,43 @@ fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
         json!({ "status": format!("Digest: {}", summary.digest) }),
         json!({ "status": status }),
     ])
+}
+
+/// `POST /auth` (`docker login`): the credentials are tried against the
+/// registry in a worker.
+pub fn auth(call: &mut super::Call) -> Result<Response, ApiError> {
+    let mut creds: Credentials = serde_json::from_slice(&call.body)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?;
+    creds.normalise();
+    let insecure = insecure(call.engine);
+    let worker = call
+        .engine
+        .workers
+        .spawn(Wake::Conn(call.conn), move |_input, _rep| {
+            login(creds, &insecure)
+                .map(|token| json!({ "IdentityToken": token.unwrap_or_default() }))
+                .map_err(|e| e.to_wire())
+        })?;
+    call.engine.workers.close_input(worker);
+    Ok(Response::later(Box::new(WorkerAnswer {
+        worker,
+        finish: auth_finish,
+    })))
+}
+
+fn auth_finish(_engine: &mut Engine, outcome: Outcome) -> Response {
+    let err = match outcome {
+        Outcome::Done(v) => {
+            let token = v["IdentityToken"].as_str().unwrap_or("").to_string();
+            return Response::json(
+                200,
+                &json!({ "Status": "Login Succeeded", "IdentityToken": token }),
+            );
+        }
+        Outcome::Failed(v) => ApiError::from(DistError::from_wire(v)),
+        Outcome::Died(m) => ApiError::Internal(m),
+    };
+    err.into_response()
 }
 
 #[cfg(test)]

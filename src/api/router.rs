@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::distribution;
 use super::error::ApiError;
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use crate::engine::{Engine, Response};
@@ -91,6 +92,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/exec/{id}/start", Json(exec::start)),
     (POST, "/exec/{id}/resize", Body(exec::resize)),
     (GET, "/exec/{id}/json", Now(exec::inspect)),
+    (POST, "/auth", Json(distribution::auth)),
 ];
 
 /// A request matched to its route.

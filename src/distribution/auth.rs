@@ -40,7 +40,10 @@ impl Credentials {
         if self.username.is_empty() && !self.auth.is_empty() {
             if let Some((u, p)) = decode(&self.auth)
                 .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+                .and_then(|s| {
+                    s.split_once(':')
+                        .map(|(u, p)| (u.to_string(), p.to_string()))
+                })
             {
                 self.username = u;
                 self.password = p;

@@ -130,7 +130,18 @@ pub fn normalise(mut p: Platform) -> Platform {
         ("armhf", _) => ("arm", "v7"),
         ("armel", _) => ("arm", "v6"),
         ("arm", "") => ("arm", "v7"),
-        ("arm", v) if !v.starts_with('v') => ("arm", if v == "5" { "v5" } else if v == "6" { "v6" } else if v == "8" { "v8" } else { "v7" }),
+        ("arm", v) if !v.starts_with('v') => (
+            "arm",
+            if v == "5" {
+                "v5"
+            } else if v == "6" {
+                "v6"
+            } else if v == "8" {
+                "v8"
+            } else {
+                "v7"
+            },
+        ),
         ("i386" | "386", v) => ("386", v),
         (a, v) => (a, v),
     };
@@ -233,7 +244,12 @@ mod tests {
 
     #[test]
     fn platform_selection_follows_containerd() {
-        let subs = vec![d("amd64", ""), d("arm64", "v8"), d("arm", "v6"), d("arm", "v5")];
+        let subs = vec![
+            d("amd64", ""),
+            d("arm64", "v8"),
+            d("arm", "v6"),
+            d("arm", "v5"),
+        ];
         let arm64 = parse_platform("linux/arm64").unwrap();
         assert_eq!(select(&subs, &arm64).unwrap().digest, "sha256:arm64v8");
         let armv7 = parse_platform("linux/arm/v7").unwrap();

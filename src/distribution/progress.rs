@@ -82,7 +82,10 @@ impl Throttle {
 
     pub fn due(&mut self) -> bool {
         let now = Instant::now();
-        if self.last.is_some_and(|l| now.duration_since(l) < self.every) {
+        if self
+            .last
+            .is_some_and(|l| now.duration_since(l) < self.every)
+        {
             return false;
         }
         self.last = Some(now);

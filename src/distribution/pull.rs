@@ -157,9 +157,10 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         }
     };
     let shown = r.tag.clone().unwrap_or_else(|| tag_or_digest.clone());
+    // dockerd names the repository by its path on the registry.
     send(
         rep,
-        json!({"status": format!("Pulling from {}", r.familiar_name()), "id": shown}),
+        json!({"status": format!("Pulling from {repo}"), "id": shown}),
     );
     let config = blob::fetch_small(&mut sess, &config_desc.digest, CONFIG_MAX)?;
     if let Some(want) = &job.platform {
@@ -176,7 +177,10 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
     let id = sha256_digest(&config);
     // Layers committed from here on are held until the config is written.
     let hold = layout.hold_layers(&id, &diff_ids)?;
-    for (l, d) in layers.iter().zip(&diff_ids) {
+    // An image already here (config and layers) gets no layer lines.
+    let complete =
+        layout.config_path(&id).is_file() && diff_ids.iter().all(|d| layout.layer_exists(d));
+    for (l, d) in layers.iter().zip(&diff_ids).filter(|_| !complete) {
         let msg = if layout.layer_exists(d) {
             "Already exists"
         } else {
@@ -212,9 +216,11 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         send(rep, progress::status(Some(&sid), "Download complete"));
         send(rep, progress::bar(&sid, "Extracting", 0, size));
         let tmp = layout.new_temp_dir()?;
-        let extracted = blob::open(&path)
-            .map_err(|e| e)
-            .and_then(|f| Ok(crate::image::layer_extract::extract_layer(f, &tmp, &budget)?));
+        let extracted = blob::open(&path).map_err(|e| e).and_then(|f| {
+            Ok(crate::image::layer_extract::extract_layer(
+                f, &tmp, &budget,
+            )?)
+        });
         let info = match extracted {
             Ok(info) if &info.diff_id == d => info,
             Ok(info) => {

@@ -264,7 +264,9 @@ impl Session {
                 .join(loc)
                 .map_err(|e| DistError::Registry(e.to_string()))?;
         }
-        Err(DistError::Registry(format!("{method} {url}: too many redirects")))
+        Err(DistError::Registry(format!(
+            "{method} {url}: too many redirects"
+        )))
     }
 
     /// The URL of `path` under this repository (`manifests/latest`), or an
@@ -314,6 +316,45 @@ impl Session {
     }
 }
 
+/// `POST /auth`: check `creds` against the registry `server` names.
+/// Returns the token server's refresh token, if it gave one (dockerd's
+/// `IdentityToken`).
+pub fn login(creds: Credentials, insecure: &[String]) -> Result<Option<String>> {
+    let server = creds.server_address.clone();
+    let addr = server.trim();
+    let addr = addr
+        .strip_prefix("https://")
+        .or_else(|| addr.strip_prefix("http://"))
+        .unwrap_or(addr);
+    let domain = addr.split('/').next().unwrap_or("");
+    let domain = match domain {
+        "" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io",
+        d => d,
+    };
+    let mut s = Session::open(domain, "", creds, "", insecure).map_err(|e| match e {
+        DistError::Unauthorized(m) => {
+            DistError::Unauthorized(format!("Get \"https://{domain}/v2/\": {m}"))
+        }
+        e => e,
+    })?;
+    if s.challenge.is_none() {
+        // The registry asks for nothing: any credentials will do.
+        return Ok(None);
+    }
+    let url = s.base.clone();
+    let mut r = s.send("GET", &url, &[], ReqBody::None)?;
+    let _ = r.read_body(64 * 1024);
+    match r.status {
+        200..=299 => Ok(s.refresh_token.take()),
+        401 => Err(DistError::Unauthorized(format!(
+            "login attempt to {url} failed with status: 401 Unauthorized"
+        ))),
+        st => Err(DistError::Registry(format!(
+            "login attempt to {url} failed with status: {st}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,7 +369,8 @@ mod tests {
 
     #[test]
     fn registry_errors_are_worded_as_go_does() {
-        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        let b =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
         let (code, text) = registry_error(b).unwrap();
         assert_eq!(code, "MANIFEST_UNKNOWN");
         assert_eq!(text, "manifest unknown: manifest unknown");

@@ -7,13 +7,13 @@ mod exec;
 mod exit;
 mod health;
 pub mod images;
+pub mod pull;
 mod recover;
 mod remove;
 mod start;
 pub mod stats;
 mod stop;
 mod tasks;
-pub mod pull;
 mod update;
 
 use std::io::Read;

@@ -15,15 +15,13 @@ impl Engine {
     /// Fork the pull's worker; its progress messages wake `conn`.
     pub fn spawn_pull(&mut self, conn: ConnId, job: PullJob) -> std::io::Result<WorkerId> {
         let layout = self.images.layout().clone();
-        let worker = self
-            .workers
-            .spawn(Wake::Conn(conn), move |_input, rep| {
-                match pull(&layout, job, rep) {
-                    Ok(s) => serde_json::to_value(s)
-                        .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-                    Err(e) => Err(e.to_wire()),
-                }
-            })?;
+        let worker = self.workers.spawn(Wake::Conn(conn), move |_input, rep| {
+            match pull(&layout, job, rep) {
+                Ok(s) => serde_json::to_value(s)
+                    .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
+                Err(e) => Err(e.to_wire()),
+            }
+        })?;
         self.workers.close_input(worker);
         self.images.begin_worker();
         Ok(worker)

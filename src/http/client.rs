@@ -148,7 +148,10 @@ pub fn request(
             url.to_string()
         )));
     }
-    if headers.iter().any(|(n, v)| !header_safe(n) || !header_safe(v)) {
+    if headers
+        .iter()
+        .any(|(n, v)| !header_safe(n) || !header_safe(v))
+    {
         return Err(invalid("invalid header value".into()));
     }
     let addr_text = if url.host().len() != url.authority.len() {

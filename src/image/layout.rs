@@ -207,8 +207,7 @@ impl Layout {
         let p = self
             .pulls_dir()
             .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)));
-        let data =
-            serde_json::to_vec(diff_ids).map_err(|e| ImageError::Io(io::Error::other(e)))?;
+        let data = serde_json::to_vec(diff_ids).map_err(|e| ImageError::Io(io::Error::other(e)))?;
         atomic::write_file(&p, &data)?;
         Ok(p)
     }
