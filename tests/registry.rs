@@ -277,6 +277,10 @@ fn inspect(d: &Daemon, name: &str) -> Value {
     serde_json::from_slice::<Vec<Value>>(&o.stdout).unwrap()[0].clone()
 }
 
+fn body_json(r: &common::RawResponse) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
 /// JSON lines of a progress stream.
 fn messages(body: &str) -> Vec<Value> {
     body.lines()
@@ -511,4 +515,474 @@ fn pull_from_a_plain_http_registry() {
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "download leftovers: {left:?}");
+}
+
+/// What the test proxy in front of a registry does.
+#[derive(Clone, Default)]
+struct ProxyMode {
+    /// Cut a blob download's connection after this many bytes.
+    cut_every: Option<u64>,
+    /// Demand Bearer tokens, issued by `/token` for this `user:password`
+    /// (anonymous callers get tokens that are denied every repository).
+    bearer: Option<String>,
+    /// Seconds a token lives (rejected after).
+    token_life: u64,
+    /// Pause after each 16 KiB of a blob.
+    throttle: Option<Duration>,
+}
+
+/// A proxy in front of a registry: Bearer auth with its own token server,
+/// cut or slowed blob downloads, and a count of the blob bytes it sent.
+struct Proxy {
+    port: u16,
+    fetched: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Tokens {
+    issued: std::sync::Mutex<Vec<(String, Instant, bool)>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, mode: ProxyMode) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fetched = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tokens = Arc::new(Tokens {
+            issued: std::sync::Mutex::new(Vec::new()),
+        });
+        let (f, s) = (fetched.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (f, mode, tokens) = (f.clone(), mode.clone(), tokens.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, upstream, port, &mode, &f, &tokens);
+                });
+            }
+        });
+        Proxy {
+            port,
+            fetched,
+            stop,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn respond(c: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &str) {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = c.write_all(head.as_bytes());
+    let _ = c.write_all(body.as_bytes());
+}
+
+fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            out.push(if k <= c.len() {
+                A[(n >> (18 - 6 * k) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+fn serve(
+    mut client: TcpStream,
+    upstream: u16,
+    me: u16,
+    mode: &ProxyMode,
+    fetched: &AtomicU64,
+    tokens: &Tokens,
+) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let end = loop {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut body = buf[end + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("").to_string();
+    let mut parts = request_line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let len: usize = get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while body.len() < len {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    if let Some(creds) = &mode.bearer {
+        if path.starts_with("/token") {
+            let refresh = method == "POST"
+                && String::from_utf8_lossy(&body)
+                    .split('&')
+                    .any(|kv| kv == "refresh_token=refresh-1");
+            let good =
+                refresh || get("authorization") == Some(format!("Basic {}", b64(creds.as_bytes())));
+            if get("authorization").is_some() && !good {
+                respond(
+                    &mut client,
+                    "401 Unauthorized",
+                    &[],
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                );
+                return Ok(());
+            }
+            let mut issued = tokens.issued.lock().unwrap();
+            let token = format!("tok-{}", issued.len());
+            issued.push((token.clone(), Instant::now(), good));
+            let body = json!({"token": token, "expires_in": mode.token_life,
+                              "refresh_token": if good { "refresh-1" } else { "" }});
+            respond(&mut client, "200 OK", &[], &body.to_string());
+            return Ok(());
+        }
+        let presented =
+            get("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+        let state = presented.and_then(|t| {
+            tokens
+                .issued
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(x, _, _)| *x == t)
+                .map(|(_, at, good)| (at.elapsed().as_secs() < mode.token_life, *good))
+        });
+        let challenge =
+            format!("Bearer realm=\"http://127.0.0.1:{me}/token\",service=\"test-registry\"");
+        match state {
+            Some((true, true)) => {}
+            Some((true, false)) if path == "/v2/" => {}
+            Some((true, false)) => {
+                respond(
+                    &mut client,
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", challenge)],
+                    r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+                );
+                return Ok(());
+            }
+            _ => {
+                respond(
+                    &mut client,
+                    "401 Unauthorized",
+                    &[("WWW-Authenticate", challenge)],
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+                );
+                return Ok(());
+            }
+        }
+    }
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut out = format!("{request_line}\r\n");
+    for (k, v) in &headers {
+        if k != "authorization" && k != "connection" {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    up.write_all(out.as_bytes())?;
+    up.write_all(&body)?;
+    let blob = method == "GET" && path.contains("/blobs/sha256:");
+    let mut sent = 0u64;
+    loop {
+        let n = up.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let mut n = n;
+        if let (true, Some(cut)) = (blob, mode.cut_every) {
+            n = n.min((cut - sent) as usize);
+        }
+        client.write_all(&chunk[..n])?;
+        sent += n as u64;
+        if blob {
+            fetched.fetch_add(n as u64, Ordering::SeqCst);
+            if let Some(t) = mode.throttle {
+                std::thread::sleep(t);
+            }
+            if mode.cut_every.is_some_and(|c| sent >= c) {
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn registry_auth(user: &str, password: &str, server: &str) -> String {
+    b64(
+        json!({"username": user, "password": password, "serveraddress": server})
+            .to_string()
+            .as_bytes(),
+    )
+    .replace('+', "-")
+    .replace('/', "_")
+}
+
+#[test]
+fn logins_and_pulls_with_basic_and_bearer_auth() {
+    let htpasswd = temp_dir("htpasswd").join("htpasswd");
+    let o = Command::new("htpasswd")
+        .args(["-Bbn", "alice", "s3cret"])
+        .output()
+        .expect("htpasswd (apache2-utils) must be installed");
+    assert!(o.status.success());
+    std::fs::write(&htpasswd, &o.stdout).unwrap();
+    let reg = Registry::start(&format!(
+        "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+        htpasswd.display()
+    ));
+    let host = reg.host();
+    reg.push_archive(busybox_tar(), "private/bb:1", false, Some("alice:s3cret"));
+    let d = Daemon::start();
+
+    // Basic: no credentials, wrong ones, then a login.
+    let o = d.docker(&["pull", &format!("{host}/private/bb:1")]);
+    assert!(
+        !o.status.success(),
+        "anonymous pull of a private repo: {}",
+        text(&o)
+    );
+    let login = |user: &str, pw: &str, server: &str| {
+        d.request_bytes(
+            "POST",
+            "/auth",
+            &[("Content-Type", "application/json")],
+            Some(
+                json!({"username": user, "password": pw, "serveraddress": server})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+    };
+    let r = login("alice", "wrong", &host);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("login attempt to http://{host}/v2/ failed with status: 401 Unauthorized")
+    );
+    let r = login("alice", "s3cret", &host);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body_json(&r)["Status"], json!("Login Succeeded"));
+    let o = d.docker(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = d.docker(&["login", "-u", "alice", "-p", "s3cret", &host]);
+    assert!(o.status.success(), "docker login: {}", text(&o));
+    let o = d.docker(&["pull", &format!("{host}/private/bb:1")]);
+    assert!(o.status.success(), "pull after login: {}", text(&o));
+    // X-Registry-Auth on a raw request, with wrong credentials: refused.
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={host}/private/bb&tag=1"),
+        &[("X-Registry-Auth", &registry_auth("alice", "nope", &host))],
+        None,
+    );
+    assert_ne!(r.status, 200, "{}", r.text());
+
+    // Bearer: a token server in front of a plain registry.
+    let plain = Registry::start("");
+    plain.push_archive(busybox_tar(), "team/bb:latest", false, None);
+    let proxy = Proxy::start(
+        plain.port,
+        ProxyMode {
+            bearer: Some("bob:hunter2".into()),
+            token_life: 60,
+            ..Default::default()
+        },
+    );
+    let ph = proxy.host();
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={ph}/team/bb&tag=latest"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("pull access denied for {ph}/team/bb, repository does not exist or may require 'docker login': denied: requested access to the resource is denied")
+    );
+    let r = login("bob", "wrong", &ph);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = login("bob", "hunter2", &ph);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(body_json(&r)["IdentityToken"], json!("refresh-1"));
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={ph}/team/bb&tag=latest"),
+        &[("X-Registry-Auth", &registry_auth("bob", "hunter2", &ph))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("Status: Downloaded newer image"),
+        "{}",
+        r.text()
+    );
+    let o = d.docker(&["login", "-u", "bob", "-p", "hunter2", &ph]);
+    assert!(o.status.success(), "docker login (bearer): {}", text(&o));
+    d.docker(&["rmi", &format!("{ph}/team/bb")]);
+    let o = d.docker(&["pull", &format!("{ph}/team/bb")]);
+    assert!(o.status.success(), "pull with a bearer login: {}", text(&o));
+}
+
+/// An image of two uncompressed layers of `each` random bytes.
+fn big_image(host: &str, repo: &str, each: usize) -> (String, u64) {
+    let l1 = layer_tar("one.bin", &random(each));
+    let l2 = layer_tar("two.bin", &random(each));
+    let total = (l1.len() + l2.len()) as u64;
+    let (_, _, id) = push_image(host, repo, Some("latest"), &[l1, l2], "amd64", "");
+    (id, total)
+}
+
+#[test]
+fn pull_resumes_after_cuts_with_expiring_tokens() {
+    let reg = Registry::start("");
+    let (id, total) = big_image(&reg.host(), "big", 12 << 20);
+    let proxy = Proxy::start(
+        reg.port,
+        ProxyMode {
+            cut_every: Some(3 << 20),
+            bearer: Some("bob:hunter2".into()),
+            token_life: 1,
+            throttle: Some(Duration::from_micros(500)),
+        },
+    );
+    let d = Daemon::start();
+    let ph = proxy.host();
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={ph}/big&tag=latest"),
+        &[("X-Registry-Auth", &registry_auth("bob", "hunter2", &ph))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Downloaded newer image"), "{}", r.text());
+    let fetched = proxy.fetched();
+    assert!(
+        (fetched as f64) < total as f64 * 1.1,
+        "fetched {fetched} bytes for {total}"
+    );
+    assert!(fetched >= total, "fetched {fetched} of {total}");
+    assert_eq!(inspect(&d, &format!("{ph}/big"))["Id"], json!(id));
+    assert!(d.log_text().contains("resuming in"), "no cut seen");
+}
+
+#[test]
+fn kill9_during_pulls_leaves_a_consistent_store() {
+    let reg = Registry::start("");
+    let (id, total) = big_image(&reg.host(), "big", 8 << 20);
+    let proxy = Proxy::start(
+        reg.port,
+        ProxyMode {
+            throttle: Some(Duration::from_millis(2)),
+            ..Default::default()
+        },
+    );
+    let ph = proxy.host();
+    let mut d = Daemon::start();
+    let name = format!("{ph}/big:latest");
+    // Kill points: in the first layer, in the second (the first committed
+    // and held), and once more in the second.
+    for (i, at) in [3u64 << 20, 11 << 20, 14 << 20].iter().enumerate() {
+        let mut curl = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--unix-socket"])
+            .arg(&d.sock)
+            .args(["-X", "POST"])
+            .arg(format!(
+                "http://d/images/create?fromImage={ph}/big&tag=latest"
+            ))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while proxy.fetched() < *at {
+            assert!(
+                Instant::now() < deadline,
+                "pull stalled at {}",
+                proxy.fetched()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.kill9();
+        let _ = curl.wait();
+        d.restart();
+        d.wait_serving();
+        // Consistent: no image, no temp leftovers, the partial kept.
+        let o = d.docker(&["images", "-q"]);
+        assert!(o.stdout.is_empty(), "kill {i}: {}", text(&o));
+        let layers = d.data_root.join("image/layers");
+        for e in std::fs::read_dir(&layers).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(!n.starts_with(".tmp"), "kill {i}: leftover {n}");
+            assert!(
+                e.path().join("layer.json").is_file(),
+                "kill {i}: {n} incomplete"
+            );
+        }
+        let held = std::fs::read_dir(&layers).unwrap().count();
+        assert_eq!(held, usize::from(i > 0), "kill {i}: layers kept");
+    }
+    let o = d.docker(&["pull", &name]);
+    assert!(o.status.success(), "final pull: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Already exists"), "{out}");
+    assert_eq!(inspect(&d, &name)["Id"], json!(id));
+    let fetched = proxy.fetched();
+    assert!(
+        (fetched as f64) < total as f64 * 1.1,
+        "fetched {fetched} bytes for {total} over three kills"
+    );
+    let dl = d.data_root.join("image/downloads");
+    assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0);
 }

@@ -127,7 +127,13 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         .name
         .split_once('/')
         .ok_or_else(|| DistError::Invalid("invalid reference format".into()))?;
-    let mut sess = Session::open(domain, repo, job.creds, "pull", &job.insecure)?;
+    // A 401 is for `POST /auth` only: the CLI answers one from a pull by
+    // prompting for credentials.
+    let mut sess =
+        Session::open(domain, repo, job.creds, "pull", &job.insecure).map_err(|e| match e {
+            DistError::Unauthorized(m) => DistError::Registry(m),
+            e => e,
+        })?;
     let tag_or_digest = r
         .digest
         .clone()

@@ -190,11 +190,29 @@ impl Session {
         let url = Url::parse(&url).map_err(|e| DistError::Registry(e.to_string()))?;
         let basic = self.creds.basic();
         let mut headers: Vec<(&str, &str)> = Vec::new();
-        if self.creds.has_password() {
-            headers.push(("Authorization", &basic));
-        }
-        let mut r = request("GET", &url, &headers, ReqBody::None)
-            .map_err(|e| DistError::Registry(format!("Get \"{url}\": {e}")))?;
+        let mut r = if !self.creds.identity_token.is_empty() {
+            // An identity token from `docker login`: OAuth2's refresh grant.
+            let mut form = vec![
+                "grant_type=refresh_token".to_string(),
+                format!(
+                    "refresh_token={}",
+                    percent_encode(&self.creds.identity_token)
+                ),
+                "client_id=docker".to_string(),
+            ];
+            form.extend(query.iter().cloned());
+            let form = form.join("&");
+            let realm = Url::parse(realm).map_err(|e| DistError::Registry(e.to_string()))?;
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+            request("POST", &realm, &headers, ReqBody::Bytes(form.as_bytes()))
+                .map_err(|e| DistError::Registry(format!("Post \"{realm}\": {e}")))?
+        } else {
+            if self.creds.has_password() {
+                headers.push(("Authorization", &basic));
+            }
+            request("GET", &url, &headers, ReqBody::None)
+                .map_err(|e| DistError::Registry(format!("Get \"{url}\": {e}")))?
+        };
         let body = r.read_body(1 << 20).unwrap_or_default();
         if r.status == 401 || r.status == 403 {
             return Err(DistError::Unauthorized(
