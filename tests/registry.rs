@@ -986,3 +986,94 @@ fn kill9_during_pulls_leaves_a_consistent_store() {
     let dl = d.data_root.join("image/downloads");
     assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0);
 }
+
+#[test]
+fn push_then_pull_back() {
+    let reg = Registry::start("");
+    let host = reg.host();
+    let d = Daemon::with_busybox();
+    let name = format!("{host}/mine/bb");
+    assert!(d
+        .docker(&["tag", "busybox:latest", &format!("{name}:v1")])
+        .status
+        .success());
+    let o = d.docker(&["push", &format!("{name}:v1")]);
+    assert!(o.status.success(), "docker push: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("The push refers to repository"), "{out}");
+    assert!(out.contains("Pushed"), "{out}");
+    // The digest reported is the registry's.
+    let (st, h, _) = http(
+        "HEAD",
+        &format!("http://{host}/v2/mine/bb/manifests/v1"),
+        &[(
+            "Accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )],
+        b"",
+    );
+    assert_eq!(st, 200);
+    let digest = header(&h, "docker-content-digest").unwrap().to_string();
+    assert!(
+        out.contains(&format!("v1: digest: {digest} size: ")),
+        "{out}"
+    );
+    let img = inspect(&d, &format!("{name}:v1"));
+    assert_eq!(img["RepoDigests"], json!([format!("{name}@{digest}")]));
+    let o = d.docker(&["images", "--digests", "--format", "{{.Tag}} {{.Digest}}"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("v1 {digest}")),
+        "{}",
+        text(&o)
+    );
+
+    // Again: the layer is there; the raw stream ends with dockerd's aux.
+    let r = d.request_bytes("POST", &format!("/images/{name}/push?tag=v1"), &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = messages(&r.text());
+    assert!(
+        msgs.iter().any(|m| m["status"] == "Layer already exists"),
+        "{msgs:?}"
+    );
+    assert_eq!(
+        msgs.last().unwrap()["aux"]["Digest"],
+        json!(digest),
+        "{msgs:?}"
+    );
+
+    // What went up comes back down whole, into a fresh daemon.
+    let mut fresh = Daemon::start();
+    fresh.has_containers = true;
+    let o = fresh.docker(&["pull", &format!("{name}:v1")]);
+    assert!(o.status.success(), "pull back: {}", text(&o));
+    let back = inspect(&fresh, &format!("{name}:v1"));
+    assert_eq!(back["Id"], img["Id"]);
+    assert_eq!(back["RootFS"], img["RootFS"]);
+    let o = fresh.docker(&["run", "--rm", &format!("{name}:v1"), "echo", "round trip"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Unknown image: dockerd's words, nothing sent.
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/{host}/nope/push?tag=x"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(
+        r.message(),
+        format!("An image does not exist locally with the tag: {host}/nope")
+    );
+    // docker-py's push.
+    let py = format!(
+        "import docker\nc = docker.DockerClient(base_url='unix://{}')\nfor l in c.images.push('{name}', tag='v1', stream=True, decode=True):\n    print(l)\n",
+        d.sock.display()
+    );
+    let o = Command::new("python3").arg("-c").arg(&py).output().unwrap();
+    assert!(o.status.success(), "docker-py push: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&digest),
+        "{}",
+        text(&o)
+    );
+}

@@ -10,6 +10,7 @@ use crate::distribution::auth::Credentials;
 use crate::distribution::error::DistError;
 use crate::distribution::manifest::parse_platform;
 use crate::distribution::pull::{PullJob, PullSummary};
+use crate::distribution::push::{PushJob, PushSummary};
 use crate::distribution::session::{login, scheme_for};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -116,6 +117,56 @@ fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
         json!({ "status": format!("Digest: {}", summary.digest) }),
         json!({ "status": status }),
     ])
+}
+
+/// `POST /images/{name}/push?tag=`: the tag (or every tag of the
+/// repository) pushed by a worker, with dockerd's progress stream.
+pub fn push(call: &mut super::Call) -> Result<Response, ApiError> {
+    let name = call.params.first().cloned().unwrap_or_default();
+    let tag = call.req.query.get("tag").unwrap_or("").to_string();
+    let mut r = Reference::parse(&name)?;
+    if !tag.is_empty() {
+        if !crate::image::reference::valid_tag(&tag) {
+            return Err(ImageError::InvalidReference("invalid reference format".into()).into());
+        }
+        r.tag = Some(tag);
+    }
+    let targets = call.engine.push_targets(&r)?;
+    let insecure = insecure(call.engine);
+    let domain = r.name.split('/').next().unwrap_or("");
+    scheme_for(domain, &insecure)?;
+    let job = PushJob {
+        name: r.name.clone(),
+        targets,
+        creds: credentials(call.req),
+        insecure,
+    };
+    let worker = call.engine.spawn_push(call.conn, job)?;
+    Ok(Response::later(Box::new(ProgressStart {
+        worker,
+        finish: push_finish,
+        abort: Engine::abort_pull,
+    })))
+}
+
+fn push_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (String, Response)> {
+    let fail = |e: ApiError| (e.to_string(), e.into_response());
+    let summary = match outcome {
+        Outcome::Done(v) => serde_json::from_value::<PushSummary>(v).map_err(|e| {
+            engine.abort_pull();
+            fail(ApiError::Internal(format!("worker result: {e}")))
+        })?,
+        Outcome::Failed(v) => {
+            engine.abort_pull();
+            return Err(fail(DistError::from_wire(v).into()));
+        }
+        Outcome::Died(m) => {
+            engine.abort_pull();
+            return Err(fail(ApiError::Internal(m)));
+        }
+    };
+    engine.finish_push(&summary).map_err(|e| fail(e.into()))?;
+    Ok(Vec::new())
 }
 
 /// `POST /auth` (`docker login`): the credentials are tried against the

@@ -93,6 +93,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/exec/{id}/resize", Body(exec::resize)),
     (GET, "/exec/{id}/json", Now(exec::inspect)),
     (POST, "/auth", Json(distribution::auth)),
+    (POST, "/images/{name*}/push", Now(distribution::push)),
 ];
 
 /// A request matched to its route.

@@ -10,4 +10,5 @@ pub mod error;
 pub mod manifest;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod session;

@@ -110,10 +110,6 @@ impl Session {
         Ok(s)
     }
 
-    pub fn base_url(&self) -> String {
-        self.base.to_string()
-    }
-
     /// `GET /v2/`: 200 is anonymous access; 401 names how to authenticate.
     fn ping(&mut self) -> Result<()> {
         let url = self.base.clone();

@@ -8,6 +8,7 @@ mod exit;
 mod health;
 pub mod images;
 pub mod pull;
+pub mod push;
 mod recover;
 mod remove;
 mod start;
