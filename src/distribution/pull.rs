@@ -222,7 +222,7 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         send(rep, progress::status(Some(&sid), "Download complete"));
         send(rep, progress::bar(&sid, "Extracting", 0, size));
         let tmp = layout.new_temp_dir()?;
-        let extracted = blob::open(&path).map_err(|e| e).and_then(|f| {
+        let extracted = blob::open(&path).and_then(|f| {
             Ok(crate::image::layer_extract::extract_layer(
                 f, &tmp, &budget,
             )?)

@@ -312,7 +312,7 @@ impl Session {
         }
         let again = match &body {
             ReqBody::None => Some(ReqBody::None),
-            ReqBody::Bytes(b) => Some(ReqBody::Bytes(*b)),
+            ReqBody::Bytes(b) => Some(ReqBody::Bytes(b)),
             ReqBody::Reader(..) => None,
         };
         let r = self.raw(method, url, headers, body, true)?;
