@@ -26,6 +26,9 @@ pub struct Config {
     /// `no-new-privileges`: every container gets no_new_privs unless its
     /// `--security-opt no-new-privileges=false` says otherwise.
     pub no_new_privileges: bool,
+    /// `insecure-registries`: registries (`host[:port]`) spoken to over
+    /// plain HTTP, besides loopback.
+    pub insecure_registries: Vec<String>,
 }
 
 /// What the command line asks for.
@@ -56,6 +59,8 @@ Options:
                             Serve browser requests from ORIGIN (or * for any); by
                             default requests carrying an Origin header are refused
       --no-new-privileges   Set no_new_privs on every container by default
+      --insecure-registry HOST[:PORT]
+                            Pull from / push to this registry over plain HTTP (repeatable)
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 ";
@@ -72,6 +77,7 @@ struct Flags {
     head_timeout: Option<String>,
     api_cors_header: Option<String>,
     no_new_privileges: bool,
+    insecure_registries: Vec<String>,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -114,6 +120,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                     Some(v) => return Err(format!("invalid value {v:?} for --no-new-privileges")),
                 }
             }
+            "--insecure-registry" => f.insecure_registries.push(value()?),
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -150,6 +157,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "log-driver",
         "api-cors-header",
         "no-new-privileges",
+        "insecure-registries",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -209,6 +217,25 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("hosts in {path} must be an array of strings")),
     };
+    let file_insecure: Vec<String> = match obj.get("insecure-registries") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("insecure-registries must be strings")
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(format!(
+                "insecure-registries in {path} must be an array of strings"
+            ))
+        }
+    };
+    if !f.insecure_registries.is_empty() && !file_insecure.is_empty() {
+        conflicts.push("insecure-registries".into());
+    }
     if !f.hosts.is_empty() && !file_hosts.is_empty() {
         conflicts.push("hosts".into());
     }
@@ -273,6 +300,11 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
         api_cors_header: api_cors_header.unwrap_or_default(),
         no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
+        insecure_registries: if f.insecure_registries.is_empty() {
+            file_insecure
+        } else {
+            f.insecure_registries
+        },
     })
 }
 
@@ -289,6 +321,27 @@ mod tests {
 
     fn run(flags: Flags, file: serde_json::Value) -> Result<Config, String> {
         merge(flags, Some(&file), "daemon.json")
+    }
+
+    #[test]
+    fn insecure_registries_from_flags_or_file() {
+        let f = Flags {
+            insecure_registries: vec!["10.0.0.2:5000".into()],
+            ..Flags::default()
+        };
+        let cfg = merge(f, None, "x").unwrap();
+        assert_eq!(cfg.insecure_registries, vec!["10.0.0.2:5000".to_string()]);
+        let cfg = run(
+            Flags::default(),
+            serde_json::json!({"insecure-registries": ["lan:5000"]}),
+        )
+        .unwrap();
+        assert_eq!(cfg.insecure_registries, vec!["lan:5000".to_string()]);
+        assert!(run(
+            Flags::default(),
+            serde_json::json!({"insecure-registries": "x"})
+        )
+        .is_err());
     }
 
     #[test]

@@ -502,6 +502,48 @@ fn pull_from_a_plain_http_registry() {
         "{out}"
     );
 
+    // docker search: the registry's catalog filtered by the term.
+    let o = d.docker(&["search", &format!("{host}/busy")]);
+    assert!(o.status.success(), "docker search: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains(&format!("{host}/busybox")), "{out}");
+    assert!(out.contains(&format!("{host}/oci/busybox")), "{out}");
+    assert!(!out.contains("multi"), "{out}");
+    let r = d.request_bytes(
+        "GET",
+        &format!("/images/search?term={host}/busy&limit=1"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        body_json(&r).as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        r.text()
+    );
+    let r = d.request_bytes(
+        "GET",
+        &format!("/images/search?term={host}/busy&limit=0"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.message(), "limit 0 is outside the range of [1, 100]");
+    let o = d.docker(&[
+        "search",
+        "--filter",
+        "is-official=true",
+        &format!("{host}/busy"),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        1,
+        "{}",
+        text(&o)
+    );
+
     // Pull events.
     let ev = d.events(Some(r#"{"type":["image"],"event":["pull"]}"#));
     assert!(

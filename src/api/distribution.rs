@@ -11,6 +11,7 @@ use crate::distribution::error::DistError;
 use crate::distribution::manifest::parse_platform;
 use crate::distribution::pull::{PullJob, PullSummary};
 use crate::distribution::push::{PushJob, PushSummary};
+use crate::distribution::search::{split_term, SearchFilters};
 use crate::distribution::session::{login, scheme_for};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -25,8 +26,18 @@ use crate::worker::Outcome;
 
 /// The registries spoken to over plain HTTP besides loopback.
 fn insecure(engine: &Engine) -> Vec<String> {
-    let _ = engine;
-    Vec::new()
+    engine
+        .config
+        .insecure_registries
+        .iter()
+        .map(|r| {
+            let r = r.trim_end_matches('/');
+            r.strip_prefix("http://")
+                .or_else(|| r.strip_prefix("https://"))
+                .unwrap_or(r)
+                .to_string()
+        })
+        .collect()
 }
 
 /// dockerd's reference from `fromImage` and `tag` (a tag, or a digest).
@@ -167,6 +178,76 @@ fn push_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
     };
     engine.finish_push(&summary).map_err(|e| fail(e.into()))?;
     Ok(Vec::new())
+}
+
+/// `GET /images/search?term=&limit=&filters=`: a registry's catalog
+/// filtered by the term, read in a worker.
+pub fn search(call: &mut super::Call) -> Result<Response, ApiError> {
+    let q = &call.req.query;
+    let term = q.get("term").unwrap_or("").to_string();
+    let limit = match q.get("limit").filter(|l| !l.is_empty()) {
+        None => 25,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) if (1..=100).contains(&n) => n as usize,
+            Ok(n) => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "limit {n} is outside the range of [1, 100]"
+                )))
+            }
+            Err(_) => {
+                return Err(ApiError::InvalidParameter(format!(
+                    "strconv.Atoi: parsing {l:?}: invalid syntax"
+                )))
+            }
+        },
+    };
+    let f = super::filters::parse(q.get("filters"), &["is-official", "is-automated", "stars"])?;
+    let first = |key: &str| f.get(key).and_then(|v| v.first()).cloned();
+    let boolean = |key: &str| -> Result<Option<bool>, ApiError> {
+        match first(key).as_deref() {
+            None => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(v) => Err(ApiError::InvalidParameter(format!(
+                "invalid filter '{key}={v}'"
+            ))),
+        }
+    };
+    let stars = match first("stars") {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidParameter(format!("invalid filter 'stars={s}'")))?,
+    };
+    let filters = SearchFilters {
+        is_official: boolean("is-official")?,
+        is_automated: boolean("is-automated")?,
+        stars,
+    };
+    let insecure = insecure(call.engine);
+    let (domain, _) = split_term(&term);
+    scheme_for(&domain, &insecure)?;
+    let creds = credentials(call.req);
+    let worker = call
+        .engine
+        .workers
+        .spawn(Wake::Conn(call.conn), move |_input, _rep| {
+            crate::distribution::search::search(&term, limit, &filters, creds, &insecure)
+                .map_err(|e| e.to_wire())
+        })?;
+    call.engine.workers.close_input(worker);
+    Ok(Response::later(Box::new(WorkerAnswer {
+        worker,
+        finish: search_finish,
+    })))
+}
+
+fn search_finish(_engine: &mut Engine, outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Done(v) => Response::json(200, &v),
+        Outcome::Failed(v) => ApiError::from(DistError::from_wire(v)).into_response(),
+        Outcome::Died(m) => ApiError::Internal(m).into_response(),
+    }
 }
 
 /// `POST /auth` (`docker login`): the credentials are tried against the

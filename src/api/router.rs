@@ -58,6 +58,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/events", Now(events::stream)),
     (GET, "/plugins", Now(system::plugins)),
     (GET, "/images/json", Now(images::list)),
+    (GET, "/images/search", Now(distribution::search)),
     (GET, "/images/get", Now(images::save)),
     (POST, "/images/load", Stream(images::load)),
     (POST, "/images/create", Stream(images::create)),

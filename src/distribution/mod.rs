@@ -11,4 +11,5 @@ pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod search;
 pub mod session;
