@@ -502,6 +502,24 @@ fn pull_from_a_plain_http_registry() {
         "{out}"
     );
 
+    // --all-tags: every tag of the repository.
+    reg.push_archive(busybox_tar(), "tags:one", false, None);
+    reg.push_archive(busybox_tar(), "tags:two", false, None);
+    let o = d.docker(&["pull", "--all-tags", &format!("{host}/tags")]);
+    assert!(o.status.success(), "pull -a: {}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {host}/tags\n")),
+        "{out}"
+    );
+    let both = inspect(&d, &format!("{host}/tags:one"));
+    let mut tags: Vec<String> = serde_json::from_value(both["RepoTags"].clone()).unwrap();
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec![format!("{host}/tags:one"), format!("{host}/tags:two")]
+    );
+
     // docker search: the registry's catalog filtered by the term.
     let o = d.docker(&["search", &format!("{host}/busy")]);
     assert!(o.status.success(), "docker search: {}", text(&o));

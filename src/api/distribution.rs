@@ -68,7 +68,12 @@ pub fn credentials(req: &Request) -> Credentials {
 /// `POST /images/create?fromImage=...`
 pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<Engine>, ApiError> {
     let q = &req.query;
-    let reference = pull_reference(q.get("fromImage").unwrap_or(""), q.get("tag").unwrap_or(""))?;
+    let from = q.get("fromImage").unwrap_or("");
+    let tag = q.get("tag").unwrap_or("");
+    let reference = pull_reference(from, tag)?;
+    // dockerd: a name without tag or digest, and no `tag`, means every tag.
+    let all_tags = tag.is_empty()
+        && Reference::parse(from).is_ok_and(|r| r.tag.is_none() && r.digest.is_none());
     let platform = match q.get("platform").filter(|p| !p.is_empty()) {
         Some(p) => Some(parse_platform(p)?),
         None => None,
@@ -81,6 +86,7 @@ pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<En
         platform,
         creds: credentials(req),
         insecure,
+        all_tags,
     };
     let worker = engine.spawn_pull(conn, job)?;
     Ok(Begin::Respond(Response::later(Box::new(ProgressStart {
@@ -107,13 +113,17 @@ fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
         }
     };
     let newer = engine.finish_pull(&summary).map_err(|e| fail(e.into()))?;
-    let shown = summary
+    let first = summary
         .load
         .images
         .first()
         .and_then(|i| i.tags.first())
-        .map(|t| familiar(t))
+        .cloned()
         .unwrap_or_default();
+    let shown = match Reference::parse(&first) {
+        Ok(r) if summary.all_tags => r.familiar_name().to_string(),
+        _ => familiar(&first),
+    };
     log::info!(
         "pulled {shown} ({}): {} blob bytes fetched",
         summary.digest,
@@ -124,10 +134,7 @@ fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (Str
     } else {
         format!("Status: Image is up to date for {shown}")
     };
-    Ok(vec![
-        json!({ "status": format!("Digest: {}", summary.digest) }),
-        json!({ "status": status }),
-    ])
+    Ok(vec![json!({ "status": status })])
 }
 
 /// `POST /images/{name}/push?tag=`: the tag (or every tag of the

@@ -158,7 +158,14 @@ pub fn download(
             } else {
                 n
             };
-            file.write_all(&buf[..n])?;
+            if let Err(e) = file.write_all(&buf[..n]) {
+                // A full disk keeps nothing half-written: the partial goes.
+                if e.raw_os_error() == Some(libc::ENOSPC) {
+                    drop(file);
+                    let _ = fs::remove_file(path);
+                }
+                return Err(e.into());
+            }
             hasher.update(&buf[..n]);
             have += n as u64;
             counters.fetched += n as u64;

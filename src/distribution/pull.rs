@@ -37,6 +37,8 @@ pub struct PullJob {
     pub platform: Option<Platform>,
     pub creds: Credentials,
     pub insecure: Vec<String>,
+    /// `--all-tags`: every tag of the repository.
+    pub all_tags: bool,
 }
 
 /// What a pull did, sent back over the worker pipe.
@@ -47,6 +49,9 @@ pub struct PullSummary {
     pub digest: String,
     /// Blob bytes received from the network.
     pub fetched: u64,
+    /// Every tag of the repository was pulled.
+    #[serde(default)]
+    pub all_tags: bool,
 }
 
 fn send(rep: &mut Reporter, v: serde_json::Value) {
@@ -120,26 +125,115 @@ fn not_found(r: &Reference, status: u16, body: &[u8]) -> DistError {
     }
 }
 
+/// One image fetched, its layers committed and held, its config not yet
+/// written.
+struct Fetched {
+    config: Vec<u8>,
+    image: LoadedImage,
+    hold: std::path::PathBuf,
+    digest: String,
+}
+
+/// The repository's tags (`GET tags/list`), for `--all-tags`.
+fn list_tags(sess: &mut Session, r: &Reference) -> Result<Vec<String>> {
+    let url = sess.url("tags/list")?;
+    let mut resp = sess.send("GET", &url, &[], ReqBody::None)?;
+    let body = resp.read_body(manifest::MANIFEST_MAX).unwrap_or_default();
+    if resp.status != 200 {
+        return Err(not_found(r, resp.status, &body));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| DistError::Registry(format!("tags list: {e}")))?;
+    Ok(v.get("tags")
+        .and_then(|t| t.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| crate::image::reference::valid_tag(t))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSummary> {
     layout.create_dirs()?;
-    let r = job.reference;
+    let r = job.reference.clone();
     let (domain, repo) = r
         .name
         .split_once('/')
         .ok_or_else(|| DistError::Invalid("invalid reference format".into()))?;
     // A 401 is for `POST /auth` only: the CLI answers one from a pull by
     // prompting for credentials.
-    let mut sess =
-        Session::open(domain, repo, job.creds, "pull", &job.insecure).map_err(|e| match e {
+    let mut sess = Session::open(domain, repo, job.creds.clone(), "pull", &job.insecure).map_err(
+        |e| match e {
             DistError::Unauthorized(m) => DistError::Registry(m),
             e => e,
-        })?;
+        },
+    )?;
+    let refs: Vec<Reference> = if job.all_tags {
+        let tags = list_tags(&mut sess, &r)?;
+        if tags.is_empty() {
+            return Err(DistError::NotFound(format!(
+                "repository {} not found: no tags",
+                r.familiar_name()
+            )));
+        }
+        tags.into_iter()
+            .map(|t| Reference {
+                name: r.name.clone(),
+                tag: Some(t),
+                digest: None,
+            })
+            .collect()
+    } else {
+        vec![r.clone()]
+    };
+    let mut counters = Counters { fetched: 0 };
+    let mut fetched = Vec::new();
+    for one in &refs {
+        let f = pull_one(layout, &mut sess, one, repo, &job, rep, &mut counters)?;
+        send(rep, json!({ "status": format!("Digest: {}", f.digest) }));
+        fetched.push(f);
+    }
+    // Every image's tags on record, then their configs: they appear together.
+    let planned = LoadSummary {
+        images: fetched.iter().map(|f| f.image.clone()).collect(),
+        journal: None,
+    };
+    let journal = layout.write_journal(&planned)?;
+    for f in &fetched {
+        layout.write_config(&f.config)?;
+        layout.release_layers(&f.hold)?;
+    }
+    Ok(PullSummary {
+        load: LoadSummary {
+            journal: Some(journal),
+            ..planned
+        },
+        digest: fetched.last().map(|f| f.digest.clone()).unwrap_or_default(),
+        fetched: counters.fetched,
+        all_tags: job.all_tags,
+    })
+}
+
+/// One tag or digest: manifest, config, missing layers.
+fn pull_one(
+    layout: &Layout,
+    sess: &mut Session,
+    r: &Reference,
+    repo: &str,
+    job: &PullJob,
+    rep: &mut Reporter,
+    counters: &mut Counters,
+) -> Result<Fetched> {
+    let r = r.clone();
     let tag_or_digest = r
         .digest
         .clone()
         .or_else(|| r.tag.clone())
         .unwrap_or_else(|| "latest".into());
-    let (body, ct, top_digest) = fetch_manifest(&mut sess, &r, &tag_or_digest)?;
+    let (body, ct, top_digest) = fetch_manifest(sess, &r, &tag_or_digest)?;
     let (config_desc, layers) = match manifest::parse(&ct, &body)? {
         Manifest::Image { config, layers } => (config, layers),
         Manifest::Index(subs) => {
@@ -151,7 +245,7 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
             })?;
             let digest = pick.digest.clone();
             manifest::check_digest(&digest)?;
-            let (b, ct, _) = fetch_manifest(&mut sess, &r, &digest)?;
+            let (b, ct, _) = fetch_manifest(sess, &r, &digest)?;
             match manifest::parse(&ct, &b)? {
                 Manifest::Image { config, layers } => (config, layers),
                 Manifest::Index(_) => {
@@ -168,7 +262,7 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         rep,
         json!({"status": format!("Pulling from {repo}"), "id": shown}),
     );
-    let config = blob::fetch_small(&mut sess, &config_desc.digest, CONFIG_MAX)?;
+    let config = blob::fetch_small(sess, &config_desc.digest, CONFIG_MAX)?;
     if let Some(want) = &job.platform {
         check_platform(&config, want, &r)?;
     }
@@ -196,7 +290,6 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
     }
     let downloads = layout.root.join("downloads");
     fs::create_dir_all(&downloads)?;
-    let mut counters = Counters { fetched: 0 };
     let budget = Budget::default();
     for (l, d) in layers.iter().zip(&diff_ids) {
         if layout.layer_exists(d) {
@@ -206,18 +299,11 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         let path = partial_path(&downloads, &l.digest);
         let mut throttle = Throttle::new();
         let size = l.size;
-        blob::download(
-            &mut sess,
-            &l.digest,
-            size,
-            &path,
-            &mut counters,
-            &mut |cur| {
-                if throttle.due() || cur == size {
-                    send(rep, progress::bar(&sid, "Downloading", cur, size));
-                }
-            },
-        )?;
+        blob::download(sess, &l.digest, size, &path, counters, &mut |cur| {
+            if throttle.due() || cur == size {
+                send(rep, progress::bar(&sid, "Downloading", cur, size));
+            }
+        })?;
         send(rep, progress::status(Some(&sid), "Verifying Checksum"));
         send(rep, progress::status(Some(&sid), "Download complete"));
         send(rep, progress::bar(&sid, "Extracting", 0, size));
@@ -252,23 +338,11 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         tags.push(format!("{}:{t}", r.name));
     }
     tags.push(format!("{}@{top_digest}", r.name));
-    let planned = LoadSummary {
-        images: vec![LoadedImage {
-            id: id.clone(),
-            tags,
-        }],
-        journal: None,
-    };
-    let journal = layout.write_journal(&planned)?;
-    layout.write_config(&config)?;
-    layout.release_layers(&hold)?;
-    Ok(PullSummary {
-        load: LoadSummary {
-            journal: Some(journal),
-            ..planned
-        },
+    Ok(Fetched {
+        config,
+        image: LoadedImage { id, tags },
+        hold,
         digest: top_digest,
-        fetched: counters.fetched,
     })
 }
 

@@ -37,15 +37,19 @@ impl Engine {
             .and_then(|i| i.tags.first())
             .cloned()
             .unwrap_or_default();
-        let id = summary.load.images.first().map(|i| i.id.clone());
-        let before = self.images.resolve(&first).ok().map(|i| i.id.clone());
+        // Newer when any tag (or digest reference) pointed elsewhere.
+        let newer = summary.load.images.iter().any(|i| {
+            i.tags
+                .iter()
+                .any(|t| self.images.resolve(t).ok().map(|x| &x.id) != Some(&i.id))
+        });
         self.images.apply_load(&summary.load)?;
         let shown = familiar(&first);
         let name = Reference::parse(&first)
             .map(|r| r.familiar_name().to_string())
             .unwrap_or_else(|_| shown.clone());
         self.publish(Event::new("image", "pull", &shown).attr("name", &name));
-        Ok(before != id)
+        Ok(newer)
     }
 
     /// A pull failed or its client left: nothing to index.
