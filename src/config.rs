@@ -33,7 +33,7 @@ pub struct Config {
 
 /// What the command line asks for.
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
     CheckConfig,
@@ -139,7 +139,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_file => None,
         Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
     };
-    merge(f, file.as_ref(), &path).map(Command::Run)
+    merge(f, file.as_ref(), &path).map(|c| Command::Run(Box::new(c)))
 }
 
 /// Combine flags with the file. As dockerd does, a setting given in both

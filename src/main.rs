@@ -49,7 +49,7 @@ fn main() {
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
-            match daemon::run(cfg) {
+            match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("{e}");
