@@ -589,14 +589,21 @@ struct ProxyMode {
     token_life: u64,
     /// Pause after each 16 KiB of a blob.
     throttle: Option<Duration>,
+    /// Answer blob GETs with a 307 to this other host (`addr:port`).
+    redirect_blobs: Option<String>,
+    /// Listen here instead of 127.0.0.1.
+    bind: Option<String>,
 }
 
 /// A proxy in front of a registry: Bearer auth with its own token server,
 /// cut or slowed blob downloads, and a count of the blob bytes it sent.
 struct Proxy {
+    addr: String,
     port: u16,
     fetched: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// Some request carried an Authorization header.
+    saw_auth: Arc<AtomicBool>,
 }
 
 struct Tokens {
@@ -605,8 +612,11 @@ struct Tokens {
 
 impl Proxy {
     fn start(upstream: u16, mode: ProxyMode) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = mode.bind.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let listener = TcpListener::bind((addr.as_str(), 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
+        let saw_auth = Arc::new(AtomicBool::new(false));
+        let seen = saw_auth.clone();
         let fetched = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let tokens = Arc::new(Tokens {
@@ -619,21 +629,24 @@ impl Proxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (f, mode, tokens) = (f.clone(), mode.clone(), tokens.clone());
+                let (f, mode, tokens, seen) =
+                    (f.clone(), mode.clone(), tokens.clone(), seen.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, upstream, port, &mode, &f, &tokens);
+                    let _ = serve(conn, upstream, port, &mode, &f, &tokens, &seen);
                 });
             }
         });
         Proxy {
+            addr,
             port,
             fetched,
             stop,
+            saw_auth,
         }
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.addr, self.port)
     }
 
     fn fetched(&self) -> u64 {
@@ -644,7 +657,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.addr.as_str(), self.port));
     }
 }
 
@@ -686,6 +699,7 @@ fn serve(
     mode: &ProxyMode,
     fetched: &AtomicU64,
     tokens: &Tokens,
+    saw_auth: &AtomicBool,
 ) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut buf = Vec::new();
@@ -712,6 +726,9 @@ fn serve(
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     let get = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("authorization").is_some() {
+        saw_auth.store(true, Ordering::SeqCst);
+    }
     let len: usize = get("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
@@ -781,6 +798,17 @@ fn serve(
                 );
                 return Ok(());
             }
+        }
+    }
+    if let Some(other) = &mode.redirect_blobs {
+        if method == "GET" && path.contains("/blobs/sha256:") {
+            respond(
+                &mut client,
+                "307 Temporary Redirect",
+                &[("Location", format!("http://{other}{path}"))],
+                "",
+            );
+            return Ok(());
         }
     }
     let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
@@ -932,6 +960,42 @@ fn logins_and_pulls_with_basic_and_bearer_auth() {
     );
     let o = d.docker(&["login", "-u", "bob", "-p", "hunter2", &ph]);
     assert!(o.status.success(), "docker login (bearer): {}", text(&o));
+
+    // Blobs redirected to another host: followed, without the token.
+    let storage = Proxy::start(
+        plain.port,
+        ProxyMode {
+            bind: Some("127.0.0.2".into()),
+            ..Default::default()
+        },
+    );
+    let redirecting = Proxy::start(
+        plain.port,
+        ProxyMode {
+            bearer: Some("bob:hunter2".into()),
+            token_life: 60,
+            redirect_blobs: Some(storage.host()),
+            ..Default::default()
+        },
+    );
+    let rh = redirecting.host();
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={rh}/team/bb&tag=latest"),
+        &[("X-Registry-Auth", &registry_auth("bob", "hunter2", &rh))],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().contains("Status: Downloaded newer image"),
+        "{}",
+        r.text()
+    );
+    assert!(storage.fetched() > 0, "the redirect was not followed");
+    assert!(
+        !storage.saw_auth.load(Ordering::SeqCst),
+        "Authorization went to another host"
+    );
     d.docker(&["rmi", &format!("{ph}/team/bb")]);
     let o = d.docker(&["pull", &format!("{ph}/team/bb")]);
     assert!(o.status.success(), "pull with a bearer login: {}", text(&o));
@@ -957,6 +1021,7 @@ fn pull_resumes_after_cuts_with_expiring_tokens() {
             bearer: Some("bob:hunter2".into()),
             token_life: 1,
             throttle: Some(Duration::from_micros(500)),
+            ..Default::default()
         },
     );
     let d = Daemon::start();
