@@ -103,6 +103,15 @@ impl Drop for Registry {
     }
 }
 
+/// A directory removed on drop.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// One HTTP/1.1 exchange (`Connection: close`): status, headers, body.
 fn http(
     method: &str,
@@ -860,7 +869,8 @@ fn registry_auth(user: &str, password: &str, server: &str) -> String {
 
 #[test]
 fn logins_and_pulls_with_basic_and_bearer_auth() {
-    let htpasswd = temp_dir("htpasswd").join("htpasswd");
+    let auth_dir = Cleanup(temp_dir("htpasswd"));
+    let htpasswd = auth_dir.0.join("htpasswd");
     let o = Command::new("htpasswd")
         .args(["-Bbn", "alice", "s3cret"])
         .output()
