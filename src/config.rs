@@ -26,11 +26,14 @@ pub struct Config {
     /// `no-new-privileges`: every container gets no_new_privs unless its
     /// `--security-opt no-new-privileges=false` says otherwise.
     pub no_new_privileges: bool,
+    /// `insecure-registries`: registries (`host[:port]`) spoken to over
+    /// plain HTTP, besides loopback.
+    pub insecure_registries: Vec<String>,
 }
 
 /// What the command line asks for.
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
     CheckConfig,
@@ -58,6 +61,8 @@ Options:
       --api-enable-cors     The v1.3 docs' switch: as --api-cors-header '*' unless
                             an origin is given
       --no-new-privileges   Set no_new_privs on every container by default
+      --insecure-registry HOST[:PORT]
+                            Pull from / push to this registry over plain HTTP (repeatable)
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 ";
@@ -75,6 +80,7 @@ struct Flags {
     api_cors_header: Option<String>,
     no_new_privileges: bool,
     api_enable_cors: bool,
+    insecure_registries: Vec<String>,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -118,6 +124,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                     Some(v) => return Err(format!("invalid value {v:?} for --no-new-privileges")),
                 }
             }
+            "--insecure-registry" => f.insecure_registries.push(value()?),
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -136,7 +143,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_file => None,
         Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
     };
-    merge(f, file.as_ref(), &path).map(Command::Run)
+    merge(f, file.as_ref(), &path).map(|c| Command::Run(Box::new(c)))
 }
 
 /// Combine flags with the file. As dockerd does, a setting given in both
@@ -154,6 +161,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "log-driver",
         "api-cors-header",
         "no-new-privileges",
+        "insecure-registries",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -215,6 +223,25 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(format!("hosts in {path} must be an array of strings")),
     };
+    let file_insecure: Vec<String> = match obj.get("insecure-registries") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or("insecure-registries must be strings")
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(format!(
+                "insecure-registries in {path} must be an array of strings"
+            ))
+        }
+    };
+    if !f.insecure_registries.is_empty() && !file_insecure.is_empty() {
+        conflicts.push("insecure-registries".into());
+    }
     if !f.hosts.is_empty() && !file_hosts.is_empty() {
         conflicts.push("hosts".into());
     }
@@ -279,6 +306,11 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
         api_cors_header: api_cors_header.unwrap_or_default(),
         no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
+        insecure_registries: if f.insecure_registries.is_empty() {
+            file_insecure
+        } else {
+            f.insecure_registries
+        },
     })
 }
 
@@ -295,6 +327,27 @@ mod tests {
 
     fn run(flags: Flags, file: serde_json::Value) -> Result<Config, String> {
         merge(flags, Some(&file), "daemon.json")
+    }
+
+    #[test]
+    fn insecure_registries_from_flags_or_file() {
+        let f = Flags {
+            insecure_registries: vec!["10.0.0.2:5000".into()],
+            ..Flags::default()
+        };
+        let cfg = merge(f, None, "x").unwrap();
+        assert_eq!(cfg.insecure_registries, vec!["10.0.0.2:5000".to_string()]);
+        let cfg = run(
+            Flags::default(),
+            serde_json::json!({"insecure-registries": ["lan:5000"]}),
+        )
+        .unwrap();
+        assert_eq!(cfg.insecure_registries, vec!["lan:5000".to_string()]);
+        assert!(run(
+            Flags::default(),
+            serde_json::json!({"insecure-registries": "x"})
+        )
+        .is_err());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 mod api;
 mod atomic;
+mod base64;
 mod check_config;
 mod config;
 mod container;
 mod daemon;
+mod distribution;
 mod engine;
 mod events;
 mod host;
@@ -48,7 +50,7 @@ fn main() {
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
-            match daemon::run(cfg) {
+            match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("{e}");

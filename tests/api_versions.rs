@@ -344,22 +344,22 @@ fn walk_v1_3(d: &Daemon) {
     let del = call(d, "DELETE", &format!("/{v}/images/myrepo:v42"), None, 200);
     assert_eq!(del[0]["Untagged"], "myrepo:v42", "{del}");
     insert_v1_3(d);
-    // Registry-backed: a clear 500 until the registry client answers them.
-    let r = d.request("GET", &format!("/{v}/images/search?term=sshd"), None);
-    assert_eq!(r.status, 500, "{r:?}");
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("index.docker.io"),
-        "{r:?}"
-    );
-    let r = d.request(
-        "POST",
-        &format!("/{v}/auth"),
-        Some(r#"{"username":"hannibal","password":"xxxx","email":"hannibal@a-team.com"}"#),
-    );
-    assert_eq!(r.status, 500, "{r:?}");
+    // Registry-backed: the registry client answers them; Docker Hub is out of
+    // reach here (no HTTPS in a build without TLS, no internet in tests), so a
+    // clear JSON error that names it.
+    for (method, path, body) in [
+        ("GET", format!("/{v}/images/search?term=sshd"), None),
+        (
+            "POST",
+            format!("/{v}/auth"),
+            Some(r#"{"username":"hannibal","password":"xxxx","email":"hannibal@a-team.com"}"#),
+        ),
+    ] {
+        let r = d.request(method, &path, body);
+        assert!(r.status == 500 || r.status == 501, "{path}: {r:?}");
+        let msg = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains("docker.io"), "{path}: {r:?}");
+    }
 
     // Misc.
     let info = call(d, "GET", &format!("/{v}/info"), None, 200);

@@ -17,6 +17,8 @@ pub enum ApiError {
     VersionTooOld(String),
     /// A query parameter or body field is invalid.
     InvalidParameter(String),
+    /// Credentials refused (`POST /auth`).
+    Unauthorized(String),
     /// Refused whatever its content (a browser's cross-origin request).
     Forbidden(String),
     /// A named object does not exist ("No such container: x").
@@ -39,6 +41,7 @@ impl ApiError {
             ApiError::VersionTooNew(_) | ApiError::VersionTooOld(_) => 400,
             ApiError::InvalidParameter(_) => 400,
             ApiError::Forbidden(_) => 403,
+            ApiError::Unauthorized(_) => 401,
             ApiError::Conflict(_) => 409,
             ApiError::NotModified => 304,
             ApiError::NotImplemented(_) => 501,
@@ -71,6 +74,7 @@ impl fmt::Display for ApiError {
             ),
             ApiError::InvalidParameter(m)
             | ApiError::Forbidden(m)
+            | ApiError::Unauthorized(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::NotImplemented(m)
@@ -146,6 +150,20 @@ impl From<crate::container::archive::ArchiveError> for ApiError {
             E::NotFound { .. } | E::NoSuchContainer(_) => ApiError::NotFound(msg),
             E::NotADirectory | E::ReadOnly(_) | E::Invalid(_) => ApiError::InvalidParameter(msg),
             E::Failed(_) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<crate::distribution::error::DistError> for ApiError {
+    fn from(e: crate::distribution::error::DistError) -> ApiError {
+        use crate::distribution::error::DistError as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Unauthorized(m) => ApiError::Unauthorized(m),
+            E::Invalid(m) => ApiError::InvalidParameter(m),
+            E::Registry(m) => ApiError::Internal(m),
+            E::Unsupported(m) => ApiError::NotImplemented(m),
+            E::Image(i) => i.into(),
         }
     }
 }

@@ -179,10 +179,7 @@ fn begin(
         })));
     }
     if q.get("fromImage").is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::NotImplemented(
-            "pulling from a registry is not supported by coracle: use docker load or docker import"
-                .into(),
-        ));
+        return super::distribution::pull(engine, conn, req);
     }
     let src = q
         .get("fromSrc")

@@ -14,7 +14,7 @@ use crate::http::request::Method;
 use crate::image::insert::InsertOptions;
 use crate::reply::Wake;
 use crate::streams::job::JobResult;
-use Handle::{Body, Json, Now};
+use Handle::{Json, Now};
 
 const GET: Method = Method::Get;
 const POST: Method = Method::Post;
@@ -26,8 +26,6 @@ const ALWAYS: ApiVersion = ApiVersion(u16::MAX, 0);
 pub const ROUTES: &[(Method, &str, Handle, ApiVersion)] = &[
     (GET, "/images/viz", Now(viz), ApiVersion(1, 7)),
     (GET, "/containers/{id}/attach/ws", Now(attach::attach_ws), ALWAYS),
-    (GET, "/images/search", Now(search), ALWAYS),
-    (POST, "/auth", Body(auth), ALWAYS),
     (POST, "/containers/{id}/copy", Json(copy), ApiVersion(1, 24)),
     (POST, "/images/{name*}/insert", Now(insert), ApiVersion(1, 12)),
 ];
@@ -87,23 +85,6 @@ pub fn viz(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::new(200)
         .header("Content-Type", "text/plain")
         .bytes(out.into_bytes()))
-}
-
-/// `GET /images/search`: the registry client answers it once it lands;
-/// until then dockerd's wording for an index it cannot reach.
-pub fn search(call: &mut Call) -> Result<Response, ApiError> {
-    let term = call.req.query.get("term").unwrap_or("");
-    Err(ApiError::Internal(format!(
-        "Get \"https://index.docker.io/v1/search?q={term}&n=25\": registry access is not available in this daemon"
-    )))
-}
-
-/// `POST /auth`: as `search`.
-pub fn auth(_call: &mut Call) -> Result<Response, ApiError> {
-    Err(ApiError::Internal(
-        "Get \"https://index.docker.io/v1/users/\": registry access is not available in this daemon"
-            .into(),
-    ))
 }
 
 /// `POST /containers/{id}/copy` (v1.11's copy, gone in v1.24): a tar of

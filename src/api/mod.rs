@@ -10,6 +10,7 @@ pub mod changes;
 pub mod commit;
 pub mod container_json;
 pub mod containers;
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod exec;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::distribution;
 use super::error::ApiError;
 use super::{archive, commit};
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
@@ -59,6 +60,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/events", Now(events::stream)),
     (GET, "/plugins", Now(system::plugins)),
     (GET, "/images/json", Now(images::list)),
+    (GET, "/images/search", Now(distribution::search)),
     (GET, "/images/get", Now(images::save)),
     (POST, "/images/load", Stream(images::load)),
     (POST, "/images/create", Stream(images::create)),
@@ -97,6 +99,8 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/containers/{id}/archive", Now(archive::get)),
     (PUT, "/containers/{id}/archive", Stream(archive::put)),
     (POST, "/commit", Json(commit::commit)),
+    (POST, "/auth", Json(distribution::auth)),
+    (POST, "/images/{name*}/push", Now(distribution::push)),
 ];
 
 /// A request matched to its route.

@@ -9,6 +9,8 @@ mod exec;
 mod exit;
 mod health;
 pub mod images;
+pub mod pull;
+pub mod push;
 mod recover;
 mod remove;
 mod start;

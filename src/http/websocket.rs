@@ -41,7 +41,7 @@ pub fn handshake_key(req: &Request) -> Result<&str, &'static str> {
 
 /// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`.
 pub fn accept_key(key: &str) -> String {
-    base64(&sha1(format!("{key}{GUID}").as_bytes()))
+    crate::base64::encode(&sha1(format!("{key}{GUID}").as_bytes()))
 }
 
 /// A server frame (never masked), FIN set.
@@ -294,26 +294,6 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-/// Standard base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut s = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |a, (i, b)| a | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,8 +307,8 @@ mod tests {
         );
         let hex: String = sha1(b"abc").iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(base64(b"hi"), "aGk=");
-        assert_eq!(base64(b"hi!!"), "aGkhIQ==");
+        assert_eq!(crate::base64::encode(b"hi"), "aGk=");
+        assert_eq!(crate::base64::encode(b"hi!!"), "aGkhIQ==");
     }
 
     struct Echo(Vec<u8>, bool);

@@ -193,6 +193,52 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Records of pulls in progress (`pulls/<image-id-hex>.json`): the
+    /// layers they have committed before their config exists.
+    pub fn pulls_dir(&self) -> PathBuf {
+        self.root.join("pulls")
+    }
+
+    /// Durably note that a pull will commit `diff_ids` for image `id`, so
+    /// a crash before its config lands does not collect them.
+    pub fn hold_layers(&self, id: &str, diff_ids: &[String]) -> Result<PathBuf> {
+        fs::create_dir_all(self.pulls_dir())?;
+        let p = self
+            .pulls_dir()
+            .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)));
+        let data = serde_json::to_vec(diff_ids).map_err(|e| ImageError::Io(io::Error::other(e)))?;
+        atomic::write_file(&p, &data)?;
+        Ok(p)
+    }
+
+    /// The pull's config is written: its layers need no hold.
+    pub fn release_layers(&self, record: &Path) -> Result<()> {
+        if record.parent() == Some(self.pulls_dir().as_path()) {
+            match fs::remove_file(record) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            atomic::sync_dir(&self.pulls_dir())?;
+        }
+        Ok(())
+    }
+
+    /// Every layer an unfinished pull holds.
+    pub fn held_layers(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(self.pulls_dir()) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+            .flatten()
+            .collect()
+    }
+}
+
 /// Remove a layer directory: rename it to a temp name first (atomic, so the
 /// layer is gone at once even if we crash mid-delete), then delete.
 pub fn remove_layer_dir(layout: &Layout, dir: &Path) -> Result<()> {

@@ -144,7 +144,13 @@ impl ImageStore {
     /// Remove every layer directory no image uses (after a crash, or once
     /// the loads that might have been reusing them are over).
     pub(super) fn collect_unused_layers(&mut self) -> Result<()> {
-        let used: HashSet<&String> = self.images.values().flat_map(|i| &i.diff_ids).collect();
+        let held = self.layout.held_layers();
+        let used: HashSet<&String> = self
+            .images
+            .values()
+            .flat_map(|i| &i.diff_ids)
+            .chain(&held)
+            .collect();
         let mut orphans = Vec::new();
         for entry in fs::read_dir(self.layout.layers())? {
             let name = entry?.file_name().to_string_lossy().into_owned();

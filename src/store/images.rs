@@ -391,6 +391,22 @@ impl ImageStore {
             }
             self.refs.remove(&r.to_string());
             records.push(json!({ "Untagged": r.familiar() }));
+            // dockerd: once a repository's last tag of the image is gone, its
+            // digest references (from a pull or push) go with it.
+            let remaining = self.refs_of(&id);
+            if r.digest.is_none()
+                && !remaining
+                    .iter()
+                    .any(|x| x.digest.is_none() && x.name == r.name)
+            {
+                for x in remaining
+                    .iter()
+                    .filter(|x| x.digest.is_some() && x.name == r.name)
+                {
+                    self.refs.remove(&x.to_string());
+                    records.push(json!({ "Untagged": x.familiar() }));
+                }
+            }
             if !self.refs_of(&id).is_empty() || used.is_some() {
                 // Still tagged, or a container needs it: the untag is all we do.
                 self.save_refs()?;

@@ -7,6 +7,7 @@ pub mod attach;
 pub mod events;
 pub mod job;
 pub mod logs;
+pub mod pull;
 pub mod stats;
 pub mod upload;
 pub mod wait;
