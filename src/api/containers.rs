@@ -81,7 +81,15 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     if call.req.query.bool("link") {
         return Err(ApiError::NotImplemented("links are not supported".into()));
     }
-    match call.engine.container_remove(&key(call), force)? {
+    let with_volumes = call.req.query.bool("v");
+    if with_volumes {
+        call.engine.remove_volumes_with(&key(call), true);
+    }
+    let removed = call.engine.container_remove(&key(call), force);
+    if removed.is_err() && with_volumes {
+        call.engine.remove_volumes_with(&key(call), false);
+    }
+    match removed? {
         None => Ok(Response::new(204)),
         Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Removed)),
     }

@@ -17,6 +17,8 @@ pub mod image_json;
 pub mod images;
 pub mod router;
 pub mod system;
+pub mod system_df;
+pub mod volumes;
 
 use error::ApiError;
 use router::{Handle, HandlerFn, Resolved};

@@ -50,6 +50,8 @@ impl Engine {
                 .find(|n| self.containers.name_owner(n).is_none())
                 .unwrap_or_default(),
         };
+        // Volumes last: nothing is created for a request refused above.
+        let mount_points = self.plan_volumes(&config, &host_config)?;
         let id = names::new_id();
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
@@ -87,6 +89,7 @@ impl Engine {
             manually_stopped: false,
             has_been_started: false,
             start_pending: false,
+            mount_points,
             config,
             host_config,
         };

@@ -110,7 +110,8 @@ impl Engine {
                 None
             }
         };
-        self.containers.remove(id);
+        let points = self.containers.remove(id).map(|e| e.c.mount_points);
+        self.volumes_on_remove(id, &points.unwrap_or_default());
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);

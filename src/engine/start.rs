@@ -94,6 +94,7 @@ impl Engine {
                     e.c.has_been_started = true;
                 }
                 self.persist(id);
+                self.volumes_started(id);
                 self.container_event(id, "start", &[]);
                 self.health_start(id);
                 self.wake_container_waiters();
@@ -141,7 +142,7 @@ impl Engine {
                 let _ = std::fs::create_dir_all(&src);
             }
         }
-        let mounts = mounts_of(h)?;
+        let mounts = self.with_volume_mounts(&c.mount_points, mounts_of(h)?)?;
         let nnp = self.config.no_new_privileges;
         let iso = crate::container::isolation::resolve(h, nnp, &|what, key| {
             let id = self.containers.resolve(key)?;

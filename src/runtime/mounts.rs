@@ -461,12 +461,16 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
         let t = secure_join(root, &m.target)?;
         // Again after symlinks in the image were resolved.
         let source = match m.kind {
-            MountKind::Bind => m.source.display().to_string(),
+            MountKind::Bind | MountKind::Volume => m.source.display().to_string(),
             MountKind::Tmpfs => "tmpfs".to_string(),
         };
         check_proc_target(Path::new(&rel(root, &t)), &source, false).map_err(LaunchError::Setup)?;
         match m.kind {
-            MountKind::Bind => {
+            MountKind::Bind | MountKind::Volume => {
+                if m.kind == MountKind::Volume {
+                    super::copyup::fill_empty(&t, &m.source)
+                        .stage(format!("copy {shown} into its volume"))?;
+                }
                 let md = match fs::metadata(&m.source) {
                     Ok(md) => md,
                     Err(_) => {
