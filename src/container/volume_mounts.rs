@@ -68,13 +68,17 @@ fn clean_dest(d: &str) -> String {
     }
 }
 
+/// Another container's volume mount points and `Binds`, for `--volumes-from`.
+pub type VolumesFrom<'a> =
+    &'a dyn Fn(&str) -> Result<(Vec<MountPoint>, Vec<String>), ContainerError>;
+
 /// The plan, in dockerd's order of precedence: a later source replaces an
 /// earlier one's mount at the same destination (`--volumes-from` first).
 /// `volumes_from` gives another container's mount points and binds.
 pub fn plan(
     config: &ContainerConfig,
     h: &HostConfig,
-    volumes_from: &dyn Fn(&str) -> Result<(Vec<MountPoint>, Vec<String>), ContainerError>,
+    volumes_from: VolumesFrom,
 ) -> Result<Vec<Planned>, ContainerError> {
     let mut out: Vec<Planned> = Vec::new();
     let set = |out: &mut Vec<Planned>, p: Planned| {
