@@ -377,6 +377,31 @@ fn volumes_in_containers() {
         .map(|p| by(p)["Name"].as_str().unwrap_or("").to_string())
         .collect();
 
+    // ps --filter volume= matches a volume's name.
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "ps",
+                "-a",
+                "--filter",
+                "volume=tv",
+                "--format",
+                "{{.Names}}"
+            ]
+        ),
+        "c2"
+    );
+    // `run --rm` takes its anonymous volumes with it, not the named ones.
+    let before = names(&d.request("GET", "/volumes", None).json());
+    ok(
+        &d,
+        &[
+            "run", "--rm", "-v", "/gone", "-v", "keep:/k", "busybox", "true",
+        ],
+    );
+    assert_eq!(names(&d.request("GET", "/volumes", None).json()), before);
+
     // --volumes-from takes c2's volumes (read-only here).
     let out = ok(
         &d,
@@ -515,4 +540,54 @@ fn volumes_in_containers() {
         "{out}"
     );
     assert_eq!(names(&d.request("GET", "/volumes", None).json()).len(), 0);
+}
+
+/// `/system/df` walks 200,000 files in a forked worker: the loop keeps
+/// answering `/_ping` quickly meanwhile.
+#[test]
+fn df_walk_leaves_the_loop_free() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let d = Daemon::start();
+    assert_eq!(ok(&d, &["volume", "create", "many"]), "many");
+    let data = d.data_root.join("volumes/many/_data");
+    for i in 0..200 {
+        let sub = data.join(format!("d{i}"));
+        std::fs::create_dir(&sub).expect("mkdir");
+        for j in 0..1000 {
+            std::fs::File::create(sub.join(format!("f{j}"))).expect("create file");
+        }
+    }
+    std::fs::write(data.join("d0/f0"), b"12345").expect("write");
+    let mut df = d.connect();
+    df.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    df.write_all(b"GET /system/df?type=volume HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        .expect("send df");
+    let started = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut pings = 0;
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = df.read_to_string(&mut out);
+        (out, Instant::now())
+    });
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(30) {
+        let t = Instant::now();
+        let r = d.request("GET", "/_ping", None);
+        assert_eq!(r.status, 200);
+        worst = worst.max(t.elapsed());
+        pings += 1;
+    }
+    let (out, done) = reader.join().expect("df reader");
+    let walk = done - started;
+    let body = common::parse_response(&out);
+    assert_eq!(body.status, 200, "{out}");
+    let v = body.json();
+    assert_eq!(v["Volumes"][0]["UsageData"]["Size"], 5, "{v}");
+    assert!(pings > 0, "df answered before any ping ({walk:?})");
+    assert!(
+        worst < Duration::from_millis(50),
+        "slowest /_ping {worst:?} during a {walk:?} df walk ({pings} pings)"
+    );
 }

@@ -316,9 +316,10 @@ fn matches_filters(
                 }
             }
             "volume" => any(&|v| {
-                mounts_json(c)
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|m| m["Destination"] == v || m["Source"] == v))
+                mounts_json(c).as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["Destination"] == v || m["Source"] == v || m["Name"] == v)
+                })
             }),
             "network" => any(&|v| {
                 crate::container::create::network_mode(&c.host_config.network_mode)

@@ -110,8 +110,9 @@ impl Engine {
                 None
             }
         };
-        let points = self.containers.remove(id).map(|e| e.c.mount_points);
-        self.volumes_on_remove(id, &points.unwrap_or_default());
+        if let Some(e) = self.containers.remove(id) {
+            self.volumes_on_remove(&e.c);
+        }
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);

@@ -347,13 +347,19 @@ impl Engine {
     }
 
     /// Called as a container leaves the registry: its anonymous volumes go
-    /// too if `rm -v` asked and no other container uses them.
-    pub(super) fn volumes_on_remove(&mut self, id: &str, points: &[MountPoint]) {
-        if !self.rm_volumes_of.remove(id) {
+    /// too if `rm -v` asked or it was `--rm` (dockerd's AutoRemove removes
+    /// them), and no other container uses them.
+    pub(super) fn volumes_on_remove(&mut self, c: &crate::container::model::Container) {
+        let asked = self.rm_volumes_of.remove(&c.id);
+        if !asked && !c.host_config.auto_remove {
             return;
         }
-        for m in points.iter().filter(|m| m.anonymous && m.kind == "volume") {
-            if self.volume_users(&m.name).iter().all(|u| u == id) {
+        for m in c
+            .mount_points
+            .iter()
+            .filter(|m| m.anonymous && m.kind == "volume")
+        {
+            if self.volume_users(&m.name).iter().all(|u| *u == c.id) {
                 if let Err(e) = self.volume_remove_unchecked(&m.name) {
                     log::error!("remove volume {}: {e}", m.name);
                 }
