@@ -377,6 +377,69 @@ fn volumes_in_containers() {
         .map(|p| by(p)["Name"].as_str().unwrap_or("").to_string())
         .collect();
 
+    // volume-subpath: a directory inside the volume; a symlink in the
+    // volume resolves inside it, never to the host's tree.
+    ok(&d, &["volume", "create", "sp"]);
+    let sp = d.data_root.join("volumes/sp/_data");
+    std::fs::create_dir_all(sp.join("sub")).expect("mkdir");
+    std::fs::write(sp.join("sub/in"), b"inside").expect("write");
+    std::os::unix::fs::symlink("/", sp.join("esc")).expect("symlink");
+    assert_eq!(
+        ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--mount",
+                "type=volume,src=sp,dst=/s,volume-subpath=sub",
+                "busybox",
+                "cat",
+                "/s/in"
+            ]
+        ),
+        "inside"
+    );
+    let esc = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=sp,dst=/s,volume-subpath=esc",
+            "busybox",
+            "ls",
+            "/s",
+        ],
+    );
+    assert_eq!(esc, "esc\nsub", "the symlink must stay inside the volume");
+    let err = fails(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=sp,dst=/s,volume-subpath=nope",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(err.contains("cannot access path"), "{err}");
+    ok(&d, &["volume", "rm", "sp"]);
+    // --volume-driver names a driver this daemon does not have.
+    let err = fails(
+        &d,
+        &[
+            "create",
+            "--volume-driver",
+            "nfsplug",
+            "-v",
+            "dv:/x",
+            "busybox",
+        ],
+    );
+    assert!(err.contains("plugin \"nfsplug\" not found"), "{err}");
+    assert_eq!(d.request("GET", "/volumes/dv", None).status, 404);
+
     // ps --filter volume= matches a volume's name.
     assert_eq!(
         ok(

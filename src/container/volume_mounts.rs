@@ -145,6 +145,14 @@ pub fn plan(
             );
         }
     }
+    // `--volume-driver`: the driver of the volumes `-v` and `VOLUME` create.
+    let default_driver = h
+        .extra
+        .get("VolumeDriver")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("local")
+        .to_string();
     let mut own: Vec<String> = Vec::new();
     let mut claim = |dest: &str| -> Result<(), ContainerError> {
         if own.iter().any(|d| d == dest) {
@@ -180,7 +188,7 @@ pub fn plan(
         let volume = VolumeRequest {
             name: Some(src),
             labels: None,
-            driver: "local".into(),
+            driver: default_driver.clone(),
             options: None,
         };
         set(
@@ -209,7 +217,7 @@ pub fn plan(
         let driver = vo["DriverConfig"]["Name"]
             .as_str()
             .filter(|d| !d.is_empty())
-            .unwrap_or("local")
+            .unwrap_or(&default_driver)
             .to_string();
         let subpath = vo["Subpath"].as_str().unwrap_or("").to_string();
         if subpath.starts_with('/') || subpath.split('/').any(|s| s == "..") {
@@ -283,7 +291,7 @@ pub fn plan(
                     )]
                     .into(),
                 ),
-                driver: "local".into(),
+                driver: default_driver.clone(),
                 options: None,
             };
             set(

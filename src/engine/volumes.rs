@@ -307,11 +307,24 @@ impl Engine {
                     }
                     _ => {}
                 }
-                if !m.subpath.is_empty() && !std::path::Path::new(&m.source).is_dir() {
-                    return Err(ContainerError::Invalid(format!(
-                        "cannot access path {}: no such file or directory",
-                        m.source
-                    )));
+                if !m.subpath.is_empty() {
+                    // Symlinks inside the volume resolve within it, never to
+                    // the host (the container is not running yet; another
+                    // one sharing the volume could still swap a component
+                    // between this and the bind).
+                    let data = self.volumes.data_dir(&m.name);
+                    let p = crate::runtime::mounts::secure_join(
+                        &data,
+                        std::path::Path::new(&m.subpath),
+                    )
+                    .map_err(|e| ContainerError::Invalid(e.to_string()))?;
+                    if !p.exists() {
+                        return Err(ContainerError::Invalid(format!(
+                            "cannot access path {}: no such file or directory",
+                            p.display()
+                        )));
+                    }
+                    spec.source = p;
                 }
             }
             mounts.push(spec);
