@@ -357,6 +357,41 @@ fn volumes_in_containers() {
         out.contains("tmpfs /t tmpfs") && out.contains("size=2048k"),
         "{out}"
     );
+    // A tmpfs volume is one mount on the host shared by the containers
+    // running with it, gone once none runs.
+    let writer = ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "-v",
+            "tv:/t",
+            "busybox",
+            "sh",
+            "-c",
+            "echo shared > /t/s; sleep 30",
+        ],
+    );
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let o = d.docker(&["run", "--rm", "-v", "tv:/t", "busybox", "cat", "/t/s"]);
+        seen = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if seen == "shared" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(seen, "shared");
+    let tv_data = d.data_root.join("volumes/tv/_data");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(tv_data.to_str().unwrap_or("")))
+    };
+    assert!(mounted());
+    ok(&d, &["rm", "-f", &writer]);
+    assert!(!mounted(), "the tmpfs stays mounted with no user");
     assert_eq!(
         d.request("GET", "/volumes/labelled", None).json()["Labels"]["x"],
         "y"

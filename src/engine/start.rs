@@ -116,6 +116,7 @@ impl Engine {
                     e.c.state.pid = 0;
                 }
                 self.persist(id);
+                self.release_volumes();
                 for conn in self.outputs.end_container(id) {
                     self.wake(conn);
                 }

@@ -278,7 +278,7 @@ impl Engine {
     /// At start: the container's volume mounts added to its other mounts,
     /// all sorted parents first (dockerd's order).
     pub(super) fn with_volume_mounts(
-        &self,
+        &mut self,
         points: &[MountPoint],
         mut mounts: Vec<MountSpec>,
     ) -> Result<Vec<MountSpec>, ContainerError> {
@@ -298,8 +298,16 @@ impl Engine {
                 let v = self.volume_get(&m.name)?;
                 match (v.option("type"), v.option("device")) {
                     (Some("tmpfs"), _) => {
-                        spec.kind = MountKind::Tmpfs;
-                        spec.options = v.option("o").unwrap_or("").to_string();
+                        // Mounted on the host and shared, as dockerd does;
+                        // unmounted when no running container uses it.
+                        let o = v.option("o").unwrap_or("").to_string();
+                        self.volumes.mount_tmpfs(&m.name, &o).map_err(|e| {
+                            ContainerError::Invalid(format!(
+                                "error while mounting volume '{}': {e}",
+                                self.volumes.data_dir(&m.name).display()
+                            ))
+                        })?;
+                        spec.kind = MountKind::Bind;
                     }
                     (Some("none"), Some(dev)) => {
                         spec.kind = MountKind::Bind;
@@ -331,6 +339,29 @@ impl Engine {
         }
         mounts.sort_by_key(|m| volume_mounts::depth(&m.target));
         Ok(mounts)
+    }
+
+    /// A container stopped or failed to start: unmount the tmpfs volumes
+    /// no running container uses any more.
+    pub(super) fn release_volumes(&mut self) {
+        let idle: Vec<String> = self
+            .volumes
+            .mounted
+            .iter()
+            .filter(|name| {
+                !self.containers.iter().any(|e| {
+                    e.c.state.is_alive()
+                        && e.c
+                            .mount_points
+                            .iter()
+                            .any(|m| m.kind == "volume" && &m.name == *name)
+                })
+            })
+            .cloned()
+            .collect();
+        for name in idle {
+            self.volumes.unmount(&name);
+        }
     }
 
     /// After a successful start: copy-up happens on the first start only.

@@ -523,7 +523,16 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
 /// Split "size=64m,mode=1777,exec" into mount flags and fs data. Docker's
 /// tmpfs defaults are noexec,nosuid,nodev unless "exec"/"suid"/"dev" given.
 fn tmpfs_options(opts: &str) -> (MsFlags, String) {
-    let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_options(
+        opts,
+        MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )
+}
+
+/// Mount option words split into flags (starting from `defaults`) and the
+/// filesystem's data string.
+pub(crate) fn mount_options(opts: &str, defaults: MsFlags) -> (MsFlags, String) {
+    let mut flags = defaults;
     let mut data = Vec::new();
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         match o {

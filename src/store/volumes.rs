@@ -49,6 +49,9 @@ impl Volume {
 pub struct VolumeStore {
     root: PathBuf,
     volumes: BTreeMap<String, Volume>,
+    /// Volumes whose `_data` has their tmpfs mounted on the host (while a
+    /// running container uses them, as dockerd's local driver does).
+    pub mounted: std::collections::BTreeSet<String>,
 }
 
 impl VolumeStore {
@@ -70,7 +73,53 @@ impl VolumeStore {
                 Err(e) => log::warn!("volume {name}: {e}; skipped"),
             }
         }
-        Ok(VolumeStore { root, volumes })
+        // Mounts left by an earlier run (a crash): nothing runs now, so
+        // nothing uses them; their content goes, as after a clean stop.
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in crate::runtime::mountinfo::parse(&mountinfo) {
+            let p = Path::new(&m.mount_point);
+            if p.starts_with(&root) && p.file_name().is_some_and(|n| n == "_data") {
+                if let Err(e) = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH) {
+                    log::warn!("unmount leftover {}: {e}", p.display());
+                }
+            }
+        }
+        Ok(VolumeStore {
+            root,
+            volumes,
+            mounted: Default::default(),
+        })
+    }
+
+    /// Mount the volume's tmpfs on its `_data` (on the host, shared by the
+    /// containers that use it) unless it is already.
+    pub fn mount_tmpfs(&mut self, name: &str, options: &str) -> io::Result<()> {
+        if self.mounted.contains(name) {
+            return Ok(());
+        }
+        let data = self.data_dir(name);
+        // dockerd's local driver: the `o` words as given, no defaults.
+        let (flags, fs_data) =
+            crate::runtime::mounts::mount_options(options, nix::mount::MsFlags::empty());
+        nix::mount::mount(
+            Some("tmpfs"),
+            &data,
+            Some("tmpfs"),
+            flags,
+            Some(fs_data.as_str()),
+        )?;
+        self.mounted.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Unmount a tmpfs mounted by `mount_tmpfs` (its content is gone).
+    pub fn unmount(&mut self, name: &str) {
+        if self.mounted.remove(name) {
+            let data = self.data_dir(name);
+            if let Err(e) = nix::mount::umount2(&data, nix::mount::MntFlags::MNT_DETACH) {
+                log::warn!("unmount volume {name}: {e}");
+            }
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Volume> {
@@ -111,6 +160,7 @@ impl VolumeStore {
     /// Take a volume out of the store: its directory renamed to a temporary
     /// name, which the caller deletes (in a worker: it can be big).
     pub fn remove(&mut self, name: &str) -> io::Result<PathBuf> {
+        self.unmount(name);
         let tmp = self.root.join(format!("{}rm-{name}", atomic::TEMP_PREFIX));
         let _ = fs::remove_dir_all(&tmp);
         fs::rename(self.root.join(name), &tmp)?;
