@@ -250,6 +250,25 @@ fn volumes_in_containers() {
         ),
         "persisted"
     );
+    // mount and unmount events, with dockerd's attributes.
+    let evs = d.events(Some(r#"{"type":["volume"]}"#));
+    let mount = evs
+        .iter()
+        .find(|e| e["Action"] == "mount")
+        .unwrap_or_else(|| panic!("no mount event: {evs:?}"));
+    assert_eq!(mount["Actor"]["ID"], "keep");
+    let attrs = &mount["Actor"]["Attributes"];
+    assert_eq!(attrs["destination"], "/k");
+    assert_eq!(attrs["read/write"], "false");
+    assert_eq!(attrs["driver"], "local");
+    let cid = attrs["container"].as_str().unwrap_or("").to_string();
+    assert_eq!(cid.len(), 64, "{mount}");
+    assert!(
+        evs.iter()
+            .any(|e| e["Action"] == "unmount"
+                && e["Actor"]["Attributes"]["container"] == cid.as_str()),
+        "{evs:?}"
+    );
     let err = fails(
         &d,
         &[

@@ -116,7 +116,7 @@ impl Engine {
                     e.c.state.pid = 0;
                 }
                 self.persist(id);
-                self.release_volumes();
+                self.release_volumes(None);
                 for conn in self.outputs.end_container(id) {
                     self.wake(conn);
                 }

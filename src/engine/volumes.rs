@@ -343,7 +343,18 @@ impl Engine {
 
     /// A container stopped or failed to start: unmount the tmpfs volumes
     /// no running container uses any more.
-    pub(super) fn release_volumes(&mut self) {
+    /// `stopped`: the container whose exit this is (its `unmount` events).
+    pub(super) fn release_volumes(&mut self, stopped: Option<&str>) {
+        let points = stopped
+            .and_then(|id| self.containers.get(id))
+            .map(|e| e.c.mount_points.clone())
+            .unwrap_or_default();
+        for m in points.iter().filter(|m| m.kind == "volume") {
+            let ev = Event::new("volume", "unmount", &m.name)
+                .attr("container", stopped.unwrap_or(""))
+                .attr("driver", "local");
+            self.publish(ev);
+        }
         let idle: Vec<String> = self
             .volumes
             .mounted
@@ -364,8 +375,23 @@ impl Engine {
         }
     }
 
-    /// After a successful start: copy-up happens on the first start only.
+    /// After a successful start: `mount` events; copy-up happens on the
+    /// first start only.
     pub(super) fn volumes_started(&mut self, id: &str) {
+        let points = self
+            .containers
+            .get(id)
+            .map(|e| e.c.mount_points.clone())
+            .unwrap_or_default();
+        for m in points.iter().filter(|m| m.kind == "volume") {
+            let ev = Event::new("volume", "mount", &m.name)
+                .attr("container", id)
+                .attr("destination", &m.destination)
+                .attr("driver", "local")
+                .attr("propagation", "")
+                .attr("read/write", if m.rw { "true" } else { "false" });
+            self.publish(ev);
+        }
         let changed = match self.containers.get_mut(id) {
             Some(e) if e.c.mount_points.iter().any(|m| m.copy_up) => {
                 e.c.mount_points.iter_mut().for_each(|m| m.copy_up = false);
