@@ -647,6 +647,41 @@ fn volumes_in_containers() {
 
     // docker system prune runs end to end (networks and build cache have
     // nothing to prune yet).
+    // system prune's until (a Go duration, as dockerd takes it) and label
+    // filters reach every prune.
+    ok(
+        &d,
+        &[
+            "run", "--label", "x=1", "--name", "young", "busybox", "true",
+        ],
+    );
+    let out = ok(&d, &["system", "prune", "-f", "--filter", "until=1h"]);
+    assert!(!out.contains("Deleted Containers"), "{out}");
+    let out = ok(&d, &["system", "prune", "-f", "--filter", "label=x=2"]);
+    assert!(!out.contains("Deleted Containers"), "{out}");
+    let out = ok(
+        &d,
+        &[
+            "system",
+            "prune",
+            "-f",
+            "--filter",
+            "label=x=1",
+            "--filter",
+            "until=0s",
+        ],
+    );
+    assert!(out.contains("Deleted Containers"), "{out}");
+    let r = d.request(
+        "POST",
+        &format!(
+            "/images/prune?filters={}",
+            url_encode(r#"{"until":["soon"]}"#)
+        ),
+        Some(""),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "invalid until: soon");
     ok(
         &d,
         &["run", "-v", "/x", "--name", "gone", "busybox", "true"],
