@@ -234,7 +234,9 @@ mod tests {
         assert_eq!(ago("1h30m"), Some(5400));
         assert_eq!(ago("2.5h"), Some(9000));
         assert_eq!(ago("90s"), Some(90));
-        assert_eq!(ago("0"), Some(0));
+        assert_eq!(ago("0s"), Some(0));
+        // "0" is the epoch, as in dockerd's GetTimestamp.
+        assert_eq!(ago("0"), Some(100_000));
         assert_eq!(
             parse_until("50000", now),
             Some(UNIX_EPOCH + Duration::from_secs(50000))
