@@ -283,14 +283,8 @@ impl Engine {
         mut mounts: Vec<MountSpec>,
     ) -> Result<Vec<MountSpec>, ContainerError> {
         for m in points {
-            // dockerd fills a volume on the container's first use; a volume
-            // a running container already uses is not filled under it.
-            let shared = m.copy_up
-                && self.containers.iter().any(|e| {
-                    e.c.state.is_alive() && e.c.mount_points.iter().any(|o| o.name == m.name)
-                });
             let mut spec = MountSpec {
-                kind: if m.copy_up && !shared {
+                kind: if m.copy_up {
                     MountKind::Volume
                 } else {
                     MountKind::Bind
