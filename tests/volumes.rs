@@ -703,6 +703,22 @@ fn df_walk_leaves_the_loop_free() {
     let d = Daemon::start();
     assert_eq!(ok(&d, &["volume", "create", "many"]), "many");
     let data = d.data_root.join("volumes/many/_data");
+    // The files live on a tmpfs (mounted by the test, unmounted by a guard
+    // dropped before the daemon): making 200,000 of them on a busy disk
+    // would cost minutes; the walk is the same.
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mount tmpfs on {}", data.display());
+    let _unmount = Unmount(data.clone());
     for i in 0..200 {
         let sub = data.join(format!("d{i}"));
         std::fs::create_dir(&sub).expect("mkdir");
@@ -711,14 +727,19 @@ fn df_walk_leaves_the_loop_free() {
         }
     }
     std::fs::write(data.join("d0/f0"), b"12345").expect("write");
-    // The floor on this machine now: the slowest of 50 pings with no walk
-    // (a loaded CI host can be slow without the loop being blocked).
-    let mut floor = Duration::ZERO;
-    for _ in 0..50 {
+    let ping = || {
         let t = Instant::now();
         assert_eq!(d.request("GET", "/_ping", None).status, 200);
-        floor = floor.max(t.elapsed());
-    }
+        t.elapsed()
+    };
+    // The floor on this machine now: the 99th percentile of pings with no
+    // walk (a loaded CI host is slow at times without the loop being
+    // blocked).
+    let p99 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    let floor = p99((0..200).map(|_| ping()).collect());
     let limit = Duration::from_millis(50) + floor;
     let mut df = d.connect();
     df.set_read_timeout(Some(Duration::from_secs(60)))
@@ -726,19 +747,15 @@ fn df_walk_leaves_the_loop_free() {
     df.write_all(b"GET /system/df?type=volume HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
         .expect("send df");
     let started = Instant::now();
-    let mut worst = Duration::ZERO;
-    let mut pings = 0;
+    let mut during = Vec::new();
     let reader = std::thread::spawn(move || {
         let mut out = String::new();
         let _ = df.read_to_string(&mut out);
         (out, Instant::now())
     });
-    while !reader.is_finished() && started.elapsed() < Duration::from_secs(30) {
-        let t = Instant::now();
-        let r = d.request("GET", "/_ping", None);
-        assert_eq!(r.status, 200);
-        worst = worst.max(t.elapsed());
-        pings += 1;
+    while !reader.is_finished() && started.elapsed() < Duration::from_secs(60) {
+        during.push(ping());
+        std::thread::sleep(Duration::from_millis(2));
     }
     let (out, done) = reader.join().expect("df reader");
     let walk = done - started;
@@ -746,14 +763,21 @@ fn df_walk_leaves_the_loop_free() {
     assert_eq!(body.status, 200, "{out}");
     let v = body.json();
     assert_eq!(v["Volumes"][0]["UsageData"]["Size"], 5, "{v}");
-    assert!(pings > 0, "df answered before any ping ({walk:?})");
-    // A walk on the loop would hold every ping for the walk's length.
+    assert!(!during.is_empty(), "df answered before any ping ({walk:?})");
+    let pings = during.len();
+    let worst = during.iter().copied().max().unwrap_or_default();
+    // A walk on the loop would hold pings for the walk's whole length.
     assert!(
-        walk > limit * 2,
+        walk > limit * 4,
         "the walk ({walk:?}) is too short to tell against {limit:?}"
     );
     assert!(
-        worst < limit,
-        "slowest /_ping {worst:?} (floor {floor:?}) during a {walk:?} df walk ({pings} pings)"
+        worst < walk / 2,
+        "a /_ping waited {worst:?} during a {walk:?} df walk: the loop was held"
+    );
+    let p = p99(during);
+    assert!(
+        p < limit,
+        "99th percentile /_ping {p:?} (floor {floor:?}) during a {walk:?} df walk ({pings} pings, slowest {worst:?})"
     );
 }
