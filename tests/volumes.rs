@@ -494,6 +494,28 @@ fn volumes_in_containers() {
     assert!(err.contains("plugin \"nfsplug\" not found"), "{err}");
     assert_eq!(d.request("GET", "/volumes/dv", None).status, 404);
 
+    // A create that fails after its volumes were made (the container store
+    // refuses the write: the directory is immutable) leaves no anonymous
+    // volume behind.
+    struct Mutable(std::path::PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    let store = d.data_root.join("containers");
+    let before = names(&d.request("GET", "/volumes", None).json());
+    let st = Command::new("chattr")
+        .arg("+i")
+        .arg(&store)
+        .status()
+        .expect("run chattr");
+    assert!(st.success(), "chattr +i {}", store.display());
+    let guard = Mutable(store);
+    fails(&d, &["create", "-v", "/lost", "busybox"]);
+    drop(guard);
+    assert_eq!(names(&d.request("GET", "/volumes", None).json()), before);
+
     // ps --filter volume= matches a volume's name.
     assert_eq!(
         ok(

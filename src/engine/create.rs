@@ -107,7 +107,11 @@ impl Engine {
                 crate::container::etc::resolv_conf(&c.host_config, network),
             ),
         ];
-        self.container_dirs.create(&c, &etc)?;
+        if let Err(e) = self.container_dirs.create(&c, &etc) {
+            // The anonymous volumes made for it would belong to nobody.
+            self.volumes_on_failed_create(&c.mount_points);
+            return Err(e.into());
+        }
         self.containers.insert(Entry::new(c));
         self.container_event(&id, "create", &[]);
         Ok((id, warnings))

@@ -437,6 +437,16 @@ impl Engine {
         }
     }
 
+    /// A create that failed after its volumes were made: its anonymous
+    /// ones go (named ones stay, as dockerd leaves them).
+    pub(super) fn volumes_on_failed_create(&mut self, points: &[MountPoint]) {
+        for m in points.iter().filter(|m| m.anonymous && m.kind == "volume") {
+            if let Err(e) = self.volume_remove_unchecked(&m.name) {
+                log::error!("remove volume {}: {e}", m.name);
+            }
+        }
+    }
+
     fn volume_remove_unchecked(&mut self, name: &str) -> std::io::Result<()> {
         if self.volumes.get(name).is_none() {
             return Ok(());
