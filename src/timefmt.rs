@@ -178,9 +178,73 @@ pub fn unix_nanos(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// A prune's `until`: a timestamp as `parse_timestamp` takes it, or a Go
+/// duration before `now` (`10m`, `1h30m`, `2.5h`), as dockerd's
+/// `GetTimestamp`.
+pub fn parse_until(s: &str, now: SystemTime) -> Option<SystemTime> {
+    if let Some(t) = parse_timestamp(s) {
+        return Some(t);
+    }
+    now.checked_sub(parse_go_duration(s.trim())?)
+}
+
+/// Go's `time.ParseDuration` for non-negative values.
+fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.strip_prefix('+').unwrap_or(s);
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += value * unit;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_durations() {
+        let now = UNIX_EPOCH + Duration::from_secs(100_000);
+        let ago = |s: &str| parse_until(s, now).map(|t| now.duration_since(t).unwrap().as_secs());
+        assert_eq!(ago("1h"), Some(3600));
+        assert_eq!(ago("1h30m"), Some(5400));
+        assert_eq!(ago("2.5h"), Some(9000));
+        assert_eq!(ago("90s"), Some(90));
+        assert_eq!(ago("0s"), Some(0));
+        // "0" is the epoch, as in dockerd's GetTimestamp.
+        assert_eq!(ago("0"), Some(100_000));
+        assert_eq!(
+            parse_until("50000", now),
+            Some(UNIX_EPOCH + Duration::from_secs(50000))
+        );
+        assert_eq!(parse_until("1x", now), None);
+        assert_eq!(parse_until("h", now), None);
+        assert_eq!(parse_until("", now), None);
+    }
 
     #[test]
     fn formats_and_parses() {

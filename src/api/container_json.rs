@@ -95,15 +95,19 @@ fn mounts_json(c: &Container) -> Value {
     let mut out = Vec::new();
     for b in &c.host_config.binds {
         if let Ok((src, dst, ro)) = crate::container::create::parse_bind(b) {
+            if !src.starts_with('/') {
+                continue; // a named volume: in mount_points below
+            }
             out.push(json!({"Type": "bind", "Source": src, "Destination": dst, "Mode": if ro { "ro" } else { "" }, "RW": !ro, "Propagation": "rprivate"}));
         }
     }
-    for m in &c.host_config.mounts {
+    for m in c.host_config.mounts.iter().filter(|m| m.kind != "volume") {
         out.push(json!({"Type": m.kind, "Source": m.source, "Destination": m.target, "Mode": "", "RW": !m.read_only, "Propagation": if m.kind == "bind" { "rprivate" } else { "" }}));
     }
     for t in c.host_config.tmpfs.keys() {
         out.push(json!({"Type": "tmpfs", "Source": "", "Destination": t, "Mode": "", "RW": true, "Propagation": ""}));
     }
+    out.extend(c.mount_points.iter().map(super::volumes::mount_json));
     Value::Array(out)
 }
 
@@ -184,7 +188,7 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::json(200, &v))
 }
 
-fn summary_json(e: &Entry) -> Value {
+pub(super) fn summary_json(e: &Entry) -> Value {
     let c = &e.c;
     let mut command = c.path.clone();
     if !c.args.is_empty() {
@@ -313,9 +317,10 @@ fn matches_filters(
                 }
             }
             "volume" => any(&|v| {
-                mounts_json(c)
-                    .as_array()
-                    .is_some_and(|m| m.iter().any(|m| m["Destination"] == v || m["Source"] == v))
+                mounts_json(c).as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["Destination"] == v || m["Source"] == v || m["Name"] == v)
+                })
             }),
             "network" => any(&|v| {
                 crate::container::create::network_mode(&c.host_config.network_mode)

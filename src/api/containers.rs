@@ -85,7 +85,15 @@ pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     if call.req.query.bool("link") {
         return Err(ApiError::NotImplemented("links are not supported".into()));
     }
-    match call.engine.container_remove(&key(call), force)? {
+    let with_volumes = call.req.query.bool("v");
+    if with_volumes {
+        call.engine.remove_volumes_with(&key(call), true);
+    }
+    let removed = call.engine.container_remove(&key(call), force);
+    if removed.is_err() && with_volumes {
+        call.engine.remove_volumes_with(&key(call), false);
+    }
+    match removed? {
         None => Ok(Response::new(204)),
         Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Removed)),
     }
@@ -160,7 +168,7 @@ pub fn wait(call: &mut Call) -> Result<Response, ApiError> {
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = super::filters::parse(call.req.query.get("filters"), &["label", "until"])?;
     let until = filters.get("until").and_then(|v| v.first()).map(|u| {
-        crate::timefmt::parse_timestamp(u)
+        crate::timefmt::parse_until(u, std::time::SystemTime::now())
             .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))
     });
     let until = until.transpose()?;

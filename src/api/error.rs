@@ -167,3 +167,16 @@ impl From<crate::distribution::error::DistError> for ApiError {
         }
     }
 }
+
+impl From<crate::engine::VolumeError> for ApiError {
+    fn from(e: crate::engine::VolumeError) -> ApiError {
+        use crate::engine::VolumeError as E;
+        let msg = e.to_string();
+        match e {
+            E::NotFound(_) | E::NoDriver(..) => ApiError::NotFound(msg),
+            E::InUse(..) => ApiError::Conflict(msg),
+            E::Invalid(_) => ApiError::InvalidParameter(msg),
+            E::Io(_) => ApiError::Internal(msg),
+        }
+    }
+}

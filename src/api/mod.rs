@@ -22,6 +22,8 @@ pub mod legacy;
 pub mod router;
 pub mod system;
 pub mod versions;
+pub mod system_df;
+pub mod volumes;
 
 use error::ApiError;
 use router::{Handle, HandlerFn, Resolved};

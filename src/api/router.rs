@@ -8,6 +8,7 @@ use super::distribution;
 use super::error::ApiError;
 use super::{archive, commit};
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
+use super::{system_df, volumes};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::{Method, Request};
@@ -101,6 +102,14 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/commit", Json(commit::commit)),
     (POST, "/auth", Json(distribution::auth)),
     (POST, "/images/{name*}/push", Now(distribution::push)),
+    (POST, "/volumes/create", Json(volumes::create)),
+    (GET, "/volumes", Now(volumes::list)),
+    (POST, "/volumes/prune", Body(volumes::prune)),
+    (GET, "/volumes/{name}", Now(volumes::inspect)),
+    (DELETE, "/volumes/{name}", Now(volumes::remove)),
+    (GET, "/system/df", Now(system_df::df)),
+    (POST, "/build/prune", Body(system_df::build_prune)),
+    (POST, "/networks/prune", Body(system_df::networks_prune)),
 ];
 
 /// A request matched to its route.

@@ -26,6 +26,8 @@ pub fn bind_sources(h: &HostConfig) -> Result<Vec<String>, ContainerError> {
     h.binds
         .iter()
         .map(|b| create::parse_bind(b).map(|(src, _, _)| src))
+        // Named volumes are the volume store's (container/volume_mounts.rs).
+        .filter(|s| s.as_ref().map_or(true, |s| s.starts_with('/')))
         .collect()
 }
 
@@ -34,6 +36,9 @@ pub fn mounts_of(h: &HostConfig) -> Result<Vec<MountSpec>, ContainerError> {
     let mut mounts = Vec::new();
     for b in &h.binds {
         let (src, dst, ro) = create::parse_bind(b)?;
+        if !src.starts_with('/') {
+            continue; // a named volume: see container/volume_mounts.rs
+        }
         mounts.push(MountSpec {
             kind: MountKind::Bind,
             source: src.into(),
@@ -42,7 +47,7 @@ pub fn mounts_of(h: &HostConfig) -> Result<Vec<MountSpec>, ContainerError> {
             options: String::new(),
         });
     }
-    for m in &h.mounts {
+    for m in h.mounts.iter().filter(|m| m.kind != "volume") {
         let (kind, options) = match m.kind.as_str() {
             "tmpfs" => {
                 let mut opts = Vec::new();

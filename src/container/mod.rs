@@ -19,3 +19,4 @@ pub mod registry;
 pub mod security;
 pub mod stdio;
 pub mod validate;
+pub mod volume_mounts;

@@ -91,6 +91,9 @@ pub struct Container {
     /// is recorded: after a crash, recovery treats the container as running.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub start_pending: bool,
+    /// Volumes (and `--volumes-from` binds) planned at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<super::volume_mounts::MountPoint>,
 }
 
 impl Container {

@@ -232,9 +232,17 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
                 }
             }
             "tmpfs" => {}
+            "volume" => {
+                if !m.source.is_empty() && !crate::store::volumes::valid_name(&m.source) {
+                    return invalid(format!(
+                        "create {0}: \"{0}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path",
+                        m.source
+                    ));
+                }
+            }
             other => {
                 return invalid(format!(
-                    "mount type {other:?} is not supported by coracle (bind and tmpfs are)"
+                    "mount type {other:?} is not supported by coracle (bind, tmpfs and volume are)"
                 ))
             }
         }
@@ -338,9 +346,9 @@ pub fn parse_bind(spec: &str) -> Result<(String, String, bool), ContainerError> 
             )))
         }
     };
-    if !src.starts_with('/') {
+    if !src.starts_with('/') && !crate::store::volumes::valid_name(src) {
         return Err(ContainerError::Invalid(format!(
-            "named volumes are not supported by coracle yet: '{src}' (use an absolute host path)"
+            "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
         )));
     }
     if !dst.starts_with('/') {

@@ -50,6 +50,8 @@ impl Engine {
                 .find(|n| self.containers.name_owner(n).is_none())
                 .unwrap_or_default(),
         };
+        // Volumes last: nothing is created for a request refused above.
+        let mount_points = self.plan_volumes(&config, &host_config)?;
         let id = names::new_id();
         if config.hostname.is_empty() {
             config.hostname = id[..12].to_string();
@@ -87,6 +89,7 @@ impl Engine {
             manually_stopped: false,
             has_been_started: false,
             start_pending: false,
+            mount_points,
             config,
             host_config,
         };
@@ -104,7 +107,11 @@ impl Engine {
                 crate::container::etc::resolv_conf(&c.host_config, network),
             ),
         ];
-        self.container_dirs.create(&c, &etc)?;
+        if let Err(e) = self.container_dirs.create(&c, &etc) {
+            // The anonymous volumes made for it would belong to nobody.
+            self.volumes_on_failed_create(&c.mount_points);
+            return Err(e.into());
+        }
         self.containers.insert(Entry::new(c));
         self.container_event(&id, "create", &[]);
         Ok((id, warnings))

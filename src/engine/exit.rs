@@ -51,6 +51,7 @@ impl Engine {
             self.container_event(&id, "stop", &[]);
         }
         self.persist(&id);
+        self.release_volumes(Some(&id));
         self.after_exit(&id, code, ran);
         self.wake_container_waiters();
         true

@@ -19,6 +19,8 @@ pub mod stats;
 mod stop;
 mod tasks;
 mod update;
+mod volumes;
+pub use volumes::VolumeError;
 
 use std::io::Read;
 use std::path::Path;
@@ -59,6 +61,10 @@ pub struct Engine {
     wakes: Vec<Wake>,
     /// Multi-step jobs no connection owns (a slot is None while it runs).
     tasks: crate::slab::Slab<Option<Box<dyn tasks::Task>>>,
+    /// Volumes of the local driver (`store/volumes.rs`).
+    pub volumes: crate::store::volumes::VolumeStore,
+    /// Containers whose anonymous volumes go with them (`rm -v`).
+    rm_volumes_of: std::collections::HashSet<String>,
 }
 
 impl Engine {
@@ -78,6 +84,8 @@ impl Engine {
             .map_err(|e| format!("open image store under {}: {e}", root.display()))?;
         let container_dirs = ContainerDirs::new(root)
             .map_err(|e| format!("open container store under {}: {e}", root.display()))?;
+        let volumes = crate::store::volumes::VolumeStore::open(root)
+            .map_err(|e| format!("open volume store under {}: {e}", root.display()))?;
         let outputs = Outputs::new(
             registry
                 .try_clone()
@@ -97,6 +105,8 @@ impl Engine {
             shutting_down: false,
             wakes: Vec::new(),
             tasks: Default::default(),
+            volumes,
+            rm_volumes_of: Default::default(),
         };
         engine.recover_containers();
         Ok(engine)

@@ -110,7 +110,9 @@ impl Engine {
                 None
             }
         };
-        self.containers.remove(id);
+        if let Some(e) = self.containers.remove(id) {
+            self.volumes_on_remove(&e.c);
+        }
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);

@@ -94,6 +94,7 @@ impl Engine {
                     e.c.has_been_started = true;
                 }
                 self.persist(id);
+                self.volumes_started(id);
                 self.container_event(id, "start", &[]);
                 self.health_start(id);
                 self.wake_container_waiters();
@@ -115,6 +116,7 @@ impl Engine {
                     e.c.state.pid = 0;
                 }
                 self.persist(id);
+                self.release_volumes(None);
                 for conn in self.outputs.end_container(id) {
                     self.wake(conn);
                 }
@@ -141,7 +143,7 @@ impl Engine {
                 let _ = std::fs::create_dir_all(&src);
             }
         }
-        let mounts = mounts_of(h)?;
+        let mounts = self.with_volume_mounts(&c.mount_points, mounts_of(h)?)?;
         let nnp = self.config.no_new_privileges;
         let iso = crate::container::isolation::resolve(h, nnp, &|what, key| {
             let id = self.containers.resolve(key)?;

@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod confine;
+pub mod copyup;
 pub mod devices;
 pub mod errors;
 pub mod exec;

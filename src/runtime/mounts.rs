@@ -461,12 +461,16 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
         let t = secure_join(root, &m.target)?;
         // Again after symlinks in the image were resolved.
         let source = match m.kind {
-            MountKind::Bind => m.source.display().to_string(),
+            MountKind::Bind | MountKind::Volume => m.source.display().to_string(),
             MountKind::Tmpfs => "tmpfs".to_string(),
         };
         check_proc_target(Path::new(&rel(root, &t)), &source, false).map_err(LaunchError::Setup)?;
         match m.kind {
-            MountKind::Bind => {
+            MountKind::Bind | MountKind::Volume => {
+                if m.kind == MountKind::Volume {
+                    super::copyup::fill_empty(&t, &m.source)
+                        .stage(format!("copy {shown} into its volume"))?;
+                }
                 let md = match fs::metadata(&m.source) {
                     Ok(md) => md,
                     Err(_) => {
@@ -519,7 +523,16 @@ pub fn user_mounts(mounts: &[MountSpec], root: &Path) -> Result<(), LaunchError>
 /// Split "size=64m,mode=1777,exec" into mount flags and fs data. Docker's
 /// tmpfs defaults are noexec,nosuid,nodev unless "exec"/"suid"/"dev" given.
 fn tmpfs_options(opts: &str) -> (MsFlags, String) {
-    let mut flags = MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount_options(
+        opts,
+        MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )
+}
+
+/// Mount option words split into flags (starting from `defaults`) and the
+/// filesystem's data string.
+pub(crate) fn mount_options(opts: &str, defaults: MsFlags) -> (MsFlags, String) {
+    let mut flags = defaults;
     let mut data = Vec::new();
     for o in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         match o {

@@ -29,6 +29,9 @@ pub enum MountKind {
     Bind,
     /// `Tmpfs` and `Mounts` type=tmpfs; `options` like "size=64m,mode=1777".
     Tmpfs,
+    /// A volume's data dir bound like `Bind`, first filled with the image's
+    /// content at the target if it is empty (dockerd's copy-up).
+    Volume,
 }
 
 #[derive(Debug, Clone)]

@@ -61,6 +61,8 @@ pub struct ListFilters {
     pub since: Option<String>,
     /// Glob patterns on familiar references (`busybox`, `fixture/*:v1`).
     pub reference: Vec<String>,
+    /// Prune only: images created before this (Unix seconds).
+    pub until: Option<i64>,
 }
 
 pub struct ImageStore {
@@ -511,6 +513,7 @@ impl ImageStore {
             .filter(|i| usage(&i.id).is_none())
             .filter(|i| !dangling_only || self.refs_of(&i.id).is_empty())
             .filter(|i| self.labels_match(i, &filters.labels))
+            .filter(|i| filters.until.is_none_or(|u| i.created < u))
             .map(|i| i.id.clone())
             .collect();
         let mut deleted = Vec::new();
