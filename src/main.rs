@@ -2,6 +2,7 @@
 #![recursion_limit = "256"]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod api;
 mod atomic;
 mod check_config;
@@ -46,6 +47,15 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
+        Ok(Command::TokenNew { file, name, role }) => {
+            match access::tokens::new_token(&file, &name, role, &mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("coracle: {e}");
+                    1
+                }
+            }
+        }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
             match daemon::run(cfg) {

@@ -88,6 +88,15 @@ impl Listener {
         }
     }
 
+    /// The address of a TCP listener that is not loopback-only (where the
+    /// LAN can reach it).
+    pub fn exposed_tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().filter(|a| !a.ip().is_loopback()),
+            Listener::Unix(..) => None,
+        }
+    }
+
     pub fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Unix(l, _, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
@@ -134,11 +143,6 @@ pub fn bind(addr: &HostAddr) -> Result<Vec<Listener>, String> {
         HostAddr::Unix(path) => bind_unix(path).map(|l| vec![l]),
         HostAddr::Tcp(sa) => {
             let l = TcpListener::bind(*sa).map_err(|e| format!("listen tcp://{sa}: {e}"))?;
-            if !sa.ip().is_loopback() {
-                log::warn!(
-                    "API listening on tcp://{sa} without TLS: anyone who can reach this port controls the host"
-                );
-            }
             Ok(vec![Listener::Tcp(l)])
         }
         HostAddr::Fd => activated_listeners(),
@@ -227,6 +231,28 @@ fn activated_listeners() -> Result<Vec<Listener>, String> {
     Ok(out)
 }
 
+/// Who is at the other end of a connection, as far as the gate in
+/// `api/guard.rs` cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The unix socket: governed by its file mode, as with dockerd.
+    Local,
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A TLS client whose certificate the CA vouched for.
+    TlsVerified(SocketAddr),
+}
+
+impl Peer {
+    /// The address as the audit log shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Peer::Local => "unix".into(),
+            Peer::Tcp(a) | Peer::TlsVerified(a) => a.to_string(),
+        }
+    }
+}
+
 /// An accepted connection.
 pub enum Stream {
     Unix(UnixStream),
@@ -234,6 +260,18 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// The peer, for the gate (a TCP peer whose address cannot be read is
+    /// reported as 0.0.0.0:0, which no allow-from or token exempts).
+    pub fn peer(&self) -> Peer {
+        match self {
+            Stream::Unix(_) => Peer::Local,
+            Stream::Tcp(s) => Peer::Tcp(
+                s.peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            ),
+        }
+    }
+
     /// Bytes written that the peer has not read yet (unix sockets: the
     /// socket's outgoing queue, SIOCOUTQ); 0 when unknown (TCP, where the
     /// queue counts unacknowledged bytes, not unread ones).

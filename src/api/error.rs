@@ -19,6 +19,8 @@ pub enum ApiError {
     InvalidParameter(String),
     /// Refused whatever its content (a browser's cross-origin request).
     Forbidden(String),
+    /// No valid credentials (an API token over TCP).
+    Unauthorized(String),
     /// A named object does not exist ("No such container: x").
     NotFound(String),
     /// The request conflicts with the current state (name in use, ...).
@@ -39,6 +41,7 @@ impl ApiError {
             ApiError::VersionTooNew(_) | ApiError::VersionTooOld(_) => 400,
             ApiError::InvalidParameter(_) => 400,
             ApiError::Forbidden(_) => 403,
+            ApiError::Unauthorized(_) => 401,
             ApiError::Conflict(_) => 409,
             ApiError::NotModified => 304,
             ApiError::NotImplemented(_) => 501,
@@ -71,6 +74,7 @@ impl fmt::Display for ApiError {
             ),
             ApiError::InvalidParameter(m)
             | ApiError::Forbidden(m)
+            | ApiError::Unauthorized(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::NotImplemented(m)

@@ -54,6 +54,8 @@ pub struct Engine {
     wakes: Vec<Wake>,
     /// Multi-step jobs no connection owns (a slot is None while it runs).
     tasks: crate::slab::Slab<Option<Box<dyn tasks::Task>>>,
+    /// API tokens and the audit log (the gate is `api/guard.rs`).
+    pub access: crate::access::Access,
 }
 
 impl Engine {
@@ -92,6 +94,7 @@ impl Engine {
             shutting_down: false,
             wakes: Vec::new(),
             tasks: Default::default(),
+            access: Default::default(),
         };
         engine.recover_containers();
         Ok(engine)

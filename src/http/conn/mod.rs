@@ -94,11 +94,14 @@ pub struct Conn<H: Handler> {
     turn_bytes: usize,
     /// `drive` stopped at `TURN_BUDGET` with work left: drive again next turn.
     more: bool,
+    /// Who is at the other end, handed to the handler with each request.
+    peer: crate::net::Peer,
 }
 
 impl<H: Handler> Conn<H> {
     pub fn new(stream: Stream, limits: Limits, now: Instant) -> Conn<H> {
         Conn {
+            peer: stream.peer(),
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -407,7 +410,7 @@ impl<H: Handler> Conn<H> {
             return false;
         }
         self.head_started.get_or_insert(now);
-        let (req, used) = match parse_head(&self.rbuf) {
+        let (mut req, used) = match parse_head(&self.rbuf) {
             Ok(None) => {
                 if self.eof {
                     self.state = State::Closing { linger_until: None };
@@ -438,6 +441,7 @@ impl<H: Handler> Conn<H> {
         };
         self.rbuf.drain(..used);
         self.head_started = None;
+        req.peer = self.peer;
         let ex = Exchange {
             head_only: req.method == Method::Head,
             minor: req.minor,
