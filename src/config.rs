@@ -63,7 +63,7 @@ impl TlsFlags {
 
 /// What the command line asks for.
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
     CheckConfig,
@@ -204,7 +204,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_file => None,
         Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
     };
-    merge(f, file.as_ref(), &path).map(Command::Run)
+    merge(f, file.as_ref(), &path).map(|c| Command::Run(Box::new(c)))
 }
 
 /// Combine flags with the file. As dockerd does, a setting given in both
@@ -324,7 +324,10 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     };
     let mut hosts = host_strings
         .iter()
-        .map(|h| HostAddr::parse(h))
+        .map(|h| match tls || tlsverify {
+            true => HostAddr::parse_with_port(h, crate::net::DEFAULT_TLS_PORT),
+            false => HostAddr::parse(h),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if hosts.is_empty() {
         hosts.push(HostAddr::Unix(PathBuf::from(DEFAULT_UNIX_SOCKET)));

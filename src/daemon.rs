@@ -86,9 +86,15 @@ impl Daemon {
                 return Err(e);
             }
         };
-        if config.tls.enabled() {
-            listeners.iter().for_each(Listener::remove_socket_file);
-            return Err("--tls/--tlsverify: this build has no TLS listener".into());
+        let tls = match crate::tls_listener::server(&config.tls) {
+            Ok(t) => t.map(std::rc::Rc::new),
+            Err(e) => {
+                listeners.iter().for_each(Listener::remove_socket_file);
+                return Err(e);
+            }
+        };
+        if let Some(server) = &tls {
+            listeners = listeners.into_iter().map(|l| l.with_tls(server)).collect();
         }
         let exposed: Vec<_> = listeners.iter().filter_map(Listener::exposed_tcp).collect();
         let open_tcp = access.tokens.is_empty() && !config.tls.enabled();
@@ -100,7 +106,12 @@ impl Daemon {
                  or use --tlsverify, or pass --insecure-tcp to accept the risk"
             ));
         }
-        let insecure_warning = (open_tcp && !exposed.is_empty()).then(Instant::now);
+        // Warned now (before the first request is served), then each minute.
+        let insecure_warning =
+            (open_tcp && !exposed.is_empty()).then(|| Instant::now() + SECURITY_LOG_EVERY);
+        for addr in exposed.iter().filter(|_| open_tcp) {
+            log::warn!("{}", insecure_warning_text(addr));
+        }
         for (i, l) in listeners.iter_mut().enumerate() {
             reactor
                 .registry()
@@ -343,9 +354,7 @@ impl Daemon {
         };
         self.insecure_warning = Some(due.max(now) + SECURITY_LOG_EVERY);
         for addr in self.listeners.iter().filter_map(Listener::exposed_tcp) {
-            log::warn!(
-                "--insecure-tcp: API listening on tcp://{addr} with neither tokens nor TLS: anyone who can reach this port controls the host"
-            );
+            log::warn!("{}", insecure_warning_text(&addr));
         }
     }
 
@@ -426,6 +435,10 @@ impl Daemon {
         }
         log::info!("coracle stopped");
     }
+}
+
+fn insecure_warning_text(addr: &std::net::SocketAddr) -> String {
+    format!("--insecure-tcp: API listening on tcp://{addr} with neither tokens nor TLS: anyone who can reach this port controls the host")
 }
 
 /// Lock the pid file and write our PID into it. The lock, not the number in

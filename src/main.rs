@@ -27,6 +27,7 @@ mod store;
 mod streams;
 mod timefmt;
 mod timers;
+mod tls_listener;
 mod worker;
 
 use config::Command;
@@ -58,7 +59,7 @@ fn main() {
         }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
-            match daemon::run(cfg) {
+            match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {
                     log::error!("{e}");

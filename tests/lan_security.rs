@@ -353,3 +353,182 @@ fn tokens_roles_reload_allow_from_and_audit() {
     );
     d.terminate();
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// with openssl in `dir` (dockerd's file names: ca.pem, cert.pem, key.pem).
+fn make_pki(dir: &Path) -> (PathBuf, PathBuf) {
+    let server = dir.join("server");
+    let client = dir.join("client");
+    std::fs::create_dir_all(&server).unwrap();
+    std::fs::create_dir_all(&client).unwrap();
+    let sh = format!(
+        r#"set -e
+cd {dir}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 2 -subj /CN=coracle-test-ca
+openssl req -newkey rsa:2048 -nodes -keyout server/key.pem -out server.csr -subj /CN=localhost
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > server.ext
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server/cert.pem -days 2 -extfile server.ext
+openssl req -newkey rsa:2048 -nodes -keyout client/key.pem -out client.csr -subj /CN=laptop
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out client/cert.pem -days 2 -extfile client.ext
+cp ca.pem server/ca.pem
+cp ca.pem client/ca.pem
+"#,
+        dir = dir.display()
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&sh)
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "openssl: {}", text(&o));
+    (server, client)
+}
+
+#[test]
+fn tlsverify_listener() {
+    let dir = temp_dir("lansec-tls");
+    let (server, client) = make_pki(&dir);
+    let port = free_port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
+    let audit = dir.join("audit.log");
+    let arg = |name: &str| server.join(name).to_str().unwrap().to_string();
+    let mut d = Daemon::start_with(
+        &[
+            "-H",
+            &host,
+            "--tlsverify",
+            "--tlscacert",
+            &arg("ca.pem"),
+            "--tlscert",
+            &arg("cert.pem"),
+            "--tlskey",
+            &arg("key.pem"),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        false,
+    );
+    d.wait_serving();
+    assert!(
+        d.log_text().contains("(TLS, client certificates verified)"),
+        "{}",
+        d.log_text()
+    );
+    d.load_busybox();
+    let cfg = cli_config(&dir, "cli", None);
+    let c = |name: &str| client.join(name).to_str().unwrap().to_string();
+    let tls_docker = |args: &[&str]| {
+        let mut all = vec![
+            "--tlsverify".to_string(),
+            "--tlscacert".into(),
+            c("ca.pem"),
+            "--tlscert".into(),
+            c("cert.pem"),
+            "--tlskey".into(),
+            c("key.pem"),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        docker(&host, &cfg, &all)
+    };
+
+    // The real CLI with its client certificate: requests, streams, hijack.
+    let o = tls_docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    assert!(
+        o.status.success() && text(&o).contains("1.45"),
+        "{}",
+        text(&o)
+    );
+    let o = tls_docker(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 600000 /dev/zero | od -v | head -c 2000000",
+    ]);
+    assert!(
+        o.status.success() && o.stdout.len() == 2_000_000,
+        "{} bytes: {}",
+        o.stdout.len(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "--tlsverify",
+        "--tlscacert",
+        &c("ca.pem"),
+        "--tlscert",
+        &c("cert.pem"),
+        "--tlskey",
+        &c("key.pem"),
+    ])
+    .args(["run", "-i", "--rm", "busybox", "cat"])
+    .env("DOCKER_HOST", &host)
+    .env("DOCKER_CONFIG", &cfg)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through tls\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "through tls\n",
+        "{}",
+        text(&o)
+    );
+    let o = tls_docker(&["rm", "big"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // DOCKER_TLS_VERIFY + DOCKER_CERT_PATH, as the CLI's docs set it up.
+    let o = Command::new("docker")
+        .args(["ps", "-a"])
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_CONFIG", &cfg)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", &client)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    // curl: with the certificate 200; without one, or in plain HTTP, no answer.
+    let (code, status, body) = curl(&[
+        "--cacert",
+        &c("ca.pem"),
+        "--cert",
+        &c("cert.pem"),
+        "--key",
+        &c("key.pem"),
+        &format!("{url}/_ping"),
+    ]);
+    assert_eq!((code, status, body.as_str()), (0, 200, "OK"));
+    let (code, status, _) = curl(&["--cacert", &c("ca.pem"), &format!("{url}/_ping")]);
+    assert!(
+        code != 0 && status == 0,
+        "no client certificate: curl {code}, {status}"
+    );
+    let (code, status, _) = curl(&[&format!("http://127.0.0.1:{port}/_ping")]);
+    assert!(
+        code != 0 && status == 0,
+        "plain HTTP: curl {code}, {status}"
+    );
+    // The CLI without its certificate is refused too.
+    let o = docker(&host, &cfg, &["--tls", "--tlscacert", &c("ca.pem"), "ps"]);
+    assert!(!o.status.success(), "{}", text(&o));
+
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        lines.contains("\"path\":\"/v1.45/containers/big\"")
+            && lines.contains("\"method\":\"DELETE\""),
+        "{lines}"
+    );
+    d.terminate();
+}

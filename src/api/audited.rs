@@ -77,10 +77,9 @@ struct AuditedSink {
 
 impl BodySink<Engine> for AuditedSink {
     fn write(&mut self, cx: &mut Engine, me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        self.inner.write(cx, me, data).map_err(|r| {
-            cx.access.record(&self.ctx, r.status);
-            r
-        })
+        self.inner
+            .write(cx, me, data)
+            .inspect_err(|r| cx.access.record(&self.ctx, r.status))
     }
 
     fn finish(self: Box<Self>, cx: &mut Engine, me: ConnId) -> Response {

@@ -209,7 +209,7 @@ impl<H: Handler> Conn<H> {
                 return false;
             }
             if let State::Closing { linger_until } = &mut self.state {
-                if self.wpos == self.wbuf.len() {
+                if self.wpos == self.wbuf.len() && !self.stream.has_pending_output() {
                     if linger_until.is_none() {
                         self.stream.shutdown_write();
                         *linger_until = Some(now + LINGER);
@@ -336,6 +336,15 @@ impl<H: Handler> Conn<H> {
                     self.broken = true;
                     break;
                 }
+            }
+        }
+        // What the stream itself holds (TLS records) goes out as well.
+        if self.writable && self.stream.has_pending_output() {
+            match self.stream.flush() {
+                Ok(()) => progress |= !self.stream.has_pending_output(),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.broken = true,
             }
         }
         if self.wpos == self.wbuf.len() {
