@@ -180,7 +180,11 @@ impl Daemon {
                 .min();
             // Unfinished output pumping, or connections that yielded: poll
             // without sleeping.
-            let deadline = if self.engine.outputs.has_unfinished() || !self.again.is_empty() {
+            // Wakes left over by `run_wakes`' bound: likewise.
+            let deadline = if self.engine.outputs.has_unfinished()
+                || !self.again.is_empty()
+                || self.engine.has_wakes()
+            {
                 Some(std::time::Instant::now())
             } else {
                 deadline

@@ -42,8 +42,11 @@ fn cli_config(dir: &Path, name: &str, token: Option<&str>) -> PathBuf {
     d
 }
 
+/// The docker CLI, killed after 60 s (a stalled stream fails the test
+/// instead of hanging it).
 fn docker(host: &str, config: &Path, args: &[&str]) -> Output {
-    Command::new("docker")
+    Command::new("timeout")
+        .args(["60", "docker"])
         .args(args)
         .env("DOCKER_HOST", host)
         .env("DOCKER_CONFIG", config)
@@ -456,22 +459,23 @@ fn tlsverify_listener() {
         o.stdout.len(),
         String::from_utf8_lossy(&o.stderr)
     );
-    let mut cmd = Command::new("docker");
-    cmd.args([
-        "--tlsverify",
-        "--tlscacert",
-        &c("ca.pem"),
-        "--tlscert",
-        &c("cert.pem"),
-        "--tlskey",
-        &c("key.pem"),
-    ])
-    .args(["run", "-i", "--rm", "busybox", "cat"])
-    .env("DOCKER_HOST", &host)
-    .env("DOCKER_CONFIG", &cfg)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "docker"])
+        .args([
+            "--tlsverify",
+            "--tlscacert",
+            &c("ca.pem"),
+            "--tlscert",
+            &c("cert.pem"),
+            "--tlskey",
+            &c("key.pem"),
+        ])
+        .args(["run", "-i", "--rm", "busybox", "cat"])
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_CONFIG", &cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     {
         use std::io::Write;
@@ -485,12 +489,38 @@ fn tlsverify_listener() {
         "{}",
         text(&o)
     );
+    // A long log read back over TLS (binary output: json-file lines of
+    // escaped NULs, so many log pieces hold no whole entry).
+    let o = tls_docker(&[
+        "run",
+        "--name",
+        "zeros",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero",
+    ]);
+    assert!(
+        o.status.success() && o.stdout.len() == 3_000_000,
+        "{}",
+        o.stdout.len()
+    );
+    let start = Instant::now();
+    let o = tls_docker(&["logs", "zeros"]);
+    assert!(
+        o.status.success() && o.stdout.len() == 3_000_000,
+        "docker logs over TLS: {} bytes after {:?}",
+        o.stdout.len(),
+        start.elapsed()
+    );
+    let o = tls_docker(&["rm", "zeros"]);
+    assert!(o.status.success(), "{}", text(&o));
     let o = tls_docker(&["rm", "big"]);
     assert!(o.status.success(), "{}", text(&o));
 
     // DOCKER_TLS_VERIFY + DOCKER_CERT_PATH, as the CLI's docs set it up.
-    let o = Command::new("docker")
-        .args(["ps", "-a"])
+    let o = Command::new("timeout")
+        .args(["60", "docker", "ps", "-a"])
         .env("DOCKER_HOST", &host)
         .env("DOCKER_CONFIG", &cfg)
         .env("DOCKER_TLS_VERIFY", "1")

@@ -110,6 +110,11 @@ impl Engine {
         self.wakes.push(w);
     }
 
+    /// Whether anything waits in the wake list (the loop must not sleep).
+    pub fn has_wakes(&self) -> bool {
+        !self.wakes.is_empty()
+    }
+
     /// Run the woken tasks' next steps, then hand the loop the connections
     /// to drive.
     pub fn take_wakes(&mut self) -> Vec<ConnId> {
