@@ -322,13 +322,18 @@ impl Daemon {
         }
     }
 
-    /// `allow-from`: whether a new connection may stay. Refusals are
-    /// counted, logged at most once a minute, and audited.
+    /// `allow-from`, and addresses locked out for failed authentications:
+    /// whether a new connection may stay. allow-from refusals are counted,
+    /// logged at most once a minute, and audited.
     fn admitted(&mut self, stream: &net::Stream, now: Instant) -> bool {
         let peer = match stream.peer() {
             net::Peer::Tcp(a) | net::Peer::TlsVerified(a) => a,
             net::Peer::Local => return true,
         };
+        if self.engine.access.locked_out(peer.ip(), now) {
+            log::debug!("closed a connection from {peer}: too many failed authentications");
+            return false;
+        }
         if cidr::allowed(&self.allow_from, peer.ip()) {
             return true;
         }

@@ -354,6 +354,35 @@ fn tokens_roles_reload_allow_from_and_audit() {
             .any(|l| l["peer"] == "unix" && l["method"] == "POST"),
         "{lines:#?}"
     );
+
+    // Token guessing: after 20 failures in a minute the address is cut off
+    // at accept (even with a good token), the unix socket still answers.
+    let mut closed_after = None;
+    for i in 0..30 {
+        let (code, status, _) = curl(&[
+            "-H",
+            "Authorization: Bearer crc_guess",
+            &format!("{url}/_ping"),
+        ]);
+        if status == 0 {
+            assert!(matches!(code, 52 | 56), "curl {code}");
+            closed_after = Some(i);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    assert!(closed_after.is_some(), "never locked out");
+    let (_, status, _) = curl(&["-H", &bearer_late, &format!("{url}/_ping")]);
+    assert_eq!(
+        status, 0,
+        "a locked-out address is closed even with a good token"
+    );
+    assert!(
+        d.log_text().contains("failed authentications in a minute"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(d.request("GET", "/_ping", None).status, 200);
     d.terminate();
 }
 

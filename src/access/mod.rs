@@ -8,7 +8,9 @@ pub mod cidr;
 pub mod tokens;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::reply::ConnId;
@@ -34,7 +36,18 @@ pub struct Access {
     pub audit: Option<AuditLog>,
     /// Audit lines waiting for a buffered body's answer, by connection.
     pub pending: HashMap<ConnId, AuditCtx>,
+    /// Failed authentications by address: the count in the current window
+    /// and when it began.
+    failures: HashMap<IpAddr, (u32, Instant)>,
 }
+
+/// Failed authentications an address may have per window; beyond that its
+/// connections are closed at accept until the window ends (token guessing
+/// slowed to a trickle).
+pub const FAIL_LIMIT: u32 = 20;
+pub const FAIL_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses tracked at once (the oldest window is forgotten first).
+const FAIL_TRACKED: usize = 1024;
 
 impl Access {
     pub fn open(config: &Config) -> Result<Access, String> {
@@ -70,6 +83,43 @@ impl Access {
         }
     }
 
+    /// A request from `ip` failed authentication.
+    pub fn note_failure(&mut self, ip: IpAddr, now: Instant) {
+        let e = self.failures.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= FAIL_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        if e.0 == FAIL_LIMIT {
+            log::warn!(
+                "{ip}: {FAIL_LIMIT} failed authentications in a minute; its connections are closed until {}s have passed",
+                FAIL_WINDOW.as_secs()
+            );
+        }
+        if self.failures.len() > FAIL_TRACKED {
+            let oldest = self
+                .failures
+                .iter()
+                .min_by_key(|(_, v)| v.1)
+                .map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.failures.remove(&k);
+            }
+        }
+    }
+
+    /// Whether `ip` failed too often in the current window.
+    pub fn locked_out(&mut self, ip: IpAddr, now: Instant) -> bool {
+        match self.failures.get(&ip) {
+            Some((_, since)) if now.duration_since(*since) >= FAIL_WINDOW => {
+                self.failures.remove(&ip);
+                false
+            }
+            Some((n, _)) => *n >= FAIL_LIMIT,
+            None => false,
+        }
+    }
+
     /// Write an audit line (when the log is on).
     pub fn record(&mut self, ctx: &AuditCtx, status: u16) {
         if let Some(log) = &mut self.audit {
@@ -81,5 +131,29 @@ impl Access {
                 status,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_failures_lock_an_address_out_for_a_window() {
+        let mut a = Access::default();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..FAIL_LIMIT - 1 {
+            a.note_failure(ip, t0);
+        }
+        assert!(!a.locked_out(ip, t0));
+        a.note_failure(ip, t0);
+        assert!(a.locked_out(ip, t0) && !a.locked_out(other, t0));
+        assert!(!a.locked_out(ip, t0 + FAIL_WINDOW));
+        for i in 0..FAIL_TRACKED as u32 + 10 {
+            a.note_failure(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert!(a.failures.len() <= FAIL_TRACKED);
     }
 }

@@ -62,6 +62,11 @@ fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
         });
     let begun = match verdict.refusal {
         Some(e) => {
+            if let (401, crate::net::Peer::Tcp(addr)) = (e.status(), req.peer) {
+                engine
+                    .access
+                    .note_failure(addr.ip(), std::time::Instant::now());
+            }
             log::info!(
                 "refused {} {} from {}: {e}",
                 guard::method_name(req.method),
