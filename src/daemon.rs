@@ -38,6 +38,9 @@ pub struct Daemon {
     refused_logged: Option<Instant>,
     /// `--insecure-tcp` with an exposed listener: the next warning.
     insecure_warning: Option<Instant>,
+    /// An exposed listener relies on the tokens (no TLS, no
+    /// `--insecure-tcp`): a reload may not empty them.
+    tokens_required: bool,
 }
 
 /// How often an open exposed listener, or allow-from refusals, are logged.
@@ -109,6 +112,7 @@ impl Daemon {
         // Warned now (before the first request is served), then each minute.
         let insecure_warning =
             (open_tcp && !exposed.is_empty()).then(|| Instant::now() + SECURITY_LOG_EVERY);
+        let tokens_required = !exposed.is_empty() && !config.tls.enabled() && !config.insecure_tcp;
         for addr in exposed.iter().filter(|_| open_tcp) {
             log::warn!("{}", insecure_warning_text(addr));
         }
@@ -165,6 +169,7 @@ impl Daemon {
             refused: 0,
             refused_logged: None,
             insecure_warning,
+            tokens_required,
         })
     }
 
@@ -259,7 +264,7 @@ impl Daemon {
                 }
                 Signal::Reload => {
                     log::info!("SIGHUP received: reloading API tokens");
-                    self.engine.access.reload();
+                    self.engine.access.reload(self.tokens_required);
                     let id = self.engine.id.clone();
                     self.engine.publish(Event::new("daemon", "reload", &id));
                 }

@@ -135,6 +135,32 @@ fn exposed_tcp_needs_tokens_tls_or_insecure_tcp() {
     );
     let (_, status, _) = curl(&[&format!("http://127.0.0.1:{t}/_ping")]);
     assert_eq!(status, 200);
+    drop(d);
+
+    // With a token it starts; a reload that would empty the tokens of an
+    // exposed listener is refused and the old ones stay.
+    let tokens = dir.join("tokens2");
+    let token = new_token(&tokens, "owner", false);
+    let t = free_port();
+    let tcp = format!("tcp://0.0.0.0:{t}");
+    let d = Daemon::start_with(
+        &["-H", &tcp, "--api-tokens", tokens.to_str().unwrap()],
+        false,
+    );
+    d.wait_serving();
+    let url = format!("http://127.0.0.1:{t}/_ping");
+    assert_eq!(curl(&[&url]).1, 401);
+    std::fs::write(&tokens, "").unwrap();
+    common::signal(d.pid(), common::libc_sig::HUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d.log_text().contains("keeping the previous API tokens") {
+        assert!(Instant::now() < deadline, "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(curl(&[&url]).1, 401, "still protected");
+    let bearer = format!("Authorization: Bearer {token}");
+    assert_eq!(curl(&["-H", &bearer, &url]).1, 200);
+    drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -72,9 +72,14 @@ impl Access {
         Tokens::load(path)
     }
 
-    /// SIGHUP: read the tokens file again; a broken file keeps the old set.
-    pub fn reload(&mut self) {
+    /// SIGHUP: read the tokens file again; a broken file keeps the old set,
+    /// and so does an empty one when `required` (an exposed listener that
+    /// would otherwise be open to anyone).
+    pub fn reload(&mut self, required: bool) {
         match self.read_tokens() {
+            Ok(t) if t.is_empty() && required => log::error!(
+                "keeping the previous API tokens: the file now has none, which would open an exposed TCP listener to anyone"
+            ),
             Ok(t) => {
                 log::info!("API tokens reloaded: {} token(s)", t.len());
                 self.tokens = t;
