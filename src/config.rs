@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::cidr::Cidr;
+use crate::access::tokens::Role;
 use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/coracle/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/coracle";
+pub const DEFAULT_TOKENS_FILE: &str = "/etc/coracle/tokens";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +32,36 @@ pub struct Config {
     /// `insecure-registries`: registries (`host[:port]`) spoken to over
     /// plain HTTP, besides loopback.
     pub insecure_registries: Vec<String>,
+    /// `--insecure-tcp`: listen on a non-loopback TCP address with neither
+    /// tokens nor TLS.
+    pub insecure_tcp: bool,
+    /// The API tokens file, and whether it was named (flag or daemon.json).
+    pub api_tokens: PathBuf,
+    pub api_tokens_explicit: bool,
+    /// `allow-from`: the only addresses TCP connections are accepted from
+    /// (empty: any).
+    pub allow_from: Vec<Cidr>,
+    /// `audit-log`: the file mutating and refused requests are recorded in.
+    pub audit_log: Option<PathBuf>,
+    /// dockerd's TLS flags.
+    pub tls: TlsFlags,
+}
+
+/// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFlags {
+    pub tls: bool,
+    pub verify: bool,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// Whether TCP listeners speak TLS.
+    pub fn enabled(&self) -> bool {
+        self.tls || self.verify
+    }
 }
 
 /// What the command line asks for.
@@ -37,6 +70,12 @@ pub enum Command {
     Help,
     Version,
     CheckConfig,
+    /// `coracle token new NAME [--read-only]`.
+    TokenNew {
+        file: PathBuf,
+        name: String,
+        role: Role,
+    },
 }
 
 pub const USAGE: &str = "Usage: coracle [OPTIONS]
@@ -63,8 +102,20 @@ Options:
       --no-new-privileges   Set no_new_privs on every container by default
       --insecure-registry HOST[:PORT]
                             Pull from / push to this registry over plain HTTP (repeatable)
+      --api-tokens FILE     API tokens (NAME ROLE SHA256 lines) required on TCP listeners
+                            (default /etc/coracle/tokens, when it exists); SIGHUP rereads it
+      --allow-from CIDR     Accept TCP connections only from these addresses (repeatable)
+      --audit-log FILE      Record every state-changing or refused request in FILE
+      --tlsverify           Serve TCP over TLS and require client certificates signed by
+                            --tlscacert (--tls: TLS without client certificates)
+      --tlscacert/--tlscert/--tlskey FILE
+                            CA, server certificate and key (PEM)
+      --insecure-tcp        Allow a non-loopback TCP listener with neither tokens nor TLS
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
+
+       coracle token new NAME [--read-only] [--api-tokens FILE]
+                            Make an API token: print it once, store its hash
 ";
 
 /// Settings given on the command line, before merging with the file.
@@ -81,11 +132,23 @@ struct Flags {
     no_new_privileges: bool,
     api_enable_cors: bool,
     insecure_registries: Vec<String>,
+    insecure_tcp: bool,
+    api_tokens: Option<String>,
+    allow_from: Vec<String>,
+    audit_log: Option<String>,
+    tls: bool,
+    tlsverify: bool,
+    tlscacert: Option<String>,
+    tlscert: Option<String>,
+    tlskey: Option<String>,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("check-config") {
         return Ok(Command::CheckConfig);
+    }
+    if args.first().map(String::as_str) == Some("token") {
+        return parse_token_args(&args[1..]);
     }
     let mut f = Flags::default();
     let mut i = 0;
@@ -125,6 +188,15 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--insecure-registry" => f.insecure_registries.push(value()?),
+            "--insecure-tcp" => f.insecure_tcp = bool_flag(name, inline.as_deref())?,
+            "--tls" => f.tls = bool_flag(name, inline.as_deref())?,
+            "--tlsverify" => f.tlsverify = bool_flag(name, inline.as_deref())?,
+            "--api-tokens" => f.api_tokens = Some(value()?),
+            "--allow-from" => f.allow_from.push(value()?),
+            "--audit-log" => f.audit_log = Some(value()?),
+            "--tlscacert" => f.tlscacert = Some(value()?),
+            "--tlscert" => f.tlscert = Some(value()?),
+            "--tlskey" => f.tlskey = Some(value()?),
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -162,6 +234,15 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "api-cors-header",
         "no-new-privileges",
         "insecure-registries",
+        "insecure-tcp",
+        "api-tokens",
+        "allow-from",
+        "audit-log",
+        "tls",
+        "tlsverify",
+        "tlscacert",
+        "tlscert",
+        "tlskey",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -203,6 +284,32 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
     // dockerd's old `--api-enable-cors`: any origin, unless one is named.
     let api_cors_header = api_cors_header.or(f.api_enable_cors.then(|| "*".to_string()));
+    let api_tokens = pick("api-tokens", f.api_tokens)?;
+    let audit_log = pick("audit-log", f.audit_log)?;
+    let tls_files = [
+        pick("tlscacert", f.tlscacert)?,
+        pick("tlscert", f.tlscert)?,
+        pick("tlskey", f.tlskey)?,
+    ];
+    let mut file_bool = |key: &str, flag: bool| -> Result<bool, String> {
+        match obj.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(flag),
+            Some(serde_json::Value::Bool(b)) => {
+                if flag {
+                    conflicts.push(key.to_string());
+                }
+                Ok(*b)
+            }
+            Some(_) => Err(format!("{key} in {path} must be a boolean")),
+        }
+    };
+    let insecure_tcp = file_bool("insecure-tcp", f.insecure_tcp)?;
+    let tls = file_bool("tls", f.tls)?;
+    let tlsverify = file_bool("tlsverify", f.tlsverify)?;
+    let file_allow = string_list(obj, "allow-from", path)?;
+    if !f.allow_from.is_empty() && !file_allow.is_empty() {
+        conflicts.push("allow-from".into());
+    }
     let file_nnp = match obj.get("no-new-privileges") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -211,34 +318,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     if f.no_new_privileges && file_nnp.is_some() {
         conflicts.push("no-new-privileges".into());
     }
-    let file_hosts: Vec<String> = match obj.get("hosts") {
-        None => Vec::new(),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or("hosts must be strings")
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(format!("hosts in {path} must be an array of strings")),
-    };
-    let file_insecure: Vec<String> = match obj.get("insecure-registries") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or("insecure-registries must be strings")
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(format!(
-                "insecure-registries in {path} must be an array of strings"
-            ))
-        }
-    };
+    let file_hosts = string_list(obj, "hosts", path)?;
+    let file_insecure = string_list(obj, "insecure-registries", path)?;
     if !f.insecure_registries.is_empty() && !file_insecure.is_empty() {
         conflicts.push("insecure-registries".into());
     }
@@ -261,7 +342,10 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     };
     let mut hosts = host_strings
         .iter()
-        .map(|h| HostAddr::parse(h))
+        .map(|h| match tls || tlsverify {
+            true => HostAddr::parse_with_port(h, crate::net::DEFAULT_TLS_PORT),
+            false => HostAddr::parse(h),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if hosts.is_empty() {
         hosts.push(HostAddr::Unix(PathBuf::from(DEFAULT_UNIX_SOCKET)));
@@ -288,6 +372,16 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         Some(serde_json::Value::Object(o)) => o.clone(),
         Some(_) => return Err(format!("log-opts in {path} must be an object")),
     };
+    let allow_from = if f.allow_from.is_empty() {
+        file_allow
+    } else {
+        f.allow_from
+    };
+    let allow_from = allow_from
+        .iter()
+        .map(|c| Cidr::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let [tlscacert, tlscert, tlskey] = tls_files;
     let data_root = PathBuf::from(data_root.unwrap_or_else(|| DEFAULT_DATA_ROOT.to_string()));
     if !data_root.is_absolute() {
         return Err(format!(
@@ -311,6 +405,100 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         } else {
             f.insecure_registries
         },
+        insecure_tcp,
+        api_tokens_explicit: api_tokens.is_some(),
+        api_tokens: PathBuf::from(api_tokens.unwrap_or_else(|| DEFAULT_TOKENS_FILE.to_string())),
+        allow_from,
+        audit_log: audit_log.map(PathBuf::from),
+        tls: TlsFlags {
+            tls,
+            verify: tlsverify,
+            ca: tlscacert.map(PathBuf::from),
+            cert: tlscert.map(PathBuf::from),
+            key: tlskey.map(PathBuf::from),
+        },
+    })
+}
+
+/// A daemon.json key holding an array of strings (absent: empty).
+fn string_list(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    path: &str,
+) -> Result<Vec<String>, String> {
+    let bad = || format!("{key} in {path} must be an array of strings");
+    match obj.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// `--flag` or `--flag=true|false`.
+fn bool_flag(name: &str, inline: Option<&str>) -> Result<bool, String> {
+    match inline {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(format!("invalid value {v:?} for {name}")),
+    }
+}
+
+/// `coracle token new NAME [--read-only] [--api-tokens FILE] [--config-file FILE]`:
+/// the file is the flag's, else daemon.json's `api-tokens`, else the default.
+fn parse_token_args(args: &[String]) -> Result<Command, String> {
+    const TOKEN_USAGE: &str =
+        "usage: coracle token new NAME [--read-only] [--api-tokens FILE] [--config-file FILE]";
+    if args.first().map(String::as_str) != Some("new") {
+        return Err(TOKEN_USAGE.into());
+    }
+    let (mut name, mut role, mut file, mut config) = (None, Role::Admin, None, None);
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or(TOKEN_USAGE)
+        };
+        match flag {
+            "--read-only" => role = Role::ReadOnly,
+            "--api-tokens" => file = Some(value()?),
+            "--config-file" => config = Some(value()?),
+            s if !s.starts_with('-') && name.is_none() => name = Some(s.to_string()),
+            _ => return Err(TOKEN_USAGE.into()),
+        }
+    }
+    let name = name.ok_or(TOKEN_USAGE)?;
+    let file = match file {
+        Some(f) => f,
+        None => {
+            let explicit = config.is_some();
+            let path = config.unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| format!("invalid configuration file {path}: {e}"))?
+                    .get("api-tokens")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(DEFAULT_TOKENS_FILE)
+                    .to_string(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                    DEFAULT_TOKENS_FILE.to_string()
+                }
+                Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
+            }
+        }
+    };
+    Ok(Command::TokenNew {
+        file: PathBuf::from(file),
+        name,
+        role,
     })
 }
 

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use mio::Interest;
 
+use crate::access::cidr::{self, Cidr};
+use crate::access::Access;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::events::Event;
@@ -29,7 +31,20 @@ pub struct Daemon {
     scratch: Vec<u8>,
     /// Connections that yielded their turn with work left.
     again: Vec<usize>,
+    /// `allow-from`: TCP peers outside these ranges are closed at accept.
+    allow_from: Vec<Cidr>,
+    /// Connections closed for allow-from, and when that was last logged.
+    refused: u64,
+    refused_logged: Option<Instant>,
+    /// `--insecure-tcp` with an exposed listener: the next warning.
+    insecure_warning: Option<Instant>,
+    /// An exposed listener relies on the tokens (no TLS, no
+    /// `--insecure-tcp`): a reload may not empty them.
+    tokens_required: bool,
 }
+
+/// How often an open exposed listener, or allow-from refusals, are logged.
+const SECURITY_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The longest a graceful shutdown waits for containers.
 const SHUTDOWN_LIMIT_SECS: u64 = 60;
@@ -67,6 +82,40 @@ impl Daemon {
                 }
             }
         }
+        let access = match Access::open(&config) {
+            Ok(a) => a,
+            Err(e) => {
+                listeners.iter().for_each(Listener::remove_socket_file);
+                return Err(e);
+            }
+        };
+        let tls = match crate::tls_listener::server(&config.tls) {
+            Ok(t) => t.map(std::rc::Rc::new),
+            Err(e) => {
+                listeners.iter().for_each(Listener::remove_socket_file);
+                return Err(e);
+            }
+        };
+        if let Some(server) = &tls {
+            listeners = listeners.into_iter().map(|l| l.with_tls(server)).collect();
+        }
+        let exposed: Vec<_> = listeners.iter().filter_map(Listener::exposed_tcp).collect();
+        let open_tcp = access.tokens.is_empty() && !config.tls.enabled();
+        if let (Some(addr), true, false) = (exposed.first(), open_tcp, config.insecure_tcp) {
+            listeners.iter().for_each(Listener::remove_socket_file);
+            return Err(format!(
+                "refusing to listen on tcp://{addr} with neither API tokens nor TLS: anyone who can reach \
+                 it would control this host. Create a token (coracle token new NAME; see --api-tokens), \
+                 or use --tlsverify, or pass --insecure-tcp to accept the risk"
+            ));
+        }
+        // Warned now (before the first request is served), then each minute.
+        let insecure_warning =
+            (open_tcp && !exposed.is_empty()).then(|| Instant::now() + SECURITY_LOG_EVERY);
+        let tokens_required = !exposed.is_empty() && !config.tls.enabled() && !config.insecure_tcp;
+        for addr in exposed.iter().filter(|_| open_tcp) {
+            log::warn!("{}", insecure_warning_text(addr));
+        }
         for (i, l) in listeners.iter_mut().enumerate() {
             reactor
                 .registry()
@@ -77,15 +126,27 @@ impl Daemon {
             .registry()
             .try_clone()
             .map_err(|e| format!("event loop: {e}"))?;
-        let engine = match Engine::open(config, registry) {
+        let allow_from = config.allow_from.clone();
+        let mut engine = match Engine::open(config, registry) {
             Ok(e) => e,
             Err(e) => {
                 listeners.iter().for_each(Listener::remove_socket_file);
                 return Err(e);
             }
         };
+        engine.access = access;
         for l in &listeners {
             log::info!("API listen on {}", l.describe());
+        }
+        if !engine.access.tokens.is_empty() {
+            log::info!(
+                "API tokens: {} (required on TCP listeners)",
+                engine.access.tokens.len()
+            );
+        }
+        if !allow_from.is_empty() {
+            let list: Vec<String> = allow_from.iter().map(Cidr::to_string).collect();
+            log::info!("TCP connections accepted only from {}", list.join(", "));
         }
         log::info!(
             "coracle {} started (pid {}, data root {})",
@@ -104,6 +165,11 @@ impl Daemon {
             stop_deadline: None,
             scratch: vec![0; crate::http::limits::READ_CHUNK],
             again: Vec::new(),
+            allow_from,
+            refused: 0,
+            refused_logged: None,
+            insecure_warning,
+            tokens_required,
         })
     }
 
@@ -115,10 +181,15 @@ impl Daemon {
                 .filter_map(|(_, c)| c.deadline())
                 .chain(self.engine.timers.next())
                 .chain(self.stop_deadline)
+                .chain(self.insecure_warning)
                 .min();
             // Unfinished output pumping, or connections that yielded: poll
             // without sleeping.
-            let deadline = if self.engine.outputs.has_unfinished() || !self.again.is_empty() {
+            // Wakes left over by `run_wakes`' bound: likewise.
+            let deadline = if self.engine.outputs.has_unfinished()
+                || !self.again.is_empty()
+                || self.engine.has_wakes()
+            {
                 Some(std::time::Instant::now())
             } else {
                 deadline
@@ -156,6 +227,7 @@ impl Daemon {
             self.engine.run_timers(std::time::Instant::now());
             self.run_wakes();
             self.run_deadlines();
+            self.warn_if_insecure();
             if self.stopping_containers && !self.engine.any_container_alive() {
                 self.shutting_down = true;
             }
@@ -191,7 +263,8 @@ impl Daemon {
                     }
                 }
                 Signal::Reload => {
-                    log::info!("SIGHUP received: nothing to reload");
+                    log::info!("SIGHUP received: reloading API tokens");
+                    self.engine.access.reload(self.tokens_required);
                     let id = self.engine.id.clone();
                     self.engine.publish(Event::new("daemon", "reload", &id));
                 }
@@ -216,6 +289,10 @@ impl Daemon {
                 }
             };
             let now = Instant::now();
+            if !self.admitted(&stream, now) {
+                // Closed without a byte of answer.
+                continue;
+            }
             let open = self.conns.len();
             let conn = if open < self.limits.max_connections || self.shed_stalest() {
                 Conn::new(stream, self.limits.clone(), now)
@@ -247,6 +324,51 @@ impl Daemon {
             } else {
                 self.conns.remove(id);
             }
+        }
+    }
+
+    /// `allow-from`, and addresses locked out for failed authentications:
+    /// whether a new connection may stay. allow-from refusals are counted,
+    /// logged at most once a minute, and audited.
+    fn admitted(&mut self, stream: &net::Stream, now: Instant) -> bool {
+        let peer = match stream.peer() {
+            net::Peer::Tcp(a) | net::Peer::TlsVerified(a) => a,
+            net::Peer::Local => return true,
+        };
+        if self.engine.access.locked_out(peer.ip(), now) {
+            log::debug!("closed a connection from {peer}: too many failed authentications");
+            return false;
+        }
+        if cidr::allowed(&self.allow_from, peer.ip()) {
+            return true;
+        }
+        self.refused += 1;
+        if self
+            .refused_logged
+            .is_none_or(|t| now.duration_since(t) >= SECURITY_LOG_EVERY)
+        {
+            self.refused_logged = Some(now);
+            log::warn!(
+                "closed a connection from {peer}: not in allow-from ({} refused so far)",
+                self.refused
+            );
+        }
+        if let Some(audit) = &mut self.engine.access.audit {
+            audit.record_refused_connection(&peer.to_string());
+        }
+        false
+    }
+
+    /// An exposed TCP listener with neither tokens nor TLS (allowed by
+    /// `--insecure-tcp`) is reported once a minute.
+    fn warn_if_insecure(&mut self) {
+        let now = Instant::now();
+        let Some(due) = self.insecure_warning.filter(|d| *d <= now) else {
+            return;
+        };
+        self.insecure_warning = Some(due.max(now) + SECURITY_LOG_EVERY);
+        for addr in self.listeners.iter().filter_map(Listener::exposed_tcp) {
+            log::warn!("{}", insecure_warning_text(&addr));
         }
     }
 
@@ -327,6 +449,10 @@ impl Daemon {
         }
         log::info!("coracle stopped");
     }
+}
+
+fn insecure_warning_text(addr: &std::net::SocketAddr) -> String {
+    format!("--insecure-tcp: API listening on tcp://{addr} with neither tokens nor TLS: anyone who can reach this port controls the host")
 }
 
 /// Lock the pid file and write our PID into it. The lock, not the number in

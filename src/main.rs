@@ -2,6 +2,7 @@
 #![recursion_limit = "256"]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod access;
 mod api;
 mod atomic;
 mod base64;
@@ -28,6 +29,7 @@ mod store;
 mod streams;
 mod timefmt;
 mod timers;
+mod tls_listener;
 mod worker;
 
 use config::Command;
@@ -48,6 +50,15 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
+        Ok(Command::TokenNew { file, name, role }) => {
+            match access::tokens::new_token(&file, &name, role, &mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("coracle: {e}");
+                    1
+                }
+            }
+        }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
             match daemon::run(*cfg) {

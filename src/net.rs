@@ -11,6 +11,8 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use crate::tls_listener::{TlsServer, TlsStream};
+
 /// A parsed `-H` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostAddr {
@@ -22,11 +24,18 @@ pub enum HostAddr {
 
 pub const DEFAULT_UNIX_SOCKET: &str = "/var/run/docker.sock";
 const DEFAULT_TCP_PORT: u16 = 2375;
+pub const DEFAULT_TLS_PORT: u16 = 2376;
 
 impl HostAddr {
     /// Parse dockerd's `-H` syntax: `unix:///path`, `tcp://ADDR[:PORT]`,
     /// `tcp://:PORT`, `fd://`.
     pub fn parse(s: &str) -> Result<HostAddr, String> {
+        HostAddr::parse_with_port(s, DEFAULT_TCP_PORT)
+    }
+
+    /// As `parse`, with `port` for a `tcp://` address that names none
+    /// (dockerd: 2376 with TLS).
+    pub fn parse_with_port(s: &str, port: u16) -> Result<HostAddr, String> {
         if let Some(path) = s.strip_prefix("unix://") {
             let path = if path.is_empty() {
                 DEFAULT_UNIX_SOCKET
@@ -40,7 +49,7 @@ impl HostAddr {
         }
         if let Some(rest) = s.strip_prefix("tcp://") {
             let rest = rest.trim_end_matches('/');
-            let (host, port) = split_host_port(rest)?;
+            let (host, port) = split_host_port(rest, port)?;
             let host = if host.is_empty() { "0.0.0.0" } else { host };
             let ip = host.parse().map_err(|_| {
                 format!("invalid bind address {s:?}: {host:?} is not an IP address")
@@ -53,7 +62,7 @@ impl HostAddr {
     }
 }
 
-fn split_host_port(s: &str) -> Result<(&str, u16), String> {
+fn split_host_port(s: &str, default_port: u16) -> Result<(&str, u16), String> {
     let bad_port = |p: &str| format!("invalid port {p:?} in tcp://{s}");
     if let Some(v6) = s.strip_prefix('[') {
         let (host, after) = v6
@@ -61,13 +70,13 @@ fn split_host_port(s: &str) -> Result<(&str, u16), String> {
             .ok_or_else(|| format!("invalid IPv6 address in tcp://{s}"))?;
         return match after.strip_prefix(':') {
             Some(p) => Ok((host, p.parse().map_err(|_| bad_port(p))?)),
-            None if after.is_empty() => Ok((host, DEFAULT_TCP_PORT)),
+            None if after.is_empty() => Ok((host, default_port)),
             None => Err(format!("invalid address tcp://{s}")),
         };
     }
     match s.rsplit_once(':') {
         Some((h, p)) => Ok((h, p.parse().map_err(|_| bad_port(p))?)),
-        None => Ok((s, DEFAULT_TCP_PORT)),
+        None => Ok((s, default_port)),
     }
 }
 
@@ -75,6 +84,8 @@ pub enum Listener {
     /// The path, and whether we created the socket file (and so remove it).
     Unix(UnixListener, PathBuf, bool),
     Tcp(TcpListener),
+    /// A TCP listener whose connections speak TLS.
+    Tls(TcpListener, std::rc::Rc<TlsServer>),
 }
 
 impl Listener {
@@ -85,6 +96,30 @@ impl Listener {
                 Ok(a) => format!("tcp://{a}"),
                 Err(_) => "tcp://?".into(),
             },
+            Listener::Tls(l, s) => match l.local_addr() {
+                Ok(a) if s.verify() => format!("tcp://{a} (TLS, client certificates verified)"),
+                Ok(a) => format!("tcp://{a} (TLS)"),
+                Err(_) => "tcp://? (TLS)".into(),
+            },
+        }
+    }
+
+    /// TCP listeners speak TLS from now on.
+    pub fn with_tls(self, server: &std::rc::Rc<TlsServer>) -> Listener {
+        match self {
+            Listener::Tcp(l) => Listener::Tls(l, server.clone()),
+            other => other,
+        }
+    }
+
+    /// The address of a TCP listener that is not loopback-only (where the
+    /// LAN can reach it).
+    pub fn exposed_tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) | Listener::Tls(l, _) => {
+                l.local_addr().ok().filter(|a| !a.ip().is_loopback())
+            }
+            Listener::Unix(..) => None,
         }
     }
 
@@ -95,6 +130,11 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
             }),
+            Listener::Tls(l, server) => {
+                let (s, _) = l.accept()?;
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tls(Box::new(server.accept(s)?)))
+            }
         }
     }
 
@@ -111,19 +151,19 @@ impl Source for Listener {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
             Listener::Unix(l, _, _) => l.register(r, t, i),
-            Listener::Tcp(l) => l.register(r, t, i),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
             Listener::Unix(l, _, _) => l.reregister(r, t, i),
-            Listener::Tcp(l) => l.reregister(r, t, i),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
             Listener::Unix(l, _, _) => l.deregister(r),
-            Listener::Tcp(l) => l.deregister(r),
+            Listener::Tcp(l) | Listener::Tls(l, _) => l.deregister(r),
         }
     }
 }
@@ -134,11 +174,6 @@ pub fn bind(addr: &HostAddr) -> Result<Vec<Listener>, String> {
         HostAddr::Unix(path) => bind_unix(path).map(|l| vec![l]),
         HostAddr::Tcp(sa) => {
             let l = TcpListener::bind(*sa).map_err(|e| format!("listen tcp://{sa}: {e}"))?;
-            if !sa.ip().is_loopback() {
-                log::warn!(
-                    "API listening on tcp://{sa} without TLS: anyone who can reach this port controls the host"
-                );
-            }
             Ok(vec![Listener::Tcp(l)])
         }
         HostAddr::Fd => activated_listeners(),
@@ -227,13 +262,61 @@ fn activated_listeners() -> Result<Vec<Listener>, String> {
     Ok(out)
 }
 
+/// Who is at the other end of a connection, as far as the gate in
+/// `api/guard.rs` cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The unix socket: governed by its file mode, as with dockerd.
+    Local,
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A TLS client whose certificate the CA vouched for.
+    TlsVerified(SocketAddr),
+}
+
+impl Peer {
+    /// The address as the audit log shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Peer::Local => "unix".into(),
+            Peer::Tcp(a) | Peer::TlsVerified(a) => a.to_string(),
+        }
+    }
+}
+
+fn unknown_if_err(a: io::Result<SocketAddr>) -> SocketAddr {
+    a.unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
 /// An accepted connection.
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
+    /// The peer, for the gate (a TCP peer whose address cannot be read is
+    /// reported as 0.0.0.0:0, which no allow-from or token exempts).
+    pub fn peer(&self) -> Peer {
+        match self {
+            Stream::Unix(_) => Peer::Local,
+            Stream::Tcp(s) => Peer::Tcp(unknown_if_err(s.peer_addr())),
+            Stream::Tls(s) if s.verified() => {
+                Peer::TlsVerified(unknown_if_err(s.tcp().peer_addr()))
+            }
+            Stream::Tls(s) => Peer::Tcp(unknown_if_err(s.tcp().peer_addr())),
+        }
+    }
+
+    /// Output the stream itself still holds (TLS records not yet sent).
+    pub fn has_pending_output(&self) -> bool {
+        match self {
+            Stream::Tls(s) => s.has_pending_output(),
+            _ => false,
+        }
+    }
+
     /// Bytes written that the peer has not read yet (unix sockets: the
     /// socket's outgoing queue, SIOCOUTQ); 0 when unknown (TCP, where the
     /// queue counts unacknowledged bytes, not unread ones).
@@ -251,10 +334,14 @@ impl Stream {
     }
 
     /// Half-close our sending side (end of a hijacked stream).
-    pub fn shutdown_write(&self) {
+    pub fn shutdown_write(&mut self) {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(s) => {
+                s.shutdown_write();
+                Ok(())
+            }
         };
     }
 }
@@ -264,6 +351,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Unix(s) => s.as_raw_fd(),
             Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Tls(s) => s.tcp().as_raw_fd(),
         }
     }
 }
@@ -273,6 +361,7 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -282,10 +371,15 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
+    /// Push out what the stream itself buffers (TLS records).
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            Stream::Tls(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -294,18 +388,21 @@ impl Source for Stream {
         match self {
             Stream::Unix(s) => s.register(r, t, i),
             Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Tls(s) => s.tcp_mut().register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.reregister(r, t, i),
             Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Tls(s) => s.tcp_mut().reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
             Stream::Unix(s) => s.deregister(r),
             Stream::Tcp(s) => s.deregister(r),
+            Stream::Tls(s) => s.tcp_mut().deregister(r),
         }
     }
 }

@@ -17,10 +17,11 @@ pub enum ApiError {
     VersionTooOld(String),
     /// A query parameter or body field is invalid.
     InvalidParameter(String),
-    /// Credentials refused (`POST /auth`).
-    Unauthorized(String),
     /// Refused whatever its content (a browser's cross-origin request).
     Forbidden(String),
+    /// No valid credentials: an API token over TCP, or a registry's
+    /// refusal of `POST /auth`.
+    Unauthorized(String),
     /// A named object does not exist ("No such container: x").
     NotFound(String),
     /// The request conflicts with the current state (name in use, ...).

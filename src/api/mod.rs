@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod audited;
 pub mod changes;
 pub mod commit;
 pub mod container_json;
@@ -54,9 +55,48 @@ fn key(call: &Call) -> String {
 /// A request head has arrived: answer now or ask for its body.
 fn begin(engine: &mut Engine, conn: ConnId, req: &Request) -> Begin<Engine> {
     let cors = engine.config.api_cors_header.clone();
-    match begin_checked(engine, conn, req) {
+    let verdict = guard::check_access(&engine.access.tokens, req);
+    engine.access.pending.remove(&conn);
+    let mutating = !matches!(req.method, Method::Get | Method::Head);
+    let audit =
+        (engine.access.audit.is_some() && (mutating || verdict.refusal.is_some())).then(|| {
+            crate::access::AuditCtx {
+                peer: req.peer.describe(),
+                token: verdict.token.clone(),
+                method: guard::method_name(req.method).to_string(),
+                path: req.path.clone(),
+            }
+        });
+    let begun = match verdict.refusal {
+        Some(e) => {
+            if let (401, crate::net::Peer::Tcp(addr)) = (e.status(), req.peer) {
+                engine
+                    .access
+                    .note_failure(addr.ip(), std::time::Instant::now());
+            }
+            log::info!(
+                "refused {} {} from {}: {e}",
+                guard::method_name(req.method),
+                req.path,
+                req.peer.describe()
+            );
+            let r = e.into_response();
+            let r = if r.status == 401 {
+                r.header("WWW-Authenticate", "Bearer realm=\"coracle\"")
+            } else {
+                r
+            };
+            Begin::Respond(r)
+        }
+        None => begin_checked(engine, conn, req),
+    };
+    let begun = match begun {
         Begin::Respond(r) => Begin::Respond(guard::with_cors(&cors, r)),
         other => other,
+    };
+    match audit {
+        Some(ctx) => audited::begin(engine, conn, ctx, begun),
+        None => begun,
     }
 }
 
@@ -133,7 +173,8 @@ impl Handler for Engine {
                     .into_response()
             }
         };
-        guard::with_cors(&cors, resp)
+        let resp = guard::with_cors(&cors, resp);
+        audited::buffered(self, conn, resp)
     }
 
     fn error_response(status: u16, message: &str) -> Response {

@@ -65,6 +65,8 @@ pub struct Engine {
     pub volumes: crate::store::volumes::VolumeStore,
     /// Containers whose anonymous volumes go with them (`rm -v`).
     rm_volumes_of: std::collections::HashSet<String>,
+    /// API tokens and the audit log (the gate is `api/guard.rs`).
+    pub access: crate::access::Access,
 }
 
 impl Engine {
@@ -107,6 +109,7 @@ impl Engine {
             tasks: Default::default(),
             volumes,
             rm_volumes_of: Default::default(),
+            access: Default::default(),
         };
         engine.recover_containers();
         Ok(engine)
@@ -120,6 +123,11 @@ impl Engine {
     /// Wake a connection or a task.
     pub fn wake_target(&mut self, w: Wake) {
         self.wakes.push(w);
+    }
+
+    /// Whether anything waits in the wake list (the loop must not sleep).
+    pub fn has_wakes(&self) -> bool {
+        !self.wakes.is_empty()
     }
 
     /// Run the woken tasks' next steps, then hand the loop the connections

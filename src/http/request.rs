@@ -49,6 +49,8 @@ pub struct Request {
     pub framing: BodyFraming,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// Who sent it (set by the connection; `Local` until then).
+    pub peer: crate::net::Peer,
 }
 
 impl Request {
@@ -184,6 +186,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             framing,
             keep_alive,
             expect_continue,
+            peer: crate::net::Peer::Local,
         },
         len,
     )))

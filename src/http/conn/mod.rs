@@ -94,11 +94,14 @@ pub struct Conn<H: Handler> {
     turn_bytes: usize,
     /// `drive` stopped at `TURN_BUDGET` with work left: drive again next turn.
     more: bool,
+    /// Who is at the other end, handed to the handler with each request.
+    peer: crate::net::Peer,
 }
 
 impl<H: Handler> Conn<H> {
     pub fn new(stream: Stream, limits: Limits, now: Instant) -> Conn<H> {
         Conn {
+            peer: stream.peer(),
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -206,7 +209,7 @@ impl<H: Handler> Conn<H> {
                 return false;
             }
             if let State::Closing { linger_until } = &mut self.state {
-                if self.wpos == self.wbuf.len() {
+                if self.wpos == self.wbuf.len() && !self.stream.has_pending_output() {
                     if linger_until.is_none() {
                         self.stream.shutdown_write();
                         *linger_until = Some(now + LINGER);
@@ -335,6 +338,15 @@ impl<H: Handler> Conn<H> {
                 }
             }
         }
+        // What the stream itself holds (TLS records) goes out as well.
+        if self.writable && self.stream.has_pending_output() {
+            match self.stream.flush() {
+                Ok(()) => progress |= !self.stream.has_pending_output(),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => self.broken = true,
+            }
+        }
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
@@ -407,7 +419,7 @@ impl<H: Handler> Conn<H> {
             return false;
         }
         self.head_started.get_or_insert(now);
-        let (req, used) = match parse_head(&self.rbuf) {
+        let (mut req, used) = match parse_head(&self.rbuf) {
             Ok(None) => {
                 if self.eof {
                     self.state = State::Closing { linger_until: None };
@@ -438,6 +450,7 @@ impl<H: Handler> Conn<H> {
         };
         self.rbuf.drain(..used);
         self.head_started = None;
+        req.peer = self.peer;
         let ex = Exchange {
             head_only: req.method == Method::Head,
             minor: req.minor,
