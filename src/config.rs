@@ -26,9 +26,15 @@ pub struct Config {
     /// `no-new-privileges`: every container gets no_new_privs unless its
     /// `--security-opt no-new-privileges=false` says otherwise.
     pub no_new_privileges: bool,
+    /// daemon.json `bridge`: the default bridge's name (`none`: no default
+    /// network); unset: `coracle0`.
+    pub bridge: Option<String>,
+    /// daemon.json `bip`: the default bridge's address and subnet.
+    pub bip: Option<String>,
 }
 
-/// What the command line asks for.
+/// What the command line asks for (made once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Run(Config),
     Help,
@@ -150,6 +156,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "log-driver",
         "api-cors-header",
         "no-new-privileges",
+        "bridge",
+        "bip",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -189,6 +197,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let head_timeout = pick("head-timeout", f.head_timeout)?;
     let log_driver = pick("log-driver", None)?;
     let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
+    let bridge = pick("bridge", None)?;
+    let bip = pick("bip", None)?;
     let file_nnp = match obj.get("no-new-privileges") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Bool(b)) => Some(*b),
@@ -273,6 +283,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         log_driver: log_driver.unwrap_or_else(|| "json-file".into()),
         api_cors_header: api_cors_header.unwrap_or_default(),
         no_new_privileges: f.no_new_privileges || file_nnp == Some(true),
+        bridge,
+        bip,
     })
 }
 

@@ -325,6 +325,7 @@ impl Daemon {
                 c.abort(&mut self.engine, id);
             }
         }
+        self.engine.networks_shutdown();
         log::info!("coracle stopped");
     }
 }

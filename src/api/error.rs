@@ -102,7 +102,7 @@ impl From<crate::container::error::ContainerError> for ApiError {
     fn from(e: crate::container::error::ContainerError) -> ApiError {
         match e {
             crate::container::error::ContainerError::NotFound(ref m)
-                if m.starts_with("No such image") =>
+                if m.starts_with("No such image") || m.starts_with("network ") =>
             {
                 ApiError::NotFound(m.clone())
             }

@@ -15,6 +15,7 @@ pub mod filters;
 pub mod guard;
 pub mod image_json;
 pub mod images;
+pub mod network_json;
 pub mod router;
 pub mod system;
 

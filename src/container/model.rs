@@ -91,6 +91,10 @@ pub struct Container {
     /// is recorded: after a crash, recovery treats the container as running.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub start_pending: bool,
+    /// The create request's `NetworkingConfig.EndpointsConfig` (per network:
+    /// `IPAMConfig`, `Aliases`, `MacAddress`), used at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networking: Option<serde_json::Value>,
 }
 
 impl Container {

@@ -3,10 +3,12 @@
 //! requests into calls on it.
 
 mod create;
+mod endpoints;
 mod exec;
 mod exit;
 mod health;
 pub mod images;
+pub mod networks;
 mod recover;
 mod remove;
 mod start;
@@ -54,6 +56,8 @@ pub struct Engine {
     wakes: Vec<Wake>,
     /// Multi-step jobs no connection owns (a slot is None while it runs).
     tasks: crate::slab::Slab<Option<Box<dyn tasks::Task>>>,
+    /// Networks: records, IPAM, host locks.
+    pub networks: networks::Networks,
 }
 
 impl Engine {
@@ -73,6 +77,7 @@ impl Engine {
             .map_err(|e| format!("open image store under {}: {e}", root.display()))?;
         let container_dirs = ContainerDirs::new(root)
             .map_err(|e| format!("open container store under {}: {e}", root.display()))?;
+        let networks = networks::Networks::open(root)?;
         let outputs = Outputs::new(
             registry
                 .try_clone()
@@ -92,7 +97,9 @@ impl Engine {
             shutting_down: false,
             wakes: Vec::new(),
             tasks: Default::default(),
+            networks,
         };
+        engine.networks_open()?;
         engine.recover_containers();
         Ok(engine)
     }

@@ -111,6 +111,7 @@ impl Engine {
             }
         };
         self.containers.remove(id);
+        self.network_forget(id);
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);

@@ -4,3 +4,4 @@
 pub mod containers;
 mod image_open;
 pub mod images;
+pub mod networks;

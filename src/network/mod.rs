@@ -1,0 +1,6 @@
+//! Container networking: rtnetlink, bridges and veth endpoints, IPAM.
+
+pub mod bridge;
+pub mod endpoint;
+pub mod ipam;
+pub mod netlink;
