@@ -215,3 +215,306 @@ fn default_bridge_gives_each_container_an_address() {
     assert!(d.terminate().success());
     assert!(!link_exists("ncbr0"), "{}", sh("ip -br link"));
 }
+
+/// `docker network` create/ls/inspect/connect/disconnect/rm/prune with
+/// dockerd's shapes and errors, isolation into separate bridges, and the
+/// networks and their reserved addresses surviving restarts.
+#[test]
+fn networks_api_user_defined_networks() {
+    let (mut d, mut g) = daemon_on("ncbr1", "10.197.0.1/24");
+    // The pre-defined networks, as dockerd lists them.
+    let ls = ok(
+        &d,
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ],
+    );
+    assert_eq!(
+        ls, "bridge bridge local\nhost host local\nnone null local\n",
+        "{ls}"
+    );
+
+    let id = ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.198.0.0/24",
+            "--gateway",
+            "10.198.0.254",
+            "--label",
+            "team=a",
+            "-o",
+            "com.docker.network.bridge.name=ncapp",
+            "appnet",
+        ],
+    );
+    let id = id.trim().to_string();
+    g.0.push("ncapp".into());
+    assert_eq!(id.len(), 64);
+    let addr = sh("ip -4 -o addr show dev ncapp");
+    assert!(addr.contains("10.198.0.254/24"), "{addr}");
+    // Errors, through the CLI and raw HTTP.
+    let o = dk(&d, &["network", "create", "appnet"]);
+    assert!(
+        show(&o).contains("network with name appnet already exists"),
+        "{}",
+        show(&o)
+    );
+    let r = d.request(
+        "POST",
+        "/networks/create",
+        Some(r#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.198.0.0/16"}]}}"#),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "Pool overlaps with other one on this address space"
+    );
+    let r = d.request(
+        "POST",
+        "/networks/create",
+        Some(r#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.1.2.3/40"}]}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["message"], "invalid CIDR address: 10.1.2.3/40");
+    let r = d.request(
+        "POST",
+        "/networks/create",
+        Some(r#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.3.0.0/24","Gateway":"10.4.0.1"}]}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = d.request("GET", "/networks/nosuch", None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (404, Some("network nosuch not found"))
+    );
+    let r = d.request("DELETE", "/networks/host", None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "host is a pre-defined network and cannot be removed"
+    );
+    // (A 404 from create makes the CLI try a pull, as with dockerd: ask raw.)
+    let r = d.request(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"nosuch"}}"#),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (404, Some("network nosuch not found"))
+    );
+
+    // Two containers on appnet reach each other; a static --ip is honoured.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c1",
+            "--network",
+            "appnet",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c2",
+            "--network",
+            "appnet",
+            "--ip",
+            "10.198.0.77",
+            "--network-alias",
+            "db",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let c1 = inspect(&d, "c1");
+    assert_eq!(c1["HostConfig"]["NetworkMode"], "appnet");
+    let n1 = net(&c1, "appnet");
+    assert_eq!(n1["IPAddress"], "10.198.0.1", "{n1}");
+    assert_eq!(n1["Gateway"], "10.198.0.254");
+    assert_eq!(n1["NetworkID"], id.as_str());
+    // Only the default bridge fills the top-level fields.
+    assert_eq!(c1["NetworkSettings"]["IPAddress"], "");
+    let c2 = inspect(&d, "c2");
+    assert_eq!(net(&c2, "appnet")["IPAddress"], "10.198.0.77");
+    assert_eq!(
+        net(&c2, "appnet")["IPAMConfig"]["IPv4Address"],
+        "10.198.0.77"
+    );
+    let dns: Vec<&str> = net(&c2, "appnet")["DNSNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(dns.contains(&"c2") && dns.contains(&"db"), "{dns:?}");
+    ok(&d, &["exec", "c1", "ping", "-c1", "-W2", "10.198.0.77"]);
+    assert_eq!(bridge_ports("ncapp").len(), 2);
+    assert!(bridge_ports("ncbr1").is_empty());
+    let o = dk(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "--ip",
+            "10.198.0.77",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(show(&o).contains("Address already in use"), "{}", show(&o));
+
+    // inspect lists the containers with their addresses.
+    let ni: Value = serde_json::from_str(&ok(&d, &["network", "inspect", "appnet"])).unwrap();
+    let ni = &ni[0];
+    assert_eq!(ni["Name"], "appnet");
+    assert_eq!(ni["Driver"], "bridge");
+    assert_eq!(ni["Scope"], "local");
+    assert_eq!(ni["Labels"]["team"], "a");
+    assert_eq!(ni["IPAM"]["Config"][0]["Subnet"], "10.198.0.0/24");
+    assert_eq!(ni["IPAM"]["Config"][0]["Gateway"], "10.198.0.254");
+    let cid2 = c2["Id"].as_str().unwrap();
+    assert_eq!(ni["Containers"][cid2]["Name"], "c2");
+    assert_eq!(ni["Containers"][cid2]["IPv4Address"], "10.198.0.77/24");
+    assert_eq!(ni["Containers"][cid2]["MacAddress"], "02:42:0a:c6:00:4d");
+
+    // ls filters.
+    let custom = ok(
+        &d,
+        &[
+            "network",
+            "ls",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "type=custom",
+        ],
+    );
+    assert_eq!(custom.trim(), id);
+    let lab = ok(
+        &d,
+        &[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "label=team=a",
+        ],
+    );
+    assert_eq!(lab.trim(), "appnet");
+
+    // connect a running container from the default bridge: eth1 appears;
+    // twice is refused; disconnect takes it away.
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "c3",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    ok(
+        &d,
+        &["network", "connect", "--ip", "10.198.0.50", "appnet", "c3"],
+    );
+    let a = ok(&d, &["exec", "c3", "ip", "-o", "-4", "addr"]);
+    assert!(
+        a.contains("eth1") && a.contains("10.198.0.50/24") && a.contains("10.197.0.2/24"),
+        "{a}"
+    );
+    ok(&d, &["exec", "c3", "ping", "-c1", "-W2", "10.198.0.1"]);
+    let o = dk(&d, &["network", "connect", "appnet", "c3"]);
+    assert!(
+        show(&o).contains("endpoint with name c3 already exists in network appnet"),
+        "{}",
+        show(&o)
+    );
+    ok(&d, &["network", "disconnect", "appnet", "c3"]);
+    let a = ok(&d, &["exec", "c3", "ip", "-o", "-4", "addr"]);
+    assert!(!a.contains("eth1"), "{a}");
+    assert!(net(&inspect(&d, "c3"), "appnet").is_null());
+
+    // rm while in use: 409.
+    let r = d.request("DELETE", "/networks/appnet", None);
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("has active endpoints"),
+        "{}",
+        r.body
+    );
+
+    // A clean restart: the network, its bridge and c2's reserved address
+    // are back; a start brings c2 back on it.
+    assert!(d.terminate().success());
+    assert!(!link_exists("ncapp") && !link_exists("ncbr1"));
+    d.restart();
+    // The socket listens before start-up ends: a request waits for it.
+    assert_eq!(d.request("GET", "/_ping", None).status, 200);
+    assert!(link_exists("ncapp"), "{}", sh("ip -br link"));
+    ok(&d, &["start", "c2", "c1"]);
+    assert_eq!(
+        net(&inspect(&d, "c2"), "appnet")["IPAddress"],
+        "10.198.0.77"
+    );
+    ok(&d, &["exec", "c2", "ping", "-c1", "-W2", "10.198.0.1"]);
+    // kill -9: everything comes back after the restart too.
+    d.kill9();
+    common::kill_cgroup_leftovers(&d.data_root);
+    d.restart();
+    // The socket listens before start-up ends: a request waits for it.
+    assert_eq!(d.request("GET", "/_ping", None).status, 200);
+    assert!(link_exists("ncapp"));
+    ok(&d, &["start", "c1"]);
+    assert_eq!(net(&inspect(&d, "c1"), "appnet")["IPAddress"], "10.198.0.1");
+
+    // Removing everything leaves no bridge, veth or IPAM state behind.
+    d.remove_all_containers();
+    let pruned = ok(&d, &["network", "prune", "-f"]);
+    assert!(pruned.contains("appnet"), "{pruned}");
+    assert!(!link_exists("ncapp"));
+    let left: Vec<String> = std::fs::read_dir(d.data_root.join("networks"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(left.len(), 3, "bridge, host, none only");
+    assert!(
+        left.iter().all(|t| t.contains("\"endpoints\": {}")),
+        "{left:?}"
+    );
+    assert!(bridge_ports("ncbr1").is_empty());
+    assert!(d.terminate().success());
+    assert!(!link_exists("ncbr1"));
+}

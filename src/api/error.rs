@@ -135,3 +135,16 @@ impl From<std::io::Error> for ApiError {
         ApiError::Internal(e.to_string())
     }
 }
+
+impl From<crate::network::error::NetworkError> for ApiError {
+    fn from(e: crate::network::error::NetworkError) -> ApiError {
+        use crate::network::error::NetworkError as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Invalid(m) => ApiError::InvalidParameter(m),
+            E::Forbidden(m) => ApiError::Forbidden(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod image_json;
 pub mod images;
 pub mod network_json;
+pub mod networks;
 pub mod router;
 pub mod system;
 

@@ -101,3 +101,65 @@ pub fn container_network_settings(engine: &Engine, c: &Container) -> Value {
         "Networks": networks,
     })
 }
+
+/// One network as `GET /networks/{id}` shows it; `containers` fills
+/// `Containers` (the list leaves it empty, as dockerd does).
+pub fn network_json(engine: &Engine, n: &Network, containers: bool) -> Value {
+    let mut eps = Map::new();
+    if containers {
+        let prefix = n.subnet().map(|s| s.prefix).unwrap_or(0);
+        for (cid, e) in n.endpoints.iter().filter(|(_, e)| e.active) {
+            let name = engine
+                .containers
+                .get(cid)
+                .map(|x| x.c.name.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| e.name.clone());
+            eps.insert(
+                cid.clone(),
+                json!({
+                    "Name": name,
+                    "EndpointID": e.endpoint_id,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{prefix}", e.ip),
+                    "IPv6Address": "",
+                }),
+            );
+        }
+    }
+    let mut config = Map::new();
+    if !n.subnet.is_empty() {
+        config.insert("Subnet".into(), n.subnet.clone().into());
+        if !n.ip_range.is_empty() {
+            config.insert("IPRange".into(), n.ip_range.clone().into());
+        }
+        config.insert("Gateway".into(), n.gateway.clone().into());
+    }
+    let configs: Vec<Value> = if config.is_empty() {
+        Vec::new()
+    } else {
+        vec![Value::Object(config)]
+    };
+    let predefined = crate::engine::networks::is_predefined(&n.name);
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Scope": "local",
+        "Driver": n.driver,
+        "EnableIPv4": true,
+        "EnableIPv6": false,
+        "IPAM": {
+            "Driver": "default",
+            "Options": if predefined { Value::Null } else { json!({}) },
+            "Config": configs,
+        },
+        "Internal": n.internal,
+        "Attachable": n.attachable,
+        "Ingress": false,
+        "ConfigFrom": { "Network": "" },
+        "ConfigOnly": false,
+        "Containers": eps,
+        "Options": n.options,
+        "Labels": n.labels,
+    })
+}

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::error::ApiError;
+use super::networks;
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -56,6 +57,13 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/info", Now(system::info)),
     (GET, "/events", Now(events::stream)),
     (GET, "/plugins", Now(system::plugins)),
+    (GET, "/networks", Now(networks::list)),
+    (POST, "/networks/create", Json(networks::create)),
+    (POST, "/networks/prune", Body(networks::prune)),
+    (GET, "/networks/{id}", Now(networks::inspect)),
+    (DELETE, "/networks/{id}", Now(networks::remove)),
+    (POST, "/networks/{id}/connect", Json(networks::connect)),
+    (POST, "/networks/{id}/disconnect", Json(networks::disconnect)),
     (GET, "/images/json", Now(images::list)),
     (GET, "/images/get", Now(images::save)),
     (POST, "/images/load", Stream(images::load)),

@@ -39,6 +39,7 @@ impl Engine {
             let _ = self.networks.store.save(id);
         }
         self.default_bridge_up()?;
+        self.predefined_networks();
         for n in self.networks.store.nets.values() {
             if n.is_default() {
                 continue;
@@ -90,7 +91,9 @@ impl Engine {
                         break;
                     }
                 }
-                found.ok_or("every default bridge name is in use by other daemons")?
+                let ours = found.ok_or("every default bridge name is in use by other daemons")?;
+                sweep_stale_default_bridges(&ours);
+                ours
             }
         };
         let (gw, subnet) = match self.config.bip.as_deref() {
@@ -144,7 +147,13 @@ impl Engine {
 
     /// Shutdown: every bridge of ours removed (no container is left).
     pub fn networks_shutdown(&mut self) {
-        for n in self.networks.store.nets.values() {
+        for n in self
+            .networks
+            .store
+            .nets
+            .values()
+            .filter(|n| !n.bridge.is_empty())
+        {
             if let Err(e) = bridge::remove(&n.bridge) {
                 log::warn!("remove bridge {}: {e}", n.bridge);
             }
@@ -186,6 +195,34 @@ impl Engine {
         endpoint::loopback_up(&ns)
             .map_err(|e| ContainerError::Internal(format!("network namespace: {e}")))?;
         let ip = self.endpoint_up(c, &net_id, &ns, "eth0", true)?;
+        // Networks connected while the container was stopped (or given at
+        // create beside the primary one): eth1, eth2, ...
+        let extra: Vec<String> = c
+            .networking
+            .as_ref()
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut n = 1;
+        for key in extra {
+            let Ok(id) = self.network_id(&key) else {
+                continue;
+            };
+            let is_bridge = self
+                .networks
+                .store
+                .nets
+                .get(&id)
+                .is_some_and(|x| x.driver == "bridge");
+            if id == net_id || !is_bridge {
+                continue;
+            }
+            if let Err(e) = self.endpoint_up(c, &id, &ns, &format!("eth{n}"), false) {
+                self.network_release(&c.id);
+                return Err(e);
+            }
+            n += 1;
+        }
         self.write_etc(c, Some(ip), &net_id);
         Ok((NetworkMode::Join(ns.raw()), Some(ns)))
     }
@@ -423,5 +460,28 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+}
+
+/// Default bridges (`coracleN`) a daemon killed with SIGKILL left behind:
+/// no daemon holds their lock and nothing is plugged into them.
+fn sweep_stale_default_bridges(ours: &str) {
+    for i in 0..64 {
+        let name = if i == 0 {
+            DEFAULT_BRIDGE.to_string()
+        } else {
+            format!("coracle{i}")
+        };
+        let ports = format!("/sys/class/net/{name}/brif");
+        if name == ours || !std::path::Path::new(&ports).exists() {
+            continue;
+        }
+        let empty = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
+        if let (true, Ok(Some(_lock))) = (empty, HostLock::take(&format!("bridge-{name}"), false)) {
+            match bridge::remove(&name) {
+                Ok(()) => log::info!("removed {name}, left by a daemon that was killed"),
+                Err(e) => log::warn!("remove stale bridge {name}: {e}"),
+            }
+        }
     }
 }

@@ -2,5 +2,6 @@
 
 pub mod bridge;
 pub mod endpoint;
+pub mod error;
 pub mod ipam;
 pub mod netlink;
