@@ -136,6 +136,7 @@ impl Daemon {
                     }
                     Source::Output(slot) => self.engine.on_output_ready(slot),
                     Source::Stdin(slot) => self.engine.on_stdin_ready(slot),
+                    Source::Dns(i) => self.engine.on_dns_ready(i),
                     Source::Conn(id) => {
                         if let Some(c) = self.conns.get_mut(id) {
                             if readable {

@@ -518,3 +518,192 @@ fn networks_api_user_defined_networks() {
     assert!(d.terminate().success());
     assert!(!link_exists("ncbr1"));
 }
+
+/// A stand-in for the host's resolver on 127.0.0.77:53: names under
+/// `.test` resolve to 10.9.9.9, everything else is NXDOMAIN. Stops on drop.
+struct FakeResolver {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeResolver {
+    fn start() -> FakeResolver {
+        let sock = std::net::UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53");
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                // Question: labels from byte 12 to the zero, then type, class.
+                let mut at = 12;
+                let mut labels = Vec::new();
+                while at < n && buf[at] != 0 {
+                    let l = buf[at] as usize;
+                    labels.push(String::from_utf8_lossy(&buf[at + 1..at + 1 + l]).into_owned());
+                    at += 1 + l;
+                }
+                let end = at + 5;
+                let name = labels.join(".");
+                let qtype = u16::from_be_bytes([buf[at + 1], buf[at + 2]]);
+                let known = name.ends_with(".test");
+                let mut r = buf[..end].to_vec();
+                r[2] = 0x81;
+                r[3] = if known { 0x80 } else { 0x83 };
+                let a = known && qtype == 1;
+                r[6..8].copy_from_slice(&(a as u16).to_be_bytes());
+                r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+                if a {
+                    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 9, 9]);
+                }
+                let _ = sock.send_to(&r, from);
+            }
+        });
+        FakeResolver {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeResolver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// On a user-defined network, containers find each other by name, alias
+/// and short ID through the responder on the gateway; other names go to
+/// the container's resolvers; stopped containers stop resolving; another
+/// network does not see them; the default bridge has no responder.
+#[test]
+fn dns_on_user_networks() {
+    let _resolver = FakeResolver::start();
+    let (mut d, mut g) = daemon_on("ncbr2", "10.196.0.1/24");
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.195.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=ncdns",
+            "dnsnet",
+        ],
+    );
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.194.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=ncother",
+            "othernet",
+        ],
+    );
+    g.0.extend(["ncdns".to_string(), "ncother".to_string()]);
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web1",
+            "--network",
+            "dnsnet",
+            "--network-alias",
+            "www",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let short = inspect(&d, "web1")["Id"].as_str().unwrap()[..12].to_string();
+    let lookup = |net: &str, name: &str| {
+        ok(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                net,
+                "--dns",
+                "127.0.0.77",
+                "busybox",
+                "sh",
+                "-c",
+                &format!("nslookup {name} 2>&1; true"),
+            ],
+        )
+    };
+    let resolv = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "dnsnet",
+            "busybox",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    );
+    assert!(resolv.starts_with("nameserver 10.195.0.1\n"), "{resolv}");
+    for name in ["web1", "www", short.as_str(), "WEB1"] {
+        let out = lookup("dnsnet", name);
+        assert!(
+            out.contains("10.195.0.1:53") && out.contains("Address: 10.195.0.2"),
+            "{name}: {out}"
+        );
+    }
+    let ping = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "dnsnet",
+            "busybox",
+            "ping",
+            "-c1",
+            "-W2",
+            "web1",
+        ],
+    );
+    assert!(ping.contains("1 packets received"), "{ping}");
+    // Other names: forwarded to the container's --dns.
+    let out = lookup("dnsnet", "far.test");
+    assert!(out.contains("10.9.9.9"), "{out}");
+    let out = lookup("dnsnet", "nowhere.invalid");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+    // Another network does not resolve web1.
+    let out = lookup("othernet", "web1");
+    assert!(
+        out.contains("NXDOMAIN") && !out.contains("10.195.0.2"),
+        "{out}"
+    );
+    // The default bridge has no responder: the host's resolvers, less loopback.
+    let resolv = ok(&d, &["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("10.196.0.1"), "{resolv}");
+    // A stopped container's name stops resolving.
+    ok(&d, &["stop", "web1"]);
+    let out = lookup("dnsnet", "web1");
+    assert!(out.contains("NXDOMAIN"), "{out}");
+
+    d.remove_all_containers();
+    ok(&d, &["network", "rm", "dnsnet", "othernet"]);
+    assert!(!link_exists("ncdns") && !link_exists("ncother"));
+    assert!(d.terminate().success());
+}

@@ -121,3 +121,15 @@ pub fn resolv_conf_on_network(h: &HostConfig, responder: Option<std::net::Ipv4Ad
     out.push('\n');
     out
 }
+
+/// The host's resolvers (/etc/resolv.conf), loopback ones included: the
+/// daemon, in the host's namespace, can reach them.
+pub fn host_nameservers() -> Vec<String> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}

@@ -51,6 +51,9 @@ impl Engine {
                 log::error!("network {}: bridge {}: {e}", n.name, n.bridge);
             }
         }
+        for id in &ids {
+            self.dns_serve(id);
+        }
         if let Err(e) = sysctl("net.ipv4.ip_forward", "1") {
             log::warn!("cannot enable IPv4 forwarding: {e}");
         }
@@ -411,7 +414,7 @@ impl Engine {
             .store
             .nets
             .get(net_id)
-            .filter(|n| !n.is_default())
+            .filter(|n| !n.is_default() && self.dns.serves(&n.id))
             .and_then(Network::gateway_ip);
         let hosts = crate::container::etc::hosts_on_network(
             &c.host_config,
@@ -481,6 +484,79 @@ fn sweep_stale_default_bridges(ours: &str) {
             match bridge::remove(&name) {
                 Ok(()) => log::info!("removed {name}, left by a daemon that was killed"),
                 Err(e) => log::warn!("remove stale bridge {name}: {e}"),
+            }
+        }
+    }
+}
+
+/// What the DNS responder asks of the engine.
+struct DnsView<'a> {
+    networks: &'a super::networks::Networks,
+    containers: &'a crate::container::registry::Registry,
+}
+
+impl crate::network::dns::Lookup for DnsView<'_> {
+    fn addresses(&self, net: &str, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let n = self.networks.store.nets.get(net)?;
+        let ips: Vec<Ipv4Addr> = n
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.active)
+            .filter(|(cid, e)| {
+                e.name.eq_ignore_ascii_case(name)
+                    || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                    || (name.len() == 12 && cid.starts_with(name))
+            })
+            .filter_map(|(_, e)| e.ip.parse().ok())
+            .collect();
+        (!ips.is_empty()).then_some(ips)
+    }
+
+    fn upstreams(&self, net: &str, client: Ipv4Addr) -> Vec<std::net::SocketAddr> {
+        let ip = client.to_string();
+        let own: Vec<String> = self
+            .networks
+            .store
+            .nets
+            .get(net)
+            .and_then(|n| n.endpoints.iter().find(|(_, e)| e.ip == ip))
+            .and_then(|(cid, _)| self.containers.get(cid))
+            .map(|e| e.c.host_config.dns.clone())
+            .unwrap_or_default();
+        let servers = if own.is_empty() {
+            crate::container::etc::host_nameservers()
+        } else {
+            own
+        };
+        servers
+            .iter()
+            .filter_map(|s| s.parse::<std::net::IpAddr>().ok())
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+            .collect()
+    }
+}
+
+impl Engine {
+    /// Readiness on one of the DNS responder's sockets.
+    pub fn on_dns_ready(&mut self, index: usize) {
+        let view = DnsView {
+            networks: &self.networks,
+            containers: &self.containers,
+        };
+        self.dns.ready(index, &view);
+    }
+
+    /// Start the DNS responder of user network `id` on its gateway.
+    pub(super) fn dns_serve(&mut self, id: &str) {
+        let Some(n) = self.networks.store.nets.get(id) else {
+            return;
+        };
+        if n.is_default() || n.driver != "bridge" {
+            return;
+        }
+        if let Some(gw) = n.gateway_ip() {
+            if let Err(e) = self.dns.serve(id, gw) {
+                log::warn!("network {}: no DNS responder on {gw}:53: {e}", n.name);
             }
         }
     }

@@ -58,6 +58,8 @@ pub struct Engine {
     tasks: crate::slab::Slab<Option<Box<dyn tasks::Task>>>,
     /// Networks: records, IPAM, host locks.
     pub networks: networks::Networks,
+    /// The DNS responder on user networks' gateways.
+    pub dns: crate::network::dns::Dns,
 }
 
 impl Engine {
@@ -78,6 +80,12 @@ impl Engine {
         let container_dirs = ContainerDirs::new(root)
             .map_err(|e| format!("open container store under {}: {e}", root.display()))?;
         let networks = networks::Networks::open(root)?;
+        let dns = crate::network::dns::Dns::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+            |i| crate::reactor::Source::Dns(i).token(),
+        );
         let outputs = Outputs::new(
             registry
                 .try_clone()
@@ -98,6 +106,7 @@ impl Engine {
             wakes: Vec::new(),
             tasks: Default::default(),
             networks,
+            dns,
         };
         engine.networks_open()?;
         engine.recover_containers();

@@ -251,6 +251,7 @@ impl Engine {
             let _ = bridge::remove(&bridge_name);
             return Err(e.into());
         }
+        self.dns_serve(&id);
         self.network_event("create", &net, None);
         Ok(id)
     }
@@ -291,6 +292,7 @@ impl Engine {
                 &cid[..12.min(cid.len())]
             )));
         }
+        self.dns.stop(&id);
         bridge::remove(&n.bridge)
             .map_err(|e| NetworkError::Internal(format!("remove bridge {}: {e}", n.bridge)))?;
         self.networks.store.remove(&id)?;
