@@ -209,6 +209,34 @@ fn default_bridge_gives_each_container_an_address() {
         show(&o)
     );
 
+    // --dns, --dns-search, --dns-option replace the host's settings.
+    let resolv = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--dns",
+            "10.0.0.53",
+            "--dns-search",
+            "corp.example",
+            "--dns-option",
+            "ndots:2",
+            "busybox",
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    );
+    assert_eq!(
+        resolv,
+        "nameserver 10.0.0.53\nsearch corp.example\noptions ndots:2\n"
+    );
+    // /info lists the network drivers.
+    let info = d.request("GET", "/info", None).json();
+    assert_eq!(
+        info["Plugins"]["Network"],
+        serde_json::json!(["bridge", "host", "null"])
+    );
+
     // A clean shutdown removes the bridge and every veth.
     d.remove_all_containers();
     assert!(bridge_ports("ncbr0").is_empty());
@@ -462,6 +490,38 @@ fn networks_api_user_defined_networks() {
     let a = ok(&d, &["exec", "c3", "ip", "-o", "-4", "addr"]);
     assert!(!a.contains("eth1"), "{a}");
     assert!(net(&inspect(&d, "c3"), "appnet").is_null());
+
+    // --internal: an address on the network, no default route out.
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.193.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=ncint",
+            "intnet",
+        ],
+    );
+    g.0.push("ncint".into());
+    let r = ok(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "intnet",
+            "busybox",
+            "ip",
+            "route",
+        ],
+    );
+    assert!(!r.contains("default") && r.contains("10.193.0.0/24"), "{r}");
+    let ni: Value = serde_json::from_str(&ok(&d, &["network", "inspect", "intnet"])).unwrap();
+    assert_eq!(ni[0]["Internal"], true);
+    ok(&d, &["network", "rm", "intnet"]);
 
     // rm while in use: 409.
     let r = d.request("DELETE", "/networks/appnet", None);

@@ -332,7 +332,8 @@ impl Engine {
                 ip,
                 prefix: subnet.prefix,
                 mac,
-                gateway: default_route.then_some(gw),
+                // dockerd gives no default route on an --internal network.
+                gateway: (default_route && !net.internal).then_some(gw),
             },
         );
         if let Err(e) = attached {
