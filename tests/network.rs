@@ -757,6 +757,10 @@ fn dns_on_user_networks() {
     // The default bridge has no responder: the host's resolvers, less loopback.
     let resolv = ok(&d, &["run", "--rm", "busybox", "cat", "/etc/resolv.conf"]);
     assert!(!resolv.contains("10.196.0.1"), "{resolv}");
+    // DNS over TCP on the same address (from the host: a raw client).
+    let ips = tcp_lookup("10.195.0.1", "www");
+    assert_eq!(ips, vec![[10, 195, 0, 2]]);
+
     // A stopped container's name stops resolving.
     ok(&d, &["stop", "web1"]);
     let out = lookup("dnsnet", "web1");
@@ -766,4 +770,35 @@ fn dns_on_user_networks() {
     ok(&d, &["network", "rm", "dnsnet", "othernet"]);
     assert!(!link_exists("ncdns") && !link_exists("ncother"));
     assert!(d.terminate().success());
+}
+
+/// One A query over TCP to `server`:53; the addresses answered.
+fn tcp_lookup(server: &str, name: &str) -> Vec<[u8; 4]> {
+    use std::io::{Read, Write};
+    let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        q.push(l.len() as u8);
+        q.extend_from_slice(l.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut s = std::net::TcpStream::connect((server, 53)).expect("DNS over TCP");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    s.write_all(&msg).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(&r[0..2], &[0xab, 0xcd]);
+    let answers = u16::from_be_bytes([r[6], r[7]]) as usize;
+    // Each answer: a 2-byte name pointer, then 10 bytes, then 4 of address.
+    let mut at = q.len();
+    (0..answers)
+        .map(|_| {
+            let ip = [r[at + 12], r[at + 13], r[at + 14], r[at + 15]];
+            at += 16;
+            ip
+        })
+        .collect()
 }

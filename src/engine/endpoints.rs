@@ -439,7 +439,11 @@ impl Engine {
         mode: &str,
         endpoints: Option<&Value>,
     ) -> Result<(), ContainerError> {
-        if matches!(mode, "host" | "none") || mode.starts_with("container:") {
+        if let Some(key) = mode.strip_prefix("container:") {
+            self.containers.resolve(key)?;
+            return Ok(());
+        }
+        if matches!(mode, "host" | "none") {
             return Ok(());
         }
         let id = self.network_id(mode)?;

@@ -6,16 +6,21 @@
 //! flight are bounded (`MAX_PENDING`, the oldest dropped) and expire after
 //! `PENDING_TTL`.
 //!
-//! Sources are registered through a token function (`token(i)`: index 0 is
-//! the upstream socket, `i + 1` the server of slot `i`); on readiness the
-//! loop calls `ready(i, lookup)`.
+//! DNS over TCP is served on the same address (length-prefixed messages,
+//! at most `MAX_TCP` clients); its forwarded queries go upstream over UDP.
+//!
+//! Sources are registered through a token function (`token(n << 2 | kind)`:
+//! the upstream socket, a network's UDP socket or TCP listener, a TCP
+//! client); on readiness the loop calls `ready(index, lookup)`.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::net::UdpSocket;
+use std::io::{Read, Write};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Registry, Token};
 
 /// Forwarded queries awaiting an answer.
@@ -37,23 +42,65 @@ pub trait Lookup {
 
 struct Server {
     socket: UdpSocket,
+    /// DNS over TCP on the same address (None if it could not bind).
+    listener: Option<TcpListener>,
     net: String,
+}
+
+/// A DNS-over-TCP client: length-prefixed queries in, answers out.
+struct TcpConn {
+    stream: TcpStream,
+    server: usize,
+    serial: u64,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    eof: bool,
+}
+
+/// Where an answer goes.
+#[derive(Clone, Copy)]
+enum Client {
+    Udp(SocketAddr),
+    /// A TCP connection's slot and serial (a reused slot has another).
+    Tcp(usize, u64),
 }
 
 struct Pending {
     server: usize,
-    client: SocketAddr,
+    client: Client,
     id: u16,
     at: Instant,
 }
+
+/// Token kinds: `token(n << 2 | kind)`.
+const K_UPSTREAM: usize = 0;
+const K_UDP: usize = 1;
+const K_LISTEN: usize = 2;
+const K_TCP: usize = 3;
+/// TCP clients at once (beyond: the oldest is closed).
+pub const MAX_TCP: usize = 64;
+/// The largest DNS message plus its length prefix.
+const TCP_MSG: usize = 2 + 65535;
 
 pub struct Dns {
     registry: Registry,
     token: fn(usize) -> Token,
     servers: Vec<Option<Server>>,
+    conns: Vec<Option<TcpConn>>,
+    serial: u64,
     upstream: Option<UdpSocket>,
     pending: HashMap<u16, Pending>,
     next_id: u16,
+}
+
+fn free_slot<T>(v: &mut Vec<Option<T>>) -> usize {
+    match v.iter().position(Option::is_none) {
+        Some(i) => i,
+        None => {
+            v.push(None);
+            v.len() - 1
+        }
+    }
 }
 
 impl Dns {
@@ -62,27 +109,39 @@ impl Dns {
             registry,
             token,
             servers: Vec::new(),
+            conns: Vec::new(),
+            serial: 0,
             upstream: None,
             pending: HashMap::new(),
             next_id: 1,
         }
     }
 
-    /// Answer on `ip`:53 for network `net`.
+    fn tok(&self, kind: usize, n: usize) -> Token {
+        (self.token)(n << 2 | kind)
+    }
+
+    /// Answer on `ip`:53 (UDP, and TCP where it binds) for network `net`.
     pub fn serve(&mut self, net: &str, ip: Ipv4Addr) -> io::Result<()> {
         self.stop(net);
-        let mut socket = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 53))?;
-        let slot = match self.servers.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                self.servers.push(None);
-                self.servers.len() - 1
+        let addr = SocketAddr::new(IpAddr::V4(ip), 53);
+        let mut socket = UdpSocket::bind(addr)?;
+        let slot = free_slot(&mut self.servers);
+        self.registry
+            .register(&mut socket, self.tok(K_UDP, slot), Interest::READABLE)?;
+        let listener = match TcpListener::bind(addr) {
+            Ok(mut l) => {
+                let t = self.tok(K_LISTEN, slot);
+                self.registry.register(&mut l, t, Interest::READABLE).ok().map(|_| l)
+            }
+            Err(e) => {
+                log::warn!("dns: no TCP on {addr}: {e}");
+                None
             }
         };
-        self.registry
-            .register(&mut socket, (self.token)(slot + 1), Interest::READABLE)?;
         self.servers[slot] = Some(Server {
             socket,
+            listener,
             net: net.to_string(),
         });
         Ok(())
@@ -94,10 +153,19 @@ impl Dns {
     }
 
     pub fn stop(&mut self, net: &str) {
-        for s in self.servers.iter_mut() {
-            if s.as_ref().is_some_and(|x| x.net == net) {
-                if let Some(mut x) = s.take() {
-                    let _ = self.registry.deregister(&mut x.socket);
+        for i in 0..self.servers.len() {
+            if !self.servers[i].as_ref().is_some_and(|x| x.net == net) {
+                continue;
+            }
+            if let Some(mut x) = self.servers[i].take() {
+                let _ = self.registry.deregister(&mut x.socket);
+                if let Some(l) = x.listener.as_mut() {
+                    let _ = self.registry.deregister(l);
+                }
+            }
+            for c in 0..self.conns.len() {
+                if self.conns[c].as_ref().is_some_and(|x| x.server == i) {
+                    self.close(c);
                 }
             }
         }
@@ -105,14 +173,16 @@ impl Dns {
 
     /// Readiness of source `index`.
     pub fn ready(&mut self, index: usize, lookup: &dyn Lookup) {
-        if index == 0 {
-            self.relay_answers();
-        } else {
-            self.serve_queries(index - 1, lookup);
+        let n = index >> 2;
+        match index & 3 {
+            K_UPSTREAM => self.relay_answers(),
+            K_UDP => self.serve_udp(n, lookup),
+            K_LISTEN => self.accept(n),
+            _ => self.serve_tcp(n, lookup),
         }
     }
 
-    fn serve_queries(&mut self, slot: usize, lookup: &dyn Lookup) {
+    fn serve_udp(&mut self, slot: usize, lookup: &dyn Lookup) {
         let mut buf = [0u8; 1500];
         loop {
             let Some(server) = self.servers.get(slot).and_then(Option::as_ref) else {
@@ -124,44 +194,60 @@ impl Dns {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let query = &buf[..n];
-            let Some(q) = parse_query(query) else {
-                continue;
-            };
-            let net = server.net.clone();
-            if let Some(ips) = lookup.addresses(&net, &q.name) {
-                let reply = answer(&q, query, &ips);
-                let _ = server.socket.send_to(&reply, client);
-                continue;
+            if let Some(reply) = self.handle(slot, Client::Udp(client), &buf[..n], lookup) {
+                if let Some(server) = self.servers.get(slot).and_then(Option::as_ref) {
+                    let _ = server.socket.send_to(&reply, client);
+                }
             }
-            let client_ip = match client.ip() {
-                IpAddr::V4(ip) => ip,
-                IpAddr::V6(_) => continue,
-            };
-            let ups = lookup.upstreams(&net, client_ip);
-            self.forward(slot, client, &q, query, &ups);
         }
     }
 
-    fn forward(
+    /// One query: our answer now, or None (forwarded, or not a query).
+    fn handle(
         &mut self,
         slot: usize,
-        client: SocketAddr,
-        q: &Query,
+        client: Client,
         query: &[u8],
-        ups: &[SocketAddr],
-    ) {
-        let Some(up) = ups.first() else {
-            return self.reply_servfail(slot, client, q, query);
+        lookup: &dyn Lookup,
+    ) -> Option<Vec<u8>> {
+        let q = parse_query(query)?;
+        let server = self.servers.get(slot).and_then(Option::as_ref)?;
+        let net = server.net.clone();
+        if let Some(ips) = lookup.addresses(&net, &q.name) {
+            return Some(answer(&q, query, &ips));
+        }
+        let client_ip = match client {
+            Client::Udp(a) => a.ip(),
+            Client::Tcp(c, _) => self
+                .conns
+                .get(c)
+                .and_then(Option::as_ref)
+                .and_then(|c| c.stream.peer_addr().ok())?
+                .ip(),
         };
+        let IpAddr::V4(client_ip) = client_ip else {
+            return None;
+        };
+        let ups = lookup.upstreams(&net, client_ip);
+        match ups.first() {
+            Some(up) => {
+                self.forward(slot, client, &q, query, *up);
+                None
+            }
+            None => {
+                let mut r = answer(&q, query, &[]);
+                r[3] = (r[3] & 0xf0) | 2; // SERVFAIL
+                Some(r)
+            }
+        }
+    }
+
+    fn forward(&mut self, slot: usize, client: Client, q: &Query, query: &[u8], up: SocketAddr) {
         if self.upstream.is_none() {
             match UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)) {
                 Ok(mut s) => {
-                    if self
-                        .registry
-                        .register(&mut s, (self.token)(0), Interest::READABLE)
-                        .is_err()
-                    {
+                    let t = self.tok(K_UPSTREAM, 0);
+                    if self.registry.register(&mut s, t, Interest::READABLE).is_err() {
                         return;
                     }
                     self.upstream = Some(s);
@@ -172,7 +258,9 @@ impl Dns {
                 }
             }
         }
-        self.expire(Instant::now());
+        let now = Instant::now();
+        self.pending
+            .retain(|_, p| now.duration_since(p.at) < PENDING_TTL);
         if self.pending.len() >= MAX_PENDING {
             if let Some(oldest) = self
                 .pending
@@ -191,25 +279,17 @@ impl Dns {
         let mut out = query.to_vec();
         out[0..2].copy_from_slice(&id.to_be_bytes());
         if let Some(s) = &self.upstream {
-            if s.send_to(&out, *up).is_ok() {
+            if s.send_to(&out, up).is_ok() {
                 self.pending.insert(
                     id,
                     Pending {
                         server: slot,
                         client,
                         id: q.id,
-                        at: Instant::now(),
+                        at: now,
                     },
                 );
             }
-        }
-    }
-
-    fn reply_servfail(&self, slot: usize, client: SocketAddr, q: &Query, query: &[u8]) {
-        if let Some(s) = self.servers.get(slot).and_then(Option::as_ref) {
-            let mut r = answer(q, query, &[]);
-            r[3] = (r[3] & 0xf0) | 2;
-            let _ = s.socket.send_to(&r, client);
         }
     }
 
@@ -233,15 +313,150 @@ impl Dns {
                 continue;
             };
             buf[0..2].copy_from_slice(&p.id.to_be_bytes());
-            if let Some(s) = self.servers.get(p.server).and_then(Option::as_ref) {
-                let _ = s.socket.send_to(&buf[..n], p.client);
+            match p.client {
+                Client::Udp(addr) => {
+                    if let Some(s) = self.servers.get(p.server).and_then(Option::as_ref) {
+                        let _ = s.socket.send_to(&buf[..n], addr);
+                    }
+                }
+                Client::Tcp(c, serial) => {
+                    let live = self
+                        .conns
+                        .get(c)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|x| x.serial == serial);
+                    if live {
+                        self.queue_tcp(c, &buf[..n]);
+                        self.flush(c);
+                    }
+                }
             }
         }
     }
 
-    fn expire(&mut self, now: Instant) {
-        self.pending
-            .retain(|_, p| now.duration_since(p.at) < PENDING_TTL);
+    fn accept(&mut self, slot: usize) {
+        loop {
+            let Some(l) = self
+                .servers
+                .get(slot)
+                .and_then(Option::as_ref)
+                .and_then(|s| s.listener.as_ref())
+            else {
+                return;
+            };
+            let mut stream = match l.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if self.conns.iter().flatten().count() >= MAX_TCP {
+                // The oldest client makes room.
+                if let Some(old) = (0..self.conns.len())
+                    .filter(|i| self.conns[*i].is_some())
+                    .min_by_key(|i| self.conns[*i].as_ref().map(|c| c.serial))
+                {
+                    self.close(old);
+                }
+            }
+            let c = free_slot(&mut self.conns);
+            let t = self.tok(K_TCP, c);
+            if self
+                .registry
+                .register(&mut stream, t, Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                continue;
+            }
+            self.serial += 1;
+            self.conns[c] = Some(TcpConn {
+                stream,
+                server: slot,
+                serial: self.serial,
+                input: Vec::new(),
+                output: Vec::new(),
+                eof: false,
+            });
+        }
+    }
+
+    fn serve_tcp(&mut self, c: usize, lookup: &dyn Lookup) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(conn) = self.conns.get_mut(c).and_then(Option::as_mut) else {
+                return;
+            };
+            if conn.eof || conn.input.len() >= TCP_MSG {
+                break;
+            }
+            match conn.stream.read(&mut buf) {
+                Ok(0) => conn.eof = true,
+                Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(c),
+            }
+        }
+        // Every complete message in the input.
+        loop {
+            let Some(conn) = self.conns.get_mut(c).and_then(Option::as_mut) else {
+                return;
+            };
+            if conn.input.len() < 2 {
+                break;
+            }
+            let len = u16::from_be_bytes([conn.input[0], conn.input[1]]) as usize;
+            if conn.input.len() < 2 + len {
+                break;
+            }
+            let msg: Vec<u8> = conn.input.drain(..2 + len).skip(2).collect();
+            let (server, serial) = (conn.server, conn.serial);
+            if let Some(reply) = self.handle(server, Client::Tcp(c, serial), &msg, lookup) {
+                self.queue_tcp(c, &reply);
+            }
+        }
+        self.flush(c);
+    }
+
+    fn queue_tcp(&mut self, c: usize, msg: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(c).and_then(Option::as_mut) {
+            if conn.output.len() + msg.len() + 2 <= 4 * TCP_MSG {
+                conn.output
+                    .extend_from_slice(&(msg.len() as u16).to_be_bytes());
+                conn.output.extend_from_slice(msg);
+            }
+        }
+    }
+
+    /// Write what is queued; close once the client is done and served.
+    fn flush(&mut self, c: usize) {
+        let Some(conn) = self.conns.get_mut(c).and_then(Option::as_mut) else {
+            return;
+        };
+        while !conn.output.is_empty() {
+            match conn.stream.write(&conn.output) {
+                Ok(0) => return self.close(c),
+                Ok(n) => {
+                    conn.output.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return self.close(c),
+            }
+        }
+        let waiting = self
+            .pending
+            .values()
+            .any(|p| matches!(p.client, Client::Tcp(x, s) if x == c && s == conn.serial));
+        if (conn.eof && !waiting) || conn.input.len() >= TCP_MSG {
+            self.close(c);
+        }
+    }
+
+    fn close(&mut self, c: usize) {
+        if let Some(mut conn) = self.conns.get_mut(c).and_then(Option::take) {
+            let _ = self.registry.deregister(&mut conn.stream);
+        }
     }
 }
 
