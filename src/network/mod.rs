@@ -12,4 +12,6 @@ pub mod portmap;
 #[cfg(test)]
 mod firewall_tests;
 #[cfg(test)]
+mod portmap_tests;
+#[cfg(test)]
 mod testns;
