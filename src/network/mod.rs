@@ -8,10 +8,13 @@
 pub mod firewall;
 pub mod nftables;
 pub mod portmap;
+pub mod proxy;
 
 #[cfg(test)]
 mod firewall_tests;
 #[cfg(test)]
 mod portmap_tests;
+#[cfg(test)]
+mod proxy_tests;
 #[cfg(test)]
 mod testns;
