@@ -134,3 +134,29 @@ r = c.getresponse(); print(r.status, json.loads(r.read())["message"])
     );
     d.remove_all_containers();
 }
+
+#[test]
+fn check_config_reports_nftables_as_the_kernel_has_it() {
+    let out = Command::new(common::binary())
+        .arg("check-config")
+        .output()
+        .expect("run check-config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("network: nftables "))
+        .unwrap_or_else(|| panic!("no nftables line in\n{text}"));
+    // The truth, from nft in a throwaway network namespace.
+    let works = Command::new("unshare")
+        .args(["-n", "nft", "add", "table", "inet", "probe"])
+        .status()
+        .expect("unshare and nft are needed by this test (apt-get install nftables)")
+        .success();
+    let status = line
+        .rsplit(" .")
+        .next()
+        .unwrap_or("")
+        .trim_start_matches('.')
+        .trim();
+    assert_eq!(status.starts_with("present"), works, "{line}");
+}

@@ -288,3 +288,43 @@ fn published_ports_masquerade_hairpin_isolation_and_internal_with_real_traffic()
         "DNAT left after remove"
     );
 }
+
+#[test]
+fn a_refused_batch_changes_nothing_and_names_its_culprit() {
+    let host = Netns::new("fwe");
+    let rs = Ruleset {
+        networks: vec![net("br-a", [10, 99, 0, 0], false)],
+        forwards: vec![fwd(Proto::Tcp, 18080, [10, 99, 0, 2], 80)],
+        loopback: false,
+    };
+    host.within(|| firewall::apply(&rs)).expect("apply");
+    let before = host.exec("nft", &["list", "ruleset"]);
+    let mut bad = firewall::build(&Ruleset::default());
+    bad.add_rule(
+        firewall::TABLE,
+        "nochain",
+        &[super::nftables::Expr::Immediate(
+            super::nftables::Verdict::Accept,
+        )],
+    );
+    let e = host
+        .within(|| super::nftables::commit(&bad))
+        .expect_err("refused");
+    assert_eq!(
+        e,
+        super::nftables::NftError::Kernel {
+            errno: libc::ENOENT,
+            what: "add rule to chain nochain".into()
+        }
+    );
+    assert!(
+        e.to_string()
+            .starts_with("nftables: the kernel refused to add rule to chain nochain: "),
+        "{e}"
+    );
+    assert_eq!(
+        host.exec("nft", &["list", "ruleset"]),
+        before,
+        "a failed batch changed the ruleset"
+    );
+}

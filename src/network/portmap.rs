@@ -236,11 +236,48 @@ fn parse_range_file(s: &str) -> Option<(u16, u16)> {
     (a > 0 && a <= b).then_some((a, b))
 }
 
+/// The holders of one (proto, port): nearly always one, so no Vec for it
+/// (a 1000-port range costs about 32 bytes a port here).
+enum Holders {
+    One((IpAddr, u32)),
+    Many(Vec<(IpAddr, u32)>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[(IpAddr, u32)] {
+        match self {
+            Holders::One(h) => std::slice::from_ref(h),
+            Holders::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, h: (IpAddr, u32)) {
+        match self {
+            Holders::One(first) => *self = Holders::Many(vec![*first, h]),
+            Holders::Many(v) => v.push(h),
+        }
+    }
+
+    /// Drop `owner`'s holds; false when none is left.
+    fn release(&mut self, owner: u32) -> bool {
+        match self {
+            Holders::One((_, o)) => *o != owner,
+            Holders::Many(v) => {
+                v.retain(|(_, o)| *o != owner);
+                !v.is_empty()
+            }
+        }
+    }
+}
+
 /// Host ports held by containers.
 pub struct PortAllocator {
     range: (u16, u16),
+    /// Owners (container IDs) interned to small numbers.
+    owners: HashMap<String, u32>,
+    next_owner: u32,
     /// (proto, port) -> holders (address, owner).
-    held: HashMap<(Proto, u16), Vec<(IpAddr, String)>>,
+    held: HashMap<(Proto, u16), Holders>,
     /// Where the next ephemeral search starts, per protocol (round robin).
     next: HashMap<Proto, u16>,
     /// Also publish every-address bindings on `::` (hosts with IPv6).
@@ -255,24 +292,39 @@ impl PortAllocator {
     pub fn new(range: (u16, u16)) -> PortAllocator {
         PortAllocator {
             range,
+            owners: HashMap::new(),
+            next_owner: 0,
             held: HashMap::new(),
             next: HashMap::new(),
             ipv6: false,
         }
     }
 
+    fn owner_id(&mut self, owner: &str) -> u32 {
+        if let Some(id) = self.owners.get(owner) {
+            return *id;
+        }
+        let id = self.next_owner;
+        self.next_owner = self.next_owner.wrapping_add(1);
+        self.owners.insert(owner.to_string(), id);
+        id
+    }
+
     fn free(&self, proto: Proto, port: u16, ip: IpAddr) -> bool {
         self.held.get(&(proto, port)).is_none_or(|hs| {
-            !hs.iter()
+            !hs.as_slice()
+                .iter()
                 .any(|(h, _)| h.is_ipv4() == ip.is_ipv4() && overlaps(*h, ip))
         })
     }
 
-    fn hold(&mut self, proto: Proto, port: u16, ip: IpAddr, owner: &str) {
-        self.held
-            .entry((proto, port))
-            .or_default()
-            .push((ip, owner.to_string()));
+    fn hold(&mut self, proto: Proto, port: u16, ip: IpAddr, owner: u32) {
+        match self.held.get_mut(&(proto, port)) {
+            Some(hs) => hs.push((ip, owner)),
+            None => {
+                self.held.insert((proto, port), Holders::One((ip, owner)));
+            }
+        }
     }
 
     fn pick(
@@ -309,13 +361,14 @@ impl PortAllocator {
         }
     }
 
-    /// Reserve everything `req` asks for, for `owner`; on error nothing
-    /// stays reserved.
+    /// Reserve everything `req` asks for, for `owner` (one call per start);
+    /// on error nothing stays reserved.
     pub fn allocate(
         &mut self,
         owner: &str,
         req: &PortRequest,
     ) -> Result<Vec<Published>, PortError> {
+        let id = self.owner_id(owner);
         let mut out = Vec::new();
         for (cp, b) in req.wanted() {
             let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -326,7 +379,7 @@ impl PortAllocator {
                     return Err(e);
                 }
             };
-            self.hold(cp.proto, port, ip, owner);
+            self.hold(cp.proto, port, ip, id);
             out.push(Published {
                 container_port: cp.port,
                 proto: cp.proto,
@@ -336,7 +389,7 @@ impl PortAllocator {
             if self.ipv6 && b.host_ip.is_none() {
                 let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
                 if self.free(cp.proto, port, any6) {
-                    self.hold(cp.proto, port, any6, owner);
+                    self.hold(cp.proto, port, any6, id);
                     out.push(Published {
                         host_ip: any6,
                         ..out[out.len() - 1]
@@ -344,11 +397,15 @@ impl PortAllocator {
                 }
             }
         }
+        if out.is_empty() {
+            self.owners.remove(owner);
+        }
         Ok(out)
     }
 
     /// Re-hold ports a running container had before a daemon restart.
     pub fn restore(&mut self, owner: &str, published: &[Published]) -> Result<(), PortError> {
+        let id = self.owner_id(owner);
         for p in published {
             if !self.free(p.proto, p.host_port, p.host_ip) {
                 self.release(owner);
@@ -357,17 +414,17 @@ impl PortAllocator {
                     port: p.host_port,
                 });
             }
-            self.hold(p.proto, p.host_port, p.host_ip, owner);
+            self.hold(p.proto, p.host_port, p.host_ip, id);
         }
         Ok(())
     }
 
     /// Give back everything `owner` holds.
     pub fn release(&mut self, owner: &str) {
-        self.held.retain(|_, hs| {
-            hs.retain(|(_, o)| o != owner);
-            !hs.is_empty()
-        });
+        let Some(id) = self.owners.remove(owner) else {
+            return;
+        };
+        self.held.retain(|_, hs| hs.release(id));
     }
 
     /// Number of (proto, port) slots in use: for tests and `info`.

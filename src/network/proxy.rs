@@ -108,6 +108,8 @@ pub struct Proxy {
     token: fn(usize) -> Token,
     fronts: Slab<Front>,
     conns: Slab<Conn>,
+    /// One datagram buffer for all UDP reads, made at the first one.
+    scratch: Vec<u8>,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -178,6 +180,7 @@ impl Proxy {
             token,
             fronts: Slab::default(),
             conns: Slab::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -293,12 +296,20 @@ impl Proxy {
         match kind {
             K_FRONT => match self.fronts.get(n) {
                 Some(Front::Tcp { .. }) => self.accept(registry, n),
-                Some(Front::Udp { .. }) => self.udp_front(registry, n),
+                Some(Front::Udp { .. }) => {
+                    let mut buf = self.take_scratch();
+                    self.udp_front(registry, n, &mut buf);
+                    self.scratch = buf;
+                }
                 None => {}
             },
             _ => match self.conns.get(n) {
                 Some(Conn::Tcp(_)) => self.tcp(registry, n),
-                Some(Conn::Udp(_)) => self.udp_back(n),
+                Some(Conn::Udp(_)) => {
+                    let mut buf = self.take_scratch();
+                    self.udp_back(n, &mut buf);
+                    self.scratch = buf;
+                }
                 None => {}
             },
         }
@@ -383,8 +394,13 @@ impl Proxy {
         }
     }
 
-    fn udp_front(&mut self, registry: &Registry, n: usize) {
-        let mut buf = vec![0u8; DATAGRAM];
+    fn take_scratch(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(DATAGRAM, 0);
+        buf
+    }
+
+    fn udp_front(&mut self, registry: &Registry, n: usize, buf: &mut [u8]) {
         loop {
             let Some(Front::Udp {
                 socket,
@@ -394,7 +410,7 @@ impl Proxy {
             else {
                 return;
             };
-            let (len, from) = match socket.recv_from(&mut buf) {
+            let (len, from) = match socket.recv_from(buf) {
                 Ok(x) => x,
                 Err(e) if would_block(&e) => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -474,8 +490,7 @@ impl Proxy {
         }
     }
 
-    fn udp_back(&mut self, c: usize) {
-        let mut buf = vec![0u8; DATAGRAM];
+    fn udp_back(&mut self, c: usize, buf: &mut [u8]) {
         let Some(Conn::Udp(f)) = self.conns.get_mut(c) else {
             return;
         };
@@ -483,7 +498,7 @@ impl Proxy {
             return;
         };
         loop {
-            match f.socket.recv(&mut buf) {
+            match f.socket.recv(buf) {
                 Ok(len) => {
                     f.last = Instant::now();
                     let _ = socket.send_to(&buf[..len], f.client);
