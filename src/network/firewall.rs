@@ -10,6 +10,8 @@
 //! - [`apply`]: delete and recreate the table in one transaction (start-up,
 //!   and whenever networks or published ports change). Existing connections
 //!   keep their conntrack NAT state across a rebuild.
+//! - [`publish`] / [`unpublish`]: add or delete one container's map
+//!   elements in place (start/stop) without rebuilding the rules.
 //! - [`remove`]: delete the table (shutdown). [`build`] is the pure part.
 //! - Errors are [`NftError`]: `Unavailable` means no nf_tables here; the
 //!   daemon logs it once, reports it in check-config and publishes through
@@ -83,6 +85,34 @@ pub struct Ruleset {
 /// Build and commit the whole table atomically.
 pub fn apply(rs: &Ruleset) -> Result<(), NftError> {
     commit(&build(rs))
+}
+
+/// Add published ports to the table `apply` made, without rebuilding it
+/// (a container start). Refused as a whole if a key is already mapped to
+/// another container.
+pub fn publish(forwards: &[Forward]) -> Result<(), NftError> {
+    commit(&elements_batch(forwards, true))
+}
+
+/// Remove published ports from the table (a container stop).
+pub fn unpublish(forwards: &[Forward]) -> Result<(), NftError> {
+    commit(&elements_batch(forwards, false))
+}
+
+fn elements_batch(forwards: &[Forward], add: bool) -> Batch {
+    let mut b = Batch::new();
+    let (any, by_ip) = elements(forwards);
+    for (set, elems) in [(PORTS_ANY, any), (PORTS_IP, by_ip)] {
+        if elems.is_empty() {
+            continue;
+        }
+        if add {
+            b.add_elems(TABLE, set, 0, &elems);
+        } else {
+            b.del_elems(TABLE, set, &elems);
+        }
+    }
+    b
 }
 
 /// Delete the table (no error if it is not there).

@@ -328,3 +328,55 @@ fn a_refused_batch_changes_nothing_and_names_its_culprit() {
         "a failed batch changed the ruleset"
     );
 }
+
+#[test]
+fn publish_and_unpublish_change_only_the_map() {
+    let host = Netns::new("fwp");
+    let rs = Ruleset {
+        networks: vec![net("br-a", [10, 99, 0, 0], false)],
+        forwards: vec![fwd(Proto::Tcp, 18080, [10, 99, 0, 2], 80)],
+        loopback: false,
+    };
+    host.within(|| firewall::apply(&rs)).expect("apply");
+    let rules_before = host.exec(
+        "nft",
+        &["-a", "list", "chain", "inet", "coracle", "prerouting"],
+    );
+    let more: Vec<Forward> = (20000..20010)
+        .map(|p| fwd(Proto::Udp, p, [10, 99, 0, 3], p))
+        .chain([Forward {
+            host_ip: Some(Ipv4Addr::new(127, 0, 0, 1)),
+            ..fwd(Proto::Tcp, 8000, [10, 99, 0, 3], 80)
+        }])
+        .collect();
+    host.within(|| firewall::publish(&more)).expect("publish");
+    let count = |name: &str| {
+        let v = ruleset(&host);
+        objects(&v, "map")
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["elem"].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    assert_eq!((count("ports_any"), count("ports_ip")), (11, 1));
+    // The same host port to another container is refused, nothing added.
+    let clash = vec![
+        fwd(Proto::Tcp, 18081, [10, 99, 0, 4], 80),
+        fwd(Proto::Tcp, 18080, [10, 99, 0, 4], 80),
+    ];
+    assert!(host.within(|| firewall::publish(&clash)).is_err());
+    assert_eq!(count("ports_any"), 11);
+    host.within(|| firewall::unpublish(&more))
+        .expect("unpublish");
+    assert_eq!((count("ports_any"), count("ports_ip")), (1, 0));
+    assert_eq!(
+        host.exec(
+            "nft",
+            &["-a", "list", "chain", "inet", "coracle", "prerouting"]
+        ),
+        rules_before,
+        "rules were rebuilt"
+    );
+    host.within(|| firewall::publish(&[]))
+        .expect("nothing to do");
+}

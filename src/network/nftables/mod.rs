@@ -53,5 +53,8 @@ impl fmt::Display for NftError {
 
 /// Apply a batch atomically.
 pub fn commit(batch: &Batch) -> Result<(), NftError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
     socket::Socket::open()?.commit(batch)
 }

@@ -186,7 +186,7 @@ pub fn parse_acks(mut d: &[u8]) -> Vec<(u32, i32)> {
 
 /// A kernel refusal, or nf_tables missing: the batch's begin (seq 0) or its
 /// first message (the table) refused as unknown.
-fn classify(batch: &Batch, seq: u32, errno: i32) -> NftError {
+pub(super) fn classify(batch: &Batch, seq: u32, errno: i32) -> NftError {
     let err = io::Error::from_raw_os_error(errno);
     let missing = matches!(
         errno,

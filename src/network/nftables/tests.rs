@@ -4,7 +4,8 @@
 use super::batch::{Batch, Hook};
 use super::expr::{ifname, ip_in, CmpOp, Expr, MetaKey, REG_1};
 use super::msg::Msg;
-use super::socket::parse_acks;
+use super::socket::{classify, parse_acks};
+use super::NftError;
 
 #[test]
 fn message_head_and_padded_string() {
@@ -84,4 +85,31 @@ fn acks_and_errors_are_parsed_by_sequence() {
     }
     assert_eq!(parse_acks(&d), vec![(3, 0), (4, 2)]);
     assert!(parse_acks(&d[..10]).is_empty());
+}
+
+#[test]
+fn missing_nf_tables_is_unavailable_other_refusals_name_the_message() {
+    let mut b = Batch::new();
+    b.add_table("coracle");
+    b.add_rule("coracle", "forward", &[]);
+    // The batch itself, or its first message, refused as unknown: no nf_tables.
+    assert!(matches!(
+        classify(&b, 0, libc::EOPNOTSUPP),
+        NftError::Unavailable(_)
+    ));
+    assert!(matches!(
+        classify(&b, 1, libc::ENOENT),
+        NftError::Unavailable(_)
+    ));
+    assert_eq!(
+        classify(&b, 2, libc::ENOENT),
+        NftError::Kernel {
+            errno: libc::ENOENT,
+            what: "add rule to chain forward".into()
+        }
+    );
+    assert!(matches!(
+        classify(&b, 1, libc::EINVAL),
+        NftError::Kernel { .. }
+    ));
 }
