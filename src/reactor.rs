@@ -27,6 +27,8 @@ pub enum Source {
     Stdin(usize),
     /// The DNS responder's sockets (0: upstream, i + 1: network slot i).
     Dns(usize),
+    /// The userland port proxy's sockets (`network::proxy`).
+    Proxy(usize),
 }
 
 const KIND_SHIFT: u32 = 24;
@@ -43,6 +45,7 @@ impl Source {
             Source::Output(i) => (5, i),
             Source::Stdin(i) => (6, i),
             Source::Dns(i) => (7, i),
+            Source::Proxy(i) => (8, i),
         };
         Token(kind << KIND_SHIFT | (index & INDEX_MASK))
     }
@@ -58,6 +61,7 @@ impl Source {
             5 => Some(Source::Output(index)),
             6 => Some(Source::Stdin(index)),
             7 => Some(Source::Dns(index)),
+            8 => Some(Source::Proxy(index)),
             _ => None,
         }
     }

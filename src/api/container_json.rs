@@ -180,7 +180,7 @@ fn summary_json(engine: &Engine, e: &Entry) -> Value {
         "ImageID": c.image,
         "Command": command,
         "Created": unix_secs(&c.created),
-        "Ports": [],
+        "Ports": engine.port_shapes(c).1,
         "Labels": c.config.labels,
         "State": c.state.status.as_str(),
         "Status": ps_status(e),

@@ -80,6 +80,7 @@ pub fn container_network_settings(engine: &Engine, c: &Container) -> Value {
         .cloned()
         .unwrap_or_else(|| endpoint_settings(c, None, None));
     let running = c.state.pid > 0;
+    let (ports, _) = engine.port_shapes(c);
     json!({
         "Bridge": "",
         "SandboxID": if running { c.id.as_str() } else { "" },
@@ -87,7 +88,7 @@ pub fn container_network_settings(engine: &Engine, c: &Container) -> Value {
         "HairpinMode": false,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {},
+        "Ports": ports,
         "SecondaryIPAddresses": null,
         "SecondaryIPv6Addresses": null,
         "EndpointID": top["EndpointID"],

@@ -52,6 +52,7 @@ pub fn validate_config(c: &ContainerConfig) -> Result<(), ContainerError> {
             return Err(ContainerError::Invalid(format!("invalid signal: {s}")));
         }
     }
+    super::ports::parse_values(c.extra.get("ExposedPorts"), None, None)?;
     Ok(())
 }
 
@@ -163,6 +164,11 @@ pub fn network_mode(requested: &str) -> Result<&str, ContainerError> {
 pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerError> {
     let invalid = |m: String| Err(ContainerError::Invalid(m));
     let warnings = Vec::new();
+    super::ports::parse_values(
+        None,
+        h.extra.get("PortBindings"),
+        h.extra.get("PublishAllPorts"),
+    )?;
     let rp = &h.restart_policy;
     match rp.name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {

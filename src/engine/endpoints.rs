@@ -57,6 +57,7 @@ impl Engine {
         if let Err(e) = sysctl("net.ipv4.ip_forward", "1") {
             log::warn!("cannot enable IPv4 forwarding: {e}");
         }
+        self.firewall_apply();
         Ok(())
     }
 
@@ -227,6 +228,18 @@ impl Engine {
             n += 1;
         }
         self.write_etc(c, Some(ip), &net_id);
+        let endpoint_id = self
+            .networks
+            .store
+            .nets
+            .get(&net_id)
+            .and_then(|n| n.endpoints.get(&c.id))
+            .map(|e| e.endpoint_id.clone())
+            .unwrap_or_default();
+        if let Err(e) = self.publish_ports(c, ip, &endpoint_id) {
+            self.network_release(&c.id);
+            return Err(e);
+        }
         Ok((NetworkMode::Join(ns.raw()), Some(ns)))
     }
 
@@ -380,6 +393,7 @@ impl Engine {
     }
 
     fn network_drop(&mut self, cid: &str, all: bool) {
+        self.unpublish_ports(cid);
         let ids: Vec<String> = self
             .networks
             .of_container(cid)

@@ -9,6 +9,7 @@ mod exit;
 mod health;
 pub mod images;
 pub mod networks;
+mod ports;
 mod recover;
 mod remove;
 mod start;
@@ -60,6 +61,8 @@ pub struct Engine {
     pub networks: networks::Networks,
     /// The DNS responder on user networks' gateways.
     pub dns: crate::network::dns::Dns,
+    /// Published ports: reservations, the firewall, the userland proxy.
+    pub ports: ports::Ports,
 }
 
 impl Engine {
@@ -86,6 +89,11 @@ impl Engine {
                 .map_err(|e| format!("event loop: {e}"))?,
             |i| crate::reactor::Source::Dns(i).token(),
         );
+        let ports = ports::Ports::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+        );
         let outputs = Outputs::new(
             registry
                 .try_clone()
@@ -107,6 +115,7 @@ impl Engine {
             tasks: Default::default(),
             networks,
             dns,
+            ports,
         };
         engine.networks_open()?;
         engine.recover_containers();
@@ -199,6 +208,7 @@ impl Engine {
         for t in self.timers.due(now) {
             self.on_timer(t);
         }
+        self.proxy_expire(now);
     }
 
     /// Readiness on a worker's pipe.

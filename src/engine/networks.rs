@@ -252,6 +252,7 @@ impl Engine {
             return Err(e.into());
         }
         self.dns_serve(&id);
+        self.firewall_apply();
         self.network_event("create", &net, None);
         Ok(id)
     }
@@ -296,6 +297,7 @@ impl Engine {
         bridge::remove(&n.bridge)
             .map_err(|e| NetworkError::Internal(format!("remove bridge {}: {e}", n.bridge)))?;
         self.networks.store.remove(&id)?;
+        self.firewall_apply();
         self.network_event("destroy", &n, None);
         Ok(())
     }

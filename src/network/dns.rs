@@ -132,7 +132,10 @@ impl Dns {
         let listener = match TcpListener::bind(addr) {
             Ok(mut l) => {
                 let t = self.tok(K_LISTEN, slot);
-                self.registry.register(&mut l, t, Interest::READABLE).ok().map(|_| l)
+                self.registry
+                    .register(&mut l, t, Interest::READABLE)
+                    .ok()
+                    .map(|_| l)
             }
             Err(e) => {
                 log::warn!("dns: no TCP on {addr}: {e}");
@@ -154,7 +157,7 @@ impl Dns {
 
     pub fn stop(&mut self, net: &str) {
         for i in 0..self.servers.len() {
-            if !self.servers[i].as_ref().is_some_and(|x| x.net == net) {
+            if self.servers[i].as_ref().is_none_or(|x| x.net != net) {
                 continue;
             }
             if let Some(mut x) = self.servers[i].take() {
@@ -247,7 +250,11 @@ impl Dns {
             match UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)) {
                 Ok(mut s) => {
                     let t = self.tok(K_UPSTREAM, 0);
-                    if self.registry.register(&mut s, t, Interest::READABLE).is_err() {
+                    if self
+                        .registry
+                        .register(&mut s, t, Interest::READABLE)
+                        .is_err()
+                    {
                         return;
                     }
                     self.upstream = Some(s);
