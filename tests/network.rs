@@ -1024,6 +1024,44 @@ fn published_ports_masquerade_and_isolation() {
         show(&o)
     );
 
+    // kill -9 of the daemon: a container with a restart policy is back on
+    // its port after the restart (the table rebuilt, the port re-published).
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web2",
+            "--restart",
+            "always",
+            "-p",
+            "18082:80",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello-again > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+        ],
+    );
+    d.kill9();
+    common::kill_cgroup_leftovers(&d.data_root);
+    d.restart();
+    assert_eq!(d.request("GET", "/_ping", None).status, 200);
+    let mut back = String::new();
+    for _ in 0..50 {
+        back = peer.run("curl -s -m 2 http://10.192.0.1:18082/");
+        if back.contains("hello-again") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(back.contains("hello-again"), "{back}");
+    ok(&d, &["start", "web"]);
+    let again = peer.run("curl -s -m 5 http://10.192.0.1:18080/");
+    assert_eq!(again.trim(), "hello-from-web", "{again}");
+
     // Stopped: the port answers no more and is free for another container.
     ok(&d, &["stop", "web"]);
     let after = sh("curl -s -m 2 http://127.0.0.1:18080/ 2>&1");
