@@ -44,7 +44,8 @@ pub fn container_port(raw: &str) -> Result<ContainerPort, ContainerError> {
         .flatten()
         .filter(|n| *n != 0)
         .ok_or_else(|| invalid_spec(port))?;
-    let proto = Proto::parse(proto)
+    // The CLI lowercases the protocol; any case is accepted, not refused.
+    let proto = Proto::parse(&proto.to_ascii_lowercase())
         .ok_or_else(|| ContainerError::Invalid(format!("invalid proto: {proto}")))?;
     Ok(ContainerPort { port: n, proto })
 }
