@@ -1062,6 +1062,47 @@ fn published_ports_masquerade_and_isolation() {
     let again = peer.run("curl -s -m 5 http://10.192.0.1:18080/");
     assert_eq!(again.trim(), "hello-from-web", "{again}");
 
+    // A thousand-port range costs the daemon little memory (one map
+    // element per port in the kernel, a few bytes a port here).
+    let rss = || common::vm_rss_kib(d.pid()).expect("daemon VmRSS");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "warm",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let before = rss();
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "range",
+            "-p",
+            "20000-20999:20000-20999",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 100 * 1024, "a 1000-port range cost {grown} KiB");
+    let nft = sh("nft list map inet coracle ports_any");
+    assert!(nft.contains("20999"), "{nft}");
+    ok(&d, &["rm", "-f", "range", "warm"]);
+    assert!(!sh("nft list map inet coracle ports_any").contains("20999"));
+
     // Stopped: the port answers no more and is free for another container.
     ok(&d, &["stop", "web"]);
     let after = sh("curl -s -m 2 http://127.0.0.1:18080/ 2>&1");
