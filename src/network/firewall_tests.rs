@@ -51,7 +51,7 @@ fn table_is_rebuilt_atomically_and_removed_leaving_other_tables() {
             net("br-a", [10, 99, 0, 0], false),
             net("br-b", [10, 97, 0, 0], true),
         ],
-        forwards: (20000..20100)
+        forwards: (20000..21000)
             .map(|p| fwd(Proto::Tcp, p, [10, 99, 0, 2], p))
             .collect(),
         loopback: false,
@@ -85,7 +85,7 @@ fn table_is_rebuilt_atomically_and_removed_leaving_other_tables() {
     assert_eq!(any["map"], "ipv4_addr . inet_service");
     assert_eq!(
         any["elem"].as_array().map(Vec::len),
-        Some(100),
+        Some(1000),
         "one element per port"
     );
     let by_ip = maps
