@@ -223,8 +223,8 @@ impl Engine {
     /// `NetworkSettings.Ports` and `docker ps`'s `Ports` of a container.
     pub fn port_shapes(&self, c: &Container) -> (serde_json::Value, serde_json::Value) {
         // none, host and container: modes show no ports, as with dockerd.
-        let mode = crate::container::create::network_mode(&c.host_config.network_mode)
-            .unwrap_or("none");
+        let mode =
+            crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
         let bridged = !matches!(mode, "none" | "host") && !mode.starts_with("container:");
         let running = c.state.pid > 0 && bridged;
         let req = crate::container::ports::parse(&c.config.extra, &c.host_config.extra);
