@@ -45,6 +45,11 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// dockerd's TLS flags.
     pub tls: TlsFlags,
+    /// daemon.json `bridge`: the default bridge's name (`none`: no default
+    /// network); unset: `coracle0`.
+    pub bridge: Option<String>,
+    /// daemon.json `bip`: the default bridge's address and subnet.
+    pub bip: Option<String>,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -64,7 +69,8 @@ impl TlsFlags {
     }
 }
 
-/// What the command line asks for.
+/// What the command line asks for (made once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Run(Box<Config>),
     Help,
@@ -243,6 +249,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "tlscacert",
         "tlscert",
         "tlskey",
+        "bridge",
+        "bip",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -286,6 +294,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let api_cors_header = api_cors_header.or(f.api_enable_cors.then(|| "*".to_string()));
     let api_tokens = pick("api-tokens", f.api_tokens)?;
     let audit_log = pick("audit-log", f.audit_log)?;
+    let bridge = pick("bridge", None)?;
+    let bip = pick("bip", None)?;
     let tls_files = [
         pick("tlscacert", f.tlscacert)?,
         pick("tlscert", f.tlscert)?,
@@ -417,6 +427,8 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
             cert: tlscert.map(PathBuf::from),
             key: tlskey.map(PathBuf::from),
         },
+        bridge,
+        bip,
     })
 }
 

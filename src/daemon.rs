@@ -180,6 +180,7 @@ impl Daemon {
                 .iter()
                 .filter_map(|(_, c)| c.deadline())
                 .chain(self.engine.timers.next())
+                .chain(self.engine.proxy_deadline())
                 .chain(self.stop_deadline)
                 .chain(self.insecure_warning)
                 .min();
@@ -207,6 +208,8 @@ impl Daemon {
                     }
                     Source::Output(slot) => self.engine.on_output_ready(slot),
                     Source::Stdin(slot) => self.engine.on_stdin_ready(slot),
+                    Source::Dns(i) => self.engine.on_dns_ready(i),
+                    Source::Proxy(i) => self.engine.on_proxy_ready(i),
                     Source::Conn(id) => {
                         if let Some(c) = self.conns.get_mut(id) {
                             if readable {
@@ -447,6 +450,8 @@ impl Daemon {
                 c.abort(&mut self.engine, id);
             }
         }
+        self.engine.firewall_remove();
+        self.engine.networks_shutdown();
         log::info!("coracle stopped");
     }
 }

@@ -19,6 +19,7 @@ mod image;
 mod label;
 mod logger;
 mod net;
+mod network;
 mod procps;
 mod reactor;
 mod reply;

@@ -25,6 +25,10 @@ pub enum Source {
     Output(usize),
     /// A container's stdin pipe (we write).
     Stdin(usize),
+    /// The DNS responder's sockets (0: upstream, i + 1: network slot i).
+    Dns(usize),
+    /// The userland port proxy's sockets (`network::proxy`).
+    Proxy(usize),
 }
 
 const KIND_SHIFT: u32 = 24;
@@ -40,6 +44,8 @@ impl Source {
             Source::WorkerOutput(i) => (4, i),
             Source::Output(i) => (5, i),
             Source::Stdin(i) => (6, i),
+            Source::Dns(i) => (7, i),
+            Source::Proxy(i) => (8, i),
         };
         Token(kind << KIND_SHIFT | (index & INDEX_MASK))
     }
@@ -54,6 +60,8 @@ impl Source {
             4 => Some(Source::WorkerOutput(index)),
             5 => Some(Source::Output(index)),
             6 => Some(Source::Stdin(index)),
+            7 => Some(Source::Dns(index)),
+            8 => Some(Source::Proxy(index)),
             _ => None,
         }
     }

@@ -651,7 +651,12 @@ fn inside_the_container_pid1_hostname_caps_and_isolation() {
     assert_eq!(field("CapBnd:"), "00000000a80425fb");
     let ps: usize = field("pslines=").parse().unwrap();
     assert!(ps <= 3, "host processes visible: {ps} ps lines");
-    assert_eq!(field("links="), "lo,", "default network has only lo");
+    // The default network is the bridge: lo and the container end of a veth.
+    let links = field("links=");
+    assert!(
+        links.starts_with("lo,eth0@if") && links.matches(',').count() == 2,
+        "{links}"
+    );
     for l in mountinfo.lines() {
         let mountpoint = l.split_whitespace().nth(4).unwrap_or("");
         assert!(!mountpoint.starts_with("/work"), "host mount visible: {l}");
@@ -661,7 +666,10 @@ fn inside_the_container_pid1_hostname_caps_and_isolation() {
         "too many mounts inside:\n{mountinfo}"
     );
     let net = inspect(&d, "in")["NetworkSettings"]["Networks"].clone();
-    assert!(net.get("none").is_some(), "default network is none: {net}");
+    assert!(
+        net.get("bridge").is_some(),
+        "default network is bridge: {net}"
+    );
     ok(&d, &["rm", "in"]);
 }
 

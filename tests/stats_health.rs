@@ -234,6 +234,9 @@ fn stats_one_shot_and_single_agree_with_the_cgroup() {
             "-d",
             "--name",
             "st",
+            // Only lo (the default is the bridge now).
+            "--network",
+            "none",
             "-m",
             "64m",
             "--pids-limit",
@@ -416,6 +419,9 @@ fn docker_stats_table_live_and_no_stream() {
             "-d",
             "--name",
             "tb",
+            // No interface but lo: NetIO stays 0B / 0B.
+            "--network",
+            "none",
             "-m",
             "64m",
             "busybox",
@@ -523,7 +529,17 @@ fn stats_networks_per_interface() {
     let d = Daemon::with_busybox();
     let id = ok(
         &d,
-        &["run", "-d", "--name", "nw", "busybox", "sleep", "1000"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "nw",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
     );
     let pid = inspect(&d, id.trim())["State"]["Pid"]
         .as_i64()

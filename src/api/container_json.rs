@@ -74,23 +74,6 @@ fn health_of(e: &Entry) -> &'static str {
         .unwrap_or("none")
 }
 
-fn network_json(c: &Container) -> Value {
-    let mode =
-        crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
-    json!({
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-        "Networks": { mode: {
-            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "",
-            "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
-        }}
-    })
-}
-
 fn mounts_json(c: &Container) -> Value {
     let mut out = Vec::new();
     for b in &c.host_config.binds {
@@ -173,7 +156,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
         }},
         "Mounts": mounts_json(c),
         "Config": serde_json::to_value(&c.config).unwrap_or_default(),
-        "NetworkSettings": network_json(c),
+        "NetworkSettings": super::network_json::container_network_settings(engine, c),
     });
     v
 }
@@ -188,7 +171,7 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::json(200, &v))
 }
 
-pub(super) fn summary_json(e: &Entry) -> Value {
+pub(super) fn summary_json(engine: &Engine, e: &Entry) -> Value {
     let c = &e.c;
     let mut command = c.path.clone();
     if !c.args.is_empty() {
@@ -202,12 +185,12 @@ pub(super) fn summary_json(e: &Entry) -> Value {
         "ImageID": c.image,
         "Command": command,
         "Created": unix_secs(&c.created),
-        "Ports": [],
+        "Ports": engine.port_shapes(c).1,
         "Labels": c.config.labels,
         "State": c.state.status.as_str(),
         "Status": ps_status(e),
         "HostConfig": { "NetworkMode": crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none") },
-        "NetworkSettings": { "Networks": network_json(c)["Networks"].clone() },
+        "NetworkSettings": { "Networks": super::network_json::container_network_settings(engine, c)["Networks"].clone() },
         "Mounts": mounts_json(c),
     });
     v
@@ -374,7 +357,7 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if limit > 0 {
         entries.truncate(limit as usize);
     }
-    let rows: Vec<Value> = entries.iter().map(|e| summary_json(e)).collect();
+    let rows: Vec<Value> = entries.iter().map(|e| summary_json(engine, e)).collect();
     let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
     if size {
         let jobs = entries.iter().map(|e| size_job(engine, e)).collect();

@@ -107,7 +107,7 @@ impl From<crate::container::error::ContainerError> for ApiError {
     fn from(e: crate::container::error::ContainerError) -> ApiError {
         match e {
             crate::container::error::ContainerError::NotFound(ref m)
-                if m.starts_with("No such image") =>
+                if m.starts_with("No such image") || m.starts_with("network ") =>
             {
                 ApiError::NotFound(m.clone())
             }
@@ -178,6 +178,19 @@ impl From<crate::engine::VolumeError> for ApiError {
             E::InUse(..) => ApiError::Conflict(msg),
             E::Invalid(_) => ApiError::InvalidParameter(msg),
             E::Io(_) => ApiError::Internal(msg),
+        }
+    }
+}
+
+impl From<crate::network::error::NetworkError> for ApiError {
+    fn from(e: crate::network::error::NetworkError) -> ApiError {
+        use crate::network::error::NetworkError as E;
+        match e {
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Invalid(m) => ApiError::InvalidParameter(m),
+            E::Forbidden(m) => ApiError::Forbidden(m),
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::Internal(m) => ApiError::Internal(m),
         }
     }
 }

@@ -20,6 +20,8 @@ pub mod guard;
 pub mod image_json;
 pub mod images;
 pub mod legacy;
+pub mod network_json;
+pub mod networks;
 pub mod router;
 pub mod system;
 pub mod versions;

@@ -7,6 +7,7 @@ use std::fmt;
 use super::distribution;
 use super::error::ApiError;
 use super::{archive, commit};
+use super::networks;
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use super::{system_df, volumes};
 use crate::engine::{Engine, Response};
@@ -60,6 +61,13 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/info", Now(system::info)),
     (GET, "/events", Now(events::stream)),
     (GET, "/plugins", Now(system::plugins)),
+    (GET, "/networks", Now(networks::list)),
+    (POST, "/networks/create", Json(networks::create)),
+    (POST, "/networks/prune", Body(networks::prune)),
+    (GET, "/networks/{id}", Now(networks::inspect)),
+    (DELETE, "/networks/{id}", Now(networks::remove)),
+    (POST, "/networks/{id}/connect", Json(networks::connect)),
+    (POST, "/networks/{id}/disconnect", Json(networks::disconnect)),
     (GET, "/images/json", Now(images::list)),
     (GET, "/images/search", Now(distribution::search)),
     (GET, "/images/get", Now(images::save)),
@@ -109,7 +117,6 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (DELETE, "/volumes/{name}", Now(volumes::remove)),
     (GET, "/system/df", Now(system_df::df)),
     (POST, "/build/prune", Body(system_df::build_prune)),
-    (POST, "/networks/prune", Body(system_df::networks_prune)),
 ];
 
 /// A request matched to its route.

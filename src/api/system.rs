@@ -114,7 +114,7 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
         "DockerRootDir": cfg.data_root.display().to_string(),
         "Plugins": {
             "Volume": ["local"],
-            "Network": ["host", "none"],
+            "Network": ["bridge", "host", "null"],
             "Authorization": null,
             "Log": ["json-file", "none"],
         },

@@ -76,7 +76,7 @@ pub fn df(call: &mut Call) -> Result<Response, ApiError> {
         let mut entries: Vec<_> = engine.containers.iter().collect();
         entries.sort_by(|a, b| b.c.created.cmp(&a.c.created));
         for e in entries {
-            let row = super::container_json::summary_json(e);
+            let row = super::container_json::summary_json(call.engine, e);
             let id = e.c.id.clone();
             let image = engine
                 .containers
@@ -136,11 +136,4 @@ pub fn build_prune(_call: &mut Call) -> Result<Response, ApiError> {
         200,
         &json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }),
     ))
-}
-
-/// `POST /networks/prune`, which `docker system prune` calls: until user
-/// networks exist there is none to prune. (The networking work replaces
-/// this with the real prune.)
-pub fn networks_prune(_call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &json!({ "NetworksDeleted": null })))
 }

@@ -180,6 +180,10 @@ pub fn probe(host: &Host) -> Report {
         "no bridge networking: containers only get --network host or none",
         "CONFIG_VETH",
     );
+    let nft = facts.kernel_feature(host, "CONFIG_NF_TABLES", "nf_tables");
+    b.add("network", "nftables", Level::Recommended, nft,
+        "published ports go through the userland proxy (slower, client addresses lost) and containers on a bridge are not masqueraded beyond the device",
+        "CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, CONFIG_NFT_NAT, CONFIG_NFT_MASQ, CONFIG_NFT_CT, CONFIG_NFT_FIB_INET");
     let bridge = {
         let has_bridge_dev = host
             .list_dir("/sys/class/net")

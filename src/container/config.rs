@@ -244,6 +244,15 @@ pub struct CreateRequest {
     pub networking_config: Option<Value>,
 }
 
+/// The create body's `NetworkingConfig.EndpointsConfig`, if it has one.
+pub fn endpoints_config(body: &[u8]) -> Option<Value> {
+    let req: CreateRequest = serde_json::from_slice(body).ok()?;
+    req.networking_config?
+        .get("EndpointsConfig")
+        .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+        .cloned()
+}
+
 /// Parse a create body (an empty body is an empty config).
 pub fn parse_create(body: &[u8]) -> Result<(ContainerConfig, HostConfig), String> {
     if body.iter().all(u8::is_ascii_whitespace) {

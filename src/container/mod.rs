@@ -15,6 +15,7 @@ pub mod launch_spec;
 pub mod model;
 pub mod names;
 pub mod policy;
+pub mod ports;
 pub mod registry;
 pub mod security;
 pub mod stdio;

@@ -94,6 +94,10 @@ pub struct Container {
     /// Volumes (and `--volumes-from` binds) planned at create.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mount_points: Vec<super::volume_mounts::MountPoint>,
+    /// The create request's `NetworkingConfig.EndpointsConfig` (per network:
+    /// `IPAMConfig`, `Aliases`, `MacAddress`), used at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networking: Option<serde_json::Value>,
 }
 
 impl Container {

@@ -52,6 +52,7 @@ pub fn validate_config(c: &ContainerConfig) -> Result<(), ContainerError> {
             return Err(ContainerError::Invalid(format!("invalid signal: {s}")));
         }
     }
+    super::ports::parse_values(c.extra.get("ExposedPorts"), None, None)?;
     Ok(())
 }
 
@@ -146,16 +147,15 @@ pub(super) fn check_tmpfs_target(t: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// The network namespaces coracle can give a container.
-pub fn network_mode(requested: &str) -> Result<&'static str, ContainerError> {
+/// The network mode as recorded: `host`, `none`, `container:<name|id>`,
+/// `bridge` (also for an empty or `default` mode) or a network's name.
+pub fn network_mode(requested: &str) -> Result<&str, ContainerError> {
     match requested {
-        "host" => Ok("host"),
-        "none" => Ok("none"),
-        // No bridge yet: the default is a private namespace with loopback.
-        "" | "default" | "bridge" => Ok("none"),
-        other => Err(ContainerError::Invalid(format!(
-            "network mode {other:?} is not supported by coracle (use none or host)"
-        ))),
+        "" | "default" => Ok("bridge"),
+        "container:" => Err(ContainerError::Invalid(
+            "invalid network mode: container: needs a container name or ID".into(),
+        )),
+        other => Ok(other),
     }
 }
 
@@ -164,6 +164,11 @@ pub fn network_mode(requested: &str) -> Result<&'static str, ContainerError> {
 pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerError> {
     let invalid = |m: String| Err(ContainerError::Invalid(m));
     let warnings = Vec::new();
+    super::ports::parse_values(
+        None,
+        h.extra.get("PortBindings"),
+        h.extra.get("PublishAllPorts"),
+    )?;
     let rp = &h.restart_policy;
     match rp.name.as_str() {
         "" | "no" | "always" | "unless-stopped" => {
@@ -217,7 +222,6 @@ pub fn validate_host_config(h: &HostConfig) -> Result<Vec<String>, ContainerErro
             .and_then(Value::as_str)
             .unwrap_or(&h.network_mode),
     )?;
-    // No bridge yet: the default becomes "none", which inspect reports.
     for b in &h.binds {
         parse_bind(b)?;
     }

@@ -59,8 +59,12 @@ impl Engine {
         if host_config.memory > 0 && !crate::host::cgroups().swap && host_config.memory_swap != -1 {
             warnings.push("Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap.".into());
         }
-        let network = create::network_mode(&host_config.network_mode)?;
+        let network = create::network_mode(&host_config.network_mode)?.to_string();
+        let networking = crate::container::config::endpoints_config(body);
+        self.check_network_request(&network, networking.as_ref())?;
         let mut host_config = host_config;
+        host_config.network_mode = network.clone();
+        let network = network.as_str();
         if host_config.cgroupns_mode.is_empty() {
             // dockerd's default: private on cgroup v2, the host's on v1.
             host_config.cgroupns_mode = match crate::runtime::cgroups::detect() {
@@ -90,6 +94,7 @@ impl Engine {
             has_been_started: false,
             start_pending: false,
             mount_points,
+            networking,
             config,
             host_config,
         };

@@ -22,6 +22,10 @@ impl Engine {
             return true;
         };
         let live = e.live.take();
+        self.network_release(&id);
+        let Some(e) = self.containers.get_mut(&id) else {
+            return true;
+        };
         let ran = live
             .as_ref()
             .map(|l| l.started.elapsed())

@@ -5,12 +5,15 @@
 pub mod archive;
 pub mod commit;
 mod create;
+mod endpoints;
 mod exec;
 mod exit;
 mod health;
 pub mod images;
 pub mod pull;
 pub mod push;
+pub mod networks;
+mod ports;
 mod recover;
 mod remove;
 mod start;
@@ -67,6 +70,12 @@ pub struct Engine {
     rm_volumes_of: std::collections::HashSet<String>,
     /// API tokens and the audit log (the gate is `api/guard.rs`).
     pub access: crate::access::Access,
+    /// Networks: records, IPAM, host locks.
+    pub networks: networks::Networks,
+    /// The DNS responder on user networks' gateways.
+    pub dns: crate::network::dns::Dns,
+    /// Published ports: reservations, the firewall, the userland proxy.
+    pub ports: ports::Ports,
 }
 
 impl Engine {
@@ -88,6 +97,18 @@ impl Engine {
             .map_err(|e| format!("open container store under {}: {e}", root.display()))?;
         let volumes = crate::store::volumes::VolumeStore::open(root)
             .map_err(|e| format!("open volume store under {}: {e}", root.display()))?;
+        let networks = networks::Networks::open(root)?;
+        let dns = crate::network::dns::Dns::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+            |i| crate::reactor::Source::Dns(i).token(),
+        );
+        let ports = ports::Ports::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+        );
         let outputs = Outputs::new(
             registry
                 .try_clone()
@@ -110,7 +131,11 @@ impl Engine {
             volumes,
             rm_volumes_of: Default::default(),
             access: Default::default(),
+            networks,
+            dns,
+            ports,
         };
+        engine.networks_open()?;
         engine.recover_containers();
         Ok(engine)
     }
@@ -206,6 +231,7 @@ impl Engine {
         for t in self.timers.due(now) {
             self.on_timer(t);
         }
+        self.proxy_expire(now);
     }
 
     /// Readiness on a worker's pipe.

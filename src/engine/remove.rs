@@ -113,6 +113,7 @@ impl Engine {
         if let Some(e) = self.containers.remove(id) {
             self.volumes_on_remove(&e.c);
         }
+        self.network_forget(id);
         self.execs.remove_container(id);
         for conn in self.outputs.end_container(id) {
             self.wake(conn);

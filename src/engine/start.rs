@@ -13,7 +13,6 @@ use crate::container::registry::Live;
 use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
 use crate::runtime::launch::launch;
-use crate::runtime::spec::NetworkMode;
 use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
 
@@ -133,10 +132,7 @@ impl Engine {
             .images
             .lower_dirs(&c.image)
             .map_err(|e| ContainerError::Internal(format!("image of container: {e}")))?;
-        let network = match create::network_mode(&h.network_mode)? {
-            "host" => NetworkMode::Host,
-            _ => NetworkMode::None,
-        };
+        create::network_mode(&h.network_mode)?;
         // Missing bind sources are created, as dockerd does for -v.
         for src in bind_sources(h)? {
             if !std::path::Path::new(&src).exists() {
@@ -154,12 +150,16 @@ impl Engine {
                 ))
             })
         })?;
+        // The namespace (and its endpoints) last: nothing above can fail
+        // after it exists.
+        let (network, netns) = self.network_for_start(c)?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
                 if let Err(e) = cg.apply(&resources) {
                     // Nothing runs in it yet: do not leave it behind.
                     let _ = cg.remove();
+                    self.network_release(id);
                     return Err(ContainerError::Invalid(e.to_string()));
                 }
                 if let Err(e) = cg.apply_device_rules(&iso.device_rules) {
@@ -175,10 +175,11 @@ impl Engine {
                 None
             }
         };
-        let cleanup = |cg: &Option<Cgroup>| {
+        let cleanup = |engine: &mut Engine, cg: &Option<Cgroup>| {
             if let Some(cg) = cg {
                 let _ = cg.remove();
             }
+            engine.network_release(id);
         };
         let console = match c.host_config.console_size.as_slice() {
             [h, w] => Some((*h, *w)),
@@ -188,7 +189,7 @@ impl Engine {
             match crate::container::stdio::make(c.config.tty, c.config.open_stdin, console) {
                 Ok(p) => p,
                 Err(e) => {
-                    cleanup(&cgroup);
+                    cleanup(self, &cgroup);
                     return Err(ContainerError::Internal(format!("container stdio: {e}")));
                 }
             };
@@ -207,10 +208,11 @@ impl Engine {
         });
         // The child holds its own copies of these ends now.
         drop(child.fds);
+        drop(netns);
         let pid = match launched {
             Ok(pid) => pid,
             Err(e) => {
-                cleanup(&cgroup);
+                cleanup(self, &cgroup);
                 let code = e.exit_code();
                 return Err(ContainerError::StartFailed(
                     format!("failed to create task for container: {e}"),

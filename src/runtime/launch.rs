@@ -63,7 +63,10 @@ pub fn launch(
         NsMode::Join(pid) => PidNs::Join(open_ns(*pid, "pid")?),
     };
     let confine = Confine::new(seccomp::filter_for(&spec.seccomp, caps)?, spec.no_new_privs);
-    let keep: Vec<RawFd> = init_bin.into_iter().collect();
+    let mut keep: Vec<RawFd> = init_bin.into_iter().collect();
+    if let NetworkMode::Join(fd) = spec.network {
+        keep.push(fd);
+    }
     spawn(pid_ns, &spec.stdio, &keep, join, |err_fd| {
         container_main(spec, caps, last, &confine, err_fd, init_bin)
     })
@@ -432,6 +435,11 @@ fn container_main(
         NsMode::Join(pid) => {
             setns(open_ns(pid, "ipc")?, CloneFlags::CLONE_NEWIPC).stage("join ipc namespace")?
         }
+    }
+    if let NetworkMode::Join(fd) = spec.network {
+        // SAFETY: the daemon keeps this fd open until the launch is over.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        setns(fd, CloneFlags::CLONE_NEWNET).stage("join network namespace")?;
     }
     unshare(ns).stage("unshare namespaces")?;
     if spec.network == NetworkMode::None {

@@ -65,6 +65,9 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// The namespace behind this fd (prepared by the daemon, or another
+    /// container's): the child joins it.
+    Join(std::os::fd::RawFd),
 }
 
 /// Whose PID or IPC namespace the container gets (`--pid`, `--ipc`).

@@ -5,3 +5,4 @@ pub mod containers;
 mod image_open;
 pub mod images;
 pub mod volumes;
+pub mod networks;

@@ -827,3 +827,25 @@ pub fn docker_py() -> &'static Path {
         py
     })
 }
+
+impl Daemon {
+    /// A fresh daemon whose daemon.json is `config` (e.g. its own bridge),
+    /// with busybox loaded.
+    pub fn with_config_and_busybox(config: &str) -> Daemon {
+        let dir = temp_dir("daemon");
+        let file = dir.join("daemon.json");
+        std::fs::write(&file, config).expect("write config");
+        let mut d = Daemon {
+            child: None,
+            sock: dir.join("d.sock"),
+            data_root: dir.join("root"),
+            tcp_port: None,
+            log: dir.join("daemon.log"),
+            has_containers: false,
+            dir,
+        };
+        d.spawn(&file, &[]);
+        d.load_busybox();
+        d
+    }
+}
