@@ -4,6 +4,7 @@
 
 mod api;
 mod atomic;
+mod build;
 mod check_config;
 mod config;
 mod container;
