@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::build;
 use super::error::ApiError;
 use super::{archive, commit};
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
@@ -97,6 +98,9 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/containers/{id}/archive", Now(archive::get)),
     (PUT, "/containers/{id}/archive", Stream(archive::put)),
     (POST, "/commit", Json(commit::commit)),
+    (POST, "/build", Now(build::build)),
+    (POST, "/session", Now(build::session)),
+    (POST, "/grpc", Now(build::grpc)),
 ];
 
 /// A request matched to its route.
