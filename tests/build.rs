@@ -1,9 +1,57 @@
-//! `docker build` (issue 17): what the daemon answers today. The Dockerfile
-//! parser's own tests are unit tests in src/build/tests.rs.
+//! `docker build` (issue 17): what the daemon does today. The context is
+//! streamed into a worker, extracted, its Dockerfile found and parsed (with
+//! dockerd's errors); the steps do not run yet (501). The parser's own
+//! tests are unit tests in src/build/tests.rs.
 
 mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
+
 use common::Daemon;
+
+/// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
+fn docker_build(d: &Daemon, args: &[&str]) -> Output {
+    Command::new("docker")
+        .arg("build")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .output()
+        .expect("docker CLI")
+}
+
+/// A context directory with these files.
+fn context(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = common::temp_dir(tag);
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// `tar c` of a directory (`z` for gzip).
+fn tar_of(dir: &Path, gzip: bool) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg(if gzip { "czf" } else { "cf" })
+        .arg("-")
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn message(r: &common::RawResponse) -> String {
+    r.message()
+}
 
 #[test]
 fn build_endpoints() {
@@ -46,21 +94,92 @@ fn build_endpoints() {
         assert!(m.contains(want), "{path}: {m}");
     }
 
-    // The CLI's classic builder gets a clear daemon error, not a 404.
-    let dir = common::temp_dir("build-ctx");
-    std::fs::write(dir.join("Dockerfile"), "FROM busybox\nRUN true\n").unwrap();
-    let out = std::process::Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .args(["build", "-q", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // Raw HTTP: the context as a tar, plain or gzip.
+    let raw_ctx = context(
+        "build-raw",
+        &[
+            ("Dockerfile", "FROM busybox\nRUNN x\n"),
+            ("alt/Other", "FROM busybox\n"),
+        ],
+    );
+    for gzip in [false, true] {
+        let tar = tar_of(&raw_ctx, gzip);
+        let ct = [("Content-Type", "application/x-tar")];
+        let r = d.request_bytes("POST", "/build", &ct, Some(&tar));
+        assert_eq!(r.status, 400, "gzip={gzip}");
+        assert_eq!(
+            message(&r),
+            "dockerfile parse error on line 2: unknown instruction: RUNN"
+        );
+        let r = d.request_bytes("POST", "/build?dockerfile=nope", &ct, Some(&tar));
+        assert_eq!(r.status, 400);
+        assert_eq!(message(&r), "Cannot locate specified Dockerfile: nope");
+        let r = d.request_bytes("POST", "/build?dockerfile=../Dockerfile", &ct, Some(&tar));
+        assert_eq!(r.status, 400);
+        // A Dockerfile that parses: the steps are not there yet.
+        let r = d.request_bytes("POST", "/build?dockerfile=alt%2FOther", &ct, Some(&tar));
+        assert_eq!(r.status, 501, "{}", message(&r));
+    }
+    let r = d.request_bytes("POST", "/build", &[], Some(b"not a tar at all, not at all"));
+    assert_eq!(r.status, 400, "{}", message(&r));
+
+    // The CLI's classic builder shows the daemon's errors.
+    let ctx = context(
+        "build-cli",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY --chmod=755 a /a\n"),
+            ("a", "x"),
+        ],
+    );
+    let out = docker_build(&d, &["-q", ctx.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("dockerfile parse error on line 2: the --chmod option requires BuildKit"),
+        "{err}"
+    );
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\n\n").unwrap();
+    std::fs::write(ctx.join("Empty.df"), "# nothing\n").unwrap();
+    let out = docker_build(
+        &d,
+        &[
+            "-q",
+            "-f",
+            ctx.join("Empty.df").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the Dockerfile (Empty.df) cannot be empty"),
+        "{err}"
+    );
+    let out = docker_build(&d, &["-q", ctx.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(!err.contains("page not found"), "{err}");
-    assert!(err.contains("classic builder"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(err.contains("not implemented on this daemon yet"), "{err}");
+
+    // The contexts went through workers and are deleted after (by a
+    // worker too): none is left behind.
+    let mut left = Vec::new();
+    for _ in 0..40 {
+        left = Command::new("find")
+            .arg(&d.data_root)
+            .args(["-name", "Other"])
+            .output()
+            .unwrap()
+            .stdout;
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        left.is_empty(),
+        "context left behind: {}",
+        String::from_utf8_lossy(&left)
+    );
+    let _ = std::fs::remove_dir_all(&ctx);
+    let _ = std::fs::remove_dir_all(&raw_ctx);
 }

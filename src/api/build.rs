@@ -5,7 +5,11 @@
 use super::error::ApiError;
 use super::Call;
 use crate::build::dockerfile::BUILDKIT_HINT;
-use crate::engine::Response;
+use crate::engine::build::BuildOptions;
+use crate::engine::{Engine, Response};
+use crate::http::handler::Begin;
+use crate::streams::upload::UploadSink;
+use crate::worker::Outcome;
 
 /// What a BuildKit client is told.
 const NO_BUILDKIT: &str = "BuildKit is not supported by this daemon: it has only the classic \
@@ -54,9 +58,31 @@ pub fn check_query(call: &Call) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn build(call: &mut Call) -> Result<Response, ApiError> {
+/// `POST /build`: the body (the context) is streamed into a worker.
+pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
     check_query(call)?;
-    Err(ApiError::NotImplemented(
-        "the classic builder's steps are not implemented on this daemon yet (issue 17)".into(),
-    ))
+    let opts = BuildOptions {
+        dockerfile: call.req.query.get("dockerfile").unwrap_or("").to_string(),
+    };
+    let worker = call.engine.build_receive(call.conn, opts)?;
+    Ok(Begin::Sink(Box::new(UploadSink {
+        worker,
+        broken: false,
+        finish: received,
+    })))
+}
+
+/// The context is in and its Dockerfile parses: the steps are next.
+fn received(engine: &mut Engine, outcome: Outcome) -> Response {
+    match engine.build_received(outcome) {
+        Ok(r) => {
+            engine.build_discard(r);
+            ApiError::NotImplemented(
+                "the classic builder's steps are not implemented on this daemon yet (issue 17)"
+                    .into(),
+            )
+            .into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

@@ -98,7 +98,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/containers/{id}/archive", Now(archive::get)),
     (PUT, "/containers/{id}/archive", Stream(archive::put)),
     (POST, "/commit", Json(commit::commit)),
-    (POST, "/build", Now(build::build)),
+    (POST, "/build", Stream(build::build)),
     (POST, "/session", Now(build::session)),
     (POST, "/grpc", Now(build::grpc)),
 ];

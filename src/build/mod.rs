@@ -6,6 +6,7 @@
 // the binary. Remove this once the builder dispatches instructions.
 #![allow(dead_code)]
 
+pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod shellwords;
