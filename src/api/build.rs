@@ -5,11 +5,13 @@
 use super::error::ApiError;
 use super::Call;
 use crate::build::dockerfile::BUILDKIT_HINT;
-use crate::engine::build::BuildOptions;
+use serde_json::{json, Value};
+
+use crate::engine::build::{BuildOptions, READY};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
-use crate::streams::upload::UploadSink;
-use crate::worker::Outcome;
+use crate::reply::{BodySink, BodySource, ConnId, Pending, Pull};
+use crate::worker::WorkerId;
 
 /// What a BuildKit client is told.
 const NO_BUILDKIT: &str = "BuildKit is not supported by this daemon: it has only the classic \
@@ -58,31 +60,176 @@ pub fn check_query(call: &Call) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A JSON object query parameter (`buildargs`, `labels`) as pairs.
+fn pairs(call: &Call, key: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(text) = call.req.query.get(key).filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}")))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
 /// `POST /build`: the body (the context) is streamed into a worker.
 pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
     check_query(call)?;
+    let q = &call.req.query;
     let opts = BuildOptions {
-        dockerfile: call.req.query.get("dockerfile").unwrap_or("").to_string(),
+        dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+        tags: q
+            .get_all("t")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        buildargs: pairs(call, "buildargs")?,
+        labels: pairs(call, "labels")?,
+        target: q.get("target").unwrap_or("").to_string(),
     };
-    let worker = call.engine.build_receive(call.conn, opts)?;
-    Ok(Begin::Sink(Box::new(UploadSink {
+    let tags = opts.tags.clone();
+    let worker = call.engine.build_start(call.conn, opts)?;
+    Ok(Begin::Sink(Box::new(BuildSink {
         worker,
         broken: false,
-        finish: received,
+        tags,
     })))
 }
 
-/// The context is in and its Dockerfile parses: the steps are next.
-fn received(engine: &mut Engine, outcome: Outcome) -> Response {
-    match engine.build_received(outcome) {
-        Ok(r) => {
-            engine.build_discard(r);
-            ApiError::NotImplemented(
-                "the classic builder's steps are not implemented on this daemon yet (issue 17)"
-                    .into(),
-            )
-            .into_response()
+/// The context fed into the build worker.
+struct BuildSink {
+    worker: WorkerId,
+    broken: bool,
+    tags: Vec<String>,
+}
+
+impl BodySink<Engine> for BuildSink {
+    fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
+        if self.broken {
+            return Ok(data.len());
         }
-        Err(e) => ApiError::from(e).into_response(),
+        match engine.workers.write_input(self.worker, data) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                // The worker stopped reading (a bad context): drain the rest.
+                self.broken = true;
+                engine.workers.close_input(self.worker);
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {
+        engine.workers.close_input(self.worker);
+        Response::later(Box::new(BuildStart {
+            worker: self.worker,
+            tags: self.tags,
+        }))
+    }
+
+    fn cancel(self: Box<Self>, engine: &mut Engine, _me: ConnId) {
+        engine.workers.kill(self.worker);
+        engine.images.abort_worker();
+    }
+}
+
+/// Until the Dockerfile parses: a failure is an HTTP error.
+struct BuildStart {
+    worker: WorkerId,
+    tags: Vec<String>,
+}
+
+impl Pending<Engine> for BuildStart {
+    fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
+        let mut msgs = engine.workers.take_messages(self.worker).into_iter();
+        if msgs.any(|m| m.get(READY).is_some()) {
+            let body = BuildBody {
+                worker: self.worker,
+                tags: std::mem::take(&mut self.tags),
+                backlog: msgs.collect(),
+                done: false,
+            };
+            return Some(Response::stream(200, "application/json", Box::new(body)));
+        }
+        let outcome = engine.workers.take_outcome(self.worker)?;
+        Some(match engine.build_finish(outcome, &[]) {
+            Ok(_) => ApiError::Internal("the build worker ended early".into()).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        })
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        engine.workers.kill(self.worker);
+        engine.images.abort_worker();
+    }
+}
+
+/// The build's output stream, dockerd's JSON messages one a line.
+struct BuildBody {
+    worker: WorkerId,
+    tags: Vec<String>,
+    backlog: Vec<Value>,
+    done: bool,
+}
+
+fn line(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl BodySource<Engine> for BuildBody {
+    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
+        if self.done {
+            return Pull::End;
+        }
+        let mut msgs = std::mem::take(&mut self.backlog);
+        msgs.extend(engine.workers.take_messages(self.worker));
+        let any = !msgs.is_empty();
+        for m in msgs {
+            if let Some(v) = engine.build_message(m) {
+                line(out, &v);
+            }
+        }
+        if any {
+            return Pull::Data;
+        }
+        let Some(outcome) = engine.workers.take_outcome(self.worker) else {
+            return Pull::Wait(None);
+        };
+        self.done = true;
+        match engine.build_finish(outcome, &self.tags) {
+            Ok((id, tagged)) => {
+                line(out, &json!({"aux": {"ID": id}}));
+                let short = id.strip_prefix("sha256:").unwrap_or(&id);
+                let short = &short[..short.len().min(12)];
+                line(
+                    out,
+                    &json!({"stream": format!("Successfully built {short}\n")}),
+                );
+                for t in tagged {
+                    line(
+                        out,
+                        &json!({"stream": format!("Successfully tagged {t}\n")}),
+                    );
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                line(out, &json!({"errorDetail": {"message": m}, "error": m}));
+            }
+        }
+        Pull::Data
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        if !self.done {
+            engine.workers.kill(self.worker);
+            engine.images.abort_worker();
+        }
     }
 }

@@ -41,6 +41,12 @@ impl fmt::Display for BuildError {
     }
 }
 
+impl From<ImageError> for BuildError {
+    fn from(e: ImageError) -> Self {
+        BuildError::Internal(e.to_string())
+    }
+}
+
 impl From<std::io::Error> for BuildError {
     fn from(e: std::io::Error) -> Self {
         BuildError::Internal(e.to_string())

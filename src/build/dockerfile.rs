@@ -132,11 +132,6 @@ pub struct Dockerfile {
 }
 
 impl Dockerfile {
-    /// Instructions counted for "Step n/N": every FROM and step.
-    pub fn step_count(&self) -> usize {
-        self.meta_args.len() + self.stages.iter().map(|s| 1 + s.steps.len()).sum::<usize>()
-    }
-
     /// The stages up to and including `target` (all without one).
     pub fn up_to_target(&self, target: &str) -> Result<usize, String> {
         if target.is_empty() {
