@@ -174,3 +174,187 @@ fn build_endpoints() {
     let _ = std::fs::remove_dir_all(&ctx);
     let _ = std::fs::remove_dir_all(&raw_ctx);
 }
+
+fn inspect_config(d: &Daemon, name: &str) -> serde_json::Value {
+    let out = d.docker(&["image", "inspect", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0]["Config"].clone()
+}
+
+/// A multi-stage Dockerfile without RUN through the CLI's classic builder:
+/// every setting in inspect, the image runs, `.dockerignore` applied,
+/// several tags, `--target`, build args and labels.
+#[test]
+fn cli_builds_an_image() {
+    let mut d = Daemon::with_busybox();
+    d.has_containers = true;
+    let ctx = context(
+        "build-ok",
+        &[
+            ("a.txt", "hello\n"),
+            ("sub/b", "bee\n"),
+            ("junk.log", "junk\n"),
+            ("sub/keep.log", "kept\n"),
+            (".dockerignore", "**/*.log\n!sub/keep.log\n"),
+            (
+                "Dockerfile",
+                "# escape=\\\n\
+                 ARG BASE=busybox\n\
+                 FROM ${BASE} AS first\n\
+                 LABEL stage=first\n\
+                 FROM $BASE AS final\n\
+                 ARG WHO=nobody\n\
+                 ENV GREETING=hi \\\n    DIR=/opt/app\n\
+                 WORKDIR ${DIR}\n\
+                 COPY --chown=1000:1000 a.txt sub ./\n\
+                 LABEL who=\"${WHO}\" dir=${DIR:-none} alt=${NOPE:+x}\n\
+                 EXPOSE 8080/tcp 53/udp\n\
+                 USER 1000\n\
+                 VOLUME /data\n\
+                 HEALTHCHECK --interval=5s --retries=2 CMD true\n\
+                 STOPSIGNAL SIGINT\n\
+                 ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+                 CMD [\"cat a.txt; ls\"]\n",
+            ),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    let out = docker_build(
+        &d,
+        &[
+            "-t",
+            "built",
+            "-t",
+            "built:v2",
+            "--build-arg",
+            "WHO=me",
+            "--label",
+            "extra=1",
+            c,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Step 1/15 : FROM ${BASE} AS first\n ---> "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Step 15/15 : CMD [\"cat a.txt; ls\"]\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Successfully tagged built:latest\nSuccessfully tagged built:v2\n"),
+        "{stdout}"
+    );
+    let cfg = inspect_config(&d, "built:v2");
+    assert_eq!(cfg["WorkingDir"], "/opt/app");
+    assert_eq!(cfg["User"], "1000");
+    assert_eq!(cfg["StopSignal"], "SIGINT");
+    assert_eq!(cfg["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(cfg["Cmd"], serde_json::json!(["cat a.txt; ls"]));
+    assert!(cfg["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&"GREETING=hi".into()));
+    assert!(cfg["ExposedPorts"]["53/udp"].is_object());
+    assert!(cfg["Volumes"]["/data"].is_object());
+    assert_eq!(cfg["Labels"]["who"], "me");
+    assert_eq!(cfg["Labels"]["dir"], "/opt/app");
+    assert_eq!(cfg["Labels"]["alt"], "");
+    assert_eq!(cfg["Labels"]["extra"], "1");
+    assert!(cfg["Labels"].get("stage").is_none(), "first stage leaked");
+    assert_eq!(
+        cfg["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "true"])
+    );
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000u64);
+    // The image runs: the copied files, owned by 1000, the ignored log gone.
+    let out = d.docker(&["run", "--rm", "built"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text, "hello\na.txt\nb\nkeep.log\n");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "stat",
+        "built",
+        "-c",
+        "%u:%g",
+        "/opt/app/a.txt",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000:1000");
+    // --target stops at the named stage.
+    let out = docker_build(&d, &["-q", "--target", "first", "-t", "first", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(inspect_config(&d, "first")["Labels"]["stage"], "first");
+    let out = docker_build(&d, &["-q", "--target", "nope", c]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("failed to reach build target nope in Dockerfile"));
+    // A FROM image that is not here: an error in the stream.
+    std::fs::write(ctx.join("Dockerfile"), "FROM nosuchimage:1\n").unwrap();
+    let out = docker_build(&d, &[c]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: nosuchimage:1"));
+    let _ = std::fs::remove_dir_all(&ctx);
+}
+
+/// The stream over raw HTTP: dockerd's messages, `\r\n` after each.
+#[test]
+fn stream_format_raw() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        "build-stream",
+        &[("Dockerfile", "FROM busybox\nENV A=1\nRUN false\n")],
+    );
+    let ct = [("Content-Type", "application/x-tar")];
+    let tar = tar_of(&ctx, true);
+    let r = d.request_bytes("POST", "/build?t=s1&rm=1", &ct, Some(&tar));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    let text = r.text();
+    let lines: Vec<serde_json::Value> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(
+        lines[0],
+        serde_json::json!({"stream": "Step 1/3 : FROM busybox\n"})
+    );
+    let id = lines[1]["stream"].as_str().unwrap();
+    assert!(
+        id.starts_with(" ---> ") && id.len() == 19 && id.ends_with('\n'),
+        "{id:?}"
+    );
+    assert_eq!(
+        lines[2],
+        serde_json::json!({"stream": "Step 2/3 : ENV A=1\n"})
+    );
+    assert_eq!(
+        lines[4],
+        serde_json::json!({"stream": "Step 3/3 : RUN false\n"})
+    );
+    let last = lines.last().unwrap();
+    assert!(last["error"].is_string(), "{last}");
+    assert_eq!(last["errorDetail"]["message"], last["error"]);
+    let _ = std::fs::remove_dir_all(&ctx);
+}
