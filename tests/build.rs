@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use common::Daemon;
 
@@ -245,11 +246,11 @@ fn cli_builds_an_image() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("Step 1/15 : FROM ${BASE} AS first\n ---> "),
+        stdout.contains("Step 1/16 : FROM ${BASE} AS first\n ---> "),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Step 15/15 : CMD [\"cat a.txt; ls\"]\n"),
+        stdout.contains("Step 15/16 : CMD [\"cat a.txt; ls\"]\n"),
         "{stdout}"
     );
     assert!(
@@ -278,6 +279,52 @@ fn cli_builds_an_image() {
         serde_json::json!(["CMD-SHELL", "true"])
     );
     assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000u64);
+    // The same build again: every step from the cache, the same image.
+    let id = |d: &Daemon, n: &str| {
+        String::from_utf8_lossy(&d.docker(&["image", "inspect", "-f", "{{.Id}}", n]).stdout)
+            .trim()
+            .to_string()
+    };
+    let first_id = id(&d, "built");
+    let args = [
+        "-t",
+        "built",
+        "--build-arg",
+        "WHO=me",
+        "--label",
+        "extra=1",
+        c,
+    ];
+    let out = docker_build(&d, &args);
+    let again = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(again.matches(" ---> Using cache\n").count(), 14, "{again}");
+    assert_eq!(id(&d, "built"), first_id);
+    // A changed file: the steps from its COPY on are made anew.
+    std::fs::write(ctx.join("a.txt"), "changed\n").unwrap();
+    let out = docker_build(&d, &args);
+    let third = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (before, after) = third.split_once("COPY --chown").unwrap();
+    assert_eq!(before.matches("Using cache").count(), 4, "{third}");
+    assert_eq!(after.matches("Using cache").count(), 0, "{third}");
+    assert_ne!(id(&d, "built"), first_id);
+    // --no-cache makes every step anew.
+    let out = docker_build(
+        &d,
+        &[
+            "--no-cache",
+            "-t",
+            "built",
+            "--build-arg",
+            "WHO=me",
+            "--label",
+            "extra=1",
+            c,
+        ],
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Using cache"));
+    std::fs::write(ctx.join("a.txt"), "hello\n").unwrap();
+    let out = docker_build(&d, &args);
+    assert!(out.status.success());
     // The image runs: the copied files, owned by 1000, the ignored log gone.
     let out = d.docker(&["run", "--rm", "built"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -357,4 +404,114 @@ fn stream_format_raw() {
     assert!(last["error"].is_string(), "{last}");
     assert_eq!(last["errorDetail"]["message"], last["error"]);
     let _ = std::fs::remove_dir_all(&ctx);
+}
+
+/// A python that can `import docker` (docker-py 7): `CORACLE_DOCKER_PY`, or
+/// a venv built once in `$CARGO_TARGET_TMPDIR` (as tests/client_compat.rs).
+fn docker_py() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let works = |py: &Path| {
+            Command::new(py)
+                .args([
+                    "-c",
+                    "import docker, sys; sys.exit(0 if docker.__version__.startswith('7') else 1)",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Some(p) = std::env::var_os("CORACLE_DOCKER_PY").map(PathBuf::from) {
+            assert!(works(&p), "CORACLE_DOCKER_PY cannot import docker 7");
+            return p;
+        }
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("venv-docker-py");
+        let py = venv.join("bin/python");
+        if works(&py) {
+            return py;
+        }
+        let _ = std::fs::remove_dir_all(&venv);
+        let o = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "python3 -m venv: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "docker>=7,<8"])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pip install docker: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(works(&py), "docker-py not importable after pip install");
+        py
+    })
+}
+
+/// docker-py's `images.build`: the image and its parsed log; a failing
+/// step raises `BuildError` carrying the step's message.
+#[test]
+fn docker_py_build() {
+    let d = Daemon::with_busybox();
+    let ctx = context(
+        "build-py",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f /f\nCMD [\"cat\", \"/f\"]\n",
+            ),
+            ("f", "py\n"),
+        ],
+    );
+    let bad = context(
+        "build-py-bad",
+        &[("Dockerfile", "FROM busybox\nRUN false\n")],
+    );
+    let script = format!(
+        r#"
+import docker, json
+c = docker.DockerClient(base_url='unix://{sock}', version='1.45', timeout=60)
+img, logs = c.images.build(path='{ok}', tag='pyimg:1', rm=True)
+logs = list(logs)
+print(json.dumps({{"tags": img.tags, "cmd": img.attrs['Config']['Cmd'],
+    "streams": [l.get('stream', '') for l in logs], "aux": [l['aux']['ID'] for l in logs if 'aux' in l],
+    "id": img.id}}))
+try:
+    c.images.build(path='{bad}')
+    print(json.dumps({{"raised": None}}))
+except docker.errors.BuildError as e:
+    print(json.dumps({{"raised": e.msg, "log": [l for l in e.build_log]}}))
+"#,
+        sock = d.sock.display(),
+        ok = ctx.display(),
+        bad = bad.display()
+    );
+    let o = Command::new(docker_py())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let first = lines.next().unwrap();
+    assert_eq!(first["tags"], serde_json::json!(["pyimg:1"]));
+    assert_eq!(first["cmd"], serde_json::json!(["cat", "/f"]));
+    assert_eq!(first["aux"], serde_json::json!([first["id"].clone()]));
+    let streams = first["streams"].to_string();
+    assert!(streams.contains("Step 2/3 : COPY f /f"), "{streams}");
+    assert!(streams.contains("Successfully tagged pyimg:1"), "{streams}");
+    let second = lines.next().unwrap();
+    let msg = second["raised"].as_str().unwrap_or("");
+    assert!(msg.contains("RUN"), "{second}");
+    let _ = std::fs::remove_dir_all(&ctx);
+    let _ = std::fs::remove_dir_all(&bad);
 }

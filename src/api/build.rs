@@ -91,13 +91,16 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         buildargs: pairs(call, "buildargs")?,
         labels: pairs(call, "labels")?,
         target: q.get("target").unwrap_or("").to_string(),
+        nocache: q.bool("nocache"),
     };
     let tags = opts.tags.clone();
+    let quiet = q.bool("q");
     let worker = call.engine.build_start(call.conn, opts)?;
     Ok(Begin::Sink(Box::new(BuildSink {
         worker,
         broken: false,
         tags,
+        quiet,
     })))
 }
 
@@ -106,6 +109,7 @@ struct BuildSink {
     worker: WorkerId,
     broken: bool,
     tags: Vec<String>,
+    quiet: bool,
 }
 
 impl BodySink<Engine> for BuildSink {
@@ -129,6 +133,7 @@ impl BodySink<Engine> for BuildSink {
         Response::later(Box::new(BuildStart {
             worker: self.worker,
             tags: self.tags,
+            quiet: self.quiet,
         }))
     }
 
@@ -142,6 +147,7 @@ impl BodySink<Engine> for BuildSink {
 struct BuildStart {
     worker: WorkerId,
     tags: Vec<String>,
+    quiet: bool,
 }
 
 impl Pending<Engine> for BuildStart {
@@ -153,6 +159,7 @@ impl Pending<Engine> for BuildStart {
                 tags: std::mem::take(&mut self.tags),
                 backlog: msgs.collect(),
                 done: false,
+                quiet: self.quiet,
             };
             return Some(Response::stream(200, "application/json", Box::new(body)));
         }
@@ -175,6 +182,8 @@ struct BuildBody {
     tags: Vec<String>,
     backlog: Vec<Value>,
     done: bool,
+    /// `q`: only the image ID (and errors).
+    quiet: bool,
 }
 
 fn line(out: &mut Vec<u8>, v: &Value) {
@@ -192,7 +201,9 @@ impl BodySource<Engine> for BuildBody {
         let any = !msgs.is_empty();
         for m in msgs {
             if let Some(v) = engine.build_message(m) {
-                line(out, &v);
+                if !self.quiet {
+                    line(out, &v);
+                }
             }
         }
         if any {
@@ -205,6 +216,10 @@ impl BodySource<Engine> for BuildBody {
         match engine.build_finish(outcome, &self.tags) {
             Ok((id, tagged)) => {
                 line(out, &json!({"aux": {"ID": id}}));
+                if self.quiet {
+                    line(out, &json!({"stream": format!("{id}\n")}));
+                    return Pull::Data;
+                }
                 let short = id.strip_prefix("sha256:").unwrap_or(&id);
                 let short = &short[..short.len().min(12)];
                 line(

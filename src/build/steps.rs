@@ -19,11 +19,18 @@ use crate::image::import::apply_changes;
 use crate::image::layer_extract::Budget;
 use crate::image::layout::Layout;
 
+/// An image: its ID and its full config.
+pub type ImageRec = (String, Value);
+/// A FROM image by name.
+pub type Resolve<'a> = &'a dyn Fn(&str) -> Result<ImageRec, String>;
+/// The first image the daemon had at the start that the predicate takes.
+pub type Known<'a> = &'a dyn Fn(&mut dyn FnMut(&str, &Value) -> bool) -> Option<ImageRec>;
+
 /// What the steps need from the daemon's side.
 pub struct StepEnv<'a> {
     pub layout: &'a Layout,
     /// A FROM image by name: (ID, full image config).
-    pub resolve: &'a dyn Fn(&str) -> Result<(String, Value), String>,
+    pub resolve: Resolve<'a>,
     /// Progress: `{"stream":..}` lines and `{"image": summary}` records.
     pub report: &'a mut dyn FnMut(Value),
     pub buildargs: Vec<(String, String)>,
@@ -31,6 +38,12 @@ pub struct StepEnv<'a> {
     pub target: String,
     /// The extracted context.
     pub context: PathBuf,
+    /// `nocache`: every step is made anew.
+    pub nocache: bool,
+    /// Images the daemon had at the start, for the cache: (ID, config).
+    pub known: Known<'a>,
+    /// Images made by this build so far.
+    pub built: Vec<ImageRec>,
 }
 
 fn say(env: &mut StepEnv, text: String) {
@@ -58,7 +71,25 @@ struct State {
 /// Run every stage up to the target; the final image's ID.
 pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
     let last = df.up_to_target(&env.target).map_err(invalid)?;
-    let total: usize = df.stages[..last].iter().map(|s| 1 + s.steps.len()).sum();
+    // dockerd adds the `labels` parameter as a LABEL step at the end.
+    let extra = (!env.labels.is_empty()).then(|| {
+        let pairs: Vec<(String, String)> = env
+            .labels
+            .iter()
+            .map(|(k, v)| (quoted(k), quoted(v)))
+            .collect();
+        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Instruction {
+            line: 0,
+            original: format!("LABEL {}", text.join(" ")),
+            command: Command::Label(pairs),
+        }
+    });
+    let total: usize = df.stages[..last]
+        .iter()
+        .map(|s| 1 + s.steps.len())
+        .sum::<usize>()
+        + usize::from(extra.is_some());
     let esc = df.escape;
     let mut meta: Vec<(String, String)> = Vec::new();
     for ins in &df.meta_args {
@@ -112,27 +143,24 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
             image: img,
             config,
             vars: Vec::new(),
-            shell: vec!["/bin/sh".into(), "-c".into()],
+            shell: Vec::new(),
         };
-        for ins in &stage.steps {
+        st.shell = st
+            .config
+            .get("Shell")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let is_last = std::ptr::eq(stage, &df.stages[last - 1]);
+        for ins in stage.steps.iter().chain(extra.iter().filter(|_| is_last)) {
             n += 1;
             say(env, format!("Step {n}/{total} : {}\n", ins.original));
             step(env, &mut st, ins, esc, &meta)?;
             say(env, format!(" ---> {}\n", short(&st.id)));
-        }
-        if !env.labels.is_empty() && std::ptr::eq(stage, &df.stages[last - 1]) {
-            let labels = env.labels.clone();
-            let mut l = st
-                .config
-                .get("Labels")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            for (k, v) in labels {
-                l.insert(k, json!(v));
-            }
-            st.config.insert("Labels".into(), Value::Object(l));
-            commit(env, &mut st, None)?;
         }
         if st.id.is_empty() {
             return Err(invalid("No image was generated. Is your Dockerfile empty?"));
@@ -181,7 +209,8 @@ fn step(
         Command::Entrypoint(c) => format!("ENTRYPOINT {}", argv_json(c, &st.shell)),
         Command::Shell(v) => {
             st.shell = v.clone();
-            return commit(env, st, None);
+            st.config.insert("Shell".into(), json!(v));
+            return cached_or_commit(env, st, nop(&format!("SHELL {}", json!(v))));
         }
         Command::Env(pairs) | Command::Label(pairs) => {
             let kw = if matches!(ins.command, Command::Env(_)) {
@@ -217,11 +246,12 @@ fn step(
                     st.vars.push((k.clone(), val));
                 }
             }
-            return commit(env, st, None);
+            let key: Vec<String> = st.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            return cached_or_commit(env, st, nop(&format!("ARG {}", key.join(" "))));
         }
         Command::Maintainer(m) => {
             st.image["author"] = json!(m);
-            return commit(env, st, None);
+            return cached_or_commit(env, st, nop(&format!("MAINTAINER {m}")));
         }
         Command::Expose(ports) => {
             let p = process_words(&ports.join(" "), &vars, esc).map_err(invalid)?;
@@ -255,15 +285,148 @@ fn step(
                 None => None,
                 Some(c) => Some(numeric_owner(&w(c)?)?),
             };
+            let kw = if matches!(ins.command, Command::Copy(_)) {
+                "COPY"
+            } else {
+                "ADD"
+            };
+            let key = format!(
+                "/bin/sh -c #(nop) {kw} {} in {dest} ",
+                checksum(&env.context, &srcs, owner)?
+            );
+            if cache_hit(env, st, &key) {
+                return Ok(());
+            }
             let upper = env.layout.new_temp_dir()?;
             let res = copy_into(env, st, &upper, &srcs, &dest, owner);
-            let res = res.and_then(|()| commit(env, st, Some(&upper)));
+            let res = res.and_then(|()| commit(env, st, Some(&upper), key));
             let _ = fs::remove_dir_all(&upper);
             return res;
         }
     };
+    let key = nop(&change);
+    if cache_hit(env, st, &key) {
+        return Ok(());
+    }
     apply_changes(&mut st.config, &[change]).map_err(invalid)?;
-    commit(env, st, None)
+    commit(env, st, None, key)
+}
+
+/// A metadata step whose state is already changed: from the cache, or made.
+fn cached_or_commit(env: &mut StepEnv, st: &mut State, key: String) -> Result<(), BuildError> {
+    if cache_hit(env, st, &key) {
+        return Ok(());
+    }
+    commit(env, st, None, key)
+}
+
+/// A metadata step's `created_by`, as dockerd writes it (and its cache key).
+fn nop(change: &str) -> String {
+    format!("/bin/sh -c #(nop)  {change}")
+}
+
+/// `cand` is `parent` plus one step made by `key`.
+fn is_child(parent: &Value, cand: &Value, key: &str) -> bool {
+    let hist = |v: &Value| {
+        v.get("history")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ids = |v: &Value| {
+        v.pointer("/rootfs/diff_ids")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (ph, ch) = (hist(parent), hist(cand));
+    let (pi, ci) = (ids(parent), ids(cand));
+    ch.len() == ph.len() + 1
+        && ch[..ph.len()] == ph[..]
+        && ci.len() >= pi.len()
+        && ci[..pi.len()] == pi[..]
+        && ch
+            .last()
+            .and_then(|h| h.get("created_by"))
+            .and_then(Value::as_str)
+            == Some(key)
+}
+
+/// The classic builder's cache: an image already made from this parent by
+/// this instruction (and, for COPY/ADD, these contents).
+fn cache_hit(env: &mut StepEnv, st: &mut State, key: &str) -> bool {
+    if env.nocache {
+        return false;
+    }
+    let parent = st.image.clone();
+    let hit = env
+        .built
+        .iter()
+        .find(|(_, c)| is_child(&parent, c, key))
+        .cloned()
+        .or_else(|| (env.known)(&mut |_, c| is_child(&parent, c, key)));
+    let Some((id, img)) = hit else {
+        return false;
+    };
+    say(env, " ---> Using cache\n".into());
+    st.config = img
+        .get("config")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    st.image = img;
+    st.id = id;
+    true
+}
+
+/// dockerd's `file:<sha256>` / `dir:<sha256>` / `multi:<sha256>` of COPY
+/// sources: paths, modes, owner and contents hashed.
+fn checksum(
+    context: &Path,
+    srcs: &[String],
+    owner: Option<(u32, u32)>,
+) -> Result<String, BuildError> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut h = Sha256::new();
+    h.update(format!("{owner:?}\n"));
+    let mut kind = "file";
+    fn walk(p: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
+        let m = fs::symlink_metadata(p)?;
+        h.update(format!("{rel}\0{:o}\0{}\0", m.mode(), m.len()));
+        if m.is_dir() {
+            let mut names: Vec<_> = fs::read_dir(p)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                walk(&p.join(&n), &format!("{rel}/{}", n.to_string_lossy()), h)?;
+            }
+        } else if m.file_type().is_symlink() {
+            h.update(fs::read_link(p)?.as_os_str().as_encoded_bytes());
+        } else {
+            let mut f = fs::File::open(p)?;
+            std::io::copy(&mut f, h)?;
+        }
+        Ok(())
+    }
+    for src in srcs {
+        let rel = super::dockerignore::clean(src)
+            .trim_start_matches('/')
+            .to_string();
+        let p = context.join(&rel);
+        if p.is_dir() {
+            kind = "dir";
+        }
+        // A missing source is reported by the copy itself.
+        let _ = walk(&p, &rel, &mut h);
+    }
+    if srcs.len() > 1 {
+        kind = "multi";
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{kind}:{hex}"))
 }
 
 fn numeric_owner(spec: &str) -> Result<(u32, u32), BuildError> {
@@ -345,8 +508,14 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), Bu
 }
 
 /// Commit the state's config (and `upper`'s files) as a child image.
-fn commit(env: &mut StepEnv, st: &mut State, upper: Option<&Path>) -> Result<(), BuildError> {
+fn commit(
+    env: &mut StepEnv,
+    st: &mut State,
+    upper: Option<&Path>,
+    key: String,
+) -> Result<(), BuildError> {
     let opts = CommitOptions {
+        created_by: Some(key),
         config: st.config.clone(),
         parent: st.image.clone(),
         author: st
@@ -377,6 +546,7 @@ fn commit(env: &mut StepEnv, st: &mut State, upper: Option<&Path>) -> Result<(),
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
     {
+        env.built.push((id.clone(), img.clone()));
         st.image = img;
     }
     st.id = id;

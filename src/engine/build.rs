@@ -21,6 +21,7 @@ pub struct BuildOptions {
     pub buildargs: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub target: String,
+    pub nocache: bool,
 }
 
 fn wire(e: BuildError) -> Value {
@@ -56,6 +57,12 @@ impl Engine {
                         .map(|i| (i.id.clone(), i.config.clone()))
                         .map_err(|e| e.to_string())
                 };
+                let known = |pred: &mut dyn FnMut(&str, &Value) -> bool| {
+                    images
+                        .images()
+                        .find(|i| pred(&i.id, &i.config))
+                        .map(|i| (i.id.clone(), i.config.clone()))
+                };
                 let mut report = |v: Value| {
                     let _ = rep.send(&v);
                 };
@@ -67,6 +74,9 @@ impl Engine {
                     labels: opts.labels.clone(),
                     target: opts.target.clone(),
                     context: r.root(),
+                    nocache: opts.nocache,
+                    known: &known,
+                    built: Vec::new(),
                 };
                 run(&df, &mut env)
             });
