@@ -208,11 +208,14 @@ fn cli_builds_an_image() {
                  ARG BASE=busybox\n\
                  FROM ${BASE} AS first\n\
                  LABEL stage=first\n\
+                 COPY sub /stage/\n\
                  FROM $BASE AS final\n\
                  ARG WHO=nobody\n\
                  ENV GREETING=hi \\\n    DIR=/opt/app\n\
                  WORKDIR ${DIR}\n\
                  COPY --chown=1000:1000 a.txt sub ./\n\
+                 COPY --from=first /stage/b /opt/fromfirst\n\
+                 ADD t.tar.gz /opt/tar/\n\
                  LABEL who=\"${WHO}\" dir=${DIR:-none} alt=${NOPE:+x}\n\
                  EXPOSE 8080/tcp 53/udp\n\
                  USER 1000\n\
@@ -224,6 +227,10 @@ fn cli_builds_an_image() {
             ),
         ],
     );
+    // A local tar for ADD to extract.
+    let t = context("build-tar", &[("inner/t.txt", "from tar\n")]);
+    std::fs::write(ctx.join("t.tar.gz"), tar_of(&t, true)).unwrap();
+    let _ = std::fs::remove_dir_all(&t);
     let c = ctx.to_str().unwrap();
     let out = docker_build(
         &d,
@@ -246,11 +253,11 @@ fn cli_builds_an_image() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("Step 1/16 : FROM ${BASE} AS first\n ---> "),
+        stdout.contains("Step 1/19 : FROM ${BASE} AS first\n ---> "),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Step 15/16 : CMD [\"cat a.txt; ls\"]\n"),
+        stdout.contains("Step 18/19 : CMD [\"cat a.txt; ls\"]\n"),
         "{stdout}"
     );
     assert!(
@@ -297,14 +304,14 @@ fn cli_builds_an_image() {
     ];
     let out = docker_build(&d, &args);
     let again = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(again.matches(" ---> Using cache\n").count(), 14, "{again}");
+    assert_eq!(again.matches(" ---> Using cache\n").count(), 17, "{again}");
     assert_eq!(id(&d, "built"), first_id);
     // A changed file: the steps from its COPY on are made anew.
     std::fs::write(ctx.join("a.txt"), "changed\n").unwrap();
     let out = docker_build(&d, &args);
     let third = String::from_utf8_lossy(&out.stdout).into_owned();
     let (before, after) = third.split_once("COPY --chown").unwrap();
-    assert_eq!(before.matches("Using cache").count(), 4, "{third}");
+    assert_eq!(before.matches("Using cache").count(), 5, "{third}");
     assert_eq!(after.matches("Using cache").count(), 0, "{third}");
     assert_ne!(id(&d, "built"), first_id);
     // --no-cache makes every step anew.
@@ -345,6 +352,22 @@ fn cli_builds_an_image() {
         "/opt/app/a.txt",
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000:1000");
+    // COPY --from a stage, ADD of a local tar extracted.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "cat",
+        "built",
+        "/opt/fromfirst",
+        "/opt/tar/inner/t.txt",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "bee\nfrom tar\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --target stops at the named stage.
     let out = docker_build(&d, &["-q", "--target", "first", "-t", "first", c]);
     assert!(

@@ -44,6 +44,8 @@ pub struct StepEnv<'a> {
     pub known: Known<'a>,
     /// Images made by this build so far.
     pub built: Vec<ImageRec>,
+    /// The stages done: (name, ID, config), for FROM and COPY --from.
+    pub stages: Vec<(Option<String>, String, Value)>,
 }
 
 fn say(env: &mut StepEnv, text: String) {
@@ -110,7 +112,6 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
             }
         }
     }
-    let mut done: Vec<(Option<String>, String, Value)> = Vec::new();
     let mut n = 0;
     let mut final_id = String::new();
     for stage in &df.stages[..last] {
@@ -122,7 +123,8 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
         let name = process_word(image, &meta, esc).map_err(invalid)?;
         let (id, img) = if name.eq_ignore_ascii_case("scratch") {
             (String::new(), json!({"config": {}}))
-        } else if let Some((_, id, img)) = done
+        } else if let Some((_, id, img)) = env
+            .stages
             .iter()
             .find(|(n, _, _)| n.as_deref() == Some(name.to_ascii_lowercase().as_str()))
         {
@@ -166,7 +168,8 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
             return Err(invalid("No image was generated. Is your Dockerfile empty?"));
         }
         final_id = st.id.clone();
-        done.push((stage.name().map(str::to_string), st.id, st.image));
+        env.stages
+            .push((stage.name().map(str::to_string), st.id, st.image));
     }
     Ok(final_id)
 }
@@ -274,11 +277,38 @@ fn step(
         }
         Command::Onbuild(t) => format!("ONBUILD {t}"),
         Command::Copy(a) | Command::Add(a) => {
-            if a.from.is_some() {
-                return Err(invalid(
-                    "COPY --from is not supported by this daemon's builder yet",
-                ));
-            }
+            let is_add = matches!(ins.command, Command::Add(_));
+            // --from: a previous stage (by name or index) or an image; its
+            // layers, bottom to top, are the sources' roots.
+            let (roots, from_key) = match &a.from {
+                None => (vec![env.context.clone()], None),
+                Some(f) => {
+                    let f = w(f)?.to_ascii_lowercase();
+                    let stage = match f.parse::<usize>() {
+                        Ok(i) => env.stages.get(i).cloned(),
+                        Err(_) => env
+                            .stages
+                            .iter()
+                            .find(|(n, _, _)| n.as_deref() == Some(f.as_str()))
+                            .cloned(),
+                    };
+                    let (id, img) = match stage {
+                        Some((_, id, img)) => (id, img),
+                        None => (env.resolve)(&f).map_err(BuildError::Invalid)?,
+                    };
+                    let roots = img
+                        .pointer("/rootfs/diff_ids")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .map(|d| env.layout.diff_dir(d))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (roots, Some(id))
+                }
+            };
             let srcs: Vec<String> = a.srcs.iter().map(|s| w(s)).collect::<Result<_, _>>()?;
             let dest = w(&a.dest)?;
             let owner = match &a.chown {
@@ -290,15 +320,22 @@ fn step(
             } else {
                 "ADD"
             };
-            let key = format!(
-                "/bin/sh -c #(nop) {kw} {} in {dest} ",
-                checksum(&env.context, &srcs, owner)?
-            );
+            let sum = match &from_key {
+                // An image's content is fixed by its ID.
+                Some(id) => format!("from:{id}:{}:{owner:?}", srcs.join(":")),
+                None => checksum(&env.context, &srcs, owner)?,
+            };
+            let key = format!("/bin/sh -c #(nop) {kw} {sum} in {dest} ");
             if cache_hit(env, st, &key) {
                 return Ok(());
             }
             let upper = env.layout.new_temp_dir()?;
-            let res = copy_into(env, st, &upper, &srcs, &dest, owner);
+            let how = Copy {
+                roots: &roots,
+                extract: is_add && from_key.is_none(),
+                owner,
+            };
+            let res = copy_into(st, &upper, &srcs, &dest, &how);
             let res = res.and_then(|()| commit(env, st, Some(&upper), key));
             let _ = fs::remove_dir_all(&upper);
             return res;
@@ -440,13 +477,21 @@ fn numeric_owner(spec: &str) -> Result<(u32, u32), BuildError> {
 }
 
 /// Copy context sources into `upper` at `dest` (WORKDIR-relative).
+/// Where COPY/ADD sources come from and how they land.
+struct Copy<'a> {
+    /// The context, or an image's layers bottom to top.
+    roots: &'a [PathBuf],
+    /// ADD: a local tar archive is extracted.
+    extract: bool,
+    owner: Option<(u32, u32)>,
+}
+
 fn copy_into(
-    env: &StepEnv,
     st: &State,
     upper: &Path,
     srcs: &[String],
     dest: &str,
-    owner: Option<(u32, u32)>,
+    how: &Copy,
 ) -> Result<(), BuildError> {
     let wd = st
         .config
@@ -469,20 +514,64 @@ fn copy_into(
                 "forbidden path outside the build context: {src} ()"
             )));
         }
-        let from = env.context.join(&rel);
-        let meta = fs::symlink_metadata(&from).map_err(|_| {
-            invalid(format!("COPY failed: file not found in build context or excluded by .dockerignore: stat {rel}: file does not exist"))
-        })?;
-        let to = if meta.is_dir() {
-            target.clone()
-        } else if dir_dest {
-            target.join(from.file_name().unwrap_or_default())
-        } else {
-            target.clone()
+        let found: Vec<PathBuf> = how
+            .roots
+            .iter()
+            .map(|r| if rel == "." { r.clone() } else { r.join(&rel) })
+            .filter(|p| fs::symlink_metadata(p).is_ok())
+            .collect();
+        let Some(top) = found.last() else {
+            return Err(invalid(format!("COPY failed: file not found in build context or excluded by .dockerignore: stat {rel}: file does not exist")));
         };
-        copy_tree(&from, &to, owner)?;
+        let meta = fs::symlink_metadata(top)?;
+        if how.extract && meta.is_file() && extract_tar(top, &target, how.owner)? {
+            continue;
+        }
+        let to = if meta.is_dir() || !dir_dest {
+            target.clone()
+        } else {
+            target.join(top.file_name().unwrap_or_default())
+        };
+        for from in &found {
+            copy_tree(from, &to, how.owner)?;
+        }
     }
     Ok(())
+}
+
+/// ADD of a local tar (plain or gzip): extracted at the destination.
+/// False when the file is not a tar (it is then copied).
+fn extract_tar(file: &Path, dest: &Path, owner: Option<(u32, u32)>) -> Result<bool, BuildError> {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let n = fs::File::open(file)?.read(&mut head)?;
+    let gz = n >= 2 && head[..2] == [0x1f, 0x8b];
+    let plain = n >= 262 && &head[257..262] == b"ustar";
+    if !gz && !plain {
+        return Ok(false);
+    }
+    fs::create_dir_all(dest)?;
+    let f = fs::File::open(file)?;
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(f))
+    } else {
+        Box::new(f)
+    };
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    for entry in ar.entries().map_err(invalid)? {
+        let mut entry = entry.map_err(invalid)?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink() || kind.is_hard_link()) {
+            continue;
+        }
+        // unpack_in refuses paths that leave `dest`, through `..` or links.
+        entry.unpack_in(dest).map_err(invalid)?;
+        if let (Some((u, g)), Ok(p)) = (owner, entry.path()) {
+            let _ = lchown(dest.join(p), Some(u), Some(g));
+        }
+    }
+    Ok(true)
 }
 
 fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), BuildError> {
@@ -498,9 +587,13 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), Bu
             copy_tree(&e.path(), &to.join(e.file_name()), owner)?;
         }
     } else if meta.file_type().is_symlink() {
+        let _ = fs::remove_file(to);
         std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
-    } else {
+    } else if meta.is_file() {
         fs::copy(from, to)?;
+    } else {
+        // Devices, fifos, sockets and a layer's whiteouts are not copied.
+        return Ok(());
     }
     let (u, g) = owner.unwrap_or((0, 0));
     lchown(to, Some(u), Some(g))?;

@@ -77,6 +77,7 @@ impl Engine {
                     nocache: opts.nocache,
                     known: &known,
                     built: Vec::new(),
+                    stages: Vec::new(),
                 };
                 run(&df, &mut env)
             });
