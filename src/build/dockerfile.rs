@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::shellwords::{name_vals, raw_words};
+
 /// dockerd's pointer for what only BuildKit does.
 pub const BUILDKIT_HINT: &str =
     "Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled";
@@ -577,66 +579,4 @@ fn has_heredoc(rest: &str) -> bool {
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
     })
-}
-
-/// Split on unquoted whitespace, quotes and escapes kept for substitution.
-pub fn raw_words(text: &str, escape: char) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == escape && quote != Some('\'') {
-            cur.push(c);
-            if let Some(n) = chars.next() {
-                cur.push(n);
-            }
-            continue;
-        }
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
-            None if c.is_whitespace() => {
-                if !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                }
-                continue;
-            }
-            None => {}
-        }
-        cur.push(c);
-    }
-    if !cur.is_empty() {
-        words.push(cur);
-    }
-    words
-}
-
-/// ENV / LABEL: `k=v k2="v 2"`, or the legacy `k value...`.
-fn name_vals(kw: &str, rest: &str, escape: char) -> Result<Vec<(String, String)>, String> {
-    let words = raw_words(rest, escape);
-    let Some(first) = words.first() else {
-        return Err(format!("{kw} requires at least one argument"));
-    };
-    if !first.contains('=') {
-        let (k, v) = rest
-            .split_once(char::is_whitespace)
-            .map(|(k, v)| (k, v.trim()))
-            .unwrap_or((rest, ""));
-        if v.is_empty() {
-            return Err(format!("{kw} must have two arguments"));
-        }
-        return Ok(vec![(k.to_string(), v.to_string())]);
-    }
-    words
-        .into_iter()
-        .map(|w| match w.split_once('=') {
-            Some(("", _)) => Err(format!("{kw} names can not be blank")),
-            Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!(
-                "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
-            )),
-        })
-        .collect()
 }

@@ -6,6 +6,7 @@
 // the binary. Remove this once the builder dispatches instructions.
 
 pub mod context;
+pub mod copy;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod shellwords;

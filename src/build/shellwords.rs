@@ -3,6 +3,8 @@
 //! `${VAR:-x}` family expanded from the build's environment. Used on the
 //! arguments of ADD, COPY, ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER,
 //! VOLUME, WORKDIR and ARG; RUN, CMD and ENTRYPOINT are left to the shell.
+//! Also the parse-time splits that keep quotes for later: `raw_words`,
+//! `name_vals`.
 
 use super::dockerfile::ParseError;
 
@@ -272,4 +274,66 @@ impl<'a> Lexer<'a> {
             }
         }
     }
+}
+
+/// Split on unquoted whitespace, quotes and escapes kept for substitution.
+pub fn raw_words(text: &str, escape: char) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == escape && quote != Some('\'') {
+            cur.push(c);
+            if let Some(n) = chars.next() {
+                cur.push(n);
+            }
+            continue;
+        }
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                continue;
+            }
+            None => {}
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// ENV / LABEL: `k=v k2="v 2"`, or the legacy `k value...`.
+pub fn name_vals(kw: &str, rest: &str, escape: char) -> Result<Vec<(String, String)>, String> {
+    let words = raw_words(rest, escape);
+    let Some(first) = words.first() else {
+        return Err(format!("{kw} requires at least one argument"));
+    };
+    if !first.contains('=') {
+        let (k, v) = rest
+            .split_once(char::is_whitespace)
+            .map(|(k, v)| (k, v.trim()))
+            .unwrap_or((rest, ""));
+        if v.is_empty() {
+            return Err(format!("{kw} must have two arguments"));
+        }
+        return Ok(vec![(k.to_string(), v.to_string())]);
+    }
+    words
+        .into_iter()
+        .map(|w| match w.split_once('=') {
+            Some(("", _)) => Err(format!("{kw} names can not be blank")),
+            Some((k, v)) => Ok((k.to_string(), v.to_string())),
+            None => Err(format!(
+                "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
+            )),
+        })
+        .collect()
 }
