@@ -71,6 +71,15 @@ fn build_endpoints() {
         assert!(m.contains("DOCKER_BUILDKIT=0"), "{path}: {m}");
     }
 
+    // `docker builder prune`: no cache apart from the images.
+    let out = d.docker(&["builder", "prune", "-f"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Total reclaimed space: 0B"));
+
     // Refused before the context is read, with dockerd's 400.
     let cases = [
         ("/build?version=2", "DOCKER_BUILDKIT=0"),

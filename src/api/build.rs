@@ -25,6 +25,16 @@ pub fn grpc(_call: &mut Call) -> Result<Response, ApiError> {
     Err(ApiError::NotImplemented(NO_BUILDKIT.into()))
 }
 
+/// `POST /build/prune` (`docker builder prune`): the classic builder's
+/// cache is its intermediate images, which `docker image prune` removes;
+/// there is no separate cache to delete, as with dockerd without BuildKit.
+pub fn prune(_call: &mut Call) -> Result<Response, ApiError> {
+    Ok(Response::json(
+        200,
+        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+    ))
+}
+
 /// A `remote` the classic builder would clone with git.
 fn is_git_url(remote: &str) -> bool {
     remote.starts_with("git://")

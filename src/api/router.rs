@@ -99,6 +99,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (PUT, "/containers/{id}/archive", Stream(archive::put)),
     (POST, "/commit", Json(commit::commit)),
     (POST, "/build", Stream(build::build)),
+    (POST, "/build/prune", Now(build::prune)),
     (POST, "/session", Now(build::session)),
     (POST, "/grpc", Now(build::grpc)),
 ];
