@@ -399,7 +399,8 @@ fn cli_builds_an_image() {
 /// The stream over raw HTTP: dockerd's messages, `\r\n` after each.
 #[test]
 fn stream_format_raw() {
-    let d = Daemon::with_busybox();
+    let mut d = Daemon::with_busybox();
+    d.has_containers = true;
     let ctx = context(
         "build-stream",
         &[("Dockerfile", "FROM busybox\nENV A=1\nRUN false\n")],
@@ -435,6 +436,41 @@ fn stream_format_raw() {
     let last = lines.last().unwrap();
     assert!(last["error"].is_string(), "{last}");
     assert_eq!(last["errorDetail"]["message"], last["error"]);
+    let _ = std::fs::remove_dir_all(&ctx);
+
+    // A raw client's context: the daemon applies `.dockerignore` itself
+    // (the CLI filters before sending; curl and others do not).
+    let ctx = context(
+        "build-ignore",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            (".dockerignore", "secret*\ndeep/**/x\n!deep/keep/x\n"),
+            ("secret.key", "no"),
+            ("deep/a/b/x", "no"),
+            ("deep/keep/x", "yes"),
+            ("ok", "yes"),
+        ],
+    );
+    let r = d.request_bytes("POST", "/build?t=ign&q=1", &ct, Some(&tar_of(&ctx, false)));
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("\"aux\""), "{text}");
+    assert!(!text.contains("Step 1/"), "q=1 prints only the ID: {text}");
+    let out = d.docker(&["run", "--rm", "ign", "find", "/ctx", "-type", "f"]);
+    let mut found: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/deep/keep/x",
+            "/ctx/ok"
+        ]
+    );
     let _ = std::fs::remove_dir_all(&ctx);
 }
 
