@@ -122,12 +122,36 @@ ensure_linker() {
     echo "linker: $linker"
 }
 
+# ring (rustls's crypto, the default `tls` feature) compiles C and assembly for the
+# target: exports CC_<triple> for cc-rs when it is unset. x86_64 musl uses the host's
+# cc; the ARM targets Debian's cross gcc (its glibc headers are only read for
+# freestanding declarations; rust-lld links musl). `--no-default-features` needs none.
+ensure_cc() {
+    why=""
+    var=CC_$(echo "$1" | tr 'a-z.-' 'a-z__')
+    eval "set_cc=\${$var:-}"
+    if [ -n "$set_cc" ]; then echo "C compiler: $set_cc (from $var)"; return 0; fi
+    case "$1" in
+        x86_64-*-linux-musl) cc=cc pkg="Debian: apt-get install gcc" ;;
+        aarch64-*-linux-musl) cc=aarch64-linux-gnu-gcc pkg="Debian: apt-get install gcc-aarch64-linux-gnu" ;;
+        arm*-linux-musleabihf) cc=arm-linux-gnueabihf-gcc pkg="Debian: apt-get install gcc-arm-linux-gnueabihf" ;;
+        *) return 0 ;;
+    esac
+    if ! command -v "$cc" >/dev/null 2>&1; then
+        why="no C compiler for $1 (ring, the tls feature): $cc is missing ($pkg; or export $var=..., or build with --no-default-features)"
+        return 1
+    fi
+    export "$var=$cc"
+    echo "C compiler: $cc"
+}
+
 # Builds $1; prints size and file(1). Sets $size and $desc; returns 1 on failure.
 build_one() {
     t=$1 size="" desc=""
     echo "== $t"
     ensure_target "$t" || { echo "error: $why" >&2; return 3; }
     ensure_linker "$t" || { echo "error: $why" >&2; return 4; }
+    ensure_cc "$t" || { echo "error: $why" >&2; return 4; }
     flags="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
     echo "building coracle for $t (RUSTFLAGS=$flags)"
     RUSTFLAGS=$flags cargo build --release --target "$t" || { why="cargo build failed"; return 1; }

@@ -36,6 +36,8 @@ missing=()
 installed qemu-user-static || missing+=(qemu-user-static)
 command -v file >/dev/null || missing+=(file)
 command -v unshare >/dev/null || missing+=(util-linux)
+# ring (the tls feature) compiles C for each target: Debian's cross gcc for arm64.
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
@@ -72,6 +74,11 @@ bb_deb() { # DEBARCH -> prints the path of its busybox
     fi
     echo "$d/root/bin/busybox"
 }
+
+# The same C compilers for ring as scripts/build-static.sh picks (clippy builds ring too).
+export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-cc}
+export CC_aarch64_unknown_linux_musl=${CC_aarch64_unknown_linux_musl:-aarch64-linux-gnu-gcc}
+export CC_armv7_unknown_linux_musleabihf=${CC_armv7_unknown_linux_musleabihf:-arm-linux-gnueabihf-gcc}
 
 # ------------------------------------------------------------------ lints per libc
 # Where musl's (or 32-bit) libc types differ, clippy sees different code than on the host.

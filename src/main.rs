@@ -6,6 +6,7 @@ mod access;
 mod api;
 mod atomic;
 mod base64;
+mod build;
 mod check_config;
 mod config;
 mod container;

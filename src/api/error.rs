@@ -135,6 +135,18 @@ impl From<crate::procps::PsError> for ApiError {
     }
 }
 
+impl From<crate::build::context::BuildError> for ApiError {
+    fn from(e: crate::build::context::BuildError) -> Self {
+        use crate::build::context::BuildError as B;
+        match e {
+            B::NoDockerfile(_) | B::Invalid(_) | B::BadContext(_) => {
+                ApiError::InvalidParameter(e.to_string())
+            }
+            B::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
         ApiError::Internal(e.to_string())

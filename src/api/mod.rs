@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod attach;
 pub mod audited;
+pub mod build;
 pub mod changes;
 pub mod commit;
 pub mod container_json;

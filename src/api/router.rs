@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::distribution;
+use super::build;
 use super::error::ApiError;
 use super::{archive, commit};
 use super::networks;
@@ -116,7 +117,10 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (GET, "/volumes/{name}", Now(volumes::inspect)),
     (DELETE, "/volumes/{name}", Now(volumes::remove)),
     (GET, "/system/df", Now(system_df::df)),
-    (POST, "/build/prune", Body(system_df::build_prune)),
+    (POST, "/build", Stream(build::build)),
+    (POST, "/build/prune", Now(build::prune)),
+    (POST, "/session", Now(build::session)),
+    (POST, "/grpc", Now(build::grpc)),
 ];
 
 /// A request matched to its route.

@@ -129,11 +129,3 @@ pub fn df(call: &mut Call) -> Result<Response, ApiError> {
         out
     })
 }
-
-/// `POST /build/prune`: no build cache exists yet.
-pub fn build_prune(_call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(
-        200,
-        &json!({ "CachesDeleted": null, "SpaceReclaimed": 0 }),
-    ))
-}

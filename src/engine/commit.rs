@@ -79,6 +79,7 @@ impl Engine {
             .map(|i| i.config.clone())
             .ok_or_else(|| ImageError::NotFound(e.c.image.clone()))?;
         let opts = CommitOptions {
+            created_by: None,
             repo: req.repo,
             tag: req.tag,
             comment: req.comment.clone(),

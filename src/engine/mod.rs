@@ -3,6 +3,7 @@
 //! requests into calls on it.
 
 pub mod archive;
+pub mod build;
 pub mod commit;
 mod create;
 mod endpoints;

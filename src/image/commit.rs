@@ -35,6 +35,9 @@ pub struct CommitOptions {
     pub container_config: Map<String, Value>,
     /// The parent image's config.
     pub parent: Value,
+    /// The history's `created_by` when not the container's Cmd (a build
+    /// step's instruction, which is also its cache key).
+    pub created_by: Option<String>,
 }
 
 /// Check what can be checked before the walk: the reference and changes.
@@ -163,17 +166,20 @@ fn child_config(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let created_by = opts
-        .container_config
-        .get("Cmd")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
+    let created_by = match &opts.created_by {
+        Some(c) => c.clone(),
+        None => opts
+            .container_config
+            .get("Cmd")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default(),
+    };
     let mut h = Map::new();
     h.insert("created".into(), json!(created));
     if !opts.author.is_empty() {

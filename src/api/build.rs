@@ -1,0 +1,260 @@
+//! `POST /build` (the classic builder), `POST /session` and `POST /grpc`
+//! (BuildKit, which coracle does not have: both answer a clear error that
+//! points at `DOCKER_BUILDKIT=0`).
+
+use super::error::ApiError;
+use super::Call;
+use crate::build::dockerfile::BUILDKIT_HINT;
+use serde_json::{json, Value};
+
+use crate::engine::build::{BuildOptions, READY};
+use crate::engine::{Engine, Response};
+use crate::http::handler::Begin;
+use crate::reply::{BodySink, BodySource, ConnId, Pending, Pull};
+use crate::worker::WorkerId;
+
+/// What a BuildKit client is told.
+const NO_BUILDKIT: &str = "BuildKit is not supported by this daemon: it has only the classic \
+     builder; build with DOCKER_BUILDKIT=0 (or without buildx)";
+
+pub fn session(_call: &mut Call) -> Result<Response, ApiError> {
+    Err(ApiError::NotImplemented(NO_BUILDKIT.into()))
+}
+
+pub fn grpc(_call: &mut Call) -> Result<Response, ApiError> {
+    Err(ApiError::NotImplemented(NO_BUILDKIT.into()))
+}
+
+/// `POST /build/prune` (`docker builder prune`): the classic builder's
+/// cache is its intermediate images, which `docker image prune` removes;
+/// there is no separate cache to delete, as with dockerd without BuildKit.
+pub fn prune(_call: &mut Call) -> Result<Response, ApiError> {
+    Ok(Response::json(
+        200,
+        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
+    ))
+}
+
+/// A `remote` the classic builder would clone with git.
+fn is_git_url(remote: &str) -> bool {
+    remote.starts_with("git://")
+        || remote.starts_with("git@")
+        || remote.starts_with("github.com/")
+        || ((remote.starts_with("http://") || remote.starts_with("https://"))
+            && (remote.contains(".git#") || remote.ends_with(".git")))
+}
+
+/// The checks a build request gets before its context is read.
+pub fn check_query(call: &Call) -> Result<(), ApiError> {
+    let q = &call.req.query;
+    match q.get("version").unwrap_or("") {
+        "" | "1" => {}
+        "2" => return Err(ApiError::InvalidParameter(NO_BUILDKIT.into())),
+        v => {
+            return Err(ApiError::InvalidParameter(format!(
+                "unsupported builder version: {v}"
+            )))
+        }
+    }
+    if q.get("outputs").is_some_and(|o| !o.is_empty() && o != "[]") {
+        return Err(ApiError::InvalidParameter(format!(
+            "the --output option requires BuildKit. {BUILDKIT_HINT}"
+        )));
+    }
+    if let Some(remote) = q.get("remote").filter(|r| is_git_url(r)) {
+        return Err(ApiError::InvalidParameter(format!(
+            "git build contexts are not supported by this daemon ({remote}): \
+             send the context as a tar, or a tarball or Dockerfile over http://"
+        )));
+    }
+    Ok(())
+}
+
+/// A JSON object query parameter (`buildargs`, `labels`) as pairs.
+fn pairs(call: &Call, key: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(text) = call.req.query.get(key).filter(|t| !t.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}")))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k, s)),
+            Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
+/// `POST /build`: the body (the context) is streamed into a worker.
+pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
+    check_query(call)?;
+    let q = &call.req.query;
+    let opts = BuildOptions {
+        dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+        tags: q
+            .get_all("t")
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        buildargs: pairs(call, "buildargs")?,
+        labels: pairs(call, "labels")?,
+        target: q.get("target").unwrap_or("").to_string(),
+        nocache: q.bool("nocache"),
+    };
+    let tags = opts.tags.clone();
+    let quiet = q.bool("q");
+    let worker = call.engine.build_start(call.conn, opts)?;
+    Ok(Begin::Sink(Box::new(BuildSink {
+        worker,
+        broken: false,
+        tags,
+        quiet,
+    })))
+}
+
+/// The context fed into the build worker.
+struct BuildSink {
+    worker: WorkerId,
+    broken: bool,
+    tags: Vec<String>,
+    quiet: bool,
+}
+
+impl BodySink<Engine> for BuildSink {
+    fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
+        if self.broken {
+            return Ok(data.len());
+        }
+        match engine.workers.write_input(self.worker, data) {
+            Ok(n) => Ok(n),
+            Err(_) => {
+                // The worker stopped reading (a bad context): drain the rest.
+                self.broken = true;
+                engine.workers.close_input(self.worker);
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {
+        engine.workers.close_input(self.worker);
+        Response::later(Box::new(BuildStart {
+            worker: self.worker,
+            tags: self.tags,
+            quiet: self.quiet,
+        }))
+    }
+
+    fn cancel(self: Box<Self>, engine: &mut Engine, _me: ConnId) {
+        engine.workers.kill(self.worker);
+        engine.images.abort_worker();
+    }
+}
+
+/// Until the Dockerfile parses: a failure is an HTTP error.
+struct BuildStart {
+    worker: WorkerId,
+    tags: Vec<String>,
+    quiet: bool,
+}
+
+impl Pending<Engine> for BuildStart {
+    fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
+        let mut msgs = engine.workers.take_messages(self.worker).into_iter();
+        if msgs.any(|m| m.get(READY).is_some()) {
+            let body = BuildBody {
+                worker: self.worker,
+                tags: std::mem::take(&mut self.tags),
+                backlog: msgs.collect(),
+                done: false,
+                quiet: self.quiet,
+            };
+            return Some(Response::stream(200, "application/json", Box::new(body)));
+        }
+        let outcome = engine.workers.take_outcome(self.worker)?;
+        Some(match engine.build_finish(outcome, &[]) {
+            Ok(_) => ApiError::Internal("the build worker ended early".into()).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        })
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        engine.workers.kill(self.worker);
+        engine.images.abort_worker();
+    }
+}
+
+/// The build's output stream, dockerd's JSON messages one a line.
+struct BuildBody {
+    worker: WorkerId,
+    tags: Vec<String>,
+    backlog: Vec<Value>,
+    done: bool,
+    /// `q`: only the image ID (and errors).
+    quiet: bool,
+}
+
+fn line(out: &mut Vec<u8>, v: &Value) {
+    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl BodySource<Engine> for BuildBody {
+    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
+        if self.done {
+            return Pull::End;
+        }
+        let mut msgs = std::mem::take(&mut self.backlog);
+        msgs.extend(engine.workers.take_messages(self.worker));
+        let any = !msgs.is_empty();
+        for m in msgs {
+            if let Some(v) = engine.build_message(m) {
+                if !self.quiet {
+                    line(out, &v);
+                }
+            }
+        }
+        if any {
+            return Pull::Data;
+        }
+        let Some(outcome) = engine.workers.take_outcome(self.worker) else {
+            return Pull::Wait(None);
+        };
+        self.done = true;
+        match engine.build_finish(outcome, &self.tags) {
+            Ok((id, tagged)) => {
+                line(out, &json!({"aux": {"ID": id}}));
+                if self.quiet {
+                    line(out, &json!({"stream": format!("{id}\n")}));
+                    return Pull::Data;
+                }
+                let short = id.strip_prefix("sha256:").unwrap_or(&id);
+                let short = &short[..short.len().min(12)];
+                line(
+                    out,
+                    &json!({"stream": format!("Successfully built {short}\n")}),
+                );
+                for t in tagged {
+                    line(
+                        out,
+                        &json!({"stream": format!("Successfully tagged {t}\n")}),
+                    );
+                }
+            }
+            Err(e) => {
+                let m = e.to_string();
+                line(out, &json!({"errorDetail": {"message": m}, "error": m}));
+            }
+        }
+        Pull::Data
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        if !self.done {
+            engine.workers.kill(self.worker);
+            engine.images.abort_worker();
+        }
+    }
+}
