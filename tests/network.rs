@@ -47,8 +47,8 @@ fn bridge_ports(bridge: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Every daemon rebuilds the one `inet coracle` table of the host at
-/// start-up and deletes it at shutdown: the tests here take turns.
+/// Each daemon has its own table (`inet coracle-<its bridge>`), but the
+/// tests here also share host ports and a peer namespace: they take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A daemon with its own default bridge `name` on `bip`; the guard holds
@@ -887,7 +887,7 @@ fn published_ports_masquerade_and_isolation() {
         from_peer.trim(),
         "hello-from-web",
         "{from_peer}\n{}",
-        sh("nft list table inet coracle")
+        sh("nft list table inet coracle-ncbr3")
     );
     let from_host = sh("curl -s -m 5 http://127.0.0.1:18080/");
     assert_eq!(from_host.trim(), "hello-from-web", "{from_host}");
@@ -1098,10 +1098,10 @@ fn published_ports_masquerade_and_isolation() {
     );
     let grown = rss().saturating_sub(before);
     assert!(grown < 100 * 1024, "a 1000-port range cost {grown} KiB");
-    let nft = sh("nft list map inet coracle ports_any");
+    let nft = sh("nft list map inet coracle-ncbr3 ports_any");
     assert!(nft.contains("20999"), "{nft}");
     ok(&d, &["rm", "-f", "range", "warm"]);
-    assert!(!sh("nft list map inet coracle ports_any").contains("20999"));
+    assert!(!sh("nft list map inet coracle-ncbr3 ports_any").contains("20999"));
 
     // Stopped: the port answers no more and is free for another container.
     ok(&d, &["stop", "web"]);
@@ -1112,7 +1112,7 @@ fn published_ports_masquerade_and_isolation() {
     d.remove_all_containers();
     ok(&d, &["network", "rm", "isonet", "intnet2"]);
     assert!(d.terminate().success());
-    let nft = sh("nft list table inet coracle 2>&1");
+    let nft = sh("nft list table inet coracle-ncbr3 2>&1");
     assert!(!nft.contains("chain"), "table left behind: {nft}");
     let _ = std::fs::remove_dir_all("/tmp/ncpeer-www");
 }

@@ -167,11 +167,7 @@ pub fn wait(call: &mut Call) -> Result<Response, ApiError> {
 
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = super::filters::parse(call.req.query.get("filters"), &["label", "until"])?;
-    let until = filters.get("until").and_then(|v| v.first()).map(|u| {
-        crate::timefmt::parse_until(u, std::time::SystemTime::now())
-            .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))
-    });
-    let until = until.transpose()?;
+    let until = super::filters::until(&filters)?;
     let label_ok = |c: &Container| match filters.get("label") {
         None => true,
         Some(ls) => ls

@@ -6,6 +6,19 @@ use std::collections::HashMap;
 
 use super::error::ApiError;
 
+/// A prune's `until` filter (a timestamp or a Go duration before now), the
+/// one parse every prune shares; dockerd's "invalid until" otherwise.
+pub fn until(
+    filters: &HashMap<String, Vec<String>>,
+) -> Result<Option<std::time::SystemTime>, ApiError> {
+    match filters.get("until").and_then(|v| v.first()) {
+        None => Ok(None),
+        Some(u) => crate::timefmt::parse_until(u, std::time::SystemTime::now())
+            .map(Some)
+            .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}"))),
+    }
+}
+
 pub fn parse(
     raw: Option<&str>,
     allowed: &[&str],

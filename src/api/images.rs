@@ -104,11 +104,10 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let raw = call.req.query.get("filters").unwrap_or("");
     let mut until = None;
     let mut rest = super::filters::parse(Some(raw), &["dangling", "label", "until"])?;
-    if let Some(u) = rest.remove("until").and_then(|v| v.into_iter().next()) {
-        let t = crate::timefmt::parse_until(&u, std::time::SystemTime::now())
-            .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))?;
+    if let Some(t) = super::filters::until(&rest)? {
         until = Some(crate::timefmt::unix_nanos(t) / 1_000_000_000);
     }
+    rest.remove("until");
     let rest = serde_json::to_string(&rest).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut filters = ListFilters::from_json(&rest)?;
     filters.until = until;

@@ -124,13 +124,7 @@ pub fn disconnect(call: &mut Call) -> Result<Response, ApiError> {
 
 pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let filters = super::filters::parse(call.req.query.get("filters"), &["label", "until"])?;
-    let until = match filters.get("until").and_then(|v| v.first()) {
-        Some(u) => Some(
-            crate::timefmt::parse_timestamp(u)
-                .ok_or_else(|| ApiError::InvalidParameter(format!("invalid until: {u}")))?,
-        ),
-        None => None,
-    };
+    let until = super::filters::until(&filters)?;
     let labels = filters.get("label").cloned().unwrap_or_default();
     let gone = call.engine.network_prune(|n| {
         let old_enough = until

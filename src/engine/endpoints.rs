@@ -504,6 +504,8 @@ fn sweep_stale_default_bridges(ours: &str) {
                 Ok(()) => log::info!("removed {name}, left by a daemon that was killed"),
                 Err(e) => log::warn!("remove stale bridge {name}: {e}"),
             }
+            // Its daemon's firewall table too (none where nf_tables is absent).
+            let _ = crate::network::firewall::remove(&crate::network::firewall::table_for(&name));
         }
     }
 }

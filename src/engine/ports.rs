@@ -74,10 +74,20 @@ impl Engine {
             .flat_map(|m| portmap::forwards(&m.published, m.ip))
             .collect();
         Ruleset {
+            table: self.firewall_table(),
             networks,
             forwards,
             loopback: self.ports.loopback,
         }
+    }
+
+    /// This daemon's table: named after its default bridge.
+    fn firewall_table(&self) -> String {
+        firewall::table_for(
+            self.networks
+                .default_net()
+                .map_or("", |n| n.bridge.as_str()),
+        )
     }
 
     /// Rebuild the table (start-up, network create and remove). Where the
@@ -115,7 +125,7 @@ impl Engine {
     /// Shutdown: the table goes.
     pub fn firewall_remove(&mut self) {
         if self.ports.firewall {
-            if let Err(e) = firewall::remove() {
+            if let Err(e) = firewall::remove(&self.firewall_table()) {
                 log::warn!("remove the firewall table: {e}");
             }
         }
@@ -144,7 +154,9 @@ impl Engine {
             proxies: Vec::new(),
         };
         if self.ports.firewall {
-            if let Err(e) = firewall::publish(&portmap::forwards(&m.published, ip)) {
+            if let Err(e) =
+                firewall::publish(&self.firewall_table(), &portmap::forwards(&m.published, ip))
+            {
                 self.ports.allocator.release(&c.id);
                 return Err(fail(e.to_string()));
             }
@@ -193,7 +205,10 @@ impl Engine {
             return;
         };
         if self.ports.firewall {
-            if let Err(e) = firewall::unpublish(&portmap::forwards(&m.published, m.ip)) {
+            if let Err(e) = firewall::unpublish(
+                &self.firewall_table(),
+                &portmap::forwards(&m.published, m.ip),
+            ) {
                 log::warn!(
                     "unpublish ports of {}: {e}",
                     crate::container::names::short(cid)

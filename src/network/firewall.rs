@@ -46,8 +46,18 @@ use super::nftables::{
 };
 use super::portmap::Proto;
 
-/// The table's name (family inet).
+/// The table's name (family inet) for the daemon on the default bridge;
+/// a daemon on another bridge has its own (`table_for`), so two daemons on
+/// one host never rebuild or delete each other's rules.
 pub const TABLE: &str = "coracle";
+
+/// The table of the daemon whose default bridge is `bridge`.
+pub fn table_for(bridge: &str) -> String {
+    match bridge {
+        "" | "coracle0" => TABLE.to_string(),
+        b => format!("coracle-{b}"),
+    }
+}
 const PORTS_ANY: &str = "ports_any";
 const PORTS_IP: &str = "ports_ip";
 const BRIDGES: &str = "bridges";
@@ -76,6 +86,8 @@ pub struct Forward {
 /// Everything the table is built from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
+    /// The table's name (empty: `TABLE`).
+    pub table: String,
     pub networks: Vec<Network>,
     pub forwards: Vec<Forward>,
     /// Also DNAT connections to 127.0.0.0/8 (route_localnet on the bridges).
@@ -90,16 +102,16 @@ pub fn apply(rs: &Ruleset) -> Result<(), NftError> {
 /// Add published ports to the table `apply` made, without rebuilding it
 /// (a container start). Refused as a whole if a key is already mapped to
 /// another container.
-pub fn publish(forwards: &[Forward]) -> Result<(), NftError> {
-    commit(&elements_batch(forwards, true))
+pub fn publish(table: &str, forwards: &[Forward]) -> Result<(), NftError> {
+    commit(&elements_batch(table, forwards, true))
 }
 
 /// Remove published ports from the table (a container stop).
-pub fn unpublish(forwards: &[Forward]) -> Result<(), NftError> {
-    commit(&elements_batch(forwards, false))
+pub fn unpublish(table: &str, forwards: &[Forward]) -> Result<(), NftError> {
+    commit(&elements_batch(table, forwards, false))
 }
 
-fn elements_batch(forwards: &[Forward], add: bool) -> Batch {
+fn elements_batch(table: &str, forwards: &[Forward], add: bool) -> Batch {
     let mut b = Batch::new();
     let (any, by_ip) = elements(forwards);
     for (set, elems) in [(PORTS_ANY, any), (PORTS_IP, by_ip)] {
@@ -107,19 +119,19 @@ fn elements_batch(forwards: &[Forward], add: bool) -> Batch {
             continue;
         }
         if add {
-            b.add_elems(TABLE, set, 0, &elems);
+            b.add_elems(table, set, 0, &elems);
         } else {
-            b.del_elems(TABLE, set, &elems);
+            b.del_elems(table, set, &elems);
         }
     }
     b
 }
 
 /// Delete the table (no error if it is not there).
-pub fn remove() -> Result<(), NftError> {
+pub fn remove(table: &str) -> Result<(), NftError> {
     let mut b = Batch::new();
-    b.add_table(TABLE);
-    b.del_table(TABLE);
+    b.add_table(table);
+    b.del_table(table);
     commit(&b)
 }
 
@@ -234,21 +246,26 @@ fn subnet(n: &Network, offset: u32) -> Vec<Expr> {
 
 /// The whole table as one batch: delete-and-recreate, then everything in it.
 pub fn build(rs: &Ruleset) -> Batch {
+    let t = if rs.table.is_empty() {
+        TABLE
+    } else {
+        rs.table.as_str()
+    };
     let mut b = Batch::new();
-    b.add_table(TABLE);
-    b.del_table(TABLE);
-    b.add_table(TABLE);
+    b.add_table(t);
+    b.del_table(t);
+    b.add_table(t);
     let nat = |name, hook, priority| Chain {
         name,
         kind: ChainType::Nat,
         hook,
         priority,
     };
-    b.add_chain(TABLE, &nat("prerouting", Hook::Prerouting, -100));
-    b.add_chain(TABLE, &nat("output", Hook::Output, -100));
-    b.add_chain(TABLE, &nat("postrouting", Hook::Postrouting, 100));
+    b.add_chain(t, &nat("prerouting", Hook::Prerouting, -100));
+    b.add_chain(t, &nat("output", Hook::Output, -100));
+    b.add_chain(t, &nat("postrouting", Hook::Postrouting, 100));
     b.add_chain(
-        TABLE,
+        t,
         &Chain {
             name: "forward",
             kind: ChainType::Filter,
@@ -258,7 +275,7 @@ pub fn build(rs: &Ruleset) -> Batch {
     );
     let svc = concat_type(&[TYPE_IPADDR, TYPE_INET_SERVICE]);
     b.add_set(
-        TABLE,
+        t,
         &Set {
             name: PORTS_ANY,
             id: 1,
@@ -269,7 +286,7 @@ pub fn build(rs: &Ruleset) -> Batch {
         },
     );
     b.add_set(
-        TABLE,
+        t,
         &Set {
             name: PORTS_IP,
             id: 2,
@@ -280,7 +297,7 @@ pub fn build(rs: &Ruleset) -> Batch {
         },
     );
     b.add_set(
-        TABLE,
+        t,
         &Set {
             name: BRIDGES,
             id: 3,
@@ -292,10 +309,10 @@ pub fn build(rs: &Ruleset) -> Batch {
     );
     let (any, by_ip) = elements(&rs.forwards);
     if !any.is_empty() {
-        b.add_elems(TABLE, PORTS_ANY, 1, &any);
+        b.add_elems(t, PORTS_ANY, 1, &any);
     }
     if !by_ip.is_empty() {
-        b.add_elems(TABLE, PORTS_IP, 2, &by_ip);
+        b.add_elems(t, PORTS_IP, 2, &by_ip);
     }
     let bridges: Vec<Elem> = rs
         .networks
@@ -303,13 +320,13 @@ pub fn build(rs: &Ruleset) -> Batch {
         .map(|n| (ifname(&n.bridge), Vec::new()))
         .collect();
     if !bridges.is_empty() {
-        b.add_elems(TABLE, BRIDGES, 3, &bridges);
+        b.add_elems(t, BRIDGES, 3, &bridges);
     }
 
     for chain in ["prerouting", "output"] {
         let exclude_lo = chain == "output" && !rs.loopback;
-        b.add_rule(TABLE, chain, &dnat_rule(true, exclude_lo));
-        b.add_rule(TABLE, chain, &dnat_rule(false, exclude_lo));
+        b.add_rule(t, chain, &dnat_rule(true, exclude_lo));
+        b.add_rule(t, chain, &dnat_rule(false, exclude_lo));
     }
 
     for n in &rs.networks {
@@ -319,7 +336,7 @@ pub fn build(rs: &Ruleset) -> Batch {
             r.extend(subnet(n, 12));
             r.extend(meta_cmp(MetaKey::OifName, CmpOp::Neq, &br));
             r.push(Expr::Masquerade);
-            b.add_rule(TABLE, "postrouting", &r);
+            b.add_rule(t, "postrouting", &r);
         }
         // Hairpin: a container reaching a published port through the host's
         // address, DNATed back into its own bridge.
@@ -328,13 +345,13 @@ pub fn build(rs: &Ruleset) -> Batch {
         r.extend(ipv4());
         r.extend(subnet(n, 12));
         r.push(Expr::Masquerade);
-        b.add_rule(TABLE, "postrouting", &r);
+        b.add_rule(t, "postrouting", &r);
         if rs.loopback {
             let mut r: Vec<Expr> = meta_cmp(MetaKey::OifName, CmpOp::Eq, &br).to_vec();
             r.extend(ipv4());
             r.extend(ip_in(12, [127, 0, 0, 0], 8));
             r.push(Expr::Masquerade);
-            b.add_rule(TABLE, "postrouting", &r);
+            b.add_rule(t, "postrouting", &r);
         }
     }
 
@@ -347,15 +364,15 @@ pub fn build(rs: &Ruleset) -> Batch {
         let br = ifname(&n.bridge);
         let mut out = meta_cmp(MetaKey::IifName, CmpOp::Eq, &br).to_vec();
         out.extend(meta_cmp(MetaKey::OifName, CmpOp::Neq, &br));
-        b.add_rule(TABLE, "forward", &drop(out));
+        b.add_rule(t, "forward", &drop(out));
         let mut inn = meta_cmp(MetaKey::OifName, CmpOp::Eq, &br).to_vec();
         inn.extend(meta_cmp(MetaKey::IifName, CmpOp::Neq, &br));
-        b.add_rule(TABLE, "forward", &drop(inn));
+        b.add_rule(t, "forward", &drop(inn));
     }
     if !rs.networks.is_empty() {
         let mut r: Vec<Expr> = ct_has(CtKey::Status, CT_STATUS_DNAT).to_vec();
         r.push(Expr::Immediate(Verdict::Accept));
-        b.add_rule(TABLE, "forward", &r);
+        b.add_rule(t, "forward", &r);
     }
     for n in &rs.networks {
         let br = ifname(&n.bridge);
@@ -372,7 +389,7 @@ pub fn build(rs: &Ruleset) -> Batch {
             dreg: None,
             invert: false,
         });
-        b.add_rule(TABLE, "forward", &drop(r));
+        b.add_rule(t, "forward", &drop(r));
     }
     b
 }

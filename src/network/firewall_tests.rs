@@ -47,6 +47,7 @@ fn table_is_rebuilt_atomically_and_removed_leaving_other_tables() {
     let host = Netns::new("fwt");
     host.exec("nft", &["add", "table", "ip", "theirs"]);
     let mut rs = Ruleset {
+        table: String::new(),
         networks: vec![
             net("br-a", [10, 99, 0, 0], false),
             net("br-b", [10, 97, 0, 0], true),
@@ -146,8 +147,10 @@ fn table_is_rebuilt_atomically_and_removed_leaving_other_tables() {
         .iter()
         .any(|m| m["name"] == "ports_ip" && m.get("elem").is_none()));
 
-    host.within(firewall::remove).expect("remove");
-    host.within(firewall::remove).expect("remove twice");
+    host.within(|| firewall::remove(firewall::TABLE))
+        .expect("remove");
+    host.within(|| firewall::remove(firewall::TABLE))
+        .expect("remove twice");
     let v = ruleset(&host);
     assert_eq!(objects(&v, "table").len(), 1, "{v}");
     assert_eq!(objects(&v, "table")[0]["name"], "theirs");
@@ -190,6 +193,7 @@ fn published_ports_masquerade_hairpin_isolation_and_internal_with_real_traffic()
     host.within(|| firewall::enable_route_localnet("br-a"))
         .expect("route_localnet");
     let rs = Ruleset {
+        table: String::new(),
         networks: vec![
             net("br-a", [10, 99, 0, 0], false),
             net("br-b", [10, 97, 0, 0], false),
@@ -282,7 +286,8 @@ fn published_ports_masquerade_hairpin_isolation_and_internal_with_real_traffic()
         "host reaches its internal network"
     );
 
-    host.within(firewall::remove).expect("remove");
+    host.within(|| firewall::remove(firewall::TABLE))
+        .expect("remove");
     assert!(
         outside.connect("10.98.0.1:18080", 500).is_err(),
         "DNAT left after remove"
@@ -293,6 +298,7 @@ fn published_ports_masquerade_hairpin_isolation_and_internal_with_real_traffic()
 fn a_refused_batch_changes_nothing_and_names_its_culprit() {
     let host = Netns::new("fwe");
     let rs = Ruleset {
+        table: String::new(),
         networks: vec![net("br-a", [10, 99, 0, 0], false)],
         forwards: vec![fwd(Proto::Tcp, 18080, [10, 99, 0, 2], 80)],
         loopback: false,
@@ -333,6 +339,7 @@ fn a_refused_batch_changes_nothing_and_names_its_culprit() {
 fn publish_and_unpublish_change_only_the_map() {
     let host = Netns::new("fwp");
     let rs = Ruleset {
+        table: String::new(),
         networks: vec![net("br-a", [10, 99, 0, 0], false)],
         forwards: vec![fwd(Proto::Tcp, 18080, [10, 99, 0, 2], 80)],
         loopback: false,
@@ -349,7 +356,8 @@ fn publish_and_unpublish_change_only_the_map() {
             ..fwd(Proto::Tcp, 8000, [10, 99, 0, 3], 80)
         }])
         .collect();
-    host.within(|| firewall::publish(&more)).expect("publish");
+    host.within(|| firewall::publish(firewall::TABLE, &more))
+        .expect("publish");
     let count = |name: &str| {
         let v = ruleset(&host);
         objects(&v, "map")
@@ -364,9 +372,11 @@ fn publish_and_unpublish_change_only_the_map() {
         fwd(Proto::Tcp, 18081, [10, 99, 0, 4], 80),
         fwd(Proto::Tcp, 18080, [10, 99, 0, 4], 80),
     ];
-    assert!(host.within(|| firewall::publish(&clash)).is_err());
+    assert!(host
+        .within(|| firewall::publish(firewall::TABLE, &clash))
+        .is_err());
     assert_eq!(count("ports_any"), 11);
-    host.within(|| firewall::unpublish(&more))
+    host.within(|| firewall::unpublish(firewall::TABLE, &more))
         .expect("unpublish");
     assert_eq!((count("ports_any"), count("ports_ip")), (1, 0));
     assert_eq!(
@@ -377,6 +387,6 @@ fn publish_and_unpublish_change_only_the_map() {
         rules_before,
         "rules were rebuilt"
     );
-    host.within(|| firewall::publish(&[]))
+    host.within(|| firewall::publish(firewall::TABLE, &[]))
         .expect("nothing to do");
 }
