@@ -86,7 +86,9 @@ pub fn extract(
     for (path, mtime) in std::mem::take(&mut x.dirs) {
         let (parent, name) = split(&path);
         if let (Ok(p), Some(n)) = (root.open_dir(&parent), name) {
-            let ts = TimeSpec::new(mtime as libc::time_t, 0);
+            let ts = TimeSpec::from_duration(std::time::Duration::from_secs(
+                mtime.max(0).unsigned_abs(),
+            ));
             let _ = utimensat(&p, n.as_os_str(), &ts, &ts, UtimensatFlags::NoFollowSymlink);
         }
     }
@@ -300,7 +302,9 @@ impl Extractor<'_> {
             set_xattr_in(&pfd, &name, k, v)?;
         }
         if !kind.is_dir() {
-            let ts = TimeSpec::new(mtime as libc::time_t, 0);
+            let ts = TimeSpec::from_duration(std::time::Duration::from_secs(
+                mtime.max(0).unsigned_abs(),
+            ));
             utimensat(
                 &pfd,
                 name.as_os_str(),

@@ -85,9 +85,15 @@ fn copy_dir(from: &Path, to: &OwnedFd) -> io::Result<()> {
 }
 
 fn times(md: &fs::Metadata) -> (TimeSpec, TimeSpec) {
+    // Through a Duration: time_t is 32 bits on 32-bit ARM (a time before
+    // 1970 becomes the epoch).
+    let ts = |secs: i64, nsec: i64| {
+        let nsec = u32::try_from(nsec).unwrap_or(0);
+        TimeSpec::from_duration(std::time::Duration::new(secs.max(0).unsigned_abs(), nsec))
+    };
     (
-        TimeSpec::new(md.atime(), md.atime_nsec()),
-        TimeSpec::new(md.mtime(), md.mtime_nsec()),
+        ts(md.atime(), md.atime_nsec()),
+        ts(md.mtime(), md.mtime_nsec()),
     )
 }
 
