@@ -24,8 +24,8 @@ pub mod network_json;
 pub mod networks;
 pub mod router;
 pub mod system;
-pub mod versions;
 pub mod system_df;
+pub mod versions;
 pub mod volumes;
 
 use error::ApiError;

@@ -6,8 +6,8 @@ use std::fmt;
 
 use super::distribution;
 use super::error::ApiError;
-use super::{archive, commit};
 use super::networks;
+use super::{archive, commit};
 use super::{attach, changes, container_json, containers, events, exec, images, system, Call};
 use super::{system_df, volumes};
 use crate::engine::{Engine, Response};

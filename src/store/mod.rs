@@ -4,5 +4,5 @@
 pub mod containers;
 mod image_open;
 pub mod images;
-pub mod volumes;
 pub mod networks;
+pub mod volumes;
