@@ -4,7 +4,7 @@
 //! address (loopback is insecure by default, and an insecure registry is
 //! not verified), joined to the host by a veth. Checked: `docker pull`
 //! through `--registry-certs-dir` (dockerd's `certs.d` layout: a CA and a
-//! client certificate), docker-py's `images.pull`, an unknown authority
+//! client certificate), docker-py's `images.pull`, `docker push`, an unknown authority
 //! refused in dockerd's words unless the registry is listed as insecure,
 //! and a clock faked to 1970 (debug builds read `CORACLE_FAKE_CLOCK`):
 //! certificates are then checked as at the build date, so a certificate
@@ -265,7 +265,11 @@ fn pulls_over_https_verify_certificates() {
     std::fs::rename(mtls.join("client.key"), lab.dir.join("aside.key")).unwrap();
     d.docker(&["rmi", &format!("{a}:5000/busybox")]);
     let o = pull(&d, &format!("{a}:5000/busybox"));
-    assert!(!o.status.success(), "pull without a client cert: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "pull without a client cert: {}",
+        text(&o)
+    );
     std::fs::rename(lab.dir.join("aside.cert"), mtls.join("client.cert")).unwrap();
     std::fs::rename(lab.dir.join("aside.key"), mtls.join("client.key")).unwrap();
     // A certificate from a CA nobody trusts: dockerd's words.
@@ -284,13 +288,29 @@ fn pulls_over_https_verify_certificates() {
         "import docker\nc = docker.DockerClient(base_url='unix://{}')\nimg = c.images.pull('{a}:5001/busybox', tag='latest')\nprint(img.attrs['RepoDigests'])\n",
         d.sock.display()
     );
-    let o = Command::new(docker_py()).arg("-c").arg(&py).output().unwrap();
+    let o = Command::new(docker_py())
+        .arg("-c")
+        .arg(&py)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "docker-py: {}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("{a}:5001/busybox@sha256:")),
         "{}",
         text(&o)
     );
+    // A push over HTTPS: blob uploads and the manifest through the same TLS.
+    let o = d.docker(&[
+        "tag",
+        &format!("{a}:5001/busybox"),
+        &format!("{a}:5001/pushed:v1"),
+    ]);
+    assert!(o.status.success(), "tag: {}", text(&o));
+    let o = d.docker(&["push", &format!("{a}:5001/pushed:v1")]);
+    assert!(o.status.success(), "push over HTTPS: {}", text(&o));
+    d.docker(&["rmi", &format!("{a}:5001/pushed:v1")]);
+    let o = pull(&d, &format!("{a}:5000/pushed:v1"));
+    assert!(o.status.success(), "pull what was pushed: {}", text(&o));
     drop(d);
 
     // A clock in 1970 (no RTC): checked as at the build date.
@@ -314,20 +334,24 @@ fn pulls_over_https_verify_certificates() {
     assert!(o.status.success(), "pull with a 1970 clock: {}", text(&o));
     let log = d.log_text();
     assert!(
-        log.contains("the system clock reads 1970-01-02T00:00:00Z, before this binary's build date"),
+        log.contains(
+            "the system clock reads 1970-01-02T00:00:00Z, before this binary's build date"
+        ),
         "{log}"
     );
     // Issued after the build date: not yet valid at it.
     let o = pull(&d, &format!("{a}:5001/busybox"));
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        stderr(&o).contains(
-            "x509: certificate has expired or is not yet valid: current time "
-        ),
+        stderr(&o).contains("x509: certificate has expired or is not yet valid: current time "),
         "{}",
         text(&o)
     );
     // An insecure registry: HTTPS without verification (it speaks nothing else).
     let o = pull(&d, &format!("{a}:5002/busybox"));
-    assert!(o.status.success(), "pull from an insecure registry: {}", text(&o));
+    assert!(
+        o.status.success(),
+        "pull from an insecure registry: {}",
+        text(&o)
+    );
 }
