@@ -229,3 +229,38 @@ mod without_tls {
         }
     }
 }
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::with_tls::read_certs_dir;
+    use rustls::RootCertStore;
+
+    #[test]
+    fn certs_dirs_follow_dockerds_rules() {
+        let dir = std::env::temp_dir().join(format!("coracle-certsd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut roots = RootCertStore::empty();
+        // A missing directory is no error.
+        assert!(matches!(read_certs_dir(&dir, &mut roots), Ok(None)));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("client.cert"), "").unwrap();
+        let e = read_certs_dir(&dir, &mut roots).err().unwrap();
+        assert_eq!(
+            e,
+            "missing key client.key for client certificate client.cert. CA certificates must use the extension .crt"
+        );
+        std::fs::remove_file(dir.join("client.cert")).unwrap();
+        std::fs::write(dir.join("client.key"), "").unwrap();
+        let e = read_certs_dir(&dir, &mut roots).err().unwrap();
+        assert_eq!(
+            e,
+            "missing client certificate client.cert for key client.key"
+        );
+        std::fs::remove_file(dir.join("client.key")).unwrap();
+        // Other files are ignored.
+        std::fs::write(dir.join("notes.txt"), "hello").unwrap();
+        assert!(matches!(read_certs_dir(&dir, &mut roots), Ok(None)));
+        assert!(roots.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
