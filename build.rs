@@ -24,6 +24,18 @@ fn main() {
     println!("cargo:rustc-env=CORACLE_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=CORACLE_BUILD_TIME={time}");
     println!("cargo:rustc-env=CORACLE_RUSTC_VERSION={rustc_version}");
+    // The build date in Unix seconds: the floor of the clock that checks
+    // registry certificates (a device without an RTC boots in 1970).
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|s| s.parse::<u64>().is_ok())
+        .or_else(|| run("git", &["log", "-1", "--format=%ct"]))
+        .filter(|s| s.parse::<u64>().is_ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.map_or(0, |d| d.as_secs()).to_string()
+        });
+    println!("cargo:rustc-env=CORACLE_BUILD_EPOCH={epoch}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");

@@ -11,6 +11,8 @@ use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/coracle/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/coracle";
 pub const DEFAULT_TOKENS_FILE: &str = "/etc/coracle/tokens";
+/// dockerd's `/etc/docker/certs.d`, coracle's spelling.
+pub const DEFAULT_REGISTRY_CERTS_DIR: &str = "/etc/coracle/certs.d";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +34,9 @@ pub struct Config {
     /// `insecure-registries`: registries (`host[:port]`) spoken to over
     /// plain HTTP, besides loopback.
     pub insecure_registries: Vec<String>,
+    /// `registry-certs-dir`: dockerd's `certs.d` layout for registries
+    /// (`DIR/HOST[:PORT]/ca.crt`, `client.cert`, `client.key`).
+    pub registry_certs_dir: PathBuf,
     /// `--insecure-tcp`: listen on a non-loopback TCP address with neither
     /// tokens nor TLS.
     pub insecure_tcp: bool,
@@ -108,6 +113,9 @@ Options:
       --no-new-privileges   Set no_new_privs on every container by default
       --insecure-registry HOST[:PORT]
                             Pull from / push to this registry over plain HTTP (repeatable)
+      --registry-certs-dir DIR
+                            Registry CAs and client certificates, DIR/HOST[:PORT]/ca.crt
+                            (default /etc/coracle/certs.d)
       --api-tokens FILE     API tokens (NAME ROLE SHA256 lines) required on TCP listeners
                             (default /etc/coracle/tokens, when it exists); SIGHUP rereads it
       --allow-from CIDR     Accept TCP connections only from these addresses (repeatable)
@@ -138,6 +146,7 @@ struct Flags {
     no_new_privileges: bool,
     api_enable_cors: bool,
     insecure_registries: Vec<String>,
+    registry_certs_dir: Option<String>,
     insecure_tcp: bool,
     api_tokens: Option<String>,
     allow_from: Vec<String>,
@@ -194,6 +203,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--insecure-registry" => f.insecure_registries.push(value()?),
+            "--registry-certs-dir" => f.registry_certs_dir = Some(value()?),
             "--insecure-tcp" => f.insecure_tcp = bool_flag(name, inline.as_deref())?,
             "--tls" => f.tls = bool_flag(name, inline.as_deref())?,
             "--tlsverify" => f.tlsverify = bool_flag(name, inline.as_deref())?,
@@ -251,6 +261,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         "tlskey",
         "bridge",
         "bip",
+        "registry-certs-dir",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -296,6 +307,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let audit_log = pick("audit-log", f.audit_log)?;
     let bridge = pick("bridge", None)?;
     let bip = pick("bip", None)?;
+    let registry_certs_dir = pick("registry-certs-dir", f.registry_certs_dir)?;
     let tls_files = [
         pick("tlscacert", f.tlscacert)?,
         pick("tlscert", f.tlscert)?,
@@ -415,6 +427,9 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         } else {
             f.insecure_registries
         },
+        registry_certs_dir: PathBuf::from(
+            registry_certs_dir.unwrap_or_else(|| DEFAULT_REGISTRY_CERTS_DIR.to_string()),
+        ),
         insecure_tcp,
         api_tokens_explicit: api_tokens.is_some(),
         api_tokens: PathBuf::from(api_tokens.unwrap_or_else(|| DEFAULT_TOKENS_FILE.to_string())),

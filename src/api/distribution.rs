@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use crate::distribution::auth::Credentials;
+use crate::distribution::endpoint::{check_supported, Registries};
 use crate::distribution::error::DistError;
 use crate::distribution::manifest::parse_platform;
 use crate::distribution::pull::{PullJob, PullSummary};
 use crate::distribution::push::{PushJob, PushSummary};
 use crate::distribution::search::{split_term, SearchFilters};
-use crate::distribution::session::{login, scheme_for};
+use crate::distribution::session::login;
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::http::request::Request;
@@ -24,9 +25,10 @@ use crate::streams::pull::ProgressStart;
 use crate::streams::worker_body::WorkerAnswer;
 use crate::worker::Outcome;
 
-/// The registries spoken to over plain HTTP besides loopback.
-fn insecure(engine: &Engine) -> Vec<String> {
-    engine
+/// The registries' settings: the insecure ones besides loopback, and the
+/// `certs.d` root.
+fn registries(engine: &Engine) -> Registries {
+    let insecure = engine
         .config
         .insecure_registries
         .iter()
@@ -37,7 +39,11 @@ fn insecure(engine: &Engine) -> Vec<String> {
                 .unwrap_or(r)
                 .to_string()
         })
-        .collect()
+        .collect();
+    Registries {
+        insecure,
+        certs_dir: engine.config.registry_certs_dir.clone(),
+    }
 }
 
 /// dockerd's reference from `fromImage` and `tag` (a tag, or a digest).
@@ -78,14 +84,14 @@ pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<En
         Some(p) => Some(parse_platform(p)?),
         None => None,
     };
-    let insecure = insecure(engine);
+    let registries = registries(engine);
     let domain = reference.name.split('/').next().unwrap_or("");
-    scheme_for(domain, &insecure)?;
+    check_supported(domain, &registries)?;
     let job = PullJob {
         reference,
         platform,
         creds: credentials(req),
-        insecure,
+        registries,
         all_tags,
     };
     let worker = engine.spawn_pull(conn, job)?;
@@ -150,14 +156,14 @@ pub fn push(call: &mut super::Call) -> Result<Response, ApiError> {
         r.tag = Some(tag);
     }
     let targets = call.engine.push_targets(&r)?;
-    let insecure = insecure(call.engine);
+    let registries = registries(call.engine);
     let domain = r.name.split('/').next().unwrap_or("");
-    scheme_for(domain, &insecure)?;
+    check_supported(domain, &registries)?;
     let job = PushJob {
         name: r.name.clone(),
         targets,
         creds: credentials(call.req),
-        insecure,
+        registries,
     };
     let worker = call.engine.spawn_push(call.conn, job)?;
     Ok(Response::later(Box::new(ProgressStart {
@@ -231,15 +237,15 @@ pub fn search(call: &mut super::Call) -> Result<Response, ApiError> {
         is_automated: boolean("is-automated")?,
         stars,
     };
-    let insecure = insecure(call.engine);
+    let registries = registries(call.engine);
     let (domain, _) = split_term(&term);
-    scheme_for(&domain, &insecure)?;
+    check_supported(&domain, &registries)?;
     let creds = credentials(call.req);
     let worker = call
         .engine
         .workers
         .spawn(Wake::Conn(call.conn), move |_input, _rep| {
-            crate::distribution::search::search(&term, limit, &filters, creds, &insecure)
+            crate::distribution::search::search(&term, limit, &filters, creds, &registries)
                 .map_err(|e| e.to_wire())
         })?;
     call.engine.workers.close_input(worker);
@@ -263,12 +269,12 @@ pub fn auth(call: &mut super::Call) -> Result<Response, ApiError> {
     let mut creds: Credentials = serde_json::from_slice(&call.body)
         .map_err(|e| ApiError::InvalidParameter(format!("invalid JSON: {e}")))?;
     creds.normalise();
-    let insecure = insecure(call.engine);
+    let registries = registries(call.engine);
     let worker = call
         .engine
         .workers
         .spawn(Wake::Conn(call.conn), move |_input, _rep| {
-            login(creds, &insecure)
+            login(creds, &registries)
                 .map(|token| json!({ "IdentityToken": token.unwrap_or_default() }))
                 .map_err(|e| e.to_wire())
         })?;

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod endpoint;
 pub mod error;
 pub mod manifest;
 pub mod progress;

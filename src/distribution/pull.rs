@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::auth::Credentials;
 use super::blob::{self, partial_path, Counters};
+use super::endpoint::Registries;
 use super::error::{DistError, Result};
 use super::manifest::{self, Manifest, Platform};
 use super::progress::{self, Throttle};
@@ -36,7 +37,7 @@ pub struct PullJob {
     pub reference: Reference,
     pub platform: Option<Platform>,
     pub creds: Credentials,
-    pub insecure: Vec<String>,
+    pub registries: Registries,
     /// `--all-tags`: every tag of the repository.
     pub all_tags: bool,
 }
@@ -165,12 +166,11 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         .ok_or_else(|| DistError::Invalid("invalid reference format".into()))?;
     // A 401 is for `POST /auth` only: the CLI answers one from a pull by
     // prompting for credentials.
-    let mut sess = Session::open(domain, repo, job.creds.clone(), "pull", &job.insecure).map_err(
-        |e| match e {
+    let mut sess = Session::open(domain, repo, job.creds.clone(), "pull", &job.registries)
+        .map_err(|e| match e {
             DistError::Unauthorized(m) => DistError::Registry(m),
             e => e,
-        },
-    )?;
+        })?;
     let refs: Vec<Reference> = if job.all_tags {
         let tags = list_tags(&mut sess, &r)?;
         if tags.is_empty() {

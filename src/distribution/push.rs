@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Credentials;
+use super::endpoint::Registries;
 use super::error::{DistError, Result};
 use super::manifest::{DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST};
 use super::progress::{self, Throttle};
@@ -37,7 +38,7 @@ pub struct PushJob {
     pub name: String,
     pub targets: Vec<PushTarget>,
     pub creds: Credentials,
-    pub insecure: Vec<String>,
+    pub registries: Registries,
 }
 
 /// What a push did: the manifest digest of each tag.
@@ -150,7 +151,7 @@ pub fn push(layout: &Layout, job: PushJob, rep: &mut Reporter) -> Result<PushSum
         None,
         &format!("The push refers to repository [{}]", r.familiar_name()),
     ));
-    let mut sess = Session::open(domain, repo, job.creds, "pull,push", &job.insecure).map_err(
+    let mut sess = Session::open(domain, repo, job.creds, "pull,push", &job.registries).map_err(
         |e| match e {
             DistError::Unauthorized(m) => DistError::Registry(m),
             e => e,

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use super::auth::Credentials;
+use super::endpoint::Registries;
 use super::error::{DistError, Result};
 use super::session::Session;
 use crate::http::client::ReqBody;
@@ -34,10 +35,10 @@ pub fn search(
     limit: usize,
     filters: &SearchFilters,
     creds: Credentials,
-    insecure: &[String],
+    regs: &Registries,
 ) -> Result<Value> {
     let (domain, words) = split_term(term);
-    let mut sess = Session::open(&domain, "", creds, "", insecure).map_err(|e| match e {
+    let mut sess = Session::open(&domain, "", creds, "", regs).map_err(|e| match e {
         DistError::Unauthorized(m) => DistError::Registry(m),
         e => e,
     })?;

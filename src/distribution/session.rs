@@ -1,5 +1,5 @@
-//! A session with one repository of one registry: endpoint choice (HTTP for
-//! insecure registries), the `/v2/` ping and its challenge, Basic or Bearer
+//! A session with one repository of one registry: the first endpoint
+//! (`endpoint.rs`) whose `/v2/` ping answers, the ping and its challenge, Basic or Bearer
 //! auth (tokens expire on the monotonic clock), redirects (no
 //! `Authorization` to another host), and registry errors in dockerd's words.
 
@@ -8,40 +8,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::auth::{parse_challenge, Challenge, Credentials};
+use super::endpoint::{endpoints, Registries};
 use super::error::{DistError, Result};
-use crate::http::client::{request, ClientResponse, ReqBody, Url};
+use crate::http::client::{request_via, ClientResponse, ReqBody, Url};
+use crate::http::tls_client::TlsClient;
 
 /// Redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
 /// A token without `expires_in` lives this long (the spec's default).
 const DEFAULT_TOKEN_LIFE: Duration = Duration::from_secs(60);
-
-/// Is this registry spoken to over plain HTTP? Loopback always (as
-/// dockerd's default insecure 127.0.0.0/8), else when listed.
-pub fn is_insecure(domain: &str, insecure: &[String]) -> bool {
-    let host = match domain.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h,
-        _ => domain,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host == "::1"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|a| a.octets()[0] == 127)
-        || insecure.iter().any(|i| i == domain || i == host)
-}
-
-/// The scheme to speak to `domain` with. HTTPS needs TLS, which this
-/// build does not have.
-pub fn scheme_for(domain: &str, insecure: &[String]) -> Result<&'static str> {
-    if is_insecure(domain, insecure) {
-        return Ok("http");
-    }
-    Err(DistError::Unsupported(format!(
-        "{domain} is served over HTTPS, which this build of coracle cannot speak: list it in insecure-registries if it serves plain HTTP"
-    )))
-}
 
 /// `%XX` for everything but unreserved characters (query values).
 pub fn percent_encode(s: &str) -> String {
@@ -67,8 +42,20 @@ pub fn registry_error(body: &[u8]) -> Option<(String, String)> {
     Some((code, text))
 }
 
+/// Go's spelling of a method in its `url.Error` texts: `Get`, `Head`.
+fn go_method(method: &str) -> String {
+    let mut m = method.to_ascii_lowercase();
+    if let Some(first) = m.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    m
+}
+
 pub struct Session {
     base: Url,
+    /// TLS for an `https` base (also used for its token server and
+    /// redirects on other hosts).
+    tls: Option<TlsClient>,
     pub repo: String,
     creds: Credentials,
     /// `pull` or `pull,push`.
@@ -87,27 +74,49 @@ impl Session {
         repo: &str,
         creds: Credentials,
         actions: &str,
-        insecure: &[String],
+        regs: &Registries,
     ) -> Result<Session> {
-        let scheme = scheme_for(domain, insecure)?;
         let host = if domain == "docker.io" {
             "registry-1.docker.io"
         } else {
             domain
         };
-        let base = Url::parse(&format!("{scheme}://{host}/v2/"))
-            .map_err(|e| DistError::Invalid(e.to_string()))?;
-        let mut s = Session {
-            base,
-            repo: repo.to_string(),
-            creds,
-            actions: actions.to_string(),
-            challenge: None,
-            authorization: None,
-            refresh_token: None,
-        };
-        s.ping()?;
-        Ok(s)
+        let eps = endpoints(domain, regs)?;
+        let count = eps.len();
+        let mut last = None;
+        for (i, ep) in eps.into_iter().enumerate() {
+            let base = Url::parse(&format!("{}://{host}/v2/", ep.scheme))
+                .map_err(|e| DistError::Invalid(e.to_string()))?;
+            let mut s = Session {
+                base,
+                tls: ep.tls,
+                repo: repo.to_string(),
+                creds: creds.clone(),
+                actions: actions.to_string(),
+                challenge: None,
+                authorization: None,
+                refresh_token: None,
+            };
+            match s.ping() {
+                Ok(()) => return Ok(s),
+                // An insecure registry: HTTPS failed, try plain HTTP.
+                Err(DistError::Registry(m)) if i + 1 < count => {
+                    log::debug!("registry {domain}: {m}; trying the next endpoint");
+                    last = Some(DistError::Registry(m));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| DistError::Registry(format!("no endpoint for {domain}"))))
+    }
+
+    /// TLS for `url`: the registry's for an `https` URL, or (after the
+    /// plain-HTTP fallback) the system's roots for an `https` token server.
+    fn tls_for(&self, url: &Url) -> Option<TlsClient> {
+        if url.scheme != "https" {
+            return None;
+        }
+        self.tls.clone().or_else(|| TlsClient::verified(None).ok())
     }
 
     /// `GET /v2/`: 200 is anonymous access; 401 names how to authenticate.
@@ -200,13 +209,21 @@ impl Session {
             let form = form.join("&");
             let realm = Url::parse(realm).map_err(|e| DistError::Registry(e.to_string()))?;
             headers.push(("Content-Type", "application/x-www-form-urlencoded"));
-            request("POST", &realm, &headers, ReqBody::Bytes(form.as_bytes()))
-                .map_err(|e| DistError::Registry(format!("Post \"{realm}\": {e}")))?
+            let tls = self.tls_for(&realm);
+            request_via(
+                tls.as_ref(),
+                "POST",
+                &realm,
+                &headers,
+                ReqBody::Bytes(form.as_bytes()),
+            )
+            .map_err(|e| DistError::Registry(format!("Post \"{realm}\": {e}")))?
         } else {
             if self.creds.has_password() {
                 headers.push(("Authorization", &basic));
             }
-            request("GET", &url, &headers, ReqBody::None)
+            let tls = self.tls_for(&url);
+            request_via(tls.as_ref(), "GET", &url, &headers, ReqBody::None)
                 .map_err(|e| DistError::Registry(format!("Get \"{url}\": {e}")))?
         };
         let body = r.read_body(1 << 20).unwrap_or_default();
@@ -264,8 +281,10 @@ impl Session {
                 }
             }
             let b = body.take().unwrap_or(ReqBody::None);
-            let r = request(method, &url, &h, b)
-                .map_err(|e| DistError::Registry(format!("{method} \"{url}\": {e}")))?;
+            let tls = self.tls_for(&url);
+            let r = request_via(tls.as_ref(), method, &url, &h, b).map_err(|e| {
+                DistError::Registry(format!("{} \"{url}\": {e}", go_method(method)))
+            })?;
             let redirect = matches!(r.status, 301 | 302 | 303 | 307 | 308)
                 && (method == "GET" || method == "HEAD");
             if !redirect {
@@ -333,7 +352,7 @@ impl Session {
 /// `POST /auth`: check `creds` against the registry `server` names.
 /// Returns the token server's refresh token, if it gave one (dockerd's
 /// `IdentityToken`).
-pub fn login(creds: Credentials, insecure: &[String]) -> Result<Option<String>> {
+pub fn login(creds: Credentials, regs: &Registries) -> Result<Option<String>> {
     let server = creds.server_address.clone();
     let addr = server.trim();
     let addr = addr
@@ -345,7 +364,7 @@ pub fn login(creds: Credentials, insecure: &[String]) -> Result<Option<String>> 
         "" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io",
         d => d,
     };
-    let mut s = Session::open(domain, "", creds, "", insecure).map_err(|e| match e {
+    let mut s = Session::open(domain, "", creds, "", regs).map_err(|e| match e {
         DistError::Unauthorized(m) => {
             DistError::Unauthorized(format!("Get \"https://{domain}/v2/\": {m}"))
         }
@@ -374,11 +393,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_is_insecure_by_default() {
-        assert!(is_insecure("127.0.0.1:5000", &[]));
-        assert!(is_insecure("localhost:5000", &[]));
-        assert!(!is_insecure("10.0.0.2:5000", &[]));
-        assert!(is_insecure("10.0.0.2:5000", &["10.0.0.2:5000".into()]));
+    fn methods_are_spelled_as_go() {
+        assert_eq!(go_method("GET"), "Get");
+        assert_eq!(go_method("HEAD"), "Head");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::body::BodyDecoder;
 use super::request::BodyFraming;
+use super::tls_client::TlsClient;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest response head we accept.
@@ -133,21 +134,36 @@ fn header_safe(s: &str) -> bool {
     !s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
 }
 
-/// Send one request and read the response head. `https` needs TLS, which
-/// this client does not speak.
+/// Send one request over plain HTTP and read the response head.
 pub fn request(
     method: &str,
     url: &Url,
     headers: &[(&str, &str)],
     body: ReqBody<'_>,
 ) -> io::Result<ClientResponse> {
+    request_via(None, method, url, headers, body)
+}
+
+/// Send one request and read the response head: `https` URLs through
+/// `tls` (refused without it).
+pub fn request_via(
+    tls: Option<&TlsClient>,
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body: ReqBody<'_>,
+) -> io::Result<ClientResponse> {
     let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-    if url.scheme != "http" {
-        return Err(invalid(format!(
-            "unsupported URL {:?}: only http:// is supported",
-            url.to_string()
-        )));
-    }
+    let tls = match (url.scheme.as_str(), tls) {
+        ("http", _) => None,
+        ("https", Some(t)) => Some(t),
+        _ => {
+            return Err(invalid(format!(
+                "unsupported URL {:?}: only http:// is supported",
+                url.to_string()
+            )))
+        }
+    };
     if headers
         .iter()
         .any(|(n, v)| !header_safe(n) || !header_safe(v))
@@ -156,6 +172,8 @@ pub fn request(
     }
     let addr_text = if url.host().len() != url.authority.len() {
         url.authority.clone()
+    } else if tls.is_some() {
+        format!("{}:443", url.authority)
     } else {
         format!("{}:80", url.authority)
     };
@@ -163,9 +181,26 @@ pub fn request(
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| invalid(format!("cannot resolve {}", url.authority)))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
+    match tls {
+        Some(t) => {
+            let s = t.connect(stream, url.host())?;
+            exchange(s, method, url, headers, body)
+        }
+        None => exchange(stream, method, url, headers, body),
+    }
+}
+
+/// Write the request to `stream` and read the response head.
+fn exchange<S: Read + Write + 'static>(
+    mut stream: S,
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &str)],
+    body: ReqBody<'_>,
+) -> io::Result<ClientResponse> {
     let mut head = format!(
         "{method} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: coracle\r\nConnection: close\r\n",
         url.path, url.authority
@@ -198,7 +233,7 @@ pub fn request(
     read_response(stream, method == "HEAD")
 }
 
-fn read_response(mut stream: TcpStream, head_only: bool) -> io::Result<ClientResponse> {
+fn read_response<S: Read + 'static>(mut stream: S, head_only: bool) -> io::Result<ClientResponse> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     let (status, headers, framing, used) = loop {

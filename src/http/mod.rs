@@ -10,4 +10,7 @@ pub mod limits;
 pub mod query;
 pub mod request;
 pub mod response;
+pub mod tls_client;
+#[cfg(feature = "tls")]
+pub mod tls_verify;
 pub mod websocket;
