@@ -80,39 +80,6 @@ fn source_path() -> std::path::PathBuf {
     "/proc/self/exe".into()
 }
 
-/// Unit tests launch `--init` containers from the test harness itself:
-/// libtest owns its `main`, so init mode is dispatched from an ELF
-/// constructor (glibc passes argc/argv to `.init_array` entries), before
-/// libtest sees the arguments. This keeps the tests independent of where
-/// cargo put the daemon binary, or whether it built it at all.
-#[cfg(all(test, target_env = "gnu"))]
-mod test_harness_init_mode {
-    use std::ffi::CStr;
-
-    extern "C" fn dispatch(argc: libc::c_int, argv: *const *const libc::c_char) {
-        if argc < 2 || argv.is_null() {
-            return;
-        }
-        let count = usize::try_from(argc).unwrap_or(0);
-        let args: Vec<String> = (1..count)
-            .map(|i| {
-                // SAFETY: glibc hands `.init_array` entries the process's
-                // argv: `argc` valid NUL-terminated strings.
-                unsafe { CStr::from_ptr(*argv.add(i)) }
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        if args.first().map(String::as_str) == Some(super::INIT_FLAG) {
-            super::main(&args);
-        }
-    }
-
-    #[used]
-    #[link_section = ".init_array"]
-    static DISPATCH: extern "C" fn(libc::c_int, *const *const libc::c_char) = dispatch;
-}
-
 /// In the container's first process, after every setup step: exec the
 /// sealed binary in init mode. `err_fd` (the launch error pipe) is passed
 /// on so that the pipe still reports the program's exec, not init's.
@@ -302,4 +269,33 @@ fn supervise(child: Pid, set: &SigSet) -> ! {
 fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns; nothing to flush in init.
     unsafe { libc::_exit(code) }
+}
+
+/// Unit tests launch `--init` containers from the test harness itself:
+/// libtest owns its `main`, so init mode is dispatched from an ELF
+/// constructor (an `.init_array` entry, run before libtest sees the
+/// arguments; they are read from /proc/self/cmdline, as musl passes a
+/// constructor none). This keeps the tests independent of where cargo put
+/// the daemon binary, or whether it built it at all.
+#[cfg(test)]
+mod test_harness_init_mode {
+    extern "C" fn dispatch() {
+        let Ok(raw) = std::fs::read("/proc/self/cmdline") else {
+            return;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .skip(1)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().map(String::as_str) == Some(super::INIT_FLAG) {
+            // cmdline ends with a NUL: drop the empty last piece.
+            let end = args.len() - usize::from(args.last().is_some_and(String::is_empty));
+            super::main(&args[..end]);
+        }
+    }
+
+    #[used]
+    #[link_section = ".init_array"]
+    static DISPATCH: extern "C" fn() = dispatch;
 }
