@@ -706,6 +706,51 @@ fn run_steps() {
     d.remove_all_containers();
     let _ = std::fs::remove_dir_all(&keep);
 
+    // The request's settings reach the RUN container: extra hosts, the
+    // network mode, the memory limit.
+    let opts = context(
+        "build-opts",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN grep myhost /etc/hosts > /hosts; ls /sys/class/net > /nets; \
+             cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem 2>/dev/null; true\n",
+        )],
+    );
+    let o = docker_build(
+        &d,
+        &[
+            "-t",
+            "optsimg",
+            "--add-host",
+            "myhost:10.1.2.3",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            opts.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = d.docker(&["run", "--rm", "optsimg", "cat", "/hosts", "/nets", "/mem"]);
+    let r = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert_eq!(r, "10.1.2.3\tmyhost\nlo\n67108864\n", "{r}");
+    let _ = std::fs::remove_dir_all(&opts);
+
+    // USER and WORKDIR apply to RUN; a RUN right after metadata steps
+    // (the stream once stalled there: a pull that wrote nothing).
+    let user = context(
+        "build-user",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nWORKDIR /w\nUSER 1000\nRUN id -u > /tmp/uid; pwd >> /tmp/uid\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "userimg", user.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = d.docker(&["run", "--rm", "userimg", "cat", "/tmp/uid"]);
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "1000\n/w\n");
+    let _ = std::fs::remove_dir_all(&user);
+
     // /_ping answers while a RUN step sleeps.
     let slow = context(
         "build-slow",

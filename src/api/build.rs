@@ -265,6 +265,23 @@ struct BuildBody {
 }
 
 impl BuildBody {
+    /// The worker's messages: RUN requests served, the rest streamed.
+    fn handle(&mut self, engine: &mut Engine, me: ConnId, msgs: Vec<Value>, out: &mut Vec<u8>) {
+        for m in msgs {
+            if let Some(spec) = m.get("run") {
+                self.start_run(engine, me, spec);
+            } else if let Some(id) = m.get("remove").and_then(Value::as_str) {
+                if let Err(e) = engine.container_remove(id, true) {
+                    log::error!("build: removing intermediate container {id}: {e}");
+                }
+            } else if let Some(v) = engine.build_message(m) {
+                if !self.quiet {
+                    line(out, &v);
+                }
+            }
+        }
+    }
+
     /// Serve a RUN request: the container created and started, or why not.
     fn start_run(&mut self, engine: &mut Engine, me: ConnId, spec: &Value) {
         match engine.build_run(spec) {
@@ -298,21 +315,16 @@ impl BodySource<Engine> for BuildBody {
         if self.done {
             return Pull::End;
         }
-        let mut msgs = std::mem::take(&mut self.backlog);
-        msgs.extend(engine.workers.take_messages(self.worker));
-        let any = !msgs.is_empty();
-        for m in msgs {
-            if let Some(spec) = m.get("run") {
-                self.start_run(engine, me, spec);
-            } else if let Some(id) = m.get("remove").and_then(Value::as_str) {
-                if let Err(e) = engine.container_remove(id, true) {
-                    log::error!("build: removing intermediate container {id}: {e}");
-                }
-            } else if let Some(v) = engine.build_message(m) {
-                if !self.quiet {
-                    line(out, &v);
-                }
+        // Every message now: a pull that writes nothing must not say Data
+        // (nothing would pull again while the worker waits for an answer).
+        let before = out.len();
+        for _ in 0..64 {
+            let mut msgs = std::mem::take(&mut self.backlog);
+            msgs.extend(engine.workers.take_messages(self.worker));
+            if msgs.is_empty() {
+                break;
             }
+            self.handle(engine, me, msgs, out);
         }
         if let Some(id) = &self.running {
             if let Some((code, upper)) = engine.build_run_exit(id) {
@@ -321,7 +333,7 @@ impl BodySource<Engine> for BuildBody {
                 self.answer(&json!({"exit": code, "upper": upper}));
             }
         }
-        if any {
+        if out.len() > before {
             return Pull::Data;
         }
         if self.running.is_some() {
