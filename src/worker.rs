@@ -99,7 +99,21 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
-        self.start(owner, false, job)
+        self.start(owner, false, None, job)
+    }
+
+    /// As `spawn`, with one more descriptor of the daemon's kept open in the
+    /// worker (a build's RUN answers pipe).
+    pub fn spawn_keeping<F>(
+        &mut self,
+        owner: Wake,
+        keep: std::os::fd::RawFd,
+        job: F,
+    ) -> io::Result<WorkerId>
+    where
+        F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
+    {
+        self.start(owner, false, Some(keep), job)
     }
 
     /// Fork a worker whose output is a raw byte stream (an archive) read with
@@ -108,10 +122,16 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
-        self.start(owner, true, job)
+        self.start(owner, true, None, job)
     }
 
-    fn start<F>(&mut self, owner: Wake, raw: bool, job: F) -> io::Result<WorkerId>
+    fn start<F>(
+        &mut self,
+        owner: Wake,
+        raw: bool,
+        keep: Option<std::os::fd::RawFd>,
+        job: F,
+    ) -> io::Result<WorkerId>
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
@@ -132,7 +152,7 @@ impl Workers {
                 }
                 drop(in_w);
                 drop(out_r);
-                let code = run_child(in_r, out_w, raw, job);
+                let code = run_child(in_r, out_w, raw, keep, job);
                 // SAFETY: leave without running the parent's atexit handlers
                 // or flushing its buffers a second time.
                 unsafe { libc::_exit(code) }
@@ -354,7 +374,13 @@ impl Workers {
     }
 }
 
-fn run_child<F>(input: OwnedFd, output: OwnedFd, raw: bool, job: F) -> i32
+fn run_child<F>(
+    input: OwnedFd,
+    output: OwnedFd,
+    raw: bool,
+    keep: Option<std::os::fd::RawFd>,
+    job: F,
+) -> i32
 where
     F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
 {
@@ -365,7 +391,7 @@ where
     let (keep_in, keep_out) = (input.as_raw_fd(), output.as_raw_fd());
     // Drop every inherited socket so clients see their connections close
     // when the daemon closes them, not when this worker exits.
-    close_fds_except(&[0, 1, 2, keep_in, keep_out]);
+    close_fds_except(&[0, 1, 2, keep_in, keep_out, keep.unwrap_or(-1)]);
     let mut reporter = Reporter { out: output };
     let (msg, code) = match job(input, &mut reporter) {
         Ok(v) => (serde_json::json!({ "ok": v }), 0),

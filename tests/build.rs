@@ -1,7 +1,7 @@
-//! `docker build` (issue 17): what the daemon does today. The context is
-//! streamed into a worker, extracted, its Dockerfile found and parsed (with
-//! dockerd's errors); the steps do not run yet (501). The parser's own
-//! tests are unit tests in src/build/tests.rs.
+//! `docker build` (issue 17): the context is streamed into a worker,
+//! extracted, its Dockerfile found and parsed (with dockerd's errors), each
+//! step committed; RUN steps run in containers the daemon starts for the
+//! worker. The parser's own tests are unit tests in src/build/tests.rs.
 
 mod common;
 
@@ -434,8 +434,31 @@ fn stream_format_raw() {
         serde_json::json!({"stream": "Step 3/3 : RUN false\n"})
     );
     let last = lines.last().unwrap();
-    assert!(last["error"].is_string(), "{last}");
-    assert_eq!(last["errorDetail"]["message"], last["error"]);
+    let m = "The command '/bin/sh -c false' returned a non-zero code: 1";
+    assert_eq!(
+        *last,
+        serde_json::json!({"errorDetail": {"code": 1, "message": m}, "error": m})
+    );
+    assert!(
+        lines[5]["stream"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(" ---> Running in ") && s.len() == 30),
+        "{text}"
+    );
+    // rm without forcerm keeps a failed step's container, as dockerd.
+    assert!(!text.contains("Removing intermediate"), "{text}");
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).lines().count(), 1);
+    d.remove_all_containers();
+    // forcerm removes it too.
+    let r = d.request_bytes("POST", "/build?forcerm=1", &ct, Some(&tar));
+    assert!(
+        r.text().contains("Removing intermediate container"),
+        "{}",
+        r.text()
+    );
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(String::from_utf8_lossy(&ps.stdout), "");
     let _ = std::fs::remove_dir_all(&ctx);
 
     // A raw client's context: the daemon applies `.dockerignore` itself
@@ -579,7 +602,190 @@ except docker.errors.BuildError as e:
     assert!(streams.contains("Successfully tagged pyimg:1"), "{streams}");
     let second = lines.next().unwrap();
     let msg = second["raised"].as_str().unwrap_or("");
-    assert!(msg.contains("RUN"), "{second}");
+    assert_eq!(
+        msg, "The command '/bin/sh -c false' returned a non-zero code: 1",
+        "{second}"
+    );
     let _ = std::fs::remove_dir_all(&ctx);
     let _ = std::fs::remove_dir_all(&bad);
+}
+
+/// RUN in both forms, with an ARG and an ENV, its file read by a later
+/// stage's COPY --from; the cache; `rm`; the loop stays responsive.
+#[test]
+fn run_steps() {
+    let mut d = Daemon::with_busybox();
+    d.has_containers = true;
+    let df = "FROM busybox AS b\n\
+              ARG GREETING=hello\n\
+              ENV WHO=world\n\
+              RUN echo \"$GREETING $WHO\" > /msg && echo built-out && echo to-err >&2\n\
+              RUN [\"/bin/sh\", \"-c\", \"echo json >> /msg\"]\n\
+              FROM busybox\n\
+              COPY --from=b /msg /msg\n\
+              CMD [\"cat\", \"/msg\"]\n";
+    let ctx = context("build-run", &[("Dockerfile", df)]);
+    let dir = ctx.to_str().unwrap();
+    let o = docker_build(&d, &["-t", "runimg", "--build-arg", "GREETING=hi", dir]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log_text()
+    );
+    assert_eq!(out.matches(" ---> Running in ").count(), 2, "{out}");
+    assert_eq!(
+        out.matches("Removing intermediate container ").count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("\nbuilt-out\n"), "{out}");
+    assert!(out.contains("\nto-err\n"), "{out}");
+    let r = d.docker(&["run", "--rm", "runimg"]);
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "hi world\njson\n");
+    let ps = d.docker(&["ps", "-aq"]);
+    assert_eq!(String::from_utf8_lossy(&ps.stdout), "", "rm is the default");
+
+    // The second build: every step from the cache; the first stage's
+    // history as dockerd writes it.
+    let o = docker_build(&d, &["-t", "runimg2", "--build-arg", "GREETING=hi", dir]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert_eq!(out.matches(" ---> Using cache").count(), 6, "{out}");
+    assert!(!out.contains("Running in"), "{out}");
+    let o = docker_build(
+        &d,
+        &[
+            "-t",
+            "stageb",
+            "--target",
+            "b",
+            "--build-arg",
+            "GREETING=hi",
+            dir,
+        ],
+    );
+    assert!(o.status.success());
+    let h = d.docker(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}",
+        "stageb",
+    ]);
+    let h = String::from_utf8_lossy(&h.stdout).into_owned();
+    let mut lines = h.lines();
+    assert_eq!(
+        lines.next(),
+        Some("|1 GREETING=hi /bin/sh -c echo json >> /msg"),
+        "{h}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some("|1 GREETING=hi /bin/sh -c echo \"$GREETING $WHO\" > /msg && echo built-out && echo to-err >&2"),
+        "{h}"
+    );
+    let _ = std::fs::remove_dir_all(&ctx);
+
+    // rm=0 keeps the step's container (exited 0).
+    let ct = [("Content-Type", "application/x-tar")];
+    let keep = context(
+        "build-keep",
+        &[("Dockerfile", "FROM busybox\nRUN echo kept > /k\n")],
+    );
+    let r = d.request_bytes("POST", "/build?rm=0", &ct, Some(&tar_of(&keep, false)));
+    assert!(r.text().contains("\"aux\""), "{}", r.text());
+    assert!(!r.text().contains("Removing intermediate"), "{}", r.text());
+    let ps = d.docker(&["ps", "-a", "--format", "{{.Status}}"]);
+    let ps = String::from_utf8_lossy(&ps.stdout).into_owned();
+    assert!(
+        ps.starts_with("Exited (0)") && ps.lines().count() == 1,
+        "{ps}"
+    );
+    d.remove_all_containers();
+    let _ = std::fs::remove_dir_all(&keep);
+
+    // The request's settings reach the RUN container: extra hosts, the
+    // network mode, the memory limit.
+    let opts = context(
+        "build-opts",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN grep myhost /etc/hosts > /hosts; ls /sys/class/net > /nets; \
+             cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes > /mem 2>/dev/null; true\n",
+        )],
+    );
+    let o = docker_build(
+        &d,
+        &[
+            "-t",
+            "optsimg",
+            "--add-host",
+            "myhost:10.1.2.3",
+            "--network",
+            "none",
+            "--memory",
+            "64m",
+            opts.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = d.docker(&["run", "--rm", "optsimg", "cat", "/hosts", "/nets", "/mem"]);
+    let r = String::from_utf8_lossy(&r.stdout).into_owned();
+    assert_eq!(r, "10.1.2.3\tmyhost\nlo\n67108864\n", "{r}");
+    let _ = std::fs::remove_dir_all(&opts);
+
+    // USER and WORKDIR apply to RUN; a RUN right after metadata steps
+    // (the stream once stalled there: a pull that wrote nothing).
+    let user = context(
+        "build-user",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nWORKDIR /w\nUSER 1000\nRUN id -u > /tmp/uid; pwd >> /tmp/uid\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "userimg", user.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = d.docker(&["run", "--rm", "userimg", "cat", "/tmp/uid"]);
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "1000\n/w\n");
+    let _ = std::fs::remove_dir_all(&user);
+
+    // /_ping answers while a RUN step sleeps.
+    let slow = context(
+        "build-slow",
+        &[("Dockerfile", "FROM busybox\nRUN sleep 2\n")],
+    );
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "--no-cache"])
+        .arg(&slow)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let begin = std::time::Instant::now();
+    let mut running = false;
+    let mut slowest = std::time::Duration::ZERO;
+    while begin.elapsed() < std::time::Duration::from_secs(20) {
+        let t = std::time::Instant::now();
+        let r = d.request("GET", "/_ping", None);
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(r.status, 200);
+        let ps = d.request("GET", "/containers/json", None);
+        running |= ps.json().as_array().is_some_and(|a| !a.is_empty());
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(running, "the RUN container was never seen running");
+    assert!(
+        slowest < std::time::Duration::from_millis(250),
+        "/_ping took {slowest:?} during a build"
+    );
+    let _ = std::fs::remove_dir_all(&slow);
 }

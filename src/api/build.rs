@@ -4,9 +4,11 @@
 
 use super::error::ApiError;
 use super::Call;
+use crate::build::context::BuildError;
 use crate::build::dockerfile::BUILDKIT_HINT;
 use serde_json::{json, Value};
 
+use crate::build::run::RunOptions;
 use crate::engine::build::{BuildOptions, READY};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -102,16 +104,69 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         labels: pairs(call, "labels")?,
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
+        run: run_options(call)?,
     };
     let tags = opts.tags.clone();
     let quiet = q.bool("q");
-    let worker = call.engine.build_start(call.conn, opts)?;
+    let (worker, answers) = call.engine.build_start(call.conn, opts)?;
     Ok(Begin::Sink(Box::new(BuildSink {
         worker,
         broken: false,
         tags,
         quiet,
+        answers,
     })))
+}
+
+/// An integer query parameter (0 when absent).
+fn int(call: &Call, key: &str) -> Result<i64, ApiError> {
+    match call.req.query.get(key).filter(|v| !v.is_empty()) {
+        None => Ok(0),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::InvalidParameter(format!("invalid {key}: {v}"))),
+    }
+}
+
+/// What RUN containers get: `rm` (default true), `forcerm`, and the
+/// HostConfig of `networkmode`, the resource limits and `extrahosts`.
+fn run_options(call: &Call) -> Result<RunOptions, ApiError> {
+    let q = &call.req.query;
+    let network = match q.get("networkmode").unwrap_or("") {
+        "" | "default" => "bridge",
+        n => n,
+    };
+    let mut hc = serde_json::Map::new();
+    hc.insert("NetworkMode".into(), json!(network));
+    for (param, field) in [
+        ("memory", "Memory"),
+        ("memswap", "MemorySwap"),
+        ("cpushares", "CpuShares"),
+        ("cpuperiod", "CpuPeriod"),
+        ("cpuquota", "CpuQuota"),
+        ("shmsize", "ShmSize"),
+    ] {
+        let v = int(call, param)?;
+        if v != 0 {
+            hc.insert(field.into(), json!(v));
+        }
+    }
+    if let Some(c) = q.get("cpusetcpus").filter(|c| !c.is_empty()) {
+        hc.insert("CpusetCpus".into(), json!(c));
+    }
+    let hosts: Vec<&str> = q
+        .get_all("extrahosts")
+        .flat_map(|h| h.split(','))
+        .filter(|h| !h.is_empty())
+        .collect();
+    if !hosts.is_empty() {
+        hc.insert("ExtraHosts".into(), json!(hosts));
+    }
+    Ok(RunOptions {
+        rm: q.get("rm").is_none_or(|v| v.is_empty() || q.bool("rm")),
+        forcerm: q.bool("forcerm"),
+        host_config: Value::Object(hc),
+    })
 }
 
 /// The context fed into the build worker.
@@ -120,6 +175,7 @@ struct BuildSink {
     broken: bool,
     tags: Vec<String>,
     quiet: bool,
+    answers: std::fs::File,
 }
 
 impl BodySink<Engine> for BuildSink {
@@ -144,6 +200,7 @@ impl BodySink<Engine> for BuildSink {
             worker: self.worker,
             tags: self.tags,
             quiet: self.quiet,
+            answers: Some(self.answers),
         }))
     }
 
@@ -158,13 +215,19 @@ struct BuildStart {
     worker: WorkerId,
     tags: Vec<String>,
     quiet: bool,
+    answers: Option<std::fs::File>,
 }
 
 impl Pending<Engine> for BuildStart {
     fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
         let mut msgs = engine.workers.take_messages(self.worker).into_iter();
         if msgs.any(|m| m.get(READY).is_some()) {
+            let Some(answers) = self.answers.take() else {
+                return Some(ApiError::Internal("the build started twice".into()).into_response());
+            };
             let body = BuildBody {
+                answers,
+                running: None,
                 worker: self.worker,
                 tags: std::mem::take(&mut self.tags),
                 backlog: msgs.collect(),
@@ -186,8 +249,13 @@ impl Pending<Engine> for BuildStart {
     }
 }
 
-/// The build's output stream, dockerd's JSON messages one a line.
+/// The build's output stream, dockerd's JSON messages one a line; RUN
+/// requests from the worker are served here (create, start, wait for the
+/// exit, remove) and answered on its answers pipe.
 struct BuildBody {
+    answers: std::fs::File,
+    /// The RUN container running now.
+    running: Option<String>,
     worker: WorkerId,
     tags: Vec<String>,
     backlog: Vec<Value>,
@@ -196,28 +264,83 @@ struct BuildBody {
     quiet: bool,
 }
 
+impl BuildBody {
+    /// The worker's messages: RUN requests served, the rest streamed.
+    fn handle(&mut self, engine: &mut Engine, me: ConnId, msgs: Vec<Value>, out: &mut Vec<u8>) {
+        for m in msgs {
+            if let Some(spec) = m.get("run") {
+                self.start_run(engine, me, spec);
+            } else if let Some(id) = m.get("remove").and_then(Value::as_str) {
+                if let Err(e) = engine.container_remove(id, true) {
+                    log::error!("build: removing intermediate container {id}: {e}");
+                }
+            } else if let Some(v) = engine.build_message(m) {
+                if !self.quiet {
+                    line(out, &v);
+                }
+            }
+        }
+    }
+
+    /// Serve a RUN request: the container created and started, or why not.
+    fn start_run(&mut self, engine: &mut Engine, me: ConnId, spec: &Value) {
+        match engine.build_run(spec) {
+            Ok((id, log)) => {
+                engine.containers.waiters.insert(me);
+                self.answer(&json!({"started": id, "log": log}));
+                self.running = Some(id);
+            }
+            Err(e) => self.answer(&json!({ "error": e })),
+        }
+    }
+
+    /// One answer line to the worker (short: the pipe never fills).
+    fn answer(&mut self, v: &Value) {
+        use std::io::Write;
+        let mut l = v.to_string().into_bytes();
+        l.push(b'\n');
+        if let Err(e) = self.answers.write_all(&l) {
+            log::error!("build: answering the worker: {e}");
+        }
+    }
+}
+
 fn line(out: &mut Vec<u8>, v: &Value) {
     out.extend_from_slice(v.to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
 impl BodySource<Engine> for BuildBody {
-    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
+    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
         if self.done {
             return Pull::End;
         }
-        let mut msgs = std::mem::take(&mut self.backlog);
-        msgs.extend(engine.workers.take_messages(self.worker));
-        let any = !msgs.is_empty();
-        for m in msgs {
-            if let Some(v) = engine.build_message(m) {
-                if !self.quiet {
-                    line(out, &v);
-                }
+        // Every message now: a pull that writes nothing must not say Data
+        // (nothing would pull again while the worker waits for an answer).
+        let before = out.len();
+        for _ in 0..64 {
+            let mut msgs = std::mem::take(&mut self.backlog);
+            msgs.extend(engine.workers.take_messages(self.worker));
+            if msgs.is_empty() {
+                break;
+            }
+            self.handle(engine, me, msgs, out);
+        }
+        if let Some(id) = &self.running {
+            if let Some((code, upper)) = engine.build_run_exit(id) {
+                engine.containers.waiters.remove(&me);
+                self.running = None;
+                self.answer(&json!({"exit": code, "upper": upper}));
             }
         }
-        if any {
+        if out.len() > before {
             return Pull::Data;
+        }
+        if self.running.is_some() {
+            // Woken at the exit (a container waiter); the output may close
+            // a little later.
+            let soon = std::time::Instant::now() + std::time::Duration::from_millis(20);
+            return Pull::Wait(Some(soon));
         }
         let Some(outcome) = engine.workers.take_outcome(self.worker) else {
             return Pull::Wait(None);
@@ -243,6 +366,12 @@ impl BodySource<Engine> for BuildBody {
                     );
                 }
             }
+            Err(BuildError::RunFailed { code, message }) => {
+                line(
+                    out,
+                    &json!({"errorDetail": {"code": code, "message": message}, "error": message}),
+                );
+            }
             Err(e) => {
                 let m = e.to_string();
                 line(out, &json!({"errorDetail": {"message": m}, "error": m}));
@@ -251,7 +380,11 @@ impl BodySource<Engine> for BuildBody {
         Pull::Data
     }
 
-    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        if let Some(id) = self.running.take() {
+            engine.containers.waiters.remove(&me);
+            let _ = engine.container_remove(&id, true);
+        }
         if !self.done {
             engine.workers.kill(self.worker);
             engine.images.abort_worker();

@@ -143,6 +143,7 @@ impl From<crate::build::context::BuildError> for ApiError {
                 ApiError::InvalidParameter(e.to_string())
             }
             B::Internal(m) => ApiError::Internal(m),
+            B::RunFailed { message, .. } => ApiError::Internal(message),
         }
     }
 }

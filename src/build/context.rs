@@ -29,6 +29,8 @@ pub enum BuildError {
     BadContext(String),
     /// Ours: the disk, the worker. 500.
     Internal(String),
+    /// A RUN step's command exited non-zero (the stream's errorDetail code).
+    RunFailed { code: i32, message: String },
 }
 
 impl fmt::Display for BuildError {
@@ -36,6 +38,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::NoDockerfile(n) => write!(f, "Cannot locate specified Dockerfile: {n}"),
             BuildError::Invalid(m) | BuildError::Internal(m) => f.write_str(m),
+            BuildError::RunFailed { message, .. } => f.write_str(message),
             BuildError::BadContext(m) => write!(f, "failed to read the build context: {m}"),
         }
     }

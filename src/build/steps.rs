@@ -1,8 +1,8 @@
 //! The steps of a build that need no container, worker side: FROM, the
 //! metadata instructions and COPY/ADD of context files. Each step is a
 //! commit (`image::commit`) of a scratch upper dir (empty for metadata)
-//! on the previous image, reported as it is made. RUN needs a container
-//! run by the engine and is refused for now.
+//! on the previous image, reported as it is made. RUN's container is run
+//! by the daemon (`build::run`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::context::BuildError;
 use super::copy::{checksum, copy_into, numeric_owner, Copy};
 use super::dockerfile::{CmdLine, Command, Dockerfile, Instruction};
+use super::run::{run_step, Answers, RunOptions};
 use super::shellwords::{process_word, process_words};
 use crate::image::archive_load::LoadSummary;
 use crate::image::commit::{commit_container, CommitOptions};
@@ -46,6 +47,10 @@ pub struct StepEnv<'a> {
     pub built: Vec<ImageRec>,
     /// The stages done: (name, ID, config), for FROM and COPY --from.
     pub stages: Vec<(Option<String>, String, Value)>,
+    /// RUN containers' settings.
+    pub run: RunOptions,
+    /// The daemon's answers to RUN requests (None: RUN cannot be served).
+    pub answers: Option<Answers>,
 }
 
 fn say(env: &mut StepEnv, text: String) {
@@ -62,12 +67,13 @@ fn invalid(e: impl ToString) -> BuildError {
 }
 
 /// One stage's state.
-struct State {
-    id: String,
-    image: Value,
-    config: Map<String, Value>,
-    vars: Vec<(String, String)>,
-    shell: Vec<String>,
+pub struct State {
+    pub id: String,
+    pub image: Value,
+    pub config: Map<String, Value>,
+    /// ARG values declared so far.
+    pub vars: Vec<(String, String)>,
+    pub shell: Vec<String>,
 }
 
 /// Run every stage up to the target; the final image's ID.
@@ -203,11 +209,7 @@ fn step(
     let argv_json = |c: &CmdLine, shell: &[String]| json!(c.argv(shell)).to_string();
     let change = match &ins.command {
         Command::From { .. } => return Err(invalid("FROM inside a stage")),
-        Command::Run(_) => {
-            return Err(BuildError::Invalid(
-                "RUN is not supported by this daemon's builder yet (issue 17)".into(),
-            ))
-        }
+        Command::Run(c) => return run_step(env, st, c.argv(&st.shell)),
         Command::Cmd(c) => format!("CMD {}", argv_json(c, &st.shell)),
         Command::Entrypoint(c) => format!("ENTRYPOINT {}", argv_json(c, &st.shell)),
         Command::Shell(v) => {
@@ -397,7 +399,7 @@ fn is_child(parent: &Value, cand: &Value, key: &str) -> bool {
 
 /// The classic builder's cache: an image already made from this parent by
 /// this instruction (and, for COPY/ADD, these contents).
-fn cache_hit(env: &mut StepEnv, st: &mut State, key: &str) -> bool {
+pub(super) fn cache_hit(env: &mut StepEnv, st: &mut State, key: &str) -> bool {
     if env.nocache {
         return false;
     }
@@ -423,7 +425,7 @@ fn cache_hit(env: &mut StepEnv, st: &mut State, key: &str) -> bool {
 }
 
 /// Commit the state's config (and `upper`'s files) as a child image.
-fn commit(
+pub(super) fn commit(
     env: &mut StepEnv,
     st: &mut State,
     upper: Option<&Path>,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::Engine;
 use crate::build::context::{receive, BuildError};
+use crate::build::run::{Answers, RunOptions};
 use crate::build::steps::{run, StepEnv};
 use crate::image::archive_load::LoadSummary;
 use crate::image::reference::Reference;
@@ -22,6 +23,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     pub target: String,
     pub nocache: bool,
+    /// RUN containers' settings (`rm`, `forcerm`, the HostConfig).
+    pub run: RunOptions,
 }
 
 fn wire(e: BuildError) -> Value {
@@ -38,55 +41,96 @@ impl Engine {
         &mut self,
         conn: ConnId,
         opts: BuildOptions,
-    ) -> Result<WorkerId, BuildError> {
+    ) -> Result<(WorkerId, std::fs::File), BuildError> {
         for t in &opts.tags {
             Reference::parse(t).map_err(|e| BuildError::Invalid(e.to_string()))?;
         }
+        // The daemon's answers to RUN requests: the worker blocks on the
+        // read end; the loop writes short lines (never near a pipe's size).
+        let (ans_r, ans_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| BuildError::Internal(e.to_string()))?;
+        nix::fcntl::fcntl(
+            &ans_w,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+        let keep = std::os::fd::AsRawFd::as_raw_fd(&ans_r);
+        let answers = std::fs::File::from(ans_r);
         let layout = self.images.layout().clone();
         let images = &self.images;
-        let spawned = self.workers.spawn(Wake::Conn(conn), |input, rep| {
-            let dir = layout
-                .new_temp_dir()
-                .map_err(|e| wire(BuildError::Internal(e.to_string())))?;
-            let input = std::io::BufReader::with_capacity(64 * 1024, input);
-            let result = receive(input, &dir, &opts.dockerfile).and_then(|(r, df)| {
-                let _ = rep.send(&json!({ READY: true }));
-                let resolve = |name: &str| {
-                    images
-                        .resolve(name)
-                        .map(|i| (i.id.clone(), i.config.clone()))
-                        .map_err(|e| e.to_string())
-                };
-                let known = |pred: &mut dyn FnMut(&str, &Value) -> bool| {
-                    images
-                        .images()
-                        .find(|i| pred(&i.id, &i.config))
-                        .map(|i| (i.id.clone(), i.config.clone()))
-                };
-                let mut report = |v: Value| {
-                    let _ = rep.send(&v);
-                };
-                let mut env = StepEnv {
-                    layout: &layout,
-                    resolve: &resolve,
-                    report: &mut report,
-                    buildargs: opts.buildargs.clone(),
-                    labels: opts.labels.clone(),
-                    target: opts.target.clone(),
-                    context: r.root(),
-                    nocache: opts.nocache,
-                    known: &known,
-                    built: Vec::new(),
-                    stages: Vec::new(),
-                };
-                run(&df, &mut env)
+        let spawned = self
+            .workers
+            .spawn_keeping(Wake::Conn(conn), keep, |input, rep| {
+                let dir = layout
+                    .new_temp_dir()
+                    .map_err(|e| wire(BuildError::Internal(e.to_string())))?;
+                let input = std::io::BufReader::with_capacity(64 * 1024, input);
+                let result = receive(input, &dir, &opts.dockerfile).and_then(|(r, df)| {
+                    let _ = rep.send(&json!({ READY: true }));
+                    let resolve = |name: &str| {
+                        images
+                            .resolve(name)
+                            .map(|i| (i.id.clone(), i.config.clone()))
+                            .map_err(|e| e.to_string())
+                    };
+                    let known = |pred: &mut dyn FnMut(&str, &Value) -> bool| {
+                        images
+                            .images()
+                            .find(|i| pred(&i.id, &i.config))
+                            .map(|i| (i.id.clone(), i.config.clone()))
+                    };
+                    let mut report = |v: Value| {
+                        let _ = rep.send(&v);
+                    };
+                    let mut env = StepEnv {
+                        layout: &layout,
+                        resolve: &resolve,
+                        report: &mut report,
+                        buildargs: opts.buildargs.clone(),
+                        labels: opts.labels.clone(),
+                        target: opts.target.clone(),
+                        context: r.root(),
+                        nocache: opts.nocache,
+                        known: &known,
+                        built: Vec::new(),
+                        stages: Vec::new(),
+                        run: opts.run.clone(),
+                        answers: Some(Answers::new(answers)),
+                    };
+                    run(&df, &mut env)
+                });
+                let _ = std::fs::remove_dir_all(&dir);
+                result.map(|id| json!(id)).map_err(wire)
             });
-            let _ = std::fs::remove_dir_all(&dir);
-            result.map(|id| json!(id)).map_err(wire)
-        });
         let worker = spawned.map_err(|e| BuildError::Internal(e.to_string()))?;
         self.images.begin_worker();
-        Ok(worker)
+        Ok((worker, std::fs::File::from(ans_w)))
+    }
+
+    /// A RUN step's container: created from the worker's create body and
+    /// started; its ID and log file.
+    pub fn build_run(&mut self, spec: &Value) -> Result<(String, String), String> {
+        let body = spec.to_string();
+        let (id, _warnings) = self
+            .container_create(body.as_bytes(), None)
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.container_start(&id) {
+            let _ = self.container_remove(&id, true);
+            return Err(e.to_string());
+        }
+        let log = self.container_dirs.log_path(&id);
+        Ok((id, log.to_string_lossy().into_owned()))
+    }
+
+    /// A RUN container's exit code once it has exited and its output is
+    /// all in its log; its upper dir (the step's layer).
+    pub fn build_run_exit(&self, id: &str) -> Option<(i32, String)> {
+        let upper = self.container_dirs.upper(id).to_string_lossy().into_owned();
+        let Some(e) = self.containers.get(id) else {
+            return Some((-1, upper));
+        };
+        let done = e.live.is_none() && e.exits > 0 && !self.outputs.is_open(id);
+        done.then_some((e.c.state.exit_code, upper))
     }
 
     /// A message of the build worker: an image record is indexed (None),
