@@ -6,6 +6,7 @@ use super::error::ApiError;
 use super::Call;
 use crate::build::context::BuildError;
 use crate::build::dockerfile::BUILDKIT_HINT;
+use crate::streams::job::feed_worker;
 use serde_json::{json, Value};
 
 use crate::build::run::RunOptions;
@@ -180,18 +181,7 @@ struct BuildSink {
 
 impl BodySink<Engine> for BuildSink {
     fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        if self.broken {
-            return Ok(data.len());
-        }
-        match engine.workers.write_input(self.worker, data) {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                // The worker stopped reading (a bad context): drain the rest.
-                self.broken = true;
-                engine.workers.close_input(self.worker);
-                Ok(data.len())
-            }
-        }
+        Ok(feed_worker(engine, self.worker, &mut self.broken, data))
     }
 
     fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {

@@ -6,6 +6,23 @@ use crate::engine::{Engine, Response};
 use crate::reply::{BodySink, ConnId, Pending};
 use crate::worker::{Outcome, WorkerId};
 
+/// Feed `data` into a worker's stdin. When the worker has stopped reading
+/// (it failed early) `broken` is set and the rest of the body is drained,
+/// so the client can read the error. Every upload sink writes through this.
+pub fn feed_worker(engine: &mut Engine, worker: WorkerId, broken: &mut bool, data: &[u8]) -> usize {
+    if *broken {
+        return data.len();
+    }
+    match engine.workers.write_input(worker, data) {
+        Ok(n) => n,
+        Err(_) => {
+            *broken = true;
+            engine.workers.close_input(worker);
+            data.len()
+        }
+    }
+}
+
 /// What a job's outcome becomes: the response (shaped by `api/`).
 pub type Finish = fn(&mut Engine, &Job, Outcome) -> Response;
 
@@ -21,17 +38,7 @@ pub struct JobSink {
 
 impl BodySink<Engine> for JobSink {
     fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        if self.broken {
-            return Ok(data.len());
-        }
-        match engine.workers.write_input(self.worker, data) {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                self.broken = true;
-                engine.workers.close_input(self.worker);
-                Ok(data.len())
-            }
-        }
+        Ok(feed_worker(engine, self.worker, &mut self.broken, data))
     }
 
     fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {

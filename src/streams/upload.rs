@@ -3,6 +3,7 @@
 //! and a response whose head waits for the first line of a raw worker's
 //! output (`GET /containers/{id}/archive`: the stat, then the tar).
 
+use super::job::feed_worker;
 use crate::engine::{Engine, Response};
 use crate::reply::{BodySink, ConnId, Pending};
 use crate::streams::worker_body::{WorkerAnswer, WorkerBody};
@@ -23,17 +24,7 @@ pub struct UploadSink {
 
 impl BodySink<Engine> for UploadSink {
     fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        if self.broken {
-            return Ok(data.len());
-        }
-        match engine.workers.write_input(self.worker, data) {
-            Ok(n) => Ok(n),
-            Err(_) => {
-                self.broken = true;
-                engine.workers.close_input(self.worker);
-                Ok(data.len())
-            }
-        }
+        Ok(feed_worker(engine, self.worker, &mut self.broken, data))
     }
 
     fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {
