@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::access::cidr::Cidr;
 use crate::access::tokens::Role;
+
+mod token_args;
 use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/coracle/daemon.json";
@@ -163,7 +165,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         return Ok(Command::CheckConfig);
     }
     if args.first().map(String::as_str) == Some("token") {
-        return parse_token_args(&args[1..]);
+        return token_args::parse(&args[1..]);
     }
     let mut f = Flags::default();
     let mut i = 0;
@@ -471,62 +473,6 @@ fn bool_flag(name: &str, inline: Option<&str>) -> Result<bool, String> {
         Some("false") => Ok(false),
         Some(v) => Err(format!("invalid value {v:?} for {name}")),
     }
-}
-
-/// `coracle token new NAME [--read-only] [--api-tokens FILE] [--config-file FILE]`:
-/// the file is the flag's, else daemon.json's `api-tokens`, else the default.
-fn parse_token_args(args: &[String]) -> Result<Command, String> {
-    const TOKEN_USAGE: &str =
-        "usage: coracle token new NAME [--read-only] [--api-tokens FILE] [--config-file FILE]";
-    if args.first().map(String::as_str) != Some("new") {
-        return Err(TOKEN_USAGE.into());
-    }
-    let (mut name, mut role, mut file, mut config) = (None, Role::Admin, None, None);
-    let mut it = args[1..].iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a.as_str(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or(TOKEN_USAGE)
-        };
-        match flag {
-            "--read-only" => role = Role::ReadOnly,
-            "--api-tokens" => file = Some(value()?),
-            "--config-file" => config = Some(value()?),
-            s if !s.starts_with('-') && name.is_none() => name = Some(s.to_string()),
-            _ => return Err(TOKEN_USAGE.into()),
-        }
-    }
-    let name = name.ok_or(TOKEN_USAGE)?;
-    let file = match file {
-        Some(f) => f,
-        None => {
-            let explicit = config.is_some();
-            let path = config.unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
-            match std::fs::read_to_string(&path) {
-                Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-                    .map_err(|e| format!("invalid configuration file {path}: {e}"))?
-                    .get("api-tokens")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or(DEFAULT_TOKENS_FILE)
-                    .to_string(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                    DEFAULT_TOKENS_FILE.to_string()
-                }
-                Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
-            }
-        }
-    };
-    Ok(Command::TokenNew {
-        file: PathBuf::from(file),
-        name,
-        role,
-    })
 }
 
 #[cfg(test)]
