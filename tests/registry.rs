@@ -719,6 +719,12 @@ fn serve(
             return Ok(());
         }
         buf.extend_from_slice(&chunk[..n]);
+        // Not HTTP (the daemon's HTTPS try of an insecure registry): answer
+        // as an HTTP server does, at once.
+        if !buf[0].is_ascii_uppercase() {
+            client.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")?;
+            return Ok(());
+        }
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i;
         }

@@ -12,6 +12,10 @@ use super::request::BodyFraming;
 use super::tls_client::TlsClient;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// dockerd's `TLSHandshakeTimeout`: a peer that does not speak TLS (a plain
+/// HTTP proxy in front of an insecure registry that waits for a request
+/// head) fails the HTTPS try quickly, and the HTTP fallback follows.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest response head we accept.
 const HEAD_MAX: usize = 64 * 1024;
 
@@ -186,7 +190,10 @@ pub fn request_via(
     stream.set_write_timeout(Some(TIMEOUT))?;
     match tls {
         Some(t) => {
+            let handle = stream.try_clone()?;
+            handle.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
             let s = t.connect(stream, url.host())?;
+            handle.set_read_timeout(Some(TIMEOUT))?;
             exchange(s, method, url, headers, body)
         }
         None => exchange(stream, method, url, headers, body),
