@@ -102,22 +102,27 @@ pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<En
     }))))
 }
 
+/// A registry job's outcome decoded as its summary; any failure ends the
+/// job (`abort_pull`) and becomes the stream's error.
+fn job_summary<T: serde::de::DeserializeOwned>(
+    engine: &mut Engine,
+    outcome: Outcome,
+) -> Result<T, (String, Response)> {
+    let err = match outcome {
+        Outcome::Done(v) => match serde_json::from_value(v) {
+            Ok(summary) => return Ok(summary),
+            Err(e) => ApiError::Internal(format!("worker result: {e}")),
+        },
+        Outcome::Failed(v) => DistError::from_wire(v).into(),
+        Outcome::Died(m) => ApiError::Internal(m),
+    };
+    engine.abort_pull();
+    Err((err.to_string(), err.into_response()))
+}
+
 fn pull_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (String, Response)> {
     let fail = |e: ApiError| (e.to_string(), e.into_response());
-    let summary = match outcome {
-        Outcome::Done(v) => serde_json::from_value::<PullSummary>(v).map_err(|e| {
-            engine.abort_pull();
-            fail(ApiError::Internal(format!("worker result: {e}")))
-        })?,
-        Outcome::Failed(v) => {
-            engine.abort_pull();
-            return Err(fail(DistError::from_wire(v).into()));
-        }
-        Outcome::Died(m) => {
-            engine.abort_pull();
-            return Err(fail(ApiError::Internal(m)));
-        }
-    };
+    let summary: PullSummary = job_summary(engine, outcome)?;
     let newer = engine.finish_pull(&summary).map_err(|e| fail(e.into()))?;
     let first = summary
         .load
@@ -175,20 +180,7 @@ pub fn push(call: &mut super::Call) -> Result<Response, ApiError> {
 
 fn push_finish(engine: &mut Engine, outcome: Outcome) -> Result<Vec<Value>, (String, Response)> {
     let fail = |e: ApiError| (e.to_string(), e.into_response());
-    let summary = match outcome {
-        Outcome::Done(v) => serde_json::from_value::<PushSummary>(v).map_err(|e| {
-            engine.abort_pull();
-            fail(ApiError::Internal(format!("worker result: {e}")))
-        })?,
-        Outcome::Failed(v) => {
-            engine.abort_pull();
-            return Err(fail(DistError::from_wire(v).into()));
-        }
-        Outcome::Died(m) => {
-            engine.abort_pull();
-            return Err(fail(ApiError::Internal(m)));
-        }
-    };
+    let summary: PushSummary = job_summary(engine, outcome)?;
     engine.finish_push(&summary).map_err(|e| fail(e.into()))?;
     Ok(Vec::new())
 }
