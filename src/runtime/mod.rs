@@ -13,6 +13,7 @@ pub mod finish;
 pub mod init;
 pub mod inroot;
 pub mod launch;
+pub mod mount_options;
 pub mod mountinfo;
 pub mod mounts;
 pub mod netns;

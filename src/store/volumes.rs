@@ -100,7 +100,7 @@ impl VolumeStore {
         let data = self.data_dir(name);
         // dockerd's local driver: the `o` words as given, no defaults.
         let (flags, fs_data) =
-            crate::runtime::mounts::mount_options(options, nix::mount::MsFlags::empty());
+            crate::runtime::mount_options::mount_options(options, nix::mount::MsFlags::empty());
         nix::mount::mount(
             Some("tmpfs"),
             &data,
