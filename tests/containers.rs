@@ -751,6 +751,15 @@ fn run_options_user_workdir_env_binds_readonly_and_tmpfs() {
 #[test]
 fn network_host_sees_the_host_interfaces() {
     let d = Daemon::with_busybox();
+    // Other tests in this binary add and remove veths while this runs: only
+    // interfaces present both before and after the container are checked.
+    let host_now = || -> BTreeSet<String> {
+        std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = host_now();
     let out = ok(
         &d,
         &[
@@ -764,10 +773,7 @@ fn network_host_sees_the_host_interfaces() {
             "ls /sys/class/net; echo ===; ip -o link",
         ],
     );
-    let host: BTreeSet<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let host: BTreeSet<String> = host_now().intersection(&before).cloned().collect();
     assert!(host.len() > 1, "host has only {host:?}");
     let ip = out.split_once("===").map(|x| x.1).unwrap_or("");
     for name in &host {
