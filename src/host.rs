@@ -56,6 +56,20 @@ pub fn os_release() -> (String, String) {
     )
 }
 
+/// Id -> name from the host's `/etc/passwd` or `/etc/group` (the first
+/// line for an id wins, as a lookup by id finds it). Missing file: empty.
+pub fn account_names(path: &str) -> std::collections::HashMap<u32, String> {
+    let mut out = std::collections::HashMap::new();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(':').collect();
+        if let (Some(name), Some(Ok(id))) = (f.first(), f.get(2).map(|x| x.parse())) {
+            out.entry(id).or_insert_with(|| name.to_string());
+        }
+    }
+    out
+}
+
 pub fn mem_total_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -323,16 +323,6 @@ pub struct Host {
     groups: HashMap<u32, String>,
 }
 
-fn names(path: &str) -> HashMap<u32, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            Some((f.get(2)?.parse().ok()?, f.first()?.to_string()))
-        })
-        .collect()
-}
-
 impl Host {
     pub fn read() -> Host {
         let boot = std::fs::read_to_string("/proc/stat")
@@ -353,8 +343,8 @@ impl Host {
             boot,
             now,
             mem_total_kib: crate::host::mem_total_bytes() / 1024,
-            users: names("/etc/passwd"),
-            groups: names("/etc/group"),
+            users: crate::host::account_names("/etc/passwd"),
+            groups: crate::host::account_names("/etc/group"),
         }
     }
 }

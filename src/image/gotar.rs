@@ -33,6 +33,10 @@ pub struct Header {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
+    /// The owner's names in the host's user database, as Go's
+    /// `FileInfoHeader` looks them up (empty when there is none).
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
     pub size: u64,
     pub mtime: i64,
     pub devmajor: u64,
@@ -45,8 +49,9 @@ pub struct Header {
 }
 
 impl Header {
-    /// The header of `name` from its metadata (moby's `FileInfoHeader`:
-    /// permission and set-id bits, whole seconds, no user names).
+    /// The header of `name` from its metadata (moby 20.10's `FileInfoHeader`:
+    /// permission and set-id bits plus the file-type bits Go 1.8 wrote,
+    /// whole seconds; names are filled in by the walk).
     // stat field widths differ between 64- and 32-bit targets.
     #[allow(clippy::unnecessary_cast)]
     pub fn from_stat(name: Vec<u8>, st: &FileStat) -> Header {
@@ -70,7 +75,8 @@ impl Header {
         Header {
             name,
             typeflag,
-            mode: st.st_mode & 0o7777,
+            // The S_IF* values are the c_IS* bits of the tar format.
+            mode: st.st_mode & (libc::S_IFMT | 0o7777),
             uid: st.st_uid as u64,
             gid: st.st_gid as u64,
             size: if typeflag == TYPE_REG {
@@ -180,6 +186,12 @@ pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
     if h.gid >= 1 << 21 {
         records.push(("gid".into(), h.gid.to_string().into_bytes()));
     }
+    if h.uname.len() > 32 || !h.uname.is_ascii() {
+        records.push(("uname".into(), h.uname.clone()));
+    }
+    if h.gname.len() > 32 || !h.gname.is_ascii() {
+        records.push(("gname".into(), h.gname.clone()));
+    }
     if !records.is_empty() {
         records.sort_by(|a, b| a.0.cmp(&b.0));
         let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
@@ -218,6 +230,8 @@ fn write_block(out: &mut impl Write, h: &Header, prefix: &[u8]) -> io::Result<()
     octal(&mut b[136..148], h.mtime.max(0) as u64);
     b[156] = h.typeflag;
     string(&mut b[157..257], &ascii(&h.link));
+    string(&mut b[265..297], &ascii(&h.uname));
+    string(&mut b[297..329], &ascii(&h.gname));
     octal(&mut b[329..337], h.devmajor);
     octal(&mut b[337..345], h.devminor);
     string(&mut b[345..500], prefix);
@@ -270,6 +284,10 @@ pub struct TreeWriter<'a, W: Write, H: EntryHook> {
     pub hook: H,
     links: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
+    /// The host's user and group names (Go's `FileInfoHeader` fills
+    /// `Uname`/`Gname` from them, so they are part of a diff ID).
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
 }
 
 impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
@@ -279,6 +297,8 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
             hook,
             links: HashMap::new(),
             buf: vec![0; 64 * 1024],
+            users: crate::host::account_names("/etc/passwd"),
+            groups: crate::host::account_names("/etc/group"),
         }
     }
 
@@ -298,6 +318,13 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
             tar_name.push(b'/');
         }
         let mut h = Header::from_stat(tar_name, &st);
+        let name_of = |m: &HashMap<u32, String>, id: u32| {
+            m.get(&id)
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default()
+        };
+        h.uname = name_of(&self.users, st.st_uid);
+        h.gname = name_of(&self.groups, st.st_gid);
         if h.typeflag == TYPE_REG {
             // moby keeps file capabilities (and only them) as a PAX record.
             let cap = xattr_in(dir, name, "security.capability");

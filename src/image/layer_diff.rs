@@ -91,6 +91,8 @@ impl EntryHook for Overlay {
                 mode: h.mode & 0o777,
                 uid: h.uid,
                 gid: h.gid,
+                uname: h.uname.clone(),
+                gname: h.gname.clone(),
                 ustar: true,
                 ..Header::default()
             });
