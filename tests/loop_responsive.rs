@@ -1,7 +1,9 @@
 //! The loop stays responsive while long work happens: `/_ping` is answered
 //! quickly while `docker logs --tail 5` reads a 500 MiB log (and the
-//! daemon's memory stays small), and while `docker rm` deletes a container
-//! whose upper dir holds 200,000 files.
+//! daemon's memory stays small), while `docker rm` deletes a container
+//! whose upper dir holds 200,000 files, while `docker pause` waits on a
+//! freezer a task in the kernel keeps from finishing, and while containers
+//! start from an image whose /etc/passwd is a FIFO.
 //!
 //! Latency: on this shared two-core machine a scheduler hiccup can delay one
 //! answer of an idle daemon by tens of milliseconds, so the check is that
@@ -254,4 +256,161 @@ fn plugin_ls_is_one_route_and_one_handler() {
     let o = d.docker(&["plugin", "ls", "--format", "{{.Name}}"]);
     assert!(o.status.success(), "docker plugin ls: {o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "");
+}
+
+/// A process that sits in the kernel where the freezer cannot stop it: a
+/// `process_vm_readv` of its own page registered with userfaultfd and never
+/// served waits (killable, not freezable) in `handle_userfault`, so the
+/// cgroup stays FREEZING until it is killed. It joins the cgroup given on
+/// the command line, prints `ready PID` once it is in D state, and is
+/// killed when stdin closes.
+const STUCK_IN_KERNEL: &str = r#"
+import ctypes, fcntl, os, struct, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+procs = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    open(procs, "w").write(str(os.getpid()))
+    uffd = libc.syscall(ctypes.c_long(323), ctypes.c_long(os.O_CLOEXEC))
+    fcntl.ioctl(uffd, 0xC018AA3F, bytearray(struct.pack("QQQ", 0xAA, 0, 0)))  # UFFDIO_API
+    page = libc.mmap(None, 4096, 3, 0x22, -1, 0)
+    fcntl.ioctl(uffd, 0xC020AA00, bytearray(struct.pack("QQQQ", page, 4096, 1, 0)))  # UFFDIO_REGISTER
+    local = ctypes.create_string_buffer(16)
+    liov, riov = iovec(ctypes.addressof(local), 16), iovec(page, 16)
+    libc.syscall(ctypes.c_long(310), ctypes.c_long(os.getpid()), ctypes.byref(liov),
+                 ctypes.c_ulong(1), ctypes.byref(riov), ctypes.c_ulong(1), ctypes.c_ulong(0))
+    os._exit(0)
+for _ in range(100):
+    if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "D":
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9); sys.exit("the helper never blocked in the kernel")
+print("ready", pid, flush=True)
+sys.stdin.read()
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+"#;
+
+/// The cgroup.procs file of the freezer hierarchy a process is in (v1's
+/// `freezer` controller, or the v2 unified hierarchy).
+fn freezer_procs_of(pid: u64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroup");
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrl.split(',').any(|c| c == "freezer") {
+            return Path::new("/sys/fs/cgroup/freezer")
+                .join(path.trim_start_matches('/'))
+                .join("cgroup.procs");
+        }
+    }
+    let path = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("no cgroup");
+    Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join("cgroup.procs")
+}
+
+#[test]
+fn pause_on_a_freezer_that_cannot_finish_leaves_the_loop_free() {
+    let d = Daemon::with_busybox();
+    let o = d.docker(&["run", "-d", "--name", "frz", "busybox", "sleep", "1000"]);
+    assert!(o.status.success(), "run: {o:?}");
+    let pid = d.request("GET", "/containers/frz/json", None).json()["State"]["Pid"]
+        .as_u64()
+        .expect("State.Pid");
+    let mut helper = std::process::Command::new("python3")
+        .args(["-c", STUCK_IN_KERNEL])
+        .arg(freezer_procs_of(pid))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(helper.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("helper output");
+    assert!(line.starts_with("ready "), "helper: {line:?}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = pinger(&d, stop.clone());
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let r = d.request("POST", "/containers/frz/pause", None);
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::SeqCst);
+    let pings = pings.join().expect("pinger");
+    // The freezer never finishes: the pause gives up (and thaws) after its
+    // timeout, answering an error; meanwhile the loop answered everyone.
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.body.contains("did not freeze"), "{}", r.body);
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered after {took:?}"
+    );
+    assert_responsive("pause on a stuck freezer", pings);
+    let st = d.request("GET", "/containers/frz/json", None).json()["State"].clone();
+    assert_eq!(st["Status"], "running", "{st}");
+
+    // Once the stuck task is gone, the same pause succeeds.
+    drop(helper.stdin.take());
+    let _ = helper.wait();
+    assert_eq!(d.request("POST", "/containers/frz/pause", None).status, 204);
+    assert_eq!(
+        d.request("POST", "/containers/frz/unpause", None).status,
+        204
+    );
+    assert!(d.docker(&["rm", "-f", "frz"]).status.success());
+}
+
+#[test]
+fn a_fifo_at_etc_passwd_does_not_stall_a_start() {
+    let d = Daemon::with_busybox();
+    for args in [
+        &[
+            "run",
+            "--name",
+            "mk",
+            "busybox",
+            "sh",
+            "-c",
+            "rm /etc/passwd /etc/group && mkfifo /etc/passwd /etc/group",
+        ][..],
+        &["commit", "mk", "fifo:1"][..],
+    ] {
+        let o = d.docker(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let pings = pinger(&d, stop.clone());
+    let t = Instant::now();
+    // Root needs no lookup; a named user cannot be found in a FIFO.
+    let root = d.docker(&["run", "--rm", "fifo:1", "echo", "ran"]);
+    let named = d.docker(&["run", "--rm", "--user", "nobody", "fifo:1", "true"]);
+    let took = t.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let pings = pings.join().expect("pinger");
+    assert_eq!(
+        String::from_utf8_lossy(&root.stdout).trim(),
+        "ran",
+        "{root:?}"
+    );
+    assert!(!named.status.success(), "{named:?}");
+    assert!(
+        String::from_utf8_lossy(&named.stderr).contains("unable to find user nobody"),
+        "{named:?}"
+    );
+    assert!(took < Duration::from_secs(10), "two runs took {took:?}");
+    assert_responsive("starts with a FIFO at /etc/passwd", pings);
 }
