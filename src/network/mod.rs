@@ -23,11 +23,8 @@ pub mod error;
 pub mod firewall;
 pub mod ipam;
 pub mod netlink;
-#[allow(dead_code)] // message builders only its tests use yet (counters, ct state matches)
 pub mod nftables;
-#[allow(dead_code)] // lookups only its tests use yet (restore after a live restore)
 pub mod portmap;
-#[allow(dead_code)] // stats only its tests use yet (counters for `info`)
 pub mod proxy;
 
 #[cfg(test)]

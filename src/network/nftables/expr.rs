@@ -36,7 +36,6 @@ pub enum CmpOp {
 /// `enum nft_ct_keys` used here.
 #[derive(Clone, Copy, Debug)]
 pub enum CtKey {
-    State = 0,
     Status = 2,
 }
 
@@ -54,8 +53,6 @@ pub const FIB_F_DADDR: u32 = 2;
 pub const RTN_LOCAL: u32 = 2;
 /// `IPS_DST_NAT` in `ct status`.
 pub const CT_STATUS_DNAT: u32 = 0x20;
-/// `ct state established,related` bits.
-pub const CT_STATE_ESTABLISHED_RELATED: u32 = 0x2 | 0x4;
 /// `NFPROTO_IPV4`.
 pub const NFPROTO_IPV4: u8 = 2;
 

@@ -85,11 +85,6 @@ impl Msg {
         }
     }
 
-    /// Bytes so far (for callers that split big messages).
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The finished message, its length written in.
     pub fn finish(mut self) -> Vec<u8> {
         while !self.nests.is_empty() {
