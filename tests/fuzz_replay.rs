@@ -9,6 +9,9 @@ mod entries;
 
 use std::path::{Path, PathBuf};
 
+/// How long one input may take (debug build, busy machine) before it counts as a hang.
+const HANG: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
 }
@@ -39,13 +42,23 @@ fn replay(kind: &str, min_per_target: usize) {
         for f in files {
             let data = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             total += 1;
-            if let Err(e) = std::panic::catch_unwind(|| run(&data)) {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                failed.push(format!("{}: {msg}", f.display()));
+            // A hang is a failure too (the fuzzers' -timeout): each input runs on
+            // its own thread, given HANG seconds.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let run = *run;
+            std::thread::spawn(move || {
+                let r = std::panic::catch_unwind(|| run(&data));
+                let _ = tx.send(r.err().map(|e| {
+                    e.downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
+                }));
+            });
+            match rx.recv_timeout(HANG) {
+                Ok(None) => {}
+                Ok(Some(msg)) => failed.push(format!("{}: {msg}", f.display())),
+                Err(_) => failed.push(format!("{}: still running after {HANG:?}", f.display())),
             }
         }
     }
