@@ -225,15 +225,24 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         .clone()
         .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
     let file = match std::fs::read_to_string(&path) {
-        Ok(text) => Some(
-            serde_json::from_str::<serde_json::Value>(&text)
-                .map_err(|e| format!("invalid configuration file {path}: {e}"))?,
-        ),
+        Ok(text) => Some(parse_file(&text, &path)?),
         // A missing default file is fine; a missing named one is not.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit_file => None,
         Err(e) => return Err(format!("unable to read configuration file {path}: {e}")),
     };
     merge(f, file.as_ref(), &path).map(|c| Command::Run(Box::new(c)))
+}
+
+/// daemon.json's text as JSON.
+fn parse_file(text: &str, path: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("invalid configuration file {path}: {e}"))
+}
+
+/// The configuration from daemon.json's text alone, no flags (the fuzz target's
+/// entry point, fuzz/entries.rs): the same parse and merge as `parse_args`.
+pub fn from_daemon_json(text: &str) -> Result<Config, String> {
+    let path = "daemon.json";
+    merge(Flags::default(), Some(&parse_file(text, path)?), path)
 }
 
 /// Combine flags with the file. As dockerd does, a setting given in both

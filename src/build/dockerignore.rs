@@ -170,37 +170,51 @@ fn compile(p: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// Whether `toks` match all of `s`. Each (token, position) pair is decided once
+/// (memoised), so a pattern of many `*` or `**` costs tokens x length x length at
+/// worst, not the exponential backtracking a plain recursion takes on
+/// `*a*a*a*a...b` (a .dockerignore is the client's input).
 fn matches(toks: &[Tok], s: &[char]) -> bool {
-    let Some((t, rest)) = toks.split_first() else {
-        return s.is_empty();
-    };
-    match t {
-        Tok::Lit(c) => s.first() == Some(c) && matches(rest, &s[1..]),
-        Tok::One => s.first().is_some_and(|c| *c != '/') && matches(rest, &s[1..]),
-        Tok::Class(ranges, neg) => {
-            s.first()
-                .is_some_and(|c| *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *neg)
-                && matches(rest, &s[1..])
+    let mut memo = vec![None; (toks.len() + 1) * (s.len() + 1)];
+    match_at(toks, s, 0, 0, &mut memo)
+}
+
+fn match_at(toks: &[Tok], s: &[char], ti: usize, si: usize, memo: &mut [Option<bool>]) -> bool {
+    let key = ti * (s.len() + 1) + si;
+    if let Some(done) = memo[key] {
+        return done;
+    }
+    let here = &s[si..];
+    let r = match toks.get(ti) {
+        None => here.is_empty(),
+        Some(Tok::Lit(c)) => here.first() == Some(c) && match_at(toks, s, ti + 1, si + 1, memo),
+        Some(Tok::One) => {
+            here.first().is_some_and(|c| *c != '/') && match_at(toks, s, ti + 1, si + 1, memo)
         }
-        Tok::Star => {
-            for n in 0..=s.len() {
-                if matches(rest, &s[n..]) {
-                    return true;
+        Some(Tok::Class(ranges, neg)) => {
+            here.first()
+                .is_some_and(|c| *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *neg)
+                && match_at(toks, s, ti + 1, si + 1, memo)
+        }
+        Some(Tok::Star) => {
+            let mut found = false;
+            for n in si..=s.len() {
+                if match_at(toks, s, ti + 1, n, memo) {
+                    found = true;
+                    break;
                 }
                 if s.get(n) == Some(&'/') {
                     break;
                 }
             }
-            false
+            found
         }
-        Tok::Deep => (0..=s.len()).any(|n| matches(rest, &s[n..])),
-        Tok::DeepDir => {
-            if matches(rest, s) {
-                return true;
-            }
-            s.iter()
-                .enumerate()
-                .any(|(i, c)| *c == '/' && matches(rest, &s[i + 1..]))
+        Some(Tok::Deep) => (si..=s.len()).any(|n| match_at(toks, s, ti + 1, n, memo)),
+        Some(Tok::DeepDir) => {
+            match_at(toks, s, ti + 1, si, memo)
+                || (si..s.len()).any(|i| s[i] == '/' && match_at(toks, s, ti + 1, i + 1, memo))
         }
-    }
+    };
+    memo[key] = Some(r);
+    r
 }
