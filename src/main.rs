@@ -14,6 +14,7 @@ mod daemon;
 mod distribution;
 mod engine;
 mod events;
+mod failpoint;
 mod host;
 mod http;
 mod image;
@@ -63,6 +64,8 @@ fn main() {
         }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
+            #[cfg(any(feature = "failpoints", debug_assertions))]
+            failpoint::init();
             match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {

@@ -68,6 +68,7 @@ impl Engine {
     pub fn delete_tree_later(&mut self, dir: std::path::PathBuf, what: String) {
         let task = self.reserve_task();
         let spawned = self.workers.spawn(Wake::Task(task), move |_input, _out| {
+            crate::failpoint!("tree.delete_begin");
             std::fs::remove_dir_all(&dir)
                 .map(|()| serde_json::Value::Null)
                 .map_err(|e| serde_json::json!(format!("{}: {e}", dir.display())))
