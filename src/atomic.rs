@@ -81,6 +81,7 @@ pub fn remove_temp_leftovers(dir: &Path) -> io::Result<usize> {
                 fs::remove_file(&path)
             };
             if res.is_ok() {
+                log::info!("removed {}, left by an interrupted write", path.display());
                 removed += 1;
             }
         }

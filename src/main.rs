@@ -53,6 +53,10 @@ fn main() {
             0
         }
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
+        Ok(Command::CheckStore(opts)) => {
+            logger::init(log::LevelFilter::Info);
+            store::check::run(&opts, &mut std::io::stdout())
+        }
         Ok(Command::TokenNew { file, name, role }) => {
             match access::tokens::new_token(&file, &name, role, &mut std::io::stdout()) {
                 Ok(()) => 0,
