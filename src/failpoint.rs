@@ -5,7 +5,8 @@
 //! The points exist only in builds with the `failpoints` feature or debug
 //! assertions (the debug binary `cargo test` drives); in the release binary
 //! the macro expands to nothing. At run time `CORACLE_FAILPOINT=name` (or
-//! `name:N`, the Nth time that point is reached) picks the one to fire: the
+//! `name:N`, the Nth time that point is reached once start-up is over: hits
+//! during start-up's own repairs are not counted) picks the one to fire: the
 //! daemon (and, when a forked worker reaches it, the worker too) is killed
 //! with SIGKILL right there, no destructor, no flush: a power cut.
 //!
@@ -116,16 +117,18 @@ macro_rules! failpoint {
 }
 
 #[cfg(any(feature = "failpoints", debug_assertions))]
-pub use armed::{hit, init};
+pub use armed::{hit, init, started};
 
 #[cfg(any(feature = "failpoints", debug_assertions))]
 mod armed {
-    use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
     use std::sync::OnceLock;
 
     /// The point chosen by `CORACLE_FAILPOINT`, and on which hit it fires.
     static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
+    /// Start-up is over: hits count from here.
+    static STARTED: AtomicBool = AtomicBool::new(false);
     /// The daemon's PID, recorded before any fork: a worker that fires
     /// takes the daemon down with it.
     static DAEMON: AtomicI32 = AtomicI32::new(0);
@@ -149,9 +152,17 @@ mod armed {
         }
     }
 
+    /// Start-up is over (the daemon serves): count hits from now on.
+    pub fn started() {
+        STARTED.store(true, Ordering::SeqCst);
+    }
+
     /// Reached a point: fire if it is the chosen one and this is its hit.
     pub fn hit(name: &str) {
         let Some((want, n)) = target() else { return };
+        if !STARTED.load(Ordering::SeqCst) {
+            return;
+        }
         if want != name || HITS.fetch_add(1, Ordering::SeqCst) + 1 != *n {
             return;
         }

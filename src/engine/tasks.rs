@@ -25,6 +25,12 @@ impl Engine {
         self.wake_target(Wake::Task(id));
     }
 
+    /// Tasks not finished yet (a clean shutdown waits for them: a tree
+    /// deletion cut short would leave its temp directory behind).
+    pub fn tasks_pending(&self) -> bool {
+        self.tasks.len() > 0
+    }
+
     pub(super) fn run_task(&mut self, id: TaskId) {
         let Some(mut task) = self.tasks.get_mut(id).and_then(Option::take) else {
             return;

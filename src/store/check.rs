@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::atomic::TEMP_PREFIX;
 use crate::image::archive_load::config_diff_ids;
 use crate::image::digest::{is_hex64, sha256_digest};
-use crate::image::layout::{Layout, LAYER_META};
 use crate::image::layer_extract::DIFF_DIR;
+use crate::image::layout::{Layout, LAYER_META};
 
 use super::images::RefsFile;
 
@@ -154,7 +154,8 @@ fn check_images(layout: &Layout, deep: bool, r: &mut Report) -> HashSet<String> 
         let bytes = match fs::read(&p) {
             Ok(b) => b,
             Err(e) => {
-                r.problems.push(format!("image {id}: config unreadable: {e}"));
+                r.problems
+                    .push(format!("image {id}: config unreadable: {e}"));
                 continue;
             }
         };
@@ -243,7 +244,10 @@ fn check_layer(layout: &Layout, diff_id: &str, deep: bool) -> Result<(), String>
         let n = crate::image::layer_export::export_layer(&dir, diff_id, io::sink())
             .map_err(|e| format!("content: {e}"))?;
         if n != info.tar_size {
-            return Err(format!("tar of {n} bytes, its record says {}", info.tar_size));
+            return Err(format!(
+                "tar of {n} bytes, its record says {}",
+                info.tar_size
+            ));
         }
     }
     Ok(())
@@ -323,7 +327,8 @@ fn check_volumes(root: &Path, r: &mut Report) {
             .and_then(|b| serde_json::from_slice::<crate::store::volumes::Volume>(&b).ok())
             .is_some_and(|v| v.name == name);
         if !ok {
-            r.problems.push(format!("volume {name}: no readable record"));
+            r.problems
+                .push(format!("volume {name}: no readable record"));
         } else if !e.path().join("_data").is_dir() {
             r.problems.push(format!("volume {name}: _data is missing"));
         }
