@@ -30,14 +30,31 @@ pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
+        crate::failpoint!("atomic.temp_written");
         f.sync_all()?;
+        crate::failpoint!("atomic.temp_synced");
         fs::rename(&tmp, path)?;
+        crate::failpoint!("atomic.renamed");
         sync_dir(dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Write a new file and fsync it, without a rename: for files inside a
+/// temporary directory that becomes visible as a whole by its own rename
+/// (the rename must not publish a file whose data is not on disk).
+pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 /// fsync a directory so that a rename or create inside it is durable.
@@ -64,6 +81,7 @@ pub fn remove_temp_leftovers(dir: &Path) -> io::Result<usize> {
                 fs::remove_file(&path)
             };
             if res.is_ok() {
+                log::info!("removed {}, left by an interrupted write", path.display());
                 removed += 1;
             }
         }

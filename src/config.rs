@@ -83,6 +83,8 @@ pub enum Command {
     Help,
     Version,
     CheckConfig,
+    /// `coracle check-store [--repair] [--deep] [--data-root DIR]`.
+    CheckStore(crate::store::check::Options),
     /// `coracle token new NAME [--read-only]`.
     TokenNew {
         file: PathBuf,
@@ -93,6 +95,7 @@ pub enum Command {
 
 pub const USAGE: &str = "Usage: coracle [OPTIONS]
        coracle check-config
+       coracle check-store [--repair] [--deep] [--data-root DIR]
 
 A tiny container daemon that speaks the Docker Engine API.
 
@@ -160,9 +163,39 @@ struct Flags {
     tlskey: Option<String>,
 }
 
+/// `check-store`'s flags (the data root defaults as the daemon's does).
+fn check_store_args(args: &[String]) -> Result<Command, String> {
+    let mut opts = crate::store::check::Options {
+        data_root: PathBuf::from(DEFAULT_DATA_ROOT),
+        repair: false,
+        deep: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--repair" => opts.repair = true,
+            "--deep" => opts.deep = true,
+            "--data-root" | "-g" => {
+                opts.data_root = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("flag needs an argument: --data-root")?
+            }
+            s if s.starts_with("--data-root=") => {
+                opts.data_root = PathBuf::from(&s["--data-root=".len()..])
+            }
+            other => return Err(format!("check-store: unknown flag: {other}")),
+        }
+    }
+    Ok(Command::CheckStore(opts))
+}
+
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("check-config") {
         return Ok(Command::CheckConfig);
+    }
+    if args.first().map(String::as_str) == Some("check-store") {
+        return check_store_args(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("token") {
         return token_args::parse(&args[1..]);

@@ -154,6 +154,8 @@ impl Daemon {
             std::process::id(),
             engine.config.data_root.display()
         );
+        #[cfg(any(feature = "failpoints", debug_assertions))]
+        crate::failpoint::started();
         Ok(Daemon {
             engine,
             reactor,
@@ -231,7 +233,10 @@ impl Daemon {
             self.run_wakes();
             self.run_deadlines();
             self.warn_if_insecure();
-            if self.stopping_containers && !self.engine.any_container_alive() {
+            if self.stopping_containers
+                && !self.engine.any_container_alive()
+                && !self.engine.tasks_pending()
+            {
                 self.shutting_down = true;
             }
             if self
@@ -257,7 +262,8 @@ impl Daemon {
                     log::info!("shutdown requested: stopping containers");
                     // Containers get their stop timeouts; the daemon exits
                     // when the last one is gone (or after a hard limit).
-                    if self.engine.begin_container_shutdown() {
+                    let containers = self.engine.begin_container_shutdown();
+                    if containers || self.engine.tasks_pending() {
                         self.stopping_containers = true;
                         let limit = std::time::Duration::from_secs(SHUTDOWN_LIMIT_SECS);
                         self.stop_deadline = Some(std::time::Instant::now() + limit);

@@ -21,6 +21,7 @@ pub mod daemon;
 pub mod distribution;
 pub mod engine;
 pub mod events;
+pub mod failpoint;
 pub mod host;
 pub mod http;
 pub mod image;
@@ -59,6 +60,10 @@ pub fn run(args: &[String]) -> ! {
             0
         }
         Ok(Command::CheckConfig) => check_config::run(&mut std::io::stdout()),
+        Ok(Command::CheckStore(opts)) => {
+            logger::init(log::LevelFilter::Info);
+            store::check::run(&opts, &mut std::io::stdout())
+        }
         Ok(Command::TokenNew { file, name, role }) => {
             match access::tokens::new_token(&file, &name, role, &mut std::io::stdout()) {
                 Ok(()) => 0,
@@ -70,6 +75,8 @@ pub fn run(args: &[String]) -> ! {
         }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
+            #[cfg(any(feature = "failpoints", debug_assertions))]
+            failpoint::init();
             match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {

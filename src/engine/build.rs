@@ -145,6 +145,7 @@ impl Engine {
                 if let Err(e) = self.images.apply_load(&s) {
                     log::error!("build: indexing a step's image: {e}");
                 }
+                crate::failpoint!("build.step_indexed");
             }
             Err(e) => log::error!("build: a step's record: {e}"),
         }
@@ -171,6 +172,7 @@ impl Engine {
             self.images
                 .tag(&id, t, None)
                 .map_err(|e| BuildError::Internal(e.to_string()))?;
+            crate::failpoint!("build.tagged");
             tagged.push(
                 Reference::parse(t)
                     .map(|r| r.with_default_tag().familiar())

@@ -190,6 +190,7 @@ impl Engine {
             }
         };
         self.images.apply_load(&summary)?;
+        crate::failpoint!("commit.indexed");
         let image_id = summary
             .images
             .first()

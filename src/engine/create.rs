@@ -117,6 +117,7 @@ impl Engine {
             self.volumes_on_failed_create(&c.mount_points);
             return Err(e.into());
         }
+        crate::failpoint!("container.create_done");
         self.containers.insert(Entry::new(c));
         self.container_event(&id, "create", &[]);
         Ok((id, warnings))

@@ -243,14 +243,18 @@ impl Engine {
             bridge: bridge_name.clone(),
             endpoints: Default::default(),
         };
-        bridge::ensure(&bridge_name, gateway, &subnet).map_err(|e| {
+        // The record first: a crash after it leaves a network whose bridge
+        // start-up makes; the other order would leak a bridge no record names.
+        self.networks.store.insert(net.clone())?;
+        crate::failpoint!("network.create_recorded");
+        if let Err(e) = bridge::ensure(&bridge_name, gateway, &subnet) {
             let _ = bridge::remove(&bridge_name);
-            NetworkError::Internal(format!("failed to create bridge {bridge_name}: {e}"))
-        })?;
-        if let Err(e) = self.networks.store.insert(net.clone()) {
-            let _ = bridge::remove(&bridge_name);
-            return Err(e.into());
+            let _ = self.networks.store.remove(&id);
+            return Err(NetworkError::Internal(format!(
+                "failed to create bridge {bridge_name}: {e}"
+            )));
         }
+        crate::failpoint!("network.create_bridge_up");
         self.dns_serve(&id);
         self.firewall_apply();
         self.network_event("create", &net, None);
@@ -296,6 +300,7 @@ impl Engine {
         self.dns.stop(&id);
         bridge::remove(&n.bridge)
             .map_err(|e| NetworkError::Internal(format!("remove bridge {}: {e}", n.bridge)))?;
+        crate::failpoint!("network.rm_bridge_removed");
         self.networks.store.remove(&id)?;
         self.firewall_apply();
         self.network_event("destroy", &n, None);

@@ -87,6 +87,7 @@ impl Engine {
                 if let Err(e) = std::fs::remove_dir_all(tree) {
                     log::error!("delete {}: {e}", tree.display());
                 }
+                crate::failpoint!("container.prune_one");
             }
             Ok(serde_json::json!({ "deleted": deleted, "reclaimed": reclaimed }))
         })

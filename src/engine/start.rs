@@ -72,6 +72,7 @@ impl Engine {
         if let Some(e) = self.containers.get_mut(id) {
             e.c.start_pending = true;
         }
+        crate::failpoint!("container.start_pending");
         let result = self.spawn_process(&c);
         if let Some(e) = self.containers.get_mut(id) {
             e.c.start_pending = false;
@@ -93,6 +94,7 @@ impl Engine {
                     e.c.has_been_started = true;
                 }
                 self.persist(id);
+                crate::failpoint!("container.started");
                 self.volumes_started(id);
                 self.container_event(id, "start", &[]);
                 self.health_start(id);

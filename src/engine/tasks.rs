@@ -25,6 +25,12 @@ impl Engine {
         self.wake_target(Wake::Task(id));
     }
 
+    /// Tasks not finished yet (a clean shutdown waits for them: a tree
+    /// deletion cut short would leave its temp directory behind).
+    pub fn tasks_pending(&self) -> bool {
+        self.tasks.len() > 0
+    }
+
     pub(super) fn run_task(&mut self, id: TaskId) {
         let Some(mut task) = self.tasks.get_mut(id).and_then(Option::take) else {
             return;
@@ -68,6 +74,7 @@ impl Engine {
     pub fn delete_tree_later(&mut self, dir: std::path::PathBuf, what: String) {
         let task = self.reserve_task();
         let spawned = self.workers.spawn(Wake::Task(task), move |_input, _out| {
+            crate::failpoint!("tree.delete_begin");
             std::fs::remove_dir_all(&dir)
                 .map(|()| serde_json::Value::Null)
                 .map_err(|e| serde_json::json!(format!("{}: {e}", dir.display())))

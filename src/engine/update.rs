@@ -148,6 +148,7 @@ impl Engine {
             .unwrap_or_default();
         self.containers.rename(&id, &name);
         self.persist(&id);
+        crate::failpoint!("container.renamed");
         self.container_event(&id, "rename", &[("oldName", old)]);
         Ok(())
     }

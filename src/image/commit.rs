@@ -70,6 +70,7 @@ pub fn commit_container(
     let tmp = layout.new_temp_dir()?;
     temps.0.push(tmp.clone());
     let info = extract_layer(File::open(&tar_path)?, &tmp, budget)?;
+    crate::failpoint!("commit.layer_extracted");
     let empty = info.diff_id == EMPTY_TAR_DIFF_ID;
     let created = now_rfc3339();
     let bytes = child_config(opts, &config, &info.diff_id, empty, &created)?;

@@ -438,6 +438,7 @@ pub fn import_rootfs<R: Read>(
     let tmp = layout.new_temp_dir()?;
     temps.0.push(tmp.clone());
     let info = extract_layer(input, &tmp, budget)?;
+    crate::failpoint!("import.layer_extracted");
     let config = build_config(&info.diff_id, opts, &now_rfc3339())?;
     publish_image(layout, &mut temps, Some((&tmp, &info)), &config, tag)
 }

@@ -89,6 +89,7 @@ impl Layout {
             .join(format!("{}-{seq}.json", std::process::id()));
         let data = serde_json::to_vec(entry).map_err(|e| ImageError::Io(io::Error::other(e)))?;
         atomic::write_file(&p, &data)?;
+        crate::failpoint!("journal.written");
         Ok(p)
     }
 
@@ -151,9 +152,12 @@ impl Layout {
     /// layer already existed (another load won): `tmp` is then removed.
     pub fn commit_layer(&self, tmp: &Path, info: &LayerInfo) -> Result<bool> {
         digest_hex(&info.diff_id)?;
+        crate::failpoint!("layer.extracted");
         let meta = serde_json::to_vec(info).map_err(|e| ImageError::Io(io::Error::other(e)))?;
         fs::write(tmp.join(LAYER_META), meta)?;
+        crate::failpoint!("layer.meta_written");
         sync_tree(tmp)?;
+        crate::failpoint!("layer.synced");
         let dest = self.layer_dir(&info.diff_id);
         if self.layer_exists(&info.diff_id) {
             fs::remove_dir_all(tmp)?;
@@ -172,6 +176,7 @@ impl Layout {
             }
             Err(e) => return Err(e.into()),
         }
+        crate::failpoint!("layer.renamed");
         atomic::sync_dir(&self.layers())?;
         Ok(true)
     }
@@ -189,6 +194,7 @@ impl Layout {
             return Ok((id, false));
         }
         atomic::write_file(&p, config)?;
+        crate::failpoint!("config.written");
         Ok((id, true))
     }
 }
@@ -209,6 +215,7 @@ impl Layout {
             .join(format!("{}.json", id.strip_prefix("sha256:").unwrap_or(id)));
         let data = serde_json::to_vec(diff_ids).map_err(|e| ImageError::Io(io::Error::other(e)))?;
         atomic::write_file(&p, &data)?;
+        crate::failpoint!("pull.hold_written");
         Ok(p)
     }
 
@@ -220,6 +227,7 @@ impl Layout {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+            crate::failpoint!("pull.hold_released");
             atomic::sync_dir(&self.pulls_dir())?;
         }
         Ok(())
@@ -245,6 +253,7 @@ pub fn remove_layer_dir(layout: &Layout, dir: &Path) -> Result<()> {
     let tmp = layout.new_temp_dir()?;
     fs::remove_dir(&tmp)?;
     fs::rename(dir, &tmp)?;
+    crate::failpoint!("layer.remove_renamed");
     fs::remove_dir_all(&tmp)?;
     Ok(())
 }

@@ -162,6 +162,7 @@ impl LogWriter {
             let _ = fs::remove_file(name(self.max_files - 1));
             for n in (0..self.max_files - 1).rev() {
                 let _ = fs::rename(name(n), name(n + 1));
+                crate::failpoint!("log.rotate_renamed");
             }
         }
         self.file = Some(
@@ -171,6 +172,7 @@ impl LogWriter {
                 .open(&self.path)?,
         );
         self.size = 0;
+        crate::failpoint!("log.rotate_reopened");
         Ok(())
     }
 }

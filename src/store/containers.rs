@@ -53,10 +53,13 @@ impl ContainerDirs {
                 fs::create_dir(tmp.join(d))?;
             }
             for (name, content) in etc {
-                fs::write(tmp.join(name), content)?;
+                atomic::write_synced(&tmp.join(name), content.as_bytes())?;
             }
+            crate::failpoint!("container.create_tmp");
             atomic::write_file(&tmp.join("config.json"), &record(c)?)?;
+            crate::failpoint!("container.create_record");
             fs::rename(&tmp, self.dir(&c.id))?;
+            crate::failpoint!("container.create_renamed");
             atomic::sync_dir(&self.root)
         })();
         if result.is_err() {
@@ -67,7 +70,9 @@ impl ContainerDirs {
 
     /// Persist a changed record.
     pub fn save(&self, c: &Container) -> io::Result<()> {
-        atomic::write_file(&self.dir(&c.id).join("config.json"), &record(c)?)
+        atomic::write_file(&self.dir(&c.id).join("config.json"), &record(c)?)?;
+        crate::failpoint!("container.saved");
+        Ok(())
     }
 
     /// Every container on disk; unreadable records are logged and skipped.
@@ -118,6 +123,8 @@ impl ContainerDirs {
         let dir = self.dir(id);
         let tmp = self.root.join(format!("{}rm-{id}", atomic::TEMP_PREFIX));
         fs::rename(&dir, &tmp)?;
+        crate::failpoint!("container.rm_renamed");
+        atomic::sync_dir(&self.root)?;
         Ok(tmp)
     }
 }

@@ -191,6 +191,7 @@ impl ImageStore {
                 if let Err(e) = self.layout.remove_journal(j) {
                     log::warn!("removing load journal {}: {e}", j.display());
                 }
+                crate::failpoint!("load.journal_removed");
             }
         }
         self.worker_done();
@@ -209,7 +210,9 @@ impl ImageStore {
             }
             self.point_tags(li, &mut lines)?;
         }
+        crate::failpoint!("load.indexed");
         self.save_refs()?;
+        crate::failpoint!("load.refs_saved");
         Ok(lines)
     }
 
@@ -352,7 +355,9 @@ impl ImageStore {
         }
         self.refs.insert(r.to_string(), id.clone());
         self.last_tag.insert(id, now_rfc3339());
-        self.save_refs()
+        self.save_refs()?;
+        crate::failpoint!("image.tag_saved");
+        Ok(())
     }
 
     /// `DELETE /images/{name}`: returns the `[{"Untagged":..},{"Deleted":..}]` list.
@@ -412,6 +417,7 @@ impl ImageStore {
             if !self.refs_of(&id).is_empty() || used.is_some() {
                 // Still tagged, or a container needs it: the untag is all we do.
                 self.save_refs()?;
+                crate::failpoint!("image.untag_saved");
                 return Ok(records);
             }
         } else {
@@ -465,8 +471,10 @@ impl ImageStore {
         };
         self.last_tag.remove(id);
         self.save_refs()?;
+        crate::failpoint!("image.rm_refs_saved");
         fs::remove_file(self.layout.config_path(id))?;
         atomic::sync_dir(&self.layout.configs())?;
+        crate::failpoint!("image.rm_config_removed");
         let mut out = vec![json!({ "Deleted": id })];
         if self.workers > 0 {
             // A running load may be reusing these layers; a later delete or
@@ -482,6 +490,7 @@ impl ImageStore {
             let dir = self.layout.layer_dir(d);
             if dir.exists() {
                 remove_layer_dir(&self.layout, &dir)?;
+                crate::failpoint!("image.rm_layer_removed");
             }
             gone.push(d.clone());
             out.push(json!({ "Deleted": img.chain_ids[i] }));
@@ -525,6 +534,7 @@ impl ImageStore {
             }
             let before: u64 = self.layer_sizes.values().sum();
             deleted.extend(self.remove_image(&id)?);
+            crate::failpoint!("image.prune_one");
             reclaimed += before - self.layer_sizes.values().sum::<u64>();
         }
         Ok(json!({

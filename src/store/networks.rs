@@ -120,7 +120,9 @@ impl NetworkStore {
             return Ok(());
         };
         let bytes = serde_json::to_vec_pretty(n).map_err(io::Error::other)?;
-        atomic::write_file(&self.dir.join(format!("{id}.json")), &bytes)
+        atomic::write_file(&self.dir.join(format!("{id}.json")), &bytes)?;
+        crate::failpoint!("network.saved");
+        Ok(())
     }
 
     pub fn insert(&mut self, n: Network) -> io::Result<()> {
@@ -139,6 +141,7 @@ impl NetworkStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        crate::failpoint!("network.rm_record_removed");
         self.nets.remove(id);
         atomic::sync_dir(&self.dir)
     }

@@ -144,9 +144,12 @@ impl VolumeStore {
         let _ = fs::remove_dir_all(&tmp);
         let result = (|| {
             fs::create_dir_all(tmp.join("_data"))?;
+            crate::failpoint!("volume.create_tmp");
             let record = serde_json::to_vec(&v).map_err(io::Error::other)?;
             atomic::write_file(&tmp.join("volume.json"), &record)?;
+            crate::failpoint!("volume.create_record");
             fs::rename(&tmp, self.root.join(&v.name))?;
+            crate::failpoint!("volume.create_renamed");
             atomic::sync_dir(&self.root)
         })();
         if let Err(e) = result {
@@ -164,6 +167,7 @@ impl VolumeStore {
         let tmp = self.root.join(format!("{}rm-{name}", atomic::TEMP_PREFIX));
         let _ = fs::remove_dir_all(&tmp);
         fs::rename(self.root.join(name), &tmp)?;
+        crate::failpoint!("volume.rm_renamed");
         atomic::sync_dir(&self.root)?;
         self.volumes.remove(name);
         Ok(tmp)
