@@ -57,6 +57,8 @@ pub struct Config {
     pub bridge: Option<String>,
     /// daemon.json `bip`: the default bridge's address and subnet.
     pub bip: Option<String>,
+    /// `--trace-timings`: log per-phase times of create/start/attach/wait/remove.
+    pub trace_timings: bool,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -127,6 +129,7 @@ Options:
       --tlscacert/--tlscert/--tlskey FILE
                             CA, server certificate and key (PEM)
       --insecure-tcp        Allow a non-loopback TCP listener with neither tokens nor TLS
+      --trace-timings       Log the per-phase times of create, start, attach, wait and remove
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 
@@ -158,6 +161,7 @@ struct Flags {
     tlscacert: Option<String>,
     tlscert: Option<String>,
     tlskey: Option<String>,
+    trace_timings: bool,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -215,6 +219,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--tlscacert" => f.tlscacert = Some(value()?),
             "--tlscert" => f.tlscert = Some(value()?),
             "--tlskey" => f.tlskey = Some(value()?),
+            "--trace-timings" => f.trace_timings = bool_flag(name, inline.as_deref())?,
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -446,6 +451,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         },
         bridge,
         bip,
+        trace_timings: f.trace_timings,
     })
 }
 

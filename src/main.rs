@@ -32,6 +32,7 @@ mod streams;
 mod timefmt;
 mod timers;
 mod tls_listener;
+mod trace;
 mod worker;
 
 use config::Command;
@@ -63,6 +64,10 @@ fn main() {
         }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
+            trace::enable(cfg.trace_timings);
+            if cfg.trace_timings && cfg.log_level < log::LevelFilter::Info {
+                log::set_max_level(log::LevelFilter::Info);
+            }
             match daemon::run(*cfg) {
                 Ok(()) => 0,
                 Err(e) => {
