@@ -290,3 +290,79 @@ fn list_and_inspect_show_every_change_at_once() {
     ok(&d, &["rm", "-f", "pa-two"]);
     ok(&d, &["network", "rm", "pa-net"]);
 }
+
+/// The next stats object of a streaming `GET /containers/{id}/stats`.
+fn next_stats(r: &mut impl std::io::BufRead) -> Value {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line).expect("read the stats stream");
+        assert!(n > 0, "stats stream ended");
+        let t = line.trim();
+        if t.starts_with('{') {
+            return serde_json::from_str(t).expect("a stats object");
+        }
+    }
+}
+
+fn cpu_total(v: &Value) -> u64 {
+    v["cpu_stats"]["cpu_usage"]["total_usage"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// A stats stream keeps its counter files open between readings: the
+/// readings still move, and follow the container into a new cgroup when
+/// it restarts.
+#[test]
+fn streamed_stats_stay_fresh_across_a_restart() {
+    use std::io::{BufReader, Write};
+    let d = Daemon::with_busybox();
+    let id = run_id(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "pa-busy",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ],
+    );
+    let mut s = d.connect();
+    s.write_all(format!("GET /containers/{id}/stats HTTP/1.1\r\nHost: d\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let first = next_stats(&mut r);
+    let mut last = cpu_total(&first);
+    for _ in 0..2 {
+        let v = next_stats(&mut r);
+        assert!(cpu_total(&v) > last, "cpu did not move: {last} then {v}");
+        assert!(v["pids_stats"]["current"].as_u64().unwrap_or(0) >= 1, "{v}");
+        assert!(v["memory_stats"]["usage"].as_u64().unwrap_or(0) > 0, "{v}");
+        last = cpu_total(&v);
+    }
+    ok(&d, &["restart", "-t", "0", "pa-busy"]);
+    // Readings from the new cgroup: its counters start again from zero.
+    let mut fresh = None;
+    for _ in 0..15 {
+        let v = next_stats(&mut r);
+        let t = cpu_total(&v);
+        if t > 0 && t < last {
+            fresh = Some(t);
+            break;
+        }
+    }
+    let t = fresh.expect("no reading from the restarted container's cgroup");
+    let v = next_stats(&mut r);
+    assert!(
+        cpu_total(&v) > t,
+        "cpu did not move after the restart: {t} then {v}"
+    );
+    assert!(v["pids_stats"]["current"].as_u64().unwrap_or(0) >= 1, "{v}");
+    ok(&d, &["rm", "-f", "pa-busy"]);
+}
