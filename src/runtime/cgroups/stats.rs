@@ -117,13 +117,20 @@ impl StatFiles {
     }
 }
 
+/// A seq_file (every cgroup and /proc file read here) fills a read up to
+/// the buffer or its end, so a short read is the end: one `pread` per file.
 fn read_from(f: &File) -> Result<String, std::io::Error> {
     let mut buf = [0u8; 16384];
     let mut n = 0;
     while n < buf.len() {
         match f.read_at(&mut buf[n..], n as u64)? {
             0 => break,
-            k => n += k,
+            k => {
+                n += k;
+                if n < buf.len() {
+                    break;
+                }
+            }
         }
     }
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
