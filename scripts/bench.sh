@@ -29,6 +29,8 @@
 #   --stats            only the stats row: 50 sleep containers, one streaming
 #                      GET /containers/{id}/stats each, daemon CPU over 10 s as % of
 #                      all CPUs (goal: under 1 %); also part of the full run
+#   --scale MODE ...   only the scaling table: scripts/bench_scale.py MODE ... (`coracle BIN
+#                      WORKDIR --load busybox.tar` or `against ADDR PID`; see its --help)
 # The size of each musl target's current release binary is recorded too (x86_64 is what
 # bench builds; aarch64 and armv7 when scripts/build-static.sh --all or CI built them).
 #   --json FILE        where to write the results (default target/bench/bench-<commit>.json)
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
         --against-cmd) need "$@"; AGAINST_CMD=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;
         --stats) STATS_ONLY=1; shift ;;
+        --scale) shift; exec python3 "$(dirname "$0")/bench_scale.py" "$@" ;;
         --json) need "$@"; JSON=$2; shift 2 ;;
         --bin) need "$@"; BIN=$2; shift 2 ;;
         --runs) need "$@"; RUNS=$2; shift 2 ;;

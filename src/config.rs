@@ -57,6 +57,8 @@ pub struct Config {
     pub bridge: Option<String>,
     /// daemon.json `bip`: the default bridge's address and subnet.
     pub bip: Option<String>,
+    /// `--trace-timings`: log per-phase times of create/start/attach/wait/remove.
+    pub trace_timings: bool,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -130,6 +132,7 @@ Options:
       --tlscacert/--tlscert/--tlskey FILE
                             CA, server certificate and key (PEM)
       --insecure-tcp        Allow a non-loopback TCP listener with neither tokens nor TLS
+      --trace-timings       Log the per-phase times of create, start, attach, wait and remove
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
 
@@ -161,6 +164,7 @@ struct Flags {
     tlscacert: Option<String>,
     tlscert: Option<String>,
     tlskey: Option<String>,
+    trace_timings: bool,
 }
 
 /// `check-store`'s flags (the data root defaults as the daemon's does).
@@ -248,6 +252,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--tlscacert" => f.tlscacert = Some(value()?),
             "--tlscert" => f.tlscert = Some(value()?),
             "--tlskey" => f.tlskey = Some(value()?),
+            "--trace-timings" => f.trace_timings = bool_flag(name, inline.as_deref())?,
             other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
         }
         i += 1;
@@ -488,6 +493,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         },
         bridge,
         bip,
+        trace_timings: f.trace_timings,
     })
 }
 

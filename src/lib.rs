@@ -40,6 +40,7 @@ pub mod streams;
 pub mod timefmt;
 pub mod timers;
 pub mod tls_listener;
+pub mod trace;
 pub mod worker;
 
 use config::Command;
@@ -75,6 +76,10 @@ pub fn run(args: &[String]) -> ! {
         }
         Ok(Command::Run(cfg)) => {
             logger::init(cfg.log_level);
+            trace::enable(cfg.trace_timings);
+            if cfg.trace_timings && cfg.log_level < log::LevelFilter::Info {
+                log::set_max_level(log::LevelFilter::Info);
+            }
             #[cfg(any(feature = "failpoints", debug_assertions))]
             failpoint::init();
             match daemon::run(*cfg) {

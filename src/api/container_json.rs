@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::key;
+use super::router::ApiVersion;
 use super::versions;
 use super::Call;
 use crate::container::model::{Container, Status};
@@ -163,12 +164,34 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
-    let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(call.engine, e));
     if call.req.query.bool("size") {
+        let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(call.engine, e));
         let job = size_job(call.engine, e);
         return with_sizes(call, v, vec![job]);
     }
-    Ok(Response::json(200, &v))
+    // Served from the container's cached view while nothing it shows changed.
+    let (id, gen) = (e.c.id.clone(), e.gen);
+    let mut views = std::mem::take(&mut call.engine.views);
+    let engine = &*call.engine;
+    let view = views.of(&id, gen, (call.version.0, call.version.1));
+    let body = match &view.inspect {
+        Some(b) => b.clone(),
+        None => {
+            let e = engine.containers.find(&id)?;
+            let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(engine, e));
+            let mut b = v.to_string().into_bytes();
+            b.push(b'\n');
+            view.inspect = Some(b.clone());
+            b
+        }
+    };
+    views.prune(engine.containers.len(), |id| {
+        engine.containers.get(id).is_some()
+    });
+    call.engine.views = views;
+    Ok(Response::new(200)
+        .header("Content-Type", "application/json")
+        .bytes(body))
 }
 
 pub(super) fn summary_json(engine: &Engine, e: &Entry) -> Value {
@@ -357,6 +380,10 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if limit > 0 {
         entries.truncate(limit as usize);
     }
+    if !size && call.version >= CACHED_LIST_SINCE {
+        let keys = entries.iter().map(|e| (e.c.id.clone(), e.gen)).collect();
+        return Ok(cached_rows(call, keys));
+    }
     let rows: Vec<Value> = entries.iter().map(|e| summary_json(engine, e)).collect();
     let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
     if size {
@@ -364,4 +391,49 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         return with_sizes(call, rows, jobs);
     }
     Ok(Response::json(200, &rows))
+}
+
+/// Rows in the current shape (v1.12 on) come from the containers' cached
+/// views; older shapes are rebuilt each time.
+const CACHED_LIST_SINCE: ApiVersion = ApiVersion(1, 12);
+
+/// The `ps` rows of `keys` (id, gen), in order: each row's cached JSON with
+/// the time-dependent `Status` put in front of it.
+fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>) -> Response {
+    let mut views = std::mem::take(&mut call.engine.views);
+    let engine = &*call.engine;
+    let version = (call.version.0, call.version.1);
+    let mut body = Vec::with_capacity(keys.len() * 640 + 3);
+    body.push(b'[');
+    for (i, (id, gen)) in keys.iter().enumerate() {
+        let Some(e) = engine.containers.get(id) else {
+            continue;
+        };
+        let view = views.of(id, *gen, version);
+        let rest = view.row_rest.get_or_insert_with(|| {
+            let mut row = summary_json(engine, e);
+            if let Some(m) = row.as_object_mut() {
+                m.remove("Status");
+            }
+            let text = row.to_string();
+            text.get(1..).unwrap_or("}").to_string()
+        });
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"Status\":");
+        body.extend_from_slice(Value::from(ps_status(e)).to_string().as_bytes());
+        if !rest.starts_with('}') {
+            body.push(b',');
+        }
+        body.extend_from_slice(rest.as_bytes());
+    }
+    body.extend_from_slice(b"]\n");
+    views.prune(engine.containers.len(), |id| {
+        engine.containers.get(id).is_some()
+    });
+    call.engine.views = views;
+    Response::new(200)
+        .header("Content-Type", "application/json")
+        .bytes(body)
 }

@@ -46,6 +46,9 @@ pub struct Entry {
     pub freezing: Option<std::time::Instant>,
     /// Why the last `pause` failed (the freezer did not freeze).
     pub freeze_error: Option<String>,
+    /// Changes whenever the entry may have changed (every `get_mut`,
+    /// `rename`, `insert`): the key of its cached JSON (`engine/views.rs`).
+    pub gen: u64,
 }
 
 /// A healthcheck probe in flight.
@@ -71,6 +74,7 @@ impl Entry {
             probe: None,
             freezing: None,
             freeze_error: None,
+            gen: 0,
         }
     }
 }
@@ -82,10 +86,14 @@ pub struct Registry {
     tombstones: VecDeque<(String, i32)>,
     /// Connections waiting for some container to change state.
     pub waiters: HashSet<ConnId>,
+    /// The last `Entry::gen` handed out.
+    gen: u64,
 }
 
 impl Registry {
-    pub fn insert(&mut self, e: Entry) {
+    pub fn insert(&mut self, mut e: Entry) {
+        self.gen += 1;
+        e.gen = self.gen;
         self.names.insert(e.c.name.clone(), e.c.id.clone());
         self.map.insert(e.c.id.clone(), e);
     }
@@ -141,8 +149,12 @@ impl Registry {
         self.map.get(id)
     }
 
+    /// A mutable entry: its cached JSON is stale from now on.
     pub fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
-        self.map.get_mut(id)
+        self.gen += 1;
+        let e = self.map.get_mut(id)?;
+        e.gen = self.gen;
+        Some(e)
     }
 
     /// Look up by any key and return the entry.
@@ -158,7 +170,9 @@ impl Registry {
     }
 
     pub fn rename(&mut self, id: &str, new_name: &str) {
+        self.gen += 1;
         if let Some(e) = self.map.get_mut(id) {
+            e.gen = self.gen;
             self.names.remove(&e.c.name);
             e.c.name = new_name.to_string();
             self.names.insert(new_name.to_string(), id.to_string());

@@ -15,6 +15,7 @@ impl Engine {
         body: &[u8],
         name: Option<&str>,
     ) -> Result<(String, Vec<String>), ContainerError> {
+        let mut span = crate::trace::Span::start("create", "");
         let (mut config, host_config) = crate::container::config::parse_create(body)
             .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
         if config.image.is_empty() {
@@ -25,6 +26,7 @@ impl Engine {
         let image = self.images.resolve(&config.image).map_err(|_| {
             ContainerError::NotFound(format!("No such image: {}", image_display(&config.image)))
         })?;
+        span.phase("parse+image");
         let image_id = image.id.clone();
         let image_config = image.config.get("config").cloned().unwrap_or_default();
         create::validate_config(&config)?;
@@ -50,6 +52,7 @@ impl Engine {
                 .find(|n| self.containers.name_owner(n).is_none())
                 .unwrap_or_default(),
         };
+        span.phase("validate+name");
         // Volumes last: nothing is created for a request refused above.
         let mount_points = self.plan_volumes(&config, &host_config)?;
         let id = names::new_id();
@@ -98,6 +101,8 @@ impl Engine {
             config,
             host_config,
         };
+        span.subject(&id);
+        span.phase("volumes+network");
         let etc = [
             (
                 "hostname",
@@ -118,8 +123,10 @@ impl Engine {
             return Err(e.into());
         }
         crate::failpoint!("container.create_done");
+        span.phase("store");
         self.containers.insert(Entry::new(c));
         self.container_event(&id, "create", &[]);
+        span.phase("event");
         Ok((id, warnings))
     }
 }

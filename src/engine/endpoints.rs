@@ -194,11 +194,15 @@ impl Engine {
             return Ok((NetworkMode::Join(ns.raw()), Some(ns)));
         }
         let net_id = self.network_id(mode)?;
+        let mut span = crate::trace::Span::start("network", &c.id);
         let ns = NetNs::create()
             .map_err(|e| ContainerError::Internal(format!("network namespace: {e}")))?;
+        span.phase("netns");
         endpoint::loopback_up(&ns)
             .map_err(|e| ContainerError::Internal(format!("network namespace: {e}")))?;
+        span.phase("lo-up");
         let ip = self.endpoint_up(c, &net_id, &ns, "eth0", true)?;
+        span.phase("eth0(veth+addr+routes+firewall)");
         // Networks connected while the container was stopped (or given at
         // create beside the primary one): eth1, eth2, ...
         let extra: Vec<String> = c
@@ -228,6 +232,7 @@ impl Engine {
             n += 1;
         }
         self.write_etc(c, Some(ip), &net_id);
+        span.phase("etc-files");
         let endpoint_id = self
             .networks
             .store
@@ -240,6 +245,7 @@ impl Engine {
             self.network_release(&c.id);
             return Err(e);
         }
+        span.phase("ports");
         Ok((NetworkMode::Join(ns.raw()), Some(ns)))
     }
 

@@ -18,11 +18,17 @@ impl Engine {
             return false;
         };
         let code = exit_code(status);
+        let mut span = crate::trace::Span::start("exit", &id);
         let Some(e) = self.containers.get_mut(&id) else {
             return true;
         };
         let live = e.live.take();
+        if let Some(l) = &live {
+            span.phase("reaped");
+            crate::trace::mark("exit-ran", &id, Some(l.started));
+        }
         self.network_release(&id);
+        span.phase("network-release");
         let Some(e) = self.containers.get_mut(&id) else {
             return true;
         };
@@ -38,6 +44,7 @@ impl Engine {
             cg.kill_all(Signal::SIGKILL);
             let _ = cg.remove();
         }
+        span.phase("cgroup-remove");
         e.exits += 1;
         e.c.state.status = Status::Exited;
         e.c.state.pid = 0;
@@ -55,8 +62,10 @@ impl Engine {
             self.container_event(&id, "stop", &[]);
         }
         self.persist(&id);
+        span.phase("events+persist");
         self.release_volumes(Some(&id));
         self.after_exit(&id, code, ran);
+        span.phase("after-exit(remove)");
         self.wake_container_waiters();
         true
     }

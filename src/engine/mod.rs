@@ -23,6 +23,7 @@ pub mod stats;
 mod stop;
 mod tasks;
 mod update;
+pub mod views;
 mod volumes;
 pub use volumes::VolumeError;
 
@@ -77,6 +78,8 @@ pub struct Engine {
     pub dns: crate::network::dns::Dns,
     /// Published ports: reservations, the firewall, the userland proxy.
     pub ports: ports::Ports,
+    /// Each container's cached `ps` row and inspect body.
+    pub views: views::Views,
 }
 
 impl Engine {
@@ -135,6 +138,7 @@ impl Engine {
             networks,
             dns,
             ports,
+            views: Default::default(),
         };
         engine.networks_open()?;
         engine.recover_containers();
@@ -243,6 +247,9 @@ impl Engine {
     }
 
     pub fn publish(&mut self, event: Event) {
+        // Every event may change what a container's JSON shows from outside
+        // its entry (networks, execs, ports, images).
+        self.views.epoch += 1;
         let woken = self.events.publish(event);
         self.wakes.extend(woken.into_iter().map(Wake::Conn));
     }

@@ -51,9 +51,12 @@ impl Engine {
     }
 
     pub(super) fn remove_now(&mut self, id: &str) {
+        let mut span = crate::trace::Span::start("remove", id);
         if let Some(tmp) = self.take_out(id) {
+            span.phase("take-out");
             let what = format!("container {}", crate::container::names::short(id));
             self.delete_tree_later(tmp, what);
+            span.phase("delete-worker-spawn");
         }
     }
 

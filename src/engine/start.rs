@@ -64,6 +64,7 @@ impl Engine {
             .ok_or_else(|| ContainerError::NotFound(id.into()))?;
         // Record the start before the clone, so that recovery after a crash
         // from here on knows a process may exist.
+        let mut span = crate::trace::Span::start("start", id);
         let mut pending = c.clone();
         pending.start_pending = true;
         self.container_dirs
@@ -73,7 +74,8 @@ impl Engine {
             e.c.start_pending = true;
         }
         crate::failpoint!("container.start_pending");
-        let result = self.spawn_process(&c);
+        span.phase("record-pending");
+        let result = self.spawn_process(&c, &mut span);
         if let Some(e) = self.containers.get_mut(id) {
             e.c.start_pending = false;
         }
@@ -95,10 +97,12 @@ impl Engine {
                 }
                 self.persist(id);
                 crate::failpoint!("container.started");
+                span.phase("persist");
                 self.volumes_started(id);
                 self.container_event(id, "start", &[]);
                 self.health_start(id);
                 self.wake_container_waiters();
+                span.phase("event+wake");
                 Ok(())
             }
             Err(err) => {
@@ -127,7 +131,11 @@ impl Engine {
         }
     }
 
-    pub(super) fn spawn_process(&mut self, c: &Container) -> Result<Live, ContainerError> {
+    pub(super) fn spawn_process(
+        &mut self,
+        c: &Container,
+        span: &mut crate::trace::Span,
+    ) -> Result<Live, ContainerError> {
         let id = &c.id;
         let h = &c.host_config;
         let lower_dirs = self
@@ -152,9 +160,11 @@ impl Engine {
                 ))
             })
         })?;
+        span.phase("image+mounts+isolation");
         // The namespace (and its endpoints) last: nothing above can fail
         // after it exists.
         let (network, netns) = self.network_for_start(c)?;
+        span.phase("network");
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
             Ok(cg) => {
@@ -177,6 +187,7 @@ impl Engine {
                 None
             }
         };
+        span.phase("cgroup");
         let cleanup = |engine: &mut Engine, cg: &Option<Cgroup>| {
             if let Some(cg) = cg {
                 let _ = cg.remove();
@@ -204,6 +215,7 @@ impl Engine {
         let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
+        span.phase("stdio+spec");
         let launched = launch(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
             None => Ok(()),
@@ -222,12 +234,14 @@ impl Engine {
                 ));
             }
         };
+        span.phase("clone+exec");
         let log = self.open_log(c);
         let stdio = parent;
         match self.outputs.add(id, stdio, log) {
             Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
             Err(e) => log::error!("container {}: watching its output: {e}", c.short_id()),
         }
+        span.phase("log+output");
         Ok(Live {
             pid,
             cgroup,

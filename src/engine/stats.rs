@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use super::Engine;
-use crate::runtime::cgroups::{system_cpu, Sample};
+use crate::runtime::cgroups::{system_cpu, Sample, StatFiles};
 
 /// One interface's counters from `/proc/<pid>/net/dev`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,13 +37,14 @@ pub struct Reading {
 
 impl Engine {
     /// A reading of the container `id`; None when it is not running.
-    pub fn stats_reading(&self, id: &str) -> Option<Reading> {
+    /// `files`: the stream's counter files, kept open between readings.
+    pub fn stats_reading(&self, id: &str, files: &mut StatFiles) -> Option<Reading> {
         let e = self.containers.get(id)?;
         let live = e.live.as_ref().filter(|_| e.c.state.is_alive())?;
         let cgroup = live
             .cgroup
             .as_ref()
-            .map(|cg| cg.sample())
+            .map(|cg| cg.sample_with(files))
             .unwrap_or_default();
         let (system_cpu, online_cpus) = host_cpu();
         let machine = machine_memory();
@@ -56,7 +57,8 @@ impl Engine {
         let networks = if host_net {
             Vec::new()
         } else {
-            std::fs::read_to_string(format!("/proc/{}/net/dev", live.pid))
+            files
+                .read(std::path::Path::new(&format!("/proc/{}/net/dev", live.pid)))
                 .map(|t| parse_net_dev(&t))
                 .unwrap_or_default()
         };

@@ -122,6 +122,7 @@ impl Hijacked<Engine> for AttachSession {
             .and_then(|id| engine.execs.get(id))
             .is_some_and(|e| e.running);
         if ended && !exec_running {
+            crate::trace::mark("attach-end", &self.key, None);
             Pull::End
         } else {
             Pull::Wait(None)

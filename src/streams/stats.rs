@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::engine::stats::Reading;
 use crate::engine::Engine;
 use crate::reply::{BodySource, ConnId, Pull};
-use crate::runtime::cgroups::{BlkioEntry, CgroupVersion};
+use crate::runtime::cgroups::{BlkioEntry, CgroupVersion, StatFiles};
 use crate::timefmt::rfc3339_nano;
 
 /// dockerd's collector interval.
@@ -28,6 +28,8 @@ pub struct StatsStream {
     pub one_shot: bool,
     pub next_at: Instant,
     pub prev: Option<Reading>,
+    /// The container's counter files, open while the stream lasts.
+    pub files: StatFiles,
 }
 
 impl StatsStream {
@@ -39,6 +41,7 @@ impl StatsStream {
             one_shot,
             next_at: Instant::now(),
             prev: None,
+            files: StatFiles::kept(),
         }
     }
 }
@@ -54,7 +57,7 @@ impl BodySource<Engine> for StatsStream {
             return Pull::End;
         }
         self.next_at = now + INTERVAL;
-        let cur = engine.stats_reading(&self.id);
+        let cur = engine.stats_reading(&self.id, &mut self.files);
         // A single answer for a running container carries a previous
         // reading, as dockerd's (which waits for the collector's second
         // tick); one-shot answers at once without one.

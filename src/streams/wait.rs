@@ -97,6 +97,7 @@ impl BodySource<Engine> for WaitStream {
             return Pull::Wait(None);
         };
         engine.containers.waiters.remove(&me);
+        crate::trace::mark("wait-answered", &self.id, None);
         out.extend_from_slice((self.shape)(code, &error).to_string().as_bytes());
         out.push(b'\n');
         Pull::End

@@ -28,7 +28,7 @@ pub use devices::{default_device_rules, DeviceRule};
 use resources::{adapt, nano_cpus_to_cfs, parse_cpu_list, warnings_for};
 pub use resources::{blkio_to_io_weight, shares_to_weight, validate, Resources};
 use resources::{check_cpuset, host_cpus, plan};
-pub use stats::{system_cpu, BlkioEntry, Sample};
+pub use stats::{system_cpu, BlkioEntry, Sample, StatFiles};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

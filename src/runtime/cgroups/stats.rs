@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use std::io::Read;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use super::{keyed_value, Cgroup, CgroupVersion, Inner};
 
@@ -50,29 +52,88 @@ pub struct Sample {
     pub pids_limit: Option<u64>,
 }
 
-/// A small cgroup file, trimmed: one open and plain reads into a stack
-/// buffer (no stat for a size hint: cgroup files report size 0 anyway).
-fn read_file(p: &Path) -> Result<String, std::io::Error> {
-    let mut f = std::fs::File::open(p)?;
+/// The counter files one stats stream reads every second, kept open
+/// between readings: a reading is then one `pread` at offset 0 per file (a
+/// seq_file regenerates its text at offset 0) instead of a path walk, open,
+/// read and close. A file that is missing stays missing (a host's set of
+/// cgroup files does not change); one whose read fails (its cgroup was
+/// recreated by a restart) is opened again once.
+#[derive(Default)]
+pub struct StatFiles {
+    keep: bool,
+    open: Vec<(PathBuf, Option<File>)>,
+}
+
+impl StatFiles {
+    /// Files kept open across readings.
+    pub fn kept() -> StatFiles {
+        StatFiles {
+            keep: true,
+            open: Vec::new(),
+        }
+    }
+
+    /// A small file, trimmed: plain reads into a stack buffer (no stat for a
+    /// size hint: cgroup files report size 0 anyway).
+    pub fn read(&mut self, p: &Path) -> Result<String, std::io::Error> {
+        if !self.keep {
+            return read_from(&File::open(p)?);
+        }
+        let i = match self.open.iter().position(|(q, _)| q == p) {
+            Some(i) => i,
+            None => {
+                if self.open.len() >= 64 {
+                    // Paths of a restarted container's old pid: start over.
+                    self.open.clear();
+                }
+                self.open.push((p.to_path_buf(), File::open(p).ok()));
+                self.open.len() - 1
+            }
+        };
+        let slot = &mut self.open[i].1;
+        let Some(f) = slot else {
+            return Err(std::io::ErrorKind::NotFound.into());
+        };
+        match read_from(f) {
+            Ok(t) => Ok(t),
+            Err(_) => {
+                *slot = None;
+                let f = File::open(p)?;
+                let text = read_from(&f);
+                *slot = Some(f);
+                text
+            }
+        }
+    }
+
+    fn number(&mut self, p: &Path) -> Option<u64> {
+        self.read(p).ok()?.parse().ok()
+    }
+
+    /// A limit file: "max" or a v1 "unlimited" value (above 2^62) is None.
+    fn limit(&mut self, p: &Path) -> Option<u64> {
+        let t = self.read(p).ok()?;
+        t.parse().ok().filter(|v: &u64| *v < (1 << 62))
+    }
+}
+
+/// A seq_file (every cgroup and /proc file read here) fills a read up to
+/// the buffer or its end, so a short read is the end: one `pread` per file.
+fn read_from(f: &File) -> Result<String, std::io::Error> {
     let mut buf = [0u8; 16384];
     let mut n = 0;
     while n < buf.len() {
-        match f.read(&mut buf[n..])? {
+        match f.read_at(&mut buf[n..], n as u64)? {
             0 => break,
-            k => n += k,
+            k => {
+                n += k;
+                if n < buf.len() {
+                    break;
+                }
+            }
         }
     }
     Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
-}
-
-fn number(p: &Path) -> Option<u64> {
-    read_file(p).ok()?.parse().ok()
-}
-
-/// A limit file: "max" or a v1 "unlimited" value (above 2^62) is None.
-fn limit(p: &Path) -> Option<u64> {
-    let t = read_file(p).ok()?;
-    t.parse().ok().filter(|v: &u64| *v < (1 << 62))
 }
 
 fn flat_map(text: &str) -> BTreeMap<String, u64> {
@@ -135,47 +196,51 @@ fn io_v2(text: &str) -> Vec<BlkioEntry> {
 }
 
 impl Cgroup {
-    /// Read the counters now; files a host lacks stay zero.
-    pub fn sample(&self) -> Sample {
+    /// Read the counters now through `files` (kept open by a stream, or
+    /// `StatFiles::default()`: opened and closed each time); files a host
+    /// lacks stay zero.
+    pub fn sample_with(&self, files: &mut StatFiles) -> Sample {
         match &self.inner {
-            Inner::V1(_) => self.sample_v1(),
-            Inner::V2(g) => sample_v2(g.dir()),
+            Inner::V1(_) => self.sample_v1(files),
+            Inner::V2(g) => sample_v2(g.dir(), files),
         }
     }
 
-    fn sample_v1(&self) -> Sample {
+    fn sample_v1(&self, f: &mut StatFiles) -> Sample {
         let mut s = Sample {
             version: Some(CgroupVersion::V1),
             ..Sample::default()
         };
         if let Some(d) = self.path("cpuacct") {
-            s.cpu_total = number(&d.join("cpuacct.usage")).unwrap_or(0);
-            s.cpu_percpu = read_file(&d.join("cpuacct.usage_percpu"))
+            s.cpu_total = f.number(&d.join("cpuacct.usage")).unwrap_or(0);
+            s.cpu_percpu = f
+                .read(&d.join("cpuacct.usage_percpu"))
                 .map(|t| {
                     t.split_whitespace()
                         .filter_map(|v| v.parse().ok())
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Ok(t) = read_file(&d.join("cpuacct.stat")) {
+            if let Ok(t) = f.read(&d.join("cpuacct.stat")) {
                 s.cpu_user = keyed_value(&t, "user").unwrap_or(0) * NS_PER_TICK;
                 s.cpu_system = keyed_value(&t, "system").unwrap_or(0) * NS_PER_TICK;
             }
         }
         if let Some(t) = self
             .path("cpu")
-            .and_then(|d| read_file(&d.join("cpu.stat")).ok())
+            .and_then(|d| f.read(&d.join("cpu.stat")).ok())
         {
             s.periods = keyed_value(&t, "nr_periods").unwrap_or(0);
             s.throttled_periods = keyed_value(&t, "nr_throttled").unwrap_or(0);
             s.throttled_time = keyed_value(&t, "throttled_time").unwrap_or(0);
         }
         if let Some(d) = self.path("memory") {
-            s.mem_usage = number(&d.join("memory.usage_in_bytes")).unwrap_or(0);
-            s.mem_max_usage = number(&d.join("memory.max_usage_in_bytes"));
-            s.mem_failcnt = number(&d.join("memory.failcnt"));
-            s.mem_limit = limit(&d.join("memory.limit_in_bytes"));
-            s.mem_stat = read_file(&d.join("memory.stat"))
+            s.mem_usage = f.number(&d.join("memory.usage_in_bytes")).unwrap_or(0);
+            s.mem_max_usage = f.number(&d.join("memory.max_usage_in_bytes"));
+            s.mem_failcnt = f.number(&d.join("memory.failcnt"));
+            s.mem_limit = f.limit(&d.join("memory.limit_in_bytes"));
+            s.mem_stat = f
+                .read(&d.join("memory.stat"))
                 .map(|t| flat_map(&t))
                 .unwrap_or_default();
         }
@@ -184,10 +249,10 @@ impl Cgroup {
             // I/O scheduler (no rows there: no block I/O at all); the BFQ and
             // CFQ ones (runc's first choice) serve kernels without
             // throttling. Two reads per sample instead of six.
-            let table = |names: &[&str]| {
+            let mut table = |names: &[&str]| {
                 names
                     .iter()
-                    .find_map(|n| read_file(&d.join(n)).ok())
+                    .find_map(|n| f.read(&d.join(n)).ok())
                     .map(|t| blkio_v1(&t))
                     .unwrap_or_default()
             };
@@ -203,19 +268,19 @@ impl Cgroup {
             ]);
         }
         if let Some(d) = self.path("pids") {
-            s.pids_current = number(&d.join("pids.current"));
-            s.pids_limit = limit(&d.join("pids.max"));
+            s.pids_current = f.number(&d.join("pids.current"));
+            s.pids_limit = f.limit(&d.join("pids.max"));
         }
         s
     }
 }
 
-fn sample_v2(d: &Path) -> Sample {
+fn sample_v2(d: &Path, f: &mut StatFiles) -> Sample {
     let mut s = Sample {
         version: Some(CgroupVersion::V2),
         ..Sample::default()
     };
-    if let Ok(t) = read_file(&d.join("cpu.stat")) {
+    if let Ok(t) = f.read(&d.join("cpu.stat")) {
         s.cpu_total = keyed_value(&t, "usage_usec").unwrap_or(0) * 1000;
         s.cpu_user = keyed_value(&t, "user_usec").unwrap_or(0) * 1000;
         s.cpu_system = keyed_value(&t, "system_usec").unwrap_or(0) * 1000;
@@ -223,16 +288,18 @@ fn sample_v2(d: &Path) -> Sample {
         s.throttled_periods = keyed_value(&t, "nr_throttled").unwrap_or(0);
         s.throttled_time = keyed_value(&t, "throttled_usec").unwrap_or(0) * 1000;
     }
-    s.mem_usage = number(&d.join("memory.current")).unwrap_or(0);
-    s.mem_limit = limit(&d.join("memory.max"));
-    s.mem_stat = read_file(&d.join("memory.stat"))
+    s.mem_usage = f.number(&d.join("memory.current")).unwrap_or(0);
+    s.mem_limit = f.limit(&d.join("memory.max"));
+    s.mem_stat = f
+        .read(&d.join("memory.stat"))
         .map(|t| flat_map(&t))
         .unwrap_or_default();
-    s.io_bytes = read_file(&d.join("io.stat"))
+    s.io_bytes = f
+        .read(&d.join("io.stat"))
         .map(|t| io_v2(&t))
         .unwrap_or_default();
-    s.pids_current = number(&d.join("pids.current"));
-    s.pids_limit = limit(&d.join("pids.max"));
+    s.pids_current = f.number(&d.join("pids.current"));
+    s.pids_limit = f.limit(&d.join("pids.max"));
     s
 }
 
