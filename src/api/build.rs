@@ -70,6 +70,14 @@ pub fn check_query(call: &Call) -> Result<(), ApiError> {
              send the context as a tar, or a tarball or Dockerfile over http://"
         )));
     }
+    if let Some(remote) = q
+        .get("remote")
+        .filter(|r| !r.is_empty() && !crate::build::sources::is_url(r))
+    {
+        return Err(ApiError::InvalidParameter(format!(
+            "remoteURL ({remote}) could not be recognized as URL"
+        )));
+    }
     Ok(())
 }
 
@@ -105,6 +113,10 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         labels: pairs(call, "labels")?,
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
+        remote: q
+            .get("remote")
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
         run: run_options(call)?,
     };
     let tags = opts.tags.clone();

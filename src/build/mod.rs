@@ -7,6 +7,7 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod run;
 pub mod shellwords;
+pub mod sources;
 pub mod steps;
 
 #[cfg(test)]

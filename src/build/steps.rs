@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::context::BuildError;
-use super::copy::{checksum, copy_into, numeric_owner, Copy};
+use super::copy::{checksum, copy_into, dest_path, Copy};
+use super::sources::{is_dir_in, owner, resolve};
 use super::dockerfile::{CmdLine, Command, Dockerfile, Instruction};
 use super::run::{run_step, Answers, RunOptions};
 use super::shellwords::{process_word, process_words};
@@ -298,54 +299,47 @@ fn step(
                         Some((_, id, img)) => (id, img),
                         None => (env.resolve)(&f).map_err(BuildError::Invalid)?,
                     };
-                    let roots = img
-                        .pointer("/rootfs/diff_ids")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(|d| env.layout.diff_dir(d))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (roots, Some(id))
+                    (layers(env, &img), Some(id))
                 }
             };
             let srcs: Vec<String> = a.srcs.iter().map(|s| w(s)).collect::<Result<_, _>>()?;
             let dest = w(&a.dest)?;
-            let owner = match &a.chown {
-                None => None,
-                Some(c) => Some(numeric_owner(&w(c)?)?),
-            };
-            let kw = if matches!(ins.command, Command::Copy(_)) {
-                "COPY"
-            } else {
-                "ADD"
-            };
-            let sum = match &from_key {
-                // An image's content is fixed by its ID.
-                Some(id) => format!("from:{id}:{}:{owner:?}", srcs.join(":")),
-                None => checksum(&env.context, &srcs, owner)?,
-            };
-            let key = format!("/bin/sh -c #(nop) {kw} {sum} in {dest} ");
-            if cache_hit(env, st, &key) {
-                return Ok(());
-            }
-            let upper = env.layout.new_temp_dir()?;
-            let how = Copy {
-                roots: &roots,
-                extract: is_add && from_key.is_none(),
-                owner,
-            };
+            let kw = if is_add { "ADD" } else { "COPY" };
+            let image_layers = layers(env, &st.image);
             let wd = st
                 .config
                 .get("WorkingDir")
                 .and_then(Value::as_str)
                 .unwrap_or("/")
                 .to_string();
-            let res = copy_into(&wd, &upper, &srcs, &dest, &how);
-            let res = res.and_then(|()| commit(env, st, Some(&upper), key));
-            let _ = fs::remove_dir_all(&upper);
+            let owner = match a.chown.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(owner(&w(c)?, &image_layers)?),
+            };
+            let downloads = env.layout.new_temp_dir()?;
+            let res = (|| {
+                let sources = resolve(&roots, &srcs, &dest, kw, is_add.then_some(&*downloads))?;
+                let sum = match &from_key {
+                    // An image's content is fixed by its ID.
+                    Some(id) => format!("from:{id}:{}:{owner:?}", srcs.join(":")),
+                    None => checksum(&sources, owner)?,
+                };
+                let key = format!("/bin/sh -c #(nop) {kw} {sum} in {dest} ");
+                if cache_hit(env, st, &key) {
+                    return Ok(());
+                }
+                let upper = env.layout.new_temp_dir()?;
+                let how = Copy {
+                    extract: is_add && from_key.is_none(),
+                    owner,
+                    dest_is_dir: is_dir_in(&image_layers, &dest_path(&wd, &dest)),
+                };
+                let res = copy_into(&wd, &upper, &sources, &dest, &how);
+                let res = res.and_then(|()| commit(env, st, Some(&upper), key));
+                let _ = fs::remove_dir_all(&upper);
+                res
+            })();
+            let _ = fs::remove_dir_all(&downloads);
             return res;
         }
     };
@@ -355,6 +349,19 @@ fn step(
     }
     apply_changes(&mut st.config, &[change]).map_err(invalid)?;
     commit(env, st, None, key)
+}
+
+/// An image's layer directories, bottom to top.
+fn layers(env: &StepEnv, img: &Value) -> Vec<PathBuf> {
+    img.pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|d| env.layout.diff_dir(d))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A metadata step whose state is already changed: from the cache, or made.

@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use super::Engine;
-use crate::build::context::{receive, BuildError};
+use crate::build::context::{fetch_remote, receive, BuildError};
 use crate::build::run::{Answers, RunOptions};
 use crate::build::steps::{run, StepEnv};
 use crate::image::archive_load::LoadSummary;
@@ -23,6 +23,9 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     pub target: String,
     pub nocache: bool,
+    /// `remote`: an `http://` URL of the context (a tar) or of a Dockerfile;
+    /// the request body is then not read.
+    pub remote: Option<String>,
     /// RUN containers' settings (`rm`, `forcerm`, the HostConfig).
     pub run: RunOptions,
 }
@@ -65,7 +68,12 @@ impl Engine {
                     .new_temp_dir()
                     .map_err(|e| wire(BuildError::Internal(e.to_string())))?;
                 let input = std::io::BufReader::with_capacity(64 * 1024, input);
-                let result = receive(input, &dir, &opts.dockerfile).and_then(|(r, df)| {
+                let received = match &opts.remote {
+                    Some(url) => fetch_remote(url, &opts.dockerfile)
+                        .and_then(|r| receive(r, &dir, &opts.dockerfile)),
+                    None => receive(input, &dir, &opts.dockerfile),
+                };
+                let result = received.and_then(|(r, df)| {
                     let _ = rep.send(&json!({ READY: true }));
                     let resolve = |name: &str| {
                         images
