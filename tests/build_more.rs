@@ -1,0 +1,286 @@
+//! `docker build` leftovers of issue 17: COPY/ADD wildcards, `--chown` by
+//! name, ADD of an `http://` URL, `remote=` contexts, `cachefrom`,
+//! `platform`, the build cache in `system df` and `/build/prune`. URLs are
+//! served by a local Python http.server on 127.0.0.1.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+
+/// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
+fn docker_build(d: &Daemon, args: &[&str]) -> Output {
+    Command::new("docker")
+        .arg("build")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
+        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .output()
+        .expect("docker CLI")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A context directory with these files.
+fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = common::temp_dir(tag);
+    for (name, body) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+    dir
+}
+
+/// `tar c` of a directory.
+fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .args(["cf", "-", "-C"])
+        .arg(dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// `POST /build` of a context dir through the raw API.
+fn build_api(d: &Daemon, query: &str, dir: &Path) -> common::RawResponse {
+    let body = tar_of(dir);
+    d.request_bytes(
+        "POST",
+        &format!("/build?{query}"),
+        &[("Content-Type", "application/x-tar")],
+        Some(&body),
+    )
+}
+
+/// A build of this Dockerfile (and files) that must fail in the stream:
+/// its error message.
+fn build_error(d: &Daemon, dockerfile: &str, files: &[(&str, &str)]) -> String {
+    let mut all = vec![("Dockerfile", dockerfile)];
+    all.extend_from_slice(files);
+    let dir = context("bm-err", &all);
+    common::stream_error(&build_api(d, "rm=1", &dir))
+}
+
+/// `docker run --rm IMAGE sh -c SCRIPT`: its output.
+fn run(d: &Daemon, image: &str, script: &str) -> String {
+    let o = d.docker(&["run", "--rm", image, "sh", "-c", script]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `python3 -m http.server` on 127.0.0.1 serving a directory; killed on drop.
+struct Served {
+    child: Child,
+    port: u16,
+}
+
+impl Served {
+    fn new(dir: &Path) -> Served {
+        let port = common::free_port();
+        let child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 http.server");
+        let s = Served { child, port };
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn copy_add_sources_and_remote_contexts() {
+    let d = Daemon::with_busybox();
+    let www = common::temp_dir("bm-www");
+    std::fs::write(www.join("remote.txt"), "from afar\n").unwrap();
+    // The download's mtime is the server's Last-Modified.
+    let t = Command::new("touch")
+        .args(["-d", "@1500000000"])
+        .arg(www.join("remote.txt"))
+        .status()
+        .unwrap();
+    assert!(t.success());
+    let srv = Served::new(&www);
+
+    // Wildcards, a directory's contents, a file into an existing
+    // directory, --chown by name, ADD of a URL.
+    let df = format!(
+        "FROM busybox\n\
+         COPY a*.txt /w/\n\
+         COPY [ab]?.txt d?r /m/\n\
+         COPY b.txt /tmp\n\
+         COPY --chown=nobody:nogroup b.txt /own/\n\
+         COPY --chown=65534 b.txt /num/\n\
+         ADD {} /dl/\n\
+         ADD {} /named\n",
+        srv.url("remote.txt"),
+        srv.url("remote.txt")
+    );
+    let dir = context(
+        "bm-wild",
+        &[
+            ("Dockerfile", &df),
+            ("a1.txt", "a1\n"),
+            ("a2.txt", "a2\n"),
+            ("b.txt", "b\n"),
+            ("b12.txt", "no\n"),
+            ("dir/x.txt", "x\n"),
+        ],
+    );
+    let o = docker_build(&d, &["-t", "bm-wild", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = run(
+        &d,
+        "bm-wild",
+        "ls /w; echo --; ls /m; echo --; cat /tmp/b.txt; \
+         stat -c '%u:%g' /own/b.txt /num/b.txt; \
+         stat -c '%a %Y %s' /dl/remote.txt /named; cat /named",
+    );
+    assert_eq!(
+        out,
+        "a1.txt\na2.txt\n--\na1.txt\na2.txt\nx.txt\n--\nb\n\
+         65534:65534\n65534:65534\n600 1500000000 10\n600 1500000000 10\nfrom afar\n",
+        "{out}"
+    );
+    // Built again: every step from the cache (the download included).
+    let o = docker_build(&d, &["-t", "bm-wild", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Using cache").count(), 7, "{}", text(&o));
+
+    // dockerd's errors.
+    let files = [("a1.txt", "1"), ("a2.txt", "2"), ("b.txt", "b")];
+    let cases = [
+        (
+            "FROM busybox\nCOPY a*.txt /w\n".to_string(),
+            "When using COPY with more than one source file, the destination must be a directory and end with a /",
+        ),
+        (
+            "FROM busybox\nADD b.txt a1.txt /w\n".to_string(),
+            "When using ADD with more than one source file, the destination must be a directory and end with a /",
+        ),
+        (
+            "FROM busybox\nCOPY nomatch* /w/\n".to_string(),
+            "COPY failed: no source files were specified",
+        ),
+        (
+            format!("FROM busybox\nCOPY {} /w\n", srv.url("remote.txt")),
+            "COPY failed: source can't be a URL for COPY",
+        ),
+        (
+            "FROM busybox\nCOPY --chown=bob b.txt /w\n".to_string(),
+            "unable to convert uid/gid chown string to host mapping: can't find uid for user bob: no such user: bob",
+        ),
+        (
+            "FROM busybox\nCOPY --chown=nobody b.txt /w\n".to_string(),
+            "unable to convert uid/gid chown string to host mapping: can't find gid for group nobody: no such group: nobody",
+        ),
+        (
+            "FROM busybox\nCOPY --chown=1:2:3 b.txt /w\n".to_string(),
+            "unable to convert uid/gid chown string to host mapping: invalid chown string format: 1:2:3",
+        ),
+        (
+            format!("FROM busybox\nADD {} /w\n", srv.url("missing.txt")),
+            "ADD failed: failed to GET http://127.0.0.1:",
+        ),
+    ];
+    for (df, want) in &cases {
+        let m = build_error(&d, df, &files);
+        assert!(m.starts_with(want), "{df}: {m}");
+    }
+
+    // remote=: a tarball served over http is the context.
+    let ctx = context(
+        "bm-remote",
+        &[
+            ("Dockerfile", "FROM busybox\nCOPY f.txt /f.txt\n"),
+            ("f.txt", "remote context\n"),
+        ],
+    );
+    std::fs::write(www.join("ctx.tar"), tar_of(&ctx)).unwrap();
+    let o = docker_build(&d, &["-t", "bm-remote", &srv.url("ctx.tar")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(run(&d, "bm-remote", "cat /f.txt"), "remote context\n");
+
+    // ... or a plain Dockerfile, the only file of the context (raw API,
+    // no body).
+    std::fs::write(
+        www.join("Dockerfile.remote"),
+        "FROM busybox\nLABEL from=remote\n",
+    )
+    .unwrap();
+    let q = format!(
+        "/build?t=bm-remote-df&remote={}",
+        common::url_encode(&srv.url("Dockerfile.remote"))
+    );
+    let r = d.request_bytes("POST", &q, &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("Successfully tagged"), "{}", r.text());
+    let o = d.docker(&[
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"from\"}}",
+        "bm-remote-df",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "remote");
+
+    // A URL that is not there, a git URL, something that is not a URL.
+    let q = format!(
+        "/build?remote={}",
+        common::url_encode(&srv.url("nothing.tar"))
+    );
+    let r = d.request_bytes("POST", &q, &[], None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.message().starts_with("error downloading remote context http://"),
+        "{}",
+        r.message()
+    );
+    let r = d.request_bytes(
+        "POST",
+        "/build?remote=git%3A%2F%2Fexample.invalid%2Fr.git",
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("git build contexts are not supported"));
+    let r = d.request_bytes("POST", "/build?remote=somewhere", &[], None);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.message(),
+        "remoteURL (somewhere) could not be recognized as URL"
+    );
+}
