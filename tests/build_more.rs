@@ -94,7 +94,13 @@ impl Served {
     fn new(dir: &Path) -> Served {
         let port = common::free_port();
         let child = Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .arg("--directory")
             .arg(dir)
             .stdout(Stdio::null())
@@ -265,7 +271,8 @@ fn copy_add_sources_and_remote_contexts() {
     let r = d.request_bytes("POST", &q, &[], None);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
-        r.message().starts_with("error downloading remote context http://"),
+        r.message()
+            .starts_with("error downloading remote context http://"),
         "{}",
         r.message()
     );
@@ -283,4 +290,93 @@ fn copy_add_sources_and_remote_contexts() {
         r.message(),
         "remoteURL (somewhere) could not be recognized as URL"
     );
+}
+
+/// An image's ID.
+fn image_id(d: &Daemon, name: &str) -> String {
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", name]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn cache_from_platform_and_build_cache() {
+    let mut d = Daemon::with_busybox();
+    let dir = context(
+        "bm-cache",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nENV A=1\nCOPY f.txt /f.txt\nRUN echo run > /r.txt\nCMD [\"cat\", \"/f.txt\"]\n",
+            ),
+            ("f.txt", "cached\n"),
+        ],
+    );
+    let ctx = dir.to_str().unwrap();
+    let o = docker_build(&d, &["-t", "bm-cache", ctx]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = image_id(&d, "bm-cache");
+
+    // Only the final image survives a save and a load: its intermediate
+    // images are gone.
+    let saved = d.dir.join("bm-cache.tar");
+    let o = d.docker(&["save", "-o", saved.to_str().unwrap(), "bm-cache"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = d.docker(&["rmi", "bm-cache"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = d.docker(&["image", "prune", "-af"]);
+    assert!(o.status.success(), "{}", text(&o));
+    d.load_busybox();
+    let o = d.docker(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // --cache-from: every step restored from the loaded image's history;
+    // the last step is that image itself.
+    let o = docker_build(&d, &["--cache-from", "bm-cache", "-t", "bm-cache2", ctx]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Using cache").count(), 4, "{}", text(&o));
+    assert_eq!(image_id(&d, "bm-cache2"), id);
+    assert_eq!(
+        run(&d, "bm-cache2", "cat /f.txt /r.txt; echo $A"),
+        "cached\nrun\n1\n"
+    );
+
+    // With other images as the cache, the local ones do not count.
+    let o = docker_build(&d, &["--cache-from", "busybox", "-t", "bm-cache3", ctx]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Using cache").count(), 0, "{}", text(&o));
+    assert_ne!(image_id(&d, "bm-cache3"), id);
+
+    // platform: the FROM image's must match.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let df = [("Dockerfile", "FROM busybox\nLABEL p=1\n")];
+    let pdir = context("bm-platform", &df);
+    let r = build_api(&d, &format!("platform=linux/{arch}&t=bm-plat"), &pdir);
+    assert!(r.text().contains("Successfully tagged"), "{}", r.text());
+    let other = if arch == "arm64" { "amd64" } else { "arm64" };
+    let m = common::stream_error(&build_api(&d, &format!("platform=linux/{other}"), &pdir));
+    assert_eq!(
+        m,
+        format!("image with reference busybox was found but does not match the specified platform: wanted linux/{other}, actual: linux/{arch}")
+    );
+    let fdir = context(
+        "bm-platform-flag",
+        &[(
+            "Dockerfile",
+            &format!("FROM --platform=linux/{other} busybox\n"),
+        )],
+    );
+    let m = common::stream_error(&build_api(&d, "", &fdir));
+    assert!(m.contains("does not match the specified platform"), "{m}");
+    let r = build_api(&d, "platform=windows/amd64", &pdir);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.message(), "unsupported os windows");
+    // outputs: BuildKit only.
+    let r = build_api(&d, "outputs=%5B%7B%22type%22%3A%22local%22%7D%5D", &pdir);
+    assert_eq!(r.status, 400);
+    assert!(r.message().contains("requires BuildKit"), "{}", r.message());
 }

@@ -70,6 +70,7 @@ pub fn check_query(call: &Call) -> Result<(), ApiError> {
              send the context as a tar, or a tarball or Dockerfile over http://"
         )));
     }
+    crate::build::from::wanted(None, q.get("platform"))?;
     if let Some(remote) = q
         .get("remote")
         .filter(|r| !r.is_empty() && !crate::build::sources::is_url(r))
@@ -113,6 +114,11 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         labels: pairs(call, "labels")?,
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
+        cache_from: string_list(call, "cachefrom")?,
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
         remote: q
             .get("remote")
             .filter(|r| !r.is_empty())
@@ -129,6 +135,15 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         quiet,
         answers,
     })))
+}
+
+/// A JSON array query parameter (`cachefrom`).
+fn string_list(call: &Call, key: &str) -> Result<Vec<String>, ApiError> {
+    match call.req.query.get(key).filter(|t| !t.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}"))),
+    }
 }
 
 /// An integer query parameter (0 when absent).

@@ -158,20 +158,17 @@ const PREAMBLE: usize = 100;
 /// gzip) is the context; text is the Dockerfile itself, then the context
 /// holds only it (under the `dockerfile` name). The context as a tar.
 pub fn fetch_remote(url: &str, dockerfile: &str) -> Result<Box<dyn Read>, BuildError> {
-    let fail = |m: String| BuildError::Invalid(format!("error downloading remote context {url}: {m}"));
+    let fail =
+        |m: String| BuildError::Invalid(format!("error downloading remote context {url}: {m}"));
     let parsed = crate::http::client::Url::parse(url).map_err(|e| fail(e.to_string()))?;
     if parsed.scheme != "http" {
         return Err(fail(
             "this daemon's builder downloads only http:// contexts".into(),
         ));
     }
-    let resp = crate::http::client::request(
-        "GET",
-        &parsed,
-        &[],
-        crate::http::client::ReqBody::None,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+    let resp =
+        crate::http::client::request("GET", &parsed, &[], crate::http::client::ReqBody::None)
+            .map_err(|e| fail(e.to_string()))?;
     if !(200..300).contains(&resp.status) {
         return Err(fail(format!(
             "failed to GET {url} with status {} {}",
@@ -181,7 +178,13 @@ pub fn fetch_remote(url: &str, dockerfile: &str) -> Result<Box<dyn Read>, BuildE
     }
     let ct = resp
         .header("Content-Type")
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let mut body = resp.body;
     let mut head = Vec::with_capacity(512);

@@ -161,10 +161,7 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), Bu
     } else if meta.is_file() {
         fs::copy(from, to)?;
         if let Ok(t) = meta.modified() {
-            fs::File::options()
-                .write(true)
-                .open(to)?
-                .set_modified(t)?;
+            fs::File::options().write(true).open(to)?.set_modified(t)?;
         }
     } else {
         // Devices, fifos, sockets and a layer's whiteouts are not copied.

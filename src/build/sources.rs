@@ -241,7 +241,13 @@ fn in_layers(layers: &[PathBuf], abs: &str) -> Option<PathBuf> {
     layers
         .iter()
         .rev()
-        .map(|l| if rel.is_empty() { l.clone() } else { l.join(&rel) })
+        .map(|l| {
+            if rel.is_empty() {
+                l.clone()
+            } else {
+                l.join(&rel)
+            }
+        })
         .find(|p| fs::symlink_metadata(p).is_ok())
 }
 

@@ -26,6 +26,10 @@ pub struct BuildOptions {
     /// `remote`: an `http://` URL of the context (a tar) or of a Dockerfile;
     /// the request body is then not read.
     pub remote: Option<String>,
+    /// `platform`: what FROM images must be.
+    pub platform: Option<String>,
+    /// `cachefrom`: image names whose history may satisfy the cache.
+    pub cache_from: Vec<String>,
     /// RUN containers' settings (`rm`, `forcerm`, the HostConfig).
     pub run: RunOptions,
 }
@@ -101,6 +105,15 @@ impl Engine {
                         nocache: opts.nocache,
                         known: &known,
                         built: Vec::new(),
+                        platform: opts.platform.clone(),
+                        pull: None,
+                        // As dockerd, a name that is not here is skipped.
+                        cache_from: opts
+                            .cache_from
+                            .iter()
+                            .filter_map(|n| images.resolve(n).ok())
+                            .map(|i| (i.id.clone(), i.config.clone()))
+                            .collect(),
                         stages: Vec::new(),
                         run: opts.run.clone(),
                         answers: Some(Answers::new(answers)),
