@@ -375,8 +375,88 @@ fn cache_from_platform_and_build_cache() {
     let r = build_api(&d, "platform=windows/amd64", &pdir);
     assert_eq!(r.status, 400);
     assert_eq!(r.message(), "unsupported os windows");
+    // pull=1: FROM is pulled from its registry even when an image of that
+    // name is here (a local docker-registry on loopback).
+    let reg = Registry::start();
+    let name = format!("127.0.0.1:{}/bm/base:latest", reg.port);
+    for args in [
+        vec!["tag", "busybox", name.as_str()],
+        vec!["push", name.as_str()],
+        vec!["tag", "bm-plat", name.as_str()],
+    ] {
+        let o = d.docker(&args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    let df = format!("FROM {name}\nLABEL built=1\n");
+    let pull_dir = context("bm-pull", &[("Dockerfile", &df)]);
+    let label = |img: &str| {
+        let o = d.docker(&["inspect", "-f", "{{index .Config.Labels \"p\"}}", img]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let o = docker_build(&d, &["-t", "bm-nopull", pull_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(label("bm-nopull"), "1");
+    let o = docker_build(
+        &d,
+        &["--pull", "-t", "bm-pulled", pull_dir.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(label("bm-pulled"), "");
+    assert_eq!(image_id(&d, &name), image_id(&d, "busybox"));
+    // A FROM the registry does not have: the pull's error.
+    let df = format!("FROM 127.0.0.1:{}/bm/none\n", reg.port);
+    let m = common::stream_error(&build_api(
+        &d,
+        "pull=1",
+        &context("bm-pull-missing", &[("Dockerfile", &df)]),
+    ));
+    assert!(m.contains("not found") || m.contains("unknown"), "{m}");
+
     // outputs: BuildKit only.
     let r = build_api(&d, "outputs=%5B%7B%22type%22%3A%22local%22%7D%5D", &pdir);
     assert_eq!(r.status, 400);
     assert!(r.message().contains("requires BuildKit"), "{}", r.message());
+}
+
+/// A Debian `docker-registry` on a free loopback port (plain HTTP), killed
+/// and its storage removed on drop.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = common::temp_dir("bm-registry");
+        let port = common::free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry must be installed (apt-get install docker-registry)");
+        let r = Registry { child, dir, port };
+        let until = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

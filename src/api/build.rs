@@ -10,6 +10,7 @@ use crate::streams::job::feed_worker;
 use serde_json::{json, Value};
 
 use crate::build::run::RunOptions;
+use crate::distribution::auth::Credentials;
 use crate::engine::build::{BuildOptions, READY};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -115,6 +116,12 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
         cache_from: string_list(call, "cachefrom")?,
+        pull: q.bool("pull").then(|| {
+            (
+                super::distribution::registries(call.engine),
+                registry_config(call),
+            )
+        }),
         platform: q
             .get("platform")
             .filter(|p| !p.is_empty())
@@ -135,6 +142,26 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         quiet,
         answers,
     })))
+}
+
+/// `X-Registry-Config`: base64url JSON, registry -> credentials (what
+/// does not decode is no credentials, as dockerd treats it).
+fn registry_config(call: &Call) -> Vec<(String, Credentials)> {
+    let Some(raw) = call
+        .req
+        .header("x-registry-config")
+        .and_then(|h| crate::base64::decode(h.trim()))
+    else {
+        return Vec::new();
+    };
+    let map: std::collections::BTreeMap<String, Credentials> =
+        serde_json::from_slice(&raw).unwrap_or_default();
+    map.into_iter()
+        .map(|(k, mut c)| {
+            c.normalise();
+            (k, c)
+        })
+        .collect()
 }
 
 /// A JSON array query parameter (`cachefrom`).

@@ -8,10 +8,9 @@ use super::context::BuildError;
 use super::steps::{ImageRec, StepEnv};
 use crate::distribution::manifest::{normalise, parse_platform, Platform};
 
-/// A FROM image pulled from its registry for `platform`; its progress is
-/// reported through the reporter given.
-pub type PullBase<'a> =
-    &'a dyn Fn(&str, Option<&Platform>, &mut dyn FnMut(Value)) -> Result<ImageRec, String>;
+/// A FROM image pulled from its registry for `platform` (its progress
+/// goes into the build's stream).
+pub type PullBase<'a> = &'a dyn Fn(&str, Option<&Platform>) -> Result<ImageRec, String>;
 
 /// `os/arch[/variant]` as dockerd formats a platform (containerd leaves
 /// arm64's default variant out).
@@ -76,7 +75,7 @@ pub fn base(
     platform: Option<&Platform>,
 ) -> Result<ImageRec, BuildError> {
     if let Some(pull) = env.pull {
-        return pull(name, platform, env.report).map_err(BuildError::Invalid);
+        return pull(name, platform).map_err(BuildError::Invalid);
     }
     let (id, img) = (env.resolve)(name).map_err(BuildError::Invalid)?;
     if let Some(want) = platform {
