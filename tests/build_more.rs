@@ -416,6 +416,56 @@ fn cache_from_platform_and_build_cache() {
     let r = build_api(&d, "outputs=%5B%7B%22type%22%3A%22local%22%7D%5D", &pdir);
     assert_eq!(r.status, 400);
     assert!(r.message().contains("requires BuildKit"), "{}", r.message());
+
+    // The build cache: the untagged images of build steps, in `system df`
+    // and removed by `docker builder prune`.
+    let big = context(
+        "bm-big",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN head -c 1048576 /dev/zero > /big\nLABEL done=1\n",
+        )],
+    );
+    let o = docker_build(&d, &["-t", "bm-big", big.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = d.docker(&["rmi", "bm-big"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let df = d.request("GET", "/system/df", None).json();
+    let rows = df["BuildCache"].as_array().cloned().unwrap_or_default();
+    let run_row = rows
+        .iter()
+        .find(|r| r["Description"].as_str().unwrap_or("").contains("head -c 1048576"))
+        .unwrap_or_else(|| panic!("no row for the RUN step: {rows:?}"));
+    assert!(run_row["Size"].as_u64().unwrap_or(0) >= 1 << 20, "{run_row}");
+    assert_eq!(run_row["Shared"], false);
+    assert_eq!(run_row["InUse"], false);
+    assert_eq!(run_row["Type"], "regular");
+    // Steps of tagged images hold layers those images still use.
+    assert!(rows.iter().any(|r| r["Shared"] == true), "{rows:?}");
+    let o = d.docker(&["system", "df"]);
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.starts_with("Build Cache"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    let count: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(count.get(2).copied(), Some(rows.len().to_string().as_str()), "{line}");
+    let r = d.request("POST", "/build/prune", None);
+    assert_eq!(r.status, 200);
+    let report = r.json();
+    let deleted = report["CachesDeleted"].as_array().cloned().unwrap_or_default();
+    assert_eq!(deleted.len(), rows.len(), "{report}");
+    assert!(deleted.contains(&run_row["ID"]), "{report}");
+    assert!(report["SpaceReclaimed"].as_u64().unwrap_or(0) >= 1 << 20, "{report}");
+    let df = d.request("GET", "/system/df", None).json();
+    assert_eq!(df["BuildCache"], serde_json::json!([]));
+    // The cache is gone: every step is made anew; the tagged image stays.
+    let o = docker_build(&d, &["-t", "bm-cache4", ctx]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Using cache").count(), 0, "{}", text(&o));
+    assert_eq!(run(&d, "bm-cache", "cat /f.txt"), "cached\n");
+    let o = d.docker(&["builder", "prune", "-f"]);
+    assert!(text(&o).contains("Total reclaimed space:"), "{}", text(&o));
 }
 
 /// A Debian `docker-registry` on a free loopback port (plain HTTP), killed

@@ -30,13 +30,33 @@ pub fn grpc(_call: &mut Call) -> Result<Response, ApiError> {
 }
 
 /// `POST /build/prune` (`docker builder prune`): the classic builder's
-/// cache is its intermediate images, which `docker image prune` removes;
-/// there is no separate cache to delete, as with dockerd without BuildKit.
-pub fn prune(_call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(
-        200,
-        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
-    ))
+/// cache (its untagged step images) removed; `until` honoured, `all` and
+/// `keep-storage` change nothing (there is no cache in use to keep).
+pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
+    let raw = call.req.query.get("filters").unwrap_or("");
+    let filters = super::filters::parse(
+        Some(raw),
+        &[
+            "until",
+            "unused-for",
+            "label",
+            "type",
+            "id",
+            "parent",
+            "description",
+            "inuse",
+            "shared",
+            "private",
+        ],
+    )?;
+    let mut filters = filters;
+    if let Some(v) = filters.remove("unused-for") {
+        filters.entry("until".into()).or_insert(v);
+    }
+    let until =
+        super::filters::until(&filters)?.map(|t| crate::timefmt::unix_nanos(t) / 1_000_000_000);
+    let report = call.engine.build_prune(until)?;
+    Ok(Response::json(200, &report))
 }
 
 /// A `remote` the classic builder would clone with git.
