@@ -434,9 +434,17 @@ fn cache_from_platform_and_build_cache() {
     let rows = df["BuildCache"].as_array().cloned().unwrap_or_default();
     let run_row = rows
         .iter()
-        .find(|r| r["Description"].as_str().unwrap_or("").contains("head -c 1048576"))
+        .find(|r| {
+            r["Description"]
+                .as_str()
+                .unwrap_or("")
+                .contains("head -c 1048576")
+        })
         .unwrap_or_else(|| panic!("no row for the RUN step: {rows:?}"));
-    assert!(run_row["Size"].as_u64().unwrap_or(0) >= 1 << 20, "{run_row}");
+    assert!(
+        run_row["Size"].as_u64().unwrap_or(0) >= 1 << 20,
+        "{run_row}"
+    );
     assert_eq!(run_row["Shared"], false);
     assert_eq!(run_row["InUse"], false);
     assert_eq!(run_row["Type"], "regular");
@@ -449,14 +457,24 @@ fn cache_from_platform_and_build_cache() {
         .map(str::to_string)
         .unwrap_or_default();
     let count: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(count.get(2).copied(), Some(rows.len().to_string().as_str()), "{line}");
+    assert_eq!(
+        count.get(2).copied(),
+        Some(rows.len().to_string().as_str()),
+        "{line}"
+    );
     let r = d.request("POST", "/build/prune", None);
     assert_eq!(r.status, 200);
     let report = r.json();
-    let deleted = report["CachesDeleted"].as_array().cloned().unwrap_or_default();
+    let deleted = report["CachesDeleted"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(deleted.len(), rows.len(), "{report}");
     assert!(deleted.contains(&run_row["ID"]), "{report}");
-    assert!(report["SpaceReclaimed"].as_u64().unwrap_or(0) >= 1 << 20, "{report}");
+    assert!(
+        report["SpaceReclaimed"].as_u64().unwrap_or(0) >= 1 << 20,
+        "{report}"
+    );
     let df = d.request("GET", "/system/df", None).json();
     assert_eq!(df["BuildCache"], serde_json::json!([]));
     // The cache is gone: every step is made anew; the tagged image stays.
@@ -509,4 +527,87 @@ impl Drop for Registry {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Temp dirs of workers left in the data root.
+fn temp_dirs(d: &Daemon) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(&d.dir)
+        .args(["-maxdepth", "4", "-name", ".tmp-*"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_build_whose_client_leaves_is_cancelled_without_leftovers() {
+    use std::io::{Read, Write};
+    let d = Daemon::with_busybox();
+    let dir = context(
+        "bm-cancel",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f.txt /f.txt\nRUN sleep 60\n",
+            ),
+            ("f.txt", "kept\n"),
+        ],
+    );
+    let body = tar_of(&dir);
+    let mut s = d.connect();
+    let head = format!(
+        "POST /build?t=bm-cancel HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    // Wait for the RUN step's container.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ps = d.request("GET", "/containers/json", None).json();
+        if ps.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < until, "the RUN container never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !temp_dirs(&d).is_empty(),
+        "the build's temp dirs are not where they are looked for"
+    );
+    let mut first = [0u8; 64];
+    let _ = s.read(&mut first);
+    drop(s);
+    // dockerd cancels: the container is removed, the worker ends, its temp
+    // dirs go; the step images already made stay as cache.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = d.request("GET", "/containers/json?all=1", None).json();
+        let gone = all.as_array().is_some_and(|a| a.is_empty());
+        let tmp = temp_dirs(&d);
+        let kids = common::children_of(d.pid());
+        if gone && tmp.is_empty() && kids.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "leftovers: containers {all}, temp dirs {tmp:?}, children {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = d.docker(&["image", "inspect", "bm-cancel"]);
+    assert!(!o.status.success(), "a cancelled build tagged its image");
+    // The store is consistent: the same build runs to the end, the COPY
+    // step from the cache.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nCOPY f.txt /f.txt\nRUN true\n",
+    )
+    .unwrap();
+    let o = docker_build(&d, &["-t", "bm-cancel", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Using cache").count(), 1, "{}", text(&o));
 }
