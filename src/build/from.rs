@@ -16,7 +16,8 @@ pub type PullBase<'a> = &'a dyn Fn(&str, Option<&Platform>) -> Result<ImageRec, 
 /// arm64's default variant out).
 fn format(p: &Platform) -> String {
     let mut s = format!("{}/{}", p.os, p.architecture);
-    if !p.variant.is_empty() && !(p.architecture == "arm64" && p.variant == "v8") {
+    let default_variant = p.architecture == "arm64" && p.variant == "v8";
+    if !p.variant.is_empty() && !default_variant {
         s.push('/');
         s.push_str(&p.variant);
     }
