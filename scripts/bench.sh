@@ -37,6 +37,8 @@
 #   --bin PATH         measure this coracle binary instead of building one
 #   --runs N           repetitions for the medians (default 10; 3 with --quick)
 #   --secs S           seconds per requests/s measurement (default 5; 2 with --quick)
+#   --build [OPTS]     only `docker build` of a 5-step Dockerfile, cold and cached, side by side
+#                      with --against's classic builder (scripts/bench-build.sh; OPTS are its own)
 #
 # Needs: cargo (unless --bin), python3 (standard library only), and for the CLI rows the
 # docker CLI. Run as root (containers). Everything the bench makes lives in a temporary
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
         --bin) need "$@"; BIN=$2; shift 2 ;;
         --runs) need "$@"; RUNS=$2; shift 2 ;;
         --secs) need "$@"; SECS=$2; shift 2 ;;
+        --build) shift; exec "$(dirname "$0")/bench-build.sh" "$@" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac

@@ -84,6 +84,28 @@ pub fn http_date(t: SystemTime) -> String {
     )
 }
 
+/// Seconds since the epoch of an IMF-fixdate (`Mon, 02 Jan 2006 15:04:05
+/// GMT`, what `Last-Modified` carries).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let [_, d, mo, y, hms, "GMT"] = f[..] else {
+        return None;
+    };
+    let mo = MONTHS.iter().position(|m| *m == mo)? as u32 + 1;
+    let (d, y): (u32, i64) = (d.parse().ok()?, y.parse().ok()?);
+    let t: Vec<i64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+    let [h, m, sec] = t[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&d) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + m * 60 + sec)
+}
+
 /// Parse a timestamp as the API takes it in `since`/`until`: Unix seconds
 /// with an optional fraction (`1700000000.123456789`, what the CLI sends), or
 /// RFC 3339 (`2024-01-02T03:04:05Z`, `...+01:00`, fraction optional).

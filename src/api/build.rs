@@ -10,6 +10,7 @@ use crate::streams::job::feed_worker;
 use serde_json::{json, Value};
 
 use crate::build::run::RunOptions;
+use crate::distribution::auth::Credentials;
 use crate::engine::build::{BuildOptions, READY};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
@@ -29,13 +30,33 @@ pub fn grpc(_call: &mut Call) -> Result<Response, ApiError> {
 }
 
 /// `POST /build/prune` (`docker builder prune`): the classic builder's
-/// cache is its intermediate images, which `docker image prune` removes;
-/// there is no separate cache to delete, as with dockerd without BuildKit.
-pub fn prune(_call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(
-        200,
-        &json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
-    ))
+/// cache (its untagged step images) removed; `until` honoured, `all` and
+/// `keep-storage` change nothing (there is no cache in use to keep).
+pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
+    let raw = call.req.query.get("filters").unwrap_or("");
+    let filters = super::filters::parse(
+        Some(raw),
+        &[
+            "until",
+            "unused-for",
+            "label",
+            "type",
+            "id",
+            "parent",
+            "description",
+            "inuse",
+            "shared",
+            "private",
+        ],
+    )?;
+    let mut filters = filters;
+    if let Some(v) = filters.remove("unused-for") {
+        filters.entry("until".into()).or_insert(v);
+    }
+    let until =
+        super::filters::until(&filters)?.map(|t| crate::timefmt::unix_nanos(t) / 1_000_000_000);
+    let report = call.engine.build_prune(until)?;
+    Ok(Response::json(200, &report))
 }
 
 /// A `remote` the classic builder would clone with git.
@@ -68,6 +89,15 @@ pub fn check_query(call: &Call) -> Result<(), ApiError> {
         return Err(ApiError::InvalidParameter(format!(
             "git build contexts are not supported by this daemon ({remote}): \
              send the context as a tar, or a tarball or Dockerfile over http://"
+        )));
+    }
+    crate::build::from::wanted(None, q.get("platform"))?;
+    if let Some(remote) = q
+        .get("remote")
+        .filter(|r| !r.is_empty() && !crate::build::sources::is_url(r))
+    {
+        return Err(ApiError::InvalidParameter(format!(
+            "remoteURL ({remote}) could not be recognized as URL"
         )));
     }
     Ok(())
@@ -105,6 +135,21 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         labels: pairs(call, "labels")?,
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
+        cache_from: string_list(call, "cachefrom")?,
+        pull: q.bool("pull").then(|| {
+            (
+                super::distribution::registries(call.engine),
+                registry_config(call),
+            )
+        }),
+        platform: q
+            .get("platform")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        remote: q
+            .get("remote")
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
         run: run_options(call)?,
     };
     let tags = opts.tags.clone();
@@ -117,6 +162,35 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         quiet,
         answers,
     })))
+}
+
+/// `X-Registry-Config`: base64url JSON, registry -> credentials (what
+/// does not decode is no credentials, as dockerd treats it).
+fn registry_config(call: &Call) -> Vec<(String, Credentials)> {
+    let Some(raw) = call
+        .req
+        .header("x-registry-config")
+        .and_then(|h| crate::base64::decode(h.trim()))
+    else {
+        return Vec::new();
+    };
+    let map: std::collections::BTreeMap<String, Credentials> =
+        serde_json::from_slice(&raw).unwrap_or_default();
+    map.into_iter()
+        .map(|(k, mut c)| {
+            c.normalise();
+            (k, c)
+        })
+        .collect()
+}
+
+/// A JSON array query parameter (`cachefrom`).
+fn string_list(call: &Call, key: &str) -> Result<Vec<String>, ApiError> {
+    match call.req.query.get(key).filter(|t| !t.is_empty()) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}"))),
+    }
 }
 
 /// An integer query parameter (0 when absent).

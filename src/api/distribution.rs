@@ -27,7 +27,7 @@ use crate::worker::Outcome;
 
 /// The registries' settings: the insecure ones besides loopback, and the
 /// `certs.d` root.
-fn registries(engine: &Engine) -> Registries {
+pub(super) fn registries(engine: &Engine) -> Registries {
     let insecure = engine
         .config
         .insecure_registries

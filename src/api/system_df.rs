@@ -1,9 +1,8 @@
 //! `GET /system/df` (`docker system df [-v]`): images with their shared
 //! sizes and container counts (from the index, in memory), containers with
 //! `SizeRw`/`SizeRootFs` and volumes with `UsageData` (tree walks, done in a
-//! forked worker, never on the loop), and an empty build cache. Plus
-//! `POST /build/prune`, which `docker system prune` calls: no builder yet,
-//! so nothing to reclaim; and `POST /networks/prune` until networks exist.
+//! forked worker, never on the loop), and the classic builder's cache (its
+//! untagged step images, `engine/build_cache.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -99,7 +98,7 @@ pub fn df(call: &mut Call) -> Result<Response, ApiError> {
         }
     }
     if want("build-cache") {
-        out["BuildCache"] = json!([]);
+        out["BuildCache"] = Value::Array(engine.build_cache_rows());
     }
     let (want_c, want_v) = (want("container"), want("volume"));
     super::json_from_worker(call, move || {

@@ -149,3 +149,76 @@ fn prune(root: &Path, rel: &str, ignore: &Matcher, keep: &[&str]) -> std::io::Re
     }
     Ok(())
 }
+
+/// How much of a remote context is looked at to tell a Dockerfile from an
+/// archive (dockerd's `maxPreambleLength`).
+const PREAMBLE: usize = 100;
+
+/// `remote=` an `http://` URL (dockerd's `newURLRemote`): a tar (plain or
+/// gzip) is the context; text is the Dockerfile itself, then the context
+/// holds only it (under the `dockerfile` name). The context as a tar.
+pub fn fetch_remote(url: &str, dockerfile: &str) -> Result<Box<dyn Read>, BuildError> {
+    let fail =
+        |m: String| BuildError::Invalid(format!("error downloading remote context {url}: {m}"));
+    let parsed = crate::http::client::Url::parse(url).map_err(|e| fail(e.to_string()))?;
+    if parsed.scheme != "http" {
+        return Err(fail(
+            "this daemon's builder downloads only http:// contexts".into(),
+        ));
+    }
+    let resp =
+        crate::http::client::request("GET", &parsed, &[], crate::http::client::ReqBody::None)
+            .map_err(|e| fail(e.to_string()))?;
+    if !(200..300).contains(&resp.status) {
+        return Err(fail(format!(
+            "failed to GET {url} with status {} {}",
+            resp.status,
+            crate::http::response::reason(resp.status)
+        )));
+    }
+    let ct = resp
+        .header("Content-Type")
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    let mut body = resp.body;
+    let mut head = Vec::with_capacity(512);
+    (&mut body).take(512).read_to_end(&mut head)?;
+    if head.is_empty() {
+        return Err(fail("empty response".into()));
+    }
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    let text = !head[..head.len().min(PREAMBLE)].contains(&0);
+    let archive_type = ct.contains("tar") || ct.contains("gzip");
+    if gz || tar || (archive_type && !text) {
+        return Ok(Box::new(std::io::Cursor::new(head).chain(body)));
+    }
+    if !(ct.is_empty() || ct == "text/plain" || ct == "application/octet-stream") || !text {
+        return Err(fail(format!("unsupported Content-Type {ct:?}")));
+    }
+    let mut text = head;
+    body.take(MAX_DOCKERFILE).read_to_end(&mut text)?;
+    let name = if dockerfile.is_empty() {
+        "Dockerfile"
+    } else {
+        dockerfile
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_size(text.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut tarball = tar::Builder::new(Vec::new());
+    tarball
+        .append_data(&mut h, clean(name).trim_start_matches('/'), &text[..])
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    let bytes = tarball
+        .into_inner()
+        .map_err(|e| BuildError::Internal(e.to_string()))?;
+    Ok(Box::new(std::io::Cursor::new(bytes)))
+}

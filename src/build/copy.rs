@@ -4,9 +4,10 @@
 
 use std::fs;
 use std::os::unix::fs::{lchown, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::context::BuildError;
+use super::sources::Source;
 
 fn invalid(e: impl ToString) -> BuildError {
     BuildError::Invalid(e.to_string())
@@ -14,11 +15,7 @@ fn invalid(e: impl ToString) -> BuildError {
 
 /// dockerd's `file:<sha256>` / `dir:<sha256>` / `multi:<sha256>` of COPY
 /// sources: paths, modes, owner and contents hashed.
-pub fn checksum(
-    context: &Path,
-    srcs: &[String],
-    owner: Option<(u32, u32)>,
-) -> Result<String, BuildError> {
+pub fn checksum(sources: &[Source], owner: Option<(u32, u32)>) -> Result<String, BuildError> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
@@ -44,78 +41,59 @@ pub fn checksum(
         }
         Ok(())
     }
-    for src in srcs {
-        let rel = super::dockerignore::clean(src)
-            .trim_start_matches('/')
-            .to_string();
-        let p = context.join(&rel);
+    for src in sources {
+        let Some(p) = src.top() else { continue };
         if p.is_dir() {
             kind = "dir";
         }
-        // A missing source is reported by the copy itself.
-        let _ = walk(&p, &rel, &mut h);
+        walk(p, &src.rel, &mut h)?;
+        if !src.local {
+            // A download's time is part of what it is.
+            h.update(format!("{:?}\n", fs::metadata(p)?.modified().ok()));
+        }
     }
-    if srcs.len() > 1 {
+    if sources.len() > 1 {
         kind = "multi";
     }
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{kind}:{hex}"))
 }
 
-pub fn numeric_owner(spec: &str) -> Result<(u32, u32), BuildError> {
-    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
-    match (u.parse(), g.parse()) {
-        (Ok(u), Ok(g)) => Ok((u, g)),
-        _ => Err(invalid(format!(
-            "--chown={spec}: only numeric IDs are supported by this daemon's builder"
-        ))),
-    }
-}
-
-/// Where COPY/ADD sources come from and how they land.
-pub struct Copy<'a> {
-    /// The context, or an image's layers bottom to top.
-    pub roots: &'a [PathBuf],
+/// How COPY/ADD sources land.
+pub struct Copy {
     /// ADD: a local tar archive is extracted.
     pub extract: bool,
     pub owner: Option<(u32, u32)>,
+    /// The destination is a directory in the image already.
+    pub dest_is_dir: bool,
 }
 
-/// Copy the sources into `upper` at `dest` (relative to `wd`).
-pub fn copy_into(
-    wd: &str,
-    upper: &Path,
-    srcs: &[String],
-    dest: &str,
-    how: &Copy,
-) -> Result<(), BuildError> {
-    let abs = if dest.starts_with('/') {
+/// The destination's absolute path (`dest` relative to `wd`).
+pub fn dest_path(wd: &str, dest: &str) -> String {
+    if dest.starts_with('/') {
         dest.to_string()
     } else {
         format!("{}/{dest}", wd.trim_end_matches('/'))
-    };
-    let dir_dest = dest.ends_with('/') || srcs.len() > 1;
+    }
+}
+
+/// Copy the sources into `upper` at `dest` (relative to `wd`), as
+/// dockerd's `performCopyForInfo`: a directory's contents into the
+/// destination, a file into it when it ends in `/` or is a directory.
+pub fn copy_into(
+    wd: &str,
+    upper: &Path,
+    sources: &[Source],
+    dest: &str,
+    how: &Copy,
+) -> Result<(), BuildError> {
+    let abs = dest_path(wd, dest);
+    let dir_dest = dest.ends_with('/') || how.dest_is_dir;
     let target = upper.join(super::dockerignore::clean(&abs).trim_start_matches('/'));
-    for src in srcs {
-        let rel = super::dockerignore::clean(src)
-            .trim_start_matches('/')
-            .to_string();
-        if rel.starts_with("..") {
-            return Err(invalid(format!(
-                "forbidden path outside the build context: {src} ()"
-            )));
-        }
-        let found: Vec<PathBuf> = how
-            .roots
-            .iter()
-            .map(|r| if rel == "." { r.clone() } else { r.join(&rel) })
-            .filter(|p| fs::symlink_metadata(p).is_ok())
-            .collect();
-        let Some(top) = found.last() else {
-            return Err(invalid(format!("COPY failed: file not found in build context or excluded by .dockerignore: stat {rel}: file does not exist")));
-        };
+    for src in sources {
+        let Some(top) = src.top() else { continue };
         let meta = fs::symlink_metadata(top)?;
-        if how.extract && meta.is_file() && extract_tar(top, &target, how.owner)? {
+        if how.extract && src.local && meta.is_file() && extract_tar(top, &target, how.owner)? {
             continue;
         }
         let to = if meta.is_dir() || !dir_dest {
@@ -123,7 +101,7 @@ pub fn copy_into(
         } else {
             target.join(top.file_name().unwrap_or_default())
         };
-        for from in &found {
+        for from in &src.found {
             copy_tree(from, &to, how.owner)?;
         }
     }
@@ -182,6 +160,9 @@ fn copy_tree(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> Result<(), Bu
         std::os::unix::fs::symlink(fs::read_link(from)?, to)?;
     } else if meta.is_file() {
         fs::copy(from, to)?;
+        if let Ok(t) = meta.modified() {
+            fs::File::options().write(true).open(to)?.set_modified(t)?;
+        }
     } else {
         // Devices, fifos, sockets and a layer's whiteouts are not copied.
         return Ok(());

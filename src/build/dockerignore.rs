@@ -115,6 +115,38 @@ pub fn clean(p: &str) -> String {
     }
 }
 
+/// Go's `filepath.Match` (COPY/ADD wildcards): `*` and `?` never cross
+/// `/`, so a `**` is two stars; a bad pattern matches nothing.
+pub fn path_match(pattern: &str, name: &str) -> bool {
+    let Ok(toks) = compile(pattern) else {
+        return false;
+    };
+    let toks: Vec<Tok> = toks
+        .into_iter()
+        .flat_map(|t| match t {
+            Tok::Deep => vec![Tok::Star, Tok::Star],
+            Tok::DeepDir => vec![Tok::Star, Tok::Star, Tok::Lit('/')],
+            t => vec![t],
+        })
+        .collect();
+    matches(&toks, &name.chars().collect::<Vec<_>>())
+}
+
+/// Whether a COPY/ADD source names a pattern (`*`, `?`, `[` not escaped).
+pub fn has_wildcards(name: &str) -> bool {
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '*' | '?' | '[' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 fn compile(p: &str) -> Result<Vec<Tok>, String> {
     let bad = || format!("syntax error in pattern: {p}");
     let chars: Vec<char> = p.chars().collect();

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use super::cache::cache_hit;
 use super::context::BuildError;
-use super::steps::{cache_hit, commit, State, StepEnv};
+use super::steps::{commit, State, StepEnv};
 
 /// What the request asks of RUN containers.
 #[derive(Debug, Clone, Default)]

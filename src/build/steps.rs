@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use super::cache::cache_hit;
 use super::context::BuildError;
-use super::copy::{checksum, copy_into, numeric_owner, Copy};
+use super::copy::{checksum, copy_into, dest_path, Copy};
 use super::dockerfile::{CmdLine, Command, Dockerfile, Instruction};
+use super::from::{base, wanted, PullBase};
 use super::run::{run_step, Answers, RunOptions};
 use super::shellwords::{process_word, process_words};
+use super::sources::{is_dir_in, owner, resolve};
 use crate::image::archive_load::LoadSummary;
 use crate::image::commit::{commit_container, CommitOptions};
 use crate::image::import::apply_changes;
@@ -45,6 +48,13 @@ pub struct StepEnv<'a> {
     pub known: Known<'a>,
     /// Images made by this build so far.
     pub built: Vec<ImageRec>,
+    /// `platform`: what a FROM image must be (`FROM --platform` wins).
+    pub platform: Option<String>,
+    /// `pull`: FROM images are pulled even when here.
+    pub pull: Option<PullBase<'a>>,
+    /// `cachefrom`: the images whose history may satisfy the cache (empty:
+    /// every local image may).
+    pub cache_from: Vec<ImageRec>,
     /// The stages done: (name, ID, config), for FROM and COPY --from.
     pub stages: Vec<(Option<String>, String, Value)>,
     /// RUN containers' settings.
@@ -53,7 +63,7 @@ pub struct StepEnv<'a> {
     pub answers: Option<Answers>,
 }
 
-fn say(env: &mut StepEnv, text: String) {
+pub(super) fn say(env: &mut StepEnv, text: String) {
     (env.report)(json!({ "stream": text }));
 }
 
@@ -123,7 +133,10 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
     for stage in &df.stages[..last] {
         n += 1;
         say(env, format!("Step {n}/{total} : {}\n", stage.from.original));
-        let Command::From { image, .. } = &stage.from.command else {
+        let Command::From {
+            image, platform, ..
+        } = &stage.from.command
+        else {
             return Err(invalid("no FROM"));
         };
         let name = process_word(image, &meta, esc).map_err(invalid)?;
@@ -136,7 +149,12 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
         {
             (id.clone(), img.clone())
         } else {
-            (env.resolve)(&name).map_err(BuildError::Invalid)?
+            let flag = match platform {
+                Some(p) => Some(process_word(p, &meta, esc).map_err(invalid)?),
+                None => None,
+            };
+            let want = wanted(flag.as_deref(), env.platform.as_deref())?;
+            base(env, &name, want.as_ref())?
         };
         if !id.is_empty() {
             say(env, format!(" ---> {}\n", short(&id)));
@@ -298,63 +316,70 @@ fn step(
                         Some((_, id, img)) => (id, img),
                         None => (env.resolve)(&f).map_err(BuildError::Invalid)?,
                     };
-                    let roots = img
-                        .pointer("/rootfs/diff_ids")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(|d| env.layout.diff_dir(d))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (roots, Some(id))
+                    (layers(env, &img), Some(id))
                 }
             };
             let srcs: Vec<String> = a.srcs.iter().map(|s| w(s)).collect::<Result<_, _>>()?;
             let dest = w(&a.dest)?;
-            let owner = match &a.chown {
-                None => None,
-                Some(c) => Some(numeric_owner(&w(c)?)?),
-            };
-            let kw = if matches!(ins.command, Command::Copy(_)) {
-                "COPY"
-            } else {
-                "ADD"
-            };
-            let sum = match &from_key {
-                // An image's content is fixed by its ID.
-                Some(id) => format!("from:{id}:{}:{owner:?}", srcs.join(":")),
-                None => checksum(&env.context, &srcs, owner)?,
-            };
-            let key = format!("/bin/sh -c #(nop) {kw} {sum} in {dest} ");
-            if cache_hit(env, st, &key) {
-                return Ok(());
-            }
-            let upper = env.layout.new_temp_dir()?;
-            let how = Copy {
-                roots: &roots,
-                extract: is_add && from_key.is_none(),
-                owner,
-            };
+            let kw = if is_add { "ADD" } else { "COPY" };
+            let image_layers = layers(env, &st.image);
             let wd = st
                 .config
                 .get("WorkingDir")
                 .and_then(Value::as_str)
                 .unwrap_or("/")
                 .to_string();
-            let res = copy_into(&wd, &upper, &srcs, &dest, &how);
-            let res = res.and_then(|()| commit(env, st, Some(&upper), key));
-            let _ = fs::remove_dir_all(&upper);
+            let owner = match a.chown.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(owner(&w(c)?, &image_layers)?),
+            };
+            let downloads = env.layout.new_temp_dir()?;
+            let res = (|| {
+                let sources = resolve(&roots, &srcs, &dest, kw, is_add.then_some(&*downloads))?;
+                let sum = match &from_key {
+                    // An image's content is fixed by its ID.
+                    Some(id) => format!("from:{id}:{}:{owner:?}", srcs.join(":")),
+                    None => checksum(&sources, owner)?,
+                };
+                let key = format!("/bin/sh -c #(nop) {kw} {sum} in {dest} ");
+                if cache_hit(env, st, &key) {
+                    return Ok(());
+                }
+                let upper = env.layout.new_temp_dir()?;
+                let how = Copy {
+                    extract: is_add && from_key.is_none(),
+                    owner,
+                    dest_is_dir: is_dir_in(&image_layers, &dest_path(&wd, &dest)),
+                };
+                let res = copy_into(&wd, &upper, &sources, &dest, &how);
+                let res = res.and_then(|()| commit(env, st, Some(&upper), key));
+                let _ = fs::remove_dir_all(&upper);
+                res
+            })();
+            let _ = fs::remove_dir_all(&downloads);
             return res;
         }
     };
     let key = nop(&change);
+    // The step's config first: an image restored from `cachefrom` gets it.
+    apply_changes(&mut st.config, &[change]).map_err(invalid)?;
     if cache_hit(env, st, &key) {
         return Ok(());
     }
-    apply_changes(&mut st.config, &[change]).map_err(invalid)?;
     commit(env, st, None, key)
+}
+
+/// An image's layer directories, bottom to top.
+fn layers(env: &StepEnv, img: &Value) -> Vec<PathBuf> {
+    img.pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|d| env.layout.diff_dir(d))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A metadata step whose state is already changed: from the cache, or made.
@@ -368,60 +393,6 @@ fn cached_or_commit(env: &mut StepEnv, st: &mut State, key: String) -> Result<()
 /// A metadata step's `created_by`, as dockerd writes it (and its cache key).
 fn nop(change: &str) -> String {
     format!("/bin/sh -c #(nop)  {change}")
-}
-
-/// `cand` is `parent` plus one step made by `key`.
-fn is_child(parent: &Value, cand: &Value, key: &str) -> bool {
-    let hist = |v: &Value| {
-        v.get("history")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let ids = |v: &Value| {
-        v.pointer("/rootfs/diff_ids")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let (ph, ch) = (hist(parent), hist(cand));
-    let (pi, ci) = (ids(parent), ids(cand));
-    ch.len() == ph.len() + 1
-        && ch[..ph.len()] == ph[..]
-        && ci.len() >= pi.len()
-        && ci[..pi.len()] == pi[..]
-        && ch
-            .last()
-            .and_then(|h| h.get("created_by"))
-            .and_then(Value::as_str)
-            == Some(key)
-}
-
-/// The classic builder's cache: an image already made from this parent by
-/// this instruction (and, for COPY/ADD, these contents).
-pub(super) fn cache_hit(env: &mut StepEnv, st: &mut State, key: &str) -> bool {
-    if env.nocache {
-        return false;
-    }
-    let parent = st.image.clone();
-    let hit = env
-        .built
-        .iter()
-        .find(|(_, c)| is_child(&parent, c, key))
-        .cloned()
-        .or_else(|| (env.known)(&mut |_, c| is_child(&parent, c, key)));
-    let Some((id, img)) = hit else {
-        return false;
-    };
-    say(env, " ---> Using cache\n".into());
-    st.config = img
-        .get("config")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    st.image = img;
-    st.id = id;
-    true
 }
 
 /// Commit the state's config (and `upper`'s files) as a child image.

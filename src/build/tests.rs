@@ -276,3 +276,63 @@ fn dockerignore_rules() {
     assert!(Matcher::parse("!\n").is_err());
     assert!(Matcher::parse("a[\n").is_err());
 }
+
+#[test]
+fn copy_wildcards_follow_go_filepath_match() {
+    use super::dockerignore::{has_wildcards, path_match};
+    assert!(path_match("a*.txt", "a1.txt"));
+    assert!(!path_match("a*.txt", "dir/a1.txt"));
+    assert!(path_match("*/x.txt", "dir/x.txt"));
+    assert!(!path_match("*", "dir/x.txt"));
+    // `**` is two stars: it does not cross `/` either.
+    assert!(!path_match("**/x.txt", "a/b/x.txt"));
+    assert!(path_match("[ab]?.txt", "b1.txt"));
+    assert!(!path_match("[^ab]?.txt", "b1.txt"));
+    assert!(path_match("a\\*", "a*"));
+    assert!(!path_match("a[", "a["));
+    assert!(has_wildcards("a*"));
+    assert!(has_wildcards("x/[ab]"));
+    assert!(!has_wildcards("a\\*b"));
+    assert!(!has_wildcards("plain/name.txt"));
+}
+
+#[test]
+fn last_modified_dates_parse() {
+    use crate::timefmt::{http_date, parse_http_date};
+    assert_eq!(
+        parse_http_date("Fri, 14 Jul 2017 02:40:00 GMT"),
+        Some(1_500_000_000)
+    );
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
+    assert_eq!(parse_http_date(&http_date(t)), Some(1_234_567_890));
+    assert_eq!(parse_http_date("yesterday"), None);
+    assert_eq!(parse_http_date("Fri, 14 Foo 2017 02:40:00 GMT"), None);
+}
+
+#[test]
+fn chown_names_come_from_the_image() {
+    use super::sources::owner;
+    let root = std::env::temp_dir().join(format!("coracle-chown-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0::/:/bin/sh\nbob:x:1000:1000::/:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+    let layers = vec![root.clone()];
+    assert_eq!(owner("bob:staff", &layers).unwrap(), (1000, 50));
+    assert_eq!(owner("7:8", &layers).unwrap(), (7, 8));
+    assert_eq!(owner("bob:9", &layers).unwrap(), (1000, 9));
+    let e = owner("bob", &layers).unwrap_err().to_string();
+    assert!(
+        e.ends_with("can't find gid for group bob: no such group: bob"),
+        "{e}"
+    );
+    let e = owner("ann:0", &[]).unwrap_err().to_string();
+    assert!(
+        e.ends_with("open /etc/passwd: no such file or directory"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

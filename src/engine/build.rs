@@ -6,9 +6,13 @@
 use serde_json::{json, Value};
 
 use super::Engine;
-use crate::build::context::{receive, BuildError};
+use crate::build::context::{fetch_remote, receive, BuildError};
 use crate::build::run::{Answers, RunOptions};
 use crate::build::steps::{run, StepEnv};
+use crate::distribution::auth::Credentials;
+use crate::distribution::endpoint::Registries;
+use crate::distribution::manifest::Platform;
+use crate::distribution::pull::{pull, PullJob, PullSummary};
 use crate::image::archive_load::LoadSummary;
 use crate::image::reference::Reference;
 use crate::reply::{ConnId, Wake};
@@ -23,6 +27,16 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     pub target: String,
     pub nocache: bool,
+    /// `remote`: an `http://` URL of the context (a tar) or of a Dockerfile;
+    /// the request body is then not read.
+    pub remote: Option<String>,
+    /// `pull`: FROM images pulled even when here, with these registries'
+    /// settings and the `X-Registry-Config` credentials (registry, creds).
+    pub pull: Option<(Registries, Vec<(String, Credentials)>)>,
+    /// `platform`: what FROM images must be.
+    pub platform: Option<String>,
+    /// `cachefrom`: image names whose history may satisfy the cache.
+    pub cache_from: Vec<String>,
     /// RUN containers' settings (`rm`, `forcerm`, the HostConfig).
     pub run: RunOptions,
 }
@@ -34,6 +48,56 @@ fn wire(e: BuildError) -> Value {
 /// The worker's first message once the Dockerfile parses: the answer is
 /// a 200 stream from then on.
 pub const READY: &str = "ready";
+
+/// `pull=1`, worker side: FROM `name` pulled (progress into the stream),
+/// the pull's summary sent for the daemon to index, the image read back.
+fn pull_from(
+    layout: &crate::image::layout::Layout,
+    rep: &std::cell::RefCell<&mut crate::worker::Reporter>,
+    name: &str,
+    platform: Option<&Platform>,
+    registries: &Registries,
+    auth: &[(String, Credentials)],
+) -> Result<(String, Value), String> {
+    let reference = Reference::parse(name)
+        .map_err(|e| e.to_string())?
+        .with_default_tag();
+    let domain = reference.name.split('/').next().unwrap_or("").to_string();
+    let creds = auth
+        .iter()
+        .find(|(k, _)| {
+            let k = k
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            k.split('/').next() == Some(domain.as_str())
+                || (domain == "docker.io" && k.starts_with("index.docker.io"))
+        })
+        .map(|(_, c)| c.clone())
+        .unwrap_or_default();
+    let job = PullJob {
+        reference,
+        platform: platform.cloned(),
+        creds,
+        registries: registries.clone(),
+        all_tags: false,
+    };
+    let summary = pull(layout, job, &mut rep.borrow_mut()).map_err(|e| e.to_string())?;
+    let _ = rep.borrow_mut().send(&json!({ PULLED: summary }));
+    let id = summary
+        .load
+        .images
+        .first()
+        .map(|i| i.id.clone())
+        .ok_or_else(|| format!("pulling {name}: no image"))?;
+    let img = std::fs::read(layout.config_path(&id))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| format!("pulling {name}: the image config cannot be read"))?;
+    Ok((id, img))
+}
+
+/// The worker's record of a pull it made for FROM.
+const PULLED: &str = "pulled";
 
 impl Engine {
     /// Start the worker the context is fed into (the request body).
@@ -65,7 +129,12 @@ impl Engine {
                     .new_temp_dir()
                     .map_err(|e| wire(BuildError::Internal(e.to_string())))?;
                 let input = std::io::BufReader::with_capacity(64 * 1024, input);
-                let result = receive(input, &dir, &opts.dockerfile).and_then(|(r, df)| {
+                let received = match &opts.remote {
+                    Some(url) => fetch_remote(url, &opts.dockerfile)
+                        .and_then(|r| receive(r, &dir, &opts.dockerfile)),
+                    None => receive(input, &dir, &opts.dockerfile),
+                };
+                let result = received.and_then(|(r, df)| {
                     let _ = rep.send(&json!({ READY: true }));
                     let resolve = |name: &str| {
                         images
@@ -79,8 +148,15 @@ impl Engine {
                             .find(|i| pred(&i.id, &i.config))
                             .map(|i| (i.id.clone(), i.config.clone()))
                     };
+                    let rep = std::cell::RefCell::new(rep);
                     let mut report = |v: Value| {
-                        let _ = rep.send(&v);
+                        let _ = rep.borrow_mut().send(&v);
+                    };
+                    let pull_base = |name: &str, platform: Option<&Platform>| {
+                        let Some((registries, auth)) = &opts.pull else {
+                            return Err("no pull".to_string());
+                        };
+                        pull_from(&layout, &rep, name, platform, registries, auth)
                     };
                     let mut env = StepEnv {
                         layout: &layout,
@@ -93,6 +169,15 @@ impl Engine {
                         nocache: opts.nocache,
                         known: &known,
                         built: Vec::new(),
+                        platform: opts.platform.clone(),
+                        pull: opts.pull.is_some().then_some(&pull_base as _),
+                        // As dockerd, a name that is not here is skipped.
+                        cache_from: opts
+                            .cache_from
+                            .iter()
+                            .filter_map(|n| images.resolve(n).ok())
+                            .map(|i| (i.id.clone(), i.config.clone()))
+                            .collect(),
                         stages: Vec::new(),
                         run: opts.run.clone(),
                         answers: Some(Answers::new(answers)),
@@ -136,6 +221,18 @@ impl Engine {
     /// A message of the build worker: an image record is indexed (None),
     /// anything else is for the client.
     pub fn build_message(&mut self, msg: Value) -> Option<Value> {
+        if let Some(rec) = msg.get(PULLED) {
+            match serde_json::from_value::<PullSummary>(rec.clone()) {
+                Ok(s) => {
+                    self.images.begin_worker();
+                    if let Err(e) = self.finish_pull(&s) {
+                        log::error!("build: indexing a pulled image: {e}");
+                    }
+                }
+                Err(e) => log::error!("build: a pull's record: {e}"),
+            }
+            return None;
+        }
         let Some(rec) = msg.get("image") else {
             return Some(msg);
         };

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod build;
+mod build_cache;
 pub mod commit;
 mod create;
 mod endpoints;

@@ -65,6 +65,19 @@ fn group_entries(text: &str) -> impl Iterator<Item = Group<'_>> {
     })
 }
 
+/// The uid of the first passwd entry named `name` (the builder's
+/// `--chown`, which looks names up in the image's own files).
+pub fn uid_by_name(passwd: &str, name: &str) -> Option<u32> {
+    passwd_entries(passwd)
+        .find(|p| p.name == name)
+        .map(|p| p.uid)
+}
+
+/// The gid of the first group entry named `name`.
+pub fn gid_by_name(group: &str, name: &str) -> Option<u32> {
+    group_entries(group).find(|g| g.name == name).map(|g| g.gid)
+}
+
 fn numeric(s: &str) -> Option<u32> {
     s.parse::<u32>().ok()
 }
