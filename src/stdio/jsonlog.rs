@@ -116,7 +116,7 @@ impl LogWriter {
         let text = String::from_utf8_lossy(line);
         let before = batch.len();
         batch.extend_from_slice(b"{\"log\":");
-        serde_json::to_writer(&mut *batch, &*text).map_err(io::Error::other)?;
+        push_json_str(batch, &text);
         batch.extend_from_slice(
             format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes(),
         );
@@ -173,6 +173,49 @@ impl LogWriter {
         self.size = 0;
         Ok(())
     }
+}
+
+/// `s` as a JSON string, byte for byte what serde_json writes (`\"`, `\\`,
+/// `\b \f \n \r \t`, other controls as `\u00xx`, the rest as is). The log is
+/// the loop's hottest path for a chatty container: runs of plain bytes are
+/// copied whole, an escape is a fixed-size push (serde_json's per-escape
+/// writes cost a memcpy call each).
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[(b >> 4) as usize],
+                    HEX[(b & 0xf) as usize],
+                ]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 /// One record read back from the log.
@@ -413,6 +456,33 @@ impl LogCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_match_serde_json() {
+        let mut all: Vec<u8> = (0u8..=0x7f).collect();
+        all.extend_from_slice("é€😀 \u{7f}\u{80}".as_bytes());
+        let mut noisy = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noisy.push(x as u8);
+        }
+        for input in [
+            &b""[..],
+            &b"plain text\n"[..],
+            &all[..],
+            &noisy[..],
+            &[0u8; 300][..],
+        ] {
+            let text = String::from_utf8_lossy(input);
+            let mut ours = Vec::new();
+            push_json_str(&mut ours, &text);
+            let theirs = serde_json::to_vec(&*text).unwrap();
+            assert_eq!(ours, theirs, "input {:?}", &input[..input.len().min(40)]);
+        }
+    }
 
     #[test]
     fn lines_partials_and_rotation() {
