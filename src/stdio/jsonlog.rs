@@ -175,47 +175,64 @@ impl LogWriter {
     }
 }
 
+/// Bytes `b` takes inside a JSON string.
+fn escaped_len(b: u8) -> usize {
+    match b {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0..=0x1f => 6,
+        _ => 1,
+    }
+}
+
 /// `s` as a JSON string, byte for byte what serde_json writes (`\"`, `\\`,
 /// `\b \f \n \r \t`, other controls as `\u00xx`, the rest as is). The log is
-/// the loop's hottest path for a chatty container: runs of plain bytes are
-/// copied whole, an escape is a fixed-size push (serde_json's per-escape
-/// writes cost a memcpy call each).
+/// the loop's hottest path for a chatty container, so the output is sized
+/// first and written by index: runs of plain bytes are copied whole, and an
+/// escape is a few stores, not a call (serde_json's per-escape writes, and
+/// `Vec` pushes at the release profile's opt-level z, cost a memcpy call each).
 fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    let len: usize = bytes.iter().map(|&b| escaped_len(b)).sum();
+    let base = out.len();
+    out.resize(base + len + 2, 0);
+    let dst = &mut out[base..];
+    dst[0] = b'"';
+    let mut j = 1;
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ]);
-                start = i + 1;
-                continue;
-            }
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0..=0x1f => 0,
             _ => continue,
         };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
+        if i > start {
+            dst[j..j + i - start].copy_from_slice(&bytes[start..i]);
+            j += i - start;
+        }
         start = i + 1;
+        dst[j] = b'\\';
+        if short != 0 {
+            dst[j + 1] = short;
+            j += 2;
+        } else {
+            dst[j + 1] = b'u';
+            dst[j + 2] = b'0';
+            dst[j + 3] = b'0';
+            dst[j + 4] = HEX[(b >> 4) as usize];
+            dst[j + 5] = HEX[(b & 0xf) as usize];
+            j += 6;
+        }
     }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    let rest = bytes.len() - start;
+    dst[j..j + rest].copy_from_slice(&bytes[start..]);
+    dst[j + rest] = b'"';
 }
 
 /// One record read back from the log.
