@@ -13,7 +13,9 @@
 #   busybox true` through the real CLI and create+start+wait+remove through the API (medians),
 #   /_ping, /containers/json (50 containers) and /images/json requests/s over 1 and over 16
 #   keep-alive connections, stdout throughput to an attached reader, `docker logs` of a 100 MiB
-#   log, and `docker load` / `docker save` of a 100 MiB image.
+#   log, and `docker load` / `docker save` of a 100 MiB image. Next to attach, load and save:
+#   the same attach with --log-driver none, and the machine's floors for these rows measured
+#   in the same run with plain tools (scripts/bench-io-floor.sh: sha256sum, tar, dd, cat).
 # What a daemon does not implement (its route answers 404 "page not found") is skipped, and the
 # table says so. Both daemons get the same busybox image (scripts/make-busybox-image.sh).
 #
@@ -207,6 +209,10 @@ scripts/make-busybox-image.sh "$WORK/busybox.tar" >/dev/null
 if [ "$QUICK" = 0 ] && [ "$STATS_ONLY" = 0 ]; then
     log "making the 100 MiB image..."
     scripts/make-busybox-image.sh --tag bench-big:latest --extra-random-mib 100 --seed 1 "$WORK/big.tar" >/dev/null
+    log "measuring the machine's floors for load, save and attach (scripts/bench-io-floor.sh)..."
+    while IFS=$'\t' read -r k v note; do
+        record "$k" coracle ok "$v" "$note"; record "$k" other skip "a machine floor: see the coracle column"
+    done < <(scripts/bench-io-floor.sh "$WORK/big.tar" "$WORK/floor")
 fi
 
 echo '{}' > "$WORK/daemon.json"
@@ -403,6 +409,7 @@ bench_daemon() { # SIDE ADDR
     # attach throughput and docker logs of the same 100 MiB
     if [ -n "$no_ct" ] || [ "${sup[attach]}" != supported ]; then
         record attach "$side" skip "${no_ct:-$UNSUP}"
+        record attach_nolog "$side" skip "${no_ct:-$UNSUP}"
         record logs "$side" skip "${no_ct:-attach $UNSUP (the log is made by the attach run)}"
     else
         log "$side: attach throughput, 100 MiB..."
@@ -412,6 +419,12 @@ bench_daemon() { # SIDE ADDR
             record attach "$side" ok "$(jget "$out" mib_s)" "stdcopy-framed, dd bs=1M count=100"
         else
             record attach "$side" skip "$(printf '%s' "$out" | tail -1 | head -c 200 | tr '\t' ' ')"
+        fi
+        out=$("${LOAD[@]}" attach "$addr" busybox:latest 100 none 2>&1 || true)
+        if [ -n "$(jget "$out" mib_s 2>/dev/null || true)" ]; then
+            record attach_nolog "$side" ok "$(jget "$out" mib_s)" "stdcopy-framed, dd bs=1M count=100, log driver none"
+        else
+            record attach_nolog "$side" skip "$(printf '%s' "$out" | tail -1 | head -c 200 | tr '\t' ' ')"
         fi
         if [ -z "$id" ]; then record logs "$side" skip "no container from the attach run"
         elif [ "${sup[logs]}" != supported ]; then record logs "$side" skip "$UNSUP"

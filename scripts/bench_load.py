@@ -24,9 +24,10 @@ Standard library only (python3 >= 3.9). Every subcommand prints one line: a numb
                                      streaming GET /containers/{id}/stats per running
                                      bench container is read for SECS seconds
                                      ({"pct":..,"streams":N,"objects":N})
-  attach ADDR IMAGE MIB              MiB/s of a container's stdout to an attached reader;
+  attach ADDR IMAGE MIB [LOGDRIVER]  MiB/s of a container's stdout to an attached reader;
                                      prints {"mib_s":..,"id":..} and leaves the container
-                                     (exited, MIB MiB of log) for `docker logs`
+                                     (exited, MIB MiB of log) for `docker logs`; with
+                                     LOGDRIVER (none) the container logs with that driver
 """
 
 import json
@@ -666,10 +667,12 @@ def cmd_statscpu(addr, pid, secs):
     print(json.dumps({"pct": round(pct, 3), "streams": len(socks), "objects": objects - o0}))
 
 
-def cmd_attach(addr, image, mib):
+def cmd_attach(addr, image, mib, log_driver=""):
     mib = int(mib)
-    cid = create(addr, image, ["dd", "if=/dev/zero", "bs=1048576", "count=%d" % mib],
-                 extra={"AttachStdout": True, "AttachStderr": False, "Tty": False})
+    extra = {"AttachStdout": True, "AttachStderr": False, "Tty": False}
+    if log_driver:  # e.g. "none": the output path without the json-file log's writes
+        extra["HostConfig"] = {"NetworkMode": "none", "LogConfig": {"Type": log_driver, "Config": {}}}
+    cid = create(addr, image, ["dd", "if=/dev/zero", "bs=1048576", "count=%d" % mib], extra=extra)
     c = Conn(addr)
     c.send("POST", "/containers/%s/attach?stream=1&stdout=1" % cid, b"",
            {"Upgrade": "tcp", "Connection": "Upgrade"})
@@ -682,11 +685,12 @@ def cmd_attach(addr, image, mib):
     t0 = time.monotonic()
     jcall(addr, "POST", "/containers/%s/start" % cid, b"")
     c.sock.settimeout(120)
+    buf = bytearray(1 << 20)  # recv_into one buffer: the client must not be the bottleneck
     while True:
-        d = c.sock.recv(1 << 20)
-        if not d:
+        n = c.sock.recv_into(buf)
+        if not n:
             break
-        got[0] += len(d)
+        got[0] += n
     dt = time.monotonic() - t0
     c.close()
     jcall(addr, "POST", "/containers/%s/wait" % cid, b"")
@@ -724,9 +728,14 @@ METRICS = [
     ("rps_images_16", "GET /images/json, 16 connections", "req/s", "higher", 0),
     ("stats_cpu_50", "daemon CPU streaming stats of 50 containers", "%", "lower", 2),
     ("attach", "container stdout to attached reader (100 MiB)", "MiB/s", "higher", 1),
+    ("floor_attach_log", "  floor: write its 600 MiB json-file log (dd)", "MiB/s", "higher", 1),
+    ("attach_nolog", "same, --log-driver none", "MiB/s", "higher", 1),
+    ("floor_attach", "  floor: dd bs=1M | cat (one pipe)", "MiB/s", "higher", 1),
     ("logs", "docker logs of a 100 MiB log", "s", "lower", 2),
     ("load", "docker load of a 100 MiB image", "s", "lower", 2),
+    ("floor_load", "  floor: sha256sum + tar -x + syncfs of it", "s", "lower", 2),
     ("save", "docker save of a 100 MiB image", "s", "lower", 2),
+    ("floor_save", "  floor: sha256sum + tar -c of its files", "s", "lower", 2),
 ]
 
 

@@ -425,8 +425,16 @@ fn close_fds_except(keep: &[i32]) {
     }
 }
 
+/// Capacity asked for a worker's pipes: archives stream through them, and the
+/// default 64 KiB makes the loop and the worker take turns every 64 KiB.
+const PIPE_SIZE: i32 = 1 << 20;
+
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // Best effort: over /proc/sys/fs/pipe-max-size (unprivileged) the pipe
+    // keeps its default size, which only costs speed.
+    let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    Ok((r, w))
 }
 
 fn set_nonblocking(f: &File) -> io::Result<()> {

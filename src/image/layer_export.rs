@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use flate2::read::GzDecoder;
 use super::digest::HashWriter;
 use super::error::{ImageError, Result};
 use super::layer_extract::{clean_path, DIFF_DIR, EXTRA_DIR, TAR_SPLIT};
-use super::tarstream::Walker;
+use super::tarstream::{copy_sized, Walker};
 
 /// Write the layer's original tar to `out`; returns the number of bytes.
 /// Fails with `Corrupt` if the files changed since extraction (the bytes
@@ -28,7 +28,9 @@ pub fn export_layer<W: Write>(layer_dir: &Path, expected_diff_id: &str, out: W) 
             .collect(),
         Err(_) => HashSet::new(),
     };
-    let mut out = HashWriter::new(io::BufWriter::new(out));
+    // Headers and skeleton pieces are small writes: gather them (and the
+    // 256 KiB payload pieces pass straight through).
+    let mut out = HashWriter::new(io::BufWriter::with_capacity(64 * 1024, out));
     let mut ordinal = 0u64;
     while let Some(e) = walker.next(&mut out)? {
         if !e.payload_external() {
@@ -41,14 +43,14 @@ pub fn export_layer<W: Write>(layer_dir: &Path, expected_diff_id: &str, out: W) 
             root.join(clean_path(&e.path)?)
         };
         ordinal += 1;
-        let f = OpenOptions::new()
+        let mut f = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|err| {
                 ImageError::Corrupt(format!("layer file {} unreadable: {err}", path.display()))
             })?;
-        let n = io::copy(&mut f.take(e.size), &mut out)?;
+        let n = copy_sized(&mut f, &mut out, e.size)?;
         if n != e.size {
             return Err(ImageError::Corrupt(format!(
                 "layer file {} shrank",

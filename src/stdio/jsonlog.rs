@@ -116,7 +116,7 @@ impl LogWriter {
         let text = String::from_utf8_lossy(line);
         let before = batch.len();
         batch.extend_from_slice(b"{\"log\":");
-        serde_json::to_writer(&mut *batch, &*text).map_err(io::Error::other)?;
+        push_json_str(batch, &text);
         batch.extend_from_slice(
             format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes(),
         );
@@ -175,6 +175,66 @@ impl LogWriter {
         crate::failpoint!("log.rotate_reopened");
         Ok(())
     }
+}
+
+/// Bytes `b` takes inside a JSON string.
+fn escaped_len(b: u8) -> usize {
+    match b {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0..=0x1f => 6,
+        _ => 1,
+    }
+}
+
+/// `s` as a JSON string, byte for byte what serde_json writes (`\"`, `\\`,
+/// `\b \f \n \r \t`, other controls as `\u00xx`, the rest as is). The log is
+/// the loop's hottest path for a chatty container, so the output is sized
+/// first and written by index: runs of plain bytes are copied whole, and an
+/// escape is a few stores, not a call (serde_json's per-escape writes, and
+/// `Vec` pushes at the release profile's opt-level z, cost a memcpy call each).
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let len: usize = bytes.iter().map(|&b| escaped_len(b)).sum();
+    let base = out.len();
+    out.resize(base + len + 2, 0);
+    let dst = &mut out[base..];
+    dst[0] = b'"';
+    let mut j = 1;
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0..=0x1f => 0,
+            _ => continue,
+        };
+        if i > start {
+            dst[j..j + i - start].copy_from_slice(&bytes[start..i]);
+            j += i - start;
+        }
+        start = i + 1;
+        dst[j] = b'\\';
+        if short != 0 {
+            dst[j + 1] = short;
+            j += 2;
+        } else {
+            dst[j + 1] = b'u';
+            dst[j + 2] = b'0';
+            dst[j + 3] = b'0';
+            dst[j + 4] = HEX[(b >> 4) as usize];
+            dst[j + 5] = HEX[(b & 0xf) as usize];
+            j += 6;
+        }
+    }
+    let rest = bytes.len() - start;
+    dst[j..j + rest].copy_from_slice(&bytes[start..]);
+    dst[j + rest] = b'"';
 }
 
 /// One record read back from the log.
@@ -415,6 +475,33 @@ impl LogCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_match_serde_json() {
+        let mut all: Vec<u8> = (0u8..=0x7f).collect();
+        all.extend_from_slice("é€😀 \u{7f}\u{80}".as_bytes());
+        let mut noisy = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noisy.push(x as u8);
+        }
+        for input in [
+            &b""[..],
+            &b"plain text\n"[..],
+            &all[..],
+            &noisy[..],
+            &[0u8; 300][..],
+        ] {
+            let text = String::from_utf8_lossy(input);
+            let mut ours = Vec::new();
+            push_json_str(&mut ours, &text);
+            let theirs = serde_json::to_vec(&*text).unwrap();
+            assert_eq!(ours, theirs, "input {:?}", &input[..input.len().min(40)]);
+        }
+    }
 
     #[test]
     fn lines_partials_and_rotation() {

@@ -21,11 +21,13 @@ use crate::slab::Slab;
 
 /// Output queued for one attached client before the pipes stop being read.
 pub const CLIENT_BUFFER: usize = 256 * 1024;
-const READ_CHUNK: usize = 32 * 1024;
-/// Reads per container per loop turn: a fast producer (`yes`) refills its
-/// pipe as fast as we drain it, so draining to EAGAIN would starve everyone
-/// else. What is left is pumped on the next turn.
-const READS_PER_TURN: usize = 4;
+/// One read: a whole default pipe (64 KiB). A pty gives at most 4 KiB a read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read per container per loop turn: a fast producer (`yes`) refills
+/// its pipe as fast as we drain it, so draining to EAGAIN would starve
+/// everyone else. What is left is pumped on the next turn. A budget in bytes,
+/// not reads, so a pty's 4 KiB reads move as much per turn as a pipe's.
+const BYTES_PER_TURN: usize = 256 * 1024;
 
 struct Pipes {
     container: String,
@@ -160,7 +162,12 @@ impl Outputs {
         let Some(sub) = self.subscribers.get_mut(&conn) else {
             return (true, Vec::new());
         };
-        out.append(&mut sub.buf);
+        if out.is_empty() {
+            // Hand the buffer over instead of copying it.
+            std::mem::swap(out, &mut sub.buf);
+        } else {
+            out.append(&mut sub.buf);
+        }
         let ended = sub.ended;
         let container = sub.container.clone();
         (ended, self.pump_container(&container))
@@ -292,7 +299,7 @@ impl Outputs {
     }
 
     /// Read the pipes while every attached client has room, at most
-    /// `READS_PER_TURN` times.
+    /// `BYTES_PER_TURN` bytes.
     fn pump_container(&mut self, container: &str) -> Vec<ConnId> {
         let Some(&slot) = self.by_container.get(container) else {
             return Vec::new();
@@ -301,10 +308,9 @@ impl Outputs {
         // Reused across calls: no allocation or zeroing per read.
         let mut chunk = std::mem::take(&mut self.scratch);
         chunk.resize(READ_CHUNK, 0);
-        let mut turns = 0;
+        let mut moved = 0;
         loop {
-            turns += 1;
-            if turns > READS_PER_TURN {
+            if moved >= BYTES_PER_TURN {
                 if !self.unfinished.iter().any(|c| c == container) {
                     self.unfinished.push(container.to_string());
                 }
@@ -336,6 +342,7 @@ impl Outputs {
                 match res {
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     Ok(n) if n > 0 => {
+                        moved += n;
                         let data = &chunk[..n];
                         if let Some(log) = p.log.as_mut() {
                             if let Err(e) = log.write(kind, data) {

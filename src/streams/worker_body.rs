@@ -7,8 +7,9 @@ use crate::engine::{Engine, Response};
 use crate::reply::{BodySource, ConnId, Pending, Pull};
 use crate::worker::{Outcome, WorkerId};
 
-/// Bytes moved per pull: bounded so one archive cannot hog the loop.
-const PIECE: usize = 64 * 1024;
+/// Bytes moved per pull: bounded so one archive cannot hog the loop (a
+/// connection sends at most 256 KiB a turn; the worker's pipe holds 1 MiB).
+const PIECE: usize = 256 * 1024;
 
 pub struct WorkerBody {
     worker: WorkerId,

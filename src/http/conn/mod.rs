@@ -22,8 +22,9 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// Bytes one connection may send per loop turn before it yields to the
 /// others (a client draining a long stream as fast as it is produced would
-/// otherwise keep the loop to itself).
-const TURN_BUDGET: usize = 64 * 1024;
+/// otherwise keep the loop to itself). As much as the output pump reads for
+/// a container per turn (`stdio/output.rs`), so an attach keeps up with it.
+const TURN_BUDGET: usize = 256 * 1024;
 
 /// The parts of a request the response framing depends on.
 #[derive(Clone, Copy)]

@@ -34,22 +34,28 @@ impl<H: Handler> Conn<H> {
             };
             return false;
         }
-        let mut piece = Vec::new();
+        let mut piece = if chunked {
+            Vec::new()
+        } else {
+            self.spare_piece()
+        };
         match source.pull(handler, me, &mut piece) {
             Pull::Data => {
+                let got = !piece.is_empty();
                 if chunked {
                     push_chunk(&mut self.wbuf, &piece);
                 } else {
-                    self.wbuf.extend_from_slice(&piece);
+                    self.put_piece(piece);
                 }
                 self.state = State::Streaming {
                     source,
                     ex,
                     chunked,
                 };
-                !piece.is_empty()
+                got
             }
             Pull::Wait(until) => {
+                self.put_piece(piece);
                 self.wait_until = until;
                 self.state = State::Streaming {
                     source,
@@ -60,7 +66,7 @@ impl<H: Handler> Conn<H> {
             }
             Pull::Abort => {
                 source.cancel(handler, me);
-                self.wbuf.extend_from_slice(&piece);
+                self.put_piece(piece);
                 // Closed at once (no lingering, no last chunk).
                 self.state = State::Closing {
                     linger_until: Some(now),
@@ -72,7 +78,7 @@ impl<H: Handler> Conn<H> {
                     push_chunk(&mut self.wbuf, &piece);
                     self.wbuf.extend_from_slice(LAST_CHUNK);
                 } else {
-                    self.wbuf.extend_from_slice(&piece);
+                    self.put_piece(piece);
                 }
                 self.finish_exchange(ex, now);
                 true
@@ -140,15 +146,15 @@ impl<H: Handler> Conn<H> {
             return true;
         }
         if self.pending_output() < WRITE_HIGH_WATER {
-            let mut piece = Vec::new();
+            let mut piece = self.spare_piece();
             match stream.pull(handler, me, &mut piece) {
                 Pull::Data => {
                     progress |= !piece.is_empty();
-                    self.wbuf.extend_from_slice(&piece);
+                    self.put_piece(piece);
                 }
-                Pull::Wait(_) => {}
+                Pull::Wait(_) => self.put_piece(piece),
                 Pull::End | Pull::Abort => {
-                    self.wbuf.extend_from_slice(&piece);
+                    self.put_piece(piece);
                     stream.cancel(handler, me);
                     self.state = State::Closing { linger_until: None };
                     return true;
@@ -161,6 +167,30 @@ impl<H: Handler> Conn<H> {
             opened,
         };
         progress
+    }
+
+    /// An empty buffer for a pull: the write buffer's own allocation when
+    /// everything in it has been sent, so a long stream (attach, save) moves
+    /// its pieces without a copy or an allocation per pull (`put_piece`
+    /// puts it back; the attach pump swaps it with its subscriber buffer).
+    fn spare_piece(&mut self) -> Vec<u8> {
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            std::mem::take(&mut self.wbuf)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Queue a pulled piece: it becomes the write buffer when that is empty.
+    fn put_piece(&mut self, piece: Vec<u8>) {
+        if self.wbuf.is_empty() {
+            self.wbuf = piece;
+            self.wpos = 0;
+        } else {
+            self.wbuf.extend_from_slice(&piece);
+        }
     }
 
     pub(super) fn finish_exchange(&mut self, ex: Exchange, now: Instant) {
