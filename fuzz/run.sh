@@ -27,7 +27,7 @@ for t in "${targets[@]}"; do
     echo "== fuzz: $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-$secs s})"
     rc=0
     nice -n 10 cargo +nightly fuzz run -s none "$t" "$work/$t" "fuzz/corpus/$t" -- \
-        -jobs=1 -workers=1 -max_len=65536 -timeout=10 -rss_limit_mb=2048 "${limit[@]}" \
+        -max_len=65536 -timeout=10 -rss_limit_mb=2048 "${limit[@]}" \
         -print_final_stats=1 >"$work/$t.log" 2>&1 || rc=$?
     grep -E '^(stat::(number_of_executed_units|peak_rss_mb)|#[0-9]+ +DONE|SUMMARY|thread .* panicked)' "$work/$t.log" || true
     if [ "$rc" -ne 0 ]; then
