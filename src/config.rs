@@ -7,8 +7,10 @@ use std::time::Duration;
 use crate::access::cidr::Cidr;
 use crate::access::tokens::Role;
 
+mod registry_opts;
 mod token_args;
 use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
+pub use registry_opts::RegistryOpts;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/coracle/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/coracle";
@@ -57,6 +59,8 @@ pub struct Config {
     pub bridge: Option<String>,
     /// daemon.json `bip`: the default bridge's address and subnet.
     pub bip: Option<String>,
+    /// `max-concurrent-downloads`/`-uploads`, `registry-mirrors`.
+    pub registry: RegistryOpts,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -115,6 +119,9 @@ Options:
       --no-new-privileges   Set no_new_privs on every container by default
       --insecure-registry HOST[:PORT]
                             Pull from / push to this registry over plain HTTP (repeatable)
+      --registry-mirror URL Docker Hub mirror tried before Docker Hub (repeatable)
+      --max-concurrent-downloads N / --max-concurrent-uploads N
+                            Layers pulled (default 3) / pushed (default 5) at once
       --registry-certs-dir DIR
                             Registry CAs and client certificates, DIR/HOST[:PORT]/ca.crt
                             (default /etc/coracle/certs.d)
@@ -158,6 +165,7 @@ struct Flags {
     tlscacert: Option<String>,
     tlscert: Option<String>,
     tlskey: Option<String>,
+    registry: registry_opts::RegistryFlags,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -215,7 +223,11 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--tlscacert" => f.tlscacert = Some(value()?),
             "--tlscert" => f.tlscert = Some(value()?),
             "--tlskey" => f.tlskey = Some(value()?),
-            other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
+            other => {
+                if !f.registry.take(other, &mut value)? {
+                    return Err(format!("unknown flag: {other}\n\n{USAGE}"));
+                }
+            }
         }
         i += 1;
     }
@@ -238,7 +250,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
 
 /// Combine flags with the file. As dockerd does, a setting given in both
 /// places, or an unknown key in the file, is an error rather than a guess.
-fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Config, String> {
+fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Config, String> {
     const KEYS: &[&str] = &[
         "hosts",
         "data-root",
@@ -274,7 +286,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let unknown: Vec<&str> = obj
         .keys()
         .map(String::as_str)
-        .filter(|k| !KEYS.contains(k))
+        .filter(|k| !KEYS.contains(k) && !registry_opts::KEYS.contains(k))
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
@@ -282,6 +294,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
             unknown.join(", ")
         ));
     }
+    let registry = registry_opts::merge(std::mem::take(&mut f.registry), obj, path)?;
     let mut conflicts = Vec::new();
     let mut pick = |key: &str, flag: Option<String>| -> Result<Option<String>, String> {
         let from_file = match obj.get(key) {
@@ -446,6 +459,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         },
         bridge,
         bip,
+        registry,
     })
 }
 

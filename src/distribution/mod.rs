@@ -8,6 +8,7 @@ pub mod auth;
 pub mod blob;
 pub mod endpoint;
 pub mod error;
+pub mod layers;
 pub mod manifest;
 pub mod progress;
 pub mod pull;

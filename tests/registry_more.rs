@@ -1,0 +1,497 @@
+//! Registry leftovers against Debian's `docker-registry` on loopback:
+//! several blobs in flight (counted by a throttling proxy written here),
+//! `max-concurrent-downloads`, Docker Hub mirrors tried in order, and
+//! `/info`'s `RegistryConfig`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, temp_dir, url_encode, Daemon};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A `docker-registry` on a free loopback port, killed and removed on drop.
+struct Registry {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = temp_dir("registry");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry must be installed (apt-get install docker-registry)");
+        let r = Registry {
+            child: Some(child),
+            dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.1 exchange (`Connection: close`): status, headers, body.
+fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let (status, hdrs) = common::parse_head(&head);
+    (status, hdrs, raw[end + 4..].to_vec())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(k, _)| k == &name.to_ascii_lowercase())
+        .map(|(_, v)| v.as_str())
+}
+
+/// Upload a blob (monolithic: POST then PUT ?digest=); returns its digest.
+fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
+    let digest = sha(data);
+    let (st, h, _) = http(
+        "POST",
+        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 202, "start upload");
+    let loc = header(&h, "location").expect("upload location").to_string();
+    let loc = if loc.starts_with('/') {
+        format!("http://{host}{loc}")
+    } else {
+        loc
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (st, _, body) = http(
+        "PUT",
+        &format!("{loc}{sep}digest={}", url_encode(&digest)),
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    );
+    assert_eq!(st, 201, "finish upload: {}", String::from_utf8_lossy(&body));
+    digest
+}
+
+/// An OCI image of uncompressed layers pushed by hand; returns its image ID.
+fn push_image(host: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let d = push_blob(host, repo, l);
+        diff_ids.push(d.clone());
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": l.len()}));
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let cd = push_blob(host, repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": descs,
+    }))
+    .unwrap();
+    let (st, _, resp) = http(
+        "PUT",
+        &format!("http://{host}/v2/{repo}/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &manifest,
+    );
+    assert_eq!(st, 201, "put manifest: {}", String::from_utf8_lossy(&resp));
+    sha(&config)
+}
+
+/// A tar of one file `name` holding `data` (built with tar(1)).
+fn layer_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let dir = temp_dir("layer");
+    std::fs::write(dir.join(name), data).unwrap();
+    let out = dir.with_extension("tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&out)
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&out);
+    t
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut v)
+        .unwrap();
+    v
+}
+
+/// JSON lines of a progress stream.
+fn messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+/// A loopback proxy that slows blob downloads down (32 KiB every 5 ms per
+/// connection) and counts how many are in flight at once. The client
+/// sends `Connection: close`, so one connection is one request.
+struct SlowProxy {
+    port: u16,
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    blob_gets: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl SlowProxy {
+    fn start(upstream: u16) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let p = SlowProxy {
+            port,
+            active: Arc::default(),
+            peak: Arc::default(),
+            blob_gets: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (active, peak, gets, stop) = (
+            p.active.clone(),
+            p.peak.clone(),
+            p.blob_gets.clone(),
+            p.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let c = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let (active, peak, gets) = (active.clone(), peak.clone(), gets.clone());
+                std::thread::spawn(move || relay(c, upstream, &active, &peak, &gets));
+            }
+        });
+        p
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reset(&self) {
+        self.peak.store(0, Ordering::SeqCst);
+        self.blob_gets.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn relay(
+    mut c: TcpStream,
+    upstream: u16,
+    active: &AtomicUsize,
+    peak: &AtomicUsize,
+    gets: &AtomicUsize,
+) {
+    c.set_nonblocking(false).unwrap();
+    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    // The request head, then anything after it, passed on as it comes.
+    let mut head = Vec::new();
+    let mut buf = [0u8; 32 * 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let first = String::from_utf8_lossy(&head[..head.len().min(200)]).into_owned();
+    let blob = first.starts_with("GET /v2/") && first.contains("/blobs/sha256:");
+    if up.write_all(&head).is_err() {
+        return;
+    }
+    let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut up2);
+        let _ = up2.shutdown(Shutdown::Write);
+    });
+    if blob {
+        gets.fetch_add(1, Ordering::SeqCst);
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+    }
+    loop {
+        match up.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if c.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+        if blob {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if blob {
+        active.fetch_sub(1, Ordering::SeqCst);
+    }
+    let _ = c.shutdown(Shutdown::Both);
+}
+
+/// Five 1 MiB layers through the slow proxy: three downloads in flight, the
+/// other two shown `Waiting`, the bars interleaved; with
+/// `max-concurrent-downloads` 1, one at a time.
+#[test]
+fn several_blobs_in_flight_and_the_limit() {
+    let reg = Registry::start();
+    let layers: Vec<Vec<u8>> = (0..5)
+        .map(|i| layer_tar(&format!("f{i}.bin"), &random(1 << 20)))
+        .collect();
+    let id = push_image(&reg.host(), "five", "latest", &layers);
+    let proxy = SlowProxy::start(reg.port);
+    let ph = proxy.host();
+
+    let d = Daemon::start();
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={ph}/five&tag=latest"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = messages(&r.text());
+    assert!(msgs.iter().all(|m| m.get("error").is_none()), "{msgs:?}");
+    assert_eq!(proxy.peak.load(Ordering::SeqCst), 3, "{msgs:?}");
+    // The config and five layers, each fetched once.
+    assert_eq!(proxy.blob_gets.load(Ordering::SeqCst), 6);
+    let waiting: Vec<&Value> = msgs.iter().filter(|m| m["status"] == "Waiting").collect();
+    assert_eq!(waiting.len(), 2, "{msgs:?}");
+    // Interleaved: before the first download completes, bars of several
+    // layers have been drawn.
+    let first_done = msgs
+        .iter()
+        .position(|m| m["status"] == "Download complete")
+        .expect("a download completes");
+    let mut ids: Vec<&str> = msgs[..first_done]
+        .iter()
+        .filter(|m| m["status"] == "Downloading")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() >= 2, "not interleaved: {msgs:?}");
+    // Extraction keeps the manifest's order.
+    let extracted: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["status"] == "Pull complete")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    let order: Vec<String> = layers.iter().map(|l| sha(l)[7..19].to_string()).collect();
+    assert_eq!(extracted, order);
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/five")]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        id,
+        "{}",
+        text(&o)
+    );
+    assert!(
+        std::fs::read_dir(d.data_root.join("image/downloads"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "partial files left"
+    );
+
+    // The limit from the command line: one at a time.
+    proxy.reset();
+    let d1 = Daemon::start_with(&["--max-concurrent-downloads", "1"], false);
+    let o = d1.docker(&["pull", &format!("{ph}/five")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(proxy.peak.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.blob_gets.load(Ordering::SeqCst), 6);
+}
+
+/// Docker Hub's mirrors, in order: one that refuses connections, one without
+/// the image, then one with it. Docker Hub itself is never reached (the
+/// third mirror serves the image). `/info` shows them as dockerd does.
+#[test]
+fn mirrors_are_tried_in_order_and_shown_in_info() {
+    let empty = Registry::start();
+    let full = Registry::start();
+    let layer = layer_tar("hello.txt", b"from the mirror\n");
+    let id = push_image(&full.host(), "library/mirrored", "latest", &[layer]);
+    let closed = free_port();
+    let mirrors = [
+        format!("http://127.0.0.1:{closed}"),
+        format!("http://{}/", empty.host()),
+        format!("http://{}", full.host()),
+    ];
+    let config = json!({
+        "registry-mirrors": mirrors,
+        "insecure-registries": ["10.99.0.0/16", "reg.lan:5000"],
+    });
+    let d = Daemon::with_config_and_busybox(&config.to_string());
+    let o = d.docker(&["pull", "mirrored"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("Status: Downloaded newer image for mirrored:latest"),
+        "{out}"
+    );
+    let o = d.docker(&["image", "inspect", "mirrored"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let img: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(img[0]["Id"], json!(id));
+    assert_eq!(img[0]["RepoTags"], json!(["mirrored:latest"]));
+    let digests = img[0]["RepoDigests"].as_array().unwrap();
+    assert!(
+        digests[0].as_str().unwrap().starts_with("mirrored@sha256:"),
+        "{digests:?}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("from mirror http://127.0.0.1:{closed}/")),
+        "first mirror not tried: {log}"
+    );
+    assert!(
+        log.contains(&format!("from mirror http://{}/", empty.host())),
+        "second mirror not tried: {log}"
+    );
+
+    let info = d.request_bytes("GET", "/info", &[], None);
+    assert_eq!(info.status, 200);
+    let v: Value = serde_json::from_slice(&info.body).unwrap();
+    let rc = &v["RegistryConfig"];
+    let shown: Vec<String> = vec![
+        format!("http://127.0.0.1:{closed}/"),
+        format!("http://{}/", empty.host()),
+        format!("http://{}/", full.host()),
+    ];
+    assert_eq!(rc["Mirrors"], json!(shown), "{rc}");
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Mirrors"], json!(shown));
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Official"], json!(true));
+    assert_eq!(
+        rc["IndexConfigs"]["reg.lan:5000"],
+        json!({"Name": "reg.lan:5000", "Mirrors": [], "Secure": false, "Official": false})
+    );
+    assert_eq!(
+        rc["InsecureRegistryCIDRs"],
+        json!(["10.99.0.0/16", "127.0.0.0/8", "::1/128"])
+    );
+    // The CLI shows them too.
+    let o = d.docker(&["info"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Registry Mirrors:"), "{out}");
+    assert!(out.contains(&shown[2]), "{out}");
+
+    // A bad mirror is refused at start-up in dockerd's words.
+    let empty_config = d.dir.join("empty.json");
+    std::fs::write(&empty_config, "{}").unwrap();
+    let o = Command::new(common::binary())
+        .args(["--registry-mirror", "ftp://m.lan", "--config-file"])
+        .arg(&empty_config)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("invalid mirror: unsupported scheme \"ftp\" in \"ftp://m.lan\""),
+        "{err}"
+    );
+}
