@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{free_port, temp_dir, url_encode, Daemon};
@@ -225,7 +225,23 @@ struct SlowProxy {
     active: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
     blob_gets: Arc<AtomicUsize>,
+    /// Uploads (`PUT`/`PATCH` with a body) in flight, and their peak.
+    up_active: Arc<AtomicUsize>,
+    up_peak: Arc<AtomicUsize>,
+    /// Each request's line and `Content-Range`, in order.
+    requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// What `relay` counts.
+#[derive(Clone)]
+struct Counts {
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    gets: Arc<AtomicUsize>,
+    up_active: Arc<AtomicUsize>,
+    up_peak: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl SlowProxy {
@@ -238,14 +254,20 @@ impl SlowProxy {
             active: Arc::default(),
             peak: Arc::default(),
             blob_gets: Arc::default(),
+            up_active: Arc::default(),
+            up_peak: Arc::default(),
+            requests: Arc::default(),
             stop: Arc::default(),
         };
-        let (active, peak, gets, stop) = (
-            p.active.clone(),
-            p.peak.clone(),
-            p.blob_gets.clone(),
-            p.stop.clone(),
-        );
+        let counts = Counts {
+            active: p.active.clone(),
+            peak: p.peak.clone(),
+            gets: p.blob_gets.clone(),
+            up_active: p.up_active.clone(),
+            up_peak: p.up_peak.clone(),
+            requests: p.requests.clone(),
+        };
+        let stop = p.stop.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let c = match listener.accept() {
@@ -255,8 +277,8 @@ impl SlowProxy {
                         continue;
                     }
                 };
-                let (active, peak, gets) = (active.clone(), peak.clone(), gets.clone());
-                std::thread::spawn(move || relay(c, upstream, &active, &peak, &gets));
+                let counts = counts.clone();
+                std::thread::spawn(move || relay(c, upstream, &counts));
             }
         });
         p
@@ -269,6 +291,17 @@ impl SlowProxy {
     fn reset(&self) {
         self.peak.store(0, Ordering::SeqCst);
         self.blob_gets.store(0, Ordering::SeqCst);
+        self.up_peak.store(0, Ordering::SeqCst);
+        self.requests.lock().unwrap().clear();
+    }
+
+    /// Requests seen since the last reset whose line starts with `prefix`.
+    fn seen(&self, prefix: &str) -> Vec<String> {
+        let r = self.requests.lock().unwrap();
+        r.iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 }
 
@@ -278,47 +311,76 @@ impl Drop for SlowProxy {
     }
 }
 
-fn relay(
-    mut c: TcpStream,
-    upstream: u16,
-    active: &AtomicUsize,
-    peak: &AtomicUsize,
-    gets: &AtomicUsize,
-) {
+fn relay(mut c: TcpStream, upstream: u16, n: &Counts) {
     c.set_nonblocking(false).unwrap();
     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
     // The request head, then anything after it, passed on as it comes.
-    let mut head = Vec::new();
+    let mut head: Vec<u8> = Vec::new();
     let mut buf = [0u8; 32 * 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    while !head.windows(4).any(|w| w == b"\r\n\r\n")
+        && head.first().is_none_or(|b| b.is_ascii_uppercase())
+    {
         match c.read(&mut buf) {
             Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Ok(k) => head.extend_from_slice(&buf[..k]),
         }
     }
-    let first = String::from_utf8_lossy(&head[..head.len().min(200)]).into_owned();
+    // A TLS hello (the HTTPS try of an insecure registry): answered as an
+    // HTTP server does, so the client falls back to HTTP at once.
+    if !head[0].is_ascii_uppercase() {
+        let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let first = text.lines().next().unwrap_or("").to_string();
+    let range = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-range:"))
+        .map(|l| format!(" [{}]", l[14..].trim()))
+        .unwrap_or_default();
+    n.requests.lock().unwrap().push(format!("{first}{range}"));
     let blob = first.starts_with("GET /v2/") && first.contains("/blobs/sha256:");
+    let upload = (first.starts_with("PUT ") || first.starts_with("PATCH "))
+        && first.contains("/blobs/uploads/")
+        && !text.to_ascii_lowercase().contains("content-length: 0\r\n");
     if up.write_all(&head).is_err() {
         return;
     }
+    if upload {
+        let now = n.up_active.fetch_add(1, Ordering::SeqCst) + 1;
+        n.up_peak.fetch_max(now, Ordering::SeqCst);
+    }
     let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut c2, &mut up2);
+    let body = std::thread::spawn(move || {
+        let mut b = [0u8; 32 * 1024];
+        loop {
+            match c2.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    if up2.write_all(&b[..k]).is_err() {
+                        break;
+                    }
+                }
+            }
+            if upload {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = up2.shutdown(Shutdown::Write);
     });
     if blob {
-        gets.fetch_add(1, Ordering::SeqCst);
-        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-        peak.fetch_max(now, Ordering::SeqCst);
+        n.gets.fetch_add(1, Ordering::SeqCst);
+        let now = n.active.fetch_add(1, Ordering::SeqCst) + 1;
+        n.peak.fetch_max(now, Ordering::SeqCst);
     }
     loop {
         match up.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if c.write_all(&buf[..n]).is_err() {
+            Ok(k) => {
+                if c.write_all(&buf[..k]).is_err() {
                     break;
                 }
             }
@@ -328,9 +390,13 @@ fn relay(
         }
     }
     if blob {
-        active.fetch_sub(1, Ordering::SeqCst);
+        n.active.fetch_sub(1, Ordering::SeqCst);
+    }
+    if upload {
+        n.up_active.fetch_sub(1, Ordering::SeqCst);
     }
     let _ = c.shutdown(Shutdown::Both);
+    let _ = body.join();
 }
 
 /// Five 1 MiB layers through the slow proxy: three downloads in flight, the
@@ -494,4 +560,129 @@ fn mirrors_are_tried_in_order_and_shown_in_info() {
         err.contains("invalid mirror: unsupported scheme \"ftp\" in \"ftp://m.lan\""),
         "{err}"
     );
+}
+
+fn count(out: &str, what: &str) -> usize {
+    out.lines().filter(|l| l.contains(what)).count()
+}
+
+/// Pushes: a layer pulled from one repository is mounted into another of
+/// the same registry (nothing compressed or sent); to a second registry
+/// the layers are compressed and uploaded, two at a time
+/// (`--max-concurrent-uploads 2`), the 9 MiB one in chunks (`PATCH` with
+/// `Content-Range`); a second push of the same image `HEAD`s the known
+/// blobs and compresses nothing; the image pulled back is the same.
+#[test]
+fn pushes_mount_chunk_and_skip_known_layers() {
+    let reg = Registry::start();
+    let reg2 = Registry::start();
+    let layers = vec![
+        layer_tar("a.bin", &random(1 << 20)),
+        layer_tar("b.bin", &random(1 << 20)),
+        layer_tar("c.bin", &random(9 << 20)),
+    ];
+    push_image(&reg.host(), "src/img", "v1", &layers);
+    let p1 = SlowProxy::start(reg.port);
+    let p2 = SlowProxy::start(reg2.port);
+    let (h1, h2) = (p1.host(), p2.host());
+    let d = Daemon::start_with(&["--max-concurrent-uploads", "2"], false);
+    let o = d.docker(&["pull", &format!("{h1}/src/img:v1")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = d.docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        &format!("{h1}/src/img:v1"),
+    ]);
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+
+    // Another repository of the same registry: mounted.
+    p1.reset();
+    let dst = format!("{h1}/dst/img:v1");
+    assert!(d
+        .docker(&["tag", &format!("{h1}/src/img:v1"), &dst])
+        .status
+        .success());
+    let o = d.docker(&["push", &dst]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(count(&out, "Mounted from src/img"), 3, "{out}");
+    assert_eq!(count(&d.log_text(), "compressing layer"), 0);
+    let mounts = p1.seen("POST /v2/dst/img/blobs/uploads/?mount=");
+    assert_eq!(mounts.len(), 3, "{:?}", p1.seen(""));
+    // Only the config goes up.
+    assert!(p1.seen("PATCH").is_empty());
+    assert_eq!(
+        p1.seen("PUT /v2/dst/img/blobs").len(),
+        1,
+        "{:?}",
+        p1.seen("")
+    );
+    for l in &layers {
+        let (st, _, _) = http(
+            "HEAD",
+            &format!("http://{}/v2/dst/img/blobs/{}", reg.host(), sha(l)),
+            &[],
+            b"",
+        );
+        assert_eq!(st, 200);
+    }
+
+    // Another registry: compressed and uploaded, two at a time, the big
+    // layer in chunks.
+    let other = format!("{h2}/other/img:v1");
+    assert!(d.docker(&["tag", &dst, &other]).status.success());
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/{h2}/other/img/push?tag=v1"),
+        &[("X-Registry-Auth", "e30=")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = messages(&r.text());
+    assert!(msgs.iter().all(|m| m.get("error").is_none()), "{msgs:?}");
+    assert_eq!(
+        msgs.iter().filter(|m| m["status"] == "Pushed").count(),
+        3,
+        "{msgs:?}"
+    );
+    assert_eq!(
+        msgs.iter().filter(|m| m["status"] == "Waiting").count(),
+        1,
+        "{msgs:?}"
+    );
+    assert_eq!(count(&d.log_text(), "compressing layer"), 3);
+    assert_eq!(p2.up_peak.load(Ordering::SeqCst), 2, "{:?}", p2.seen(""));
+    let patches = p2.seen("PATCH");
+    assert_eq!(patches.len(), 2, "{:?}", p2.seen(""));
+    assert!(
+        patches[0].ends_with(&format!("[0-{}]", (8 << 20) - 1)),
+        "{patches:?}"
+    );
+    assert!(
+        patches[1].contains(&format!("[{}-", 8 << 20)),
+        "{patches:?}"
+    );
+
+    // Again: the known blobs are HEADed, nothing compressed or sent.
+    p2.reset();
+    let o = d.docker(&["push", &other]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(count(&out, "Layer already exists"), 3, "{out}");
+    assert_eq!(count(&d.log_text(), "compressing layer"), 3);
+    assert!(
+        p2.seen("POST").is_empty() && p2.seen("PATCH").is_empty(),
+        "{:?}",
+        p2.seen("")
+    );
+
+    // Pulled back from the second registry: the same image.
+    let o = d.docker(&["rmi", &other, &dst, &format!("{h1}/src/img:v1")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = d.docker(&["pull", &other]);
+    assert!(o.status.success(), "{}", text(&o));
+    let back = d.docker(&["image", "inspect", "-f", "{{.Id}}", &other]);
+    assert_eq!(String::from_utf8_lossy(&back.stdout).trim(), id);
 }

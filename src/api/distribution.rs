@@ -202,6 +202,7 @@ pub fn push(call: &mut super::Call) -> Result<Response, ApiError> {
         targets,
         creds: credentials(call.req),
         registries,
+        max_uploads: call.engine.config.registry.max_uploads,
     };
     let worker = call.engine.spawn_push(call.conn, job)?;
     Ok(Response::later(Box::new(ProgressStart {

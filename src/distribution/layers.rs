@@ -78,30 +78,49 @@ pub fn fetch_layers(
     for &i in todo.iter().skip(max) {
         rep.send(progress::status(Some(&short(&layers[i].digest)), "Waiting"));
     }
-    let queue = Mutex::new(todo.iter().copied().collect::<VecDeque<usize>>());
+    let work = |sess: &mut Session, i: usize, cancel: &AtomicBool| {
+        download_one(sess, &layers[i], &downloads, &rep, cancel)
+    };
+    in_flight(sess, &todo, max, &work, |rx| {
+        extract_in_order(layout, layers, diff_ids, &todo, rx, &rep, counters)
+    })
+}
+
+/// Run `work` on each of `items` with up to `max` threads, each with its
+/// own clone of `sess`, while `consume` takes the results (index, outcome)
+/// on the calling thread as they come. When `consume` fails, the threads
+/// take no new item and `work` sees `cancel` set; all are joined before
+/// this returns.
+pub fn in_flight<T: Send, R>(
+    sess: &Session,
+    items: &[usize],
+    max: usize,
+    work: &(dyn Fn(&mut Session, usize, &AtomicBool) -> Result<T> + Sync),
+    consume: impl FnOnce(&mpsc::Receiver<(usize, Result<T>)>) -> Result<R>,
+) -> Result<R> {
+    let queue = Mutex::new(items.iter().copied().collect::<VecDeque<usize>>());
     let cancel = AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Result<u64>)>();
-    let threads = max.min(todo.len());
+    let (tx, rx) = mpsc::channel::<(usize, Result<T>)>();
+    let threads = max.max(1).min(items.len());
     std::thread::scope(|s| {
         for _ in 0..threads {
             let tx = tx.clone();
             let mut sess = sess.clone();
-            let (queue, cancel, rep, downloads) = (&queue, &cancel, &rep, &downloads);
+            let (queue, cancel) = (&queue, &cancel);
             s.spawn(move || loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop_front());
                 let Some(i) = next else { break };
                 if cancel.load(Ordering::Relaxed) {
                     break;
                 }
-                let l = &layers[i];
-                let r = download_one(&mut sess, l, downloads, rep, cancel);
+                let r = work(&mut sess, i, cancel);
                 if tx.send((i, r)).is_err() {
                     break;
                 }
             });
         }
         drop(tx);
-        let out = extract_in_order(layout, layers, diff_ids, &todo, &rx, &rep, counters);
+        let out = consume(&rx);
         if out.is_err() {
             cancel.store(true, Ordering::Relaxed);
         }

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod blob;
+pub mod blob_sources;
 pub mod endpoint;
 pub mod error;
 pub mod layers;
@@ -15,3 +16,4 @@ pub mod pull;
 pub mod push;
 pub mod search;
 pub mod session;
+pub mod upload;

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::auth::Credentials;
 use super::blob::{self, Counters};
+use super::blob_sources::{self, Source};
 use super::endpoint::Registries;
 use super::error::{DistError, Result};
 use super::layers::{fetch_layers, short};
@@ -316,6 +317,17 @@ fn pull_one(
         rep,
         counters,
     )?;
+    // Which blob each layer is, and where: a push HEADs or mounts it.
+    let registry = sess.registry();
+    for (l, d) in layers.iter().zip(&diff_ids) {
+        let src = Source {
+            digest: l.digest.clone(),
+            size: l.size,
+            registry: registry.clone(),
+            repo: repo.to_string(),
+        };
+        blob_sources::record(layout, d, src);
+    }
     let mut tags = Vec::new();
     if let Some(t) = &r.tag {
         tags.push(format!("{}:{t}", r.name));

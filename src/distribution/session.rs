@@ -326,6 +326,11 @@ impl Session {
         )))
     }
 
+    /// The registry as reached (`host[:port]`), for `blob_sources`.
+    pub fn registry(&self) -> String {
+        self.base.authority.clone()
+    }
+
     /// The URL of `path` under this repository (`manifests/latest`), or an
     /// absolute URL or path the registry gave (upload locations).
     pub fn url(&self, path: &str) -> Result<Url> {
