@@ -686,3 +686,83 @@ fn pushes_mount_chunk_and_skip_known_layers() {
     let back = d.docker(&["image", "inspect", "-f", "{{.Id}}", &other]);
     assert_eq!(String::from_utf8_lossy(&back.stdout).trim(), id);
 }
+
+/// Start-up keeps what a resume needs and drops the rest: a pull killed
+/// after its first layer leaves a record (holding that layer) and a partial
+/// blob; a restart keeps both (and removes a push's leftover temporary);
+/// once they are older than a day a restart drops them, and the layer with
+/// them. A record whose image is complete goes at once.
+#[test]
+fn startup_sweeps_abandoned_pulls_and_keeps_fresh_ones() {
+    let reg = Registry::start();
+    let small = layer_tar("small.bin", &random(64 << 10));
+    let big = layer_tar("big.bin", &random(4 << 20));
+    let id = push_image(&reg.host(), "two", "latest", &[small.clone(), big.clone()]);
+    let proxy = SlowProxy::start(reg.port);
+    let ph = proxy.host();
+    let mut d = Daemon::with_config_and_busybox(r#"{"max-concurrent-downloads": 1}"#);
+    let image = d.data_root.join("image");
+    let layer1 = image.join("layers").join(&sha(&small)[7..]);
+    let partial = image
+        .join("downloads")
+        .join(format!("{}.partial", &sha(&big)[7..]));
+    let record = image.join("pulls").join(format!("{}.json", &id[7..]));
+
+    let mut curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--unix-socket"])
+        .arg(&d.sock)
+        .args(["-X", "POST"])
+        .arg(format!(
+            "http://d/images/create?fromImage={ph}/two&tag=latest"
+        ))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(layer1.join("layer.json").is_file()
+        && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(Instant::now() < deadline, "the pull did not get going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.kill9();
+    let _ = curl.wait();
+    let leftover = image.join("downloads").join(".tmp-999-push-0");
+    std::fs::write(&leftover, b"compressed").unwrap();
+
+    d.restart();
+    d.wait_serving();
+    assert!(record.is_file(), "a fresh record goes");
+    assert!(layer1.join("layer.json").is_file(), "a held layer goes");
+    assert!(partial.is_file(), "a fresh partial goes");
+    assert!(!leftover.exists(), "a push's leftover stays");
+
+    d.kill9();
+    for p in [&record, &partial] {
+        let st = Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    d.restart();
+    d.wait_serving();
+    assert!(!record.exists(), "an abandoned record stays");
+    assert!(!partial.exists(), "an abandoned partial stays");
+    assert!(!layer1.exists(), "the abandoned pull's layer stays");
+    assert!(d
+        .log_text()
+        .contains("1 finished or abandoned pull records, 1 abandoned partial blobs"));
+
+    // A record whose image is complete: gone at the next start.
+    let o = d.docker(&["pull", &format!("{ph}/two")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ids = json!([sha(&small), sha(&big)]).to_string();
+    std::fs::write(&record, ids).unwrap();
+    d.kill9();
+    d.restart();
+    d.wait_serving();
+    assert!(!record.exists(), "a finished pull's record stays");
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/two")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+}

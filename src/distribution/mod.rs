@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod blob;
 pub mod blob_sources;
+pub mod cleanup;
 pub mod endpoint;
 pub mod error;
 pub mod layers;
