@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -230,6 +230,8 @@ struct SlowProxy {
     up_peak: Arc<AtomicUsize>,
     /// Each request's line and `Content-Range`, in order.
     requests: Arc<Mutex<Vec<String>>>,
+    /// Bytes of blob responses passed on.
+    fetched: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -242,10 +244,19 @@ struct Counts {
     up_active: Arc<AtomicUsize>,
     up_peak: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<String>>>,
+    fetched: Arc<AtomicU64>,
+    /// Close a blob response after this many bytes (a flaky link).
+    cut_every: Option<u64>,
+    /// Slow blob responses down (32 KiB every 5 ms).
+    throttle: bool,
 }
 
 impl SlowProxy {
     fn start(upstream: u16) -> SlowProxy {
+        SlowProxy::start_with(upstream, None, true)
+    }
+
+    fn start_with(upstream: u16, cut_every: Option<u64>, throttle: bool) -> SlowProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -257,6 +268,7 @@ impl SlowProxy {
             up_active: Arc::default(),
             up_peak: Arc::default(),
             requests: Arc::default(),
+            fetched: Arc::default(),
             stop: Arc::default(),
         };
         let counts = Counts {
@@ -266,6 +278,9 @@ impl SlowProxy {
             up_active: p.up_active.clone(),
             up_peak: p.up_peak.clone(),
             requests: p.requests.clone(),
+            fetched: p.fetched.clone(),
+            cut_every,
+            throttle,
         };
         let stop = p.stop.clone();
         std::thread::spawn(move || {
@@ -376,16 +391,28 @@ fn relay(mut c: TcpStream, upstream: u16, n: &Counts) {
         let now = n.active.fetch_add(1, Ordering::SeqCst) + 1;
         n.peak.fetch_max(now, Ordering::SeqCst);
     }
+    let mut passed = 0u64;
     loop {
-        match up.read(&mut buf) {
+        let want = match (blob, n.cut_every) {
+            (true, Some(cut)) => buf.len().min((cut - passed) as usize),
+            _ => buf.len(),
+        };
+        match up.read(&mut buf[..want]) {
             Ok(0) | Err(_) => break,
             Ok(k) => {
                 if c.write_all(&buf[..k]).is_err() {
                     break;
                 }
+                if blob {
+                    passed += k as u64;
+                    n.fetched.fetch_add(k as u64, Ordering::SeqCst);
+                }
             }
         }
-        if blob {
+        if blob && n.cut_every.is_some_and(|cut| passed >= cut) {
+            break;
+        }
+        if blob && n.throttle {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -765,4 +792,108 @@ fn startup_sweeps_abandoned_pulls_and_keeps_fresh_ones() {
     assert!(!record.exists(), "a finished pull's record stays");
     let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/two")]);
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+}
+
+/// A pull of `count` random layers of `each` bytes through a proxy that
+/// cuts every blob response after `cut` bytes: it completes, fetching
+/// under 1.1x the image. Then, through a slow proxy, a kill -9 of the
+/// daemon at each of `kills` (bytes fetched), a restart, a consistent store
+/// (no image, no temporaries, every layer whole); a last pull finishes
+/// without fetching finished blobs again (all fetches < 1.1x).
+fn cuts_and_kills(each: usize, count: usize, cut: u64, kills: &[u64]) {
+    let reg = Registry::start();
+    let layers: Vec<Vec<u8>> = (0..count)
+        .map(|i| layer_tar(&format!("l{i}.bin"), &random(each)))
+        .collect();
+    let total: u64 = layers.iter().map(|l| l.len() as u64).sum();
+    let id = push_image(&reg.host(), "big", "latest", &layers);
+    drop(layers);
+
+    let cutting = SlowProxy::start_with(reg.port, Some(cut), false);
+    let d = Daemon::start();
+    let name = format!("{}/big:latest", cutting.host());
+    let started = Instant::now();
+    let o = d.docker(&["pull", &name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let fetched = cutting.fetched.load(Ordering::SeqCst);
+    eprintln!(
+        "pull of {total} bytes cut every {cut}: {fetched} fetched in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        fetched as f64 <= total as f64 * 1.1,
+        "fetched {fetched} for {total}"
+    );
+    let cuts = cutting.seen("GET").len();
+    assert!(cuts as u64 >= total / cut, "only {cuts} requests");
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &name]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+    drop(d);
+
+    let slow = SlowProxy::start_with(reg.port, None, true);
+    let ph = slow.host();
+    let mut d = Daemon::start();
+    for (i, at) in kills.iter().enumerate() {
+        let mut curl = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--unix-socket"])
+            .arg(&d.sock)
+            .args(["-X", "POST"])
+            .arg(format!(
+                "http://d/images/create?fromImage={ph}/big&tag=latest"
+            ))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while slow.fetched.load(Ordering::SeqCst) < *at {
+            assert!(Instant::now() < deadline, "kill {i}: the pull stalled");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        d.kill9();
+        let _ = curl.wait();
+        d.restart();
+        d.wait_serving();
+        let o = d.docker(&["images", "-q"]);
+        assert!(o.stdout.is_empty(), "kill {i}: {}", text(&o));
+        let root = d.data_root.join("image");
+        for e in std::fs::read_dir(root.join("layers")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(!n.starts_with(".tmp"), "kill {i}: leftover {n}");
+            assert!(
+                e.path().join("layer.json").is_file(),
+                "kill {i}: {n} incomplete"
+            );
+        }
+        assert_eq!(std::fs::read_dir(root.join("configs")).unwrap().count(), 0);
+    }
+    let o = d.docker(&["pull", &format!("{ph}/big:latest")]);
+    assert!(o.status.success(), "final pull: {}", text(&o));
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/big")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+    let fetched = slow.fetched.load(Ordering::SeqCst);
+    eprintln!("{} kills: {fetched} bytes fetched for {total}", kills.len());
+    assert!(
+        fetched as f64 <= total as f64 * 1.1,
+        "fetched {fetched} bytes for {total} over {} kills",
+        kills.len()
+    );
+    let dl = d.data_root.join("image/downloads");
+    assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0);
+}
+
+/// The small, always-on version: 3 x 2 MiB cut every 512 KiB, two kills.
+#[test]
+fn cuts_and_kills_small() {
+    cuts_and_kills(2 << 20, 3, 512 << 10, &[1 << 20, 4 << 20]);
+}
+
+/// The check (CORACLE_SLOW_TESTS=1): 100 MiB in four layers cut
+/// every 3 MiB, then ten kills during a pull.
+#[test]
+fn cuts_and_kills_100mib() {
+    if std::env::var("CORACLE_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set CORACLE_SLOW_TESTS=1");
+        return;
+    }
+    let kills: Vec<u64> = (1..=10).map(|k| k * (9 << 20)).collect();
+    cuts_and_kills(25 << 20, 4, 3 << 20, &kills);
 }
