@@ -35,6 +35,8 @@
 #   --bin PATH         measure this coracle binary instead of building one
 #   --runs N           repetitions for the medians (default 10; 3 with --quick)
 #   --secs S           seconds per requests/s measurement (default 5; 2 with --quick)
+#   --registry [ARGS]  only the registry pull bench, coracle beside dockerd
+#                      (scripts/bench_registry.py; --help there)
 #
 # Needs: cargo (unless --bin), python3 (standard library only), and for the CLI rows the
 # docker CLI. Run as root (containers). Everything the bench makes lives in a temporary
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --bin) need "$@"; BIN=$2; shift 2 ;;
         --runs) need "$@"; RUNS=$2; shift 2 ;;
         --secs) need "$@"; SECS=$2; shift 2 ;;
+        --registry) shift; exec python3 "$(dirname "$0")/bench_registry.py" "$@" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
