@@ -156,7 +156,6 @@ pub fn push(layout: &Layout, job: PushJob, rep: &mut Reporter) -> Result<PushSum
             }
             Ok(got)
         })?;
-        drop(rep_shared);
         let mut layers = Vec::new();
         for d in &t.diff_ids {
             let first = t.diff_ids.iter().position(|x| x == d).unwrap_or(0);
