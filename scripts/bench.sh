@@ -41,6 +41,8 @@
 #   --secs S           seconds per requests/s measurement (default 5; 2 with --quick)
 #   --build [OPTS]     only `docker build` of a 5-step Dockerfile, cold and cached, side by side
 #                      with --against's classic builder (scripts/bench-build.sh; OPTS are its own)
+#   --registry [ARGS]  only the registry pull bench, coracle beside dockerd
+#                      (scripts/bench_registry.py; --help there)
 #
 # Needs: cargo (unless --bin), python3 (standard library only), and for the CLI rows the
 # docker CLI. Run as root (containers). Everything the bench makes lives in a temporary
@@ -66,6 +68,7 @@ while [ $# -gt 0 ]; do
         --runs) need "$@"; RUNS=$2; shift 2 ;;
         --secs) need "$@"; SECS=$2; shift 2 ;;
         --build) shift; exec "$(dirname "$0")/bench-build.sh" "$@" ;;
+        --registry) shift; exec python3 "$(dirname "$0")/bench_registry.py" "$@" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac

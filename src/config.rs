@@ -7,8 +7,10 @@ use std::time::Duration;
 use crate::access::cidr::Cidr;
 use crate::access::tokens::Role;
 
+mod registry_opts;
 mod token_args;
 use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
+pub use registry_opts::RegistryOpts;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/coracle/daemon.json";
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/coracle";
@@ -59,6 +61,8 @@ pub struct Config {
     pub bip: Option<String>,
     /// `--trace-timings`: log per-phase times of create/start/attach/wait/remove.
     pub trace_timings: bool,
+    /// `max-concurrent-downloads`/`-uploads`, `registry-mirrors`.
+    pub registry: RegistryOpts,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -120,6 +124,9 @@ Options:
       --no-new-privileges   Set no_new_privs on every container by default
       --insecure-registry HOST[:PORT]
                             Pull from / push to this registry over plain HTTP (repeatable)
+      --registry-mirror URL Docker Hub mirror tried before Docker Hub (repeatable)
+      --max-concurrent-downloads N / --max-concurrent-uploads N
+                            Layers pulled (default 3) / pushed (default 5) at once
       --registry-certs-dir DIR
                             Registry CAs and client certificates, DIR/HOST[:PORT]/ca.crt
                             (default /etc/coracle/certs.d)
@@ -165,6 +172,7 @@ struct Flags {
     tlscert: Option<String>,
     tlskey: Option<String>,
     trace_timings: bool,
+    registry: registry_opts::RegistryFlags,
 }
 
 /// `check-store`'s flags (the data root defaults as the daemon's does).
@@ -253,7 +261,11 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--tlscert" => f.tlscert = Some(value()?),
             "--tlskey" => f.tlskey = Some(value()?),
             "--trace-timings" => f.trace_timings = bool_flag(name, inline.as_deref())?,
-            other => return Err(format!("unknown flag: {other}\n\n{USAGE}")),
+            other => {
+                if !f.registry.take(other, &mut value)? {
+                    return Err(format!("unknown flag: {other}\n\n{USAGE}"));
+                }
+            }
         }
         i += 1;
     }
@@ -285,7 +297,7 @@ pub fn from_daemon_json(text: &str) -> Result<Config, String> {
 
 /// Combine flags with the file. As dockerd does, a setting given in both
 /// places, or an unknown key in the file, is an error rather than a guess.
-fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Config, String> {
+fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Config, String> {
     const KEYS: &[&str] = &[
         "hosts",
         "data-root",
@@ -321,7 +333,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
     let unknown: Vec<&str> = obj
         .keys()
         .map(String::as_str)
-        .filter(|k| !KEYS.contains(k))
+        .filter(|k| !KEYS.contains(k) && !registry_opts::KEYS.contains(k))
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
@@ -329,6 +341,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
             unknown.join(", ")
         ));
     }
+    let registry = registry_opts::merge(std::mem::take(&mut f.registry), obj, path)?;
     let mut conflicts = Vec::new();
     let mut pick = |key: &str, flag: Option<String>| -> Result<Option<String>, String> {
         let from_file = match obj.get(key) {
@@ -494,6 +507,7 @@ fn merge(f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<Confi
         bridge,
         bip,
         trace_timings: f.trace_timings,
+        registry,
     })
 }
 

@@ -1073,6 +1073,14 @@ fn kill9_during_pulls_leaves_a_consistent_store() {
     );
     let ph = proxy.host();
     let mut d = Daemon::start();
+    // One blob at a time, so the kill points below fall in one layer each.
+    std::fs::write(
+        d.dir.join("daemon.json"),
+        r#"{"max-concurrent-downloads": 1}"#,
+    )
+    .unwrap();
+    d.kill9();
+    d.restart();
     let name = format!("{ph}/big:latest");
     // Kill points: in the first layer, in the second (the first committed
     // and held), and once more in the second.

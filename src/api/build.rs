@@ -136,11 +136,10 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
         target: q.get("target").unwrap_or("").to_string(),
         nocache: q.bool("nocache"),
         cache_from: string_list(call, "cachefrom")?,
-        pull: q.bool("pull").then(|| {
-            (
-                super::distribution::registries(call.engine),
-                registry_config(call),
-            )
+        pull: q.bool("pull").then(|| crate::engine::build::BuildPull {
+            registries: super::distribution::registries(call.engine),
+            auth: registry_config(call),
+            max_downloads: call.engine.config.registry.max_downloads,
         }),
         platform: q
             .get("platform")

@@ -43,7 +43,39 @@ pub(super) fn registries(engine: &Engine) -> Registries {
     Registries {
         insecure,
         certs_dir: engine.config.registry_certs_dir.clone(),
+        mirrors: engine.config.registry.mirrors.clone(),
     }
+}
+
+/// `/info`'s `RegistryConfig` as dockerd fills it: the insecure registries
+/// given as CIDRs (then loopback's), the others and Docker Hub (with its
+/// mirrors) as index configs.
+pub fn registry_config(engine: &Engine) -> Value {
+    let regs = registries(engine);
+    let mut cidrs: Vec<String> = Vec::new();
+    let mut index = serde_json::Map::new();
+    for r in &regs.insecure {
+        if crate::access::cidr::Cidr::parse(r).is_ok() && r.contains('/') {
+            cidrs.push(r.clone());
+        } else {
+            index.insert(
+                r.clone(),
+                json!({"Name": r, "Mirrors": [], "Secure": false, "Official": false}),
+            );
+        }
+    }
+    cidrs.extend(["127.0.0.0/8".to_string(), "::1/128".to_string()]);
+    index.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": regs.mirrors, "Secure": true, "Official": true}),
+    );
+    json!({
+        "AllowNondistributableArtifactsCIDRs": null,
+        "AllowNondistributableArtifactsHostnames": null,
+        "InsecureRegistryCIDRs": cidrs,
+        "IndexConfigs": index,
+        "Mirrors": regs.mirrors,
+    })
 }
 
 /// dockerd's reference from `fromImage` and `tag` (a tag, or a digest).
@@ -93,6 +125,7 @@ pub fn pull(engine: &mut Engine, conn: ConnId, req: &Request) -> Result<Begin<En
         creds: credentials(req),
         registries,
         all_tags,
+        max_downloads: engine.config.registry.max_downloads,
     };
     let worker = engine.spawn_pull(conn, job)?;
     Ok(Begin::Respond(Response::later(Box::new(ProgressStart {
@@ -169,6 +202,7 @@ pub fn push(call: &mut super::Call) -> Result<Response, ApiError> {
         targets,
         creds: credentials(call.req),
         registries,
+        max_uploads: call.engine.config.registry.max_uploads,
     };
     let worker = call.engine.spawn_push(call.conn, job)?;
     Ok(Response::later(Box::new(ProgressStart {

@@ -147,15 +147,7 @@ pub fn info(call: &mut Call) -> Result<Response, ApiError> {
         "NCPU": host::ncpu(),
         "MemTotal": host::mem_total_bytes(),
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "AllowNondistributableArtifactsCIDRs": null,
-            "AllowNondistributableArtifactsHostnames": null,
-            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
-            "IndexConfigs": {
-                "docker.io": { "Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true }
-            },
-            "Mirrors": null,
-        },
+        "RegistryConfig": super::distribution::registry_config(engine),
         "GenericResources": null,
         "HttpProxy": "",
         "HttpsProxy": "",

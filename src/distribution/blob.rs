@@ -38,14 +38,15 @@ pub struct Counters {
 }
 
 /// Fetch `digest` (`size` bytes) into `path`, resuming what is there.
-/// `progress(current)` is called as bytes arrive.
+/// `progress(current)` is called as bytes arrive; its `false` gives up
+/// (another layer of the pull failed), keeping the partial file.
 pub fn download(
     sess: &mut Session,
     digest: &str,
     size: u64,
     path: &Path,
     counters: &mut Counters,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64) -> bool,
 ) -> Result<()> {
     let mut file = OpenOptions::new()
         .create(true)
@@ -177,7 +178,11 @@ pub fn download(
             // Data arrived: the link works again.
             fruitless = 0;
             backoff = BACKOFF_START;
-            progress(have);
+            if !progress(have) {
+                return Err(DistError::Registry(format!(
+                    "fetching blob {digest}: cancelled"
+                )));
+            }
             if size > 0 && have == size {
                 break;
             }

@@ -16,6 +16,9 @@ pub struct Registries {
     pub insecure: Vec<String>,
     /// The `certs.d` root: `<dir>/<host[:port]>/{*.crt, *.cert, *.key}`.
     pub certs_dir: PathBuf,
+    /// `registry-mirrors` for Docker Hub (`http://host:port/`), tried in
+    /// order before it by pulls.
+    pub mirrors: Vec<String>,
 }
 
 /// Is this registry insecure? Loopback always (dockerd's default
@@ -32,6 +35,13 @@ pub fn is_insecure(domain: &str, insecure: &[String]) -> bool {
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|a| a.octets()[0] == 127)
         || insecure.iter().any(|i| i == domain || i == host)
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+            insecure
+                .iter()
+                .filter(|i| i.contains('/'))
+                .filter_map(|i| crate::access::cidr::Cidr::parse(i).ok())
+                .any(|c| c.contains(ip))
+        })
 }
 
 /// Refuse early (on the loop, before a worker starts) what this build
@@ -84,6 +94,33 @@ pub fn endpoints(domain: &str, regs: &Registries) -> Result<Vec<Endpoint>> {
     Ok(out)
 }
 
+/// A Docker Hub mirror's endpoint (`http://host/` or `https://host/`):
+/// its scheme, and TLS as for a registry of that host.
+pub fn mirror_endpoint(mirror: &str, regs: &Registries) -> Result<(String, Endpoint)> {
+    let (scheme, rest) = mirror
+        .split_once("://")
+        .ok_or_else(|| DistError::Invalid(format!("invalid mirror {mirror:?}")))?;
+    let host = rest.trim_end_matches('/').to_string();
+    if scheme == "http" {
+        let ep = Endpoint {
+            scheme: "http",
+            tls: None,
+        };
+        return Ok((host, ep));
+    }
+    let tls = if is_insecure(&host, &regs.insecure) {
+        TlsClient::unverified()
+    } else {
+        TlsClient::verified(host_dir(&regs.certs_dir, &host).as_deref())
+    }
+    .map_err(DistError::Registry)?;
+    let ep = Endpoint {
+        scheme: "https",
+        tls: Some(tls),
+    };
+    Ok((host, ep))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +132,8 @@ mod tests {
         assert!(is_insecure("[::1]:5000", &[]));
         assert!(!is_insecure("10.0.0.2:5000", &[]));
         assert!(is_insecure("10.0.0.2:5000", &["10.0.0.2:5000".into()]));
+        assert!(is_insecure("10.0.0.2:5000", &["10.0.0.0/8".into()]));
+        assert!(!is_insecure("11.0.0.2:5000", &["10.0.0.0/8".into()]));
     }
 
     #[test]
@@ -102,6 +141,7 @@ mod tests {
         let regs = Registries {
             insecure: Vec::new(),
             certs_dir: PathBuf::from("/nonexistent"),
+            mirrors: Vec::new(),
         };
         let eps = endpoints("127.0.0.1:5000", &regs).unwrap();
         let schemes: Vec<&str> = eps.iter().map(|e| e.scheme).collect();

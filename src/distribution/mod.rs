@@ -6,11 +6,15 @@
 
 pub mod auth;
 pub mod blob;
+pub mod blob_sources;
+pub mod cleanup;
 pub mod endpoint;
 pub mod error;
+pub mod layers;
 pub mod manifest;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod search;
 pub mod session;
+pub mod upload;

@@ -7,23 +7,21 @@
 //! pull record (`image/pulls/`) so an interrupted pull never fetches them
 //! again.
 
-use std::fs;
-
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Credentials;
-use super::blob::{self, partial_path, Counters};
+use super::blob::{self, Counters};
+use super::blob_sources::{self, Source};
 use super::endpoint::Registries;
 use super::error::{DistError, Result};
+use super::layers::{fetch_layers, short};
 use super::manifest::{self, Manifest, Platform};
-use super::progress::{self, Throttle};
+use super::progress;
 use super::session::{registry_error, Session};
 use crate::http::client::ReqBody;
 use crate::image::archive_load::{config_diff_ids, LoadSummary, LoadedImage};
 use crate::image::digest::sha256_digest;
-use crate::image::error::ImageError;
-use crate::image::layer_extract::Budget;
 use crate::image::layout::Layout;
 use crate::image::reference::Reference;
 use crate::worker::Reporter;
@@ -40,6 +38,8 @@ pub struct PullJob {
     pub registries: Registries,
     /// `--all-tags`: every tag of the repository.
     pub all_tags: bool,
+    /// `max-concurrent-downloads`: blobs in flight at once.
+    pub max_downloads: usize,
 }
 
 /// What a pull did, sent back over the worker pipe.
@@ -58,15 +58,6 @@ pub struct PullSummary {
 fn send(rep: &mut Reporter, v: serde_json::Value) {
     // A client gone away is the daemon's concern; the job goes on.
     let _ = rep.send(&v);
-}
-
-fn short(digest: &str) -> String {
-    digest
-        .strip_prefix("sha256:")
-        .unwrap_or(digest)
-        .chars()
-        .take(12)
-        .collect()
 }
 
 /// Fetch a manifest by tag or digest; returns (bytes, content type, digest).
@@ -164,6 +155,23 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
         .name
         .split_once('/')
         .ok_or_else(|| DistError::Invalid("invalid reference format".into()))?;
+    // Docker Hub's mirrors first, in order; any registry error there
+    // (unreachable, unknown manifest, denied) moves on, as dockerd's
+    // `continueOnError` does for a mirror. Layers a mirror finished stay.
+    if domain == "docker.io" {
+        for m in &job.registries.mirrors {
+            let tried = Session::open_mirror(m, repo, job.creds.clone(), &job.registries)
+                .and_then(|mut s| pull_from(layout, &mut s, repo, &job, rep));
+            match tried {
+                Ok(summary) => return Ok(summary),
+                Err(e @ (DistError::Image(_) | DistError::Invalid(_))) => return Err(e),
+                Err(e) => log::info!(
+                    "pull of {} from mirror {m}: {e}; trying the next endpoint",
+                    r.familiar()
+                ),
+            }
+        }
+    }
     // A 401 is for `POST /auth` only: the CLI answers one from a pull by
     // prompting for credentials.
     let mut sess = Session::open(domain, repo, job.creds.clone(), "pull", &job.registries)
@@ -171,8 +179,20 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
             DistError::Unauthorized(m) => DistError::Registry(m),
             e => e,
         })?;
+    pull_from(layout, &mut sess, repo, &job, rep)
+}
+
+/// The pull, over a session with the registry or one of its mirrors.
+fn pull_from(
+    layout: &Layout,
+    sess: &mut Session,
+    repo: &str,
+    job: &PullJob,
+    rep: &mut Reporter,
+) -> Result<PullSummary> {
+    let r = job.reference.clone();
     let refs: Vec<Reference> = if job.all_tags {
-        let tags = list_tags(&mut sess, &r)?;
+        let tags = list_tags(sess, &r)?;
         if tags.is_empty() {
             return Err(DistError::NotFound(format!(
                 "repository {} not found: no tags",
@@ -192,7 +212,7 @@ pub fn pull(layout: &Layout, job: PullJob, rep: &mut Reporter) -> Result<PullSum
     let mut counters = Counters { fetched: 0 };
     let mut fetched = Vec::new();
     for one in &refs {
-        let f = pull_one(layout, &mut sess, one, repo, &job, rep, &mut counters)?;
+        let f = pull_one(layout, sess, one, repo, job, rep, &mut counters)?;
         send(rep, json!({ "status": format!("Digest: {}", f.digest) }));
         fetched.push(f);
     }
@@ -288,50 +308,25 @@ fn pull_one(
         };
         send(rep, progress::status(Some(&short(&l.digest)), msg));
     }
-    let downloads = layout.root.join("downloads");
-    fs::create_dir_all(&downloads)?;
-    let budget = Budget::default();
+    fetch_layers(
+        layout,
+        sess,
+        &layers,
+        &diff_ids,
+        job.max_downloads,
+        rep,
+        counters,
+    )?;
+    // Which blob each layer is, and where: a push HEADs or mounts it.
+    let registry = sess.registry();
     for (l, d) in layers.iter().zip(&diff_ids) {
-        if layout.layer_exists(d) {
-            continue;
-        }
-        let sid = short(&l.digest);
-        let path = partial_path(&downloads, &l.digest);
-        let mut throttle = Throttle::new();
-        let size = l.size;
-        blob::download(sess, &l.digest, size, &path, counters, &mut |cur| {
-            if throttle.due() || cur == size {
-                send(rep, progress::bar(&sid, "Downloading", cur, size));
-            }
-        })?;
-        send(rep, progress::status(Some(&sid), "Verifying Checksum"));
-        send(rep, progress::status(Some(&sid), "Download complete"));
-        send(rep, progress::bar(&sid, "Extracting", 0, size));
-        let tmp = layout.new_temp_dir()?;
-        let extracted = blob::open(&path).and_then(|f| {
-            Ok(crate::image::layer_extract::extract_layer(
-                f, &tmp, &budget,
-            )?)
-        });
-        let info = match extracted {
-            Ok(info) if &info.diff_id == d => info,
-            Ok(info) => {
-                let _ = fs::remove_dir_all(&tmp);
-                let _ = fs::remove_file(&path);
-                return Err(DistError::Image(ImageError::BadArchive(format!(
-                    "layer {}: diff ID {} does not match the config's {d}",
-                    l.digest, info.diff_id
-                ))));
-            }
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
+        let src = Source {
+            digest: l.digest.clone(),
+            size: l.size,
+            registry: registry.clone(),
+            repo: repo.to_string(),
         };
-        layout.commit_layer(&tmp, &info)?;
-        let _ = fs::remove_file(&path);
-        send(rep, progress::bar(&sid, "Extracting", size, size));
-        send(rep, progress::status(Some(&sid), "Pull complete"));
+        blob_sources::record(layout, d, src);
     }
     let mut tags = Vec::new();
     if let Some(t) = &r.tag {

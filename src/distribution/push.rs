@@ -5,20 +5,24 @@
 //! manifest `PUT` under the tag. The digest reported is the registry's.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::Credentials;
+use super::blob_sources::{self, Source};
 use super::endpoint::Registries;
 use super::error::{DistError, Result};
+use super::layers::{in_flight, SharedReporter};
 use super::manifest::{DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST};
 use super::progress::{self, Throttle};
-use super::session::{registry_error, Session};
-use crate::http::client::{ReqBody, Url};
+use super::session::Session;
+use super::upload::{exists, finish, mount, start, status_error, upload};
+use crate::http::client::ReqBody;
 use crate::image::digest::HashWriter;
 use crate::image::layer_export::export_layer;
 use crate::image::layout::Layout;
@@ -39,6 +43,8 @@ pub struct PushJob {
     pub targets: Vec<PushTarget>,
     pub creds: Credentials,
     pub registries: Registries,
+    /// `max-concurrent-uploads`: layers pushed at once.
+    pub max_uploads: usize,
 }
 
 /// What a push did: the manifest digest of each tag.
@@ -93,54 +99,6 @@ fn compress(layout: &Layout, diff_id: &str, dir: &Path, n: usize) -> Result<Comp
     Ok(c)
 }
 
-/// Does the registry have this blob?
-fn exists(sess: &mut Session, digest: &str) -> Result<bool> {
-    let url = sess.url(&format!("blobs/{digest}"))?;
-    let r = sess.send("HEAD", &url, &[], ReqBody::None)?;
-    Ok(r.status == 200)
-}
-
-fn status_error(what: &str, status: u16, body: &[u8]) -> DistError {
-    match registry_error(body) {
-        Some((code, text)) if code == "DENIED" || code == "UNAUTHORIZED" => {
-            DistError::Registry(text)
-        }
-        Some((_, text)) => DistError::Registry(format!("{what}: {text}")),
-        None => DistError::Registry(format!("{what}: HTTP status {status}")),
-    }
-}
-
-/// Monolithic upload: `POST` opens a session, one `PUT ?digest=` carries it all.
-fn upload(sess: &mut Session, digest: &str, body: ReqBody<'_>) -> Result<()> {
-    let start = sess.url("blobs/uploads/")?;
-    let mut r = sess.send("POST", &start, &[], ReqBody::None)?;
-    let b = r.read_body(64 * 1024).unwrap_or_default();
-    if r.status != 202 {
-        return Err(status_error("starting an upload", r.status, &b));
-    }
-    let loc = r
-        .header("location")
-        .ok_or_else(|| DistError::Registry("upload without a Location".into()))?
-        .to_string();
-    let loc: Url = sess.url(&loc)?;
-    let sep = if loc.path.contains('?') { '&' } else { '?' };
-    let put = Url {
-        path: format!("{}{sep}digest={}", loc.path, digest.replace(':', "%3A")),
-        ..loc
-    };
-    let mut r = sess.send(
-        "PUT",
-        &put,
-        &[("Content-Type", "application/octet-stream")],
-        body,
-    )?;
-    let b = r.read_body(64 * 1024).unwrap_or_default();
-    if r.status != 201 {
-        return Err(status_error("uploading a blob", r.status, &b));
-    }
-    Ok(())
-}
-
 pub fn push(layout: &Layout, job: PushJob, rep: &mut Reporter) -> Result<PushSummary> {
     let r = Reference::parse(&job.name)?;
     let (domain, repo) = r
@@ -163,36 +121,55 @@ pub fn push(layout: &Layout, job: PushJob, rep: &mut Reporter) -> Result<PushSum
         name: r.name.clone(),
         pushed: Vec::new(),
     };
+    let registry = sess.registry();
     for t in &job.targets {
         let config = fs::read(layout.config_path(&t.id))?;
+        let rep_shared = SharedReporter::new(rep);
         for d in &t.diff_ids {
-            let _ = rep.send(&progress::status(Some(&short(d)), "Preparing"));
+            rep_shared.send(progress::status(Some(&short(d)), "Preparing"));
         }
-        let mut layers = Vec::new();
-        for (n, d) in t.diff_ids.iter().enumerate() {
-            let sid = short(d);
-            let c = compress(layout, d, &tmpdir, n)?;
-            if exists(&mut sess, &c.digest)? {
-                let _ = rep.send(&progress::status(Some(&sid), "Layer already exists"));
-            } else {
-                let mut f = File::open(&c.path)?;
-                f.seek(SeekFrom::Start(0))?;
-                let mut counted = Counted {
-                    inner: f,
-                    done: 0,
-                    total: c.size,
-                    throttle: Throttle::new(),
-                    id: sid.clone(),
-                    rep,
-                };
-                upload(&mut sess, &c.digest, ReqBody::Reader(&mut counted, c.size))?;
-                let _ = rep.send(&progress::status(Some(&sid), "Pushed"));
+        // Each layer once (an image may repeat one), up to
+        // `max-concurrent-uploads` at a time.
+        let mut todo: Vec<usize> = Vec::new();
+        for (i, d) in t.diff_ids.iter().enumerate() {
+            if !todo.iter().any(|&j| t.diff_ids[j] == *d) {
+                todo.push(i);
             }
-            layers.push(json!({"mediaType": DOCKER_LAYER, "size": c.size, "digest": c.digest}));
+        }
+        for &i in todo.iter().skip(job.max_uploads.max(1)) {
+            rep_shared.send(progress::status(Some(&short(&t.diff_ids[i])), "Waiting"));
+        }
+        let place = Place {
+            layout,
+            registry: &registry,
+            repo,
+            tmpdir: &tmpdir,
+            rep: &rep_shared,
+        };
+        let work = |sess: &mut Session, i: usize, cancel: &AtomicBool| {
+            push_layer(sess, &place, &t.diff_ids[i], i, cancel)
+        };
+        let pushed = in_flight(&sess, &todo, job.max_uploads, &work, |rx| {
+            let mut got = vec![None; t.diff_ids.len()];
+            for (i, r) in rx.iter() {
+                got[i] = Some(r?);
+            }
+            Ok(got)
+        })?;
+        let mut layers = Vec::new();
+        for d in &t.diff_ids {
+            let first = t.diff_ids.iter().position(|x| x == d).unwrap_or(0);
+            let (digest, size) = pushed
+                .get(first)
+                .cloned()
+                .flatten()
+                .ok_or_else(|| DistError::Registry(format!("layer {d} was not pushed")))?;
+            layers.push(json!({"mediaType": DOCKER_LAYER, "size": size, "digest": digest}));
         }
         let config_digest = crate::image::digest::sha256_digest(&config);
         if !exists(&mut sess, &config_digest)? {
-            upload(&mut sess, &config_digest, ReqBody::Bytes(&config))?;
+            let loc = start(&mut sess)?;
+            finish(&mut sess, loc, &config_digest, ReqBody::Bytes(&config))?;
         }
         let manifest = serde_json::to_vec_pretty(&json!({
             "schemaVersion": 2,
@@ -229,24 +206,108 @@ pub fn push(layout: &Layout, job: PushJob, rep: &mut Reporter) -> Result<PushSum
     Ok(summary)
 }
 
-/// The upload's reader, reporting `Pushing` progress.
-struct Counted<'a> {
+/// Where a push goes, shared by its upload threads.
+struct Place<'a, 'r> {
+    layout: &'a Layout,
+    registry: &'a str,
+    repo: &'a str,
+    tmpdir: &'a Path,
+    rep: &'a SharedReporter<'r>,
+}
+
+/// One layer: a blob known to be this layer (`blob_sources`) found in the
+/// repository (`HEAD`) or mounted from another repository of the registry;
+/// otherwise compressed, checked, and uploaded. Returns (digest, size).
+fn push_layer(
+    sess: &mut Session,
+    place: &Place<'_, '_>,
+    diff_id: &str,
+    n: usize,
+    cancel: &AtomicBool,
+) -> Result<(String, u64)> {
+    let sid = short(diff_id);
+    let remember = |digest: &str, size: u64| {
+        let src = Source {
+            digest: digest.to_string(),
+            size,
+            registry: place.registry.to_string(),
+            repo: place.repo.to_string(),
+        };
+        blob_sources::record(place.layout, diff_id, src);
+    };
+    let known: Vec<Source> = blob_sources::read(place.layout, diff_id)
+        .into_iter()
+        .filter(|s| s.registry == place.registry)
+        .collect();
+    let mut tried = Vec::new();
+    for s in known.iter().take(3) {
+        if !tried.contains(&s.digest) && exists(sess, &s.digest)? {
+            place
+                .rep
+                .send(progress::status(Some(&sid), "Layer already exists"));
+            remember(&s.digest, s.size);
+            return Ok((s.digest.clone(), s.size));
+        }
+        tried.push(s.digest.clone());
+    }
+    for s in known.iter().filter(|s| s.repo != place.repo).take(3) {
+        if mount(sess, &s.digest, &s.repo)? {
+            let msg = format!("Mounted from {}", s.repo);
+            place.rep.send(progress::status(Some(&sid), &msg));
+            remember(&s.digest, s.size);
+            return Ok((s.digest.clone(), s.size));
+        }
+    }
+    log::info!(
+        "compressing layer {diff_id} for {}/{}",
+        place.registry,
+        place.repo
+    );
+    let c = compress(place.layout, diff_id, place.tmpdir, n)?;
+    if exists(sess, &c.digest)? {
+        place
+            .rep
+            .send(progress::status(Some(&sid), "Layer already exists"));
+    } else {
+        let f = File::open(&c.path)?;
+        let mut counted = Counted {
+            inner: f,
+            done: 0,
+            total: c.size,
+            throttle: Throttle::new(),
+            id: sid.clone(),
+            rep: place.rep,
+            cancel,
+        };
+        upload(sess, &c.digest, &mut counted, c.size)?;
+        place.rep.send(progress::status(Some(&sid), "Pushed"));
+    }
+    remember(&c.digest, c.size);
+    Ok((c.digest.clone(), c.size))
+}
+
+/// The upload's reader, reporting `Pushing` progress; it fails once
+/// another layer of the push has failed.
+struct Counted<'a, 'r> {
     inner: File,
     done: u64,
     total: u64,
     throttle: Throttle,
     id: String,
-    rep: &'a mut Reporter,
+    rep: &'a SharedReporter<'r>,
+    cancel: &'a AtomicBool,
 }
 
-impl Read for Counted<'_> {
+impl Read for Counted<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(io::Error::other("push cancelled"));
+        }
         let n = self.inner.read(buf)?;
         self.done += n as u64;
         if self.throttle.due() || self.done == self.total {
-            let _ = self
-                .rep
-                .send(&progress::bar(&self.id, "Pushing", self.done, self.total));
+            self.rep
+                .send(progress::bar(&self.id, "Pushing", self.done, self.total));
         }
         Ok(n)
     }

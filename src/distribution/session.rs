@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::auth::{parse_challenge, Challenge, Credentials};
-use super::endpoint::{endpoints, Registries};
+use super::endpoint::{endpoints, mirror_endpoint, Endpoint, Registries};
 use super::error::{DistError, Result};
 use crate::http::client::{request_via, ClientResponse, ReqBody, Url};
 use crate::http::tls_client::TlsClient;
@@ -51,6 +51,7 @@ fn go_method(method: &str) -> String {
     m
 }
 
+#[derive(Clone)]
 pub struct Session {
     base: Url,
     /// TLS for an `https` base (also used for its token server and
@@ -85,20 +86,8 @@ impl Session {
         let count = eps.len();
         let mut last = None;
         for (i, ep) in eps.into_iter().enumerate() {
-            let base = Url::parse(&format!("{}://{host}/v2/", ep.scheme))
-                .map_err(|e| DistError::Invalid(e.to_string()))?;
-            let mut s = Session {
-                base,
-                tls: ep.tls,
-                repo: repo.to_string(),
-                creds: creds.clone(),
-                actions: actions.to_string(),
-                challenge: None,
-                authorization: None,
-                refresh_token: None,
-            };
-            match s.ping() {
-                Ok(()) => return Ok(s),
+            match Session::at(host, ep, repo, &creds, actions) {
+                Ok(s) => return Ok(s),
                 // An insecure registry: HTTPS failed, try plain HTTP.
                 Err(DistError::Registry(m)) if i + 1 < count => {
                     log::debug!("registry {domain}: {m}; trying the next endpoint");
@@ -108,6 +97,41 @@ impl Session {
             }
         }
         Err(last.unwrap_or_else(|| DistError::Registry(format!("no endpoint for {domain}"))))
+    }
+
+    /// A session with a Docker Hub mirror (`http://host:port/`).
+    pub fn open_mirror(
+        mirror: &str,
+        repo: &str,
+        creds: Credentials,
+        regs: &Registries,
+    ) -> Result<Session> {
+        let (host, ep) = mirror_endpoint(mirror, regs)?;
+        Session::at(&host, ep, repo, &creds, "pull")
+    }
+
+    /// Ping one endpoint and settle auth there.
+    fn at(
+        host: &str,
+        ep: Endpoint,
+        repo: &str,
+        creds: &Credentials,
+        actions: &str,
+    ) -> Result<Session> {
+        let base = Url::parse(&format!("{}://{host}/v2/", ep.scheme))
+            .map_err(|e| DistError::Invalid(e.to_string()))?;
+        let mut s = Session {
+            base,
+            tls: ep.tls,
+            repo: repo.to_string(),
+            creds: creds.clone(),
+            actions: actions.to_string(),
+            challenge: None,
+            authorization: None,
+            refresh_token: None,
+        };
+        s.ping()?;
+        Ok(s)
     }
 
     /// TLS for `url`: the registry's for an `https` URL, or (after the
@@ -300,6 +324,11 @@ impl Session {
         Err(DistError::Registry(format!(
             "{method} {url}: too many redirects"
         )))
+    }
+
+    /// The registry as reached (`host[:port]`), for `blob_sources`.
+    pub fn registry(&self) -> String {
+        self.base.authority.clone()
     }
 
     /// The URL of `path` under this repository (`manifests/latest`), or an

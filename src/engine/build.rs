@@ -32,7 +32,7 @@ pub struct BuildOptions {
     pub remote: Option<String>,
     /// `pull`: FROM images pulled even when here, with these registries'
     /// settings and the `X-Registry-Config` credentials (registry, creds).
-    pub pull: Option<(Registries, Vec<(String, Credentials)>)>,
+    pub pull: Option<BuildPull>,
     /// `platform`: what FROM images must be.
     pub platform: Option<String>,
     /// `cachefrom`: image names whose history may satisfy the cache.
@@ -49,6 +49,16 @@ fn wire(e: BuildError) -> Value {
 /// a 200 stream from then on.
 pub const READY: &str = "ready";
 
+/// What a `pull=1` build pulls with.
+#[derive(Clone)]
+pub struct BuildPull {
+    pub registries: Registries,
+    /// `X-Registry-Config`: (registry, credentials).
+    pub auth: Vec<(String, Credentials)>,
+    /// The daemon's `max-concurrent-downloads`.
+    pub max_downloads: usize,
+}
+
 /// `pull=1`, worker side: FROM `name` pulled (progress into the stream),
 /// the pull's summary sent for the daemon to index, the image read back.
 fn pull_from(
@@ -56,9 +66,11 @@ fn pull_from(
     rep: &std::cell::RefCell<&mut crate::worker::Reporter>,
     name: &str,
     platform: Option<&Platform>,
-    registries: &Registries,
-    auth: &[(String, Credentials)],
+    how: &BuildPull,
 ) -> Result<(String, Value), String> {
+    let BuildPull {
+        registries, auth, ..
+    } = how;
     let reference = Reference::parse(name)
         .map_err(|e| e.to_string())?
         .with_default_tag();
@@ -80,6 +92,7 @@ fn pull_from(
         creds,
         registries: registries.clone(),
         all_tags: false,
+        max_downloads: how.max_downloads,
     };
     let summary = pull(layout, job, &mut rep.borrow_mut()).map_err(|e| e.to_string())?;
     let _ = rep.borrow_mut().send(&json!({ PULLED: summary }));
@@ -153,10 +166,10 @@ impl Engine {
                         let _ = rep.borrow_mut().send(&v);
                     };
                     let pull_base = |name: &str, platform: Option<&Platform>| {
-                        let Some((registries, auth)) = &opts.pull else {
+                        let Some(how) = &opts.pull else {
                             return Err("no pull".to_string());
                         };
-                        pull_from(&layout, &rep, name, platform, registries, auth)
+                        pull_from(&layout, &rep, name, platform, how)
                     };
                     let mut env = StepEnv {
                         layout: &layout,

@@ -96,6 +96,8 @@ impl Engine {
             log::info!("removed {removed} unfinished temporary files from an earlier run");
         }
         let id = load_or_create_id(&root.join("engine-id"))?;
+        // Before the store collects unreferenced layers: abandoned pulls.
+        crate::distribution::cleanup::sweep(&Layout::new(root), std::time::SystemTime::now());
         let images = ImageStore::open(Layout::new(root))
             .map_err(|e| format!("open image store under {}: {e}", root.display()))?;
         let container_dirs = ContainerDirs::new(root)

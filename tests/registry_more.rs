@@ -1,0 +1,899 @@
+//! Registry leftovers against Debian's `docker-registry` on loopback:
+//! several blobs in flight (counted by a throttling proxy written here),
+//! `max-concurrent-downloads`, Docker Hub mirrors tried in order, and
+//! `/info`'s `RegistryConfig`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{free_port, temp_dir, url_encode, Daemon};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(data))
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A `docker-registry` on a free loopback port, killed and removed on drop.
+struct Registry {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = temp_dir("registry");
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry must be installed (apt-get install docker-registry)");
+        let r = Registry {
+            child: Some(child),
+            dir,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One HTTP/1.1 exchange (`Connection: close`): status, headers, body.
+fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let (status, hdrs) = common::parse_head(&head);
+    (status, hdrs, raw[end + 4..].to_vec())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(k, _)| k == &name.to_ascii_lowercase())
+        .map(|(_, v)| v.as_str())
+}
+
+/// Upload a blob (monolithic: POST then PUT ?digest=); returns its digest.
+fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
+    let digest = sha(data);
+    let (st, h, _) = http(
+        "POST",
+        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+        &[],
+        b"",
+    );
+    assert_eq!(st, 202, "start upload");
+    let loc = header(&h, "location").expect("upload location").to_string();
+    let loc = if loc.starts_with('/') {
+        format!("http://{host}{loc}")
+    } else {
+        loc
+    };
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let (st, _, body) = http(
+        "PUT",
+        &format!("{loc}{sep}digest={}", url_encode(&digest)),
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    );
+    assert_eq!(st, 201, "finish upload: {}", String::from_utf8_lossy(&body));
+    digest
+}
+
+/// An OCI image of uncompressed layers pushed by hand; returns its image ID.
+fn push_image(host: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for l in layers {
+        let d = push_blob(host, repo, l);
+        diff_ids.push(d.clone());
+        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": l.len()}));
+    }
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let cd = push_blob(host, repo, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": descs,
+    }))
+    .unwrap();
+    let (st, _, resp) = http(
+        "PUT",
+        &format!("http://{host}/v2/{repo}/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        &manifest,
+    );
+    assert_eq!(st, 201, "put manifest: {}", String::from_utf8_lossy(&resp));
+    sha(&config)
+}
+
+/// A tar of one file `name` holding `data` (built with tar(1)).
+fn layer_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let dir = temp_dir("layer");
+    std::fs::write(dir.join(name), data).unwrap();
+    let out = dir.with_extension("tar");
+    let st = Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&out)
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&out);
+    t
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut v)
+        .unwrap();
+    v
+}
+
+/// JSON lines of a progress stream.
+fn messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+/// A loopback proxy that slows blob downloads down (32 KiB every 5 ms per
+/// connection) and counts how many are in flight at once. The client
+/// sends `Connection: close`, so one connection is one request.
+struct SlowProxy {
+    port: u16,
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    blob_gets: Arc<AtomicUsize>,
+    /// Uploads (`PUT`/`PATCH` with a body) in flight, and their peak.
+    up_active: Arc<AtomicUsize>,
+    up_peak: Arc<AtomicUsize>,
+    /// Each request's line and `Content-Range`, in order.
+    requests: Arc<Mutex<Vec<String>>>,
+    /// Bytes of blob responses passed on.
+    fetched: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What `relay` counts.
+#[derive(Clone)]
+struct Counts {
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    gets: Arc<AtomicUsize>,
+    up_active: Arc<AtomicUsize>,
+    up_peak: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+    fetched: Arc<AtomicU64>,
+    /// Close a blob response after this many bytes (a flaky link).
+    cut_every: Option<u64>,
+    /// Slow blob responses down (32 KiB every 5 ms).
+    throttle: bool,
+}
+
+impl SlowProxy {
+    fn start(upstream: u16) -> SlowProxy {
+        SlowProxy::start_with(upstream, None, true)
+    }
+
+    fn start_with(upstream: u16, cut_every: Option<u64>, throttle: bool) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let p = SlowProxy {
+            port,
+            active: Arc::default(),
+            peak: Arc::default(),
+            blob_gets: Arc::default(),
+            up_active: Arc::default(),
+            up_peak: Arc::default(),
+            requests: Arc::default(),
+            fetched: Arc::default(),
+            stop: Arc::default(),
+        };
+        let counts = Counts {
+            active: p.active.clone(),
+            peak: p.peak.clone(),
+            gets: p.blob_gets.clone(),
+            up_active: p.up_active.clone(),
+            up_peak: p.up_peak.clone(),
+            requests: p.requests.clone(),
+            fetched: p.fetched.clone(),
+            cut_every,
+            throttle,
+        };
+        let stop = p.stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let c = match listener.accept() {
+                    Ok((c, _)) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                let counts = counts.clone();
+                std::thread::spawn(move || relay(c, upstream, &counts));
+            }
+        });
+        p
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn reset(&self) {
+        self.peak.store(0, Ordering::SeqCst);
+        self.blob_gets.store(0, Ordering::SeqCst);
+        self.up_peak.store(0, Ordering::SeqCst);
+        self.requests.lock().unwrap().clear();
+    }
+
+    /// Requests seen since the last reset whose line starts with `prefix`.
+    fn seen(&self, prefix: &str) -> Vec<String> {
+        let r = self.requests.lock().unwrap();
+        r.iter()
+            .filter(|l| l.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn relay(mut c: TcpStream, upstream: u16, n: &Counts) {
+    c.set_nonblocking(false).unwrap();
+    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    // The request head, then anything after it, passed on as it comes.
+    let mut head: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 32 * 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n")
+        && head.first().is_none_or(|b| b.is_ascii_uppercase())
+    {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(k) => head.extend_from_slice(&buf[..k]),
+        }
+    }
+    // A TLS hello (the HTTPS try of an insecure registry): answered as an
+    // HTTP server does, so the client falls back to HTTP at once.
+    if !head[0].is_ascii_uppercase() {
+        let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let first = text.lines().next().unwrap_or("").to_string();
+    let range = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-range:"))
+        .map(|l| format!(" [{}]", l[14..].trim()))
+        .unwrap_or_default();
+    n.requests.lock().unwrap().push(format!("{first}{range}"));
+    let blob = first.starts_with("GET /v2/") && first.contains("/blobs/sha256:");
+    let upload = (first.starts_with("PUT ") || first.starts_with("PATCH "))
+        && first.contains("/blobs/uploads/")
+        && !text.to_ascii_lowercase().contains("content-length: 0\r\n");
+    if up.write_all(&head).is_err() {
+        return;
+    }
+    if upload {
+        let now = n.up_active.fetch_add(1, Ordering::SeqCst) + 1;
+        n.up_peak.fetch_max(now, Ordering::SeqCst);
+    }
+    let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+    let body = std::thread::spawn(move || {
+        let mut b = [0u8; 32 * 1024];
+        loop {
+            match c2.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    if up2.write_all(&b[..k]).is_err() {
+                        break;
+                    }
+                }
+            }
+            if upload {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let _ = up2.shutdown(Shutdown::Write);
+    });
+    if blob {
+        n.gets.fetch_add(1, Ordering::SeqCst);
+        let now = n.active.fetch_add(1, Ordering::SeqCst) + 1;
+        n.peak.fetch_max(now, Ordering::SeqCst);
+    }
+    let mut passed = 0u64;
+    loop {
+        let want = match (blob, n.cut_every) {
+            (true, Some(cut)) => buf.len().min((cut - passed) as usize),
+            _ => buf.len(),
+        };
+        match up.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => {
+                if c.write_all(&buf[..k]).is_err() {
+                    break;
+                }
+                if blob {
+                    passed += k as u64;
+                    n.fetched.fetch_add(k as u64, Ordering::SeqCst);
+                }
+            }
+        }
+        if blob && n.cut_every.is_some_and(|cut| passed >= cut) {
+            break;
+        }
+        if blob && n.throttle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if blob {
+        n.active.fetch_sub(1, Ordering::SeqCst);
+    }
+    if upload {
+        n.up_active.fetch_sub(1, Ordering::SeqCst);
+    }
+    let _ = c.shutdown(Shutdown::Both);
+    let _ = body.join();
+}
+
+/// Five 1 MiB layers through the slow proxy: three downloads in flight, the
+/// other two shown `Waiting`, the bars interleaved; with
+/// `max-concurrent-downloads` 1, one at a time.
+#[test]
+fn several_blobs_in_flight_and_the_limit() {
+    let reg = Registry::start();
+    let layers: Vec<Vec<u8>> = (0..5)
+        .map(|i| layer_tar(&format!("f{i}.bin"), &random(1 << 20)))
+        .collect();
+    let id = push_image(&reg.host(), "five", "latest", &layers);
+    let proxy = SlowProxy::start(reg.port);
+    let ph = proxy.host();
+
+    let d = Daemon::start();
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/create?fromImage={ph}/five&tag=latest"),
+        &[],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = messages(&r.text());
+    assert!(msgs.iter().all(|m| m.get("error").is_none()), "{msgs:?}");
+    assert_eq!(proxy.peak.load(Ordering::SeqCst), 3, "{msgs:?}");
+    // The config and five layers, each fetched once.
+    assert_eq!(proxy.blob_gets.load(Ordering::SeqCst), 6);
+    let waiting: Vec<&Value> = msgs.iter().filter(|m| m["status"] == "Waiting").collect();
+    assert_eq!(waiting.len(), 2, "{msgs:?}");
+    // Interleaved: before the first download completes, bars of several
+    // layers have been drawn.
+    let first_done = msgs
+        .iter()
+        .position(|m| m["status"] == "Download complete")
+        .expect("a download completes");
+    let mut ids: Vec<&str> = msgs[..first_done]
+        .iter()
+        .filter(|m| m["status"] == "Downloading")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() >= 2, "not interleaved: {msgs:?}");
+    // Extraction keeps the manifest's order.
+    let extracted: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["status"] == "Pull complete")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    let order: Vec<String> = layers.iter().map(|l| sha(l)[7..19].to_string()).collect();
+    assert_eq!(extracted, order);
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/five")]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        id,
+        "{}",
+        text(&o)
+    );
+    assert!(
+        std::fs::read_dir(d.data_root.join("image/downloads"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "partial files left"
+    );
+
+    // The limit from the command line: one at a time.
+    proxy.reset();
+    let d1 = Daemon::start_with(&["--max-concurrent-downloads", "1"], false);
+    let o = d1.docker(&["pull", &format!("{ph}/five")]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(proxy.peak.load(Ordering::SeqCst), 1);
+    assert_eq!(proxy.blob_gets.load(Ordering::SeqCst), 6);
+}
+
+/// Docker Hub's mirrors, in order: one that refuses connections, one without
+/// the image, then one with it. Docker Hub itself is never reached (the
+/// third mirror serves the image). `/info` shows them as dockerd does.
+#[test]
+fn mirrors_are_tried_in_order_and_shown_in_info() {
+    let empty = Registry::start();
+    let full = Registry::start();
+    let layer = layer_tar("hello.txt", b"from the mirror\n");
+    let id = push_image(&full.host(), "library/mirrored", "latest", &[layer]);
+    let closed = free_port();
+    let mirrors = [
+        format!("http://127.0.0.1:{closed}"),
+        format!("http://{}/", empty.host()),
+        format!("http://{}", full.host()),
+    ];
+    let config = json!({
+        "registry-mirrors": mirrors,
+        "insecure-registries": ["10.99.0.0/16", "reg.lan:5000"],
+    });
+    let d = Daemon::with_config_and_busybox(&config.to_string());
+    let o = d.docker(&["pull", "mirrored"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains("Status: Downloaded newer image for mirrored:latest"),
+        "{out}"
+    );
+    let o = d.docker(&["image", "inspect", "mirrored"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let img: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(img[0]["Id"], json!(id));
+    assert_eq!(img[0]["RepoTags"], json!(["mirrored:latest"]));
+    let digests = img[0]["RepoDigests"].as_array().unwrap();
+    assert!(
+        digests[0].as_str().unwrap().starts_with("mirrored@sha256:"),
+        "{digests:?}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("from mirror http://127.0.0.1:{closed}/")),
+        "first mirror not tried: {log}"
+    );
+    assert!(
+        log.contains(&format!("from mirror http://{}/", empty.host())),
+        "second mirror not tried: {log}"
+    );
+
+    let info = d.request_bytes("GET", "/info", &[], None);
+    assert_eq!(info.status, 200);
+    let v: Value = serde_json::from_slice(&info.body).unwrap();
+    let rc = &v["RegistryConfig"];
+    let shown: Vec<String> = vec![
+        format!("http://127.0.0.1:{closed}/"),
+        format!("http://{}/", empty.host()),
+        format!("http://{}/", full.host()),
+    ];
+    assert_eq!(rc["Mirrors"], json!(shown), "{rc}");
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Mirrors"], json!(shown));
+    assert_eq!(rc["IndexConfigs"]["docker.io"]["Official"], json!(true));
+    assert_eq!(
+        rc["IndexConfigs"]["reg.lan:5000"],
+        json!({"Name": "reg.lan:5000", "Mirrors": [], "Secure": false, "Official": false})
+    );
+    assert_eq!(
+        rc["InsecureRegistryCIDRs"],
+        json!(["10.99.0.0/16", "127.0.0.0/8", "::1/128"])
+    );
+    // The CLI shows them too.
+    let o = d.docker(&["info"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Registry Mirrors:"), "{out}");
+    assert!(out.contains(&shown[2]), "{out}");
+
+    // A bad mirror is refused at start-up in dockerd's words.
+    let empty_config = d.dir.join("empty.json");
+    std::fs::write(&empty_config, "{}").unwrap();
+    let o = Command::new(common::binary())
+        .args(["--registry-mirror", "ftp://m.lan", "--config-file"])
+        .arg(&empty_config)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("invalid mirror: unsupported scheme \"ftp\" in \"ftp://m.lan\""),
+        "{err}"
+    );
+}
+
+fn count(out: &str, what: &str) -> usize {
+    out.lines().filter(|l| l.contains(what)).count()
+}
+
+/// Pushes: a layer pulled from one repository is mounted into another of
+/// the same registry (nothing compressed or sent); to a second registry
+/// the layers are compressed and uploaded, two at a time
+/// (`--max-concurrent-uploads 2`), the 9 MiB one in chunks (`PATCH` with
+/// `Content-Range`); a second push of the same image `HEAD`s the known
+/// blobs and compresses nothing; the image pulled back is the same.
+#[test]
+fn pushes_mount_chunk_and_skip_known_layers() {
+    let reg = Registry::start();
+    let reg2 = Registry::start();
+    let layers = vec![
+        layer_tar("a.bin", &random(1 << 20)),
+        layer_tar("b.bin", &random(1 << 20)),
+        layer_tar("c.bin", &random(9 << 20)),
+    ];
+    push_image(&reg.host(), "src/img", "v1", &layers);
+    let p1 = SlowProxy::start(reg.port);
+    let p2 = SlowProxy::start(reg2.port);
+    let (h1, h2) = (p1.host(), p2.host());
+    let d = Daemon::start_with(&["--max-concurrent-uploads", "2"], false);
+    let o = d.docker(&["pull", &format!("{h1}/src/img:v1")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = d.docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        &format!("{h1}/src/img:v1"),
+    ]);
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+
+    // Another repository of the same registry: mounted.
+    p1.reset();
+    let dst = format!("{h1}/dst/img:v1");
+    assert!(d
+        .docker(&["tag", &format!("{h1}/src/img:v1"), &dst])
+        .status
+        .success());
+    let o = d.docker(&["push", &dst]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(count(&out, "Mounted from src/img"), 3, "{out}");
+    assert_eq!(count(&d.log_text(), "compressing layer"), 0);
+    let mounts = p1.seen("POST /v2/dst/img/blobs/uploads/?mount=");
+    assert_eq!(mounts.len(), 3, "{:?}", p1.seen(""));
+    // Only the config goes up.
+    assert!(p1.seen("PATCH").is_empty());
+    assert_eq!(
+        p1.seen("PUT /v2/dst/img/blobs").len(),
+        1,
+        "{:?}",
+        p1.seen("")
+    );
+    for l in &layers {
+        let (st, _, _) = http(
+            "HEAD",
+            &format!("http://{}/v2/dst/img/blobs/{}", reg.host(), sha(l)),
+            &[],
+            b"",
+        );
+        assert_eq!(st, 200);
+    }
+
+    // Another registry: compressed and uploaded, two at a time, the big
+    // layer in chunks.
+    let other = format!("{h2}/other/img:v1");
+    assert!(d.docker(&["tag", &dst, &other]).status.success());
+    let r = d.request_bytes(
+        "POST",
+        &format!("/images/{h2}/other/img/push?tag=v1"),
+        &[("X-Registry-Auth", "e30=")],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let msgs = messages(&r.text());
+    assert!(msgs.iter().all(|m| m.get("error").is_none()), "{msgs:?}");
+    assert_eq!(
+        msgs.iter().filter(|m| m["status"] == "Pushed").count(),
+        3,
+        "{msgs:?}"
+    );
+    assert_eq!(
+        msgs.iter().filter(|m| m["status"] == "Waiting").count(),
+        1,
+        "{msgs:?}"
+    );
+    assert_eq!(count(&d.log_text(), "compressing layer"), 3);
+    assert_eq!(p2.up_peak.load(Ordering::SeqCst), 2, "{:?}", p2.seen(""));
+    let patches = p2.seen("PATCH");
+    assert_eq!(patches.len(), 2, "{:?}", p2.seen(""));
+    assert!(
+        patches[0].ends_with(&format!("[0-{}]", (8 << 20) - 1)),
+        "{patches:?}"
+    );
+    assert!(
+        patches[1].contains(&format!("[{}-", 8 << 20)),
+        "{patches:?}"
+    );
+
+    // Again: the known blobs are HEADed, nothing compressed or sent.
+    p2.reset();
+    let o = d.docker(&["push", &other]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(count(&out, "Layer already exists"), 3, "{out}");
+    assert_eq!(count(&d.log_text(), "compressing layer"), 3);
+    assert!(
+        p2.seen("POST").is_empty() && p2.seen("PATCH").is_empty(),
+        "{:?}",
+        p2.seen("")
+    );
+
+    // Pulled back from the second registry: the same image.
+    let o = d.docker(&["rmi", &other, &dst, &format!("{h1}/src/img:v1")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = d.docker(&["pull", &other]);
+    assert!(o.status.success(), "{}", text(&o));
+    let back = d.docker(&["image", "inspect", "-f", "{{.Id}}", &other]);
+    assert_eq!(String::from_utf8_lossy(&back.stdout).trim(), id);
+}
+
+/// Start-up keeps what a resume needs and drops the rest: a pull killed
+/// after its first layer leaves a record (holding that layer) and a partial
+/// blob; a restart keeps both (and removes a push's leftover temporary);
+/// once they are older than a day a restart drops them, and the layer with
+/// them. A record whose image is complete goes at once.
+#[test]
+fn startup_sweeps_abandoned_pulls_and_keeps_fresh_ones() {
+    let reg = Registry::start();
+    let small = layer_tar("small.bin", &random(64 << 10));
+    let big = layer_tar("big.bin", &random(4 << 20));
+    let id = push_image(&reg.host(), "two", "latest", &[small.clone(), big.clone()]);
+    let proxy = SlowProxy::start(reg.port);
+    let ph = proxy.host();
+    let mut d = Daemon::with_config_and_busybox(r#"{"max-concurrent-downloads": 1}"#);
+    let image = d.data_root.join("image");
+    let layer1 = image.join("layers").join(&sha(&small)[7..]);
+    let partial = image
+        .join("downloads")
+        .join(format!("{}.partial", &sha(&big)[7..]));
+    let record = image.join("pulls").join(format!("{}.json", &id[7..]));
+
+    let mut curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--unix-socket"])
+        .arg(&d.sock)
+        .args(["-X", "POST"])
+        .arg(format!(
+            "http://d/images/create?fromImage={ph}/two&tag=latest"
+        ))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(layer1.join("layer.json").is_file()
+        && std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0))
+    {
+        assert!(Instant::now() < deadline, "the pull did not get going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.kill9();
+    let _ = curl.wait();
+    let leftover = image.join("downloads").join(".tmp-999-push-0");
+    std::fs::write(&leftover, b"compressed").unwrap();
+
+    d.restart();
+    d.wait_serving();
+    assert!(record.is_file(), "a fresh record goes");
+    assert!(layer1.join("layer.json").is_file(), "a held layer goes");
+    assert!(partial.is_file(), "a fresh partial goes");
+    assert!(!leftover.exists(), "a push's leftover stays");
+
+    d.kill9();
+    for p in [&record, &partial] {
+        let st = Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    d.restart();
+    d.wait_serving();
+    assert!(!record.exists(), "an abandoned record stays");
+    assert!(!partial.exists(), "an abandoned partial stays");
+    assert!(!layer1.exists(), "the abandoned pull's layer stays");
+    assert!(d
+        .log_text()
+        .contains("1 finished or abandoned pull records, 1 abandoned partial blobs"));
+
+    // A record whose image is complete: gone at the next start.
+    let o = d.docker(&["pull", &format!("{ph}/two")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ids = json!([sha(&small), sha(&big)]).to_string();
+    std::fs::write(&record, ids).unwrap();
+    d.kill9();
+    d.restart();
+    d.wait_serving();
+    assert!(!record.exists(), "a finished pull's record stays");
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/two")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+}
+
+/// A pull of `count` random layers of `each` bytes through a proxy that
+/// cuts every blob response after `cut` bytes: it completes, fetching
+/// under 1.1x the image. Then, through a slow proxy, a kill -9 of the
+/// daemon at each of `kills` (bytes fetched), a restart, a consistent store
+/// (no image, no temporaries, every layer whole); a last pull finishes
+/// without fetching finished blobs again (all fetches < 1.1x).
+fn cuts_and_kills(each: usize, count: usize, cut: u64, kills: &[u64]) {
+    let reg = Registry::start();
+    let layers: Vec<Vec<u8>> = (0..count)
+        .map(|i| layer_tar(&format!("l{i}.bin"), &random(each)))
+        .collect();
+    let total: u64 = layers.iter().map(|l| l.len() as u64).sum();
+    let id = push_image(&reg.host(), "big", "latest", &layers);
+    drop(layers);
+
+    let cutting = SlowProxy::start_with(reg.port, Some(cut), false);
+    let d = Daemon::start();
+    let name = format!("{}/big:latest", cutting.host());
+    let started = Instant::now();
+    let o = d.docker(&["pull", &name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let fetched = cutting.fetched.load(Ordering::SeqCst);
+    eprintln!(
+        "pull of {total} bytes cut every {cut}: {fetched} fetched in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        fetched as f64 <= total as f64 * 1.1,
+        "fetched {fetched} for {total}"
+    );
+    let cuts = cutting.seen("GET").len();
+    assert!(cuts as u64 >= total / cut, "only {cuts} requests");
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &name]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+    drop(d);
+
+    let slow = SlowProxy::start_with(reg.port, None, true);
+    let ph = slow.host();
+    let mut d = Daemon::start();
+    for (i, at) in kills.iter().enumerate() {
+        let mut curl = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--unix-socket"])
+            .arg(&d.sock)
+            .args(["-X", "POST"])
+            .arg(format!(
+                "http://d/images/create?fromImage={ph}/big&tag=latest"
+            ))
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while slow.fetched.load(Ordering::SeqCst) < *at {
+            assert!(Instant::now() < deadline, "kill {i}: the pull stalled");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        d.kill9();
+        let _ = curl.wait();
+        d.restart();
+        d.wait_serving();
+        let o = d.docker(&["images", "-q"]);
+        assert!(o.stdout.is_empty(), "kill {i}: {}", text(&o));
+        let root = d.data_root.join("image");
+        for e in std::fs::read_dir(root.join("layers")).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            assert!(!n.starts_with(".tmp"), "kill {i}: leftover {n}");
+            assert!(
+                e.path().join("layer.json").is_file(),
+                "kill {i}: {n} incomplete"
+            );
+        }
+        assert_eq!(std::fs::read_dir(root.join("configs")).unwrap().count(), 0);
+    }
+    let o = d.docker(&["pull", &format!("{ph}/big:latest")]);
+    assert!(o.status.success(), "final pull: {}", text(&o));
+    let o = d.docker(&["image", "inspect", "-f", "{{.Id}}", &format!("{ph}/big")]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), id);
+    let fetched = slow.fetched.load(Ordering::SeqCst);
+    eprintln!("{} kills: {fetched} bytes fetched for {total}", kills.len());
+    assert!(
+        fetched as f64 <= total as f64 * 1.1,
+        "fetched {fetched} bytes for {total} over {} kills",
+        kills.len()
+    );
+    let dl = d.data_root.join("image/downloads");
+    assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 0);
+}
+
+/// The small, always-on version: 3 x 2 MiB cut every 512 KiB, two kills.
+#[test]
+fn cuts_and_kills_small() {
+    cuts_and_kills(2 << 20, 3, 512 << 10, &[1 << 20, 4 << 20]);
+}
+
+/// The issue's check (CORACLE_SLOW_TESTS=1): 100 MiB in four layers cut
+/// every 3 MiB, then ten kills during a pull.
+#[test]
+fn cuts_and_kills_100mib() {
+    if std::env::var("CORACLE_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set CORACLE_SLOW_TESTS=1");
+        return;
+    }
+    let kills: Vec<u64> = (1..=10).map(|k| k * (9 << 20)).collect();
+    cuts_and_kills(25 << 20, 4, 3 << 20, &kills);
+}
