@@ -1,0 +1,175 @@
+//! Networking beyond tests/network.rs: a UDP published port end to end,
+//! legacy `--link` on the default bridge, and a container reaching a
+//! published port through the host's address (hairpin). Each test runs a
+//! daemon on its own bridge and subnet; a second host is a network
+//! namespace joined by a veth; guards delete what a test leaves.
+
+mod common;
+
+use common::cli::*;
+use common::Daemon;
+use serde_json::Value;
+use std::process::Command;
+
+fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// The tests share host ports and the peer namespace: they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Deletes the named links on drop (after the daemon is gone).
+struct LinkGuard(
+    Vec<String>,
+    #[allow(dead_code)] std::sync::MutexGuard<'static, ()>,
+);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", l]).output();
+        }
+    }
+}
+
+/// A daemon with its own default bridge `name` on `bip`.
+fn daemon_on(name: &str, bip: &str) -> (Daemon, LinkGuard) {
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = LinkGuard(vec![name.to_string()], turn);
+    let d = Daemon::with_config_and_busybox(&format!(r#"{{"bridge": "{name}", "bip": "{bip}"}}"#));
+    (d, guard)
+}
+
+/// A second host: namespace `ncpeer2` joined by a veth (host end ncu0
+/// 10.184.0.1/24, its end 10.184.0.2/24). Removed on drop.
+struct PeerNs;
+
+const PEER: &str = "ncpeer2";
+const HOST_ON_PEER: &str = "10.184.0.1";
+
+impl PeerNs {
+    fn new() -> PeerNs {
+        let _ = Command::new("ip").args(["netns", "del", PEER]).output();
+        let _ = Command::new("ip").args(["link", "del", "ncu0"]).output();
+        let script = format!(
+            "set -e; ip netns add {PEER}; \
+            ip link add ncu0 type veth peer name ncu1 netns {PEER}; \
+            ip addr add {HOST_ON_PEER}/24 dev ncu0; ip link set ncu0 up; \
+            ip -n {PEER} addr add 10.184.0.2/24 dev ncu1; \
+            ip -n {PEER} link set ncu1 up; ip -n {PEER} link set lo up"
+        );
+        let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        PeerNs
+    }
+
+    fn run(&self, cmd: &str) -> String {
+        sh(&format!("ip netns exec {PEER} {cmd}"))
+    }
+}
+
+impl Drop for PeerNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", PEER]).output();
+        let _ = Command::new("ip").args(["link", "del", "ncu0"]).output();
+    }
+}
+
+/// The host's python3 run inside a busybox container: /usr and the loader
+/// bound read-only from the host (the static busybox has no UDP server).
+const HOST_PYTHON: &[&str] = &[
+    "-v",
+    "/usr:/usr:ro",
+    "-v",
+    "/usr/lib:/lib:ro",
+    "-v",
+    "/usr/lib64:/lib64:ro",
+    "-e",
+    "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:/usr/lib/aarch64-linux-gnu",
+];
+
+/// A UDP echo on port 53 that prefixes each reply with `tag`.
+fn udp_echo(tag: &str) -> String {
+    format!(
+        "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.bind(('0.0.0.0', 53))\n\
+while True:\n    d, a = s.recvfrom(2048)\n    s.sendto(b'{tag}:' + d, a)\n"
+    )
+}
+
+/// Python: send `msg` by UDP to `ip:port` from a connected socket (so only a
+/// reply from that very address counts), print the reply or TIMEOUT.
+fn udp_ask(ip: &str, port: u16, msg: &str) -> String {
+    format!(
+        "python3 -c \"import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+s.settimeout(1)\n\
+s.connect(('{ip}', {port}))\n\
+r = 'TIMEOUT'\n\
+for _ in range(5):\n    s.send(b'{msg}')\n    try:\n        r = s.recv(2048).decode(); break\n    except OSError:\n        pass\n\
+print(r)\""
+    )
+}
+
+/// `-p 18081:53/udp` with a UDP echo in the container: answered from the
+/// second namespace on the host's address and from the host on 127.0.0.1
+/// and on the bridge's gateway, each reply from the address asked; the
+/// binding shows in `docker port` and inspect; stopped, the port is silent.
+#[test]
+fn udp_published_port_answers_from_peer_and_loopback() {
+    let peer = PeerNs::new();
+    let (mut d, _g) = daemon_on("ncmore1", "10.185.0.1/24");
+    let mut args = vec!["run", "-d", "--name", "echo", "-p", "18081:53/udp"];
+    args.extend_from_slice(HOST_PYTHON);
+    let script = udp_echo("echo");
+    args.extend_from_slice(&["--stop-timeout", "1", "busybox", "python3", "-c", &script]);
+    ok(&d, &args);
+    wait_for("the echo to listen", 10, || {
+        ok(&d, &["exec", "echo", "cat", "/proc/net/udp"]).contains(":0035 ")
+    });
+
+    let from_peer = peer.run(&udp_ask(HOST_ON_PEER, 18081, "peer"));
+    assert_eq!(
+        from_peer.trim(),
+        "echo:peer",
+        "{from_peer}\n{}",
+        sh("nft list table inet coracle-ncmore1")
+    );
+    let from_host = sh(&udp_ask("127.0.0.1", 18081, "lo"));
+    assert_eq!(from_host.trim(), "echo:lo", "{from_host}");
+    let via_gw = sh(&udp_ask("10.185.0.1", 18081, "gw"));
+    assert_eq!(via_gw.trim(), "echo:gw", "{via_gw}");
+
+    let port = ok(&d, &["port", "echo"]);
+    assert!(port.contains("53/udp -> 0.0.0.0:18081"), "{port}");
+    let i = inspect(&d, "echo");
+    let p = &i["NetworkSettings"]["Ports"]["53/udp"][0];
+    assert_eq!(
+        (p["HostIp"].as_str(), p["HostPort"].as_str()),
+        (Some("0.0.0.0"), Some("18081")),
+        "{i}"
+    );
+    // A second client: the raw API's ps row.
+    let ps = d.request("GET", "/v1.45/containers/json", None).json();
+    let row = ps
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or(Value::Null);
+    let ports = row["Ports"].as_array().cloned().unwrap_or_default();
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["Type"] == "udp" && p["PrivatePort"] == 53 && p["PublicPort"] == 18081),
+        "{row}"
+    );
+
+    ok(&d, &["stop", "echo"]);
+    let after = sh(&udp_ask("127.0.0.1", 18081, "late"));
+    assert_eq!(after.trim(), "TIMEOUT", "{after}");
+    d.remove_all_containers();
+    assert!(d.terminate().success());
+    drop(peer);
+}
