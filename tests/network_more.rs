@@ -173,3 +173,200 @@ fn udp_published_port_answers_from_peer_and_loopback() {
     assert!(d.terminate().success());
     drop(peer);
 }
+
+/// Legacy `--link db:my-db` on the default bridge, as dockerd does it: the
+/// link's variables and /etc/hosts line in the parent, `HostConfig.Links`
+/// in inspect, dockerd's errors at create and start, `rm --link`; on a
+/// user network a link registers nothing.
+#[test]
+fn legacy_links_on_the_default_bridge() {
+    let (mut d, mut g) = daemon_on("ncmore2", "10.183.0.1/24");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--hostname",
+            "dbhost",
+            "-e",
+            "PASSWORD=pw",
+            "--expose",
+            "6379",
+            "--expose",
+            "53/udp",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let db_ip = inspect(&d, "db")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(db_ip.starts_with("10.183.0."), "{db_ip}");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--link",
+            "db:my-db",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let env = ok(&d, &["exec", "web", "env"]);
+    for want in [
+        // The lowest exposed port is the default one.
+        format!("MY_DB_PORT=udp://{db_ip}:53"),
+        format!("MY_DB_PORT_6379_TCP=tcp://{db_ip}:6379"),
+        format!("MY_DB_PORT_6379_TCP_ADDR={db_ip}"),
+        "MY_DB_PORT_6379_TCP_PORT=6379".into(),
+        "MY_DB_PORT_6379_TCP_PROTO=tcp".into(),
+        format!("MY_DB_PORT_53_UDP=udp://{db_ip}:53"),
+        "MY_DB_NAME=/web/my-db".into(),
+        "MY_DB_ENV_PASSWORD=pw".into(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "no {want} in\n{env}");
+    }
+    assert!(!env.contains("MY_DB_ENV_PATH="), "{env}");
+    // /etc/hosts: alias, the child's hostname and its name; reachable.
+    let hosts = ok(&d, &["exec", "web", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!("{db_ip}\tmy-db dbhost db\n")),
+        "{hosts}"
+    );
+    ok(&d, &["exec", "web", "ping", "-c1", "-W2", "my-db"]);
+    let links = &inspect(&d, "web")["HostConfig"]["Links"];
+    assert_eq!(links, &serde_json::json!(["/db:/web/my-db"]), "{links}");
+    assert_eq!(inspect(&d, "db")["HostConfig"]["Links"], Value::Null);
+
+    // Raw HTTP: dockerd's errors at create; nothing is left of a refusal.
+    let create = |body: &str| {
+        let r = d.request("POST", "/v1.45/containers/create", Some(body));
+        (
+            r.status,
+            r.json()["message"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(
+        create(r#"{"Image":"busybox","HostConfig":{"Links":["nosuch:x"]}}"#),
+        (
+            400,
+            "could not get container for nosuch: No such container: nosuch".into()
+        )
+    );
+    assert_eq!(
+        create(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host","Links":["db:x"]}}"#),
+        (400, "conflicting options: host type networking can't be used with links. This would result in undefined behavior".into())
+    );
+    assert_eq!(
+        create(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"container:db","Links":["db:x"]}}"#),
+        (400, "conflicting options: container type network can't be used with links. This would result in undefined behavior".into())
+    );
+    let all = d
+        .request("GET", "/v1.45/containers/json?all=1", None)
+        .json();
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{all}");
+
+    // The child stopped: the parent cannot start, with dockerd's words.
+    ok(&d, &["stop", "web", "db"]);
+    let r = d.request("POST", "/v1.45/containers/web/start", None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap_or("")),
+        (
+            500,
+            "Cannot link to a non running container: /db AS /web/my-db"
+        ),
+    );
+    // rm --link drops the link only; then web starts alone.
+    ok(&d, &["rm", "--link", "/web/my-db"]);
+    assert_eq!(inspect(&d, "web")["HostConfig"]["Links"], Value::Null);
+    assert_eq!(inspect(&d, "db")["State"]["Status"], "exited");
+    let r = d.request("DELETE", "/v1.45/containers/web/my-db?link=1", None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap_or("")),
+        (404, "No such container: web/my-db")
+    );
+    let r = d.request("DELETE", "/v1.45/containers/web?link=1", None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap_or("")),
+        (
+            500,
+            "Conflict, cannot remove the default link name of the container"
+        )
+    );
+    ok(&d, &["start", "web"]);
+    let env = ok(&d, &["exec", "web", "env"]);
+    assert!(!env.contains("MY_DB_"), "{env}");
+
+    // On a user network a link registers nothing (dockerd keeps it for the
+    // network's DNS); a bridge container cannot link to a child off the
+    // default bridge.
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.182.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=nclnk",
+            "lnet",
+        ],
+    );
+    g.0.push("nclnk".into());
+    ok(&d, &["start", "db"]);
+    ok(
+        &d,
+        &[
+            "create",
+            "--name",
+            "u",
+            "--network",
+            "lnet",
+            "--link",
+            "db:x",
+            "busybox",
+        ],
+    );
+    assert_eq!(inspect(&d, "u")["HostConfig"]["Links"], Value::Null);
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "onlnet",
+            "--network",
+            "lnet",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    let o = dk(
+        &d,
+        &["run", "--rm", "--link", "onlnet:o", "busybox", "true"],
+    );
+    assert!(
+        show(&o).contains("Cannot link to /onlnet, as it does not belong to the default network"),
+        "{}",
+        show(&o)
+    );
+
+    d.remove_all_containers();
+    ok(&d, &["network", "rm", "lnet"]);
+    assert!(d.terminate().success());
+}

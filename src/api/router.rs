@@ -89,7 +89,7 @@ const ROUTES: &[(Method, &str, Handle)] = &[
     (POST, "/containers/{id}/restart", Body(containers::restart)),
     (POST, "/containers/{id}/kill", Body(containers::kill)),
     (POST, "/containers/{id}/wait", Body(containers::wait)),
-    (DELETE, "/containers/{id}", Now(containers::remove)),
+    (DELETE, "/containers/{id*}", Now(containers::remove)),
     (POST, "/containers/{id}/pause", Now(containers::pause)),
     (POST, "/containers/{id}/unpause", Now(containers::unpause)),
     (POST, "/containers/{id}/rename", Now(containers::rename)),

@@ -436,6 +436,7 @@ impl Engine {
             &c.config.hostname,
             ip,
             host_gw,
+            &self.links_hosts(c),
         );
         let resolv = crate::container::etc::resolv_conf_on_network(&c.host_config, user_net);
         for (name, text) in [("hosts", hosts), ("resolv.conf", resolv)] {

@@ -152,6 +152,7 @@ impl Engine {
         })?;
         // The namespace (and its endpoints) last: nothing above can fail
         // after it exists.
+        let link_env = self.links_env(c)?;
         let (network, netns) = self.network_for_start(c)?;
         let resources = resources_of(h);
         let cgroup = match Cgroup::create(CGROUP_PARENT, id) {
@@ -200,6 +201,7 @@ impl Engine {
             dir: self.container_dirs.dir(id),
         };
         let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
+        crate::container::links::merge_env(&mut spec.env, link_env);
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         let launched = launch(&spec, &mut |pid| match &cgroup {
