@@ -370,3 +370,72 @@ fn legacy_links_on_the_default_bridge() {
     ok(&d, &["network", "rm", "lnet"]);
     assert!(d.terminate().success());
 }
+
+/// Hairpin: a container reaches its own published port, and a sibling's,
+/// through the host's addresses (another interface's and the bridge
+/// gateway's), as with dockerd.
+#[test]
+fn hairpin_to_published_ports_through_the_host_address() {
+    let _peer = PeerNs::new();
+    let (mut d, _g) = daemon_on("ncmore3", "10.181.0.1/24");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "hweb",
+            "-p",
+            "18083:80",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello-hairpin > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+        ],
+    );
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "sib",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sleep",
+            "300",
+        ],
+    );
+    wait_for("httpd to listen", 10, || {
+        sh("curl -s -m 2 http://127.0.0.1:18083/").contains("hello-hairpin")
+    });
+    // Each container's bridge port is in hairpin mode (with br_netfilter
+    // loaded, the DNATed frame goes back out the port it came in on).
+    let ports: Vec<_> = std::fs::read_dir("/sys/class/net/ncmore3/brif")
+        .expect("bridge ports")
+        .flatten()
+        .map(|e| e.path().join("hairpin_mode"))
+        .collect();
+    assert_eq!(ports.len(), 2);
+    for p in &ports {
+        let mode = std::fs::read_to_string(p).unwrap_or_default();
+        assert_eq!(mode.trim(), "1", "{}", p.display());
+    }
+    let get = |host: &str| format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 18083");
+    for host in [HOST_ON_PEER, "10.181.0.1"] {
+        for who in ["hweb", "sib"] {
+            let o = dk(&d, &["exec", who, "sh", "-c", &get(host)]);
+            assert!(
+                show(&o).contains("hello-hairpin"),
+                "{who} -> {host}:18083: {}\n{}",
+                show(&o),
+                sh("nft list table inet coracle-ncmore3")
+            );
+        }
+    }
+    d.remove_all_containers();
+    assert!(d.terminate().success());
+}

@@ -43,6 +43,7 @@ pub fn attach(ns: &NetNs, a: &Attach) -> io::Result<()> {
             .link_index(a.veth)?
             .ok_or_else(|| io::Error::other("veth vanished"))?;
         host.set_master_up(index, master)?;
+        host.set_hairpin(index)?;
         let mut inside = Netlink::open_in(ns)?;
         let eth = inside
             .link_index(a.ifname)?

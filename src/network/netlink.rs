@@ -28,6 +28,9 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_MODE: u16 = 4;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -251,6 +254,20 @@ impl Netlink {
     pub fn set_master_up(&mut self, index: u32, master: u32) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, IFF_UP, IFF_UP);
         m.attr(IFLA_MASTER, &master.to_ne_bytes());
+        self.call(m).map(drop)
+    }
+
+    /// `ip link set dev INDEX type bridge_slave hairpin on`: a frame may
+    /// leave by the bridge port it came in on (a container reaching its
+    /// own published port, DNATed back by the bridge's netfilter).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, 0, 0);
+        m.nest(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_SLAVE_KIND, "bridge");
+        m.nest(IFLA_INFO_SLAVE_DATA);
+        m.attr(IFLA_BRPORT_MODE, &[1]);
+        m.end();
+        m.end();
         self.call(m).map(drop)
     }
 
