@@ -439,3 +439,76 @@ fn hairpin_to_published_ports_through_the_host_address() {
     d.remove_all_containers();
     assert!(d.terminate().success());
 }
+
+/// The host has IPv6 (else the test says so and checks nothing).
+fn host_has_ipv6() -> bool {
+    std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|s| !s.trim().is_empty())
+        && std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+            .is_ok_and(|s| s.trim() == "0")
+}
+
+/// IPv6 clients reach published ports (on `::`, as dockerd publishes an
+/// every-address binding on a host with IPv6): TCP from the second
+/// namespace's IPv6 address and from ::1, UDP from ::1; `docker port`
+/// shows both bindings; stopped, the v6 port is closed.
+#[test]
+fn published_ports_answer_ipv6_clients() {
+    if !host_has_ipv6() {
+        eprintln!("SKIPPED: this host has no IPv6 (/proc/net/if_inet6)");
+        return;
+    }
+    let peer = PeerNs::new();
+    let v6 = format!(
+        "set -e; ip addr add fd00:184::1/64 dev ncu0 nodad; \
+         ip -n {PEER} addr add fd00:184::2/64 dev ncu1 nodad"
+    );
+    let o = sh(&v6);
+    assert!(o.trim().is_empty(), "{o}");
+    let (mut d, _g) = daemon_on("ncmore4", "10.180.0.1/24");
+    ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web6",
+            "-p",
+            "18084:80",
+            "--stop-timeout",
+            "1",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hello-v6 > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+        ],
+    );
+    let mut args = vec!["run", "-d", "--name", "echo6", "-p", "18085:53/udp"];
+    args.extend_from_slice(HOST_PYTHON);
+    let script = udp_echo("six");
+    args.extend_from_slice(&["--stop-timeout", "1", "busybox", "python3", "-c", &script]);
+    ok(&d, &args);
+    wait_for("httpd to listen", 10, || {
+        sh("curl -s -m 2 http://127.0.0.1:18084/").contains("hello-v6")
+    });
+    let local = sh("curl -s -m 5 -g 'http://[::1]:18084/'");
+    assert_eq!(local.trim(), "hello-v6", "{local}");
+    let remote = peer.run("curl -s -m 5 -g 'http://[fd00:184::1]:18084/'");
+    assert_eq!(remote.trim(), "hello-v6", "{remote}");
+    wait_for("the echo to listen", 10, || {
+        ok(&d, &["exec", "echo6", "cat", "/proc/net/udp"]).contains(":0035 ")
+    });
+    let ask6 = udp_ask("::1", 18085, "v6").replace("AF_INET,", "AF_INET6,");
+    let udp = sh(&ask6);
+    assert_eq!(udp.trim(), "six:v6", "{udp}");
+    let port = ok(&d, &["port", "web6"]);
+    assert!(
+        port.contains("80/tcp -> 0.0.0.0:18084") && port.contains("80/tcp -> [::]:18084"),
+        "{port}"
+    );
+    ok(&d, &["stop", "web6"]);
+    let after = sh("curl -s -m 2 -g 'http://[::1]:18084/' 2>&1");
+    assert!(!after.contains("hello-v6"), "{after}");
+    d.remove_all_containers();
+    assert!(d.terminate().success());
+    drop(peer);
+}
