@@ -512,3 +512,93 @@ fn published_ports_answer_ipv6_clients() {
     assert!(d.terminate().success());
     drop(peer);
 }
+
+/// `docker network create --ipv6 --subnet fd00:179::/64`: containers get
+/// an IPv6 address (the IPv4 host part under the /64) and a default IPv6
+/// route through the bridge's gateway; they reach the gateway and each
+/// other over IPv6; inspect shows `EnableIPv6`, the IPv6 IPAM config and
+/// `GlobalIPv6Address`/`IPv6Gateway` as dockerd.
+#[test]
+fn ipv6_user_network_gives_containers_addresses() {
+    if !host_has_ipv6() {
+        eprintln!("SKIPPED: this host has no IPv6 (/proc/net/if_inet6)");
+        return;
+    }
+    let (mut d, mut g) = daemon_on("ncmore5", "10.178.0.1/24");
+    ok(
+        &d,
+        &[
+            "network",
+            "create",
+            "--ipv6",
+            "--subnet",
+            "10.179.0.0/24",
+            "--subnet",
+            "fd00:179::/64",
+            "-o",
+            "com.docker.network.bridge.name=ncv6",
+            "v6net",
+        ],
+    );
+    g.0.push("ncv6".into());
+    let addr = sh("ip -6 -o addr show dev ncv6");
+    assert!(addr.contains("fd00:179::1/64"), "{addr}");
+    for n in ["a6", "b6"] {
+        ok(
+            &d,
+            &[
+                "run",
+                "-d",
+                "--name",
+                n,
+                "--network",
+                "v6net",
+                "--stop-timeout",
+                "1",
+                "busybox",
+                "sleep",
+                "300",
+            ],
+        );
+    }
+    let a = &inspect(&d, "a6")["NetworkSettings"]["Networks"]["v6net"];
+    assert_eq!(a["GlobalIPv6Address"], "fd00:179::2", "{a}");
+    assert_eq!(a["GlobalIPv6PrefixLen"], 64, "{a}");
+    assert_eq!(a["IPv6Gateway"], "fd00:179::1", "{a}");
+    let inside = ok(
+        &d,
+        &["exec", "a6", "ip", "-6", "-o", "addr", "show", "eth0"],
+    );
+    assert!(inside.contains("fd00:179::2/64"), "{inside}");
+    let route = ok(&d, &["exec", "a6", "ip", "-6", "route"]);
+    assert!(
+        route.contains("default via fd00:179::1 dev eth0"),
+        "{route}"
+    );
+    ok(
+        &d,
+        &["exec", "a6", "ping", "-6", "-c1", "-W2", "fd00:179::1"],
+    );
+    ok(
+        &d,
+        &["exec", "a6", "ping", "-6", "-c1", "-W2", "fd00:179::3"],
+    );
+    let n = d.request("GET", "/v1.45/networks/v6net", None).json();
+    assert_eq!(n["EnableIPv6"], true, "{n}");
+    let subnets: Vec<&str> = n["IPAM"]["Config"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["Subnet"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(subnets, ["10.179.0.0/24", "fd00:179::/64"], "{n}");
+    let eps = n["Containers"].as_object().cloned().unwrap_or_default();
+    assert!(
+        eps.values().any(|e| e["IPv6Address"] == "fd00:179::3/64"),
+        "{n}"
+    );
+    // Without --ipv6 a network has no IPv6.
+    let bridge = d.request("GET", "/v1.45/networks/bridge", None).json();
+    assert_eq!(bridge["EnableIPv6"], false);
+    d.remove_all_containers();
+    ok(&d, &["network", "rm", "v6net"]);
+    assert!(d.terminate().success());
+}
