@@ -105,12 +105,13 @@ pub fn merge_env(env: &mut Vec<String>, link_env: Vec<String>) {
 /// moby's `nextContiguous`: the last index of the run of consecutive port
 /// numbers starting at `index`.
 fn next_contiguous(ports: &[(u16, String)], index: usize) -> usize {
-    let mut value = ports[index].0 as u32;
-    for (i, p) in ports.iter().enumerate().skip(index + 1) {
-        if p.0 as u32 > value + 1 {
-            return i - 1;
+    let start = u32::from(ports[index].0);
+    for (k, p) in ports.iter().enumerate().skip(index + 1) {
+        // moby's `value` grows by one per port looked at.
+        let value = start + (k - index - 1) as u32;
+        if u32::from(p.0) > value + 1 {
+            return k - 1;
         }
-        value += 1;
     }
     ports.len() - 1
 }
