@@ -42,7 +42,8 @@ fn daemon_on(name: &str, bip: &str) -> (Daemon, LinkGuard) {
 }
 
 /// A second host: namespace `ncpeer2` joined by a veth (host end ncu0
-/// 10.184.0.1/24, its end 10.184.0.2/24). Removed on drop.
+/// 10.184.0.1/24, its end 10.184.0.2/24). Removed on drop. Made only
+/// while holding the turn (after `daemon_on`): the tests share it.
 struct PeerNs;
 
 const PEER: &str = "ncpeer2";
@@ -119,8 +120,8 @@ print(r)\""
 /// binding shows in `docker port` and inspect; stopped, the port is silent.
 #[test]
 fn udp_published_port_answers_from_peer_and_loopback() {
-    let peer = PeerNs::new();
     let (mut d, _g) = daemon_on("ncmore1", "10.185.0.1/24");
+    let peer = PeerNs::new();
     let mut args = vec!["run", "-d", "--name", "echo", "-p", "18081:53/udp"];
     args.extend_from_slice(HOST_PYTHON);
     let script = udp_echo("echo");
@@ -376,8 +377,8 @@ fn legacy_links_on_the_default_bridge() {
 /// gateway's), as with dockerd.
 #[test]
 fn hairpin_to_published_ports_through_the_host_address() {
-    let _peer = PeerNs::new();
     let (mut d, _g) = daemon_on("ncmore3", "10.181.0.1/24");
+    let _peer = PeerNs::new();
     ok(
         &d,
         &[
@@ -457,6 +458,7 @@ fn published_ports_answer_ipv6_clients() {
         eprintln!("SKIPPED: this host has no IPv6 (/proc/net/if_inet6)");
         return;
     }
+    let (mut d, _g) = daemon_on("ncmore4", "10.180.0.1/24");
     let peer = PeerNs::new();
     let v6 = format!(
         "set -e; ip addr add fd00:184::1/64 dev ncu0 nodad; \
@@ -464,7 +466,6 @@ fn published_ports_answer_ipv6_clients() {
     );
     let o = sh(&v6);
     assert!(o.trim().is_empty(), "{o}");
-    let (mut d, _g) = daemon_on("ncmore4", "10.180.0.1/24");
     ok(
         &d,
         &[
