@@ -600,6 +600,12 @@ fn ipv6_user_network_gives_containers_addresses() {
     let bridge = d.request("GET", "/v1.45/networks/bridge", None).json();
     assert_eq!(bridge["EnableIPv6"], false);
     d.remove_all_containers();
+    // After a restart the bridge has its IPv6 gateway again.
+    assert!(d.terminate().success());
+    d.restart();
+    assert_eq!(d.request("GET", "/_ping", None).status, 200);
+    let addr = sh("ip -6 -o addr show dev ncv6");
+    assert!(addr.contains("fd00:179::1/64"), "after restart: {addr}");
     ok(&d, &["network", "rm", "v6net"]);
     assert!(d.terminate().success());
 }

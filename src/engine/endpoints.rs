@@ -50,6 +50,11 @@ impl Engine {
             if let Err(e) = bridge::ensure(&n.bridge, gw, &s) {
                 log::error!("network {}: bridge {}: {e}", n.name, n.bridge);
             }
+            if let Some((_, prefix, gw6)) = n.subnet6() {
+                if let Err(e) = bridge::ensure_v6(&n.bridge, gw6, prefix) {
+                    log::error!("network {}: bridge {} IPv6: {e}", n.name, n.bridge);
+                }
+            }
         }
         for id in &ids {
             self.dns_serve(id);
