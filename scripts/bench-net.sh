@@ -84,7 +84,7 @@ cleanup() {
     awk -v w="$WORK" 'index($2, w) == 1 { print $2 }' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     awk '$2 ~ "^/var/lib/dockerd-net|^/run/dockerd-net" { print $2 }' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     rm -rf "$WORK"
-    [ "$DOCKERD" = 0 ] || rm -rf /var/lib/dockerd-net /run/dockerd-net
+    [ "$DOCKERD" = 0 ] || rm -rf /var/lib/dockerd-net /run/dockerd-net /run/dockerd-net.pid /run/dockerd-net.sock
     exit "$rc"
 }
 trap cleanup EXIT
