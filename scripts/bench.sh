@@ -35,6 +35,8 @@
 #                      WORKDIR --load busybox.tar` or `against ADDR PID`; see its --help)
 # The size of each musl target's current release binary is recorded too (x86_64 is what
 # bench builds; aarch64 and armv7 when scripts/build-static.sh --all or CI built them).
+#   --net [OPTS]       instead: published-port req/s and MiB/s, bridge run time, RSS with 50
+#                      containers, side by side with dockerd in a private netns (scripts/bench-net.sh)
 #   --json FILE        where to write the results (default target/bench/bench-<commit>.json)
 #   --bin PATH         measure this coracle binary instead of building one
 #   --runs N           repetitions for the medians (default 10; 3 with --quick)
@@ -58,6 +60,7 @@ AGAINST="" AGAINST_CMD="" QUICK=0 STATS_ONLY=0 STATS_SECS=10 JSON="" BIN="" RUNS
 need() { [ $# -ge 2 ] || { echo "error: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
+        --net) shift; exec "$(dirname "$0")/bench-net.sh" "$@" ;;  # networking vs dockerd: scripts/bench-net.sh --help
         --against) need "$@"; AGAINST=$2; shift 2 ;;
         --against-cmd) need "$@"; AGAINST_CMD=$2; shift 2 ;;
         --quick) QUICK=1; shift ;;

@@ -95,8 +95,10 @@ fn mounts_json(c: &Container) -> Value {
     Value::Array(out)
 }
 
-fn host_config_json(c: &Container) -> Value {
+fn host_config_json(engine: &Engine, c: &Container) -> Value {
     let mut h = serde_json::to_value(&c.host_config).unwrap_or_default();
+    // The links as dockerd shows them: `/child:/parent/alias`.
+    h["Links"] = engine.links_inspect(c);
     let mode =
         crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none");
     h["NetworkMode"] = mode.into();
@@ -148,7 +150,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "ExecIDs": Some(engine.execs.of_container(&c.id)).filter(|v| !v.is_empty()),
-        "HostConfig": host_config_json(c),
+        "HostConfig": host_config_json(engine, c),
         "GraphDriver": { "Name": "overlay2", "Data": {
             "LowerDir": lower.join(":"),
             "UpperDir": dirs.upper(&c.id),

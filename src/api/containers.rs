@@ -83,7 +83,8 @@ pub fn kill(call: &mut Call) -> Result<Response, ApiError> {
 pub fn remove(call: &mut Call) -> Result<Response, ApiError> {
     let force = call.req.query.bool("force");
     if call.req.query.bool("link") {
-        return Err(ApiError::NotImplemented("links are not supported".into()));
+        call.engine.container_remove_link(&key(call))?;
+        return Ok(Response::new(204));
     }
     let with_volumes = call.req.query.bool("v");
     if with_volumes {

@@ -38,9 +38,9 @@ fn endpoint_settings(c: &Container, net: Option<&Network>, ep: Option<&Endpoint>
         "Gateway": if live.is_some() { net.map(|n| n.gateway.as_str()).unwrap_or("") } else { "" },
         "IPAddress": live.map(|e| e.ip.as_str()).unwrap_or(""),
         "IPPrefixLen": if live.is_some() { prefix } else { 0 },
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": live.filter(|e| !e.ip6.is_empty()).and(net).map(|n| n.gateway6.as_str()).unwrap_or(""),
+        "GlobalIPv6Address": live.map(|e| e.ip6.as_str()).unwrap_or(""),
+        "GlobalIPv6PrefixLen": live.filter(|e| !e.ip6.is_empty()).and(net).and_then(Network::subnet6).map(|(_, p, _)| p).unwrap_or(0),
         "DNSNames": dns_names,
     })
 }
@@ -93,11 +93,11 @@ pub fn container_network_settings(engine: &Engine, c: &Container) -> Value {
         "SecondaryIPv6Addresses": null,
         "EndpointID": top["EndpointID"],
         "Gateway": top["Gateway"],
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": top["GlobalIPv6Address"],
+        "GlobalIPv6PrefixLen": top["GlobalIPv6PrefixLen"],
         "IPAddress": top["IPAddress"],
         "IPPrefixLen": top["IPPrefixLen"],
-        "IPv6Gateway": "",
+        "IPv6Gateway": top["IPv6Gateway"],
         "MacAddress": top["MacAddress"],
         "Networks": networks,
     })
@@ -122,7 +122,10 @@ pub fn network_json(engine: &Engine, n: &Network, containers: bool) -> Value {
                     "EndpointID": e.endpoint_id,
                     "MacAddress": e.mac,
                     "IPv4Address": format!("{}/{prefix}", e.ip),
-                    "IPv6Address": "",
+                    "IPv6Address": match n.subnet6() {
+                        Some((_, p, _)) if !e.ip6.is_empty() => format!("{}/{p}", e.ip6),
+                        _ => String::new(),
+                    },
                 }),
             );
         }
@@ -135,11 +138,14 @@ pub fn network_json(engine: &Engine, n: &Network, containers: bool) -> Value {
         }
         config.insert("Gateway".into(), n.gateway.clone().into());
     }
-    let configs: Vec<Value> = if config.is_empty() {
+    let mut configs: Vec<Value> = if config.is_empty() {
         Vec::new()
     } else {
         vec![Value::Object(config)]
     };
+    if !n.subnet6.is_empty() {
+        configs.push(json!({"Subnet": n.subnet6, "Gateway": n.gateway6}));
+    }
     let predefined = crate::engine::networks::is_predefined(&n.name);
     json!({
         "Name": n.name,
@@ -148,7 +154,7 @@ pub fn network_json(engine: &Engine, n: &Network, containers: bool) -> Value {
         "Scope": "local",
         "Driver": n.driver,
         "EnableIPv4": true,
-        "EnableIPv6": false,
+        "EnableIPv6": !n.subnet6.is_empty(),
         "IPAM": {
             "Driver": "default",
             "Options": if predefined { Value::Null } else { json!({}) },

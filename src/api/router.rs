@@ -132,6 +132,18 @@ pub struct Resolved {
 
 pub fn resolve(req: &Request) -> Result<Resolved, ApiError> {
     let (version, path) = split_version(&req.path)?;
+    // `docker rm --link /web/db` sends DELETE /containers/web/db: a link's
+    // name holds a slash. Only DELETE looks here, so other methods' paths
+    // under /containers/{id}/ keep their 404 / 405.
+    if req.method == Method::Delete && path.matches('/').count() == 3 {
+        if let Some(params) = match_pattern("/containers/{id*}", path) {
+            return Ok(Resolved {
+                handle: Now(containers::remove),
+                params,
+                version,
+            });
+        }
+    }
     let mut path_known = false;
     for (method, pattern, handle) in ROUTES {
         if let Some(params) = match_pattern(pattern, path) {

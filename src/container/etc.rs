@@ -77,19 +77,23 @@ fn extra_hosts(h: &HostConfig, host_gateway: Option<std::net::Ipv4Addr>) -> Vec<
 }
 
 /// /etc/hosts of a container with an address on a bridge network, as
-/// dockerd writes it: the defaults, `--add-host` lines, then the
-/// container's own address and hostname.
+/// dockerd writes it: the defaults, `--add-host` lines, legacy links
+/// (address, names), then the container's own address and hostname.
 pub fn hosts_on_network(
     h: &HostConfig,
     hostname: &str,
     ip: Option<std::net::Ipv4Addr>,
     host_gateway: Option<std::net::Ipv4Addr>,
+    links: &[(String, String)],
 ) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
     for (name, addr) in extra_hosts(h, host_gateway) {
         out.push_str(&format!("{addr}\t{name}\n"));
+    }
+    for (addr, names) in links {
+        out.push_str(&format!("{addr}\t{names}\n"));
     }
     match ip {
         Some(ip) => out.push_str(&format!("{ip}\t{hostname}\n")),

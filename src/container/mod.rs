@@ -12,6 +12,7 @@ pub mod extract;
 pub mod health;
 pub mod isolation;
 pub mod launch_spec;
+pub mod links;
 pub mod model;
 pub mod names;
 pub mod policy;

@@ -98,6 +98,9 @@ pub struct Container {
     /// `IPAMConfig`, `Aliases`, `MacAddress`), used at each start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking: Option<serde_json::Value>,
+    /// Legacy `--link`s to other containers on the default bridge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<super::links::Link>,
 }
 
 impl Container {

@@ -65,6 +65,7 @@ impl Engine {
         let network = create::network_mode(&host_config.network_mode)?.to_string();
         let networking = crate::container::config::endpoints_config(body);
         self.check_network_request(&network, networking.as_ref())?;
+        let links = self.links_register(&host_config, &network)?;
         let mut host_config = host_config;
         host_config.network_mode = network.clone();
         let network = network.as_str();
@@ -98,6 +99,7 @@ impl Engine {
             start_pending: false,
             mount_points,
             networking,
+            links,
             config,
             host_config,
         };

@@ -50,6 +50,11 @@ impl Engine {
             if let Err(e) = bridge::ensure(&n.bridge, gw, &s) {
                 log::error!("network {}: bridge {}: {e}", n.name, n.bridge);
             }
+            if let Some((_, prefix, gw6)) = n.subnet6() {
+                if let Err(e) = bridge::ensure_v6(&n.bridge, gw6, prefix) {
+                    log::error!("network {}: bridge {} IPv6: {e}", n.name, n.bridge);
+                }
+            }
         }
         for id in &ids {
             self.dns_serve(id);
@@ -330,7 +335,21 @@ impl Engine {
             None => ipam::mac_of(ip),
         };
         let veth = format!("veth{}", &new_id()[..7]);
+        // IPv6: the subnet's prefix and the IPv4 address's host part, so
+        // the address is as unique as the IPv4 one.
+        let ip6 = net.subnet6().map(|(base, prefix, gw6)| {
+            let host = u32::from(ip)
+                & !(u32::MAX
+                    .checked_shl(32 - u32::from(subnet.prefix))
+                    .unwrap_or(0));
+            (
+                std::net::Ipv6Addr::from(u128::from(base) | u128::from(host)),
+                prefix,
+                gw6,
+            )
+        });
         let ep = Endpoint {
+            ip6: ip6.map(|(a, _, _)| a.to_string()).unwrap_or_default(),
             endpoint_id: reserved.map(|r| r.endpoint_id).unwrap_or_else(new_id),
             name: c.name.trim_start_matches('/').to_string(),
             ip: ip.to_string(),
@@ -353,6 +372,7 @@ impl Engine {
                 mac,
                 // dockerd gives no default route on an --internal network.
                 gateway: (default_route && !net.internal).then_some(gw),
+                ip6: ip6.map(|(a, p, gw6)| (a, p, (default_route && !net.internal).then_some(gw6))),
             },
         );
         if let Err(e) = attached {
@@ -442,6 +462,7 @@ impl Engine {
             &c.config.hostname,
             ip,
             host_gw,
+            &self.links_hosts(c),
         );
         let resolv = crate::container::etc::resolv_conf_on_network(&c.host_config, user_net);
         for (name, text) in [("hosts", hosts), ("resolv.conf", resolv)] {

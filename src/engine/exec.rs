@@ -117,7 +117,9 @@ impl Engine {
         let (child, parent) = crate::container::stdio::make(tty, cfg.attach_stdin, console)
             .map_err(|e| ContainerError::Internal(format!("exec stdio: {e}")))?;
         let security = self.security_of(c)?;
-        let spec = exec_spec(c, cfg, tty, &security, child.spec);
+        let mut spec = exec_spec(c, cfg, tty, &security, child.spec);
+        // Link variables, as dockerd gives execs (none if a child is gone).
+        self.links_env_into(c, &mut spec.env);
         let init = live.pid;
         let cgroup = live.cgroup.as_ref();
         let result = exec_in(init, &spec, &mut |pid| match cgroup {

@@ -12,6 +12,7 @@ mod exec;
 mod exit;
 mod health;
 pub mod images;
+mod links;
 pub mod networks;
 mod ports;
 pub mod pull;

@@ -88,6 +88,67 @@ pub struct CreateNetwork {
     pub enable_ipv6: Option<bool>,
 }
 
+/// `--ipv6`: the IPv6 subnet of the request's IPAM config (a unique-local
+/// /64 made from the network's ID if none is given, as dockerd picks one
+/// from its ULA pool) and its gateway (the subnet's first address unless
+/// given).
+fn ipv6_config(
+    ipam: Option<&Value>,
+    id: &str,
+) -> Result<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr), NetworkError> {
+    use std::net::Ipv6Addr;
+    let cfg = ipam
+        .and_then(|i| i.get("Config"))
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter().find(|c| {
+                c.get("Subnet")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.contains(':'))
+            })
+        });
+    let field = |k: &str| {
+        cfg.and_then(|c| c.get(k))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let (base, prefix) = match field("Subnet") {
+        Some(s) => {
+            let bad = || NetworkError::Invalid(format!("invalid CIDR address: {s}"));
+            let (a, p) = s.split_once('/').ok_or_else(bad)?;
+            let a: Ipv6Addr = a.parse().map_err(|_| bad())?;
+            let p: u8 = p.parse().map_err(|_| bad())?;
+            if !(1..=126).contains(&p) {
+                return Err(bad());
+            }
+            let mask = u128::MAX << (128 - u32::from(p));
+            (Ipv6Addr::from(u128::from(a) & mask), p)
+        }
+        None => {
+            // fdXX:XXXX:XXXX:XXXX::/64 from the ID's first 14 hex digits.
+            let bits = u64::from_str_radix(id.get(..14).unwrap_or("0"), 16).unwrap_or(0);
+            let net = (0xfdu128 << 120) | (u128::from(bits) << 64);
+            (Ipv6Addr::from(net), 64)
+        }
+    };
+    let gateway = match field("Gateway") {
+        Some(g) => {
+            let ip: Ipv6Addr = g
+                .parse()
+                .map_err(|_| NetworkError::Invalid(format!("invalid gateway address: {g}")))?;
+            let mask = u128::MAX << (128 - u32::from(prefix));
+            if u128::from(ip) & mask != u128::from(base) {
+                return Err(NetworkError::Invalid(format!(
+                    "no matching subnet for gateway {g}"
+                )));
+            }
+            ip
+        }
+        None => Ipv6Addr::from(u128::from(base) + 1),
+    };
+    Ok((base, prefix, gateway))
+}
+
 /// The networks every daemon has and nobody removes.
 pub fn is_predefined(name: &str) -> bool {
     matches!(name, "bridge" | "host" | "none")
@@ -223,6 +284,10 @@ impl Engine {
             None => subnet.first_host(),
         };
         let id = new_id();
+        let v6 = match req.enable_ipv6 {
+            Some(true) => Some(ipv6_config(req.ipam.as_ref(), &id)?),
+            _ => None,
+        };
         let options = req.options.unwrap_or_default();
         let bridge_name = options
             .get("com.docker.network.bridge.name")
@@ -241,6 +306,8 @@ impl Engine {
             labels: req.labels.unwrap_or_default(),
             options,
             bridge: bridge_name.clone(),
+            subnet6: v6.map(|(b, p, _)| format!("{b}/{p}")).unwrap_or_default(),
+            gateway6: v6.map(|(_, _, g)| g.to_string()).unwrap_or_default(),
             endpoints: Default::default(),
         };
         // The record first: a crash after it leaves a network whose bridge
@@ -253,6 +320,15 @@ impl Engine {
             return Err(NetworkError::Internal(format!(
                 "failed to create bridge {bridge_name}: {e}"
             )));
+        }
+        if let Some((_, prefix, gw6)) = v6 {
+            if let Err(e) = bridge::ensure_v6(&bridge_name, gw6, prefix) {
+                let _ = bridge::remove(&bridge_name);
+                let _ = self.networks.store.remove(&id);
+                return Err(NetworkError::Internal(format!(
+                    "failed to create bridge {bridge_name}: {e}"
+                )));
+            }
         }
         crate::failpoint!("network.create_bridge_up");
         self.dns_serve(&id);

@@ -37,8 +37,10 @@ pub struct Ports {
 
 impl Ports {
     pub fn new(registry: mio::Registry) -> Ports {
+        let mut allocator = PortAllocator::new(portmap::ephemeral_range());
+        allocator.ipv6 = portmap::host_has_ipv6();
         Ports {
-            allocator: PortAllocator::new(portmap::ephemeral_range()),
+            allocator,
             proxy: Proxy::new(|i| crate::reactor::Source::Proxy(i).token()),
             registry,
             firewall: true,
@@ -162,10 +164,28 @@ impl Engine {
             }
         }
         for p in m.published.clone() {
-            let IpAddr::V4(host) = p.host_ip else {
-                continue;
-            };
             let target = SocketAddr::new(IpAddr::V4(ip), p.container_port);
+            let host = match p.host_ip {
+                IpAddr::V4(host) => host,
+                // IPv6 clients reach the container's IPv4 address through
+                // the proxy (dockerd's docker-proxy on `::`).
+                IpAddr::V6(v6) => {
+                    let listen = SocketAddr::new(IpAddr::V6(v6), p.host_port);
+                    match self
+                        .ports
+                        .proxy
+                        .add(&self.ports.registry, p.proto, listen, target)
+                    {
+                        Ok((id, _)) => m.proxies.push(id),
+                        Err(e) => {
+                            self.ports.mapped.insert(c.id.clone(), m);
+                            self.unpublish_ports(&c.id);
+                            return Err(fail(format!("Bind for {listen} failed: {e}")));
+                        }
+                    }
+                    continue;
+                }
+            };
             let listen = if !self.ports.firewall {
                 Some(SocketAddr::new(IpAddr::V4(host), p.host_port))
             } else if !self.ports.loopback && (host.is_unspecified() || host.is_loopback()) {

@@ -163,6 +163,7 @@ impl Engine {
         span.phase("image+mounts+isolation");
         // The namespace (and its endpoints) last: nothing above can fail
         // after it exists.
+        let link_env = self.links_env(c)?;
         let (network, netns) = self.network_for_start(c)?;
         span.phase("network");
         let resources = resources_of(h);
@@ -213,6 +214,7 @@ impl Engine {
             dir: self.container_dirs.dir(id),
         };
         let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
+        crate::container::links::merge_env(&mut spec.env, link_env);
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");

@@ -34,6 +34,18 @@ pub fn ensure(name: &str, gateway: Ipv4Addr, subnet: &Subnet) -> io::Result<u32>
     Ok(index)
 }
 
+/// Add the IPv6 gateway address to bridge `name` (an `--ipv6` network).
+pub fn ensure_v6(name: &str, gateway: std::net::Ipv6Addr, prefix: u8) -> io::Result<()> {
+    let mut nl = Netlink::open()?;
+    let index = nl
+        .link_index(name)?
+        .ok_or_else(|| io::Error::other(format!("bridge {name} does not exist")))?;
+    match nl.add_addr6(index, gateway, prefix) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Remove link `name` if it exists.
 pub fn remove(name: &str) -> io::Result<()> {
     let mut nl = Netlink::open()?;

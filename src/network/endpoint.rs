@@ -20,6 +20,9 @@ pub struct Attach<'a> {
     pub mac: [u8; 6],
     /// Set the default route through this gateway.
     pub gateway: Option<Ipv4Addr>,
+    /// On an `--ipv6` network: the address, prefix, and the gateway of the
+    /// default IPv6 route (if any).
+    pub ip6: Option<(std::net::Ipv6Addr, u8, Option<std::net::Ipv6Addr>)>,
 }
 
 /// Bring `lo` up inside `ns`.
@@ -43,6 +46,7 @@ pub fn attach(ns: &NetNs, a: &Attach) -> io::Result<()> {
             .link_index(a.veth)?
             .ok_or_else(|| io::Error::other("veth vanished"))?;
         host.set_master_up(index, master)?;
+        host.set_hairpin(index)?;
         let mut inside = Netlink::open_in(ns)?;
         let eth = inside
             .link_index(a.ifname)?
@@ -51,6 +55,12 @@ pub fn attach(ns: &NetNs, a: &Attach) -> io::Result<()> {
         inside.set_up(eth)?;
         if let Some(gw) = a.gateway {
             inside.add_default_route(gw)?;
+        }
+        if let Some((ip6, prefix, gw6)) = a.ip6 {
+            inside.add_addr6(eth, ip6, prefix)?;
+            if let Some(gw6) = gw6 {
+                inside.add_default_route6(gw6)?;
+            }
         }
         Ok(())
     })();

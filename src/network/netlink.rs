@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sched::{setns, unshare, CloneFlags};
@@ -28,11 +28,16 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_MODE: u16 = 4;
 const VETH_INFO_PEER: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const IFA_FLAGS: u16 = 8;
+const IFA_F_NODAD: u32 = 0x02;
 const IFF_UP: u32 = 0x1;
 const NLA_F_NESTED: u16 = 0x8000;
 
@@ -254,6 +259,20 @@ impl Netlink {
         self.call(m).map(drop)
     }
 
+    /// `ip link set dev INDEX type bridge_slave hairpin on`: a frame may
+    /// leave by the bridge port it came in on (a container reaching its
+    /// own published port, DNATed back by the bridge's netfilter).
+    pub fn set_hairpin(&mut self, index: u32) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, 0, 0);
+        m.nest(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_SLAVE_KIND, "bridge");
+        m.nest(IFLA_INFO_SLAVE_DATA);
+        m.attr(IFLA_BRPORT_MODE, &[1]);
+        m.end();
+        m.end();
+        self.call(m).map(drop)
+    }
+
     /// `ip link set dev INDEX up`.
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
         self.call(Msg::new(RTM_NEWLINK, 0).ifinfo(index, IFF_UP, IFF_UP))
@@ -281,6 +300,37 @@ impl Netlink {
             u32::from(ip)
         };
         m.attr(IFA_BROADCAST, &brd.to_be_bytes());
+        self.call(m).map(drop)
+    }
+
+    /// `ip -6 addr add IP/PREFIX dev INDEX nodad` (usable at once: no
+    /// duplicate address detection on a bridge we own).
+    pub fn add_addr6(&mut self, index: u32, ip: Ipv6Addr, prefix: u8) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+        m.buf
+            .extend_from_slice(&[libc::AF_INET6 as u8, prefix, 0, libc::RT_SCOPE_UNIVERSE]);
+        m.buf.extend_from_slice(&index.to_ne_bytes());
+        m.attr(IFA_LOCAL, &ip.octets());
+        m.attr(IFA_ADDRESS, &ip.octets());
+        m.attr(IFA_FLAGS, &IFA_F_NODAD.to_ne_bytes());
+        self.call(m).map(drop)
+    }
+
+    /// `ip -6 route add default via GW`.
+    pub fn add_default_route6(&mut self, gw: Ipv6Addr) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+        m.buf.extend_from_slice(&[
+            libc::AF_INET6 as u8,
+            0,
+            0,
+            0,
+            libc::RT_TABLE_MAIN,
+            libc::RTPROT_BOOT,
+            libc::RT_SCOPE_UNIVERSE,
+            libc::RTN_UNICAST,
+        ]);
+        m.buf.extend_from_slice(&0u32.to_ne_bytes());
+        m.attr(RTA_GATEWAY, &gw.octets());
         self.call(m).map(drop)
     }
 

@@ -284,6 +284,14 @@ pub struct PortAllocator {
     pub ipv6: bool,
 }
 
+/// The host has IPv6 (an address on some interface, not disabled):
+/// every-address bindings are published on `::` too, as dockerd does.
+pub fn host_has_ipv6() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .is_ok_and(|s| s.trim() == "0");
+    on && std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|s| !s.trim().is_empty())
+}
+
 fn overlaps(a: IpAddr, b: IpAddr) -> bool {
     a == b || a.is_unspecified() || b.is_unspecified()
 }

@@ -32,6 +32,33 @@ use mio::{Interest, Registry, Token};
 use super::portmap::Proto;
 use crate::slab::Slab;
 
+/// A non-blocking IPv6 socket bound to `listen` with IPV6_V6ONLY (IPv4 on
+/// the same port is the firewall's, or another listener's), listening if
+/// `stream`.
+fn v6_only(listen: SocketAddr, stream: bool) -> io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{self as s, sockopt};
+    let kind = if stream {
+        s::SockType::Stream
+    } else {
+        s::SockType::Datagram
+    };
+    let flags = s::SockFlag::SOCK_NONBLOCK | s::SockFlag::SOCK_CLOEXEC;
+    let fd = s::socket(s::AddressFamily::Inet6, kind, flags, None).map_err(io::Error::from)?;
+    s::setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(io::Error::from)?;
+    if stream {
+        s::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(io::Error::from)?;
+    }
+    let addr = match listen {
+        SocketAddr::V6(a) => s::SockaddrIn6::from(a),
+        SocketAddr::V4(_) => return Err(io::Error::from(ErrorKind::InvalidInput)),
+    };
+    s::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).map_err(io::Error::from)?;
+    if stream {
+        s::listen(&fd, s::Backlog::MAXCONN).map_err(io::Error::from)?;
+    }
+    Ok(fd)
+}
+
 /// Bytes queued per direction of a proxied TCP connection.
 pub const BUF: usize = 64 * 1024;
 /// Connections one published TCP port carries at once.
@@ -199,12 +226,18 @@ impl Proxy {
     ) -> io::Result<(ProxyId, SocketAddr)> {
         let front = match proto {
             Proto::Tcp => Front::Tcp {
-                listener: TcpListener::bind(listen)?,
+                listener: match listen {
+                    SocketAddr::V6(_) => TcpListener::from_std(v6_only(listen, true)?.into()),
+                    SocketAddr::V4(_) => TcpListener::bind(listen)?,
+                },
                 target,
                 conns: 0,
             },
             Proto::Udp => Front::Udp {
-                socket: UdpSocket::bind(listen)?,
+                socket: match listen {
+                    SocketAddr::V6(_) => UdpSocket::from_std(v6_only(listen, false)?.into()),
+                    SocketAddr::V4(_) => UdpSocket::bind(listen)?,
+                },
                 target,
                 flows: HashMap::new(),
             },

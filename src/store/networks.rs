@@ -33,6 +33,9 @@ pub struct Endpoint {
     /// The endpoint is live (the container runs); else only reserved.
     #[serde(default)]
     pub active: bool,
+    /// Its IPv6 address on an `--ipv6` network.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip6: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -55,6 +58,11 @@ pub struct Network {
     pub options: BTreeMap<String, String>,
     /// The Linux bridge's name.
     pub bridge: String,
+    /// `--ipv6`: the IPv6 subnet (`fd00:1::/64`) and gateway, else empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subnet6: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gateway6: String,
     /// By container ID.
     #[serde(default)]
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -67,6 +75,16 @@ impl Network {
 
     pub fn gateway_ip(&self) -> Option<Ipv4Addr> {
         self.gateway.parse().ok()
+    }
+
+    /// The IPv6 subnet (base, prefix) and gateway of an `--ipv6` network.
+    pub fn subnet6(&self) -> Option<(std::net::Ipv6Addr, u8, std::net::Ipv6Addr)> {
+        let (base, prefix) = self.subnet6.split_once('/')?;
+        Some((
+            base.parse().ok()?,
+            prefix.parse().ok()?,
+            self.gateway6.parse().ok()?,
+        ))
     }
 
     pub fn ip_range(&self) -> Option<Subnet> {
