@@ -14,6 +14,7 @@ mod daemon;
 mod distribution;
 mod engine;
 mod events;
+mod goerr;
 mod host;
 mod http;
 mod image;
