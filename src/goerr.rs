@@ -30,10 +30,7 @@ mod tests {
     fn go_wording() {
         let e = io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(io_text(&e), "no space left on device");
-        assert_eq!(
-            errno_text(nix::errno::Errno::EACCES),
-            "permission denied"
-        );
+        assert_eq!(errno_text(nix::errno::Errno::EACCES), "permission denied");
         assert_eq!(io_text(&io::Error::other("boom")), "boom");
     }
 }

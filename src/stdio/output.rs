@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
-use super::jsonlog::LogWriter;
+use super::jsonlog::{LogLoss, LogWriter};
 use super::stdcopy::{frame, StreamKind};
 use crate::reactor::Source;
 use crate::reply::ConnId;
@@ -35,6 +35,9 @@ struct Pipes {
     stderr: Option<File>,
     stdin: Option<File>,
     log: Option<LogWriter>,
+    /// The last log write failed (a full disk): warned once, and again
+    /// with the count when writing succeeds again.
+    log_failing: bool,
     /// A client waits for room in the stdin pipe.
     stdin_waiter: Option<ConnId>,
 }
@@ -57,6 +60,8 @@ pub struct Outputs {
     scratch: Vec<u8>,
     /// Containers whose pipes may still hold data after their budget ran out.
     unfinished: Vec<String>,
+    /// Log records lost per container (a full disk), until it is removed.
+    log_loss: HashMap<String, LogLoss>,
 }
 
 /// Pipe ends the daemon keeps for a started container (or exec). With a
@@ -78,6 +83,7 @@ impl Outputs {
             registry,
             scratch: Vec::new(),
             unfinished: Vec::new(),
+            log_loss: HashMap::new(),
         }
     }
 
@@ -97,6 +103,7 @@ impl Outputs {
             stderr: stdio.stderr,
             stdin: stdio.stdin,
             log,
+            log_failing: false,
             stdin_waiter: None,
         });
         self.by_container.insert(container.to_string(), slot);
@@ -180,6 +187,16 @@ impl Outputs {
             }
         }
         woken
+    }
+
+    /// Log records of a container that could not be written (a full disk).
+    pub fn log_loss(&self, container: &str) -> Option<LogLoss> {
+        self.log_loss.get(container).copied()
+    }
+
+    /// The container is gone: forget its log loss count.
+    pub fn forget(&mut self, container: &str) {
+        self.log_loss.remove(container);
     }
 
     /// Readiness on a container's output pipes.
@@ -338,12 +355,13 @@ impl Outputs {
                     Ok(n) if n > 0 => {
                         let data = &chunk[..n];
                         if let Some(log) = p.log.as_mut() {
-                            if let Err(e) = log.write(kind, data) {
-                                log::warn!(
-                                    "container {}: log write failed: {e}",
-                                    &container[..12.min(container.len())]
-                                );
-                            }
+                            logged(
+                                &mut self.log_loss,
+                                container,
+                                &mut p.log_failing,
+                                log,
+                                |log| log.write(kind, data),
+                            );
                         }
                         for (conn, s) in self.subscribers.iter_mut() {
                             let wanted = match kind {
@@ -371,7 +389,13 @@ impl Outputs {
             };
             if p.stdout.is_none() && p.stderr.is_none() {
                 if let Some(log) = p.log.as_mut() {
-                    let _ = log.flush_partial();
+                    logged(
+                        &mut self.log_loss,
+                        container,
+                        &mut p.log_failing,
+                        log,
+                        LogWriter::flush_partial,
+                    );
                 }
                 Self::close_stdin_of(p, &self.registry);
                 self.pipes.remove(slot);
@@ -392,6 +416,45 @@ impl Outputs {
         woken.sort_unstable();
         woken.dedup();
         woken
+    }
+}
+
+/// One write to a container's log, its failure counted in `loss` (never
+/// silent): a warning when writing starts failing, another with the count
+/// when it works again.
+fn logged(
+    loss: &mut HashMap<String, LogLoss>,
+    container: &str,
+    failing: &mut bool,
+    log: &mut LogWriter,
+    write: impl FnOnce(&mut LogWriter) -> std::io::Result<()>,
+) {
+    let before = log.lost();
+    let result = write(log);
+    let lost = log.lost().since(before);
+    if lost != LogLoss::default() {
+        loss.entry(container.to_string()).or_default().add(lost);
+    }
+    let total = loss.get(container).copied().unwrap_or_default();
+    let short = &container[..12.min(container.len())];
+    match result {
+        Err(e) if !*failing => {
+            *failing = true;
+            log::warn!(
+                "container {short}: log write failed: {}; {} log lines lost so far (inspect: LogLoss)",
+                crate::goerr::io_text(&e),
+                total.lines
+            );
+        }
+        Ok(()) if *failing => {
+            *failing = false;
+            log::warn!(
+                "container {short}: logging resumed; {} log lines ({} bytes) lost in all",
+                total.lines,
+                total.bytes
+            );
+        }
+        _ => {}
     }
 }
 
