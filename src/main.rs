@@ -14,6 +14,7 @@ mod daemon;
 mod distribution;
 mod engine;
 mod events;
+mod fdlimit;
 mod goerr;
 mod host;
 mod http;

@@ -343,3 +343,97 @@ fn full_disk_fails_cleanly_and_recovers() {
     drop(fs);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+fn nofile() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we own.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    (lim.rlim_cur as u64, lim.rlim_max as u64)
+}
+
+fn set_nofile(soft: u64, hard: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    let r = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(r, 0, "setrlimit NOFILE {soft}:{hard}");
+}
+
+/// One `GET /_ping` on a kept-alive connection, its answer read whole.
+fn ping(s: &mut std::os::unix::net::UnixStream) -> Result<(), String> {
+    use std::io::Read;
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\nOK") {
+        match s.read(&mut buf) {
+            Ok(0) => return Err(format!("closed after {:?}", String::from_utf8_lossy(&got))),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    if !got.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&got).into_owned());
+    }
+    Ok(())
+}
+
+/// `--max-connections 4096` on a daemon started with a soft open-file limit
+/// of 1024 (a device's default): it raises its own limit and serves more
+/// than 1024 kept-alive connections at once; its containers still get the
+/// limit it was started with. (Raising the hard limit too needs
+/// CAP_SYS_RESOURCE, which this test machine's root lacks: `fdlimit::plan`'s
+/// unit test covers that choice.)
+#[test]
+fn more_than_1024_keep_alive_connections() {
+    const CONNS: usize = 1100;
+    let (soft, hard) = nofile();
+    // Only the daemon starts under the low limit; this process (the
+    // clients) gets its own back at once.
+    set_nofile(1024, hard);
+    let started =
+        std::panic::catch_unwind(|| Daemon::start_with(&["--max-connections", "4096"], false));
+    set_nofile(soft, hard);
+    let mut d = started.expect("daemon started");
+    d.load_busybox();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        nums.len() >= 2 && nums[0] >= 4096 + 512 && nums[1] >= nums[0],
+        "daemon's limit raised to fit: {line}"
+    );
+    assert!(d.log_text().contains("open-file limit raised"));
+
+    let mut conns = Vec::with_capacity(CONNS);
+    for i in 0..CONNS {
+        let mut s = d.connect();
+        ping(&mut s).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        conns.push(s);
+    }
+    // Every one still open and served: a second request on each.
+    for (i, s) in conns.iter_mut().enumerate() {
+        ping(s).unwrap_or_else(|e| panic!("connection {i}, second request: {e}"));
+    }
+    let r = d.request("GET", "/containers/json", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    drop(conns);
+
+    // A container sees the limit the daemon was started with.
+    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "ulimit -n"]);
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1024");
+}
