@@ -24,6 +24,8 @@ fn get() -> std::io::Result<(u64, u64)> {
     if r != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // rlim_t is not u64 on every target.
+    #[allow(clippy::unnecessary_cast)]
     Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
 }
 

@@ -351,6 +351,8 @@ fn nofile() -> (u64, u64) {
     };
     // SAFETY: getrlimit fills the struct we own.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    // rlim_t is not u64 on every target.
+    #[allow(clippy::unnecessary_cast)]
     (lim.rlim_cur as u64, lim.rlim_max as u64)
 }
 
