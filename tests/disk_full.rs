@@ -314,6 +314,11 @@ fn full_disk_fails_cleanly_and_recovers() {
         let logs = ok(&d, &["logs", "logger"]);
         logs.lines().skip_while(|l| *l != last_before).count() > 5
     });
+    assert!(
+        d.log_text().contains("logging resumed"),
+        "the resumption logged with the count:\n{}",
+        d.log_text()
+    );
     // No torn record: every line of the log file is whole JSON.
     let log_path = inspect(&d, "logger")["LogPath"]
         .as_str()
