@@ -59,7 +59,7 @@ pub struct Outputs {
     registry: Registry,
     scratch: Vec<u8>,
     /// Containers whose pipes may still hold data after their budget ran out.
-    unfinished: Vec<String>,
+    unfinished: Vec<usize>,
     /// Log records lost per container (a full disk), until it is removed.
     log_loss: HashMap<String, LogLoss>,
 }
@@ -202,10 +202,7 @@ impl Outputs {
     /// Readiness on a container's output pipes.
     pub fn on_output_ready(&mut self, slot: usize) -> Vec<ConnId> {
         match self.pipes.get_mut(slot) {
-            Some(p) => {
-                let c = p.container.clone();
-                self.pump_container(&c)
-            }
+            Some(_) => self.pump_slot(slot),
             None => Vec::new(),
         }
     }
@@ -302,8 +299,8 @@ impl Outputs {
     /// Continue pumping what ran out of budget last turn.
     pub fn pump_unfinished(&mut self) -> Vec<ConnId> {
         let mut woken = Vec::new();
-        for c in std::mem::take(&mut self.unfinished) {
-            woken.extend(self.pump_container(&c));
+        for slot in std::mem::take(&mut self.unfinished) {
+            woken.extend(self.pump_slot(slot));
         }
         woken
     }
@@ -311,9 +308,21 @@ impl Outputs {
     /// Read the pipes while every attached client has room, at most
     /// `READS_PER_TURN` times.
     fn pump_container(&mut self, container: &str) -> Vec<ConnId> {
-        let Some(&slot) = self.by_container.get(container) else {
+        match self.by_container.get(container) {
+            Some(&slot) => self.pump_slot(slot),
+            None => Vec::new(),
+        }
+    }
+
+    /// Pump one set of pipes: by slot, not by container, because a
+    /// restarted container's new pipes may be added while its previous
+    /// run's are still draining (they must still be read to their end and
+    /// closed, or their pipes and log file leak).
+    fn pump_slot(&mut self, slot: usize) -> Vec<ConnId> {
+        let Some(container) = self.pipes.get(slot).map(|p| p.container.clone()) else {
             return Vec::new();
         };
+        let container = container.as_str();
         let mut woken = Vec::new();
         // Reused across calls: no allocation or zeroing per read.
         let mut chunk = std::mem::take(&mut self.scratch);
@@ -322,8 +331,8 @@ impl Outputs {
         loop {
             turns += 1;
             if turns > READS_PER_TURN {
-                if !self.unfinished.iter().any(|c| c == container) {
-                    self.unfinished.push(container.to_string());
+                if !self.unfinished.contains(&slot) {
+                    self.unfinished.push(slot);
                 }
                 break;
             }
@@ -399,9 +408,13 @@ impl Outputs {
                 }
                 Self::close_stdin_of(p, &self.registry);
                 self.pipes.remove(slot);
-                self.by_container.remove(container);
+                // An earlier run's pipes: the current run's clients stay.
+                let current = self.by_container.get(container) == Some(&slot);
+                if current {
+                    self.by_container.remove(container);
+                }
                 for (conn, s) in self.subscribers.iter_mut() {
-                    if s.container == container {
+                    if current && s.container == container {
                         s.ended = true;
                         woken.push(*conn);
                     }
