@@ -212,7 +212,7 @@ def daemon_facts(pid, data_root):
             if l.startswith("VmRSS:"):
                 rss = int(l.split()[1])
     fds = len(os.listdir("/proc/%d/fd" % pid))
-    with open("/proc/self/mounts") as f:
+    with open("/proc/%d/mounts" % pid) as f:  # the daemon's mount namespace
         mounts = sum(1 for l in f if data_root in l.split()[1])
     return {"rss_kib": rss, "fds": fds, "mounts": mounts}
 
