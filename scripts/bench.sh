@@ -28,6 +28,8 @@
 #   --quick            only size, idle memory, cold start, /_ping and /images/json req/s
 #                      (2 s each) and the API cycle; under a minute. What CI runs. Fails
 #                      when the x86_64 musl binary is over the budget in scripts/size-budget.
+#   --soak [OPTS]      the soak instead (scripts/bench_soak.py --help: 1,000 clients and 50
+#                      attached containers for 5 min, then 50 restarting containers for 10 min)
 #   --stats            only the stats row: 50 sleep containers, one streaming
 #                      GET /containers/{id}/stats each, daemon CPU over 10 s as % of
 #                      all CPUs (goal: under 1 %); also part of the full run
@@ -66,6 +68,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1; shift ;;
         --stats) STATS_ONLY=1; shift ;;
         --scale) shift; exec python3 "$(dirname "$0")/bench_scale.py" "$@" ;;
+        --soak) shift; exec python3 "$(dirname "$0")/bench_soak.py" "$@" ;;
         --json) need "$@"; JSON=$2; shift 2 ;;
         --bin) need "$@"; BIN=$2; shift 2 ;;
         --runs) need "$@"; RUNS=$2; shift 2 ;;

@@ -66,6 +66,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
 impl Daemon {
     fn start(config: Config) -> Result<Daemon, String> {
+        crate::fdlimit::fit(config.max_connections);
         let reactor = Reactor::new().map_err(|e| format!("event loop: {e}"))?;
         let limits = Limits {
             max_connections: config.max_connections,

@@ -22,6 +22,8 @@ pub mod distribution;
 pub mod engine;
 pub mod events;
 pub mod failpoint;
+pub mod fdlimit;
+pub mod goerr;
 pub mod host;
 pub mod http;
 pub mod image;

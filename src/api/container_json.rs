@@ -131,7 +131,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
         .map(|v| v.iter().map(|p| p.display().to_string()).collect())
         .unwrap_or_default();
     let dir = dirs.dir(&c.id);
-    let v = json!({
+    let mut v = json!({
         "Id": c.id,
         "Created": c.created,
         "Path": c.path,
@@ -161,6 +161,10 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
         "Config": serde_json::to_value(&c.config).unwrap_or_default(),
         "NetworkSettings": super::network_json::container_network_settings(engine, c),
     });
+    // Not dockerd's: log records a full disk kept out of the log.
+    if let Some(loss) = engine.outputs.log_loss(&c.id) {
+        v["LogLoss"] = json!(loss);
+    }
     v
 }
 

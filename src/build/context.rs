@@ -78,7 +78,7 @@ pub fn receive<R: Read>(
     name: &str,
 ) -> Result<(Received, Dockerfile), BuildError> {
     extract_layer(input, dir, &Budget::default()).map_err(|e| match e {
-        ImageError::Io(e) => BuildError::Internal(e.to_string()),
+        ImageError::Io(e) => BuildError::Internal(crate::goerr::io_text(&e)),
         other => BuildError::BadContext(other.to_string()),
     })?;
     let root = dir.join(DIFF_DIR);

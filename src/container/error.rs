@@ -37,6 +37,6 @@ impl fmt::Display for ContainerError {
 
 impl From<std::io::Error> for ContainerError {
     fn from(e: std::io::Error) -> Self {
-        ContainerError::Internal(e.to_string())
+        ContainerError::Internal(crate::goerr::io_text(&e))
     }
 }

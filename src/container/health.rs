@@ -123,17 +123,17 @@ impl Health {
 
     /// Record a result (dockerd's `handleProbeResult`); returns the new
     /// status when it changed.
-    pub fn record(&mut self, s: &Settings, r: Result, started: SystemTime) -> Option<Status> {
+    /// `after_start`: how long after the container's start the probe
+    /// began, on the monotonic clock (a wall-clock jump must not end or
+    /// stretch the start period).
+    pub fn record(&mut self, s: &Settings, r: Result, after_start: Duration) -> Option<Status> {
         let before = self.status;
         if r.exit_code == 0 {
             self.failing_streak = 0;
             self.status = Status::Healthy;
         } else {
             // Failures inside the start period do not count while starting.
-            let in_start_period = r
-                .start
-                .duration_since(started)
-                .is_ok_and(|d| d < s.start_period);
+            let in_start_period = after_start < s.start_period;
             if !(self.status == Status::Starting && in_start_period) {
                 self.failing_streak += 1;
                 if self.failing_streak >= s.retries {
@@ -259,13 +259,13 @@ mod tests {
             output: String::new(),
         };
         let mut h = Health::default();
-        assert_eq!(h.record(&s, r(1), t0), None);
-        assert_eq!(h.record(&s, r(1), t0), Some(Status::Unhealthy));
+        assert_eq!(h.record(&s, r(1), Duration::ZERO), None);
+        assert_eq!(h.record(&s, r(1), Duration::ZERO), Some(Status::Unhealthy));
         assert_eq!(h.failing_streak, 2);
-        assert_eq!(h.record(&s, r(0), t0), Some(Status::Healthy));
+        assert_eq!(h.record(&s, r(0), Duration::ZERO), Some(Status::Healthy));
         assert_eq!(h.failing_streak, 0);
         for _ in 0..10 {
-            h.record(&s, r(0), t0);
+            h.record(&s, r(0), Duration::ZERO);
         }
         assert_eq!(h.log.len(), MAX_LOG);
         assert_eq!(h.ps_suffix(), "(healthy)");

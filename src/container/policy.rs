@@ -22,6 +22,16 @@ pub const DEFAULT_SHM: u64 = 64 * 1024 * 1024;
 pub const BACKOFF_RESET: Duration = Duration::from_secs(10);
 pub const BACKOFF_MAX_MS: u64 = 60_000;
 
+/// dockerd's restart back-off: 100 ms doubling to a minute, reset after a
+/// run of `BACKOFF_RESET`. `ran` is measured on the monotonic clock.
+pub fn next_backoff_ms(previous_ms: u64, ran: Duration) -> u64 {
+    if ran >= BACKOFF_RESET || previous_ms == 0 {
+        100
+    } else {
+        previous_ms.saturating_mul(2).min(BACKOFF_MAX_MS)
+    }
+}
+
 pub fn now() -> String {
     rfc3339_nano(SystemTime::now())
 }

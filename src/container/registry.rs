@@ -56,6 +56,8 @@ pub struct Probe {
     pub pid: Pid,
     pub output: std::os::fd::OwnedFd,
     pub start: std::time::SystemTime,
+    /// The same moment on the monotonic clock.
+    pub began: std::time::Instant,
     /// Killed at its timeout: its exit is recorded as the timeout.
     pub timed_out: bool,
 }

@@ -8,7 +8,7 @@ use nix::sys::wait::WaitStatus;
 
 use super::Engine;
 use crate::container::model::Status;
-use crate::container::policy::{exit_code, now, BACKOFF_MAX_MS, BACKOFF_RESET};
+use crate::container::policy::{exit_code, next_backoff_ms, now};
 use crate::timers::Timer;
 
 impl Engine {
@@ -104,12 +104,7 @@ impl Engine {
                 _ => false,
             };
         if restart {
-            // dockerd's back-off: 100 ms doubling to a minute, reset after a good run.
-            e.restart_delay_ms = if ran >= BACKOFF_RESET || e.restart_delay_ms == 0 {
-                100
-            } else {
-                (e.restart_delay_ms * 2).min(BACKOFF_MAX_MS)
-            };
+            e.restart_delay_ms = next_backoff_ms(e.restart_delay_ms, ran);
             e.c.restart_count += 1;
             e.c.state.status = Status::Restarting;
             let delay = Duration::from_millis(e.restart_delay_ms);

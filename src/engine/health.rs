@@ -20,10 +20,6 @@ use crate::runtime::exec::exec_in;
 use crate::runtime::spec::StdioSpec;
 use crate::timers::Timer;
 
-fn started_at(text: &str) -> SystemTime {
-    crate::timefmt::parse_timestamp(text).unwrap_or_else(SystemTime::now)
-}
-
 /// Whatever the pipe holds now, up to the kept length.
 fn drain(fd: &OwnedFd) -> Vec<u8> {
     let mut out = Vec::new();
@@ -81,11 +77,18 @@ impl Engine {
             return;
         }
         let start = SystemTime::now();
+        let began = Instant::now();
         let pipe = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK);
         let (r, w) = match pipe {
             Ok(p) => p,
             Err(err) => {
-                self.health_result(id, &s, start, 1, format!("probe output pipe: {err}"));
+                self.health_result(
+                    id,
+                    &s,
+                    (start, began),
+                    1,
+                    format!("probe output pipe: {err}"),
+                );
                 return;
             }
         };
@@ -105,7 +108,7 @@ impl Engine {
         let security = match self.security_of(&e.c) {
             Ok(sec) => sec,
             Err(err) => {
-                self.health_result(id, &s, start, 1, format!("probe: {err}"));
+                self.health_result(id, &s, (start, began), 1, format!("probe: {err}"));
                 return;
             }
         };
@@ -123,6 +126,7 @@ impl Engine {
                         pid,
                         output: r,
                         start,
+                        began,
                         timed_out: false,
                     });
                 }
@@ -133,7 +137,7 @@ impl Engine {
             }
             Err(err) => {
                 let code = err.exit_code();
-                self.health_result(id, &s, start, code, err.to_string());
+                self.health_result(id, &s, (start, began), code, err.to_string());
             }
         }
     }
@@ -174,35 +178,37 @@ impl Engine {
         } else {
             (code, clip_output(&drain(&p.output)))
         };
-        self.health_result(&id, &s, p.start, code, output);
+        self.health_result(&id, &s, (p.start, p.began), code, output);
         true
     }
 
     /// Record a result, publish a status change, schedule the next probe.
+    /// `start`: when the probe began, on the wall clock (shown in its log)
+    /// and on the monotonic clock (the start period is measured on it).
     fn health_result(
         &mut self,
         id: &str,
         s: &Settings,
-        start: SystemTime,
+        start: (SystemTime, Instant),
         code: i32,
         output: String,
     ) {
         let Some(e) = self.containers.get_mut(id) else {
             return;
         };
-        let started = started_at(&e.c.state.started_at);
+        // Time since the container's start, monotonic; no run: past any start period.
+        let started = e.live.as_ref().map(|l| l.started);
+        let after_start =
+            |t: Instant| started.map_or(Duration::MAX, |s| t.saturating_duration_since(s));
         let h = e.health.get_or_insert_with(Health::default);
         let result = health::Result {
-            start,
+            start: start.0,
             end: SystemTime::now(),
             exit_code: code,
             output,
         };
-        let changed = h.record(s, result, started);
-        let since = SystemTime::now()
-            .duration_since(started)
-            .unwrap_or_default();
-        let wait = h.next_interval(s, since);
+        let changed = h.record(s, result, after_start(start.1));
+        let wait = h.next_interval(s, after_start(Instant::now()));
         let running = e.c.state.status == Status::Running && e.live.is_some();
         if let Some(st) = changed {
             self.container_event(id, &format!("health_status: {}", st.as_str()), &[]);

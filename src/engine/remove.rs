@@ -122,6 +122,7 @@ impl Engine {
         for conn in self.outputs.end_container(id) {
             self.wake(conn);
         }
+        self.outputs.forget(id);
         self.wake_container_waiters();
         tmp
     }

@@ -143,7 +143,7 @@ impl Engine {
         let v = self
             .volumes
             .create(v)
-            .map_err(|e| VolumeError::Io(format!("create {name}: {e}")))?
+            .map_err(|e| VolumeError::Io(format!("create {name}: {}", crate::goerr::io_text(&e))))?
             .clone();
         self.publish(Event::new("volume", "create", &name).attr("driver", "local"));
         Ok(v)
@@ -186,7 +186,7 @@ impl Engine {
             return Err(VolumeError::InUse(name.into(), users));
         }
         self.volume_remove_unchecked(name)
-            .map_err(|e| VolumeError::Io(format!("remove {name}: {e}")))
+            .map_err(|e| VolumeError::Io(format!("remove {name}: {}", crate::goerr::io_text(&e))))
     }
 
     /// `POST /volumes/prune` of the unused volumes `keep` does not spare:

@@ -45,7 +45,7 @@ impl fmt::Display for ImageError {
             ImageError::TooLarge(m) => write!(f, "archive too large: {m}"),
             ImageError::Conflict(m) => write!(f, "{m}"),
             ImageError::Corrupt(m) => write!(f, "image store corrupt: {m}"),
-            ImageError::Io(e) => write!(f, "{e}"),
+            ImageError::Io(e) => f.write_str(&crate::goerr::io_text(e)),
         }
     }
 }
@@ -107,7 +107,7 @@ impl From<&ImageError> for WireError {
             ImageError::TooLarge(m) => ("TooLarge", m.clone()),
             ImageError::Conflict(m) => ("Conflict", m.clone()),
             ImageError::Corrupt(m) => ("Corrupt", m.clone()),
-            ImageError::Io(e) => ("Io", e.to_string()),
+            ImageError::Io(e) => ("Io", crate::goerr::io_text(e)),
         };
         WireError {
             kind: kind.into(),

@@ -124,16 +124,7 @@ fn walk(
 }
 
 fn go_io(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => {
-            let s = Errno::from_raw(n).desc();
-            let mut c = s.chars();
-            c.next()
-                .map(|f| f.to_lowercase().chain(c).collect())
-                .unwrap_or_default()
-        }
-        None => e.to_string(),
-    }
+    crate::goerr::io_text(e)
 }
 
 /// `--device` permissions: one to three of r, w, m.

@@ -505,12 +505,7 @@ pub(crate) fn become_user(caps: u64, last: u32, u: &user::ExecUser) -> Result<()
 
 /// Go's syscall error strings: glibc's, first letter lowercased.
 fn go_err(e: Errno) -> String {
-    let s = e.desc();
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
+    crate::goerr::errno_text(e)
 }
 
 /// Go's exec.LookPath check: exists, not a dir, some x bit.

@@ -42,6 +42,8 @@ fn value(v: i64) -> libc::rlim_t {
 /// Apply every ulimit (before the user switch: raising a hard limit needs
 /// CAP_SYS_RESOURCE).
 pub fn apply(ulimits: &[Ulimit]) -> Result<(), LaunchError> {
+    // The open-file limit the daemon started with, not the one it raised.
+    crate::fdlimit::restore_in_child();
     for u in ulimits {
         let Some(res) = resource(&u.name) else {
             return setup(format!("invalid ulimit type: {}", u.name));

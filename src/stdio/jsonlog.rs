@@ -21,6 +21,32 @@ pub struct LogWriter {
     max_files: u32,
     /// Bytes of an unfinished line, per stream.
     partial: [Vec<u8>; 3],
+    /// Records that could not be written (a full disk), since it was opened.
+    lost: LogLoss,
+}
+
+/// Log records kept out of the log because writing failed (a full disk):
+/// counted, never silent. `LogLoss` in a container's inspect.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LogLoss {
+    #[serde(rename = "Lines")]
+    pub lines: u64,
+    #[serde(rename = "Bytes")]
+    pub bytes: u64,
+}
+
+impl LogLoss {
+    pub fn add(&mut self, other: LogLoss) {
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+    }
+
+    pub fn since(self, earlier: LogLoss) -> LogLoss {
+        LogLoss {
+            lines: self.lines.saturating_sub(earlier.lines),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
 }
 
 /// Parse docker's size strings: "10m", "512k", "1g", "100" (bytes).
@@ -65,47 +91,67 @@ impl LogWriter {
             max_size,
             max_files,
             partial: Default::default(),
+            lost: LogLoss::default(),
         })
     }
 
     /// Record output of one stream; complete lines are written at once, in
     /// one write per call (a chatty container must not cost a syscall and
-    /// a JSON tree per line).
+    /// a JSON tree per line). On a write error (a full disk) the records of
+    /// this call are counted in `lost` and the error returned; the next
+    /// call tries again, so logging resumes once there is room.
     pub fn write(&mut self, kind: StreamKind, data: &[u8]) -> io::Result<()> {
         let idx = kind as usize;
         let mut buf = std::mem::take(&mut self.partial[idx]);
         buf.extend_from_slice(data);
         let time = crate::timefmt::rfc3339_nano(SystemTime::now());
         let mut batch = Vec::with_capacity(buf.len() * 2 + 64);
+        let mut result = Ok(());
         let mut start = 0;
         while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos + 1;
-            self.record(&mut batch, kind, &buf[start..end], &time)?;
+            keep_first(
+                &mut result,
+                self.record(&mut batch, kind, &buf[start..end], &time),
+            );
             start = end;
         }
         while buf.len() - start > MAX_LINE {
-            self.record(&mut batch, kind, &buf[start..start + MAX_LINE], &time)?;
+            keep_first(
+                &mut result,
+                self.record(&mut batch, kind, &buf[start..start + MAX_LINE], &time),
+            );
             start += MAX_LINE;
         }
         buf.drain(..start);
         self.partial[idx] = buf;
-        self.flush_batch(&mut batch)
+        let flushed = self.flush_batch(&mut batch);
+        result.and(flushed)
     }
 
     /// Write what is left of unfinished lines (the container exited).
     pub fn flush_partial(&mut self) -> io::Result<()> {
         let time = crate::timefmt::rfc3339_nano(SystemTime::now());
         let mut batch = Vec::new();
+        let mut result = Ok(());
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
             let rest = std::mem::take(&mut self.partial[kind as usize]);
             if !rest.is_empty() {
-                self.record(&mut batch, kind, &rest, &time)?;
+                keep_first(&mut result, self.record(&mut batch, kind, &rest, &time));
             }
         }
-        self.flush_batch(&mut batch)
+        let flushed = self.flush_batch(&mut batch);
+        result.and(flushed)
+    }
+
+    /// Records that could not be written since the log was opened.
+    pub fn lost(&self) -> LogLoss {
+        self.lost
     }
 
     /// Append one record to `batch`, rotating first when it would not fit.
+    /// The record always ends up in `batch` (written or counted as lost by
+    /// the next flush), whatever happened to what preceded it.
     fn record(
         &mut self,
         batch: &mut Vec<u8>,
@@ -122,28 +168,54 @@ impl LogWriter {
         );
         let len = (batch.len() - before) as u64;
         let pending = before as u64;
+        let mut result = Ok(());
         if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size
         {
             // Flush what precedes this record into the old file, then rotate.
             let rec = batch.split_off(before);
-            self.flush_batch(batch)?;
-            if self.size > 0 {
-                self.rotate()?;
+            result = self.flush_batch(batch);
+            if result.is_ok() && self.size > 0 {
+                result = self.rotate();
             }
             batch.extend_from_slice(&rec);
         }
-        Ok(())
+        result
     }
 
+    /// Append `batch` to the file and empty it. On failure its records are
+    /// counted as lost and a torn record is cut off again, so the file
+    /// holds whole records only.
     fn flush_batch(&mut self, batch: &mut Vec<u8>) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Some(f) = self.file.as_mut() {
-            f.write_all(batch)?;
-            self.size += batch.len() as u64;
+        let result = self.append(batch);
+        if result.is_err() {
+            self.lost.lines += batch.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.lost.bytes += batch.len() as u64;
         }
         batch.clear();
+        result
+    }
+
+    fn append(&mut self, batch: &[u8]) -> io::Result<()> {
+        let file = match self.file.as_mut() {
+            Some(f) => f,
+            None => {
+                // A rotation could not reopen the log: try again now.
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                self.size = f.metadata()?.len();
+                self.file.insert(f)
+            }
+        };
+        if let Err(e) = file.write_all(batch) {
+            let _ = file.set_len(self.size);
+            return Err(e);
+        }
+        self.size += batch.len() as u64;
         Ok(())
     }
 
@@ -235,6 +307,13 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let rest = bytes.len() - start;
     dst[j..j + rest].copy_from_slice(&bytes[start..]);
     dst[j + rest] = b'"';
+}
+
+/// Keep the first error of several steps.
+fn keep_first(result: &mut io::Result<()>, step: io::Result<()>) {
+    if result.is_ok() {
+        *result = step;
+    }
 }
 
 /// One record read back from the log.
@@ -501,6 +580,17 @@ mod tests {
             let theirs = serde_json::to_vec(&*text).unwrap();
             assert_eq!(ours, theirs, "input {:?}", &input[..input.len().min(40)]);
         }
+    }
+
+    #[test]
+    fn write_errors_are_counted_not_silent() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
+        let mut w = LogWriter::open(Path::new("/dev/full"), 0, 1).unwrap();
+        let e = w.write(StreamKind::Stdout, b"a\nb\nc").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(w.lost().lines, 2);
+        assert!(w.flush_partial().is_err());
+        assert_eq!(w.lost().lines, 3);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
-use super::jsonlog::LogWriter;
+use super::jsonlog::{LogLoss, LogWriter};
 use super::stdcopy::{frame, StreamKind};
 use crate::reactor::Source;
 use crate::reply::ConnId;
@@ -37,6 +37,9 @@ struct Pipes {
     stderr: Option<File>,
     stdin: Option<File>,
     log: Option<LogWriter>,
+    /// The last log write failed (a full disk): warned once, and again
+    /// with the count when writing succeeds again.
+    log_failing: bool,
     /// A client waits for room in the stdin pipe.
     stdin_waiter: Option<ConnId>,
 }
@@ -58,7 +61,9 @@ pub struct Outputs {
     registry: Registry,
     scratch: Vec<u8>,
     /// Containers whose pipes may still hold data after their budget ran out.
-    unfinished: Vec<String>,
+    unfinished: Vec<usize>,
+    /// Log records lost per container (a full disk), until it is removed.
+    log_loss: HashMap<String, LogLoss>,
 }
 
 /// Pipe ends the daemon keeps for a started container (or exec). With a
@@ -80,6 +85,7 @@ impl Outputs {
             registry,
             scratch: Vec::new(),
             unfinished: Vec::new(),
+            log_loss: HashMap::new(),
         }
     }
 
@@ -99,6 +105,7 @@ impl Outputs {
             stderr: stdio.stderr,
             stdin: stdio.stdin,
             log,
+            log_failing: false,
             stdin_waiter: None,
         });
         self.by_container.insert(container.to_string(), slot);
@@ -189,13 +196,20 @@ impl Outputs {
         woken
     }
 
+    /// Log records of a container that could not be written (a full disk).
+    pub fn log_loss(&self, container: &str) -> Option<LogLoss> {
+        self.log_loss.get(container).copied()
+    }
+
+    /// The container is gone: forget its log loss count.
+    pub fn forget(&mut self, container: &str) {
+        self.log_loss.remove(container);
+    }
+
     /// Readiness on a container's output pipes.
     pub fn on_output_ready(&mut self, slot: usize) -> Vec<ConnId> {
         match self.pipes.get_mut(slot) {
-            Some(p) => {
-                let c = p.container.clone();
-                self.pump_container(&c)
-            }
+            Some(_) => self.pump_slot(slot),
             None => Vec::new(),
         }
     }
@@ -292,8 +306,8 @@ impl Outputs {
     /// Continue pumping what ran out of budget last turn.
     pub fn pump_unfinished(&mut self) -> Vec<ConnId> {
         let mut woken = Vec::new();
-        for c in std::mem::take(&mut self.unfinished) {
-            woken.extend(self.pump_container(&c));
+        for slot in std::mem::take(&mut self.unfinished) {
+            woken.extend(self.pump_slot(slot));
         }
         woken
     }
@@ -301,9 +315,21 @@ impl Outputs {
     /// Read the pipes while every attached client has room, at most
     /// `BYTES_PER_TURN` bytes.
     fn pump_container(&mut self, container: &str) -> Vec<ConnId> {
-        let Some(&slot) = self.by_container.get(container) else {
+        match self.by_container.get(container) {
+            Some(&slot) => self.pump_slot(slot),
+            None => Vec::new(),
+        }
+    }
+
+    /// Pump one set of pipes: by slot, not by container, because a
+    /// restarted container's new pipes may be added while its previous
+    /// run's are still draining (they must still be read to their end and
+    /// closed, or their pipes and log file leak).
+    fn pump_slot(&mut self, slot: usize) -> Vec<ConnId> {
+        let Some(container) = self.pipes.get(slot).map(|p| p.container.clone()) else {
             return Vec::new();
         };
+        let container = container.as_str();
         let mut woken = Vec::new();
         // Reused across calls: no allocation or zeroing per read.
         let mut chunk = std::mem::take(&mut self.scratch);
@@ -311,8 +337,8 @@ impl Outputs {
         let mut moved = 0;
         loop {
             if moved >= BYTES_PER_TURN {
-                if !self.unfinished.iter().any(|c| c == container) {
-                    self.unfinished.push(container.to_string());
+                if !self.unfinished.contains(&slot) {
+                    self.unfinished.push(slot);
                 }
                 break;
             }
@@ -345,12 +371,13 @@ impl Outputs {
                         moved += n;
                         let data = &chunk[..n];
                         if let Some(log) = p.log.as_mut() {
-                            if let Err(e) = log.write(kind, data) {
-                                log::warn!(
-                                    "container {}: log write failed: {e}",
-                                    &container[..12.min(container.len())]
-                                );
-                            }
+                            logged(
+                                &mut self.log_loss,
+                                container,
+                                &mut p.log_failing,
+                                log,
+                                |log| log.write(kind, data),
+                            );
                         }
                         for (conn, s) in self.subscribers.iter_mut() {
                             let wanted = match kind {
@@ -378,13 +405,23 @@ impl Outputs {
             };
             if p.stdout.is_none() && p.stderr.is_none() {
                 if let Some(log) = p.log.as_mut() {
-                    let _ = log.flush_partial();
+                    logged(
+                        &mut self.log_loss,
+                        container,
+                        &mut p.log_failing,
+                        log,
+                        LogWriter::flush_partial,
+                    );
                 }
                 Self::close_stdin_of(p, &self.registry);
                 self.pipes.remove(slot);
-                self.by_container.remove(container);
+                // An earlier run's pipes: the current run's clients stay.
+                let current = self.by_container.get(container) == Some(&slot);
+                if current {
+                    self.by_container.remove(container);
+                }
                 for (conn, s) in self.subscribers.iter_mut() {
-                    if s.container == container {
+                    if current && s.container == container {
                         s.ended = true;
                         woken.push(*conn);
                     }
@@ -399,6 +436,45 @@ impl Outputs {
         woken.sort_unstable();
         woken.dedup();
         woken
+    }
+}
+
+/// One write to a container's log, its failure counted in `loss` (never
+/// silent): a warning when writing starts failing, another with the count
+/// when it works again.
+fn logged(
+    loss: &mut HashMap<String, LogLoss>,
+    container: &str,
+    failing: &mut bool,
+    log: &mut LogWriter,
+    write: impl FnOnce(&mut LogWriter) -> std::io::Result<()>,
+) {
+    let before = log.lost();
+    let result = write(log);
+    let lost = log.lost().since(before);
+    if lost != LogLoss::default() {
+        loss.entry(container.to_string()).or_default().add(lost);
+    }
+    let total = loss.get(container).copied().unwrap_or_default();
+    let short = &container[..12.min(container.len())];
+    match result {
+        Err(e) if !*failing => {
+            *failing = true;
+            log::warn!(
+                "container {short}: log write failed: {}; {} log lines lost so far (inspect: LogLoss)",
+                crate::goerr::io_text(&e),
+                total.lines
+            );
+        }
+        Ok(()) if *failing => {
+            *failing = false;
+            log::warn!(
+                "container {short}: logging resumed; {} log lines ({} bytes) lost in all",
+                total.lines,
+                total.bytes
+            );
+        }
+        _ => {}
     }
 }
 

@@ -849,3 +849,24 @@ impl Daemon {
         d
     }
 }
+
+impl Daemon {
+    /// A daemon on a data root the caller prepared (e.g. a small filesystem
+    /// mounted there); the caller removes it after this `Daemon` is dropped.
+    pub fn start_on(data_root: &Path, extra: &[&str]) -> Daemon {
+        let dir = temp_dir("daemon");
+        let file = dir.join("daemon.json");
+        std::fs::write(&file, "{}").expect("write config");
+        let mut d = Daemon {
+            child: None,
+            sock: dir.join("d.sock"),
+            data_root: data_root.to_path_buf(),
+            tcp_port: None,
+            log: dir.join("daemon.log"),
+            has_containers: false,
+            dir,
+        };
+        d.spawn(&file, extra);
+        d
+    }
+}
