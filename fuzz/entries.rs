@@ -194,6 +194,7 @@ pub fn create_body(data: &[u8]) {
         has_been_started: false,
         start_pending: false,
         mount_points: Vec::new(),
+        links: Vec::new(),
         networking,
         config,
         host_config,
