@@ -1081,7 +1081,7 @@ fn log_rotation_keeps_a_yes_container_under_max_size_times_max_file() {
 // ---------------------------------------------------- raw attach framing
 
 #[test]
-fn raw_attach_framing_content_types_plain_200_and_409_when_exited() {
+fn raw_attach_framing_content_types_plain_200_and_exited_containers_reattach() {
     let d = Daemon::with_busybox();
     let script = r#"{"Image":"busybox","Cmd":["sh","-c","sleep 0.3; echo out1; echo err1 >&2; printf 'out2 no newline'; printf 'err2' >&2"],"AttachStdout":true,"AttachStderr":true}"#;
 
@@ -1164,24 +1164,36 @@ fn raw_attach_framing_content_types_plain_200_and_409_when_exited() {
         "tty-line\r\n"
     );
 
-    // Attach with stream=1 to an exited container: 409.
+    // Attach with stream=1 to an exited container: dockerd accepts it and
+    // the stream carries the container's next run (what `docker start -a`
+    // relies on); only the CLI's own `docker attach` refuses a stopped one.
     wait_exited(&d, "a1", 10);
     let (head, mut s) = open_stream(
         &d,
         &attach_request("/containers/a1/attach?stream=1&stdout=1&stderr=1", true),
     );
-    // An error is a plain response (the connection may stay open).
-    let len: usize = head_header(&head, "content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or_else(|| panic!("409 without Content-Length: {head}"));
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).expect("read the error body");
-    let body = String::from_utf8_lossy(&body);
-    assert_eq!(head_status(&head), 409, "{head}{body}");
+    assert_eq!(head_status(&head), 101, "{head}");
+    start(&d, "a1");
+    let again = String::from_utf8_lossy(&read_to_eof(&mut s, 15)).into_owned();
     assert!(
-        body.contains("You cannot attach to a stopped container, start it first"),
-        "dockerd's message: {body}"
+        again.contains("out1") && again.contains("err2"),
+        "the next run's output: {again:?}"
     );
+    wait_exited(&d, "a1", 10);
+    let o = dk(&d, &["start", "-a", "a1"]);
+    assert!(o.status.success(), "docker start -a of an exited container: {}", show(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "out1\nout2 no newline");
+    // A paused container refuses, with dockerd's words.
+    ok(&d, &["run", "-d", "--name", "a5", "busybox", "sleep", "30"]);
+    ok(&d, &["pause", "a5"]);
+    let r = d.request("POST", "/containers/a5/attach?stream=1&stdout=1", None);
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(
+        r.body.contains("container a5 is paused, unpause the container before attach"),
+        "{}",
+        r.body
+    );
+    ok(&d, &["rm", "-f", "a5"]);
     ok(&d, &["rm", "-f", "a1", "a2", "a3", "a4"]);
 }
 

@@ -56,13 +56,21 @@ fn attach_session(
     let q = &call.req.query;
     let e = call.engine.containers.find(&key(call))?;
     let c = &e.c;
-    if matches!(c.state.status, Status::Exited | Status::Dead)
-        && q.bool("stream")
-        && !q.bool("logs")
-    {
-        return Err(ApiError::Conflict(
-            "You cannot attach to a stopped container, start it first".into(),
-        ));
+    // As dockerd: only a paused or restarting container refuses an attach.
+    // A stopped one is attached to its next run (`docker start -a` attaches
+    // first, then starts); "You cannot attach to a stopped container" is
+    // the docker CLI's own check, not the daemon's.
+    if c.state.status == Status::Paused {
+        return Err(ApiError::Conflict(format!(
+            "container {} is paused, unpause the container before attach",
+            key(call)
+        )));
+    }
+    if c.state.status == Status::Restarting {
+        return Err(ApiError::Conflict(format!(
+            "container {} is restarting, wait until the container is running",
+            key(call)
+        )));
     }
     let id = c.id.clone();
     let tty = c.config.tty;
