@@ -1181,7 +1181,11 @@ fn raw_attach_framing_content_types_plain_200_and_exited_containers_reattach() {
     );
     wait_exited(&d, "a1", 10);
     let o = dk(&d, &["start", "-a", "a1"]);
-    assert!(o.status.success(), "docker start -a of an exited container: {}", show(&o));
+    assert!(
+        o.status.success(),
+        "docker start -a of an exited container: {}",
+        show(&o)
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), "out1\nout2 no newline");
     // A paused container refuses, with dockerd's words.
     ok(&d, &["run", "-d", "--name", "a5", "busybox", "sleep", "30"]);
@@ -1189,7 +1193,8 @@ fn raw_attach_framing_content_types_plain_200_and_exited_containers_reattach() {
     let r = d.request("POST", "/containers/a5/attach?stream=1&stdout=1", None);
     assert_eq!(r.status, 409, "{r:?}");
     assert!(
-        r.body.contains("container a5 is paused, unpause the container before attach"),
+        r.body
+            .contains("container a5 is paused, unpause the container before attach"),
         "{}",
         r.body
     );
