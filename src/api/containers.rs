@@ -10,7 +10,7 @@ use crate::container::model::{Container, Status};
 use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::streams::stats::StatsStream;
-use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::wait::{until_paused, until_started, until_stopped, Done, WaitFor, WaitStream};
 use crate::streams::worker_body::WorkerAnswer;
 use crate::worker::Outcome;
 
@@ -47,7 +47,15 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
             .container_start_host_config(&key(call), &call.body)?;
     }
     call.engine.container_start(&key(call))?;
-    Ok(Response::new(204))
+    // Answered once the process exec'd (or its setup failed).
+    match call.engine.containers.resolve(&key(call)) {
+        Ok(id) => Ok(until_started(call.engine, call.conn, &id, start_failed)),
+        Err(_) => Ok(Response::new(204)),
+    }
+}
+
+fn start_failed(e: crate::container::error::ContainerError) -> Response {
+    ApiError::from(e).into_response()
 }
 
 pub fn stop(call: &mut Call) -> Result<Response, ApiError> {

@@ -11,6 +11,7 @@ mod exec;
 mod exit;
 mod health;
 pub mod images;
+mod launching;
 pub mod networks;
 mod ports;
 pub mod pull;
@@ -77,6 +78,8 @@ pub struct Engine {
     pub dns: crate::network::dns::Dns,
     /// Published ports: reservations, the firewall, the userland proxy.
     pub ports: ports::Ports,
+    /// Container launches whose setup has not reported yet.
+    pub launches: launching::Launches,
 }
 
 impl Engine {
@@ -115,6 +118,11 @@ impl Engine {
                 .try_clone()
                 .map_err(|e| format!("event loop: {e}"))?,
         );
+        let launches = launching::Launches::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+        );
         let mut engine = Engine {
             config,
             events: EventBus::default(),
@@ -135,6 +143,7 @@ impl Engine {
             networks,
             dns,
             ports,
+            launches,
         };
         engine.networks_open()?;
         engine.recover_containers();
@@ -196,7 +205,8 @@ impl Engine {
                 }
             } else {
                 let code = crate::container::policy::exit_code(status);
-                let known = self.on_probe_exit(pid, code)
+                let known = self.launch_child_exited(pid, status)
+                    || self.on_probe_exit(pid, code)
                     || self.on_exec_exit(pid, code)
                     || self.on_container_exit(pid, status);
                 if !known {

@@ -41,11 +41,22 @@ use std::path::Path;
 
 /// Start the container's process. `join` runs in the parent with the
 /// child's host PID before the child may continue (cgroup placement).
-/// Returns once the program was exec()ed, or the first failure.
+/// Returns once the program was exec()ed, or the first failure (tests: the
+/// daemon uses `launch_pending` and watches the report on its loop).
+#[cfg(test)]
 pub fn launch(
     spec: &LaunchSpec,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<Pid, LaunchError> {
+    wait_report(launch_pending(spec, join)?)
+}
+
+/// Start the container's process and return once the child is released:
+/// its setup reports later on `PendingLaunch::report`.
+pub fn launch_pending(
+    spec: &LaunchSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -67,9 +78,33 @@ pub fn launch(
     if let NetworkMode::Join(fd) = spec.network {
         keep.push(fd);
     }
-    spawn(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+    spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
         container_main(spec, caps, last, &confine, err_fd, init_bin)
     })
+}
+
+/// A child forked and released, whose setup has not reported yet: the
+/// caller watches `report` (EOF with nothing read: it exec'd; a message:
+/// it failed) without blocking, and kills `pid` at its deadline.
+pub struct PendingLaunch {
+    pub pid: Pid,
+    pub report: OwnedFd,
+}
+
+/// What a finished setup's report says: Ok (exec'd) or the child's failure.
+pub fn decode_report(msg: &[u8]) -> Result<(), LaunchError> {
+    match LaunchError::decode(msg) {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// The message of a setup killed at its deadline.
+pub fn deadline_error(limit: std::time::Duration) -> LaunchError {
+    LaunchError::Setup(format!(
+        "container setup did not finish within {} s",
+        limit.as_secs()
+    ))
 }
 
 /// Which PID namespace the child is born in.
@@ -107,6 +142,32 @@ pub(crate) fn spawn(
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> Result<Pid, LaunchError> {
+    wait_report(spawn_pending(pid_ns, stdio, keep, join, body)?)
+}
+
+/// Wait (blocking, up to `SETUP_DEADLINE`) for a pending child's report.
+fn wait_report(p: PendingLaunch) -> Result<Pid, LaunchError> {
+    let Some(msg) = read_all_within(&p.report, SETUP_DEADLINE) else {
+        reap(p.pid, true);
+        return Err(deadline_error(SETUP_DEADLINE));
+    };
+    match LaunchError::decode(&msg) {
+        None => Ok(p.pid),
+        Some(e) => {
+            reap(p.pid, false);
+            Err(e)
+        }
+    }
+}
+
+/// `spawn` up to the release of the child: the report is left to the caller.
+pub(crate) fn spawn_pending(
+    pid_ns: PidNs,
+    stdio: &StdioSpec,
+    keep: &[RawFd],
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+) -> Result<PendingLaunch, LaunchError> {
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("sync pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("error pipe")?;
     let own_ns = open(
@@ -156,22 +217,10 @@ pub(crate) fn spawn(
     // The child may already be gone (EPIPE); its error pipe tells why.
     let _ = nix::unistd::write(&sync_w, b"G");
     drop(sync_w);
-    let Some(msg) = read_all_within(&err_r, SETUP_DEADLINE) else {
-        // The daemon's loop waits here: a setup that hangs (a stuck mount
-        // source, a huge copy fallback) must not hang the daemon with it.
-        reap(child, true);
-        return Err(LaunchError::Setup(format!(
-            "container setup did not finish within {} s",
-            SETUP_DEADLINE.as_secs()
-        )));
-    };
-    match LaunchError::decode(&msg) {
-        None => Ok(child),
-        Some(e) => {
-            reap(child, false);
-            Err(e)
-        }
-    }
+    Ok(PendingLaunch {
+        pid: child,
+        report: err_r,
+    })
 }
 
 /// The daemon made non-dumpable for the duration of a fork, so the child
