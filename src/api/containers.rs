@@ -75,7 +75,11 @@ pub fn restart(call: &mut Call) -> Result<Response, ApiError> {
         .container_restart(&key(call), t, signal.as_deref())?
     {
         Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Restarted)),
-        None => Ok(Response::new(204)),
+        // It was not running: started now, answered once it exec'd.
+        None => match call.engine.containers.resolve(&key(call)) {
+            Ok(id) => Ok(until_started(call.engine, call.conn, &id, start_failed)),
+            Err(_) => Ok(Response::new(204)),
+        },
     }
 }
 

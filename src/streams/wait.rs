@@ -41,7 +41,8 @@ impl Pending<Engine> for StopWait {
                     e.exits > self.exits
                         || (e.live.is_none() && e.c.state.status != Status::Restarting)
                 }
-                Done::Restarted => e.exits > self.exits && !e.start_on_exit,
+                // ... and the new process exec'd (or its setup failed).
+                Done::Restarted => e.exits > self.exits && !e.start_on_exit && !e.c.start_pending,
             },
         };
         if !finished {
