@@ -112,6 +112,8 @@ fn launch_async() {
         "true",
     ]);
     assert!(o.status.success(), "create: {o:?}");
+    let o = d.docker(&["run", "-d", "--name", "alive", "busybox", "sleep", "60"]);
+    assert!(o.status.success(), "run alive: {o:?}");
     let fuse = StuckFuse::mount(&src);
     let stop = Arc::new(AtomicBool::new(false));
     let pings = pinger(&d, stop.clone());
@@ -129,6 +131,21 @@ fn launch_async() {
     let o = d.docker(&["run", "--rm", "busybox", "echo", "meanwhile"]);
     assert!(o.status.success(), "run meanwhile: {o:?}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "meanwhile");
+    // Execs launch (and report failures) meanwhile too.
+    let o = d.docker(&["exec", "alive", "echo", "exec-meanwhile"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "exec-meanwhile",
+        "{o:?}"
+    );
+    let o = d.docker(&["exec", "-d", "alive", "true"]);
+    assert!(o.status.success(), "exec -d: {o:?}");
+    let o = d.docker(&["exec", "alive", "nope"]);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("executable file not found in $PATH"),
+        "{o:?}"
+    );
     let o = d.docker(&["inspect", "-f", "{{.State.Status}}", "stuck"]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -171,6 +188,8 @@ fn launch_async() {
         .output()
         .expect("find");
     assert!(leftover.stdout.is_empty(), "cgroup left: {leftover:?}");
+    let o = d.docker(&["rm", "-f", "alive"]);
+    assert!(o.status.success(), "rm alive: {o:?}");
     assert!(common::children_of(d.pid()).is_empty(), "children left");
     drop(fuse);
     let o = d.docker(&["rm", "stuck"]);

@@ -49,12 +49,22 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     call.engine.container_start(&key(call))?;
     // Answered once the process exec'd (or its setup failed).
     match call.engine.containers.resolve(&key(call)) {
-        Ok(id) => Ok(until_started(call.engine, call.conn, &id, start_failed)),
+        Ok(id) => Ok(until_started(
+            call.engine,
+            call.conn,
+            &id,
+            started,
+            start_failed,
+        )),
         Err(_) => Ok(Response::new(204)),
     }
 }
 
-fn start_failed(e: crate::container::error::ContainerError) -> Response {
+fn started() -> Response {
+    Response::new(204)
+}
+
+pub(super) fn start_failed(e: crate::container::error::ContainerError) -> Response {
     ApiError::from(e).into_response()
 }
 
@@ -77,7 +87,13 @@ pub fn restart(call: &mut Call) -> Result<Response, ApiError> {
         Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Restarted)),
         // It was not running: started now, answered once it exec'd.
         None => match call.engine.containers.resolve(&key(call)) {
-            Ok(id) => Ok(until_started(call.engine, call.conn, &id, start_failed)),
+            Ok(id) => Ok(until_started(
+                call.engine,
+                call.conn,
+                &id,
+                started,
+                start_failed,
+            )),
             Err(_) => Ok(Response::new(204)),
         },
     }

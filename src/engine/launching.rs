@@ -36,7 +36,19 @@ fn setup_deadline() -> Duration {
     Duration::from_secs(30)
 }
 
+/// What is being launched.
+enum Kind {
+    /// A container's first process, with the cgroup it was put in.
+    Container {
+        cgroup: Option<Cgroup>,
+        oom_before: u64,
+    },
+    /// An exec process (`id` is the exec's).
+    Exec,
+}
+
 struct Launching {
+    kind: Kind,
     id: String,
     /// The launch's number: the API's pending start answers with its outcome.
     seq: u64,
@@ -46,8 +58,6 @@ struct Launching {
     eof: bool,
     exited: Option<WaitStatus>,
     timed_out: bool,
-    cgroup: Option<Cgroup>,
-    oom_before: u64,
     stdio: Stdio,
 }
 
@@ -56,7 +66,7 @@ pub struct Launches {
     slab: crate::slab::Slab<Launching>,
     registry: mio::Registry,
     next_seq: u64,
-    outcomes: VecDeque<(u64, Option<ContainerError>)>,
+    outcomes: VecDeque<(u64, String, Option<ContainerError>)>,
 }
 
 /// The parts of a started child the completion needs.
@@ -89,18 +99,27 @@ impl Launches {
     pub fn outcome(&self, seq: u64) -> Option<Result<(), ContainerError>> {
         self.outcomes
             .iter()
-            .find(|(s, _)| *s == seq)
-            .map(|(_, r)| match r {
+            .find(|(s, _, _)| *s == seq)
+            .map(|(_, _, r)| match r {
                 None => Ok(()),
                 Some(e) => Err(clone_err(e)),
             })
     }
 
-    fn record(&mut self, seq: u64, r: Option<ContainerError>) {
+    /// Why the last launch of `id` (an exec) failed, if it did.
+    pub fn failure_of(&self, id: &str) -> Option<ContainerError> {
+        self.outcomes
+            .iter()
+            .rev()
+            .find(|(_, i, _)| i == id)
+            .and_then(|(_, _, r)| r.as_ref().map(clone_err))
+    }
+
+    fn record(&mut self, seq: u64, id: &str, r: Option<ContainerError>) {
         if self.outcomes.len() >= 256 {
             self.outcomes.pop_front();
         }
-        self.outcomes.push_back((seq, r));
+        self.outcomes.push_back((seq, id.to_string(), r));
     }
 }
 
@@ -114,21 +133,33 @@ fn clone_err(e: &ContainerError) -> ContainerError {
 impl Engine {
     /// Watch a released child's report; the start completes in `step_launch`.
     pub(super) fn watch_launch(&mut self, id: &str, s: Started) -> u64 {
+        let kind = Kind::Container {
+            cgroup: s.cgroup,
+            oom_before: s.oom_before,
+        };
+        self.watch(kind, id, s.pending, s.stdio)
+    }
+
+    /// Watch an exec's report; it completes in `exec_launched` / `exec_failed`.
+    pub(super) fn watch_exec(&mut self, id: &str, pending: PendingLaunch, stdio: Stdio) {
+        self.watch(Kind::Exec, id, pending, stdio);
+    }
+
+    fn watch(&mut self, kind: Kind, id: &str, pending: PendingLaunch, stdio: Stdio) -> u64 {
         let seq = self.launches.next_seq;
         self.launches.next_seq += 1;
-        let fd = s.pending.report.as_raw_fd();
+        let fd = pending.report.as_raw_fd();
         let mut l = Launching {
+            kind,
             id: id.to_string(),
             seq,
-            pid: s.pending.pid,
-            report: s.pending.report,
+            pid: pending.pid,
+            report: pending.report,
             msg: Vec::new(),
             eof: false,
             exited: None,
             timed_out: false,
-            cgroup: s.cgroup,
-            oom_before: s.oom_before,
-            stdio: s.stdio,
+            stdio,
         };
         let nonblock = nix::fcntl::fcntl(
             &l.report,
@@ -224,7 +255,12 @@ impl Engine {
             l.timed_out = true;
             if l.exited.is_none() {
                 let _ = kill(l.pid, Signal::SIGKILL);
-                if let Some(cg) = &l.cgroup {
+                // A container's cgroup holds only this launch (an exec's is
+                // the running container's: not touched).
+                if let Kind::Container {
+                    cgroup: Some(cg), ..
+                } = &l.kind
+                {
                     cg.kill_all(Signal::SIGKILL);
                 }
             }
@@ -249,43 +285,60 @@ impl Engine {
             .registry
             .deregister(&mut SourceFd(&l.report.as_raw_fd()));
         self.timers.cancel(&Timer::LaunchDeadline(l.id.clone()));
-        if success {
-            let live = Live {
-                pid: l.pid,
-                cgroup: l.cgroup,
-                oom_before: l.oom_before,
-                started: Instant::now(),
-            };
-            let log = self.containers.get(&l.id).map(|e| e.c.clone());
-            let log = log.and_then(|c| self.open_log(&c));
-            match self.outputs.add(&l.id, l.stdio, log) {
-                Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
-                Err(e) => log::error!("container {}: watching its output: {e}", l.id),
+        let failure = (!success).then(|| {
+            if l.timed_out {
+                deadline_error(setup_deadline())
+            } else {
+                decode_report(&l.msg)
+                    .err()
+                    .unwrap_or_else(|| deadline_error(setup_deadline()))
             }
-            self.launches.record(l.seq, None);
-            self.launch_done(&l.id, Ok(live));
-            if let Some(status) = l.exited {
-                self.on_container_exit(l.pid, status);
+        });
+        match (l.kind, failure) {
+            (Kind::Exec, None) => {
+                self.launches.record(l.seq, &l.id, None);
+                self.exec_launched(&l.id, l.pid, l.stdio);
+                if let Some(status) = l.exited {
+                    let code = crate::container::policy::exit_code(status);
+                    self.on_exec_exit(l.pid, code);
+                }
             }
-            return;
+            (Kind::Exec, Some(e)) => {
+                let err = ContainerError::StartFailed(e.to_string(), e.exit_code());
+                self.launches.record(l.seq, &l.id, Some(clone_err(&err)));
+                self.exec_failed(&l.id, e.exit_code());
+            }
+            (Kind::Container { cgroup, oom_before }, None) => {
+                let live = Live {
+                    pid: l.pid,
+                    cgroup,
+                    oom_before,
+                    started: Instant::now(),
+                };
+                let log = self.containers.get(&l.id).map(|e| e.c.clone());
+                let log = log.and_then(|c| self.open_log(&c));
+                match self.outputs.add(&l.id, l.stdio, log) {
+                    Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
+                    Err(e) => log::error!("container {}: watching its output: {e}", l.id),
+                }
+                self.launches.record(l.seq, &l.id, None);
+                self.launch_done(&l.id, Ok(live));
+                if let Some(status) = l.exited {
+                    self.on_container_exit(l.pid, status);
+                }
+            }
+            (Kind::Container { cgroup, .. }, Some(e)) => {
+                if let Some(cg) = &cgroup {
+                    let _ = cg.remove();
+                }
+                self.network_release(&l.id);
+                let err = ContainerError::StartFailed(
+                    format!("failed to create task for container: {e}"),
+                    e.exit_code(),
+                );
+                self.launches.record(l.seq, &l.id, Some(clone_err(&err)));
+                self.launch_done(&l.id, Err(err));
+            }
         }
-        let e = if l.timed_out {
-            deadline_error(setup_deadline())
-        } else {
-            match decode_report(&l.msg) {
-                Err(e) => e,
-                Ok(()) => deadline_error(setup_deadline()),
-            }
-        };
-        if let Some(cg) = &l.cgroup {
-            let _ = cg.remove();
-        }
-        self.network_release(&l.id);
-        let err = ContainerError::StartFailed(
-            format!("failed to create task for container: {e}"),
-            e.exit_code(),
-        );
-        self.launches.record(l.seq, Some(clone_err(&err)));
-        self.launch_done(&l.id, Err(err));
     }
 }

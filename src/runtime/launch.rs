@@ -135,6 +135,7 @@ pub(crate) fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
 /// it is a copy of the daemon's memory, and it may already be visible in a
 /// running container's PID namespace, whose root must not read its
 /// `/proc/PID/mem` or reach the host binary through `/proc/PID/exe`.
+#[cfg(test)]
 pub(crate) fn spawn(
     pid_ns: PidNs,
     stdio: &StdioSpec,
@@ -146,7 +147,7 @@ pub(crate) fn spawn(
 }
 
 /// Wait (blocking, up to `SETUP_DEADLINE`) for a pending child's report.
-fn wait_report(p: PendingLaunch) -> Result<Pid, LaunchError> {
+pub(crate) fn wait_report(p: PendingLaunch) -> Result<Pid, LaunchError> {
     let Some(msg) = read_all_within(&p.report, SETUP_DEADLINE) else {
         reap(p.pid, true);
         return Err(deadline_error(SETUP_DEADLINE));

@@ -156,19 +156,21 @@ pub fn until_started(
     engine: &mut Engine,
     conn: ConnId,
     id: &str,
+    ok: fn() -> Response,
     failed: fn(ContainerError) -> Response,
 ) -> Response {
     match engine.launches.seq_of(id) {
-        None => Response::new(204),
+        None => ok(),
         Some(seq) => {
             engine.containers.waiters.insert(conn);
-            Response::later(Box::new(StartWait { seq, failed }))
+            Response::later(Box::new(StartWait { seq, ok, failed }))
         }
     }
 }
 
 struct StartWait {
     seq: u64,
+    ok: fn() -> Response,
     failed: fn(ContainerError) -> Response,
 }
 
@@ -177,7 +179,7 @@ impl Pending<Engine> for StartWait {
         let outcome = engine.launches.outcome(self.seq)?;
         engine.containers.waiters.remove(&me);
         Some(match outcome {
-            Ok(()) => Response::new(204),
+            Ok(()) => (self.ok)(),
             Err(e) => (self.failed)(e),
         })
     }
