@@ -308,6 +308,14 @@ impl Engine {
                 self.launches.record(l.seq, &l.id, Some(clone_err(&err)));
                 self.exec_failed(&l.id, e.exit_code());
             }
+            (Kind::Container { cgroup, .. }, None) if self.containers.get(&l.id).is_none() => {
+                // Removed (`rm -f`) while its setup ran: the process goes.
+                let _ = kill(l.pid, Signal::SIGKILL);
+                if let Some(cg) = &cgroup {
+                    cg.kill_all(Signal::SIGKILL);
+                }
+                self.network_release(&l.id);
+            }
             (Kind::Container { cgroup, oom_before }, None) => {
                 let live = Live {
                     pid: l.pid,
