@@ -213,6 +213,7 @@ impl Daemon {
                     Source::Stdin(slot) => self.engine.on_stdin_ready(slot),
                     Source::Dns(i) => self.engine.on_dns_ready(i),
                     Source::Proxy(i) => self.engine.on_proxy_ready(i),
+                    Source::Launch(i) => self.engine.on_launch_ready(i),
                     Source::Conn(id) => {
                         if let Some(c) = self.conns.get_mut(id) {
                             if readable {

@@ -29,6 +29,8 @@ pub enum Source {
     Dns(usize),
     /// The userland port proxy's sockets (`network::proxy`).
     Proxy(usize),
+    /// A container launch's error pipe (`engine/launching.rs`).
+    Launch(usize),
 }
 
 const KIND_SHIFT: u32 = 24;
@@ -46,6 +48,7 @@ impl Source {
             Source::Stdin(i) => (6, i),
             Source::Dns(i) => (7, i),
             Source::Proxy(i) => (8, i),
+            Source::Launch(i) => (9, i),
         };
         Token(kind << KIND_SHIFT | (index & INDEX_MASK))
     }
@@ -62,6 +65,7 @@ impl Source {
             6 => Some(Source::Stdin(index)),
             7 => Some(Source::Dns(index)),
             8 => Some(Source::Proxy(index)),
+            9 => Some(Source::Launch(index)),
             _ => None,
         }
     }

@@ -22,6 +22,8 @@ pub enum Timer {
     HealthTimeout(String),
     /// Look at a freezing container's freezer again (`pause`).
     Freeze(String),
+    /// A container's setup did not report in time: kill it (`launching.rs`).
+    LaunchDeadline(String),
 }
 
 #[derive(Default)]

@@ -10,7 +10,7 @@ use crate::container::model::{Container, Status};
 use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::streams::stats::StatsStream;
-use crate::streams::wait::{until_paused, until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::wait::{until_paused, until_started, until_stopped, Done, WaitFor, WaitStream};
 use crate::streams::worker_body::WorkerAnswer;
 use crate::worker::Outcome;
 
@@ -47,7 +47,25 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
             .container_start_host_config(&key(call), &call.body)?;
     }
     call.engine.container_start(&key(call))?;
-    Ok(Response::new(204))
+    // Answered once the process exec'd (or its setup failed).
+    match call.engine.containers.resolve(&key(call)) {
+        Ok(id) => Ok(until_started(
+            call.engine,
+            call.conn,
+            &id,
+            started,
+            start_failed,
+        )),
+        Err(_) => Ok(Response::new(204)),
+    }
+}
+
+fn started() -> Response {
+    Response::new(204)
+}
+
+pub(super) fn start_failed(e: crate::container::error::ContainerError) -> Response {
+    ApiError::from(e).into_response()
 }
 
 pub fn stop(call: &mut Call) -> Result<Response, ApiError> {
@@ -67,7 +85,17 @@ pub fn restart(call: &mut Call) -> Result<Response, ApiError> {
         .container_restart(&key(call), t, signal.as_deref())?
     {
         Some(id) => Ok(until_stopped(call.engine, call.conn, id, Done::Restarted)),
-        None => Ok(Response::new(204)),
+        // It was not running: started now, answered once it exec'd.
+        None => match call.engine.containers.resolve(&key(call)) {
+            Ok(id) => Ok(until_started(
+                call.engine,
+                call.conn,
+                &id,
+                started,
+                start_failed,
+            )),
+            Err(_) => Ok(Response::new(204)),
+        },
     }
 }
 

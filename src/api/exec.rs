@@ -41,7 +41,14 @@ pub fn start(call: &mut Call) -> Result<Response, ApiError> {
     };
     if req.detach {
         call.engine.exec_start(&id, console)?;
-        return Ok(Response::new(200).header("Content-Type", "application/json"));
+        // Answered once the process exec'd (or its setup failed).
+        return Ok(crate::streams::wait::until_started(
+            call.engine,
+            call.conn,
+            &id,
+            detached_started,
+            super::containers::start_failed,
+        ));
     }
     call.engine.exec_startable(&id)?;
     let ex = call
@@ -121,4 +128,8 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
             "Pid": ex.pid,
         }),
     ))
+}
+
+fn detached_started() -> Response {
+    Response::new(200).header("Content-Type", "application/json")
 }

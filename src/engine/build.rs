@@ -227,7 +227,9 @@ impl Engine {
         let Some(e) = self.containers.get(id) else {
             return Some((-1, upper));
         };
-        let done = e.live.is_none() && e.exits > 0 && !self.outputs.is_open(id);
+        // A start that failed after the fork never ran: its code is final.
+        let never_ran = !e.c.start_pending && !e.c.has_been_started;
+        let done = e.live.is_none() && (e.exits > 0 || never_ran) && !self.outputs.is_open(id);
         done.then_some((e.c.state.exit_code, upper))
     }
 

@@ -5,7 +5,7 @@ use super::Engine;
 use crate::container::error::ContainerError;
 use crate::container::exec::{action, ExecConfig, ExecInstance, MAX_UNSTARTED};
 use crate::container::model::Status;
-use crate::runtime::exec::{exec_in, ExecSpec};
+use crate::runtime::exec::{exec_in_pending, ExecSpec};
 
 impl Engine {
     /// `POST /containers/{id}/exec`.
@@ -122,41 +122,77 @@ impl Engine {
         self.links_env_into(c, &mut spec.env);
         let init = live.pid;
         let cgroup = live.cgroup.as_ref();
-        let result = exec_in(init, &spec, &mut |pid| match cgroup {
+        let result = exec_in_pending(init, &spec, &mut |pid| match cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
             None => Ok(()),
         });
         drop(child.fds);
-        let act = action("exec_start", &cfg.cmd);
         let ex = self
             .execs
             .get_mut(id)
             .ok_or_else(|| ContainerError::NotFound(id.to_string()))?;
         ex.started = true;
         match result {
-            Ok(pid) => {
-                ex.running = true;
-                ex.pid = pid.as_raw();
-                match self.outputs.add(id, parent, None) {
-                    Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
-                    Err(e) => {
-                        log::error!(
-                            "exec {}: watching its output: {e}",
-                            crate::container::names::short(id)
-                        )
-                    }
-                }
-                self.container_event(&cid, &act, &[("execID", id.to_string())]);
+            Ok(pending) => {
+                // Completed by `exec_launched` / `exec_failed` when the
+                // child's report arrives (`launching.rs`).
+                self.watch_exec(id, pending, parent);
                 Ok(())
             }
             Err(e) => {
-                ex.exit_code = Some(e.exit_code());
-                for conn in self.outputs.end_container(id) {
-                    self.wake(conn);
-                }
+                self.exec_failed(id, e.exit_code());
                 Err(ContainerError::StartFailed(e.to_string(), e.exit_code()))
             }
         }
+    }
+
+    /// An exec's process exec'd: its output is watched, its event sent.
+    pub(super) fn exec_launched(
+        &mut self,
+        id: &str,
+        pid: nix::unistd::Pid,
+        stdio: crate::stdio::output::Stdio,
+    ) {
+        let Some(ex) = self.execs.get_mut(id) else {
+            return;
+        };
+        ex.running = true;
+        ex.pid = pid.as_raw();
+        let act = action("exec_start", &ex.config.cmd);
+        let (cid, attached) = (ex.container.clone(), ex.attached);
+        match self.outputs.add(id, stdio, None) {
+            Ok(conns) => conns.into_iter().for_each(|conn| self.wake(conn)),
+            Err(e) => {
+                log::error!(
+                    "exec {}: watching its output: {e}",
+                    crate::container::names::short(id)
+                )
+            }
+        }
+        self.container_event(&cid, &act, &[("execID", id.to_string())]);
+        if let Some(conn) = attached {
+            self.wake(conn);
+        }
+        self.wake_container_waiters();
+    }
+
+    /// An exec's process could not be started: its exit code is the
+    /// failure's (126/127), its streams end.
+    pub(super) fn exec_failed(&mut self, id: &str, code: i32) {
+        let attached = match self.execs.get_mut(id) {
+            Some(ex) => {
+                ex.exit_code = Some(code);
+                ex.attached
+            }
+            None => None,
+        };
+        for conn in self.outputs.end_container(id) {
+            self.wake(conn);
+        }
+        if let Some(conn) = attached {
+            self.wake(conn);
+        }
+        self.wake_container_waiters();
     }
 
     /// A reaped child that may be an exec process.

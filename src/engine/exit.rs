@@ -126,6 +126,7 @@ impl Engine {
             Timer::Health(id) => self.health_probe(&id),
             Timer::HealthTimeout(id) => self.health_timeout(&id),
             Timer::Freeze(id) => self.poll_freeze(&id),
+            Timer::LaunchDeadline(id) => self.launch_deadline(&id),
             Timer::Restart(id) => {
                 let due = self
                     .containers

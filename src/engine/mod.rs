@@ -12,6 +12,7 @@ mod exec;
 mod exit;
 mod health;
 pub mod images;
+mod launching;
 mod links;
 pub mod networks;
 mod ports;
@@ -82,6 +83,8 @@ pub struct Engine {
     pub ports: ports::Ports,
     /// Each container's cached `ps` row and inspect body.
     pub views: views::Views,
+    /// Container launches whose setup has not reported yet.
+    pub launches: launching::Launches,
 }
 
 impl Engine {
@@ -122,6 +125,11 @@ impl Engine {
                 .try_clone()
                 .map_err(|e| format!("event loop: {e}"))?,
         );
+        let launches = launching::Launches::new(
+            registry
+                .try_clone()
+                .map_err(|e| format!("event loop: {e}"))?,
+        );
         let mut engine = Engine {
             config,
             events: EventBus::default(),
@@ -143,6 +151,7 @@ impl Engine {
             dns,
             ports,
             views: Default::default(),
+            launches,
         };
         engine.networks_open()?;
         engine.recover_containers();
@@ -204,7 +213,8 @@ impl Engine {
                 }
             } else {
                 let code = crate::container::policy::exit_code(status);
-                let known = self.on_probe_exit(pid, code)
+                let known = self.launch_child_exited(pid, status)
+                    || self.on_probe_exit(pid, code)
                     || self.on_exec_exit(pid, code)
                     || self.on_container_exit(pid, status);
                 if !known {

@@ -1,8 +1,7 @@
 //! `docker start`: the container's process launched into its cgroup, its stdio
 //! registered with the loop.
 
-use std::time::Instant;
-
+use super::launching::Started;
 use super::Engine;
 use crate::container::create;
 use crate::container::error::ContainerError;
@@ -12,7 +11,7 @@ use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
 use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
-use crate::runtime::launch::launch;
+use crate::runtime::launch::launch_pending;
 use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
 
@@ -31,6 +30,9 @@ impl Engine {
                     "cannot start a paused container, try unpause instead".into(),
                 ))
             }
+            // A second start while the first one's setup runs: it answers
+            // with the first one's outcome (the API waits on it).
+            _ if e.c.start_pending && self.launches.seq_of(&id).is_some() => return Ok(()),
             Status::Removing => {
                 return Err(ContainerError::Conflict(
                     "container is marked for removal and cannot be started".to_string(),
@@ -43,16 +45,7 @@ impl Engine {
             e.restart_delay_ms = 0;
         }
         self.timers.cancel(&Timer::Restart(id.clone()));
-        let r = self.launch_container(&id);
-        if r.is_err()
-            && self
-                .containers
-                .get(&id)
-                .is_some_and(|e| e.c.host_config.auto_remove)
-        {
-            self.remove_now(&id);
-        }
-        r
+        self.launch_container(&id)
     }
 
     /// Start the container's process (first start, restart, policy restart).
@@ -75,7 +68,23 @@ impl Engine {
         }
         crate::failpoint!("container.start_pending");
         span.phase("record-pending");
-        let result = self.spawn_process(&c, &mut span);
+        // The span ends at the fork: the rest of the launch (the child's
+        // setup up to its exec) is reported later, by the loop.
+        match self.spawn_process(&c, &mut span) {
+            Ok(started) => {
+                self.watch_launch(id, started);
+                Ok(())
+            }
+            Err(e) => {
+                self.launch_done(id, Err(clone_start_err(&e)));
+                Err(e)
+            }
+        }
+    }
+
+    /// A launch's outcome (`launching.rs`): the container running, or the
+    /// start failed (an AutoRemove container goes).
+    pub(super) fn launch_done(&mut self, id: &str, result: Result<Live, ContainerError>) {
         if let Some(e) = self.containers.get_mut(id) {
             e.c.start_pending = false;
         }
@@ -97,13 +106,10 @@ impl Engine {
                 }
                 self.persist(id);
                 crate::failpoint!("container.started");
-                span.phase("persist");
                 self.volumes_started(id);
                 self.container_event(id, "start", &[]);
                 self.health_start(id);
                 self.wake_container_waiters();
-                span.phase("event+wake");
-                Ok(())
             }
             Err(err) => {
                 let (msg, code) = match &err {
@@ -126,7 +132,13 @@ impl Engine {
                     self.wake(conn);
                 }
                 self.wake_container_waiters();
-                Err(err)
+                if self
+                    .containers
+                    .get(id)
+                    .is_some_and(|e| e.c.host_config.auto_remove)
+                {
+                    self.remove_now(id);
+                }
             }
         }
     }
@@ -135,7 +147,7 @@ impl Engine {
         &mut self,
         c: &Container,
         span: &mut crate::trace::Span,
-    ) -> Result<Live, ContainerError> {
+    ) -> Result<Started, ContainerError> {
         let id = &c.id;
         let h = &c.host_config;
         let lower_dirs = self
@@ -218,38 +230,29 @@ impl Engine {
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");
-        let launched = launch(&spec, &mut |pid| match &cgroup {
+        let launched = launch_pending(&spec, &mut |pid| match &cgroup {
             Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
             None => Ok(()),
         });
         // The child holds its own copies of these ends now.
         drop(child.fds);
         drop(netns);
-        let pid = match launched {
-            Ok(pid) => pid,
+        match launched {
+            Ok(pending) => Ok(Started {
+                pending,
+                cgroup,
+                oom_before,
+                stdio: parent,
+            }),
             Err(e) => {
                 cleanup(self, &cgroup);
                 let code = e.exit_code();
-                return Err(ContainerError::StartFailed(
+                Err(ContainerError::StartFailed(
                     format!("failed to create task for container: {e}"),
                     code,
-                ));
+                ))
             }
-        };
-        span.phase("clone+exec");
-        let log = self.open_log(c);
-        let stdio = parent;
-        match self.outputs.add(id, stdio, log) {
-            Ok(attached) => attached.into_iter().for_each(|conn| self.wake(conn)),
-            Err(e) => log::error!("container {}: watching its output: {e}", c.short_id()),
         }
-        span.phase("log+output");
-        Ok(Live {
-            pid,
-            cgroup,
-            oom_before,
-            started: Instant::now(),
-        })
     }
 
     /// The container's seccomp setting and no_new_privs (the daemon's
@@ -290,5 +293,13 @@ impl Engine {
                 None
             }
         }
+    }
+}
+
+/// The error a failed start records (the caller gets the original).
+fn clone_start_err(e: &ContainerError) -> ContainerError {
+    match e {
+        ContainerError::StartFailed(m, c) => ContainerError::StartFailed(m.clone(), *c),
+        other => ContainerError::Internal(other.to_string()),
     }
 }

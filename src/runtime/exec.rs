@@ -9,7 +9,7 @@
 
 use super::caps;
 use super::errors::{LaunchError, Stage};
-use super::launch::{exec_program, open_ns, spawn, PidNs};
+use super::launch::{exec_program, open_ns, spawn_pending, PendingLaunch, PidNs};
 use super::rlimits;
 use super::seccomp::{self, Confine, Seccomp};
 use super::spec::{StdioSpec, Ulimit};
@@ -51,12 +51,23 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// Start `spec` inside the container whose first process is `init_pid`.
+/// Start `spec` inside the container whose first process is `init_pid`
+/// and wait for its report (healthcheck probes, tests).
 pub fn exec_in(
     init_pid: Pid,
     spec: &ExecSpec,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<Pid, LaunchError> {
+    super::launch::wait_report(exec_in_pending(init_pid, spec, join)?)
+}
+
+/// `exec_in` up to the release of the child: the report is the caller's
+/// to watch (`engine/launching.rs`).
+pub fn exec_in_pending(
+    init_pid: Pid,
+    spec: &ExecSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -72,7 +83,7 @@ pub fn exec_in(
         spec.no_new_privs,
     );
     let pid_ns = open_ns(init_pid, "pid")?;
-    spawn(
+    spawn_pending(
         PidNs::Join(pid_ns),
         &spec.stdio,
         &[],

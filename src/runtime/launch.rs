@@ -23,6 +23,8 @@ use super::finish::Finish;
 use super::init;
 use super::mounts;
 use super::netns;
+pub(crate) use super::report::wait_report;
+pub use super::report::{deadline_error, decode_report, PendingLaunch};
 use super::seccomp::{self, Confine};
 use super::spec::{LaunchSpec, NetworkMode, NsMode, StdioSpec};
 use super::user;
@@ -41,11 +43,22 @@ use std::path::Path;
 
 /// Start the container's process. `join` runs in the parent with the
 /// child's host PID before the child may continue (cgroup placement).
-/// Returns once the program was exec()ed, or the first failure.
+/// Returns once the program was exec()ed, or the first failure (tests: the
+/// daemon uses `launch_pending` and watches the report on its loop).
+#[cfg(test)]
 pub fn launch(
     spec: &LaunchSpec,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<Pid, LaunchError> {
+    wait_report(launch_pending(spec, join)?)
+}
+
+/// Start the container's process and return once the child is released:
+/// its setup reports later on `PendingLaunch::report`.
+pub fn launch_pending(
+    spec: &LaunchSpec,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -67,7 +80,7 @@ pub fn launch(
     if let NetworkMode::Join(fd) = spec.network {
         keep.push(fd);
     }
-    spawn(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+    spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
         container_main(spec, caps, last, &confine, err_fd, init_bin)
     })
 }
@@ -100,6 +113,7 @@ pub(crate) fn open_ns(pid: Pid, name: &str) -> Result<OwnedFd, LaunchError> {
 /// it is a copy of the daemon's memory, and it may already be visible in a
 /// running container's PID namespace, whose root must not read its
 /// `/proc/PID/mem` or reach the host binary through `/proc/PID/exe`.
+#[cfg(test)]
 pub(crate) fn spawn(
     pid_ns: PidNs,
     stdio: &StdioSpec,
@@ -107,6 +121,17 @@ pub(crate) fn spawn(
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> Result<Pid, LaunchError> {
+    wait_report(spawn_pending(pid_ns, stdio, keep, join, body)?)
+}
+
+/// `spawn` up to the release of the child: the report is left to the caller.
+pub(crate) fn spawn_pending(
+    pid_ns: PidNs,
+    stdio: &StdioSpec,
+    keep: &[RawFd],
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+) -> Result<PendingLaunch, LaunchError> {
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("sync pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("error pipe")?;
     let own_ns = open(
@@ -156,22 +181,10 @@ pub(crate) fn spawn(
     // The child may already be gone (EPIPE); its error pipe tells why.
     let _ = nix::unistd::write(&sync_w, b"G");
     drop(sync_w);
-    let Some(msg) = read_all_within(&err_r, SETUP_DEADLINE) else {
-        // The daemon's loop waits here: a setup that hangs (a stuck mount
-        // source, a huge copy fallback) must not hang the daemon with it.
-        reap(child, true);
-        return Err(LaunchError::Setup(format!(
-            "container setup did not finish within {} s",
-            SETUP_DEADLINE.as_secs()
-        )));
-    };
-    match LaunchError::decode(&msg) {
-        None => Ok(child),
-        Some(e) => {
-            reap(child, false);
-            Err(e)
-        }
-    }
+    Ok(PendingLaunch {
+        pid: child,
+        report: err_r,
+    })
 }
 
 /// The daemon made non-dumpable for the duration of a fork, so the child
@@ -196,46 +209,11 @@ impl Drop for NonDumpable {
     }
 }
 
-fn reap(pid: Pid, kill_first: bool) {
+pub(crate) fn reap(pid: Pid, kill_first: bool) {
     if kill_first {
         let _ = kill(pid, Signal::SIGKILL);
     }
     while let Err(Errno::EINTR) = waitpid(pid, None) {}
-}
-
-/// How long the parent waits for the child to exec (or report a failure).
-const SETUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// `read_all`, but giving up (None) once `limit` has passed without EOF.
-fn read_all_within(fd: &OwnedFd, limit: std::time::Duration) -> Option<Vec<u8>> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let deadline = std::time::Instant::now() + limit;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => continue,
-            Err(Errno::EINTR) => continue,
-            Err(_) => return Some(out),
-            Ok(_) => {}
-        }
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => return Some(out),
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(Errno::EINTR) | Err(Errno::EAGAIN) => continue,
-            Err(_) => return Some(out),
-        }
-        if out.len() > 64 * 1024 {
-            return Some(out);
-        }
-    }
 }
 
 fn read_all(fd: &OwnedFd) -> Vec<u8> {

@@ -45,13 +45,40 @@ pub struct ExecLaunch {
 }
 
 impl AttachSession {
-    /// The container has not started yet (attach before start).
+    /// The container (or exec) has not started yet (attach before start).
     fn waiting_for_start(&self, engine: &Engine) -> bool {
-        self.exec.is_none()
-            && engine
-                .containers
-                .get(&self.key)
-                .is_some_and(|e| matches!(e.c.state.status, Status::Created | Status::Restarting))
+        if let Some(id) = &self.exec {
+            // An exec whose setup has not reported yet.
+            return engine.launches.seq_of(id).is_some();
+        }
+        engine
+            .containers
+            .get(&self.key)
+            .is_some_and(|e| matches!(e.c.state.status, Status::Created | Status::Restarting))
+    }
+}
+
+impl AttachSession {
+    /// The head is out: as dockerd, a process that cannot be started is
+    /// reported inside the stream (the client then reads the exec's exit
+    /// code, 126/127).
+    fn start_failed(&mut self, engine: &mut Engine, me: ConnId, e: ContainerError, mux: bool) {
+        for w in engine.outputs.unsubscribe(me) {
+            engine.wake(w);
+        }
+        let text = match e {
+            ContainerError::StartFailed(msg, _) => {
+                format!("OCI runtime exec failed: exec failed: {msg}\r\n")
+            }
+            other => format!("{other}\r\n"),
+        };
+        crate::stdio::stdcopy::frame(
+            &mut self.backlog,
+            crate::stdio::stdcopy::StreamKind::Stdout,
+            text.as_bytes(),
+            mux,
+        );
+        self.stream = false;
     }
 }
 
@@ -59,31 +86,16 @@ impl Hijacked<Engine> for AttachSession {
     fn opened(&mut self, engine: &mut Engine, me: ConnId) {
         let Some(l) = self.launch.take() else { return };
         let Some(id) = self.exec.clone() else { return };
+        let framing = l.multiplexed;
         // Subscribe first so no output is missed.
         engine
             .outputs
             .subscribe(&id, me, l.stdout, l.stderr, l.multiplexed);
         if let Err(e) = engine.exec_start(&id, l.console) {
-            // The head is out: as dockerd, a process that cannot be started
-            // is reported inside the stream (the client then reads the
-            // exec's exit code, 126/127).
-            for w in engine.outputs.unsubscribe(me) {
-                engine.wake(w);
-            }
-            let text = match e {
-                ContainerError::StartFailed(msg, _) => {
-                    format!("OCI runtime exec failed: exec failed: {msg}\r\n")
-                }
-                other => format!("{other}\r\n"),
-            };
-            crate::stdio::stdcopy::frame(
-                &mut self.backlog,
-                crate::stdio::stdcopy::StreamKind::Stdout,
-                text.as_bytes(),
-                l.multiplexed,
-            );
-            self.stream = false;
+            self.start_failed(engine, me, e, framing);
         }
+        // Kept: a setup that fails later is reported with the same framing.
+        self.launch = Some(l);
         engine.wake(me);
     }
 
@@ -115,6 +127,22 @@ impl Hijacked<Engine> for AttachSession {
         }
         if !out.is_empty() {
             return Pull::Data;
+        }
+        // An exec whose setup has not reported yet; then its failure, if any.
+        if let (Some(id), Some(l)) = (self.exec.clone(), self.launch.as_ref()) {
+            if engine.launches.seq_of(&id).is_some() {
+                return Pull::Wait(None);
+            }
+            let framing = l.multiplexed;
+            self.launch = None;
+            if let Some(e) = engine.launches.failure_of(&id) {
+                self.start_failed(engine, me, e, framing);
+                if self.backlog_sent < self.backlog.len() {
+                    out.extend_from_slice(&self.backlog[self.backlog_sent..]);
+                    self.backlog_sent = self.backlog.len();
+                }
+                return Pull::Data;
+            }
         }
         let exec_running = self
             .exec

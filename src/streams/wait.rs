@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::container::error::ContainerError;
 use crate::container::model::Status;
 use crate::engine::{Engine, Response};
 use crate::reply::{BodySource, ConnId, Pending, Pull};
@@ -40,7 +41,8 @@ impl Pending<Engine> for StopWait {
                     e.exits > self.exits
                         || (e.live.is_none() && e.c.state.status != Status::Restarting)
                 }
-                Done::Restarted => e.exits > self.exits && !e.start_on_exit,
+                // ... and the new process exec'd (or its setup failed).
+                Done::Restarted => e.exits > self.exits && !e.start_on_exit && !e.c.start_pending,
             },
         };
         if !finished {
@@ -140,6 +142,46 @@ impl Pending<Engine> for PauseWait {
         Some(match result {
             Ok(()) => Response::new(204),
             Err(m) => (self.failed)(m),
+        })
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        engine.containers.waiters.remove(&me);
+    }
+}
+
+/// The answer to a `start` whose setup is still running (the launch's
+/// error pipe is watched by the loop): 204 once the process exec'd,
+/// `failed(error)` when the setup failed or its deadline fired.
+pub fn until_started(
+    engine: &mut Engine,
+    conn: ConnId,
+    id: &str,
+    ok: fn() -> Response,
+    failed: fn(ContainerError) -> Response,
+) -> Response {
+    match engine.launches.seq_of(id) {
+        None => ok(),
+        Some(seq) => {
+            engine.containers.waiters.insert(conn);
+            Response::later(Box::new(StartWait { seq, ok, failed }))
+        }
+    }
+}
+
+struct StartWait {
+    seq: u64,
+    ok: fn() -> Response,
+    failed: fn(ContainerError) -> Response,
+}
+
+impl Pending<Engine> for StartWait {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
+        let outcome = engine.launches.outcome(self.seq)?;
+        engine.containers.waiters.remove(&me);
+        Some(match outcome {
+            Ok(()) => (self.ok)(),
+            Err(e) => (self.failed)(e),
         })
     }
 
