@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::access::cidr::Cidr;
 use crate::access::tokens::Role;
 
+mod check_store_args;
 mod registry_opts;
 mod token_args;
 use crate::net::{HostAddr, DEFAULT_UNIX_SOCKET};
@@ -175,39 +176,12 @@ struct Flags {
     registry: registry_opts::RegistryFlags,
 }
 
-/// `check-store`'s flags (the data root defaults as the daemon's does).
-fn check_store_args(args: &[String]) -> Result<Command, String> {
-    let mut opts = crate::store::check::Options {
-        data_root: PathBuf::from(DEFAULT_DATA_ROOT),
-        repair: false,
-        deep: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--repair" => opts.repair = true,
-            "--deep" => opts.deep = true,
-            "--data-root" | "-g" => {
-                opts.data_root = it
-                    .next()
-                    .map(PathBuf::from)
-                    .ok_or("flag needs an argument: --data-root")?
-            }
-            s if s.starts_with("--data-root=") => {
-                opts.data_root = PathBuf::from(&s["--data-root=".len()..])
-            }
-            other => return Err(format!("check-store: unknown flag: {other}")),
-        }
-    }
-    Ok(Command::CheckStore(opts))
-}
-
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("check-config") {
         return Ok(Command::CheckConfig);
     }
     if args.first().map(String::as_str) == Some("check-store") {
-        return check_store_args(&args[1..]);
+        return check_store_args::parse(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("token") {
         return token_args::parse(&args[1..]);

@@ -15,7 +15,7 @@
 //! it has no scenario.
 
 /// Every failpoint, in one place.
-#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))]
+#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))] // read only where points are compiled in
 pub const POINTS: &[&str] = &[
     // load / import / commit / build / pull, worker side (image/layout.rs, image/*)
     "layer.extracted",
@@ -76,7 +76,7 @@ pub const POINTS: &[&str] = &[
 ];
 
 /// Is `name` in [`POINTS`]? (const: the macro checks every name at compile time)
-#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))]
+#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))] // read only where points are compiled in
 pub const fn known(name: &str) -> bool {
     let mut i = 0;
     while i < POINTS.len() {
@@ -88,7 +88,7 @@ pub const fn known(name: &str) -> bool {
     false
 }
 
-#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))]
+#[cfg_attr(not(any(feature = "failpoints", debug_assertions)), allow(dead_code))] // read only where points are compiled in
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {

@@ -136,7 +136,6 @@ pub fn parse_values(
 
 /// Parse from the create request's kept fields: `Config.extra` and
 /// `HostConfig.extra` (at start, by the networking merge).
-#[allow(dead_code)]
 pub fn parse(
     config_extra: &Map<String, Value>,
     host_extra: &Map<String, Value>,

@@ -101,7 +101,7 @@ impl Engine {
                     }
                 }
                 let ours = found.ok_or("every default bridge name is in use by other daemons")?;
-                sweep_stale_default_bridges(&ours);
+                bridge::sweep_stale_defaults(DEFAULT_BRIDGE, &ours);
                 ours
             }
         };
@@ -509,31 +509,6 @@ impl Engine {
             ));
         }
         Ok(())
-    }
-}
-
-/// Default bridges (`coracleN`) a daemon killed with SIGKILL left behind:
-/// no daemon holds their lock and nothing is plugged into them.
-fn sweep_stale_default_bridges(ours: &str) {
-    for i in 0..64 {
-        let name = if i == 0 {
-            DEFAULT_BRIDGE.to_string()
-        } else {
-            format!("coracle{i}")
-        };
-        let ports = format!("/sys/class/net/{name}/brif");
-        if name == ours || !std::path::Path::new(&ports).exists() {
-            continue;
-        }
-        let empty = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
-        if let (true, Ok(Some(_lock))) = (empty, HostLock::take(&format!("bridge-{name}"), false)) {
-            match bridge::remove(&name) {
-                Ok(()) => log::info!("removed {name}, left by a daemon that was killed"),
-                Err(e) => log::warn!("remove stale bridge {name}: {e}"),
-            }
-            // Its daemon's firewall table too (none where nf_tables is absent).
-            let _ = crate::network::firewall::remove(&crate::network::firewall::table_for(&name));
-        }
     }
 }
 

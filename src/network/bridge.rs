@@ -71,7 +71,7 @@ pub fn address_of(name: &str) -> Option<(Ipv4Addr, u8)> {
 /// lives. Record locks belong to the process: forked workers and containers
 /// do not inherit them, and the kernel drops them however the daemon dies.
 #[derive(Debug)]
-pub struct HostLock(#[allow(dead_code)] File);
+pub struct HostLock(#[allow(dead_code)] File); // held for its lock, never read
 
 impl HostLock {
     /// Take `name`'s lock; `wait` blocks until it is free (start-up only),
@@ -97,6 +97,32 @@ impl HostLock {
         match e.raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EACCES) if !wait => Ok(None),
             _ => Err(e),
+        }
+    }
+}
+
+/// Default bridges (`coracleN`) a daemon killed with SIGKILL left behind:
+/// no daemon holds their lock and nothing is plugged into them. `first`
+/// is the default bridge's own name (`coracle0`).
+pub fn sweep_stale_defaults(first: &str, ours: &str) {
+    for i in 0..64 {
+        let name = if i == 0 {
+            first.to_string()
+        } else {
+            format!("coracle{i}")
+        };
+        let ports = format!("/sys/class/net/{name}/brif");
+        if name == ours || !std::path::Path::new(&ports).exists() {
+            continue;
+        }
+        let empty = std::fs::read_dir(&ports).is_ok_and(|mut d| d.next().is_none());
+        if let (true, Ok(Some(_lock))) = (empty, HostLock::take(&format!("bridge-{name}"), false)) {
+            match remove(&name) {
+                Ok(()) => log::info!("removed {name}, left by a daemon that was killed"),
+                Err(e) => log::warn!("remove stale bridge {name}: {e}"),
+            }
+            // Its daemon's firewall table too (none where nf_tables is absent).
+            let _ = crate::network::firewall::remove(&crate::network::firewall::table_for(&name));
         }
     }
 }
