@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::Daemon;
-use std::io::Write;
+use common::{pinger, Daemon};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,24 +54,6 @@ impl Drop for StuckFuse {
         let _ = self.helper.kill();
         let _ = self.helper.wait();
     }
-}
-
-fn pinger(d: &Daemon, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
-    let sock = d.sock.clone();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
-            let t = Instant::now();
-            let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
-            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .expect("send ping");
-            let text = common::read_all(&mut s);
-            assert!(text.starts_with("HTTP/1.1 200"), "ping: {text}");
-            out.push(t.elapsed());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        out
-    })
 }
 
 #[test]

@@ -13,31 +13,12 @@
 
 mod common;
 
-use common::Daemon;
+use common::{pinger, Daemon};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Ping the daemon's socket in a loop until `stop`, recording each latency.
-fn pinger(d: &Daemon, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Duration>> {
-    let sock = d.sock.clone();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
-            let t = Instant::now();
-            let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
-            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .expect("send ping");
-            let text = common::read_all(&mut s);
-            assert!(text.starts_with("HTTP/1.1 200"), "ping: {text}");
-            out.push(t.elapsed());
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        out
-    })
-}
 
 fn assert_responsive(what: &str, mut pings: Vec<Duration>) {
     assert!(pings.len() >= 5, "{what}: only {} pings", pings.len());

@@ -870,3 +870,25 @@ impl Daemon {
         d
     }
 }
+
+/// Ping the daemon's socket in a loop until `stop`, recording each latency.
+pub fn pinger(
+    d: &Daemon,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<std::time::Duration>> {
+    let sock = d.sock.clone();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let t = std::time::Instant::now();
+            let mut s = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("send ping");
+            let text = read_all(&mut s);
+            assert!(text.starts_with("HTTP/1.1 200"), "ping: {text}");
+            out.push(t.elapsed());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        out
+    })
+}
