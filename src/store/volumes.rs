@@ -79,8 +79,9 @@ impl VolumeStore {
         for m in crate::runtime::mountinfo::parse(&mountinfo) {
             let p = Path::new(&m.mount_point);
             if p.starts_with(&root) && p.file_name().is_some_and(|n| n == "_data") {
-                if let Err(e) = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH) {
-                    log::warn!("unmount leftover {}: {e}", p.display());
+                match nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH) {
+                    Ok(()) => log::info!("unmounted {}, left by an earlier run", p.display()),
+                    Err(e) => log::warn!("unmount leftover {}: {e}", p.display()),
                 }
             }
         }
