@@ -258,6 +258,14 @@ impl Workers {
         })
     }
 
+    /// Hand a worker to a new owner: its client went away but its work
+    /// must finish (a prune's tree deletions).
+    pub fn set_owner(&mut self, id: WorkerId, owner: Wake) {
+        if let Some(w) = self.slab.get_mut(id) {
+            w.owner = Some(owner);
+        }
+    }
+
     /// Stop a worker whose client went away; it is reaped later.
     pub fn kill(&mut self, id: WorkerId) {
         if let Some(w) = self.slab.get_mut(id) {

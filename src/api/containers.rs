@@ -11,7 +11,7 @@ use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::streams::stats::StatsStream;
 use crate::streams::wait::{until_paused, until_started, until_stopped, Done, WaitFor, WaitStream};
-use crate::streams::worker_body::WorkerAnswer;
+use crate::streams::worker_body::{FinishingAnswer, WorkerAnswer};
 use crate::worker::Outcome;
 
 fn timeout_param(call: &Call) -> Result<Option<i64>, ApiError> {
@@ -221,10 +221,13 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
     let worker = call
         .engine
         .container_prune(victims, Wake::Conn(call.conn))?;
-    Ok(Response::later(Box::new(WorkerAnswer {
-        worker,
-        finish: prune_done,
-    })))
+    Ok(Response::later(Box::new(FinishingAnswer(
+        WorkerAnswer {
+            worker,
+            finish: prune_done,
+        },
+        "pruned containers",
+    ))))
 }
 
 fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {

@@ -12,7 +12,7 @@ use crate::container::volume_mounts::{MountPoint, VolumeRequest};
 use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::store::volumes::Volume;
-use crate::streams::worker_body::WorkerAnswer;
+use crate::streams::worker_body::{FinishingAnswer, WorkerAnswer};
 use crate::worker::Outcome;
 
 /// A volume as `GET /volumes/{name}` shows it.
@@ -170,10 +170,13 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
                 .is_some_and(|ls| ls.iter().any(|l| crate::label::matches(l, |k| v.label(k))))
     };
     let worker = call.engine.volume_prune(&keep, Wake::Conn(call.conn))?;
-    Ok(Response::later(Box::new(WorkerAnswer {
-        worker,
-        finish: prune_done,
-    })))
+    Ok(Response::later(Box::new(FinishingAnswer(
+        WorkerAnswer {
+            worker,
+            finish: prune_done,
+        },
+        "pruned volumes",
+    ))))
 }
 
 fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {

@@ -87,4 +87,13 @@ impl Engine {
             }
         }
     }
+
+    /// Let a worker whose client left finish its work, its outcome only
+    /// logged: a prune has already taken its objects out of the engine, and
+    /// a killed worker would leave their trees behind until the next start.
+    pub fn adopt_worker(&mut self, worker: WorkerId, what: String) {
+        let task = self.reserve_task();
+        self.workers.set_owner(worker, Wake::Task(task));
+        self.fill_task(task, Box::new(DeleteTree { worker, what }));
+    }
 }

@@ -82,3 +82,18 @@ impl Pending<Engine> for WorkerAnswer {
         engine.workers.kill(self.worker);
     }
 }
+
+/// A [`WorkerAnswer`] whose worker finishes even when the client leaves:
+/// a prune's objects are already gone from the engine and only their trees
+/// remain to delete (`what` names them in the log).
+pub struct FinishingAnswer(pub WorkerAnswer, pub &'static str);
+
+impl Pending<Engine> for FinishingAnswer {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
+        self.0.poll(engine, me)
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
+        engine.adopt_worker(self.0.worker, self.1.to_string());
+    }
+}
