@@ -32,6 +32,10 @@ pub struct Finish {
     pub last: u32,
     /// The seccomp filter and no_new_privs, applied around `become_user`.
     pub confine: Confine,
+    /// A remapped container's user namespace (an fd the launcher keeps
+    /// open), entered after the host-side setup, before the user switch.
+    #[serde(default)]
+    pub userns_fd: Option<i32>,
 }
 
 impl Finish {
@@ -52,6 +56,7 @@ impl Finish {
             caps,
             last,
             confine,
+            userns_fd: None,
         }
     }
 
@@ -69,6 +74,14 @@ impl Finish {
             confine::readonly_root()?;
         }
         rlimits::apply(&self.ulimits)?;
+        if let Some(fd) = self.userns_fd {
+            super::userns::enter(fd)?;
+            // SAFETY: our own copy of the fd, not used again (under
+            // --init it would otherwise stay open in the container).
+            unsafe {
+                libc::close(fd);
+            }
+        }
         let u = user::resolve_in_container(&self.user, &self.group_add)?;
         let env = user::with_home(env, &u);
         nix::unistd::chdir(self.cwd.as_str()).stage(format!("chdir {}", self.cwd))?;
