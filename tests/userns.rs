@@ -183,6 +183,21 @@ fn userns_remap_default() {
     );
     assert_eq!(words(&owner), "0:0 0:0");
 
+    // A missing working dir is made by the remapped root, --init or not.
+    for init in [&[][..], &["--init"][..]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(init);
+        args.extend([
+            "-w",
+            "/made/wd",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; stat -c %u:%g /made/wd",
+        ]);
+        assert_eq!(words(&ok(&d, &args)), "0 0:0", "{args:?}");
+    }
+
     // dockerd's refusals, and --userns host opting out.
     fails_with(
         &d,

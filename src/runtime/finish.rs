@@ -36,6 +36,10 @@ pub struct Finish {
     /// open), entered after the host-side setup, before the user switch.
     #[serde(default)]
     pub userns_fd: Option<i32>,
+    /// Its root's host uid and gid: files the setup makes are theirs (set
+    /// again here for `--init`, whose exec reset the fsuid).
+    #[serde(default)]
+    pub userns_root: Option<(u32, u32)>,
 }
 
 impl Finish {
@@ -57,6 +61,7 @@ impl Finish {
             last,
             confine,
             userns_fd: None,
+            userns_root: None,
         }
     }
 
@@ -64,6 +69,9 @@ impl Finish {
     /// directory) and become the container's user. Returns `env` with the
     /// user's HOME.
     pub fn run(&self, root: &Path, env: &[String]) -> Result<Vec<String>, LaunchError> {
+        if let Some((uid, gid)) = self.userns_root {
+            super::userns::act_as(uid, gid)?;
+        }
         confine::pivot(root)?;
         confine::sysctls(&self.sysctls, self.host_network)?;
         make_cwd(&self.cwd)?;

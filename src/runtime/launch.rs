@@ -461,6 +461,7 @@ fn container_main(
     }
     let mut fin = Finish::of(spec, caps, last, confine.clone());
     fin.userns_fd = remap.map(|(fd, _)| fd);
+    fin.userns_root = remap.map(|(_, m)| (m.root_uid(), m.root_gid()));
     match init_bin {
         None => {
             let env = fin.run(root, &spec.env)?;

@@ -278,14 +278,19 @@ const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
 /// Create files as the remapped root from now on, keeping the host
 /// root's capabilities for the remaining mounts.
 pub fn act_as_remapped_root(map: &IdMap) -> Result<(), LaunchError> {
+    act_as(map.root_uid(), map.root_gid())
+}
+
+/// `act_as_remapped_root` with the ids themselves.
+pub fn act_as(uid: u32, gid: u32) -> Result<(), LaunchError> {
     // SAFETY: plain prctl; needs CAP_SETPCAP, which host root has.
     let r = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0) };
     Errno::result(r).stage("keep capabilities across the fsuid change")?;
     // SAFETY: setfsuid/setfsgid cannot fail in a way that matters here:
     // the kernel returns the previous id either way.
     unsafe {
-        libc::setfsgid(map.root_gid());
-        libc::setfsuid(map.root_uid());
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
     }
     Ok(())
 }
