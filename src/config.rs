@@ -64,6 +64,9 @@ pub struct Config {
     pub trace_timings: bool,
     /// `max-concurrent-downloads`/`-uploads`, `registry-mirrors`.
     pub registry: RegistryOpts,
+    /// `--userns-remap`: `default`, `USER[:GROUP]` or `UID[:GID]`
+    /// (resolved against /etc/subuid and /etc/subgid at start-up).
+    pub userns_remap: Option<String>,
 }
 
 /// `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`, `--tlskey`.
@@ -140,6 +143,10 @@ Options:
       --tlscacert/--tlscert/--tlskey FILE
                             CA, server certificate and key (PEM)
       --insecure-tcp        Allow a non-loopback TCP listener with neither tokens nor TLS
+      --userns-remap USER[:GROUP]
+                            Run containers in a user namespace: root is the first id of
+                            USER's ranges in /etc/subuid and /etc/subgid (default: dockremap,
+                            whose ranges are added when missing)
       --trace-timings       Log the per-phase times of create, start, attach, wait and remove
   -v, --version             Print the version and exit
   -h, --help                Print this help and exit
@@ -174,6 +181,7 @@ struct Flags {
     tlskey: Option<String>,
     trace_timings: bool,
     registry: registry_opts::RegistryFlags,
+    userns_remap: Option<String>,
 }
 
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -235,6 +243,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--tlscert" => f.tlscert = Some(value()?),
             "--tlskey" => f.tlskey = Some(value()?),
             "--trace-timings" => f.trace_timings = bool_flag(name, inline.as_deref())?,
+            "--userns-remap" => f.userns_remap = Some(value()?),
             other => {
                 if !f.registry.take(other, &mut value)? {
                     return Err(format!("unknown flag: {other}\n\n{USAGE}"));
@@ -297,6 +306,7 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
         "bridge",
         "bip",
         "registry-certs-dir",
+        "userns-remap",
     ];
     let empty = serde_json::Map::new();
     let obj = match file {
@@ -344,6 +354,7 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
     let bridge = pick("bridge", None)?;
     let bip = pick("bip", None)?;
     let registry_certs_dir = pick("registry-certs-dir", f.registry_certs_dir)?;
+    let userns_remap = pick("userns-remap", f.userns_remap)?.filter(|v| !v.is_empty());
     let tls_files = [
         pick("tlscacert", f.tlscacert)?,
         pick("tlscert", f.tlscert)?,
@@ -482,6 +493,7 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
         bip,
         trace_timings: f.trace_timings,
         registry,
+        userns_remap,
     })
 }
 

@@ -68,6 +68,9 @@ fn security_options(cfg: &crate::config::Config) -> Vec<&'static str> {
     if cfg.no_new_privileges {
         v.push("name=no-new-privileges");
     }
+    if cfg.userns_remap.is_some() {
+        v.push("name=userns");
+    }
     v
 }
 

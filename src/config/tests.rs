@@ -95,3 +95,36 @@ fn file_merge_rules() {
     .unwrap();
     assert_eq!(cfg.api_cors_header, "http://a.lan");
 }
+
+#[test]
+fn userns_remap_from_flag_or_file() {
+    let flag = || Flags {
+        userns_remap: Some("default".into()),
+        ..Flags::default()
+    };
+    assert_eq!(
+        run(flag(), serde_json::json!({}))
+            .unwrap()
+            .userns_remap
+            .as_deref(),
+        Some("default")
+    );
+    let cfg = run(
+        Flags::default(),
+        serde_json::json!({"userns-remap": "web:www"}),
+    )
+    .unwrap();
+    assert_eq!(cfg.userns_remap.as_deref(), Some("web:www"));
+    assert_eq!(
+        run(Flags::default(), serde_json::json!({"userns-remap": ""}))
+            .unwrap()
+            .userns_remap,
+        None
+    );
+    let e = run(flag(), serde_json::json!({"userns-remap": "x"})).unwrap_err();
+    assert!(e.contains("userns-remap"), "{e}");
+    assert!(run(Flags::default(), serde_json::json!({}))
+        .unwrap()
+        .userns_remap
+        .is_none());
+}

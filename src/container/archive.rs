@@ -183,7 +183,12 @@ pub fn stat_path(root: &Root, t: &Target) -> Result<PathStat, ArchiveError> {
 /// GET: the stat as the first line (`{"stat":..}` or `{"error":..}`), then
 /// the tar of the path. An error after the first line fails the worker,
 /// which cuts the client's connection.
-pub fn write_archive(root: &Root, t: &Target, out: &mut impl Write) -> Result<(), ArchiveError> {
+pub fn write_archive(
+    root: &Root,
+    t: &Target,
+    out: &mut impl Write,
+    ids: Option<crate::runtime::userns::IdMap>,
+) -> Result<(), ArchiveError> {
     let failed = |e: io::Error| ArchiveError::Failed(e.to_string());
     let stat = match stat_path(root, t) {
         Ok(s) => s,
@@ -198,6 +203,7 @@ pub fn write_archive(root: &Root, t: &Target, out: &mut impl Write) -> Result<()
     let shown = if base == "/" { "/".to_string() } else { base };
     let clean = t.clean();
     let mut w = TreeWriter::new(out, Plain);
+    w.ids = ids;
     if t.follows_last() {
         let dir = root.open_dir(&clean).map_err(|e| t.lookup_error(e))?;
         w.entry(&dir, std::ffi::OsStr::new("."), shown.as_bytes())

@@ -26,6 +26,9 @@ pub struct ExtractOptions {
     pub no_overwrite_dir_non_dir: bool,
     /// `copyUIDGID`: every entry owned by the container's user.
     pub owner: Option<(u32, u32)>,
+    /// A remapped container's mapping: the archive's (container) owners
+    /// are written as their host ids.
+    pub ids: Option<crate::runtime::userns::IdMap>,
 }
 
 fn failed(e: impl std::fmt::Display) -> ArchiveError {
@@ -182,6 +185,13 @@ impl Extractor<'_> {
             Some(o) => o,
             // Empty numeric fields read as 0, as Go's reader takes them.
             None => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
+        };
+        let (uid, gid) = match &self.opts.ids {
+            Some(m) => (
+                m.host_uid(uid).unwrap_or(uid),
+                m.host_gid(gid).unwrap_or(gid),
+            ),
+            None => (uid, gid),
         };
         let mtime = h.mtime().unwrap_or(0) as i64;
         let link = e.link_name_bytes().map(|l| l.into_owned());

@@ -107,7 +107,7 @@ pub fn validate(h: &HostConfig, exists: &dyn Fn(&str) -> bool) -> Result<(), Con
         "" | "host" => {}
         m => {
             return invalid(format!(
-                "invalid user namespace mode {m:?}: coracle has no user namespace remapping, only \"host\" (the default) is supported"
+                "invalid user namespace mode {m:?}: only \"host\" is supported (remapping is the daemon's --userns-remap)"
             ))
         }
     }
@@ -156,6 +156,28 @@ pub fn validate(h: &HostConfig, exists: &dyn Fn(&str) -> bool) -> Result<(), Con
     }
     for (target, source) in targets {
         check_proc_target(&clean(&target), &source, false).map_err(ContainerError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// dockerd's refusals for a container in the daemon's user namespace
+/// (`--userns-remap` on, no `--userns host`), at create.
+pub fn check_userns(h: &HostConfig, remapped: bool) -> Result<(), ContainerError> {
+    if !remapped || h.userns_mode == "host" {
+        return Ok(());
+    }
+    if h.privileged {
+        return invalid("privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode".into());
+    }
+    if h.network_mode == "host" {
+        return invalid(
+            "cannot share the host's network namespace when user namespaces are enabled".into(),
+        );
+    }
+    if h.pid_mode == "host" {
+        return invalid(
+            "cannot share the host PID namespace when user namespaces are enabled".into(),
+        );
     }
     Ok(())
 }
@@ -290,5 +312,26 @@ mod tests {
         assert!(check(json!({"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/x", "CgroupPermissions": "rwz"}]})).is_err());
         assert!(check(json!({"DeviceRequests": [{"Count": -1}]})).is_err());
         assert!(check(json!({"DeviceRequests": null, "MaskedPaths": null})).is_ok());
+    }
+
+    #[test]
+    fn userns_refusals_follow_dockerd() {
+        let bad = [
+            (
+                json!({"Privileged": true}),
+                "privileged mode is incompatible",
+            ),
+            (json!({"NetworkMode": "host"}), "host's network namespace"),
+            (json!({"PidMode": "host"}), "host PID namespace"),
+        ];
+        for (v, msg) in bad {
+            let e = check_userns(&h(v.clone()), true).unwrap_err().to_string();
+            assert!(e.contains(msg), "{e}");
+            assert!(check_userns(&h(v.clone()), false).is_ok());
+            let mut host = v;
+            host["UsernsMode"] = json!("host");
+            assert!(check_userns(&h(host), true).is_ok());
+        }
+        assert!(check_userns(&h(json!({})), true).is_ok());
     }
 }

@@ -152,6 +152,7 @@ pub fn launch_spec(
         cgroup_view: Vec::new(),
         seccomp: iso.security.seccomp,
         no_new_privs: iso.security.no_new_privs,
+        userns: None,
         stdio,
     }
 }

@@ -35,6 +35,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 impl Engine {
+    /// A remapped container's mapping, for the owners in its archives.
+    fn archive_ids(&self, id: &str) -> Option<crate::runtime::userns::IdMap> {
+        let e = self.containers.get(id)?;
+        self.userns_of(&e.c.host_config)
+    }
+
     /// The container's tree as a worker can open it, and its full ID.
     pub(crate) fn container_tree(&self, key: &str) -> Result<(String, Tree), ArchiveError> {
         let e = self.containers.find(key).map_err(container_error)?;
@@ -80,6 +86,7 @@ impl Engine {
         t: Target,
     ) -> Result<(String, WorkerId), ArchiveError> {
         let (id, tree) = self.container_tree(&t.container)?;
+        let ids = self.archive_ids(&id);
         let worker = self
             .workers
             .spawn_raw(Wake::Conn(conn), move |_input, rep| {
@@ -94,7 +101,7 @@ impl Engine {
                     }
                 };
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-                write_archive(&root, &t, &mut out)
+                write_archive(&root, &t, &mut out, ids)
                     .map(|()| Value::Null)
                     .map_err(|e| to_json(&e))
             })
@@ -123,6 +130,7 @@ impl Engine {
             )
         };
         check_writable(&t, readonly_root, &mounts)?;
+        let ids = self.archive_ids(&id);
         self.workers
             .spawn(Wake::Conn(conn), move |input, _rep| {
                 let root = tree.open().map_err(|e| to_json(&t.lookup_error(e)))?;
@@ -134,6 +142,7 @@ impl Engine {
                 let xo = ExtractOptions {
                     no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
                     owner,
+                    ids,
                 };
                 let input = std::io::BufReader::with_capacity(64 * 1024, input);
                 extract(&root, &t, input, &xo)

@@ -79,6 +79,7 @@ impl Engine {
             .map(|i| i.config.clone())
             .ok_or_else(|| ImageError::NotFound(e.c.image.clone()))?;
         let opts = CommitOptions {
+            ids: self.userns_of(&e.c.host_config),
             created_by: None,
             repo: req.repo,
             tag: req.tag,

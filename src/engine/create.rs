@@ -34,6 +34,7 @@ impl Engine {
         crate::container::isolation::validate(&host_config, &|k| {
             self.containers.resolve(k).is_ok()
         })?;
+        crate::container::isolation::check_userns(&host_config, self.userns.is_some())?;
         crate::runtime::cgroups::validate(&resources_of(&host_config))
             .map_err(|e| ContainerError::Invalid(e.to_string()))?;
         let (path, args) = create::merge_image(&mut config, &image_config)?;

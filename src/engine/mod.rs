@@ -26,6 +26,7 @@ pub mod stats;
 mod stop;
 mod tasks;
 mod update;
+mod userns;
 pub mod views;
 mod volumes;
 pub use volumes::VolumeError;
@@ -85,6 +86,8 @@ pub struct Engine {
     pub views: views::Views,
     /// Container launches whose setup has not reported yet.
     pub launches: launching::Launches,
+    /// `--userns-remap`: the mapping of containers not run with `--userns host`.
+    pub userns: Option<crate::runtime::userns::IdMap>,
 }
 
 impl Engine {
@@ -109,6 +112,9 @@ impl Engine {
         let volumes = crate::store::volumes::VolumeStore::open(root)
             .map_err(|e| format!("open volume store under {}: {e}", root.display()))?;
         let networks = networks::Networks::open(root)?;
+        let userns = crate::engine::userns::open(&config)?;
+        let mut volumes = volumes;
+        volumes.owner = userns.as_ref().map(|m| (m.root_uid(), m.root_gid()));
         let dns = crate::network::dns::Dns::new(
             registry
                 .try_clone()
@@ -152,6 +158,7 @@ impl Engine {
             ports,
             views: Default::default(),
             launches,
+            userns,
         };
         engine.networks_open()?;
         engine.recover_containers();

@@ -228,6 +228,10 @@ impl Engine {
         let mut spec = launch_spec(c, lower_dirs, paths, network, mounts, iso, child.spec);
         crate::container::links::merge_env(&mut spec.env, link_env);
         spec.cgroup_view = cgroup.as_ref().map(Cgroup::view).unwrap_or_default();
+        spec.userns = self.userns_of(h);
+        if spec.userns.is_some() {
+            super::userns::own_netns_sysctls(h, &mut spec);
+        }
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");
         let launched = launch_pending(&spec, &mut |pid| match &cgroup {

@@ -38,6 +38,9 @@ pub struct CommitOptions {
     /// The history's `created_by` when not the container's Cmd (a build
     /// step's instruction, which is also its cache key).
     pub created_by: Option<String>,
+    /// A remapped container's mapping: host-side owners in its upper dir
+    /// go into the layer as the container's ids.
+    pub ids: Option<crate::runtime::userns::IdMap>,
 }
 
 /// Check what can be checked before the walk: the reference and changes.
@@ -65,7 +68,7 @@ pub fn commit_container(
     let tar_path = scratch.join("layer.tar");
     {
         let mut out = BufWriter::with_capacity(64 * 1024, File::create(&tar_path)?);
-        write_layer_diff(upper, &mut out)?;
+        write_layer_diff(upper, &mut out, opts.ids.as_ref())?;
     }
     let tmp = layout.new_temp_dir()?;
     temps.0.push(tmp.clone());

@@ -288,6 +288,9 @@ pub struct TreeWriter<'a, W: Write, H: EntryHook> {
     /// `Uname`/`Gname` from them, so they are part of a diff ID).
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
+    /// A remapped container's mapping: owners in its range are written as
+    /// the container's ids (dockerd's IDMap on archives); others as they are.
+    pub ids: Option<crate::runtime::userns::IdMap>,
 }
 
 impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
@@ -299,6 +302,7 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
             buf: vec![0; 64 * 1024],
             users: crate::host::account_names("/etc/passwd"),
             groups: crate::host::account_names("/etc/group"),
+            ids: None,
         }
     }
 
@@ -325,6 +329,10 @@ impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
         };
         h.uname = name_of(&self.users, st.st_uid);
         h.gname = name_of(&self.groups, st.st_gid);
+        if let Some(m) = &self.ids {
+            h.uid = m.container_uid(st.st_uid).unwrap_or(st.st_uid) as u64;
+            h.gid = m.container_gid(st.st_gid).unwrap_or(st.st_gid) as u64;
+        }
         if h.typeflag == TYPE_REG {
             // moby keeps file capabilities (and only them) as a PAX record.
             let cap = xattr_in(dir, name, "security.capability");

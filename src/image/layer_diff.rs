@@ -102,10 +102,15 @@ impl EntryHook for Overlay {
 }
 
 /// Write the layer tar of an upper dir to `out`.
-pub fn write_layer_diff(upper: &Path, out: &mut impl Write) -> io::Result<()> {
+pub fn write_layer_diff(
+    upper: &Path,
+    out: &mut impl Write,
+    ids: Option<&crate::runtime::userns::IdMap>,
+) -> io::Result<()> {
     let root = Root::open(upper)?;
     let dir = root.open_dir(Path::new("/"))?;
     let mut w = TreeWriter::new(out, Overlay);
+    w.ids = ids.cloned();
     w.children(&dir, b"")?;
     write_end(w.out)?;
     out.flush()

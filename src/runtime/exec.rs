@@ -17,6 +17,7 @@ use super::user;
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use std::convert::Infallible;
+use std::os::fd::AsRawFd;
 
 /// What `docker exec` asks for, resolved by the daemon against the
 /// container's config (user defaulted to the container's, env merged).
@@ -105,11 +106,17 @@ fn exec_main(
     for (name, flag) in NAMESPACES {
         fds.push((*name, *flag, open_ns(init_pid, name)?));
     }
+    let user_ns = super::userns::of_process(init_pid)?;
     for (name, flag, fd) in &fds {
         setns(fd, *flag).stage(format!("join {name} namespace"))?;
     }
     drop(fds);
     rlimits::apply(&spec.ulimits)?;
+    // A remapped container's: last, as its first process entered it (its
+    // other namespaces belong to the host's user namespace).
+    if let Some(ns) = &user_ns {
+        super::userns::enter(ns.as_raw_fd())?;
+    }
     let u = user::resolve_in_container(&spec.user, &spec.group_add)?;
     let env = user::with_home(&spec.env, &u);
     let cwd = if spec.cwd.is_empty() {

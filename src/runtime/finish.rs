@@ -32,6 +32,14 @@ pub struct Finish {
     pub last: u32,
     /// The seccomp filter and no_new_privs, applied around `become_user`.
     pub confine: Confine,
+    /// A remapped container's user namespace (an fd the launcher keeps
+    /// open), entered after the host-side setup, before the user switch.
+    #[serde(default)]
+    pub userns_fd: Option<i32>,
+    /// Its root's host uid and gid: files the setup makes are theirs (set
+    /// again here for `--init`, whose exec reset the fsuid).
+    #[serde(default)]
+    pub userns_root: Option<(u32, u32)>,
 }
 
 impl Finish {
@@ -52,6 +60,8 @@ impl Finish {
             caps,
             last,
             confine,
+            userns_fd: None,
+            userns_root: None,
         }
     }
 
@@ -59,6 +69,9 @@ impl Finish {
     /// directory) and become the container's user. Returns `env` with the
     /// user's HOME.
     pub fn run(&self, root: &Path, env: &[String]) -> Result<Vec<String>, LaunchError> {
+        if let Some((uid, gid)) = self.userns_root {
+            super::userns::act_as(uid, gid)?;
+        }
         confine::pivot(root)?;
         confine::sysctls(&self.sysctls, self.host_network)?;
         make_cwd(&self.cwd)?;
@@ -69,6 +82,14 @@ impl Finish {
             confine::readonly_root()?;
         }
         rlimits::apply(&self.ulimits)?;
+        if let Some(fd) = self.userns_fd {
+            super::userns::enter(fd)?;
+            // SAFETY: our own copy of the fd, not used again (under
+            // --init it would otherwise stay open in the container).
+            unsafe {
+                libc::close(fd);
+            }
+        }
         let u = user::resolve_in_container(&self.user, &self.group_add)?;
         let env = user::with_home(env, &u);
         nix::unistd::chdir(self.cwd.as_str()).stage(format!("chdir {}", self.cwd))?;

@@ -91,6 +91,12 @@ pub fn exec_init(
     args: &[String],
     env: &[String],
 ) -> Result<Infallible, LaunchError> {
+    if let Some(fd) = finish.userns_fd {
+        // SAFETY: clearing FD_CLOEXEC on the user namespace fd we hold:
+        // the init enters it after pivot_root.
+        Errno::result(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) })
+            .stage("init: keep user namespace")?;
+    }
     let finish = serde_json::to_string(finish)
         .map_err(|e| LaunchError::Setup(format!("init: encode setup: {e}")))?;
     let mut argv = vec![

@@ -28,6 +28,7 @@ pub use super::report::{deadline_error, decode_report, PendingLaunch};
 use super::seccomp::{self, Confine};
 use super::spec::{LaunchSpec, NetworkMode, NsMode, StdioSpec};
 use super::user;
+use super::userns::{self, IdMap};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -80,8 +81,15 @@ pub fn launch_pending(
     if let NetworkMode::Join(fd) = spec.network {
         keep.push(fd);
     }
+    // Made before the fork, dropped (in the daemon) once it is done.
+    let userns = match &spec.userns {
+        Some(map) => Some((userns::make_userns(map)?, map)),
+        None => None,
+    };
+    let remap = userns.as_ref().map(|(fd, map)| (fd.as_raw_fd(), *map));
+    keep.extend(remap.map(|(fd, _)| fd));
     spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
-        container_main(spec, caps, last, &confine, err_fd, init_bin)
+        container_main(spec, caps, last, &confine, err_fd, init_bin, remap)
     })
 }
 
@@ -397,6 +405,7 @@ fn container_main(
     confine: &Confine,
     err_fd: RawFd,
     init_bin: Option<RawFd>,
+    remap: Option<(RawFd, &IdMap)>,
 ) -> Result<Infallible, LaunchError> {
     let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
     if spec.network == NetworkMode::None {
@@ -434,7 +443,15 @@ fn container_main(
     }
 
     mounts::make_rslave()?;
-    super::rootfs::mount_rootfs(&spec.rootfs)?;
+    match remap {
+        None => super::rootfs::mount_rootfs(&spec.rootfs)?,
+        Some((fd, map)) => {
+            super::rootfs::mount_rootfs(&userns::idmapped_rootfs(&spec.rootfs, fd, map)?)?;
+            let etc = [&spec.etc_hostname, &spec.etc_hosts, &spec.etc_resolv_conf];
+            userns::give_to_root(&etc, map)?;
+            userns::act_as_remapped_root(map)?;
+        }
+    }
     let root = spec.rootfs.merged_dir.as_path();
     mounts::standard_mounts(spec, root)?;
     mounts::user_mounts(&spec.mounts, root)?;
@@ -442,7 +459,9 @@ fn container_main(
     if spec.privileged {
         devices::make_nodes(root, &devices::host_devices())?;
     }
-    let fin = Finish::of(spec, caps, last, confine.clone());
+    let mut fin = Finish::of(spec, caps, last, confine.clone());
+    fin.userns_fd = remap.map(|(fd, _)| fd);
+    fin.userns_root = remap.map(|(_, m)| (m.root_uid(), m.root_gid()));
     match init_bin {
         None => {
             let env = fin.run(root, &spec.env)?;

@@ -22,7 +22,9 @@ pub mod rlimits;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
+pub mod subids;
 pub mod user;
+pub mod userns;
 
 #[cfg(test)]
 mod tests;

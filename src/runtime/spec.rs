@@ -174,5 +174,8 @@ pub struct LaunchSpec {
     pub seccomp: Seccomp,
     /// `--security-opt no-new-privileges` or the daemon's default.
     pub no_new_privs: bool,
+    /// `--userns-remap`: the process runs in a user namespace with this
+    /// mapping, its image layers idmapped (None: the host's).
+    pub userns: Option<super::userns::IdMap>,
     pub stdio: StdioSpec,
 }

@@ -104,6 +104,7 @@ impl Fixture {
             cgroup_view: vec![],
             seccomp: crate::runtime::seccomp::Seccomp::Unconfined,
             no_new_privs: false,
+            userns: None,
             stdio: StdioSpec {
                 stdin: None,
                 stdout: -1,

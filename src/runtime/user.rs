@@ -78,6 +78,20 @@ pub fn gid_by_name(group: &str, name: &str) -> Option<u32> {
     group_entries(group).find(|g| g.name == name).map(|g| g.gid)
 }
 
+/// The name of the first passwd entry with `uid` (`--userns-remap UID`).
+pub fn name_by_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd_entries(passwd)
+        .find(|p| p.uid == uid)
+        .map(|p| p.name.to_string())
+}
+
+/// The name of the first group entry with `gid`.
+pub fn name_by_gid(group: &str, gid: u32) -> Option<String> {
+    group_entries(group)
+        .find(|g| g.gid == gid)
+        .map(|g| g.name.to_string())
+}
+
 fn numeric(s: &str) -> Option<u32> {
     s.parse::<u32>().ok()
 }

@@ -52,6 +52,9 @@ pub struct VolumeStore {
     /// Volumes whose `_data` has their tmpfs mounted on the host (while a
     /// running container uses them, as dockerd's local driver does).
     pub mounted: std::collections::BTreeSet<String>,
+    /// `--userns-remap`: new volumes' `_data` belongs to the remapped
+    /// root (host uid, gid), as under dockerd.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl VolumeStore {
@@ -89,6 +92,7 @@ impl VolumeStore {
             root,
             volumes,
             mounted: Default::default(),
+            owner: None,
         })
     }
 
@@ -145,6 +149,9 @@ impl VolumeStore {
         let _ = fs::remove_dir_all(&tmp);
         let result = (|| {
             fs::create_dir_all(tmp.join("_data"))?;
+            if let Some((uid, gid)) = self.owner {
+                std::os::unix::fs::chown(tmp.join("_data"), Some(uid), Some(gid))?;
+            }
             crate::failpoint!("volume.create_tmp");
             let record = serde_json::to_vec(&v).map_err(io::Error::other)?;
             atomic::write_file(&tmp.join("volume.json"), &record)?;
