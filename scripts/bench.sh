@@ -47,6 +47,9 @@
 #                      with --against's classic builder (scripts/bench-build.sh; OPTS are its own)
 #   --registry [ARGS]  only the registry pull bench, coracle beside dockerd
 #                      (scripts/bench_registry.py; --help there)
+#   --wear [ARGS]      only the flash-wear bench: bytes written to the data root's device for
+#                      a 100 MiB load, 10 container starts and a minute idle, coracle beside
+#                      dockerd (scripts/bench_wear.py; --help there)
 #
 # Needs: cargo (unless --bin), python3 (standard library only), and for the CLI rows the
 # docker CLI. Run as root (containers). Everything the bench makes lives in a temporary
@@ -75,6 +78,7 @@ while [ $# -gt 0 ]; do
         --secs) need "$@"; SECS=$2; shift 2 ;;
         --build) shift; exec "$(dirname "$0")/bench-build.sh" "$@" ;;
         --registry) shift; exec python3 "$(dirname "$0")/bench_registry.py" "$@" ;;
+        --wear) shift; exec python3 "$(dirname "$0")/bench_wear.py" "$@" ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac

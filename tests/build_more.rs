@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::registry::Registry;
 use common::Daemon;
 
 /// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
@@ -484,49 +485,6 @@ fn cache_from_platform_and_build_cache() {
     assert_eq!(run(&d, "bm-cache", "cat /f.txt"), "cached\n");
     let o = d.docker(&["builder", "prune", "-f"]);
     assert!(text(&o).contains("Total reclaimed space:"), "{}", text(&o));
-}
-
-/// A Debian `docker-registry` on a free loopback port (plain HTTP), killed
-/// and its storage removed on drop.
-struct Registry {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let dir = common::temp_dir("bm-registry");
-        let port = common::free_port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("data").display()
-        );
-        std::fs::write(dir.join("config.yml"), config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry must be installed (apt-get install docker-registry)");
-        let r = Registry { child, dir, port };
-        let until = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Temp dirs of workers left in the data root.

@@ -1,121 +1,161 @@
-//! Resumable blob downloads. A blob streams into `downloads/<hex>.partial`
-//! with a running sha256; a cut resumes with `Range` from where it stopped
-//! (back-off capped, reset whenever data arrives), never from zero, and a
-//! partial file left by a killed daemon is picked up by the next pull. The
-//! file is usable only once its length and digest are verified.
+//! Blob downloads, streamed: the bytes of a layer blob go through a
+//! running sha256 straight to whoever reads them (the layer extractor), and
+//! are never stored. A cut resumes with `Range` from the bytes received so
+//! far (back-off capped, reset whenever data arrives), feeding the same
+//! reader, so the decompressor and extractor above it carry on where they
+//! were; nothing already received is fetched again. The stream ends (`Ok(0)`)
+//! only once the blob is whole and its digest verified; a wrong digest is
+//! an error the extraction fails with, so no unverified layer is committed.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use super::error::{DistError, Result};
 use super::session::{registry_error, Session};
-use crate::http::client::ReqBody;
+use crate::http::client::{ClientResponse, ReqBody, Url};
 use crate::image::digest::hex;
 
 /// Attempts in a row that bring no byte before the download fails.
 const MAX_FRUITLESS: u32 = 8;
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// The partial file is flushed to disk every this many bytes, so a power
-/// cut loses little.
-const SYNC_EVERY: u64 = 8 << 20;
-
-/// Where a blob is downloaded to.
-pub fn partial_path(dir: &Path, digest: &str) -> PathBuf {
-    dir.join(format!(
-        "{}.partial",
-        digest.strip_prefix("sha256:").unwrap_or(digest)
-    ))
-}
 
 /// Bytes really received from the network (for tests and the bench).
 pub struct Counters {
     pub fetched: u64,
 }
 
-/// Fetch `digest` (`size` bytes) into `path`, resuming what is there.
-/// `progress(current)` is called as bytes arrive; its `false` gives up
-/// (another layer of the pull failed), keeping the partial file.
-pub fn download(
-    sess: &mut Session,
-    digest: &str,
+/// One blob as a `Read`: fetched, resumed after cuts, verified at its end.
+/// A registry failure is kept (`take_error`) and surfaces to the reader as
+/// an I/O error, so the caller can tell it from a failure of its own.
+pub struct BlobStream<'a> {
+    sess: &'a mut Session,
+    url: Url,
+    digest: String,
+    /// From the manifest; 0 = unknown (read to the end of the response).
     size: u64,
-    path: &Path,
-    counters: &mut Counters,
-    progress: &mut dyn FnMut(u64) -> bool,
-) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)?;
-    let mut have = file.metadata()?.len();
-    if size > 0 && have > size {
-        file.set_len(0)?;
-        have = 0;
+    have: u64,
+    hasher: Sha256,
+    resp: Option<ClientResponse>,
+    /// Bytes to drop from the current response: a registry that ignored
+    /// `Range` sends the blob from its start again.
+    skip: u64,
+    backoff: Duration,
+    fruitless: u32,
+    progress: &'a mut dyn FnMut(u64) -> bool,
+    /// Bytes received from the network, dropped ones included.
+    pub fetched: u64,
+    verified: bool,
+    error: Option<DistError>,
+}
+
+impl<'a> BlobStream<'a> {
+    /// `progress(current)` is called as bytes arrive; its `false` gives up
+    /// (another layer of the pull failed).
+    pub fn new(
+        sess: &'a mut Session,
+        digest: &str,
+        size: u64,
+        progress: &'a mut dyn FnMut(u64) -> bool,
+    ) -> Result<BlobStream<'a>> {
+        let url = sess.url(&format!("blobs/{digest}"))?;
+        Ok(BlobStream {
+            sess,
+            url,
+            digest: digest.to_string(),
+            size,
+            have: 0,
+            hasher: Sha256::new(),
+            resp: None,
+            skip: 0,
+            backoff: BACKOFF_START,
+            fruitless: 0,
+            progress,
+            fetched: 0,
+            verified: false,
+            error: None,
+        })
     }
-    // The running hash covers what an earlier attempt left.
-    let mut hasher = Sha256::new();
-    if have > 0 {
-        file.seek(SeekFrom::Start(0))?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = have;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                break;
+
+    /// The registry failure that ended the stream, if that is what did.
+    pub fn take_error(&mut self) -> Option<DistError> {
+        self.error.take()
+    }
+
+    /// Read what the consumer left (a tar's trailing padding) and verify:
+    /// `Ok` only for a whole blob of the right digest.
+    pub fn finish(&mut self) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.take_error().unwrap_or_else(|| e.into())),
             }
-            hasher.update(&buf[..n]);
-            left -= n as u64;
         }
-        log::info!("resuming {digest} at {have} of {size} bytes");
+        if self.verified {
+            Ok(())
+        } else {
+            Err(DistError::Registry(format!(
+                "fetching blob {}: ended early",
+                self.digest
+            )))
+        }
     }
-    file.seek(SeekFrom::Start(have))?;
-    let url = sess.url(&format!("blobs/{digest}"))?;
-    let mut backoff = BACKOFF_START;
-    let mut fruitless = 0u32;
-    let mut unsynced = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if size > 0 && have == size {
-            break;
+
+    fn fail(&mut self, e: DistError) -> io::Error {
+        let io = io::Error::other(e.to_string());
+        self.error = Some(e);
+        io
+    }
+
+    /// A failed attempt: wait, or give up after too many in a row.
+    fn retry(&mut self, why: String) -> std::result::Result<(), DistError> {
+        self.resp = None;
+        self.fruitless += 1;
+        if self.fruitless >= MAX_FRUITLESS {
+            return Err(DistError::Registry(format!(
+                "fetching blob {}: {why} (at {} of {} bytes)",
+                self.digest, self.have, self.size
+            )));
         }
-        let range = format!("bytes={have}-");
+        log::info!(
+            "fetching {}: {why} at {} of {} bytes; resuming in {:?}",
+            self.digest,
+            self.have,
+            self.size,
+            self.backoff
+        );
+        std::thread::sleep(self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        Ok(())
+    }
+
+    /// Open a response at `have`.
+    fn connect(&mut self) -> std::result::Result<(), DistError> {
+        let range = format!("bytes={}-", self.have);
         let mut headers = Vec::new();
-        if have > 0 {
+        if self.have > 0 {
             headers.push(("Range", range.as_str()));
         }
-        let attempt = sess.send("GET", &url, &headers, ReqBody::None);
-        let mut resp = match attempt {
+        let mut resp = match self.sess.send("GET", &self.url, &headers, ReqBody::None) {
             Ok(r) => r,
-            Err(e) => {
-                fruitless += 1;
-                if fruitless >= MAX_FRUITLESS {
-                    return Err(e);
-                }
-                log::info!("fetching {digest}: {e}; retrying in {backoff:?}");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
-            }
+            Err(e) => return self.retry(e.to_string()),
         };
         match resp.status {
-            200 if have > 0 => {
-                // The server ignored the range: only now start over.
-                log::warn!("registry ignored Range for {digest}; fetching it whole");
-                file.set_len(0)?;
-                file.seek(SeekFrom::Start(0))?;
-                hasher = Sha256::new();
-                have = 0;
+            200 if self.have > 0 => {
+                // The server ignored the range: drop what we already have.
+                log::warn!(
+                    "registry ignored Range for {}; skipping {} bytes",
+                    self.digest,
+                    self.have
+                );
+                self.skip = self.have;
             }
             200 | 206 => {}
-            416 if size > 0 && have >= size => break,
             404 => {
                 let body = resp.read_body(64 * 1024).unwrap_or_default();
                 let text = registry_error(&body)
@@ -125,95 +165,106 @@ pub fn download(
             }
             s if s >= 500 => {
                 let _ = resp.read_body(64 * 1024);
-                fruitless += 1;
-                if fruitless >= MAX_FRUITLESS {
-                    return Err(DistError::Registry(format!(
-                        "fetching blob {digest}: HTTP status {s}"
-                    )));
-                }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
+                return self.retry(format!("HTTP status {s}"));
             }
             s => {
                 let body = resp.read_body(64 * 1024).unwrap_or_default();
                 let text = registry_error(&body)
                     .map(|(_, t)| t)
-                    .unwrap_or_else(|| format!("fetching blob {digest}: HTTP status {s}"));
+                    .unwrap_or_else(|| format!("fetching blob {}: HTTP status {s}", self.digest));
                 return Err(DistError::Registry(text));
             }
         }
-        let mut cut = None;
+        self.resp = Some(resp);
+        Ok(())
+    }
+
+    /// The blob is whole: check its digest (once).
+    fn verify(&mut self) -> std::result::Result<(), DistError> {
+        if self.verified {
+            return Ok(());
+        }
+        let got = format!("sha256:{}", hex(&self.hasher.clone().finalize()));
+        if got != self.digest {
+            return Err(DistError::Registry(format!(
+                "filesystem layer verification failed for digest {}",
+                self.digest
+            )));
+        }
+        self.verified = true;
+        self.resp = None;
+        Ok(())
+    }
+
+    fn step(&mut self, buf: &mut [u8]) -> std::result::Result<usize, DistError> {
         loop {
-            let n = match resp.body.read(&mut buf) {
-                Ok(0) => break,
+            if self.size > 0 && self.have >= self.size {
+                self.verify()?;
+                return Ok(0);
+            }
+            if self.verified {
+                return Ok(0);
+            }
+            let Some(resp) = self.resp.as_mut() else {
+                self.connect()?;
+                continue;
+            };
+            let room = if self.skip > 0 {
+                buf.len()
+                    .min(usize::try_from(self.skip).unwrap_or(usize::MAX))
+            } else if self.size > 0 {
+                buf.len()
+                    .min(usize::try_from(self.size - self.have).unwrap_or(usize::MAX))
+            } else {
+                buf.len()
+            };
+            let n = match resp.body.read(&mut buf[..room]) {
+                Ok(0) if self.size == 0 => {
+                    self.verify()?;
+                    return Ok(0);
+                }
+                Ok(0) => {
+                    self.retry("connection closed early".into())?;
+                    continue;
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    cut = Some(e);
-                    break;
+                    self.retry(e.to_string())?;
+                    continue;
                 }
             };
-            let n = if size > 0 {
-                n.min((size - have) as usize)
-            } else {
-                n
-            };
-            if let Err(e) = file.write_all(&buf[..n]) {
-                // A full disk keeps nothing half-written: the partial goes.
-                if e.raw_os_error() == Some(libc::ENOSPC) {
-                    drop(file);
-                    let _ = fs::remove_file(path);
-                }
-                return Err(e.into());
-            }
-            hasher.update(&buf[..n]);
-            have += n as u64;
-            counters.fetched += n as u64;
-            unsynced += n as u64;
-            if unsynced >= SYNC_EVERY {
-                file.sync_data()?;
-                unsynced = 0;
-            }
+            self.fetched += n as u64;
             // Data arrived: the link works again.
-            fruitless = 0;
-            backoff = BACKOFF_START;
-            if !progress(have) {
+            self.fruitless = 0;
+            self.backoff = BACKOFF_START;
+            if self.skip > 0 {
+                self.skip -= n as u64;
+                continue;
+            }
+            self.hasher.update(&buf[..n]);
+            self.have += n as u64;
+            if !(self.progress)(self.have) {
                 return Err(DistError::Registry(format!(
-                    "fetching blob {digest}: cancelled"
+                    "fetching blob {}: cancelled",
+                    self.digest
                 )));
             }
-            if size > 0 && have == size {
-                break;
-            }
+            return Ok(n);
         }
-        if size == 0 && cut.is_none() {
-            break;
-        }
-        if size > 0 && have == size {
-            break;
-        }
-        fruitless += 1;
-        let why = cut.map_or_else(|| "connection closed early".to_string(), |e| e.to_string());
-        if fruitless >= MAX_FRUITLESS {
-            return Err(DistError::Registry(format!(
-                "fetching blob {digest}: {why} (at {have} of {size} bytes)"
-            )));
-        }
-        log::info!("fetching {digest}: {why} at {have} of {size} bytes; resuming in {backoff:?}");
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-    file.sync_data()?;
-    let got = format!("sha256:{}", hex(&hasher.finalize()));
-    if got != digest {
-        drop(file);
-        let _ = fs::remove_file(path);
-        return Err(DistError::Registry(format!(
-            "filesystem layer verification failed for digest {digest}"
-        )));
+}
+
+impl Read for BlobStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(e) = &self.error {
+            return Err(io::Error::other(e.to_string()));
+        }
+        self.step(buf).map_err(|e| self.fail(e))
     }
-    Ok(())
 }
 
 /// A small blob (an image config) read into memory and verified.
@@ -243,9 +294,4 @@ pub fn fetch_small(sess: &mut Session, digest: &str, max: u64) -> Result<Vec<u8>
         )));
     }
     Ok(body)
-}
-
-/// Open a verified download for reading.
-pub fn open(path: &Path) -> Result<File> {
-    Ok(File::open(path)?)
 }

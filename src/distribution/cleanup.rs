@@ -1,14 +1,16 @@
 //! What interrupted pulls and pushes leave, swept at start-up (before the
 //! image store collects unreferenced layers, with no worker running).
 //!
-//! Kept, so that the next pull resumes: pull records (`image/pulls/`) and
-//! partial blobs (`image/downloads/<hex>.partial`) younger than
-//! `ABANDONED_AFTER`. Removed: a pull record whose image config exists (the
-//! pull finished; a crash came before its record went), a record or partial
-//! older than `ABANDONED_AFTER` (nobody came back for it: its layers, if no
-//! image uses them, are then collected by the store), anything else in
-//! `downloads/` (a push's compressed temporaries). A failed pull keeps
-//! both for its retry; this sweep bounds how long.
+//! Kept, so that the next pull does not fetch its finished layers again:
+//! pull records (`image/pulls/`) younger than `ABANDONED_AFTER`. Removed: a
+//! pull record whose image config exists (the pull finished; a crash came
+//! before its record went), a record older than `ABANDONED_AFTER` (nobody
+//! came back for it: its layers, if no image uses them, are then collected
+//! by the store), and everything in `downloads/`: a push's compressed
+//! temporaries, and the partial blobs (`<hex>.partial`) of an older
+//! version, which stored blobs before extracting them (pulls now stream
+//! into the layer and nothing reads a partial any more). A failed pull
+//! keeps its record for its retry; this sweep bounds how long.
 
 use std::fs;
 use std::path::Path;
@@ -68,18 +70,19 @@ pub fn sweep(layout: &Layout, now: SystemTime) -> Swept {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let partial = name.strip_suffix(".partial").is_some_and(is_hex64);
-            if !partial {
-                if e.file_type().is_ok_and(|t| t.is_file()) && remove(&e.path()) {
-                    s.other += 1;
-                }
-            } else if older_than(&e.path(), now, ABANDONED_AFTER) && remove(&e.path()) {
+            if !e.file_type().is_ok_and(|t| t.is_file()) || !remove(&e.path()) {
+                continue;
+            }
+            if partial {
                 s.partials += 1;
+            } else {
+                s.other += 1;
             }
         }
     }
     if s != Swept::default() {
         log::info!(
-            "removed {} finished or abandoned pull records, {} abandoned partial blobs, {} push leftovers",
+            "removed {} finished or abandoned pull records, {} partial blobs of an older version, {} push leftovers",
             s.records,
             s.partials,
             s.other
@@ -106,15 +109,15 @@ mod tests {
         let part = dl.join(format!("{a}.partial"));
         fs::write(&part, b"x").unwrap();
         fs::write(dl.join(".tmp-1-push-0"), b"x").unwrap();
-        // Now: the finished record and the push leftover go.
+        // Now: the finished record, the old partial and the push leftover go.
         let s = sweep(&layout, SystemTime::now());
-        assert_eq!((s.records, s.partials, s.other), (1, 0, 1));
-        assert!(rec_a.is_file() && !rec_b.exists() && part.is_file());
+        assert_eq!((s.records, s.partials, s.other), (1, 1, 1));
+        assert!(rec_a.is_file() && !rec_b.exists() && !part.exists());
         // Two days on: the rest is abandoned.
         let later = SystemTime::now() + 2 * ABANDONED_AFTER;
         let s = sweep(&layout, later);
-        assert_eq!((s.records, s.partials, s.other), (1, 1, 0));
-        assert!(!rec_a.exists() && !part.exists());
+        assert_eq!((s.records, s.partials, s.other), (1, 0, 0));
+        assert!(!rec_a.exists());
         let _ = fs::remove_dir_all(&dir);
     }
 }

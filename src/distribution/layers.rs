@@ -1,19 +1,20 @@
 //! A pull's missing layers: up to `max` blobs downloading at once (dockerd's
 //! `max-concurrent-downloads`, 3 by default), each on its own thread of the
-//! pull's worker process with its own connection (a clone of the session),
-//! while the worker's main thread extracts and commits the finished ones in
-//! the manifest's order. The threads live only in the forked worker, which
+//! pull's worker process with its own connection (a clone of the session).
+//! Each thread extracts its blob as it arrives (no compressed copy on disk:
+//! one write per byte of layer, for flash) and commits the layer; the
+//! worker's main thread reports them done in the manifest's order. The threads live only in the forked worker, which
 //! forks nothing: the daemon itself stays one thread. Progress lines of the
 //! blobs in flight are interleaved on the worker's pipe as dockerd's are.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use serde_json::Value;
 
-use super::blob::{self, partial_path, Counters};
+use super::blob::{BlobStream, Counters};
 use super::error::{DistError, Result};
 use super::manifest::Descriptor;
 use super::progress::{self, Throttle};
@@ -50,8 +51,9 @@ impl<'a> SharedReporter<'a> {
     }
 }
 
-/// Download every layer not yet in the store, then extract and commit each,
-/// in order. `counters` gains the bytes received.
+/// Fetch every layer not yet in the store, each streamed into its layer
+/// directory and committed as it completes. `counters` gains the bytes
+/// received.
 pub fn fetch_layers(
     layout: &Layout,
     sess: &Session,
@@ -71,18 +73,16 @@ pub fn fetch_layers(
     if todo.is_empty() {
         return Ok(());
     }
-    let downloads = layout.root.join("downloads");
-    fs::create_dir_all(&downloads)?;
     let max = max.max(1);
     let rep = SharedReporter::new(rep);
     for &i in todo.iter().skip(max) {
         rep.send(progress::status(Some(&short(&layers[i].digest)), "Waiting"));
     }
     let work = |sess: &mut Session, i: usize, cancel: &AtomicBool| {
-        download_one(sess, &layers[i], &downloads, &rep, cancel)
+        pull_layer(layout, sess, &layers[i], &diff_ids[i], &rep, cancel)
     };
     in_flight(sess, &todo, max, &work, |rx| {
-        extract_in_order(layout, layers, diff_ids, &todo, rx, &rep, counters)
+        report_in_order(layers, &todo, rx, &rep, counters)
     })
 }
 
@@ -128,83 +128,80 @@ pub fn in_flight<T: Send, R>(
     })
 }
 
-/// One blob into its partial file, with its progress lines.
-fn download_one(
+/// One layer: its blob streamed through the extractor into a temp
+/// directory (nothing of the compressed blob is stored), its digest and
+/// diff ID verified, then committed at once (the pull's record holds it),
+/// so a kill loses at most the layers in flight. Returns the bytes fetched.
+fn pull_layer(
+    layout: &Layout,
     sess: &mut Session,
     l: &Descriptor,
-    downloads: &std::path::Path,
+    diff_id: &str,
     rep: &SharedReporter<'_>,
     cancel: &AtomicBool,
 ) -> Result<u64> {
     let sid = short(&l.digest);
-    let path = partial_path(downloads, &l.digest);
-    let mut throttle = Throttle::new();
     let size = l.size;
-    let mut c = Counters { fetched: 0 };
-    blob::download(sess, &l.digest, size, &path, &mut c, &mut |cur| {
+    let mut throttle = Throttle::new();
+    let mut on_bytes = |cur: u64| {
         if throttle.due() || cur == size {
             rep.send(progress::bar(&sid, "Downloading", cur, size));
         }
         !cancel.load(Ordering::Relaxed)
-    })?;
-    rep.send(progress::status(Some(&sid), "Verifying Checksum"));
-    rep.send(progress::status(Some(&sid), "Download complete"));
-    Ok(c.fetched)
+    };
+    let mut stream = BlobStream::new(sess, &l.digest, size, &mut on_bytes)?;
+    let tmp = layout.new_temp_dir()?;
+    let budget = Budget::default();
+    let outcome = match extract_layer(&mut stream, &tmp, &budget) {
+        Ok(info) => stream.finish().map(|()| info),
+        // A registry failure (a cut that did not heal, a wrong digest) is
+        // what ended the extraction: say that, not the extractor's view.
+        Err(e) => Err(stream.take_error().unwrap_or(DistError::Image(e))),
+    };
+    let fetched = stream.fetched;
+    drop(stream);
+    let committed = outcome
+        .and_then(|info| {
+            if info.diff_id != diff_id {
+                return Err(DistError::Image(ImageError::BadArchive(format!(
+                    "layer {}: diff ID {} does not match the config's {diff_id}",
+                    l.digest, info.diff_id
+                ))));
+            }
+            rep.send(progress::status(Some(&sid), "Verifying Checksum"));
+            rep.send(progress::status(Some(&sid), "Download complete"));
+            Ok(info)
+        })
+        .and_then(|info| Ok(layout.commit_layer(&tmp, &info)?));
+    if let Err(e) = committed {
+        // Nothing half-written stays (start-up would sweep it too).
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    Ok(fetched)
 }
 
-/// Wait for each layer's download in the manifest's order, then extract,
-/// verify its diff ID and commit it. The first failure (of any download)
-/// ends the pull.
-fn extract_in_order(
-    layout: &Layout,
+/// Take each layer's outcome, reporting them in the manifest's order as
+/// dockerd extracts. The first failure (of any layer) ends the pull.
+fn report_in_order(
     layers: &[Descriptor],
-    diff_ids: &[String],
     todo: &[usize],
     rx: &mpsc::Receiver<(usize, Result<u64>)>,
     rep: &SharedReporter<'_>,
     counters: &mut Counters,
 ) -> Result<()> {
-    let downloads = layout.root.join("downloads");
-    let budget = Budget::default();
-    let mut done: HashMap<&str, ()> = HashMap::new();
-    for (l, d) in layers.iter().zip(diff_ids) {
-        if layout.layer_exists(d) {
-            continue;
-        }
-        if !todo.iter().any(|&j| layers[j].digest == l.digest) {
-            continue;
-        }
-        while !done.contains_key(l.digest.as_str()) {
-            let (i, r) = rx
+    let mut done: HashSet<usize> = HashSet::new();
+    for &i in todo {
+        while !done.contains(&i) {
+            let (j, r) = rx
                 .recv()
                 .map_err(|_| DistError::Registry("a layer download ended early".into()))?;
             counters.fetched += r?;
-            done.insert(layers[i].digest.as_str(), ());
+            done.insert(j);
         }
+        let l = &layers[i];
         let sid = short(&l.digest);
-        let size = l.size;
-        let path = partial_path(&downloads, &l.digest);
-        rep.send(progress::bar(&sid, "Extracting", 0, size));
-        let tmp = layout.new_temp_dir()?;
-        let extracted = blob::open(&path).and_then(|f| Ok(extract_layer(f, &tmp, &budget)?));
-        let info = match extracted {
-            Ok(info) if &info.diff_id == d => info,
-            Ok(info) => {
-                let _ = fs::remove_dir_all(&tmp);
-                let _ = fs::remove_file(&path);
-                return Err(DistError::Image(ImageError::BadArchive(format!(
-                    "layer {}: diff ID {} does not match the config's {d}",
-                    l.digest, info.diff_id
-                ))));
-            }
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-        };
-        layout.commit_layer(&tmp, &info)?;
-        let _ = fs::remove_file(&path);
-        rep.send(progress::bar(&sid, "Extracting", size, size));
+        rep.send(progress::bar(&sid, "Extracting", l.size, l.size));
         rep.send(progress::status(Some(&sid), "Pull complete"));
     }
     Ok(())

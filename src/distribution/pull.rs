@@ -1,7 +1,8 @@
 //! `docker pull`, run in a forked worker: the manifest resolved (an index
 //! narrowed to one platform) and verified, the config fetched and
-//! verified, each missing layer downloaded whole (resumable), verified,
-//! extracted and committed; then the journal, the config, and the tags
+//! verified, each missing layer streamed (resumable after cuts) through
+//! its digest check into the extractor and committed; then the journal,
+//! the config, and the tags
 //! (by the daemon, from the returned summary). A power cut at any point
 //! leaves either the old state or the new; finished layers are held by a
 //! pull record (`image/pulls/`) so an interrupted pull never fetches them

@@ -892,3 +892,4 @@ pub fn pinger(
         out
     })
 }
+pub mod registry;
