@@ -20,8 +20,8 @@ networking) and runs two phases:
     count before phase 2 (at most 5 more).
 
 Options:
-  --bin PATH            the coracle binary (default: target/release/coracle, built with
-                        cargo build --release when missing)
+  --bin PATH            the coracle binary (default: target/release/coracle, brought up
+                        to date with cargo build --release first)
   --soak-minutes M      phase 1 length (default 5); phase 2 is twice as long unless
                         --restart-minutes says otherwise
   --restart-minutes R   phase 2 length (default 2 x M)
@@ -267,7 +267,9 @@ def main():
     restart_min = a.restart_minutes if a.restart_minutes is not None else 2 * a.soak_minutes
 
     binary = a.bin or os.path.join(ROOT, "target/release/coracle")
-    if not a.bin and not os.path.exists(binary):
+    if not a.bin:
+        # Always (a no-op when it is up to date): a binary left from before a
+        # fix would be measured instead of the sources.
         subprocess.check_call(["cargo", "build", "--release"], cwd=ROOT)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
