@@ -20,7 +20,10 @@ use common::Daemon;
 fn fds_of(pid: i32) -> Vec<String> {
     let dir = format!("/proc/{pid}/fd");
     let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).expect("read the daemon's fd dir").flatten() {
+    for e in std::fs::read_dir(&dir)
+        .expect("read the daemon's fd dir")
+        .flatten()
+    {
         if let Ok(t) = std::fs::read_link(e.path()) {
             out.push(t.to_string_lossy().into_owned());
         }
@@ -145,7 +148,8 @@ fn race(
                     n = n.wrapping_mul(31).wrapping_add(17);
                     let id = &ids[n % ids.len()];
                     let op = ops[(n / 3) % ops.len()];
-                    let (status, text) = call(&sock, "POST", &format!("/containers/{id}/{op}"), None);
+                    let (status, text) =
+                        call(&sock, "POST", &format!("/containers/{id}/{op}"), None);
                     if !matches!(status, 204 | 304 | 409) {
                         bad.lock().unwrap().push(format!("{op}: {text}"));
                     }
@@ -173,7 +177,10 @@ fn fds_return_after_racing_restarts_and_execs() {
     let sock = d.sock.clone();
 
     // Warm-up: whatever the daemon opens once (and keeps) on a first start.
-    let w = create(&d, r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#);
+    let w = create(
+        &d,
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#,
+    );
     start(&d, &w);
     common::cli::wait_exited(&d, &w, 20);
     remove(&d, &w);
@@ -204,7 +211,10 @@ fn fds_return_after_racing_restarts_and_execs() {
     std::thread::sleep(Duration::from_secs(4));
     for id in &ids {
         let r = d.request("GET", &format!("/containers/{id}/json"), None);
-        let status = r.json()["State"]["Status"].as_str().unwrap_or("").to_string();
+        let status = r.json()["State"]["Status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         assert!(
             status == "running" || status == "restarting",
             "a --restart always container after API restarts only is {status}"
@@ -272,7 +282,12 @@ fn fds_return_after_racing_restarts_and_execs() {
             );
             assert_eq!(r.status, 200, "exec start: {r:?}");
         }
-        let (status, text) = call(&sock, "POST", &format!("/containers/{id}/restart?t=0"), None);
+        let (status, text) = call(
+            &sock,
+            "POST",
+            &format!("/containers/{id}/restart?t=0"),
+            None,
+        );
         assert_eq!(status, 204, "restart: {text}");
     }
     remove(&d, &id);
