@@ -21,7 +21,12 @@ limit=(-max_total_time="$secs")
 [ -n "${FUZZ_RUNS:-}" ] && limit=(-runs="$FUZZ_RUNS")
 work="$(mktemp -d /tmp/coracle-fuzz.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-cargo +nightly fuzz build -s none
+# Build only the targets asked for (the instrumented build is the long part).
+if [ $# -gt 0 ]; then
+    for t in "${targets[@]}"; do cargo +nightly fuzz build -s none "$t"; done
+else
+    cargo +nightly fuzz build -s none
+fi
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t"
     echo "== fuzz: $t (${FUZZ_RUNS:+$FUZZ_RUNS runs}${FUZZ_RUNS:-$secs s})"

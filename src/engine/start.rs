@@ -31,8 +31,15 @@ impl Engine {
                 ))
             }
             // A second start while the first one's setup runs: it answers
-            // with the first one's outcome (the API waits on it).
-            _ if e.c.start_pending && self.launches.seq_of(&id).is_some() => return Ok(()),
+            // with the first one's outcome (the API waits on it). Like any
+            // start it ends a manual stop: a `restart` (stop + start) of a
+            // container whose policy restart is launching keeps its policy.
+            _ if e.c.start_pending && self.launches.seq_of(&id).is_some() => {
+                if let Some(e) = self.containers.get_mut(&id) {
+                    e.c.manually_stopped = false;
+                }
+                return Ok(());
+            }
             Status::Removing => {
                 return Err(ContainerError::Conflict(
                     "container is marked for removal and cannot be started".to_string(),
