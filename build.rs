@@ -53,5 +53,16 @@ fn release_link_script() {
             std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("scripts/release-link.ld");
         println!("cargo:rerun-if-changed={}", script.display());
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        // rust-lld (what scripts/build-static.sh links musl with) folds
+        // functions whose code is identical (generic copies over types of one
+        // layout, ring's twin C routines) into one. Rust promises no distinct
+        // addresses for functions, and nothing here compares them. Another
+        // linker (CARGO_TARGET_<TRIPLE>_LINKER) links without it.
+        if std::path::Path::new(&var("RUSTC_LINKER"))
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("lld"))
+        {
+            println!("cargo:rustc-link-arg-bins=--icf=all");
+        }
     }
 }

@@ -27,17 +27,26 @@ impl Engine {
         // Two daemons starting at once must not pick the same subnet.
         let _setup =
             HostLock::take("networks", true).map_err(|e| format!("network set-up lock: {e}"))?;
-        for n in self.networks.store.nets.values_mut() {
+        // Only a network whose record changed is written again: a restart
+        // after a clean stop rewrites (and fsyncs) nothing.
+        let mut changed = Vec::new();
+        for (id, n) in self.networks.store.nets.iter_mut() {
+            let before = n.endpoints.len();
             n.endpoints.retain(|_, e| e.static_ip);
+            let mut dirty = n.endpoints.len() != before;
             for e in n.endpoints.values_mut() {
+                dirty |= e.active || !e.veth.is_empty();
                 e.active = false;
                 e.veth.clear();
             }
+            if dirty {
+                changed.push(id.clone());
+            }
         }
-        let ids: Vec<String> = self.networks.store.nets.keys().cloned().collect();
-        for id in &ids {
+        for id in &changed {
             let _ = self.networks.store.save(id);
         }
+        let ids: Vec<String> = self.networks.store.nets.keys().cloned().collect();
         self.default_bridge_up()?;
         self.predefined_networks();
         for n in self.networks.store.nets.values() {

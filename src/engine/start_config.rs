@@ -43,7 +43,9 @@ impl Engine {
         {
             return Ok(());
         }
-        let mut hc: HostConfig = serde_json::from_value(value)
+        // From the bytes, as create reads its HostConfig: the same decoder
+        // (`from_value` would build a second one, ~29 KiB of release binary).
+        let mut hc: HostConfig = serde_json::from_slice(body)
             .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
         create::validate_host_config(&hc)?;
         crate::container::isolation::validate(&hc, &|k| self.containers.resolve(k).is_ok())?;
