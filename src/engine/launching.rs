@@ -67,6 +67,9 @@ pub struct Launches {
     registry: mio::Registry,
     next_seq: u64,
     outcomes: VecDeque<(u64, String, Option<ContainerError>)>,
+    /// Cgroups of containers removed while their launch ran: emptied by a
+    /// kill, removed once that launch's child is reaped.
+    orphans: Vec<(Pid, Cgroup)>,
 }
 
 /// The parts of a started child the completion needs.
@@ -84,6 +87,7 @@ impl Launches {
             registry,
             next_seq: 1,
             outcomes: VecDeque::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -223,6 +227,11 @@ impl Engine {
     /// A reaped child that is a launch in flight (true): its status is kept
     /// for the completion.
     pub(super) fn launch_child_exited(&mut self, pid: Pid, status: WaitStatus) -> bool {
+        if let Some(i) = self.launches.orphans.iter().position(|(p, _)| *p == pid) {
+            let (_, cg) = self.launches.orphans.swap_remove(i);
+            remove_orphan_cgroup(&cg);
+            return true;
+        }
         let Some(slot) = self
             .launches
             .slab
@@ -311,8 +320,15 @@ impl Engine {
             (Kind::Container { cgroup, .. }, None) if self.containers.get(&l.id).is_none() => {
                 // Removed (`rm -f`) while its setup ran: the process goes.
                 let _ = kill(l.pid, Signal::SIGKILL);
-                if let Some(cg) = &cgroup {
+                if let Some(cg) = cgroup {
                     cg.kill_all(Signal::SIGKILL);
+                    // Removable once empty: now if the child is already
+                    // reaped, else when it is.
+                    if l.exited.is_some() {
+                        remove_orphan_cgroup(&cg);
+                    } else {
+                        self.launches.orphans.push((l.pid, cg));
+                    }
                 }
                 self.network_release(&l.id);
             }
@@ -348,5 +364,12 @@ impl Engine {
                 self.launch_done(&l.id, Err(err));
             }
         }
+    }
+}
+
+/// Remove the cgroup of a container removed while it was launching.
+fn remove_orphan_cgroup(cg: &Cgroup) {
+    if let Err(e) = cg.remove() {
+        log::warn!("removing the cgroup of a container removed while starting: {e}");
     }
 }
