@@ -68,9 +68,11 @@ impl ContainerDirs {
         result
     }
 
-    /// Persist a changed record.
+    /// Persist a changed record. `config.json` exists since the create, so
+    /// a crash leaves the previous record or this one, both states recovery
+    /// takes (`atomic::replace_file`: no directory fsync).
     pub fn save(&self, c: &Container) -> io::Result<()> {
-        atomic::write_file(&self.dir(&c.id).join("config.json"), &record(c)?)?;
+        atomic::replace_file(&self.dir(&c.id).join("config.json"), &record(c)?)?;
         crate::failpoint!("container.saved");
         Ok(())
     }
