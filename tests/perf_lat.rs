@@ -7,6 +7,8 @@
 //! - the default seccomp program is compiled once per capability set:
 //!   containers started one after another each get the filter their own
 //!   settings ask for (and `unconfined` none);
+//! - the generated /etc files (not fsynced at create) are written again at
+//!   start when a crash left one empty;
 //! - no `Running` record is written once a start succeeds (the pending
 //!   record, with the start time, stands for it): after `kill -9` the run
 //!   shows as exited 255 with its StartedAt, and `always` runs again.
@@ -55,7 +57,10 @@ fn unix_secs_of(rfc3339: &str) -> i64 {
         .args(["-u", "-d", rfc3339, "+%s"])
         .output()
         .expect("date");
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -98,10 +103,37 @@ fn faster_start_path_keeps_cgroups_seccomp_and_recovery_right() {
             .map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default())
             .collect::<Vec<_>>();
         assert!(
-            procs.iter().all(|p| p.lines().any(|l| l.trim() == pid.to_string())),
+            procs
+                .iter()
+                .all(|p| p.lines().any(|l| l.trim() == pid.to_string())),
             "{id}: pid {pid} missing from a cgroup.procs: {procs:?}"
         );
     }
+
+    // The generated /etc files are not fsynced at create: one a crash left
+    // empty is written again by the start.
+    let e = ok(
+        &d,
+        &[
+            "create",
+            "--name",
+            "etc",
+            "--network",
+            "none",
+            "busybox",
+            "cat",
+            "/etc/hosts",
+        ],
+    )
+    .trim()
+    .to_string();
+    let hosts = d.data_root.join("containers").join(&e).join("hosts");
+    std::fs::write(&hosts, b"").expect("empty the hosts file");
+    let out = ok(&d, &["start", "-a", "etc"]);
+    assert!(
+        out.contains("localhost"),
+        "/etc/hosts after the start: {out:?}"
+    );
 
     // A started container's record is the pending one: after kill -9 the
     // run is exited 255 with the StartedAt of the start; `always` runs again.

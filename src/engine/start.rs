@@ -159,7 +159,14 @@ impl Engine {
             .images
             .lower_dirs(&c.image)
             .map_err(|e| ContainerError::Internal(format!("image of container: {e}")))?;
-        create::network_mode(&h.network_mode)?;
+        let mode = create::network_mode(&h.network_mode)?;
+        // Derived files a crash may have left empty (not fsynced at create).
+        if let Err(e) = self
+            .container_dirs
+            .restore_etc(id, &super::create::etc_files(c, mode))
+        {
+            log::warn!("container {}: /etc files: {e}", c.short_id());
+        }
         // Missing bind sources are created, as dockerd does for -v.
         for src in bind_sources(h)? {
             if !std::path::Path::new(&src).exists() {
