@@ -10,7 +10,8 @@
 #   containerd-shim-runc-v2, runc, docker-init, docker-proxy), idle RSS/PSS of the engine's
 #   processes, engine RSS/PSS with 0, 10 and 50 running `sleep` containers (daemon, containerd,
 #   shims; never the containers), cold start to the first answered /_ping, `docker run --rm
-#   busybox true` through the real CLI and create+start+wait+remove through the API (medians),
+#   busybox true` through the real CLI (--network none on both, and on coracle's bridge) and
+#   create+start+wait+remove through the API (medians),
 #   /_ping, /containers/json (50 containers) and /images/json requests/s over 1 and over 16
 #   keep-alive connections, stdout throughput to an attached reader, `docker logs` of a 100 MiB
 #   log, and `docker load` / `docker save` of a 100 MiB image. Next to attach, load and save:
@@ -375,26 +376,34 @@ bench_daemon() { # SIDE ADDR
     fi
 
     if [ "$QUICK" = 1 ]; then
-        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 run_cli rps_containers_1 rps_containers_16 stats_cpu_50 attach logs load save; do
+        for f in rss_0 rss_10 rss_50 pss_0 pss_10 pss_50 run_cli run_cli_bridge rps_containers_1 rps_containers_16 stats_cpu_50 attach logs load save; do
             record "$f" "$side" skip "$QUICK_SKIP"
         done
         return
     fi
 
-    # docker run --rm busybox true, end to end
-    if [ -n "$no_ct" ]; then record run_cli "$side" skip "$no_ct"
-    else
-        log "$side: docker run --rm busybox true x$RUNS..."
+    # docker run --rm busybox true, end to end: both daemons with --network none (the
+    # bench's dockerd runs with --bridge=none, so its default network is none), and
+    # coracle on its default bridge as a row of its own
+    run_cli_row() { # KEY DOCKER-RUN-ARGS...
+        local key=$1; shift
+        log "$side: docker run --rm $* busybox true x$RUNS..."
         times=()
         for _ in $(seq 1 "$RUNS"); do
             t0=$(now_ms)
-            if ! docker run --rm busybox true >/dev/null 2>"$WORK/run.err"; then
+            if ! docker run --rm "$@" busybox true >/dev/null 2>"$WORK/run.err"; then
                 times=(); log "$side: docker run failed: $(cat "$WORK/run.err")"; break
             fi
             times+=($(( $(now_ms) - t0 )))
         done
-        if [ ${#times[@]} -gt 0 ]; then record run_cli "$side" ok "$(median "${times[@]}")"
-        else record run_cli "$side" skip "docker run failed: $(head -c 200 "$WORK/run.err" | tr '\t\n' '  ')"; fi
+        if [ ${#times[@]} -gt 0 ]; then record "$key" "$side" ok "$(median "${times[@]}")"
+        else record "$key" "$side" skip "docker run failed: $(head -c 200 "$WORK/run.err" | tr '\t\n' '  ')"; fi
+    }
+    if [ -n "$no_ct" ]; then record run_cli "$side" skip "$no_ct"; record run_cli_bridge "$side" skip "$no_ct"
+    else
+        run_cli_row run_cli --network none
+        if [ "$side" = coracle ]; then run_cli_row run_cli_bridge
+        else record run_cli_bridge other skip "coracle only (the bench's dockerd has --bridge=none)"; fi
     fi
 
     # memory with 0, 10, 50 containers and /containers/json under load

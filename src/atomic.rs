@@ -11,8 +11,20 @@ use std::path::Path;
 /// anything left with it after a crash.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Atomically replace `path` with `data` (mode 0600).
+/// Atomically replace `path` with `data` (mode 0600), durably: the
+/// directory is fsynced after the rename.
 pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace_file(path, data)?;
+    sync_dir(path.parent().unwrap_or_else(|| Path::new(".")))
+}
+
+/// Replace an existing `path` with `data`: temp written, fsynced, renamed
+/// over it, without `write_file`'s directory fsync. The rename swaps one
+/// complete file for another, so a crash at any point leaves the old or the
+/// new content; the directory's fsync would only make the new name durable
+/// sooner (it is by the next journal commit). For records whose previous
+/// version is a state recovery accepts (container records).
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -35,7 +47,7 @@ pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
         crate::failpoint!("atomic.temp_synced");
         fs::rename(&tmp, path)?;
         crate::failpoint!("atomic.renamed");
-        sync_dir(dir)
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -170,22 +170,19 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
 
 pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     let e = call.engine.containers.find(&key(call))?;
-    // `size=1`, and a container whose log is losing records (its LogLoss
-    // count changes with no event to invalidate a cached body), are built
-    // fresh each time.
-    if call.req.query.bool("size") || call.engine.outputs.log_loss(&e.c.id).is_some() {
+    // `size=1` is built fresh each time.
+    if call.req.query.bool("size") {
         let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(call.engine, e));
-        if !call.req.query.bool("size") {
-            return Ok(Response::json(200, &v));
-        }
         let job = size_job(call.engine, e);
         return with_sizes(call, v, vec![job]);
     }
-    // Served from the container's cached view while nothing it shows changed.
+    // Served from the container's cached view while nothing it shows
+    // changed (the log loss count is part of the view's key).
     let (id, gen) = (e.c.id.clone(), e.gen);
+    let loss = loss_key(call.engine, &id);
     let mut views = std::mem::take(&mut call.engine.views);
     let engine = &*call.engine;
-    let view = views.of(&id, gen, (call.version.0, call.version.1));
+    let view = views.of(&id, gen, loss, (call.version.0, call.version.1));
     let body = match &view.inspect {
         Some(b) => b.clone(),
         None => {
@@ -204,6 +201,14 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
     Ok(Response::new(200)
         .header("Content-Type", "application/json")
         .bytes(body))
+}
+
+/// A container's log loss count as its views' key.
+fn loss_key(engine: &Engine, id: &str) -> (u64, u64) {
+    engine
+        .outputs
+        .log_loss(id)
+        .map_or((0, 0), |l| (l.lines, l.bytes))
 }
 
 pub(super) fn summary_json(engine: &Engine, e: &Entry) -> Value {
@@ -421,7 +426,7 @@ fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>) -> Response {
         let Some(e) = engine.containers.get(id) else {
             continue;
         };
-        let view = views.of(id, *gen, version);
+        let view = views.of(id, *gen, loss_key(engine, id), version);
         let rest = view.row_rest.get_or_insert_with(|| {
             let mut row = summary_json(engine, e);
             if let Some(m) = row.as_object_mut() {

@@ -106,21 +106,7 @@ impl Engine {
         };
         span.subject(&id);
         span.phase("volumes+network");
-        let etc = [
-            (
-                "hostname",
-                crate::container::etc::hostname(&c.config.hostname),
-            ),
-            (
-                "hosts",
-                crate::container::etc::hosts(&c.host_config, &c.config.hostname, network),
-            ),
-            (
-                "resolv.conf",
-                crate::container::etc::resolv_conf(&c.host_config, network),
-            ),
-        ];
-        if let Err(e) = self.container_dirs.create(&c, &etc) {
+        if let Err(e) = self.container_dirs.create(&c, &etc_files(&c, network)) {
             // The anonymous volumes made for it would belong to nobody.
             self.volumes_on_failed_create(&c.mount_points);
             return Err(e.into());
@@ -132,4 +118,23 @@ impl Engine {
         span.phase("event");
         Ok((id, warnings))
     }
+}
+
+/// The container's generated /etc/hostname, /etc/hosts, /etc/resolv.conf
+/// (a bridge network's start rewrites the last two with its addresses).
+pub(super) fn etc_files(c: &Container, network: &str) -> [(&'static str, String); 3] {
+    [
+        (
+            "hostname",
+            crate::container::etc::hostname(&c.config.hostname),
+        ),
+        (
+            "hosts",
+            crate::container::etc::hosts(&c.host_config, &c.config.hostname, network),
+        ),
+        (
+            "resolv.conf",
+            crate::container::etc::resolv_conf(&c.host_config, network),
+        ),
+    ]
 }

@@ -12,16 +12,23 @@ use crate::container::registry::Entry;
 use crate::runtime::cgroups::Cgroup;
 use crate::timers::Timer;
 
+/// Containers relaunched per loop turn after a daemon restart, and the
+/// time between two such turns.
+const BOOT_RESTARTS_PER_TURN: usize = 4;
+const BOOT_RESTART_SPACING_MS: u64 = 2;
+
 impl Engine {
     /// After a crash: kill every process left in the cgroup of any container
     /// of this data root, whatever its record says (a crash during a start
     /// leaves one recorded as created), mark those that were running or
-    /// starting exited, then restart what the policies say. Start-up only:
-    /// it waits for the kernel to empty the cgroups.
+    /// starting exited, then queue the restarts the policies ask for (the
+    /// loop runs them). Start-up only: it waits for the kernel to empty the
+    /// cgroups.
     pub fn recover_containers(&mut self) {
         reap_cgroups(&self.container_dirs.ids());
         let mut restart = Vec::new();
         for c in self.container_dirs.load_all() {
+            let loaded = serde_json::to_vec(&c).ok();
             let mut c = c;
             let was_alive = c.start_pending
                 || matches!(
@@ -60,20 +67,27 @@ impl Engine {
                 };
             if boot_restart {
                 c.manually_stopped = false;
+                c.state.status = Status::Restarting;
                 restart.push(c.id.clone());
             }
-            if let Err(e) = self.container_dirs.save(&c) {
-                log::error!("recover container {}: {e}", c.short_id());
+            // Only what recovery changed is written (a stopped container's
+            // record stays as it is: no fsync per container at start-up).
+            if serde_json::to_vec(&c).ok() != loaded {
+                if let Err(e) = self.container_dirs.save(&c) {
+                    log::error!("recover container {}: {e}", c.short_id());
+                }
             }
             self.containers.insert(Entry::new(c));
         }
-        for id in restart {
-            if let Err(e) = self.launch_container(&id) {
-                log::warn!(
-                    "restart of {} after a daemon restart: {e}",
-                    crate::container::names::short(&id)
-                );
-            }
+        // Relaunched by the loop once it listens, through the restart
+        // timer (`exit.rs`), a few per turn: the first requests are answered
+        // at once however many containers come back, and they show as
+        // `restarting` until then.
+        let now = Instant::now();
+        for (i, id) in restart.into_iter().enumerate() {
+            let wave = (i / BOOT_RESTARTS_PER_TURN) as u64;
+            let at = now + Duration::from_millis(wave * BOOT_RESTART_SPACING_MS);
+            self.timers.add(at, Timer::Restart(id));
         }
     }
 

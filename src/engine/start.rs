@@ -65,8 +65,13 @@ impl Engine {
         // Record the start before the clone, so that recovery after a crash
         // from here on knows a process may exist.
         let mut span = crate::trace::Span::start("start", id);
+        // Recovery treats a pending start as a run that ended with the
+        // crash (its cgroup killed, exited 255, restarted per its policy),
+        // which is all a `Running` record would tell it: so only this
+        // record is written, with the start time, and none once it runs.
         let mut pending = c.clone();
         pending.start_pending = true;
+        pending.state.started_at = now();
         self.container_dirs
             .save(&pending)
             .map_err(|e| ContainerError::Internal(format!("recording the start: {e}")))?;
@@ -111,7 +116,7 @@ impl Engine {
                     };
                     e.c.has_been_started = true;
                 }
-                self.persist(id);
+                // Not persisted: the pending record stands for it (above).
                 crate::failpoint!("container.started");
                 self.volumes_started(id);
                 self.container_event(id, "start", &[]);
@@ -161,7 +166,14 @@ impl Engine {
             .images
             .lower_dirs(&c.image)
             .map_err(|e| ContainerError::Internal(format!("image of container: {e}")))?;
-        create::network_mode(&h.network_mode)?;
+        let mode = create::network_mode(&h.network_mode)?;
+        // Derived files a crash may have left empty (not fsynced at create).
+        if let Err(e) = self
+            .container_dirs
+            .restore_etc(id, &super::create::etc_files(c, mode))
+        {
+            log::warn!("container {}: /etc files: {e}", c.short_id());
+        }
         // Missing bind sources are created, as dockerd does for -v.
         for src in bind_sources(h)? {
             if !std::path::Path::new(&src).exists() {
@@ -241,10 +253,8 @@ impl Engine {
         }
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");
-        let launched = launch_pending(&spec, &mut |pid| match &cgroup {
-            Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
-            None => Ok(()),
-        });
+        // The child joins `spec.cgroup_view`'s cgroup itself (launch.rs).
+        let launched = launch_pending(&spec, &mut |_| Ok(()));
         // The child holds its own copies of these ends now.
         drop(child.fds);
         drop(netns);

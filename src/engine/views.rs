@@ -2,8 +2,9 @@
 //! time-dependent `Status`) and its inspect body, for one API version.
 //! `api/container_json.rs` fills and serves them; a view is valid while
 //! the container's `Entry::gen` (bumped by every mutable access to the
-//! entry) and the engine-wide `epoch` (bumped by every event: networks,
-//! execs, ports and images live outside the entry) are those it was made at.
+//! entry), its log loss count and the engine-wide `epoch` (bumped by every
+//! event: networks, execs, ports and images live outside the entry) are
+//! those it was made at.
 
 use std::collections::HashMap;
 
@@ -18,6 +19,9 @@ pub struct Views {
 pub struct View {
     gen: u64,
     epoch: u64,
+    /// The container's log loss count (lines, bytes) the view shows: it
+    /// changes with no event and no entry access.
+    loss: (u64, u64),
     version: (u16, u16),
     /// The `ps` row without `Status`, serialized, minus its opening `{`.
     pub row_rest: Option<String>,
@@ -26,15 +30,16 @@ pub struct View {
 }
 
 impl Views {
-    /// The view of container `id` at `gen` for `version`: emptied first
-    /// when anything it was made from has changed since.
-    pub fn of(&mut self, id: &str, gen: u64, version: (u16, u16)) -> &mut View {
+    /// The view of container `id` at `gen` with log loss `loss` for
+    /// `version`: emptied first when anything it was made from has changed.
+    pub fn of(&mut self, id: &str, gen: u64, loss: (u64, u64), version: (u16, u16)) -> &mut View {
         let epoch = self.epoch;
         let v = self.map.entry(id.to_string()).or_default();
-        if v.gen != gen || v.epoch != epoch || v.version != version {
+        if v.gen != gen || v.epoch != epoch || v.loss != loss || v.version != version {
             *v = View {
                 gen,
                 epoch,
+                loss,
                 version,
                 row_rest: None,
                 inspect: None,

@@ -407,6 +407,13 @@ fn container_main(
     init_bin: Option<RawFd>,
     remap: Option<(RawFd, &IdMap)>,
 ) -> Result<Infallible, LaunchError> {
+    // Into the container's cgroup first (before the cgroup namespace, which
+    // takes it as its root): the process moves itself, so the daemon's
+    // loop does not wait on the move (by PID it waited up to tens of ms for
+    // the kernel's cgroup lock on a busy host).
+    for d in &spec.cgroup_view {
+        join_cgroup(&d.dir)?;
+    }
     let mut ns = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS;
     if spec.network == NetworkMode::None {
         ns |= CloneFlags::CLONE_NEWNET;
@@ -472,6 +479,16 @@ fn container_main(
             init::exec_init(bin, err_fd, spec.stdio.tty, &fin, &spec.args, &spec.env)
         }
     }
+}
+
+/// Move the calling (single-threaded) process into cgroup `dir`.
+fn join_cgroup(dir: &Path) -> Result<(), LaunchError> {
+    let procs = dir.join("cgroup.procs");
+    let fd = open(&procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .stage(format!("join cgroup {}", dir.display()))?;
+    nix::unistd::write(&fd, b"0")
+        .map(drop)
+        .stage(format!("join cgroup {}", dir.display()))
 }
 
 /// dockerd creates a missing working dir as root, mode 0755.

@@ -44,6 +44,9 @@ impl ContainerDirs {
     }
 
     /// Create the directory tree for a new container and write its record.
+    /// The generated `etc` files are derived from the record, so they are
+    /// not fsynced: a crash may leave one empty, and the start writes it
+    /// again (`restore_etc`).
     pub fn create(&self, c: &Container, etc: &[(&str, String)]) -> io::Result<()> {
         let tmp = self.root.join(format!("{}{}", atomic::TEMP_PREFIX, c.id));
         let _ = fs::remove_dir_all(&tmp);
@@ -53,7 +56,7 @@ impl ContainerDirs {
                 fs::create_dir(tmp.join(d))?;
             }
             for (name, content) in etc {
-                atomic::write_synced(&tmp.join(name), content.as_bytes())?;
+                fs::write(tmp.join(name), content.as_bytes())?;
             }
             crate::failpoint!("container.create_tmp");
             atomic::write_file(&tmp.join("config.json"), &record(c)?)?;
@@ -68,9 +71,23 @@ impl ContainerDirs {
         result
     }
 
-    /// Persist a changed record.
+    /// Write again those of the generated `etc` files a crash left empty
+    /// or missing (they are written unsynced at create).
+    pub fn restore_etc(&self, id: &str, etc: &[(&str, String)]) -> io::Result<()> {
+        for (name, content) in etc {
+            let p = self.dir(id).join(name);
+            if fs::metadata(&p).map_or(true, |m| m.len() == 0) && !content.is_empty() {
+                fs::write(&p, content.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persist a changed record. `config.json` exists since the create, so
+    /// a crash leaves the previous record or this one, both states recovery
+    /// takes (`atomic::replace_file`: no directory fsync).
     pub fn save(&self, c: &Container) -> io::Result<()> {
-        atomic::write_file(&self.dir(&c.id).join("config.json"), &record(c)?)?;
+        atomic::replace_file(&self.dir(&c.id).join("config.json"), &record(c)?)?;
         crate::failpoint!("container.saved");
         Ok(())
     }

@@ -138,7 +138,13 @@ impl NetworkStore {
             return Ok(());
         };
         let bytes = serde_json::to_vec_pretty(n).map_err(io::Error::other)?;
-        atomic::write_file(&self.dir.join(format!("{id}.json")), &bytes)?;
+        let path = self.dir.join(format!("{id}.json"));
+        // Start-up saves every record (endpoints reset, the default bridge
+        // re-made): one already on disk as is costs no write and no fsync.
+        if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+            return Ok(());
+        }
+        atomic::write_file(&path, &bytes)?;
         crate::failpoint!("network.saved");
         Ok(())
     }

@@ -167,7 +167,36 @@ pub fn filter_for(s: &Seccomp, caps: u64) -> Result<Option<Vec<libc::sock_filter
             ))),
         };
     };
+    if matches!(s, Seccomp::Builtin) {
+        return builtin_cached(caps, || bpf::compile(p, native, caps, kernel())).map(Some);
+    }
     bpf::compile(p, native, caps, kernel())
         .map(Some)
         .map_err(LaunchError::Setup)
+}
+
+/// The default profile's program depends only on the capability set (the
+/// architecture and kernel are the daemon's own): compiled once per set,
+/// not at every start. A few sets at most are kept.
+fn builtin_cached(
+    caps: u64,
+    compile: impl FnOnce() -> Result<Vec<libc::sock_filter>, String>,
+) -> Result<Vec<libc::sock_filter>, LaunchError> {
+    use std::sync::Mutex;
+    static CACHE: Mutex<Vec<(u64, Vec<libc::sock_filter>)>> = Mutex::new(Vec::new());
+    let hit = CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.iter().find(|(k, _)| *k == caps).map(|(_, f)| f.clone()));
+    if let Some(f) = hit {
+        return Ok(f);
+    }
+    let f = compile().map_err(LaunchError::Setup)?;
+    if let Ok(mut c) = CACHE.lock() {
+        if c.len() >= 8 {
+            c.remove(0);
+        }
+        c.push((caps, f.clone()));
+    }
+    Ok(f)
 }

@@ -284,3 +284,29 @@ fn far_jumps_are_hopped() {
         }
     }
 }
+
+/// The default profile's cached program is the one a fresh compile gives,
+/// per capability set: CAP_SYS_ADMIN opens mount/unshare, and the cache
+/// must not hand a container the program of another set.
+#[test]
+fn default_profile_cache_is_per_capability_set() {
+    use super::{filter_for, Seccomp};
+    let Some(native) = Arch::native().filter(|_| super::supported()) else {
+        return;
+    };
+    let plain = caps_default();
+    let admin = plain | 1 << 21; // CAP_SYS_ADMIN
+    let fresh = |c| compile(&builtin(), native, c, super::kernel()).unwrap();
+    for caps in [plain, admin, plain, admin] {
+        let got = filter_for(&Seccomp::Builtin, caps).unwrap().unwrap();
+        let want = fresh(caps);
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k));
+        assert!(same, "cached program for caps {caps:#x} differs");
+        let mount = run(&got, native.audit(), nr(native, "mount"), [0; 6]);
+        assert_eq!(mount == ALLOW, caps == admin, "mount for caps {caps:#x}");
+    }
+}
