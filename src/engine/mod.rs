@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod build;
 mod build_cache;
+pub mod build_job;
 pub mod commit;
 mod create;
 mod endpoints;
@@ -85,6 +86,8 @@ pub struct Engine {
     pub views: views::Views,
     /// Container launches whose setup has not reported yet.
     pub launches: launching::Launches,
+    /// Builds running (`docker build`), each driven by an engine task.
+    builds: crate::slab::Slab<build_job::BuildJob>,
 }
 
 impl Engine {
@@ -152,6 +155,7 @@ impl Engine {
             ports,
             views: Default::default(),
             launches,
+            builds: Default::default(),
         };
         engine.networks_open()?;
         engine.recover_containers();
