@@ -24,6 +24,8 @@ pub enum Timer {
     Freeze(String),
     /// A container's setup did not report in time: kill it (`launching.rs`).
     LaunchDeadline(String),
+    /// Wake an engine task (a build job looks at its RUN container again).
+    WakeTask(usize),
 }
 
 #[derive(Default)]

@@ -277,6 +277,23 @@ impl Workers {
         }
     }
 
+    /// SIGKILL a worker but stay its owner: its outcome (`Died`) still
+    /// arrives, so a job that stops its worker learns when it is gone
+    /// (`kill` forgets the worker for a departed client instead).
+    pub fn terminate(&mut self, id: WorkerId) {
+        if let Some(w) = self.slab.get_mut(id) {
+            if w.exit.is_none() {
+                let _ = nix::sys::signal::kill(w.pid, Signal::SIGKILL);
+            }
+            self.close_input(id);
+        }
+    }
+
+    /// A worker's process ID (its temporary files are named by it).
+    pub fn pid(&self, id: WorkerId) -> Option<Pid> {
+        self.slab.get(id).map(|w| w.pid)
+    }
+
     /// Move up to `max` bytes of a raw worker's output into `out`. Returns
     /// false once the output has ended.
     pub fn read_raw(&mut self, id: WorkerId, out: &mut Vec<u8>, max: usize) -> bool {

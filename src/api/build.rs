@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 
 use crate::build::run::RunOptions;
 use crate::distribution::auth::Credentials;
-use crate::engine::build::{BuildOptions, READY};
+use crate::engine::build::BuildOptions;
+use crate::engine::build_job::{BuildId, Take};
 use crate::engine::{Engine, Response};
 use crate::http::handler::Begin;
 use crate::reply::{BodySink, BodySource, ConnId, Pending, Pull};
-use crate::worker::WorkerId;
 
 /// What a BuildKit client is told.
 const NO_BUILDKIT: &str = "BuildKit is not supported by this daemon: it has only the classic \
@@ -150,16 +150,14 @@ pub fn build(call: &mut Call) -> Result<Begin<Engine>, ApiError> {
             .filter(|r| !r.is_empty())
             .map(str::to_string),
         run: run_options(call)?,
+        quiet: q.bool("q"),
     };
-    let tags = opts.tags.clone();
-    let quiet = q.bool("q");
-    let (worker, answers) = call.engine.build_start(call.conn, opts)?;
+    let quiet = opts.quiet;
+    let build = call.engine.build_start(call.conn, opts)?;
     Ok(Begin::Sink(Box::new(BuildSink {
-        worker,
+        build,
         broken: false,
-        tags,
         quiet,
-        answers,
     })))
 }
 
@@ -243,129 +241,69 @@ fn run_options(call: &Call) -> Result<RunOptions, ApiError> {
     })
 }
 
-/// The context fed into the build worker.
+/// The context fed into the build job's worker.
 struct BuildSink {
-    worker: WorkerId,
+    build: BuildId,
     broken: bool,
-    tags: Vec<String>,
     quiet: bool,
-    answers: std::fs::File,
 }
 
 impl BodySink<Engine> for BuildSink {
     fn write(&mut self, engine: &mut Engine, _me: ConnId, data: &[u8]) -> Result<usize, Response> {
-        Ok(feed_worker(engine, self.worker, &mut self.broken, data))
+        // A build that ended (it failed, or a shutdown cancelled it) takes
+        // the rest of the body unread: its end is the answer.
+        let Some(worker) = engine.build_input(self.build) else {
+            return Ok(data.len());
+        };
+        Ok(feed_worker(engine, worker, &mut self.broken, data))
     }
 
     fn finish(self: Box<Self>, engine: &mut Engine, _me: ConnId) -> Response {
-        engine.workers.close_input(self.worker);
+        engine.build_input_done(self.build);
         Response::later(Box::new(BuildStart {
-            worker: self.worker,
-            tags: self.tags,
+            build: self.build,
             quiet: self.quiet,
-            answers: Some(self.answers),
         }))
     }
 
     fn cancel(self: Box<Self>, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-        engine.images.abort_worker();
+        engine.build_detach(self.build);
     }
 }
 
 /// Until the Dockerfile parses: a failure is an HTTP error.
 struct BuildStart {
-    worker: WorkerId,
-    tags: Vec<String>,
+    build: BuildId,
     quiet: bool,
-    answers: Option<std::fs::File>,
 }
 
 impl Pending<Engine> for BuildStart {
     fn poll(&mut self, engine: &mut Engine, _me: ConnId) -> Option<Response> {
-        let mut msgs = engine.workers.take_messages(self.worker).into_iter();
-        if msgs.any(|m| m.get(READY).is_some()) {
-            let Some(answers) = self.answers.take() else {
-                return Some(ApiError::Internal("the build started twice".into()).into_response());
-            };
-            let body = BuildBody {
-                answers,
-                running: None,
-                worker: self.worker,
-                tags: std::mem::take(&mut self.tags),
-                backlog: msgs.collect(),
-                done: false,
-                quiet: self.quiet,
-            };
-            return Some(Response::stream(200, "application/json", Box::new(body)));
-        }
-        let outcome = engine.workers.take_outcome(self.worker)?;
-        Some(match engine.build_finish(outcome, &[]) {
-            Ok(_) => ApiError::Internal("the build worker ended early".into()).into_response(),
+        Some(match engine.build_progress(self.build)? {
+            Ok(()) => {
+                let body = BuildBody {
+                    build: self.build,
+                    done: false,
+                    quiet: self.quiet,
+                };
+                Response::stream(200, "application/json", Box::new(body))
+            }
             Err(e) => ApiError::from(e).into_response(),
         })
     }
 
     fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
-        engine.workers.kill(self.worker);
-        engine.images.abort_worker();
+        engine.build_detach(self.build);
     }
 }
 
-/// The build's output stream, dockerd's JSON messages one a line; RUN
-/// requests from the worker are served here (create, start, wait for the
-/// exit, remove) and answered on its answers pipe.
+/// The build's output stream, dockerd's JSON messages one a line, as the
+/// job (`engine/build_job.rs`) pushes them; then its end.
 struct BuildBody {
-    answers: std::fs::File,
-    /// The RUN container running now.
-    running: Option<String>,
-    worker: WorkerId,
-    tags: Vec<String>,
-    backlog: Vec<Value>,
+    build: BuildId,
     done: bool,
     /// `q`: only the image ID (and errors).
     quiet: bool,
-}
-
-impl BuildBody {
-    /// The worker's messages: RUN requests served, the rest streamed.
-    fn handle(&mut self, engine: &mut Engine, me: ConnId, msgs: Vec<Value>, out: &mut Vec<u8>) {
-        for m in msgs {
-            if let Some(spec) = m.get("run") {
-                self.start_run(engine, me, spec);
-            } else if let Some(id) = m.get("remove").and_then(Value::as_str) {
-                if let Err(e) = engine.container_remove(id, true) {
-                    log::error!("build: removing intermediate container {id}: {e}");
-                }
-            } else if let Some(v) = engine.build_message(m) {
-                if !self.quiet {
-                    line(out, &v);
-                }
-            }
-        }
-    }
-
-    /// Serve a RUN request: the container created and started, or why not.
-    fn start_run(&mut self, engine: &mut Engine, me: ConnId, spec: &Value) {
-        match engine.build_run(spec) {
-            Ok((id, log)) => {
-                engine.containers.waiters.insert(me);
-                self.answer(&json!({"started": id, "log": log}));
-                self.running = Some(id);
-            }
-            Err(e) => self.answer(&json!({ "error": e })),
-        }
-    }
-
-    /// One answer line to the worker (short: the pipe never fills).
-    fn answer(&mut self, v: &Value) {
-        use std::io::Write;
-        let mut l = v.to_string().into_bytes();
-        l.push(b'\n');
-        if let Err(e) = self.answers.write_all(&l) {
-            log::error!("build: answering the worker: {e}");
-        }
-    }
 }
 
 fn line(out: &mut Vec<u8>, v: &Value) {
@@ -374,42 +312,17 @@ fn line(out: &mut Vec<u8>, v: &Value) {
 }
 
 impl BodySource<Engine> for BuildBody {
-    fn pull(&mut self, engine: &mut Engine, me: ConnId, out: &mut Vec<u8>) -> Pull {
+    fn pull(&mut self, engine: &mut Engine, _me: ConnId, out: &mut Vec<u8>) -> Pull {
         if self.done {
             return Pull::End;
         }
-        // Every message now: a pull that writes nothing must not say Data
-        // (nothing would pull again while the worker waits for an answer).
-        let before = out.len();
-        for _ in 0..64 {
-            let mut msgs = std::mem::take(&mut self.backlog);
-            msgs.extend(engine.workers.take_messages(self.worker));
-            if msgs.is_empty() {
-                break;
-            }
-            self.handle(engine, me, msgs, out);
-        }
-        if let Some(id) = &self.running {
-            if let Some((code, upper)) = engine.build_run_exit(id) {
-                engine.containers.waiters.remove(&me);
-                self.running = None;
-                self.answer(&json!({"exit": code, "upper": upper}));
-            }
-        }
-        if out.len() > before {
-            return Pull::Data;
-        }
-        if self.running.is_some() {
-            // Woken at the exit (a container waiter); the output may close
-            // a little later.
-            let soon = std::time::Instant::now() + std::time::Duration::from_millis(20);
-            return Pull::Wait(Some(soon));
-        }
-        let Some(outcome) = engine.workers.take_outcome(self.worker) else {
-            return Pull::Wait(None);
+        let built = match engine.build_take(self.build, out) {
+            Take::Data => return Pull::Data,
+            Take::Wait => return Pull::Wait(None),
+            Take::End(built) => built,
         };
         self.done = true;
-        match engine.build_finish(outcome, &self.tags) {
+        match built {
             Ok((id, tagged)) => {
                 line(out, &json!({"aux": {"ID": id}}));
                 if self.quiet {
@@ -443,14 +356,9 @@ impl BodySource<Engine> for BuildBody {
         Pull::Data
     }
 
-    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
-        if let Some(id) = self.running.take() {
-            engine.containers.waiters.remove(&me);
-            let _ = engine.container_remove(&id, true);
-        }
+    fn cancel(&mut self, engine: &mut Engine, _me: ConnId) {
         if !self.done {
-            engine.workers.kill(self.worker);
-            engine.images.abort_worker();
+            engine.build_detach(self.build);
         }
     }
 }

@@ -213,10 +213,16 @@ fn loss_key(engine: &Engine, id: &str) -> (u64, u64) {
 
 pub(super) fn summary_json(engine: &Engine, e: &Entry) -> Value {
     let c = &e.c;
+    // dockerd's ps command: an argument with a space in single quotes
+    // (`/bin/sh -c 'echo a && sleep 1'`), as its container view writes it.
     let mut command = c.path.clone();
-    if !c.args.is_empty() {
+    for a in &c.args {
         command.push(' ');
-        command.push_str(&c.args.join(" "));
+        if a.contains(' ') {
+            command.push_str(&format!("'{a}'"));
+        } else {
+            command.push_str(a);
+        }
     }
     let v = json!({
         "Id": c.id,

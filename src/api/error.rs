@@ -144,6 +144,7 @@ impl From<crate::build::context::BuildError> for ApiError {
             }
             B::Internal(m) => ApiError::Internal(m),
             B::RunFailed { message, .. } => ApiError::Internal(message),
+            B::Cancelled => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum BuildError {
     Internal(String),
     /// A RUN step's command exited non-zero (the stream's errorDetail code).
     RunFailed { code: i32, message: String },
+    /// The daemon stopped the build (it is shutting down): dockerd's
+    /// "Build cancelled".
+    Cancelled,
 }
 
 impl fmt::Display for BuildError {
@@ -40,6 +43,7 @@ impl fmt::Display for BuildError {
             BuildError::Invalid(m) | BuildError::Internal(m) => f.write_str(m),
             BuildError::RunFailed { message, .. } => f.write_str(message),
             BuildError::BadContext(m) => write!(f, "failed to read the build context: {m}"),
+            BuildError::Cancelled => f.write_str("Build cancelled"),
         }
     }
 }

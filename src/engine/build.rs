@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 
+use super::build_job::BuildId;
 use super::Engine;
 use crate::build::context::{fetch_remote, receive, BuildError};
 use crate::build::run::{Answers, RunOptions};
@@ -16,7 +17,7 @@ use crate::distribution::pull::{pull, PullJob, PullSummary};
 use crate::image::archive_load::LoadSummary;
 use crate::image::reference::Reference;
 use crate::reply::{ConnId, Wake};
-use crate::worker::{Outcome, WorkerId};
+use crate::worker::Outcome;
 
 /// What a build request asks for.
 pub struct BuildOptions {
@@ -39,6 +40,8 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// RUN containers' settings (`rm`, `forcerm`, the HostConfig).
     pub run: RunOptions,
+    /// `q`: only the image ID is streamed (and errors).
+    pub quiet: bool,
 }
 
 fn wire(e: BuildError) -> Value {
@@ -113,12 +116,9 @@ fn pull_from(
 const PULLED: &str = "pulled";
 
 impl Engine {
-    /// Start the worker the context is fed into (the request body).
-    pub fn build_start(
-        &mut self,
-        conn: ConnId,
-        opts: BuildOptions,
-    ) -> Result<(WorkerId, std::fs::File), BuildError> {
+    /// Start a build job (`build_job.rs`) streamed to `conn`: its worker,
+    /// which the context (the request body) is fed into.
+    pub fn build_start(&mut self, conn: ConnId, opts: BuildOptions) -> Result<BuildId, BuildError> {
         for t in &opts.tags {
             Reference::parse(t).map_err(|e| BuildError::Invalid(e.to_string()))?;
         }
@@ -134,10 +134,11 @@ impl Engine {
         let keep = std::os::fd::AsRawFd::as_raw_fd(&ans_r);
         let answers = std::fs::File::from(ans_r);
         let layout = self.images.layout().clone();
+        let task = self.reserve_task();
         let images = &self.images;
         let spawned = self
             .workers
-            .spawn_keeping(Wake::Conn(conn), keep, |input, rep| {
+            .spawn_keeping(Wake::Task(task), keep, |input, rep| {
                 let dir = layout
                     .new_temp_dir()
                     .map_err(|e| wire(BuildError::Internal(e.to_string())))?;
@@ -200,9 +201,16 @@ impl Engine {
                 let _ = std::fs::remove_dir_all(&dir);
                 result.map(|id| json!(id)).map_err(wire)
             });
-        let worker = spawned.map_err(|e| BuildError::Internal(e.to_string()))?;
+        let worker = match spawned {
+            Ok(w) => w,
+            Err(e) => {
+                self.tasks.remove(task);
+                return Err(BuildError::Internal(e.to_string()));
+            }
+        };
         self.images.begin_worker();
-        Ok((worker, std::fs::File::from(ans_w)))
+        let answers = std::fs::File::from(ans_w);
+        Ok(self.build_job_insert(task, worker, answers, conn, &opts))
     }
 
     /// A RUN step's container: created from the worker's create body and

@@ -127,6 +127,7 @@ impl Engine {
             Timer::HealthTimeout(id) => self.health_timeout(&id),
             Timer::Freeze(id) => self.poll_freeze(&id),
             Timer::LaunchDeadline(id) => self.launch_deadline(&id),
+            Timer::WakeTask(t) => self.wake_target(crate::reply::Wake::Task(t)),
             Timer::Restart(id) => {
                 let due = self
                     .containers

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod build;
 mod build_cache;
+pub mod build_job;
 pub mod commit;
 mod create;
 mod endpoints;
@@ -88,6 +89,8 @@ pub struct Engine {
     pub launches: launching::Launches,
     /// `--userns-remap`: the mapping of containers not run with `--userns host`.
     pub userns: Option<crate::runtime::userns::IdMap>,
+    /// Builds running (`docker build`), each driven by an engine task.
+    builds: crate::slab::Slab<build_job::BuildJob>,
 }
 
 impl Engine {
@@ -159,6 +162,7 @@ impl Engine {
             views: Default::default(),
             launches,
             userns,
+            builds: Default::default(),
         };
         engine.networks_open()?;
         engine.recover_containers();

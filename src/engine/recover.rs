@@ -95,6 +95,7 @@ impl Engine {
     /// while some are still alive.
     pub fn begin_container_shutdown(&mut self) -> bool {
         self.shutting_down = true;
+        self.cancel_builds();
         let alive: Vec<(String, Option<String>, Option<i64>)> = self
             .containers
             .iter()
