@@ -60,6 +60,8 @@ pub struct Outputs {
     subscribers: HashMap<ConnId, Subscriber>,
     registry: Registry,
     scratch: Vec<u8>,
+    /// Where log records are built, shared by every container (one loop).
+    log_batch: Vec<u8>,
     /// Containers whose pipes may still hold data after their budget ran out.
     unfinished: Vec<usize>,
     /// Log records lost per container (a full disk), until it is removed.
@@ -84,6 +86,7 @@ impl Outputs {
             subscribers: HashMap::new(),
             registry,
             scratch: Vec::new(),
+            log_batch: Vec::new(),
             unfinished: Vec::new(),
             log_loss: HashMap::new(),
         }
@@ -376,7 +379,7 @@ impl Outputs {
                                 container,
                                 &mut p.log_failing,
                                 log,
-                                |log| log.write(kind, data),
+                                |log| log.write_with(kind, data, &mut self.log_batch),
                             );
                         }
                         for (conn, s) in self.subscribers.iter_mut() {
