@@ -7,7 +7,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::jsonstr::push_log_str;
+use super::jsonstr::RecordBuf;
 use super::stdcopy::StreamKind;
 
 /// A line of this many bytes or more is written as several records: dockerd's
@@ -107,7 +107,7 @@ impl LogWriter {
     /// counted in `lost` and the error returned; the next call tries again,
     /// so logging resumes once there is room.
     pub fn write(&mut self, kind: StreamKind, data: &[u8]) -> io::Result<()> {
-        self.write_with(kind, data, &mut Vec::new())
+        self.write_with(kind, data, &mut RecordBuf::default())
     }
 
     /// `write`, building the records in `batch` (left empty, its capacity
@@ -117,7 +117,7 @@ impl LogWriter {
         &mut self,
         kind: StreamKind,
         data: &[u8],
-        batch: &mut Vec<u8>,
+        batch: &mut RecordBuf,
     ) -> io::Result<()> {
         let now = crate::timefmt::rfc3339_nano(SystemTime::now());
         self.write_at(kind, data, &now, batch)
@@ -135,7 +135,7 @@ impl LogWriter {
         kind: StreamKind,
         mut data: &[u8],
         now: &str,
-        batch: &mut Vec<u8>,
+        batch: &mut RecordBuf,
     ) -> io::Result<()> {
         let idx = kind as usize;
         batch.clear();
@@ -185,7 +185,7 @@ impl LogWriter {
 
     /// `flush_partial` with the time of a record that has none yet.
     pub(crate) fn flush_partial_at(&mut self, now: &str) -> io::Result<()> {
-        let mut batch = Vec::new();
+        let mut batch = RecordBuf::default();
         let mut result = Ok(());
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
             let idx = kind as usize;
@@ -211,31 +211,32 @@ impl LogWriter {
     /// the next flush), whatever happened to what preceded it.
     fn record(
         &mut self,
-        batch: &mut Vec<u8>,
+        batch: &mut RecordBuf,
         kind: StreamKind,
         line: &[u8],
         time: &str,
     ) -> io::Result<()> {
         let before = batch.len();
-        batch.extend_from_slice(b"{\"log\":");
-        push_log_str(batch, line);
-        batch.extend_from_slice(b",\"stream\":\"");
-        batch.extend_from_slice(kind.name().as_bytes());
-        batch.extend_from_slice(b"\",\"time\":\"");
-        batch.extend_from_slice(time.as_bytes());
-        batch.extend_from_slice(b"\"}\n");
+        batch.push(b"{\"log\":");
+        batch.push_log_str(line);
+        batch.push(b",\"stream\":\"");
+        batch.push(kind.name().as_bytes());
+        batch.push(b"\",\"time\":\"");
+        batch.push(time.as_bytes());
+        batch.push(b"\"}\n");
         let len = (batch.len() - before) as u64;
         let pending = before as u64;
         let mut result = Ok(());
         if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size
         {
             // Flush what precedes this record into the old file, then rotate.
-            let rec = batch.split_off(before);
+            let rec = batch.as_slice()[before..].to_vec();
+            batch.truncate(before);
             result = self.flush_batch(batch);
             if result.is_ok() && self.size > 0 {
                 result = self.rotate();
             }
-            batch.extend_from_slice(&rec);
+            batch.push(&rec);
         }
         result
     }
@@ -243,13 +244,14 @@ impl LogWriter {
     /// Append `batch` to the file and empty it. On failure its records are
     /// counted as lost and a torn record is cut off again, so the file
     /// holds whole records only.
-    fn flush_batch(&mut self, batch: &mut Vec<u8>) -> io::Result<()> {
+    fn flush_batch(&mut self, batch: &mut RecordBuf) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let result = self.append(batch);
+        let result = self.append(batch.as_slice());
         if result.is_err() {
-            self.lost.lines += batch.iter().filter(|&&b| b == b'\n').count() as u64;
+            let records = batch.as_slice().iter().filter(|&&b| b == b'\n').count();
+            self.lost.lines += records as u64;
             self.lost.bytes += batch.len() as u64;
         }
         batch.clear();

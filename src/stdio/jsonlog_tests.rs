@@ -14,7 +14,7 @@ fn records_of(pieces: &[(StreamKind, &[u8])], exit: bool) -> Vec<u8> {
     fs::create_dir_all(&dir).unwrap();
     let p = dir.join("c-json.log");
     let mut w = LogWriter::open(&p, 0, 1).unwrap();
-    let mut batch = Vec::new();
+    let mut batch = crate::stdio::jsonstr::RecordBuf::default();
     for (kind, data) in pieces {
         w.write_at(*kind, data, "T", &mut batch).unwrap();
     }

@@ -57,13 +57,64 @@ const ESCAPES: [([u8; 6], u8); 128] = {
 /// invalid byte; `\u2028` for three bytes).
 const MAX_EXPANSION: usize = 6;
 
-/// Append `s` as a quoted JSON string to `out`, as dockerd writes it.
-pub fn push_log_str(out: &mut Vec<u8>, s: &[u8]) {
-    let base = out.len();
-    // Room for the worst case, trimmed at the end: no capacity check or
-    // growth per escape.
-    out.resize(base + s.len() * MAX_EXPANSION + 2, 0);
-    let dst = &mut out[base..];
+/// Log records being built: bytes written by index into a buffer whose
+/// bytes stay initialised from one use to the next, so making room costs
+/// nothing once it has grown. (A `Vec` cleared and resized zeroes its room
+/// again on every use: at the release profile's opt-level "z" that zeroing
+/// cost 14% of the attach-with-log profile, as much as half the escaping.)
+#[derive(Default)]
+pub struct RecordBuf {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl RecordBuf {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// The `n` bytes after the end, made writable (grown by doubling).
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let need = self.len + n;
+        if self.bytes.len() < need {
+            self.bytes.resize(need.max(self.bytes.len() * 2), 0);
+        }
+        &mut self.bytes[self.len..need]
+    }
+
+    pub fn push(&mut self, s: &[u8]) {
+        self.room(s.len()).copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    /// Append `s` as a quoted JSON string, as dockerd writes it.
+    pub fn push_log_str(&mut self, s: &[u8]) {
+        // Room for the worst case: no capacity check or growth per escape.
+        let dst = self.room(s.len() * MAX_EXPANSION + 2);
+        let n = escape_into(dst, s);
+        self.len += n;
+    }
+}
+
+/// `s` as a quoted JSON string into `dst` (at least `6 * s.len() + 2`
+/// bytes); returns the length written.
+fn escape_into(dst: &mut [u8], s: &[u8]) -> usize {
     dst[0] = b'"';
     let mut j = 1;
     let mut i = 0;
@@ -81,9 +132,19 @@ pub fn push_log_str(out: &mut Vec<u8>, s: &[u8]) {
                     j += i - start;
                 }
                 let (text, len) = &ESCAPES[b as usize];
+                let len = *len as usize;
                 dst[j..j + 6].copy_from_slice(text);
-                j += *len as usize;
-                i += 1;
+                // A run of the same byte (NULs from a binary or `dd`) is
+                // filled by doubling copies, not one escape at a time.
+                let run = 1 + s[i + 1..].iter().take_while(|&&c| c == b).count();
+                let mut filled = len;
+                while filled < run * len {
+                    let n = filled.min(run * len - filled);
+                    dst.copy_within(j..j + n, j + filled);
+                    filled += n;
+                }
+                j += run * len;
+                i += run;
                 start = i;
             }
             _ => {
@@ -114,7 +175,7 @@ pub fn push_log_str(out: &mut Vec<u8>, s: &[u8]) {
         j += s.len() - start;
     }
     dst[j] = b'"';
-    out.truncate(base + j + 1);
+    j + 1
 }
 
 /// Length of the valid UTF-8 sequence `s` starts with (2 to 4), or 0 when
@@ -146,9 +207,15 @@ mod tests {
     use super::*;
 
     fn esc(s: &[u8]) -> String {
-        let mut out = Vec::new();
-        push_log_str(&mut out, s);
-        String::from_utf8(out).expect("the escaped form is UTF-8")
+        let mut out = RecordBuf::default();
+        out.push(b"x");
+        out.push_log_str(s);
+        out.clear();
+        // A used buffer: its old bytes must not leak into the next string.
+        out.push_log_str(b"abcdefgh\x00");
+        out.clear();
+        out.push_log_str(s);
+        String::from_utf8(out.as_slice().to_vec()).expect("the escaped form is UTF-8")
     }
 
     /// Written the way moby's loop is (rune by rune, one branch per case),

@@ -14,6 +14,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
 use super::jsonlog::{LogLoss, LogWriter};
+use super::jsonstr::RecordBuf;
 use super::stdcopy::{frame, StreamKind};
 use crate::reactor::Source;
 use crate::reply::ConnId;
@@ -61,7 +62,7 @@ pub struct Outputs {
     registry: Registry,
     scratch: Vec<u8>,
     /// Where log records are built, shared by every container (one loop).
-    log_batch: Vec<u8>,
+    log_batch: RecordBuf,
     /// Containers whose pipes may still hold data after their budget ran out.
     unfinished: Vec<usize>,
     /// Log records lost per container (a full disk), until it is removed.
@@ -86,7 +87,7 @@ impl Outputs {
             subscribers: HashMap::new(),
             registry,
             scratch: Vec::new(),
-            log_batch: Vec::new(),
+            log_batch: RecordBuf::default(),
             unfinished: Vec::new(),
             log_loss: HashMap::new(),
         }
