@@ -199,7 +199,10 @@ fn demux(raw: &[u8]) -> (Vec<u8>, Vec<u8>) {
             "frame header {h:?} at byte {i}"
         );
         let len = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize;
-        assert!(i + 8 + len <= raw.len(), "frame at byte {i} runs past the end");
+        assert!(
+            i + 8 + len <= raw.len(),
+            "frame at byte {i} runs past the end"
+        );
         let dest = if h[0] == 1 { &mut out } else { &mut err };
         dest.extend_from_slice(&raw[i + 8..i + 8 + len]);
         i += 8 + len;
@@ -280,7 +283,11 @@ fn json_file_log_is_dockerds_and_attach_gets_every_byte() {
         logs("stderr"),
         vec!["\"err line\\n\"".to_string(), "\"err tail\"".to_string()]
     );
-    assert_eq!(records.len(), want.len() + 2, "only stdout and stderr records");
+    assert_eq!(
+        records.len(),
+        want.len() + 2,
+        "only stdout and stderr records"
+    );
     // The pieces of a cut line carry the time of its first piece.
     let stdout: Vec<&(String, String, String)> =
         records.iter().filter(|r| r.0 == "stdout").collect();
@@ -329,7 +336,9 @@ fn json_file_log_is_dockerds_and_attach_gets_every_byte() {
     assert_eq!(wait_exit(&d, "noise"), 0);
     let records = log_records(&d, &id);
     assert!(
-        records.iter().all(|r| !r.1.contains('\t') && !r.1.contains('<')),
+        records
+            .iter()
+            .all(|r| !r.1.contains('\t') && !r.1.contains('<')),
         "a tab or < written unescaped"
     );
     let o = d.docker(&["logs", "noise"]);

@@ -6,10 +6,8 @@ use super::*;
 fn records_of(pieces: &[(StreamKind, &[u8])], exit: bool) -> Vec<u8> {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "coracle-jsonlog-rec-{}-{seq}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("coracle-jsonlog-rec-{}-{seq}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let p = dir.join("c-json.log");
@@ -60,7 +58,11 @@ fn records_are_cut_as_dockerd_cuts_them() {
     ]
     .concat();
     let got = String::from_utf8(got).unwrap();
-    let short = |s: &str| s.lines().map(|l| l.chars().take(60).collect::<String>()).collect::<Vec<_>>();
+    let short = |s: &str| {
+        s.lines()
+            .map(|l| l.chars().take(60).collect::<String>())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(short(&got), short(&want));
     assert!(got == want, "records differ");
 }

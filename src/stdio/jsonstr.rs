@@ -43,10 +43,7 @@ const ESCAPES: [([u8; 6], u8); 128] = {
             b'\\' => ([b'\\', b'\\', 0, 0, 0, 0], 2),
             b'\n' => ([b'\\', b'n', 0, 0, 0, 0], 2),
             b'\r' => ([b'\\', b'r', 0, 0, 0, 0], 2),
-            _ => (
-                [b'\\', b'u', b'0', b'0', HEX[b >> 4], HEX[b & 0xf]],
-                6,
-            ),
+            _ => ([b'\\', b'u', b'0', b'0', HEX[b >> 4], HEX[b & 0xf]], 6),
         };
         b += 1;
     }
@@ -266,12 +263,24 @@ mod tests {
     fn dockerd_escapes() {
         assert_eq!(esc(b""), r#""""#);
         assert_eq!(esc(b"a\tb\n"), r#""a\u0009b\n""#);
-        assert_eq!(esc(b"\0\x08\x0c\r\x1f\x7f"), "\"\\u0000\\u0008\\u000c\\r\\u001f\x7f\"");
-        assert_eq!(esc(b"<a href=\"x\">&</a>\\"), r#""\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e\\""#);
+        assert_eq!(
+            esc(b"\0\x08\x0c\r\x1f\x7f"),
+            "\"\\u0000\\u0008\\u000c\\r\\u001f\x7f\""
+        );
+        assert_eq!(
+            esc(b"<a href=\"x\">&</a>\\"),
+            r#""\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e\\""#
+        );
         // Invalid bytes one by one; a truncated sequence is one per byte.
-        assert_eq!(esc(b"\xff\xfeA\xe2\x82B\xc0\xaf"), r#""\ufffd\ufffdA\ufffd\ufffdB\ufffd\ufffd""#);
+        assert_eq!(
+            esc(b"\xff\xfeA\xe2\x82B\xc0\xaf"),
+            r#""\ufffd\ufffdA\ufffd\ufffdB\ufffd\ufffd""#
+        );
         // Surrogates and past U+10FFFF are invalid; a real U+FFFD is kept.
-        assert_eq!(esc(b"\xed\xa0\x80\xf4\x90\x80\x80"), format!("\"{}\"", "\\ufffd".repeat(7)));
+        assert_eq!(
+            esc(b"\xed\xa0\x80\xf4\x90\x80\x80"),
+            format!("\"{}\"", "\\ufffd".repeat(7))
+        );
         assert_eq!(esc("é€😀\u{fffd}".as_bytes()), "\"é€😀\u{fffd}\"");
         assert_eq!(esc("a\u{2028}b\u{2029}".as_bytes()), r#""a\u2028b\u2029""#);
         assert_eq!(esc(&[0u8; 3]), r#""\u0000\u0000\u0000""#);
