@@ -28,7 +28,7 @@ use flate2::write::GzEncoder;
 
 use super::digest::HashReader;
 use super::error::{ImageError, Result};
-use super::tarstream::{copy_to_file, Entry, Kind, Walker};
+use super::tarstream::{copy_sized, Entry, Kind, Walker};
 
 pub const DIFF_DIR: &str = "diff";
 pub const TAR_SPLIT: &str = "tar-split.gz";
@@ -373,7 +373,7 @@ impl Extractor<'_> {
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)?;
                 if e.size > 0 {
-                    let n = copy_to_file(&mut walker.reader, &mut f, e.size)?;
+                    let n = copy_sized(&mut walker.reader, &mut f, e.size)?;
                     if n != e.size {
                         return Err(ImageError::BadArchive(
                             "unexpected EOF in tar stream".into(),

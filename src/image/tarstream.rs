@@ -7,9 +7,7 @@
 //! takes the payloads from the extracted files, reproducing the original tar
 //! byte for byte (so DiffIDs, and with them image IDs, survive save/load).
 
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 
 use super::error::{ImageError, Result};
 
@@ -88,42 +86,6 @@ pub fn copy_sized<R: Read + ?Sized, W: Write + ?Sized>(
         };
         w.write_all(&buf[..n])?;
         done += n as u64;
-    }
-    Ok(done)
-}
-
-/// Bytes of a layer file written between two write-out kicks.
-const WRITEBACK_STEP: u64 = 8 << 20;
-
-/// `copy_sized` into a layer file, asking the kernel every 8 MiB to start
-/// writing out what has been written so far (`sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE` starts write-out and does not wait for it): the
-/// disk writes a large layer while the rest of it is still read and hashed,
-/// so the layer's `syncfs` finds less left to wait for. Durability is
-/// unchanged: it is still that `syncfs`, before the rename, that makes the
-/// layer durable. Returns how many bytes were copied (fewer at EOF).
-pub fn copy_to_file<R: Read + ?Sized>(r: &mut R, f: &mut File, size: u64) -> io::Result<u64> {
-    let mut done = 0u64;
-    while done < size {
-        let step = (size - done).min(WRITEBACK_STEP);
-        let n = copy_sized(r, f, step)?;
-        if n > 0 && size > WRITEBACK_STEP {
-            // SAFETY: a valid open fd and a range of it; the call only
-            // starts write-out. Its failure costs only the overlap, never
-            // durability (the syncfs still follows), so it is not checked.
-            unsafe {
-                libc::sync_file_range(
-                    f.as_raw_fd(),
-                    done as _,
-                    n as _,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
-        done += n;
-        if n < step {
-            break;
-        }
     }
     Ok(done)
 }
