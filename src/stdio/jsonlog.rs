@@ -7,9 +7,12 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::jsonstr::RecordBuf;
 use super::stdcopy::StreamKind;
 
-/// A line longer than this is written as several partial records.
+/// A line of this many bytes or more is written as several records: dockerd's
+/// copier reads a line into a 16 KiB buffer and logs it as a partial
+/// record whenever the buffer fills without a newline.
 const MAX_LINE: usize = 16 * 1024;
 
 pub struct LogWriter {
@@ -19,8 +22,10 @@ pub struct LogWriter {
     /// 0 = unlimited.
     max_size: u64,
     max_files: u32,
-    /// Bytes of an unfinished line, per stream.
+    /// Bytes of an unfinished line, per stream (fewer than `MAX_LINE`).
     partial: [Vec<u8>; 3],
+    /// The time of the first record of a line cut into several, per stream.
+    partial_time: [Option<String>; 3],
     /// Records that could not be written (a full disk), since it was opened.
     lost: LogLoss,
 }
@@ -91,51 +96,103 @@ impl LogWriter {
             max_size,
             max_files,
             partial: Default::default(),
+            partial_time: Default::default(),
             lost: LogLoss::default(),
         })
     }
 
-    /// Record output of one stream; complete lines are written at once, in
-    /// one write per call (a chatty container must not cost a syscall and
-    /// a JSON tree per line). On a write error (a full disk) the records of
-    /// this call are counted in `lost` and the error returned; the next
-    /// call tries again, so logging resumes once there is room.
+    /// Record output of one stream; its records are written at once, in
+    /// one write per call (a chatty container must not cost a syscall per
+    /// line). On a write error (a full disk) the records of this call are
+    /// counted in `lost` and the error returned; the next call tries again,
+    /// so logging resumes once there is room.
     pub fn write(&mut self, kind: StreamKind, data: &[u8]) -> io::Result<()> {
+        self.write_with(kind, data, &mut RecordBuf::default())
+    }
+
+    /// `write`, building the records in `batch` (left empty, its capacity
+    /// kept): the pump passes one buffer for every container, so a chatty
+    /// one neither allocates per read nor keeps a buffer of its own.
+    pub fn write_with(
+        &mut self,
+        kind: StreamKind,
+        data: &[u8],
+        batch: &mut RecordBuf,
+    ) -> io::Result<()> {
+        let now = crate::timefmt::rfc3339_nano(SystemTime::now());
+        self.write_at(kind, data, &now, batch)
+    }
+
+    /// `write` with the time of its records given: the records are those
+    /// dockerd's copier makes, whatever pieces the output arrives in. A
+    /// line is one record; a line longer than `MAX_LINE` is cut into
+    /// records of exactly `MAX_LINE` bytes without a newline (partial
+    /// records, all with the time of the first), then the rest with its
+    /// newline; a line of exactly `MAX_LINE` bytes is one partial record
+    /// and a record of just its newline.
+    pub(crate) fn write_at(
+        &mut self,
+        kind: StreamKind,
+        mut data: &[u8],
+        now: &str,
+        batch: &mut RecordBuf,
+    ) -> io::Result<()> {
         let idx = kind as usize;
-        let mut buf = std::mem::take(&mut self.partial[idx]);
-        buf.extend_from_slice(data);
-        let time = crate::timefmt::rfc3339_nano(SystemTime::now());
-        let mut batch = Vec::with_capacity(buf.len() * 2 + 64);
+        batch.clear();
         let mut result = Ok(());
-        let mut start = 0;
-        while let Some(pos) = buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos + 1;
-            keep_first(
-                &mut result,
-                self.record(&mut batch, kind, &buf[start..end], &time),
-            );
-            start = end;
+        while !data.is_empty() {
+            let held = self.partial[idx].len();
+            let room = MAX_LINE - held;
+            let window = &data[..data.len().min(room)];
+            let end = match window.iter().position(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None if window.len() == room => room,
+                None => {
+                    self.partial[idx].extend_from_slice(window);
+                    break;
+                }
+            };
+            let complete = data[end - 1] == b'\n';
+            // A line cut into records keeps its first record's time.
+            let first_time = self.partial_time[idx].take();
+            let time = first_time.as_deref().unwrap_or(now);
+            let step = if held == 0 {
+                self.record(batch, kind, &data[..end], time)
+            } else {
+                let mut line = std::mem::take(&mut self.partial[idx]);
+                line.extend_from_slice(&data[..end]);
+                let step = self.record(batch, kind, &line, time);
+                line.clear();
+                self.partial[idx] = line;
+                step
+            };
+            keep_first(&mut result, step);
+            if !complete {
+                self.partial_time[idx] = Some(first_time.unwrap_or_else(|| now.to_string()));
+            }
+            data = &data[end..];
         }
-        while buf.len() - start > MAX_LINE {
-            keep_first(
-                &mut result,
-                self.record(&mut batch, kind, &buf[start..start + MAX_LINE], &time),
-            );
-            start += MAX_LINE;
-        }
-        buf.drain(..start);
-        self.partial[idx] = buf;
-        let flushed = self.flush_batch(&mut batch);
+        let flushed = self.flush_batch(batch);
         result.and(flushed)
     }
 
-    /// Write what is left of unfinished lines (the container exited).
+    /// Write what is left of unfinished lines (the container exited): a
+    /// partial record without a newline, as dockerd's.
     pub fn flush_partial(&mut self) -> io::Result<()> {
-        let time = crate::timefmt::rfc3339_nano(SystemTime::now());
-        let mut batch = Vec::new();
+        let now = crate::timefmt::rfc3339_nano(SystemTime::now());
+        self.flush_partial_at(&now)
+    }
+
+    /// `flush_partial` with the time of a record that has none yet.
+    pub(crate) fn flush_partial_at(&mut self, now: &str) -> io::Result<()> {
+        let mut batch = RecordBuf::default();
         let mut result = Ok(());
         for kind in [StreamKind::Stdout, StreamKind::Stderr] {
-            let rest = std::mem::take(&mut self.partial[kind as usize]);
+            let idx = kind as usize;
+            let rest = std::mem::take(&mut self.partial[idx]);
+            let time = self.partial_time[idx]
+                .take()
+                .unwrap_or_else(|| now.to_string());
             if !rest.is_empty() {
                 keep_first(&mut result, self.record(&mut batch, kind, &rest, &time));
             }
@@ -154,30 +211,32 @@ impl LogWriter {
     /// the next flush), whatever happened to what preceded it.
     fn record(
         &mut self,
-        batch: &mut Vec<u8>,
+        batch: &mut RecordBuf,
         kind: StreamKind,
         line: &[u8],
         time: &str,
     ) -> io::Result<()> {
-        let text = String::from_utf8_lossy(line);
         let before = batch.len();
-        batch.extend_from_slice(b"{\"log\":");
-        push_json_str(batch, &text);
-        batch.extend_from_slice(
-            format!(",\"stream\":\"{}\",\"time\":\"{time}\"}}\n", kind.name()).as_bytes(),
-        );
+        batch.push(b"{\"log\":");
+        batch.push_log_str(line);
+        batch.push(b",\"stream\":\"");
+        batch.push(kind.name().as_bytes());
+        batch.push(b"\",\"time\":\"");
+        batch.push(time.as_bytes());
+        batch.push(b"\"}\n");
         let len = (batch.len() - before) as u64;
         let pending = before as u64;
         let mut result = Ok(());
         if self.max_size > 0 && self.size + pending > 0 && self.size + pending + len > self.max_size
         {
             // Flush what precedes this record into the old file, then rotate.
-            let rec = batch.split_off(before);
+            let rec = batch.as_slice()[before..].to_vec();
+            batch.truncate(before);
             result = self.flush_batch(batch);
             if result.is_ok() && self.size > 0 {
                 result = self.rotate();
             }
-            batch.extend_from_slice(&rec);
+            batch.push(&rec);
         }
         result
     }
@@ -185,13 +244,14 @@ impl LogWriter {
     /// Append `batch` to the file and empty it. On failure its records are
     /// counted as lost and a torn record is cut off again, so the file
     /// holds whole records only.
-    fn flush_batch(&mut self, batch: &mut Vec<u8>) -> io::Result<()> {
+    fn flush_batch(&mut self, batch: &mut RecordBuf) -> io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
-        let result = self.append(batch);
+        let result = self.append(batch.as_slice());
         if result.is_err() {
-            self.lost.lines += batch.iter().filter(|&&b| b == b'\n').count() as u64;
+            let records = batch.as_slice().iter().filter(|&&b| b == b'\n').count();
+            self.lost.lines += records as u64;
             self.lost.bytes += batch.len() as u64;
         }
         batch.clear();
@@ -247,66 +307,6 @@ impl LogWriter {
         crate::failpoint!("log.rotate_reopened");
         Ok(())
     }
-}
-
-/// Bytes `b` takes inside a JSON string.
-fn escaped_len(b: u8) -> usize {
-    match b {
-        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-        0..=0x1f => 6,
-        _ => 1,
-    }
-}
-
-/// `s` as a JSON string, byte for byte what serde_json writes (`\"`, `\\`,
-/// `\b \f \n \r \t`, other controls as `\u00xx`, the rest as is). The log is
-/// the loop's hottest path for a chatty container, so the output is sized
-/// first and written by index: runs of plain bytes are copied whole, and an
-/// escape is a few stores, not a call (serde_json's per-escape writes, and
-/// `Vec` pushes at the release profile's opt-level z, cost a memcpy call each).
-fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
-    let len: usize = bytes.iter().map(|&b| escaped_len(b)).sum();
-    let base = out.len();
-    out.resize(base + len + 2, 0);
-    let dst = &mut out[base..];
-    dst[0] = b'"';
-    let mut j = 1;
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            0..=0x1f => 0,
-            _ => continue,
-        };
-        if i > start {
-            dst[j..j + i - start].copy_from_slice(&bytes[start..i]);
-            j += i - start;
-        }
-        start = i + 1;
-        dst[j] = b'\\';
-        if short != 0 {
-            dst[j + 1] = short;
-            j += 2;
-        } else {
-            dst[j + 1] = b'u';
-            dst[j + 2] = b'0';
-            dst[j + 3] = b'0';
-            dst[j + 4] = HEX[(b >> 4) as usize];
-            dst[j + 5] = HEX[(b & 0xf) as usize];
-            j += 6;
-        }
-    }
-    let rest = bytes.len() - start;
-    dst[j..j + rest].copy_from_slice(&bytes[start..]);
-    dst[j + rest] = b'"';
 }
 
 /// Keep the first error of several steps.

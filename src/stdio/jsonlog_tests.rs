@@ -2,31 +2,126 @@
 
 use super::*;
 
+/// The records of `pieces` written in turn to a fresh log, with one time.
+fn records_of(pieces: &[(StreamKind, &[u8])], exit: bool) -> Vec<u8> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("coracle-jsonlog-rec-{}-{seq}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("c-json.log");
+    let mut w = LogWriter::open(&p, 0, 1).unwrap();
+    let mut batch = crate::stdio::jsonstr::RecordBuf::default();
+    for (kind, data) in pieces {
+        w.write_at(*kind, data, "T", &mut batch).unwrap();
+    }
+    if exit {
+        w.flush_partial_at("T").unwrap();
+    }
+    let out = fs::read(&p).unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    out
+}
+
+fn rec(log: &str, stream: &str) -> String {
+    format!("{{\"log\":{log},\"stream\":\"{stream}\",\"time\":\"T\"}}\n")
+}
+
+/// dockerd's copier: a line per record, lines of 16 KiB or more cut into
+/// 16 KiB records (a line of exactly 16 KiB leaves a record of just its
+/// newline), the unfinished rest written without a newline at exit.
 #[test]
-fn json_strings_match_serde_json() {
-    let mut all: Vec<u8> = (0u8..=0x7f).collect();
-    all.extend_from_slice("é€😀 \u{7f}\u{80}".as_bytes());
-    let mut noisy = Vec::new();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..20_000 {
+fn records_are_cut_as_dockerd_cuts_them() {
+    let a16 = "a".repeat(MAX_LINE);
+    let long = format!("{a16}{a16}bc\n");
+    let exact = format!("{a16}\n");
+    let got = records_of(
+        &[
+            (StreamKind::Stdout, b"x\r\ny\n"),
+            (StreamKind::Stdout, long.as_bytes()),
+            (StreamKind::Stdout, exact.as_bytes()),
+            (StreamKind::Stderr, b"e\tf"),
+        ],
+        true,
+    );
+    let q = |s: &str| format!("\"{s}\"");
+    let want = [
+        rec(r#""x\r\n""#, "stdout"),
+        rec(r#""y\n""#, "stdout"),
+        rec(&q(&a16), "stdout"),
+        rec(&q(&a16), "stdout"),
+        rec(r#""bc\n""#, "stdout"),
+        rec(&q(&a16), "stdout"),
+        rec(r#""\n""#, "stdout"),
+        rec(r#""e\u0009f""#, "stderr"),
+    ]
+    .concat();
+    let got = String::from_utf8(got).unwrap();
+    let short = |s: &str| {
+        s.lines()
+            .map(|l| l.chars().take(60).collect::<String>())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(short(&got), short(&want));
+    assert!(got == want, "records differ");
+}
+
+/// The records do not depend on the pieces the output arrives in (pipe
+/// reads of any size), as dockerd's do not.
+#[test]
+fn records_do_not_depend_on_read_sizes() {
+    let mut data = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..200_000usize {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        noisy.push(x as u8);
+        data.push(match x % 7 {
+            0 if i % 3 == 0 => b'\n',
+            1 => 0,
+            2 => x as u8,
+            _ => b'a' + (x % 26) as u8,
+        });
     }
-    for input in [
-        &b""[..],
-        &b"plain text\n"[..],
-        &all[..],
-        &noisy[..],
-        &[0u8; 300][..],
-    ] {
-        let text = String::from_utf8_lossy(input);
-        let mut ours = Vec::new();
-        push_json_str(&mut ours, &text);
-        let theirs = serde_json::to_vec(&*text).unwrap();
-        assert_eq!(ours, theirs, "input {:?}", &input[..input.len().min(40)]);
+    // Some lines far longer than 16 KiB, one of exactly 16 KiB.
+    data.extend_from_slice(&vec![b'z'; 3 * MAX_LINE + 5]);
+    data.push(b'\n');
+    data.extend_from_slice(&vec![0u8; MAX_LINE]);
+    data.push(b'\n');
+    data.extend_from_slice(b"tail without newline");
+    let whole = records_of(&[(StreamKind::Stdout, &data)], true);
+    for size in [1usize, 7, 2048, 4096, 16_383, 16_384, 16_385, 65_536] {
+        let pieces: Vec<(StreamKind, &[u8])> =
+            data.chunks(size).map(|c| (StreamKind::Stdout, c)).collect();
+        assert!(
+            records_of(&pieces, true) == whole,
+            "records differ when read {size} bytes at a time"
+        );
     }
+    // And they carry the bytes: each invalid UTF-8 byte read back as U+FFFD.
+    let p = std::env::temp_dir().join(format!("coracle-jsonlog-rb-{}", std::process::id()));
+    fs::write(&p, &whole).unwrap();
+    let back: String = read_all(&p).into_iter().map(|e| e.line).collect();
+    fs::remove_file(&p).unwrap();
+    let mut want = String::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                want.push_str(s);
+                break;
+            }
+            Err(e) => {
+                let (ok, bad) = rest.split_at(e.valid_up_to());
+                want.push_str(std::str::from_utf8(ok).unwrap());
+                want.push('\u{fffd}');
+                rest = &bad[1..];
+            }
+        }
+    }
+    assert_eq!(back.len(), want.len());
+    assert!(back == want, "the log does not read back as the output");
 }
 
 #[test]

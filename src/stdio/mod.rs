@@ -3,5 +3,6 @@
 //! clients with backpressure. The sessions reading them are in `streams/`.
 
 pub mod jsonlog;
+pub mod jsonstr;
 pub mod output;
 pub mod stdcopy;

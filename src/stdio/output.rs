@@ -14,6 +14,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry};
 
 use super::jsonlog::{LogLoss, LogWriter};
+use super::jsonstr::RecordBuf;
 use super::stdcopy::{frame, StreamKind};
 use crate::reactor::Source;
 use crate::reply::ConnId;
@@ -60,6 +61,8 @@ pub struct Outputs {
     subscribers: HashMap<ConnId, Subscriber>,
     registry: Registry,
     scratch: Vec<u8>,
+    /// Where log records are built, shared by every container (one loop).
+    log_batch: RecordBuf,
     /// Containers whose pipes may still hold data after their budget ran out.
     unfinished: Vec<usize>,
     /// Log records lost per container (a full disk), until it is removed.
@@ -84,6 +87,7 @@ impl Outputs {
             subscribers: HashMap::new(),
             registry,
             scratch: Vec::new(),
+            log_batch: RecordBuf::default(),
             unfinished: Vec::new(),
             log_loss: HashMap::new(),
         }
@@ -376,7 +380,7 @@ impl Outputs {
                                 container,
                                 &mut p.log_failing,
                                 log,
-                                |log| log.write(kind, data),
+                                |log| log.write_with(kind, data, &mut self.log_batch),
                             );
                         }
                         for (conn, s) in self.subscribers.iter_mut() {
