@@ -6,35 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
+use common::build::{context, docker_build};
 use common::Daemon;
-
-/// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
-fn docker_build(d: &Daemon, args: &[&str]) -> Output {
-    Command::new("docker")
-        .arg("build")
-        .args(args)
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .output()
-        .expect("docker CLI")
-}
-
-/// A context directory with these files.
-fn context(tag: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = common::temp_dir(tag);
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    dir
-}
 
 /// `tar c` of a directory (`z` for gzip).
 fn tar_of(dir: &Path, gzip: bool) -> Vec<u8> {

@@ -11,12 +11,13 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::build::{context, docker_build, tar_of, text};
 use common::{pinger, Daemon};
 
 /// The tests here time things: one at a time.
@@ -24,51 +25,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
-fn docker_build(d: &Daemon, args: &[&str]) -> Output {
-    Command::new("docker")
-        .arg("build")
-        .args(args)
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .output()
-        .expect("docker CLI")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A context directory with these files.
-fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = common::temp_dir(tag);
-    for (name, body) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    dir
-}
-
-/// `tar c` of a directory.
-fn tar_of(dir: &Path) -> Vec<u8> {
-    let out = Command::new("tar")
-        .args(["cf", "-", "-C"])
-        .arg(dir)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
 }
 
 /// Temp dirs of workers left anywhere under the data root.

@@ -6,57 +6,13 @@
 mod common;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::build::{context, docker_build, tar_of, text};
 use common::registry::Registry;
 use common::Daemon;
-
-/// The CLI's classic builder (DOCKER_BUILDKIT=0) against this daemon.
-fn docker_build(d: &Daemon, args: &[&str]) -> Output {
-    Command::new("docker")
-        .arg("build")
-        .args(args)
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_HOST", format!("unix://{}", d.sock.display()))
-        .env("DOCKER_CONFIG", d.dir.join("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .output()
-        .expect("docker CLI")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A context directory with these files.
-fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = common::temp_dir(tag);
-    for (name, body) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
-    }
-    dir
-}
-
-/// `tar c` of a directory.
-fn tar_of(dir: &Path) -> Vec<u8> {
-    let out = Command::new("tar")
-        .args(["cf", "-", "-C"])
-        .arg(dir)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
-}
 
 /// `POST /build` of a context dir through the raw API.
 fn build_api(d: &Daemon, query: &str, dir: &Path) -> common::RawResponse {

@@ -892,4 +892,5 @@ pub fn pinger(
         out
     })
 }
+pub mod build;
 pub mod registry;
