@@ -893,4 +893,5 @@ pub fn pinger(
     })
 }
 pub mod build;
+pub mod raw_api;
 pub mod registry;
