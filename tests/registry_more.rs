@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::registry::Registry;
-use common::{free_port, temp_dir, url_encode, Daemon};
+use common::{free_port, temp_dir, Daemon};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -30,77 +30,12 @@ fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// One HTTP/1.1 exchange (`Connection: close`): status, headers, body.
-fn http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = TcpStream::connect(authority).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let (status, hdrs) = common::parse_head(&head);
-    (status, hdrs, raw[end + 4..].to_vec())
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter()
-        .find(|(k, _)| k == &name.to_ascii_lowercase())
-        .map(|(_, v)| v.as_str())
-}
-
-/// Upload a blob (monolithic: POST then PUT ?digest=); returns its digest.
-fn push_blob(host: &str, repo: &str, data: &[u8]) -> String {
-    let digest = sha(data);
-    let (st, h, _) = http(
-        "POST",
-        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
-        &[],
-        b"",
-    );
-    assert_eq!(st, 202, "start upload");
-    let loc = header(&h, "location").expect("upload location").to_string();
-    let loc = if loc.starts_with('/') {
-        format!("http://{host}{loc}")
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let (st, _, body) = http(
-        "PUT",
-        &format!("{loc}{sep}digest={}", url_encode(&digest)),
-        &[("Content-Type", "application/octet-stream")],
-        data,
-    );
-    assert_eq!(st, 201, "finish upload: {}", String::from_utf8_lossy(&body));
-    digest
-}
-
 /// An OCI image of uncompressed layers pushed by hand; returns its image ID.
-fn push_image(host: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
+fn push_image(reg: &Registry, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();
     for l in layers {
-        let d = push_blob(host, repo, l);
+        let d = reg.push_blob(repo, l);
         diff_ids.push(d.clone());
         descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": l.len()}));
     }
@@ -110,16 +45,16 @@ fn push_image(host: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> String {
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap();
-    let cd = push_blob(host, repo, &config);
+    let cd = reg.push_blob(repo, &config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
         "layers": descs,
     }))
     .unwrap();
-    let (st, _, resp) = http(
+    let (st, _, resp) = reg.exchange(
         "PUT",
-        &format!("http://{host}/v2/{repo}/manifests/{tag}"),
+        &format!("/v2/{repo}/manifests/{tag}"),
         &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
         &manifest,
     );
@@ -382,7 +317,7 @@ fn several_blobs_in_flight_and_the_limit() {
     let layers: Vec<Vec<u8>> = (0..5)
         .map(|i| layer_tar(&format!("f{i}.bin"), &random(1 << 20)))
         .collect();
-    let id = push_image(&reg.host(), "five", "latest", &layers);
+    let id = push_image(&reg, "five", "latest", &layers);
     let proxy = SlowProxy::start(reg.port);
     let ph = proxy.host();
 
@@ -471,7 +406,7 @@ fn mirrors_are_tried_in_order_and_shown_in_info() {
     let empty = Registry::start();
     let full = Registry::start();
     let layer = layer_tar("hello.txt", b"from the mirror\n");
-    let id = push_image(&full.host(), "library/mirrored", "latest", &[layer]);
+    let id = push_image(&full, "library/mirrored", "latest", &[layer]);
     let closed = free_port();
     let mirrors = [
         format!("http://127.0.0.1:{closed}"),
@@ -571,7 +506,7 @@ fn pushes_mount_chunk_and_skip_known_layers() {
         layer_tar("b.bin", &random(1 << 20)),
         layer_tar("c.bin", &random(9 << 20)),
     ];
-    push_image(&reg.host(), "src/img", "v1", &layers);
+    push_image(&reg, "src/img", "v1", &layers);
     let p1 = SlowProxy::start(reg.port);
     let p2 = SlowProxy::start(reg2.port);
     let (h1, h2) = (p1.host(), p2.host());
@@ -610,12 +545,7 @@ fn pushes_mount_chunk_and_skip_known_layers() {
         p1.seen("")
     );
     for l in &layers {
-        let (st, _, _) = http(
-            "HEAD",
-            &format!("http://{}/v2/dst/img/blobs/{}", reg.host(), sha(l)),
-            &[],
-            b"",
-        );
+        let (st, _, _) = reg.exchange("HEAD", &format!("/v2/dst/img/blobs/{}", sha(l)), &[], b"");
         assert_eq!(st, 200);
     }
 
@@ -688,7 +618,7 @@ fn startup_sweeps_abandoned_pulls_and_keeps_fresh_ones() {
     let reg = Registry::start();
     let small = layer_tar("small.bin", &random(64 << 10));
     let big = layer_tar("big.bin", &random(4 << 20));
-    let id = push_image(&reg.host(), "two", "latest", &[small.clone(), big.clone()]);
+    let id = push_image(&reg, "two", "latest", &[small.clone(), big.clone()]);
     let proxy = SlowProxy::start(reg.port);
     let ph = proxy.host();
     let mut d = Daemon::with_config_and_busybox(r#"{"max-concurrent-downloads": 1}"#);
@@ -772,7 +702,7 @@ fn cuts_and_kills(each: usize, count: usize, cut: u64, kills: &[u64]) {
         .collect();
     let total: u64 = layers.iter().map(|l| l.len() as u64).sum();
     let blobs: Vec<(String, u64)> = layers.iter().map(|l| (sha(l), l.len() as u64)).collect();
-    let id = push_image(&reg.host(), "big", "latest", &layers);
+    let id = push_image(&reg, "big", "latest", &layers);
     drop(layers);
 
     let cutting = SlowProxy::start_with(reg.port, Some(cut), false);
