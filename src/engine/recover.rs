@@ -27,6 +27,7 @@ impl Engine {
     pub fn recover_containers(&mut self) {
         reap_cgroups(&self.container_dirs.ids());
         let mut restart = Vec::new();
+        let mut changed = Vec::new();
         for c in self.container_dirs.load_all() {
             let loaded = serde_json::to_vec(&c).ok();
             let mut c = c;
@@ -71,13 +72,16 @@ impl Engine {
                 restart.push(c.id.clone());
             }
             // Only what recovery changed is written (a stopped container's
-            // record stays as it is: no fsync per container at start-up).
+            // record stays as it is), all with one filesystem sync: 500
+            // records fsynced one by one kept the daemon from listening for
+            // seconds.
             if serde_json::to_vec(&c).ok() != loaded {
-                if let Err(e) = self.container_dirs.save(&c) {
-                    log::error!("recover container {}: {e}", c.short_id());
-                }
+                changed.push(c.clone());
             }
             self.containers.insert(Entry::new(c));
+        }
+        for (id, e) in self.container_dirs.save_many(&changed) {
+            log::error!("recover container {}: {e}", names::short(&id));
         }
         // Relaunched by the loop once it listens, through the restart
         // timer (`exit.rs`), a few per turn: the first requests are answered

@@ -92,6 +92,29 @@ impl ContainerDirs {
         Ok(())
     }
 
+    /// Persist many changed records with one filesystem sync instead of an
+    /// fsync each (`atomic::replace_files`): start-up recovery rewrites every
+    /// container that was running, before the daemon listens.
+    pub fn save_many(&self, cs: &[Container]) -> Vec<(String, io::Error)> {
+        let mut failed = Vec::new();
+        let mut files = Vec::new();
+        for c in cs {
+            match record(c) {
+                Ok(data) => files.push((self.dir(&c.id).join("config.json"), data)),
+                Err(e) => failed.push((c.id.clone(), e)),
+            }
+        }
+        for (path, e) in atomic::replace_files(&files) {
+            let id = path
+                .parent()
+                .and_then(Path::file_name)
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            failed.push((id, e));
+        }
+        failed
+    }
+
     /// Every container on disk; unreadable records are logged and skipped.
     pub fn load_all(&self) -> Vec<Container> {
         let Ok(entries) = fs::read_dir(&self.root) else {
