@@ -16,7 +16,9 @@
 #   keep-alive connections, stdout throughput to an attached reader, `docker logs` of a 100 MiB
 #   log, and `docker load` / `docker save` of a 100 MiB image. Next to attach, load and save:
 #   the same attach with --log-driver none, and the machine's floors for these rows measured
-#   in the same run with plain tools (scripts/bench-io-floor.sh: sha256sum, tar, dd, cat).
+#   in the same run with plain tools (scripts/bench-io-floor.sh: sha256sum, tar, dd, cat), and
+#   the floors of a container cycle and of the CLI (scripts/bench_cycle_floor.py: a cgroup join,
+#   unshare of the namespaces around true, docker version).
 # What a daemon does not implement (its route answers 404 "page not found") is skipped, and the
 # table says so. Both daemons get the same busybox image (scripts/make-busybox-image.sh).
 #
@@ -227,6 +229,10 @@ if [ "$QUICK" = 0 ] && [ "$STATS_ONLY" = 0 ]; then
     while IFS=$'\t' read -r k v note; do
         record "$k" coracle ok "$v" "$note"; record "$k" other skip "a machine floor: see the coracle column"
     done < <(scripts/bench-io-floor.sh "$WORK/big.tar" "$WORK/floor")
+    log "measuring the machine's floors for a container cycle (scripts/bench_cycle_floor.py)..."
+    while IFS=$'\t' read -r k v note; do
+        record "$k" coracle ok "$v" "$note"; record "$k" other skip "a machine floor: see the coracle column"
+    done < <(python3 scripts/bench_cycle_floor.py)
 fi
 
 echo '{}' > "$WORK/daemon.json"
@@ -402,6 +408,13 @@ bench_daemon() { # SIDE ADDR
     if [ -n "$no_ct" ]; then record run_cli "$side" skip "$no_ct"; record run_cli_bridge "$side" skip "$no_ct"
     else
         run_cli_row run_cli --network none
+        if [ "$side" = coracle ]; then
+            # the CLI's own floor: start-up and one request, against the fast daemon
+            times=()
+            for _ in $(seq 1 "$RUNS"); do t0=$(now_ms); docker version >/dev/null 2>&1; times+=($(( $(now_ms) - t0 ))); done
+            record floor_cli coracle ok "$(median "${times[@]}")" "docker version against coracle"
+            record floor_cli other skip "a machine floor: see the coracle column"
+        fi
         if [ "$side" = coracle ]; then run_cli_row run_cli_bridge
         else record run_cli_bridge other skip "coracle only (the bench's dockerd has --bridge=none)"; fi
     fi
