@@ -202,51 +202,128 @@ fn compile(p: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
-/// Whether `toks` match all of `s`. Each (token, position) pair is decided once
-/// (memoised), so a pattern of many `*` or `**` costs tokens x length x length at
-/// worst, not the exponential backtracking a plain recursion takes on
-/// `*a*a*a*a...b` (a .dockerignore is the client's input).
+/// Whether `toks` match all of `s`, decided bottom-up: after the tokens from
+/// the end down to `ti` are taken, `next[si]` says whether they match
+/// `s[si..]`. Each token costs one pass over `s`, so a pattern costs tokens x
+/// length whatever its stars (a .dockerignore is the client's input: the
+/// memoised recursion this replaces took tokens x length x length, 12 s for a
+/// fuzzer's line of 660 stars against a 1,300-character path, and recursed as
+/// deep as the pattern and path together).
 fn matches(toks: &[Tok], s: &[char]) -> bool {
-    let mut memo = vec![None; (toks.len() + 1) * (s.len() + 1)];
-    match_at(toks, s, 0, 0, &mut memo)
-}
-
-fn match_at(toks: &[Tok], s: &[char], ti: usize, si: usize, memo: &mut [Option<bool>]) -> bool {
-    let key = ti * (s.len() + 1) + si;
-    if let Some(done) = memo[key] {
-        return done;
-    }
-    let here = &s[si..];
-    let r = match toks.get(ti) {
-        None => here.is_empty(),
-        Some(Tok::Lit(c)) => here.first() == Some(c) && match_at(toks, s, ti + 1, si + 1, memo),
-        Some(Tok::One) => {
-            here.first().is_some_and(|c| *c != '/') && match_at(toks, s, ti + 1, si + 1, memo)
-        }
-        Some(Tok::Class(ranges, neg)) => {
-            here.first()
-                .is_some_and(|c| *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *neg)
-                && match_at(toks, s, ti + 1, si + 1, memo)
-        }
-        Some(Tok::Star) => {
-            let mut found = false;
-            for n in si..=s.len() {
-                if match_at(toks, s, ti + 1, n, memo) {
-                    found = true;
-                    break;
-                }
-                if s.get(n) == Some(&'/') {
-                    break;
+    let n = s.len();
+    let mut next = vec![false; n + 1];
+    next[n] = true;
+    let mut cur = vec![false; n + 1];
+    for tok in toks.iter().rev() {
+        cur[n] = matches!(tok, Tok::Star | Tok::Deep | Tok::DeepDir) && next[n];
+        match tok {
+            // `*` takes no `/`; `**` takes anything.
+            Tok::Star | Tok::Deep => {
+                let deep = matches!(tok, Tok::Deep);
+                for si in (0..n).rev() {
+                    cur[si] = next[si] || ((deep || s[si] != '/') && cur[si + 1]);
                 }
             }
-            found
+            // `**/`: nothing, or everything up to and including some `/`.
+            Tok::DeepDir => {
+                let mut later = false;
+                for si in (0..n).rev() {
+                    later = later || (s[si] == '/' && next[si + 1]);
+                    cur[si] = next[si] || later;
+                }
+            }
+            one => {
+                for si in 0..n {
+                    cur[si] = takes(one, s[si]) && next[si + 1];
+                }
+            }
         }
-        Some(Tok::Deep) => (si..=s.len()).any(|n| match_at(toks, s, ti + 1, n, memo)),
-        Some(Tok::DeepDir) => {
-            match_at(toks, s, ti + 1, si, memo)
-                || (si..s.len()).any(|i| s[i] == '/' && match_at(toks, s, ti + 1, i + 1, memo))
+        std::mem::swap(&mut cur, &mut next);
+    }
+    next[0]
+}
+
+/// Whether a one-character token takes `c`.
+fn takes(tok: &Tok, c: char) -> bool {
+    match tok {
+        Tok::Lit(l) => *l == c,
+        Tok::One => c != '/',
+        Tok::Class(ranges, neg) => {
+            c != '/' && ranges.iter().any(|(a, b)| *a <= c && c <= *b) != *neg
         }
-    };
-    memo[key] = Some(r);
-    r
+        Tok::Star | Tok::Deep | Tok::DeepDir => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain recursive matcher the DP replaced, as the reference.
+    fn reference(toks: &[Tok], s: &[char]) -> bool {
+        match toks.first() {
+            None => s.is_empty(),
+            Some(Tok::Star) => {
+                for n in 0..=s.len() {
+                    if reference(&toks[1..], &s[n..]) {
+                        return true;
+                    }
+                    if s.get(n) == Some(&'/') {
+                        return false;
+                    }
+                }
+                false
+            }
+            Some(Tok::Deep) => (0..=s.len()).any(|n| reference(&toks[1..], &s[n..])),
+            Some(Tok::DeepDir) => {
+                reference(&toks[1..], s)
+                    || (0..s.len()).any(|i| s[i] == '/' && reference(&toks[1..], &s[i + 1..]))
+            }
+            Some(t) => s.first().is_some_and(|c| takes(t, *c)) && reference(&toks[1..], &s[1..]),
+        }
+    }
+
+    #[test]
+    fn the_dp_matcher_agrees_with_plain_recursion() {
+        let pieces = ["a", "b", "/", "*", "?", "**", "**/", "[ab]", "[^a]"];
+        let chars = ['a', 'b', 'c', '/'];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) as usize) % n
+        };
+        let mut matched = 0;
+        for _ in 0..20_000 {
+            let pattern: String = (0..rnd(6)).map(|_| pieces[rnd(pieces.len())]).collect();
+            let path: Vec<char> = (0..rnd(8)).map(|_| chars[rnd(chars.len())]).collect();
+            let toks = compile(&pattern).unwrap();
+            let want = reference(&toks, &path);
+            matched += usize::from(want);
+            let got = matches(&toks, &path);
+            assert_eq!(
+                got,
+                want,
+                "{pattern:?} against {:?}",
+                path.iter().collect::<String>()
+            );
+        }
+        assert!(
+            matched > 1_000,
+            "too few matches to mean anything: {matched}"
+        );
+    }
+
+    #[test]
+    fn a_line_of_stars_costs_one_pass_per_token() {
+        // The fuzzer's timeout: 660 stars against 1,300 characters.
+        let m = Matcher::parse(&"*".repeat(660)).unwrap();
+        assert!(m.excluded(&"x".repeat(1300)));
+        // `**` crosses `/`, and the parent directory matches first anyway.
+        assert!(m.excluded(&format!("{}/y", "x".repeat(1300))));
+        let p = format!("{}b", "*a".repeat(300));
+        let m = Matcher::parse(&p).unwrap();
+        assert!(!m.excluded(&"a".repeat(2000)));
+    }
 }
