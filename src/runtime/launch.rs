@@ -60,6 +60,17 @@ pub fn launch_pending(
     spec: &LaunchSpec,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<PendingLaunch, LaunchError> {
+    launch_pending_synced(spec, None, join)
+}
+
+/// `launch_pending`, the child first fdatasyncing `record` (the daemon's
+/// staged start record: the fsync runs in the child, not on the daemon's
+/// loop, and before the exec the daemon answers the start with).
+pub fn launch_pending_synced(
+    spec: &LaunchSpec,
+    record: Option<RawFd>,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -88,7 +99,16 @@ pub fn launch_pending(
     };
     let remap = userns.as_ref().map(|(fd, map)| (fd.as_raw_fd(), *map));
     keep.extend(remap.map(|(fd, _)| fd));
+    keep.extend(record);
     spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+        if let Some(fd) = record {
+            // Before the cgroup join: the write is the daemon's, not
+            // charged to (or throttled by) the container's I/O limits.
+            // SAFETY: the daemon keeps this fd open until the fork is done;
+            // the child's copy is its own and closes at its execve (CLOEXEC).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            nix::unistd::fdatasync(fd).stage("sync the start record")?;
+        }
         container_main(spec, caps, last, &confine, err_fd, init_bin, remap)
     })
 }
