@@ -6,13 +6,15 @@
 //! The loop is the daemon's only thread, so `strace -p PID` without `-f`
 //! sees the loop's syscalls and none of its forked workers' or children's:
 //! a cycle traced that way must show renames (the loop publishes records)
-//! and not one fsync, fdatasync, syncfs or sync. Then the durability:
+//! and not one fsync, fdatasync, syncfs or sync; nor may an untagged build
+//! (its step images change no reference). Then the durability:
 //! the start record is on disk when the 204 leaves, the exit record is
 //! published by the sync worker soon after the exit, a kill -9 and a crash
 //! at the sync worker's failpoint recover to the table's states.
 
 mod common;
 
+use common::build::{context, docker_build, text};
 use common::raw_api::{create, start, wait_exit};
 use common::Daemon;
 use serde_json::{json, Value};
@@ -145,6 +147,14 @@ fn the_loop_never_fsyncs_in_the_container_cycle() {
         remove(&d, "bad");
         let o = d.docker(&["run", "--rm", "--network", "none", "busybox", "true"]);
         assert!(o.status.success(), "{o:?}");
+        // A build's untagged step images write no references.json.
+        let ctx = context(
+            "fsync-build",
+            &[("Dockerfile", "FROM busybox\nENV A=1\nLABEL x=y\n")],
+        );
+        let o = docker_build(&d, &["-q", ctx.to_str().expect("utf-8")]);
+        let _ = std::fs::remove_dir_all(&ctx);
+        assert!(o.status.success(), "{}", text(&o));
     });
     assert!(
         renames >= 3,
