@@ -42,7 +42,7 @@ enum Kind {
     Container {
         cgroup: Option<Cgroup>,
         oom_before: u64,
-        /// The staged start record the child fdatasyncs (`start.rs`).
+        /// The staged start record the child syncs and renames (`start.rs`).
         record: Option<u64>,
     },
     /// An exec process (`id` is the exec's).
@@ -80,7 +80,7 @@ pub(super) struct Started {
     pub cgroup: Option<Cgroup>,
     pub oom_before: u64,
     pub stdio: Stdio,
-    /// The staged start record, renamed in once the child has exec'd.
+    /// The staged start record (the child syncs and renames it).
     pub record: Option<u64>,
 }
 
@@ -345,10 +345,9 @@ impl Engine {
                 },
                 None,
             ) => {
-                // The child fdatasynced the start record before its exec:
-                // renamed in now, before the start is answered.
+                // The child synced and renamed in its start record.
                 if let Some(gen) = record {
-                    self.publish_record(&l.id, gen);
+                    self.forget_record(&l.id, gen);
                 }
                 let live = Live {
                     pid: l.pid,

@@ -219,11 +219,23 @@ impl Engine {
         self.stage_file(&target, &data)
     }
 
-    /// Publish container `id`'s staged record `gen` (a start's, its child
-    /// having synced it).
-    pub(super) fn publish_record(&mut self, id: &str, gen: u64) -> bool {
+    /// Container `id`'s staged record `gen`, if still the newest: its temp
+    /// and target (a start's child syncs and renames it).
+    pub(super) fn staged_temp(&self, id: &str, gen: u64) -> Option<(PathBuf, PathBuf)> {
         let target = self.container_dirs.record_path(id);
-        self.publish_staged(&target, gen)
+        match self.records.staged.get(&target) {
+            Some((g, temp)) if *g == gen => Some((temp.clone(), target)),
+            _ => None,
+        }
+    }
+
+    /// Staged record `gen` of container `id` was renamed in by a start's
+    /// child: no longer staged (unless superseded meanwhile).
+    pub(super) fn forget_record(&mut self, id: &str, gen: u64) {
+        let target = self.container_dirs.record_path(id);
+        if self.records.staged.get(&target).map(|(g, _)| *g) == Some(gen) {
+            self.records.staged.remove(&target);
+        }
     }
 
     /// Persist container `id`'s record without an fsync on the loop: staged

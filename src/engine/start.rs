@@ -11,7 +11,7 @@ use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
 use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
-use crate::runtime::launch::launch_pending_synced;
+use crate::runtime::launch::{launch_pending_synced, StartRecord};
 use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
 use std::os::fd::AsRawFd;
@@ -71,11 +71,10 @@ impl Engine {
         // which is all a `Running` record would tell it: so only this
         // record is written, with the start time, and none once it runs.
         //
-        // The loop does not fsync it: it is staged (written, unsynced), the
-        // child fdatasyncs it first thing, before its setup and exec, and
-        // the loop renames it in when the exec is reported, before the
-        // start is answered. A crash before leaves the previous record (the
-        // cgroup killed by recovery: a start that was never answered).
+        // The loop does not fsync it: it is staged (written, unsynced), and
+        // the child fdatasyncs it and renames it in first thing, before it
+        // joins its cgroup (`launch_pending_synced`). A crash before leaves
+        // the previous record and no process in the cgroup.
         let mut pending = c.clone();
         pending.start_pending = true;
         pending.state.started_at = now();
@@ -89,7 +88,19 @@ impl Engine {
         span.phase("record-pending");
         // The span ends at the fork: the rest of the launch (the child's
         // setup up to its exec) is reported later, by the loop.
-        let spawned = self.spawn_process(&c, Some(record.as_raw_fd()), &mut span);
+        let spawned = match self.staged_temp(id, gen) {
+            Some((temp, target)) => {
+                let record = StartRecord {
+                    fd: record.as_raw_fd(),
+                    temp: &temp,
+                    target: &target,
+                };
+                self.spawn_process(&c, Some(record), &mut span)
+            }
+            None => Err(ContainerError::Internal(
+                "recording the start: no record".into(),
+            )),
+        };
         // The child holds its own descriptor of the record now.
         drop(record);
         match spawned {
@@ -169,7 +180,7 @@ impl Engine {
     pub(super) fn spawn_process(
         &mut self,
         c: &Container,
-        record: Option<std::os::fd::RawFd>,
+        record: Option<StartRecord>,
         span: &mut crate::trace::Span,
     ) -> Result<Started, ContainerError> {
         let id = &c.id;
@@ -266,7 +277,7 @@ impl Engine {
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");
         // The child joins `spec.cgroup_view`'s cgroup itself (launch.rs).
-        // ... and fdatasyncs `record` (the staged start record) before it.
+        // ... and makes `record` (the staged start record) durable before.
         let launched = launch_pending_synced(&spec, record, &mut |_| Ok(()));
         // The child holds its own copies of these ends now.
         drop(child.fds);

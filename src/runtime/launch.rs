@@ -63,12 +63,20 @@ pub fn launch_pending(
     launch_pending_synced(spec, None, join)
 }
 
-/// `launch_pending`, the child first fdatasyncing `record` (the daemon's
-/// staged start record: the fsync runs in the child, not on the daemon's
-/// loop, and before the exec the daemon answers the start with).
+/// The daemon's start record, written to `temp` but not synced: the child
+/// fdatasyncs it through `fd` and renames it over `target` first thing, so
+/// the fsync is not the daemon loop's and the record is durable before the
+/// process joins its cgroup (recovery then knows it may have run).
+pub struct StartRecord<'a> {
+    pub fd: RawFd,
+    pub temp: &'a Path,
+    pub target: &'a Path,
+}
+
+/// `launch_pending`, the child first making `record` durable.
 pub fn launch_pending_synced(
     spec: &LaunchSpec,
-    record: Option<RawFd>,
+    record: Option<StartRecord>,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
@@ -99,15 +107,21 @@ pub fn launch_pending_synced(
     };
     let remap = userns.as_ref().map(|(fd, map)| (fd.as_raw_fd(), *map));
     keep.extend(remap.map(|(fd, _)| fd));
-    keep.extend(record);
+    keep.extend(record.as_ref().map(|r| r.fd));
     spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
-        if let Some(fd) = record {
+        if let Some(r) = &record {
             // Before the cgroup join: the write is the daemon's, not
             // charged to (or throttled by) the container's I/O limits.
             // SAFETY: the daemon keeps this fd open until the fork is done;
             // the child's copy is its own and closes at its execve (CLOEXEC).
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(r.fd) };
             nix::unistd::fdatasync(fd).stage("sync the start record")?;
+            // Gone: the daemon superseded it with a newer record meanwhile.
+            if let Err(e) = std::fs::rename(r.temp, r.target) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e).stage("record the start");
+                }
+            }
         }
         container_main(spec, caps, last, &confine, err_fd, init_bin, remap)
     })
