@@ -69,6 +69,36 @@ pub fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// The first half of `replace_file`, for a record whose fsync runs in
+/// another process (a worker, a container's launched child): `tmp` created
+/// anew (mode 0600) and written, not synced. Returns the open file, whose
+/// descriptor that process may sync. Its rename over the target is the
+/// caller's, once the sync is reported.
+pub fn write_temp(tmp: &Path, data: &[u8]) -> io::Result<File> {
+    let _ = fs::remove_file(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(tmp)?;
+    if let Err(e) = f.write_all(data) {
+        let _ = fs::remove_file(tmp);
+        return Err(e);
+    }
+    Ok(f)
+}
+
+/// fdatasync the file at `path` (a worker's half of `write_temp`). A file
+/// already gone (superseded by a newer record, or its container removed)
+/// is no error: false.
+pub fn sync_data_at(path: &Path) -> io::Result<bool> {
+    match File::open(path) {
+        Ok(f) => f.sync_data().map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// fsync a directory so that a rename or create inside it is durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -170,6 +200,15 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1);
+        // A temp for another process to sync: written whole, replaced anew,
+        // synced by path; gone is not an error.
+        let t = dir.join(format!("{TEMP_PREFIX}staged"));
+        drop(write_temp(&t, b"first, longer").unwrap());
+        drop(write_temp(&t, b"second").unwrap());
+        assert_eq!(fs::read(&t).unwrap(), b"second");
+        assert!(sync_data_at(&t).unwrap());
+        fs::remove_file(&t).unwrap();
+        assert!(!sync_data_at(&t).unwrap());
         fs::write(dir.join(format!("{TEMP_PREFIX}x")), b"junk").unwrap();
         assert_eq!(remove_temp_leftovers(&dir).unwrap(), 1);
         fs::remove_dir_all(&dir).unwrap();

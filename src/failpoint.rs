@@ -47,7 +47,8 @@ pub const POINTS: &[&str] = &[
     "atomic.temp_written",
     "atomic.temp_synced",
     "atomic.renamed",
-    // containers (store/containers.rs, engine/{create,start,update,remove,tasks}.rs)
+    // containers (store/containers.rs, engine/{create,start,update,remove,tasks}.rs;
+    // the create_* ones in the create's worker)
     "container.create_tmp",
     "container.create_record",
     "container.create_renamed",
@@ -59,6 +60,11 @@ pub const POINTS: &[&str] = &[
     "container.rm_renamed",
     "container.prune_one",
     "tree.delete_begin",
+    // records fsynced off the loop (engine/records.rs): staged on the loop,
+    // synced by a worker (or a start's child), renamed in by the loop
+    "record.staged",
+    "record.synced",
+    "record.published",
     // volumes (store/volumes.rs)
     "volume.create_tmp",
     "volume.create_record",

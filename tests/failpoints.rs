@@ -643,7 +643,13 @@ fn scenarios() -> Vec<Scenario> {
             create_redo,
         ),
         s(
-            &["container.start_pending", "container.started"],
+            &[
+                "container.start_pending",
+                "container.started",
+                "record.staged",
+                "record.synced",
+                "record.published",
+            ],
             Busybox,
             Some(created_c),
             start,

@@ -10,7 +10,9 @@ use crate::container::model::{Container, Status};
 use crate::engine::{Engine, Response};
 use crate::reply::Wake;
 use crate::streams::stats::StatsStream;
-use crate::streams::wait::{until_paused, until_started, until_stopped, Done, WaitFor, WaitStream};
+use crate::streams::wait::{
+    until_created, until_paused, until_started, until_stopped, Done, WaitFor, WaitStream,
+};
 use crate::streams::worker_body::{FinishingAnswer, WorkerAnswer};
 use crate::worker::Outcome;
 
@@ -34,11 +36,21 @@ pub fn create(call: &mut Call) -> Result<Response, ApiError> {
             )));
         }
     }
-    let (id, warnings) = call.engine.container_create(&call.body, name.as_deref())?;
-    Ok(Response::json(
-        201,
-        &json!({ "Id": id, "Warnings": warnings }),
+    // Answered once a worker has written and synced its directory.
+    let seq = call
+        .engine
+        .container_create_later(&call.body, name.as_deref())?;
+    Ok(until_created(
+        call.engine,
+        call.conn,
+        seq,
+        created,
+        start_failed,
     ))
+}
+
+fn created(id: String, warnings: Vec<String>) -> Response {
+    Response::json(201, &json!({ "Id": id, "Warnings": warnings }))
 }
 
 pub fn start(call: &mut Call) -> Result<Response, ApiError> {

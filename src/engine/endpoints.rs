@@ -165,6 +165,9 @@ impl Engine {
 
     /// Shutdown: every bridge of ours removed (no container is left).
     pub fn networks_shutdown(&mut self) {
+        // Records still staged for a worker's fsync (a shutdown cut short
+        // by its limit) written now: the daemon's last act.
+        self.flush_records();
         for n in self
             .networks
             .store
@@ -410,9 +413,10 @@ impl Engine {
                 n.endpoints.remove(cid);
             }
         }
-        self.networks
-            .store
-            .save(net_id)
+        // Synced by a worker, not on the loop: an endpoint is not state a
+        // crash keeps (every container dies with the daemon; start-up resets
+        // them and kernel objects go with their namespaces).
+        self.persist_network_later(net_id)
             .map_err(|e| ContainerError::Internal(format!("record the endpoint: {e}")))
     }
 
@@ -449,7 +453,7 @@ impl Engine {
                     n.endpoints.remove(cid);
                 }
             }
-            if let Err(e) = self.networks.store.save(&id) {
+            if let Err(e) = self.persist_network_later(&id) {
                 log::error!("network {id}: {e}");
             }
         }

@@ -61,7 +61,9 @@ impl Engine {
         if stopping {
             self.container_event(&id, "stop", &[]);
         }
-        self.persist(&id);
+        // Staged, fsynced by a worker, then renamed in: a crash before
+        // leaves the start's pending record (exited 255, as documented).
+        self.persist_later(&id);
         span.phase("events+persist");
         self.release_volumes(Some(&id));
         self.after_exit(&id, code, ran);
@@ -110,7 +112,7 @@ impl Engine {
             let delay = Duration::from_millis(e.restart_delay_ms);
             self.timers
                 .add(Instant::now() + delay, Timer::Restart(id.to_string()));
-            self.persist(id);
+            self.persist_later(id);
         } else if e.c.host_config.auto_remove {
             self.remove_now(id);
         }

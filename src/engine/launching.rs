@@ -42,6 +42,8 @@ enum Kind {
     Container {
         cgroup: Option<Cgroup>,
         oom_before: u64,
+        /// The staged start record the child syncs and renames (`start.rs`).
+        record: Option<u64>,
     },
     /// An exec process (`id` is the exec's).
     Exec,
@@ -78,6 +80,8 @@ pub(super) struct Started {
     pub cgroup: Option<Cgroup>,
     pub oom_before: u64,
     pub stdio: Stdio,
+    /// The staged start record (the child syncs and renames it).
+    pub record: Option<u64>,
 }
 
 impl Launches {
@@ -140,6 +144,7 @@ impl Engine {
         let kind = Kind::Container {
             cgroup: s.cgroup,
             oom_before: s.oom_before,
+            record: s.record,
         };
         self.watch(kind, id, s.pending, s.stdio)
     }
@@ -332,7 +337,18 @@ impl Engine {
                 }
                 self.network_release(&l.id);
             }
-            (Kind::Container { cgroup, oom_before }, None) => {
+            (
+                Kind::Container {
+                    cgroup,
+                    oom_before,
+                    record,
+                },
+                None,
+            ) => {
+                // The child synced and renamed in its start record.
+                if let Some(gen) = record {
+                    self.forget_record(&l.id, gen);
+                }
                 let live = Live {
                     pid: l.pid,
                     cgroup,

@@ -19,6 +19,7 @@ pub mod networks;
 mod ports;
 pub mod pull;
 pub mod push;
+mod records;
 mod recover;
 mod remove;
 mod start;
@@ -91,6 +92,10 @@ pub struct Engine {
     pub userns: Option<crate::runtime::userns::IdMap>,
     /// Builds running (`docker build`), each driven by an engine task.
     builds: crate::slab::Slab<build_job::BuildJob>,
+    /// Container records staged on the loop, fsynced off it (`tasks.rs`).
+    records: records::Records,
+    /// Container creates whose directory a worker is writing (`create.rs`).
+    creates: create::Creates,
 }
 
 impl Engine {
@@ -163,6 +168,8 @@ impl Engine {
             launches,
             userns,
             builds: Default::default(),
+            records: Default::default(),
+            creates: Default::default(),
         };
         engine.networks_open()?;
         engine.recover_containers();
@@ -307,6 +314,8 @@ impl Engine {
     }
 
     pub(super) fn persist(&mut self, id: &str) {
+        // This record supersedes one staged for a worker's fsync.
+        self.drop_staged_record(id);
         if let Some(e) = self.containers.get(id) {
             if let Err(err) = self.container_dirs.save(&e.c) {
                 log::error!(

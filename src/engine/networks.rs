@@ -377,6 +377,7 @@ impl Engine {
         bridge::remove(&n.bridge)
             .map_err(|e| NetworkError::Internal(format!("remove bridge {}: {e}", n.bridge)))?;
         crate::failpoint!("network.rm_bridge_removed");
+        self.drop_staged_network(&id);
         self.networks.store.remove(&id)?;
         self.firewall_apply();
         self.network_event("destroy", &n, None);
@@ -492,6 +493,7 @@ impl Engine {
         if let Some(n) = self.networks.store.nets.get_mut(&id) {
             n.endpoints.remove(&cid);
         }
+        self.drop_staged_network(&id);
         self.networks.store.save(&id)?;
         self.persist(&cid);
         self.network_event("disconnect", &net, Some(&cid));

@@ -83,7 +83,14 @@ impl Engine {
             trees.extend(self.take_out(&id));
             deleted.push(id);
         }
+        let dirs = self.container_dirs.clone();
         self.workers.spawn(owner, move |_input, _reporter| {
+            // The renames out of `containers/`, made durable off the loop.
+            if !trees.is_empty() {
+                if let Err(e) = dirs.sync_root() {
+                    log::error!("sync containers/: {e}");
+                }
+            }
             let mut reclaimed = 0u64;
             for tree in &trees {
                 reclaimed += dir_size(&tree.join("upper"));
@@ -104,6 +111,8 @@ impl Engine {
             e.c.state.status = Status::Removing;
         }
         self.container_event(id, "destroy", &[]);
+        // A record staged for a worker's fsync goes with the directory.
+        self.drop_staged_record(id);
         let tmp = match self.container_dirs.remove(id) {
             Ok(tmp) => Some(tmp),
             Err(e) => {

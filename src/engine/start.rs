@@ -11,9 +11,10 @@ use crate::container::policy::{now, resources_of, CGROUP_PARENT};
 use crate::container::registry::Live;
 use crate::container::security::{self, Security};
 use crate::runtime::cgroups::Cgroup;
-use crate::runtime::launch::launch_pending;
+use crate::runtime::launch::{launch_pending_synced, StartRecord};
 use crate::stdio::jsonlog::{parse_size, LogWriter};
 use crate::timers::Timer;
+use std::os::fd::AsRawFd;
 
 impl Engine {
     /// `POST /containers/{id}/start`.
@@ -69,11 +70,16 @@ impl Engine {
         // crash (its cgroup killed, exited 255, restarted per its policy),
         // which is all a `Running` record would tell it: so only this
         // record is written, with the start time, and none once it runs.
+        //
+        // The loop does not fsync it: it is staged (written, unsynced), and
+        // the child fdatasyncs it and renames it in first thing, before it
+        // joins its cgroup (`launch_pending_synced`). A crash before leaves
+        // the previous record and no process in the cgroup.
         let mut pending = c.clone();
         pending.start_pending = true;
         pending.state.started_at = now();
-        self.container_dirs
-            .save(&pending)
+        let (gen, record) = self
+            .stage_record(&pending)
             .map_err(|e| ContainerError::Internal(format!("recording the start: {e}")))?;
         if let Some(e) = self.containers.get_mut(id) {
             e.c.start_pending = true;
@@ -82,8 +88,24 @@ impl Engine {
         span.phase("record-pending");
         // The span ends at the fork: the rest of the launch (the child's
         // setup up to its exec) is reported later, by the loop.
-        match self.spawn_process(&c, &mut span) {
-            Ok(started) => {
+        let spawned = match self.staged_temp(id, gen) {
+            Some((temp, target)) => {
+                let record = StartRecord {
+                    fd: record.as_raw_fd(),
+                    temp: &temp,
+                    target: &target,
+                };
+                self.spawn_process(&c, Some(record), &mut span)
+            }
+            None => Err(ContainerError::Internal(
+                "recording the start: no record".into(),
+            )),
+        };
+        // The child holds its own descriptor of the record now.
+        drop(record);
+        match spawned {
+            Ok(mut started) => {
+                started.record = Some(gen);
                 self.watch_launch(id, started);
                 Ok(())
             }
@@ -138,7 +160,7 @@ impl Engine {
                     e.c.state.error = msg;
                     e.c.state.pid = 0;
                 }
-                self.persist(id);
+                self.persist_later(id);
                 self.release_volumes(None);
                 for conn in self.outputs.end_container(id) {
                     self.wake(conn);
@@ -158,6 +180,7 @@ impl Engine {
     pub(super) fn spawn_process(
         &mut self,
         c: &Container,
+        record: Option<StartRecord>,
         span: &mut crate::trace::Span,
     ) -> Result<Started, ContainerError> {
         let id = &c.id;
@@ -254,7 +277,8 @@ impl Engine {
         let oom_before = cgroup.as_ref().map(|cg| cg.oom_kills()).unwrap_or(0);
         span.phase("stdio+spec");
         // The child joins `spec.cgroup_view`'s cgroup itself (launch.rs).
-        let launched = launch_pending(&spec, &mut |_| Ok(()));
+        // ... and makes `record` (the staged start record) durable before.
+        let launched = launch_pending_synced(&spec, record, &mut |_| Ok(()));
         // The child holds its own copies of these ends now.
         drop(child.fds);
         drop(netns);
@@ -264,6 +288,7 @@ impl Engine {
                 cgroup,
                 oom_before,
                 stdio: parent,
+                record: None,
             }),
             Err(e) => {
                 cleanup(self, &cgroup);

@@ -74,6 +74,14 @@ impl Engine {
     pub fn delete_tree_later(&mut self, dir: std::path::PathBuf, what: String) {
         let task = self.reserve_task();
         let spawned = self.workers.spawn(Wake::Task(task), move |_input, _out| {
+            // The rename that put it aside, made durable here, off the loop
+            // (a crash before this may bring the container back, as after
+            // a `docker rm` dockerd did not fsync).
+            if let Some(parent) = dir.parent() {
+                if let Err(e) = crate::atomic::sync_dir(parent) {
+                    log::error!("sync {}: {e}", parent.display());
+                }
+            }
             crate::failpoint!("tree.delete_begin");
             std::fs::remove_dir_all(&dir)
                 .map(|()| serde_json::Value::Null)

@@ -131,8 +131,8 @@ impl Engine {
     pub fn container_rename(&mut self, key: &str, new_name: &str) -> Result<(), ContainerError> {
         let id = self.containers.resolve(key)?;
         let name = names::validate(new_name).map_err(ContainerError::Invalid)?;
-        if let Some(owner) = self.containers.name_owner(&name) {
-            if *owner == id {
+        if let Some(owner) = self.name_owner(&name) {
+            if owner == id {
                 return Err(ContainerError::Invalid(
                     "Renaming a container with the same name as its current name".to_string(),
                 ));

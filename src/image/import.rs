@@ -468,21 +468,24 @@ pub(crate) fn publish_image(
         }],
         journal: None,
     };
-    let committed =
+    // An untagged image (a build step's, an untagged commit or import) has
+    // no tag for a journal to replay: none is written, so none is removed
+    // (and fsynced) by the daemon either.
+    let committed = if planned.images.iter().all(|i| i.tags.is_empty()) {
+        layout.write_config(config).map(|_| None)
+    } else {
         layout
             .write_journal(&planned)
             .and_then(|j| match layout.write_config(config) {
-                Ok(_) => Ok(j),
+                Ok(_) => Ok(Some(j)),
                 Err(e) => {
                     let _ = layout.remove_journal(&j);
                     Err(e)
                 }
-            });
+            })
+    };
     match committed {
-        Ok(journal) => Ok(LoadSummary {
-            journal: Some(journal),
-            ..planned
-        }),
+        Ok(journal) => Ok(LoadSummary { journal, ..planned }),
         Err(e) => {
             if let Some(d) = new {
                 let _ = crate::image::layout::remove_layer_dir(layout, &layout.layer_dir(&d));

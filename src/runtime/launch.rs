@@ -60,6 +60,25 @@ pub fn launch_pending(
     spec: &LaunchSpec,
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
 ) -> Result<PendingLaunch, LaunchError> {
+    launch_pending_synced(spec, None, join)
+}
+
+/// The daemon's start record, written to `temp` but not synced: the child
+/// fdatasyncs it through `fd` and renames it over `target` first thing, so
+/// the fsync is not the daemon loop's and the record is durable before the
+/// process joins its cgroup (recovery then knows it may have run).
+pub struct StartRecord<'a> {
+    pub fd: RawFd,
+    pub temp: &'a Path,
+    pub target: &'a Path,
+}
+
+/// `launch_pending`, the child first making `record` durable.
+pub fn launch_pending_synced(
+    spec: &LaunchSpec,
+    record: Option<StartRecord>,
+    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
+) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -88,7 +107,22 @@ pub fn launch_pending(
     };
     let remap = userns.as_ref().map(|(fd, map)| (fd.as_raw_fd(), *map));
     keep.extend(remap.map(|(fd, _)| fd));
+    keep.extend(record.as_ref().map(|r| r.fd));
     spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+        if let Some(r) = &record {
+            // Before the cgroup join: the write is the daemon's, not
+            // charged to (or throttled by) the container's I/O limits.
+            // SAFETY: the daemon keeps this fd open until the fork is done;
+            // the child's copy is its own and closes at its execve (CLOEXEC).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(r.fd) };
+            nix::unistd::fdatasync(fd).stage("sync the start record")?;
+            // Gone: the daemon superseded it with a newer record meanwhile.
+            if let Err(e) = std::fs::rename(r.temp, r.target) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e).stage("record the start");
+                }
+            }
+        }
         container_main(spec, caps, last, &confine, err_fd, init_bin, remap)
     })
 }

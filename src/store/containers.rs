@@ -115,6 +115,12 @@ impl ContainerDirs {
         failed
     }
 
+    /// A container's record, `config.json` (`save` writes it synced; the
+    /// engine's `Records` stage it for a worker or the started child to sync).
+    pub fn record_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("config.json")
+    }
+
     /// Every container on disk; unreadable records are logged and skipped.
     pub fn load_all(&self) -> Vec<Container> {
         let Ok(entries) = fs::read_dir(&self.root) else {
@@ -159,13 +165,19 @@ impl ContainerDirs {
     /// Take a container's directory out of the store: renamed to a
     /// temporary name (so a crash mid-delete leaves a temp dir, not a half
     /// container), which the caller deletes (in a worker: it can be big).
+    /// The rename is not fsynced here: the deleting worker fsyncs
+    /// `containers/` before it deletes (`sync_root`), off the loop.
     pub fn remove(&self, id: &str) -> io::Result<PathBuf> {
         let dir = self.dir(id);
         let tmp = self.root.join(format!("{}rm-{id}", atomic::TEMP_PREFIX));
         fs::rename(&dir, &tmp)?;
         crate::failpoint!("container.rm_renamed");
-        atomic::sync_dir(&self.root)?;
         Ok(tmp)
+    }
+
+    /// fsync `containers/` (a worker's: renames out of it made durable).
+    pub fn sync_root(&self) -> io::Result<()> {
+        atomic::sync_dir(&self.root)
     }
 }
 
@@ -185,6 +197,7 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-fn record(c: &Container) -> io::Result<Vec<u8>> {
+/// A container's record as `config.json` holds it.
+pub fn record(c: &Container) -> io::Result<Vec<u8>> {
     serde_json::to_vec(c).map_err(io::Error::other)
 }

@@ -211,8 +211,12 @@ impl ImageStore {
             self.point_tags(li, &mut lines)?;
         }
         crate::failpoint!("load.indexed");
-        self.save_refs()?;
-        crate::failpoint!("load.refs_saved");
+        // Untagged images (a build's step images, an untagged commit)
+        // change no reference: nothing to write, and no fsync on the loop.
+        if summary.images.iter().any(|li| !li.tags.is_empty()) {
+            self.save_refs()?;
+            crate::failpoint!("load.refs_saved");
+        }
         Ok(lines)
     }
 

@@ -133,12 +133,24 @@ impl NetworkStore {
         Ok(NetworkStore { dir, nets })
     }
 
-    pub fn save(&self, id: &str) -> io::Result<()> {
+    /// Network `id`'s record file.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Network `id`'s record file and the bytes it should hold.
+    pub fn record(&self, id: &str) -> io::Result<Option<(PathBuf, Vec<u8>)>> {
         let Some(n) = self.nets.get(id) else {
-            return Ok(());
+            return Ok(None);
         };
         let bytes = serde_json::to_vec_pretty(n).map_err(io::Error::other)?;
-        let path = self.dir.join(format!("{id}.json"));
+        Ok(Some((self.path(id), bytes)))
+    }
+
+    pub fn save(&self, id: &str) -> io::Result<()> {
+        let Some((path, bytes)) = self.record(id)? else {
+            return Ok(());
+        };
         // Start-up saves every record (endpoints reset, the default bridge
         // re-made): one already on disk as is costs no write and no fsync.
         if std::fs::read(&path).is_ok_and(|b| b == bytes) {

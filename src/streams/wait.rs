@@ -189,3 +189,42 @@ impl Pending<Engine> for StartWait {
         engine.containers.waiters.remove(&me);
     }
 }
+
+/// The answer to a create whose directory a worker is writing
+/// (`Engine::container_create_later`): `ok(id, warnings)` once it is
+/// registered, `failed(error)` if the write failed.
+pub fn until_created(
+    engine: &mut Engine,
+    conn: ConnId,
+    seq: u64,
+    ok: fn(String, Vec<String>) -> Response,
+    failed: fn(ContainerError) -> Response,
+) -> Response {
+    let mut wait = CreateWait { seq, ok, failed };
+    if let Some(r) = wait.poll(engine, conn) {
+        return r;
+    }
+    engine.containers.waiters.insert(conn);
+    Response::later(Box::new(wait))
+}
+
+struct CreateWait {
+    seq: u64,
+    ok: fn(String, Vec<String>) -> Response,
+    failed: fn(ContainerError) -> Response,
+}
+
+impl Pending<Engine> for CreateWait {
+    fn poll(&mut self, engine: &mut Engine, me: ConnId) -> Option<Response> {
+        let outcome = engine.create_outcome(self.seq)?;
+        engine.containers.waiters.remove(&me);
+        Some(match outcome {
+            Ok((id, warnings)) => (self.ok)(id, warnings),
+            Err(e) => (self.failed)(e),
+        })
+    }
+
+    fn cancel(&mut self, engine: &mut Engine, me: ConnId) {
+        engine.containers.waiters.remove(&me);
+    }
+}
