@@ -1,0 +1,179 @@
+//! Round 5's batch of fixes: each check fails on the code before its fix.
+//! 1. A stop, kill or `rm -f` that lands while a restart policy's relaunch
+//!    is launching cancels it (the container stays down, nothing is left).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{cgroup_dirs, Daemon};
+
+fn inspect(d: &Daemon, id: &str) -> serde_json::Value {
+    let r = d.request("GET", &format!("/containers/{id}/json"), None);
+    assert_eq!(r.status, 200, "inspect {id}: {}", r.body);
+    r.json()
+}
+
+fn create(d: &Daemon, body: &str) -> String {
+    let r = d.request("POST", "/containers/create", Some(body));
+    assert_eq!(r.status, 201, "create: {}", r.body);
+    r.json()["Id"].as_str().unwrap_or_default().to_string()
+}
+
+// ------------------------------------------------ 1: stop during a relaunch
+
+/// The freezer of container `id`'s cgroup (v1 `freezer/coracle/<id>` or
+/// v2 `coracle/<id>`), frozen by the test before the daemon relaunches the
+/// container: the launch's child joins its cgroup itself and is frozen
+/// there, before its exec, so the launch stays in flight until `thaw`.
+/// Dropping it thaws (a failed test leaves no frozen process).
+struct Frozen {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl Frozen {
+    fn path(id: &str) -> (PathBuf, bool) {
+        let v1 = PathBuf::from("/sys/fs/cgroup/freezer");
+        if v1.is_dir() {
+            (v1.join("coracle").join(id), false)
+        } else {
+            (PathBuf::from("/sys/fs/cgroup/coracle").join(id), true)
+        }
+    }
+
+    /// Make and freeze the cgroup now, if the daemon has not made it yet.
+    fn try_freeze(id: &str) -> Option<Frozen> {
+        let (dir, v2) = Frozen::path(id);
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        std::fs::create_dir(&dir).ok()?;
+        let (file, value) = if v2 {
+            ("cgroup.freeze", "1")
+        } else {
+            ("freezer.state", "FROZEN")
+        };
+        std::fs::write(dir.join(file), value).expect("freeze the cgroup");
+        Some(Frozen { dir, v2 })
+    }
+
+    fn thaw(&self) {
+        let (file, value) = if self.v2 {
+            ("cgroup.freeze", "0")
+        } else {
+            ("freezer.state", "THAWED")
+        };
+        let _ = std::fs::write(self.dir.join(file), value);
+    }
+
+    fn procs(&self) -> String {
+        std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default()
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.thaw();
+    }
+}
+
+/// A `--restart always` container that exits at once, caught with its
+/// policy relaunch in flight: the launch's child frozen in its cgroup
+/// before its exec, the container still `restarting`.
+fn relaunch_in_flight(d: &Daemon) -> (String, Frozen) {
+    let id = create(
+        d,
+        r#"{"Image":"busybox","Cmd":["sh","-c","exit 3"],
+            "HostConfig":{"NetworkMode":"none","RestartPolicy":{"Name":"always"}}}"#,
+    );
+    let r = d.request("POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 204, "start: {}", r.body);
+    // The back-off doubles from 100 ms: from the third restart on, the
+    // cgroup is absent for at least 400 ms between an exit and the relaunch.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let frozen = loop {
+        assert!(Instant::now() < deadline, "never caught between restarts");
+        let j = inspect(d, &id);
+        let between = j["State"]["Status"] == "restarting"
+            && j["RestartCount"].as_u64().unwrap_or(0) >= 3
+            && !Frozen::path(&id).0.exists();
+        if between {
+            if let Some(f) = Frozen::try_freeze(&id) {
+                break f;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frozen.procs().trim().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the relaunch never joined its cgroup"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let j = inspect(d, &id);
+    assert_eq!(j["State"]["Status"], "restarting", "{j}");
+    (id, frozen)
+}
+
+/// After `frozen` is thawed: the container stays exited (never running)
+/// with its last exit code, and its cgroup goes.
+fn stays_exited(d: &Daemon, id: &str, frozen: Frozen) {
+    frozen.thaw();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let j = inspect(d, id);
+        assert_eq!(j["State"]["Status"], "exited", "{j}");
+        assert_eq!(j["State"]["Pid"], 0, "{j}");
+        assert_eq!(j["State"]["ExitCode"], 3, "{j}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(frozen);
+    cgroups_gone(id);
+}
+
+fn cgroups_gone(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = cgroup_dirs(id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cgroups left: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn stop_kill_and_rm_cancel_a_policy_relaunch_in_flight() {
+    let d = Daemon::with_busybox();
+
+    // docker stop (the CLI) while the relaunch is launching.
+    let (id, frozen) = relaunch_in_flight(&d);
+    let o = d.docker(&["stop", "-t", "1", &id]);
+    assert!(o.status.success(), "docker stop: {o:?}");
+    stays_exited(&d, &id, frozen);
+    // ... and a start afterwards runs it again, under its policy.
+    let r = d.request("POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 204, "start after the stop: {}", r.body);
+
+    // POST /containers/{id}/kill (SIGKILL): a manual stop, as dockerd.
+    let (id, frozen) = relaunch_in_flight(&d);
+    let r = d.request("POST", &format!("/containers/{id}/kill"), None);
+    assert_eq!(r.status, 204, "kill of a restarting container: {}", r.body);
+    stays_exited(&d, &id, frozen);
+
+    // docker rm -f: nothing left, not even the launch's process or cgroup.
+    let (id, frozen) = relaunch_in_flight(&d);
+    let r = d.request("DELETE", &format!("/containers/{id}?force=1"), None);
+    assert_eq!(r.status, 204, "rm -f: {}", r.body);
+    frozen.thaw();
+    let r = d.request("GET", &format!("/containers/{id}/json"), None);
+    assert_eq!(r.status, 404, "{}", r.body);
+    drop(frozen);
+    cgroups_gone(&id);
+}
+
