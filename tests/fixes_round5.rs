@@ -1,6 +1,8 @@
 //! Round 5's batch of fixes: each check fails on the code before its fix.
 //! 1. A stop, kill or `rm -f` that lands while a restart policy's relaunch
 //!    is launching cancels it (the container stays down, nothing is left).
+//! 2. An exec's process joins the container's cgroup itself: the daemon
+//!    opens no `cgroup.procs` for it (strace of the daemon alone).
 
 mod common;
 
@@ -175,5 +177,104 @@ fn stop_kill_and_rm_cancel_a_policy_relaunch_in_flight() {
     assert_eq!(r.status, 404, "{}", r.body);
     drop(frozen);
     cgroups_gone(&id);
+}
+
+// ------------------------------------------- 2: exec joins its own cgroup
+
+/// strace of one process (its own syscalls, not its children's), stopped
+/// (and the trace read) by `finish`; killed on drop.
+struct Strace {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Strace {
+    fn attach(pid: i32, out: PathBuf) -> Strace {
+        let child = std::process::Command::new("strace")
+            .args(["-qq", "-e", "trace=open,openat", "-o"])
+            .arg(&out)
+            .args(["-p", &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("strace must be installed (tests check the daemon's syscalls with it)");
+        let s = Strace { child, out };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let traced = status
+                .lines()
+                .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"));
+            if traced {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "strace never attached");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(mut self) -> String {
+        common::signal(self.child.id() as i32, 2);
+        let _ = common::wait_timeout(&mut self.child, Duration::from_secs(10));
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Strace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.out);
+    }
+}
+
+#[test]
+fn an_exec_joins_the_container_cgroup_itself() {
+    let d = Daemon::with_busybox();
+    let id = create(
+        &d,
+        r#"{"Image":"busybox","Cmd":["sleep","60"],"HostConfig":{"NetworkMode":"none"}}"#,
+    );
+    let r = d.request("POST", &format!("/containers/{id}/start"), None);
+    assert_eq!(r.status, 204, "start: {}", r.body);
+    let init = inspect(&d, &id)["State"]["Pid"].as_i64().unwrap_or(0);
+    let r = d.request(
+        "POST",
+        &format!("/containers/{id}/exec"),
+        Some(r#"{"Cmd":["sleep","30"]}"#),
+    );
+    assert_eq!(r.status, 201, "exec create: {}", r.body);
+    let exec = r.json()["Id"].as_str().unwrap_or_default().to_string();
+
+    let trace = Strace::attach(d.pid(), common::temp_dir("strace").join("trace"));
+    let r = d.request(
+        "POST",
+        &format!("/exec/{exec}/start"),
+        Some(r#"{"Detach":true}"#),
+    );
+    assert_eq!(r.status, 200, "exec start: {}", r.body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let j = d.request("GET", &format!("/exec/{exec}/json"), None).json();
+        if let Some(p) = j["Pid"].as_i64().filter(|p| *p > 0) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the exec never ran: {j}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = trace.finish();
+    // The trace saw the exec's launch (the daemon opens the container's
+    // PID namespace for the fork) ...
+    assert!(text.contains(&format!("/proc/{init}/ns/pid")), "{text}");
+    // ... and no cgroup.procs: the process moved itself.
+    assert!(
+        !text.contains("cgroup.procs"),
+        "the daemon wrote the exec's cgroup:\n{text}"
+    );
+    // It is in the container's cgroup, in every hierarchy.
+    let cg = |p: i64| std::fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default();
+    let (mine, its) = (cg(pid), cg(init));
+    assert!(its.contains(&format!("/coracle/{id}")), "{its}");
+    assert_eq!(mine, its, "exec {pid} vs init {init}");
 }
 
