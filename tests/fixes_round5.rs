@@ -3,6 +3,7 @@
 //!    is launching cancels it (the container stays down, nothing is left).
 //! 2. An exec's process joins the container's cgroup itself: the daemon
 //!    opens no `cgroup.procs` for it (strace of the daemon alone).
+//! 4. build.rs names only existing git paths (a git worktree's real HEAD).
 
 mod common;
 
@@ -276,5 +277,43 @@ fn an_exec_joins_the_container_cgroup_itself() {
     let (mine, its) = (cg(pid), cg(init));
     assert!(its.contains(&format!("/coracle/{id}")), "{its}");
     assert_eq!(mine, its, "exec {pid} vs init {init}");
+}
+
+// ------------------------------------------- 4: build.rs watches real paths
+
+/// Every path the build script asks cargo to watch exists (a missing one
+/// makes cargo rerun it, and rebuild the crate, on every build: `.git/HEAD`
+/// in a git worktree, where `.git` is a file), and in a git checkout the
+/// checkout's own HEAD is among them.
+#[test]
+fn build_script_watches_only_existing_git_paths() {
+    let output = std::path::Path::new(env!("OUT_DIR")).join("../output");
+    let text = std::fs::read_to_string(&output).expect("the build script's output");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let watched: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo:rerun-if-changed="))
+        .map(|p| root.join(p))
+        .collect();
+    for p in &watched {
+        assert!(p.exists(), "watched path {} does not exist", p.display());
+    }
+    let git_dir = std::process::Command::new("git")
+        .args(["rev-parse", "--absolute-git-dir"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if let Some(dir) = git_dir {
+        let head = std::fs::canonicalize(PathBuf::from(dir).join("HEAD")).expect("HEAD");
+        assert!(
+            watched
+                .iter()
+                .any(|p| std::fs::canonicalize(p).is_ok_and(|p| p == head)),
+            "HEAD ({}) not watched: {watched:?}",
+            head.display()
+        );
+    }
 }
 
