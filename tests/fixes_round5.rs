@@ -4,6 +4,7 @@
 //! 2. An exec's process joins the container's cgroup itself: the daemon
 //!    opens no `cgroup.procs` for it (strace of the daemon alone).
 //! 4. build.rs names only existing git paths (a git worktree's real HEAD).
+//! 5. The classic builder's output for metadata steps, as dockerd 20.10's.
 
 mod common;
 
@@ -315,5 +316,155 @@ fn build_script_watches_only_existing_git_paths() {
             head.display()
         );
     }
+}
+
+// ------------------------------------- 5: classic builder's metadata steps
+
+/// Every instruction kind: dockerd 20.10 (`DOCKER_BUILDKIT=0`) commits each
+/// metadata step from a container it creates and removes, so its output
+/// has ` ---> Running in` and `Removing intermediate container` for them
+/// too; COPY and ADD make their layer without one.
+const EVERY_KIND: &str = "FROM busybox\n\
+ARG A=1\n\
+ENV E=1\n\
+LABEL l=1\n\
+MAINTAINER me\n\
+WORKDIR /w\n\
+EXPOSE 80\n\
+USER 0\n\
+VOLUME /v\n\
+STOPSIGNAL SIGTERM\n\
+HEALTHCHECK CMD true\n\
+SHELL [\"/bin/sh\", \"-c\"]\n\
+ONBUILD RUN true\n\
+ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+CMD [\"true\"]\n\
+COPY f /f\n\
+ADD f /g\n\
+RUN true\n";
+
+/// The build's output with IDs (12 hex digits) as `<id>`.
+fn without_ids(out: &str) -> String {
+    out.lines()
+        .map(|l| {
+            let hexid = |w: &str| w.len() == 12 && w.bytes().all(|b| b.is_ascii_hexdigit());
+            let words: Vec<&str> = l
+                .split(' ')
+                .map(|w| if hexid(w) { "<id>" } else { w })
+                .collect();
+            words.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// dockerd 20.10's output for `EVERY_KIND` with `--label built=1`, from
+/// `Step 1` to the last image ID, IDs as `<id>` (recorded side by side).
+const DOCKERD_OUTPUT: &str = r#"Step 1/19 : FROM busybox
+ ---> <id>
+Step 2/19 : ARG A=1
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 3/19 : ENV E=1
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 4/19 : LABEL l=1
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 5/19 : MAINTAINER me
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 6/19 : WORKDIR /w
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 7/19 : EXPOSE 80
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 8/19 : USER 0
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 9/19 : VOLUME /v
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 10/19 : STOPSIGNAL SIGTERM
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 11/19 : HEALTHCHECK CMD true
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 12/19 : SHELL ["/bin/sh", "-c"]
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 13/19 : ONBUILD RUN true
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 14/19 : ENTRYPOINT ["/bin/sh", "-c"]
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 15/19 : CMD ["true"]
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 16/19 : COPY f /f
+ ---> <id>
+Step 17/19 : ADD f /g
+ ---> <id>
+Step 18/19 : RUN true
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>
+Step 19/19 : LABEL built=1
+ ---> Running in <id>
+Removing intermediate container <id>
+ ---> <id>"#;
+
+#[test]
+fn metadata_steps_print_dockerd_container_lines() {
+    let d = Daemon::with_busybox();
+    let ctx = common::build::context("fix5-kinds", &[("f", "f\n"), ("Dockerfile", EVERY_KIND)]);
+    let dir = ctx.to_str().unwrap_or("");
+    let o = common::build::docker_build(&d, &["--label", "built=1", "-t", "every", dir]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", common::build::text(&o));
+    let from = out.find("Step 1/").unwrap_or(0);
+    let to = out.find("Successfully built").unwrap_or(out.len());
+    assert_eq!(
+        without_ids(out[from..to].trim_end()),
+        DOCKERD_OUTPUT,
+        "{out}"
+    );
+    // Each step's container line names one ID, its removal the same.
+    let ran: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix(" ---> Running in "))
+        .collect();
+    let gone: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("Removing intermediate container "))
+        .collect();
+    assert_eq!(ran, gone);
+    // The cached rebuild names no container, as dockerd's.
+    let o = common::build::docker_build(&d, &["--label", "built=1", "-t", "every", dir]);
+    let again = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{again}");
+    assert_eq!(again.matches(" ---> Using cache").count(), 18, "{again}");
+    assert!(
+        !again.contains("Running in") && !again.contains("Removing"),
+        "{again}"
+    );
+    let _ = std::fs::remove_dir_all(&ctx);
 }
 
