@@ -5,6 +5,8 @@
 //!    opens no `cgroup.procs` for it (strace of the daemon alone).
 //! 4. build.rs names only existing git paths (a git worktree's real HEAD).
 //! 5. The classic builder's output for metadata steps, as dockerd 20.10's.
+//! 6. Under `--userns-remap`, RUN layers and `docker export` carry the
+//!    container's ids, not the host's.
 
 mod common;
 
@@ -468,3 +470,136 @@ fn metadata_steps_print_dockerd_container_lines() {
     let _ = std::fs::remove_dir_all(&ctx);
 }
 
+// ------------------------------ 6: userns-remap: builds and export unmapped
+
+/// The test's subordinate id files (removed on drop).
+struct SubIds(PathBuf);
+
+impl Drop for SubIds {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// uid:gid of each named entry of a tar stream.
+fn tar_owners(tar: &[u8], names: &[&str]) -> Vec<String> {
+    let mut a = tar::Archive::new(tar);
+    let mut found = std::collections::BTreeMap::new();
+    for e in a.entries().expect("tar entries") {
+        let e = e.expect("tar entry");
+        let path = e.path().expect("entry path").to_string_lossy().into_owned();
+        let h = e.header();
+        let owner = format!("{}:{}", h.uid().unwrap_or(0), h.gid().unwrap_or(0));
+        found.insert(path.trim_start_matches("./").to_string(), owner);
+    }
+    names
+        .iter()
+        .map(|n| {
+            found
+                .get(*n)
+                .cloned()
+                .unwrap_or_else(|| format!("{n} missing"))
+        })
+        .collect()
+}
+
+#[test]
+fn userns_remap_builds_and_exports_carry_container_ids() {
+    // As tests/userns.rs: the subordinate ids come from the test's files
+    // through CORACLE_DEBUG_SUBID_DIR, which only a debug build reads.
+    if std::env::var("CORACLE_BIN").is_ok_and(|b| !b.is_empty()) {
+        eprintln!("skipped: CORACLE_BIN is set (a release binary ignores CORACLE_DEBUG_SUBID_DIR)");
+        return;
+    }
+    let subids = SubIds(common::temp_dir("fix5-subids"));
+    std::fs::write(subids.0.join("subuid"), "dockremap:200000:65536\n").unwrap();
+    std::fs::write(subids.0.join("subgid"), "dockremap:200000:65536\n").unwrap();
+    // Only the remapped daemon reads it (the other tests' daemons do not
+    // remap).
+    std::env::set_var("CORACLE_DEBUG_SUBID_DIR", &subids.0);
+    let d = Daemon::with_config_and_busybox(r#"{"userns-remap": "default", "bridge": "none"}"#);
+
+    // RUN's files are the container's root's (and 5:6's) in the image;
+    // COPY's keep the ids they were given.
+    let ctx = common::build::context(
+        "fix5-userns",
+        &[
+            ("f", "f\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 COPY f /copied\n\
+                 COPY --chown=7:8 f /chowned\n\
+                 RUN touch /run-root /run-five && chown 5:6 /run-five\n",
+            ),
+        ],
+    );
+    let o = common::build::docker_build(
+        &d,
+        &[
+            "-t",
+            "remapped-build",
+            "--network",
+            "none",
+            ctx.to_str().unwrap_or(""),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&ctx);
+    assert!(o.status.success(), "{}", common::build::text(&o));
+    // Outside the remapping, a container shows the ids the layers hold.
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--userns",
+        "host",
+        "--network",
+        "none",
+        "remapped-build",
+        "stat",
+        "-c",
+        "%n %u:%g",
+        "/run-root",
+        "/run-five",
+        "/copied",
+        "/chowned",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "/run-root 0:0\n/run-five 5:6\n/copied 0:0\n/chowned 7:8\n",
+        "{}",
+        common::build::text(&o)
+    );
+
+    // docker export: the container's view of its owners.
+    let o = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /ex-root /ex-five && chown 5:6 /ex-five && touch /ready && sleep 60",
+    ]);
+    assert!(o.status.success(), "{}", common::build::text(&o));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !d
+        .docker(&["exec", "ex", "test", "-e", "/ready"])
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container never made its files"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.docker(&["export", "ex"]);
+    assert!(o.status.success(), "{}", common::build::text(&o));
+    assert_eq!(
+        tar_owners(&o.stdout, &["ex-root", "ex-five", "bin/busybox"]),
+        ["0:0", "5:6", "0:0"]
+    );
+}

@@ -409,7 +409,20 @@ pub(super) fn commit(
     upper: Option<&Path>,
     key: String,
 ) -> Result<(), BuildError> {
+    commit_ids(env, st, upper, key, None)
+}
+
+/// `commit` of a remapped container's upper dir (`ids`: its mapping; its
+/// files' host ids go into the layer as the container's, as `docker commit`).
+pub(super) fn commit_ids(
+    env: &mut StepEnv,
+    st: &mut State,
+    upper: Option<&Path>,
+    key: String,
+    ids: Option<crate::runtime::userns::IdMap>,
+) -> Result<(), BuildError> {
     let opts = CommitOptions {
+        ids,
         created_by: Some(key),
         config: st.config.clone(),
         parent: st.image.clone(),
