@@ -41,8 +41,8 @@ fn main() {
     release_link_script();
 }
 
-/// Rebuild when the commit changes: the checkout's HEAD, and the branch refs of the repository
-/// it belongs to. In a git worktree `.git` is a file and both live elsewhere (HEAD in
+/// Rebuild when the commit changes: the checkout's HEAD, and the ref of its branch in the
+/// repository it belongs to. In a git worktree `.git` is a file and both live elsewhere (HEAD in
 /// `--git-dir`, refs in `--git-common-dir`), so git names them. Only existing paths are named (a
 /// missing one would make cargo run this script on every build); without git or a repository
 /// (a tarball build) nothing is watched.
@@ -52,12 +52,16 @@ fn watch_git() {
     let (Some(git_dir), Some(common)) = (dir("--git-dir"), dir("--git-common-dir")) else {
         return;
     };
+    // The branch HEAD names (none when detached: HEAD itself then changes),
+    // not all of refs/heads, which other worktrees' commits touch.
+    let branch = run("git", &["symbolic-ref", "-q", "HEAD"]).map(|r| common.join(r));
     let watched = [
-        git_dir.join("HEAD"),
-        common.join("refs/heads"),
-        common.join("packed-refs"),
+        Some(git_dir.join("HEAD")),
+        branch,
+        Some(common.join("packed-refs")),
     ];
-    for path in watched.iter().filter(|p| p.exists()) {
+    let watched = watched.iter().flatten();
+    for path in watched.filter(|p| p.exists()) {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 }
