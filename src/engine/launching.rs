@@ -315,6 +315,10 @@ impl Engine {
                     .unwrap_or_else(|| deadline_error(setup_deadline()))
             }
         });
+        // Stopped or killed while its setup ran (cancelled), or removed
+        // (`rm -f`) while it succeeded: the process goes. (A removed one
+        // that failed completes as a failure: its start is answered so.)
+        let goes = l.cancelled || (failure.is_none() && self.containers.get(&l.id).is_none());
         match (l.kind, failure) {
             (Kind::Exec, None) => {
                 self.launches.record(l.seq, &l.id, None);
@@ -329,11 +333,7 @@ impl Engine {
                 self.launches.record(l.seq, &l.id, Some(clone_err(&err)));
                 self.exec_failed(&l.id, e.exit_code());
             }
-            (Kind::Container { cgroup, .. }, _)
-                if l.cancelled || self.containers.get(&l.id).is_none() =>
-            {
-                // Removed (`rm -f`), stopped or killed while its setup ran:
-                // the process goes.
+            (Kind::Container { cgroup, .. }, _) if goes => {
                 let _ = kill(l.pid, Signal::SIGKILL);
                 if let Some(cg) = cgroup {
                     cg.kill_all(Signal::SIGKILL);
