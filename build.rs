@@ -36,10 +36,34 @@ fn main() {
             now.map_or(0, |d| d.as_secs()).to_string()
         });
     println!("cargo:rustc-env=CORACLE_BUILD_EPOCH={epoch}");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    watch_git();
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     release_link_script();
+}
+
+/// Rebuild when the commit changes: the checkout's HEAD, and the ref of its branch in the
+/// repository it belongs to. In a git worktree `.git` is a file and both live elsewhere (HEAD in
+/// `--git-dir`, refs in `--git-common-dir`), so git names them. Only existing paths are named (a
+/// missing one would make cargo run this script on every build); without git or a repository
+/// (a tarball build) nothing is watched.
+fn watch_git() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let dir = |arg: &str| run("git", &["rev-parse", arg]).map(|d| root.join(d));
+    let (Some(git_dir), Some(common)) = (dir("--git-dir"), dir("--git-common-dir")) else {
+        return;
+    };
+    // The branch HEAD names (none when detached: HEAD itself then changes),
+    // not all of refs/heads, which other worktrees' commits touch.
+    let branch = run("git", &["symbolic-ref", "-q", "HEAD"]).map(|r| common.join(r));
+    let watched = [
+        Some(git_dir.join("HEAD")),
+        branch,
+        Some(common.join("packed-refs")),
+    ];
+    let watched = watched.iter().flatten();
+    for path in watched.filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
 }
 
 /// The shipped binary (release profile, musl) drops its unwind tables at link time: see

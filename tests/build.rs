@@ -405,8 +405,16 @@ fn stream_format_raw() {
         lines[2],
         serde_json::json!({"stream": "Step 2/3 : ENV A=1\n"})
     );
+    // ENV is committed from a container too (dockerd 20.10's classic
+    // builder), removed per rm.
+    assert!(
+        lines[3]["stream"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(" ---> Running in ") && s.len() == 30),
+        "{text}"
+    );
     assert_eq!(
-        lines[4],
+        lines[6],
         serde_json::json!({"stream": "Step 3/3 : RUN false\n"})
     );
     let last = lines.last().unwrap();
@@ -416,13 +424,19 @@ fn stream_format_raw() {
         serde_json::json!({"errorDetail": {"code": 1, "message": m}, "error": m})
     );
     assert!(
-        lines[5]["stream"]
+        lines[7]["stream"]
             .as_str()
             .is_some_and(|s| s.starts_with(" ---> Running in ") && s.len() == 30),
         "{text}"
     );
-    // rm without forcerm keeps a failed step's container, as dockerd.
-    assert!(!text.contains("Removing intermediate"), "{text}");
+    // rm without forcerm keeps a failed step's container, as dockerd
+    // (only the ENV step's is removed).
+    assert_eq!(
+        lines[4]["stream"].as_str().and_then(|s| s.get(..31)),
+        Some("Removing intermediate container"),
+        "{text}"
+    );
+    assert_eq!(text.matches("Removing intermediate").count(), 1, "{text}");
     let ps = d.docker(&["ps", "-aq"]);
     assert_eq!(String::from_utf8_lossy(&ps.stdout).lines().count(), 1);
     d.remove_all_containers();
@@ -610,10 +624,12 @@ fn run_steps() {
         String::from_utf8_lossy(&o.stderr),
         d.log_text()
     );
-    assert_eq!(out.matches(" ---> Running in ").count(), 2, "{out}");
+    // RUN, and the metadata steps ARG, ENV and CMD (dockerd 20.10 commits
+    // them from a container too).
+    assert_eq!(out.matches(" ---> Running in ").count(), 5, "{out}");
     assert_eq!(
         out.matches("Removing intermediate container ").count(),
-        2,
+        5,
         "{out}"
     );
     assert!(out.contains("\nbuilt-out\n"), "{out}");
@@ -732,6 +748,21 @@ fn run_steps() {
         "build-slow",
         &[("Dockerfile", "FROM busybox\nRUN sleep 2\n")],
     );
+    // The floor: the slowest of a few round trips just before, on the
+    // machine as loaded as it is now. A loop that waited for the 2 s RUN
+    // would hold a ping for well over the bound's 1.5 s cap.
+    let floor = (0..5)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            assert_eq!(d.request("GET", "/_ping", None).status, 200);
+            t.elapsed()
+        })
+        .max()
+        .unwrap_or_default();
+    let bound = (floor * 5).clamp(
+        std::time::Duration::from_millis(250),
+        std::time::Duration::from_millis(1500),
+    );
     let mut child = Command::new("docker")
         .args(["build", "-q", "--no-cache"])
         .arg(&slow)
@@ -760,8 +791,8 @@ fn run_steps() {
     assert!(child.wait().unwrap().success());
     assert!(running, "the RUN container was never seen running");
     assert!(
-        slowest < std::time::Duration::from_millis(250),
-        "/_ping took {slowest:?} during a build"
+        slowest < bound,
+        "/_ping took {slowest:?} during a build (floor {floor:?})"
     );
     let _ = std::fs::remove_dir_all(&slow);
 }

@@ -841,6 +841,12 @@ fn moderately_large_heads_are_fine() {
 #[test]
 fn slowloris_head_is_cut_off_and_others_are_served() {
     let d = Daemon::start_with(&["--head-timeout", "2"], false);
+    // The floor: the slowest of a few round trips before any slow client,
+    // on the machine as loaded as it is now. A loop held by a partial head
+    // keeps others waiting until that head is cut off (2 s), which the
+    // bound (at most 1.5 s) still catches.
+    let floor = (0..5).map(|_| assert_healthy(&d)).max().unwrap_or_default();
+    let bound = (floor * 5).clamp(Duration::from_millis(500), Duration::from_millis(1500));
     let mut idle = Client::new(&d); // sends nothing: only the 300 s idle timeout applies
     let mut slow = Client::new(&d);
     let started = Instant::now();
@@ -868,8 +874,8 @@ fn slowloris_head_is_cut_off_and_others_are_served() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        worst < Duration::from_millis(500),
-        "other clients slowed down to {worst:?} by a slowloris"
+        worst < bound,
+        "other clients slowed down to {worst:?} by a slowloris (floor {floor:?})"
     );
 
     // The partial head is closed after ~2 s.
@@ -912,7 +918,8 @@ fn slowloris_head_is_cut_off_and_others_are_served() {
     );
     idle.send(&get("/_ping"));
     assert_eq!(idle.read_response().status, 200);
-    assert!(assert_healthy(&d) < Duration::from_secs(1));
+    let last = assert_healthy(&d);
+    assert!(last < bound, "/_ping took {last:?} (floor {floor:?})");
 }
 
 // ---------------------------------------------------------------------------

@@ -238,6 +238,7 @@ fn run_options(call: &Call) -> Result<RunOptions, ApiError> {
         rm: q.get("rm").is_none_or(|v| v.is_empty() || q.bool("rm")),
         forcerm: q.bool("forcerm"),
         host_config: Value::Object(hc),
+        ids: None,
     })
 }
 

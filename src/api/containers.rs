@@ -309,11 +309,13 @@ pub fn export(call: &mut Call) -> Result<Response, ApiError> {
     let upper = call.engine.container_dirs.upper(&id);
     let merged = call.engine.container_dirs.dir(&id).join(".export");
     let lowers = call.engine.images.lower_dirs(&e.c.image)?;
+    let ids = call.engine.archive_ids(&id);
     let worker = call
         .engine
         .workers
         .spawn_raw(Wake::Conn(call.conn), move |_input, out| {
-            crate::container::export::write_rootfs_tar(&upper, &lowers, &merged, out.out_file())
+            let file = out.out_file();
+            crate::container::export::write_rootfs_tar(&upper, &lowers, &merged, ids.as_ref(), file)
                 .map(|()| Value::Null)
                 .map_err(|e| json!(e.to_string()))
         })?;

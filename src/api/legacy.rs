@@ -118,6 +118,7 @@ pub fn copy(call: &mut Call) -> Result<Response, ApiError> {
         )));
     }
     let mnt = call.engine.container_dirs.dir(&id).join(".copy");
+    let ids = call.engine.archive_ids(&id);
     let worker = call
         .engine
         .workers
@@ -127,6 +128,7 @@ pub fn copy(call: &mut Call) -> Result<Response, ApiError> {
                 &lowers,
                 &mnt,
                 &resource,
+                ids.as_ref(),
                 out.out_file(),
             )
             .map(|()| Value::Null)

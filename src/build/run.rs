@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::cache::cache_hit;
 use super::context::BuildError;
-use super::steps::{commit, State, StepEnv};
+use super::steps::{commit_ids, State, StepEnv};
 
 /// What the request asks of RUN containers.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +27,9 @@ pub struct RunOptions {
     /// The create body's HostConfig (networkmode, memory, cpu..., shmsize,
     /// extrahosts).
     pub host_config: Value,
+    /// The daemon's `--userns-remap` mapping, which RUN containers run
+    /// with: their upper dirs hold host ids, committed as the container's.
+    pub ids: Option<crate::runtime::userns::IdMap>,
 }
 
 /// The daemon's answers, one JSON object a line, read with a timeout.
@@ -201,7 +204,8 @@ pub fn run_step(env: &mut StepEnv, st: &mut State, argv: Vec<String>) -> Result<
     let code = exit["exit"].as_i64().unwrap_or(-1) as i32;
     let result = if code == 0 {
         let upper = exit["upper"].as_str().unwrap_or("").to_string();
-        commit(env, st, Some(Path::new(&upper)), created_by)
+        let ids = opts.ids.clone();
+        commit_ids(env, st, Some(Path::new(&upper)), created_by, ids)
     } else {
         Err(BuildError::RunFailed {
             code,

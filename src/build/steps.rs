@@ -89,25 +89,23 @@ pub struct State {
 /// Run every stage up to the target; the final image's ID.
 pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
     let last = df.up_to_target(&env.target).map_err(invalid)?;
-    // dockerd adds the `labels` parameter as a LABEL step at the end.
-    let extra = (!env.labels.is_empty()).then(|| {
-        let pairs: Vec<(String, String)> = env
-            .labels
-            .iter()
-            .map(|(k, v)| (quoted(k), quoted(v)))
-            .collect();
-        let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        Instruction {
+    // dockerd adds the `labels` parameter as LABEL steps at the end, one
+    // per label in key order, shown unquoted (`LABEL k=v`).
+    let mut labels = env.labels.clone();
+    labels.sort();
+    let extra: Vec<Instruction> = labels
+        .iter()
+        .map(|(k, v)| Instruction {
             line: 0,
-            original: format!("LABEL {}", text.join(" ")),
-            command: Command::Label(pairs),
-        }
-    });
+            original: format!("LABEL {k}={v}"),
+            command: Command::Label(vec![(quoted(k), quoted(v))]),
+        })
+        .collect();
     let total: usize = df.stages[..last]
         .iter()
         .map(|s| 1 + s.steps.len())
         .sum::<usize>()
-        + usize::from(extra.is_some());
+        + extra.len();
     let esc = df.escape;
     let mut meta: Vec<(String, String)> = Vec::new();
     for ins in &df.meta_args {
@@ -363,10 +361,7 @@ fn step(
     let key = nop(&change);
     // The step's config first: an image restored from `cachefrom` gets it.
     apply_changes(&mut st.config, &[change]).map_err(invalid)?;
-    if cache_hit(env, st, &key) {
-        return Ok(());
-    }
-    commit(env, st, None, key)
+    cached_or_commit(env, st, key)
 }
 
 /// An image's layer directories, bottom to top.
@@ -383,11 +378,23 @@ fn layers(env: &StepEnv, img: &Value) -> Vec<PathBuf> {
 }
 
 /// A metadata step whose state is already changed: from the cache, or made.
+/// dockerd's classic builder makes it by committing a container it creates
+/// (never starts) and then removes per `rm`/`forcerm`, and says so: its
+/// lines are printed here (the container itself is not made: nothing runs).
 fn cached_or_commit(env: &mut StepEnv, st: &mut State, key: String) -> Result<(), BuildError> {
     if cache_hit(env, st, &key) {
         return Ok(());
     }
-    commit(env, st, None, key)
+    let cid = crate::container::names::new_id();
+    say(env, format!(" ---> Running in {}\n", short(&cid)));
+    let res = commit(env, st, None, key);
+    if env.run.forcerm || (env.run.rm && res.is_ok()) {
+        say(
+            env,
+            format!("Removing intermediate container {}\n", short(&cid)),
+        );
+    }
+    res
 }
 
 /// A metadata step's `created_by`, as dockerd writes it (and its cache key).
@@ -402,7 +409,20 @@ pub(super) fn commit(
     upper: Option<&Path>,
     key: String,
 ) -> Result<(), BuildError> {
+    commit_ids(env, st, upper, key, None)
+}
+
+/// `commit` of a remapped container's upper dir (`ids`: its mapping; its
+/// files' host ids go into the layer as the container's, as `docker commit`).
+pub(super) fn commit_ids(
+    env: &mut StepEnv,
+    st: &mut State,
+    upper: Option<&Path>,
+    key: String,
+    ids: Option<crate::runtime::userns::IdMap>,
+) -> Result<(), BuildError> {
     let opts = CommitOptions {
+        ids,
         created_by: Some(key),
         config: st.config.clone(),
         parent: st.image.clone(),

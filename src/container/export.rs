@@ -56,10 +56,16 @@ fn mount_layers(upper: &Path, lowers: &[PathBuf], mnt: &Path) -> io::Result<()> 
     .map_err(|e| io::Error::other(format!("mount the container's layers: {e}")))
 }
 
+/// A remapped container's mapping (`--userns-remap`): its upper dir holds
+/// host ids, written into its archives as the container's (as `docker cp`
+/// does); ids outside the mapping as they are.
+pub type Ids<'a> = Option<&'a crate::runtime::userns::IdMap>;
+
 pub fn write_rootfs_tar<W: Write>(
     upper: &Path,
     lowers: &[PathBuf],
     mnt: &Path,
+    ids: Ids,
     out: W,
 ) -> io::Result<()> {
     mount_layers(upper, lowers, mnt)?;
@@ -94,7 +100,7 @@ pub fn write_rootfs_tar<W: Write>(
         }
         written.insert(PathBuf::from(path));
     }
-    walk(&mut b, mnt, mnt, &written)?;
+    walk(&mut b, mnt, mnt, &written, ids)?;
     b.into_inner()?.flush()
 }
 
@@ -103,6 +109,7 @@ fn walk<W: Write>(
     root: &Path,
     dir: &Path,
     skip: &BTreeSet<PathBuf>,
+    ids: Ids,
 ) -> io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
@@ -117,6 +124,7 @@ fn walk<W: Write>(
         if !skip.contains(&rel) {
             let mut h = tar::Header::new_gnu();
             h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+            unmap_owner(&mut h, &meta, ids);
             if ft.is_file() {
                 b.append_data(&mut h, &rel, File::open(&path)?)?;
             } else if ft.is_dir() {
@@ -137,10 +145,18 @@ fn walk<W: Write>(
             }
         }
         if ft.is_dir() {
-            walk(b, root, &path, skip)?;
+            walk(b, root, &path, skip, ids)?;
         }
     }
     Ok(())
+}
+
+/// The entry's owner as the container sees it.
+fn unmap_owner(h: &mut tar::Header, meta: &std::fs::Metadata, ids: Ids) {
+    if let Some(m) = ids {
+        h.set_uid(u64::from(m.container_uid(meta.uid()).unwrap_or(meta.uid())));
+        h.set_gid(u64::from(m.container_gid(meta.gid()).unwrap_or(meta.gid())));
+    }
 }
 
 /// v1.11's `POST /containers/{id}/copy`: `resource` (a path in the
@@ -152,6 +168,7 @@ pub fn write_resource_tar<W: Write>(
     lowers: &[PathBuf],
     mnt: &Path,
     resource: &str,
+    ids: Ids,
     out: W,
 ) -> io::Result<()> {
     mount_layers(upper, lowers, mnt)?;
@@ -170,10 +187,11 @@ pub fn write_resource_tar<W: Write>(
     };
     let mut h = tar::Header::new_gnu();
     h.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+    unmap_owner(&mut h, &meta, ids);
     if meta.is_dir() {
         h.set_size(0);
         b.append_data(&mut h, format!("{}/", rel.display()), io::empty())?;
-        walk(&mut b, &parent, &path, &BTreeSet::new())?;
+        walk(&mut b, &parent, &path, &BTreeSet::new(), ids)?;
     } else if meta.is_file() {
         b.append_data(&mut h, rel, File::open(&path)?)?;
     } else {

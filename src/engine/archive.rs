@@ -35,8 +35,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 impl Engine {
-    /// A remapped container's mapping, for the owners in its archives.
-    fn archive_ids(&self, id: &str) -> Option<crate::runtime::userns::IdMap> {
+    /// A remapped container's mapping, for the owners in its archives
+    /// (`docker cp`, export).
+    pub fn archive_ids(&self, id: &str) -> Option<crate::runtime::userns::IdMap> {
         let e = self.containers.get(id)?;
         self.userns_of(&e.c.host_config)
     }

@@ -134,6 +134,10 @@ impl Engine {
         let keep = std::os::fd::AsRawFd::as_raw_fd(&ans_r);
         let answers = std::fs::File::from(ans_r);
         let layout = self.images.layout().clone();
+        // RUN containers run remapped under `--userns-remap`: their layers
+        // are committed with the container's ids.
+        let mut run_opts = opts.run.clone();
+        run_opts.ids = self.userns.clone();
         let task = self.reserve_task();
         let images = &self.images;
         let spawned = self
@@ -193,7 +197,7 @@ impl Engine {
                             .map(|i| (i.id.clone(), i.config.clone()))
                             .collect(),
                         stages: Vec::new(),
-                        run: opts.run.clone(),
+                        run: run_opts.clone(),
                         answers: Some(Answers::new(answers)),
                     };
                     run(&df, &mut env)

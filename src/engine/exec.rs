@@ -121,11 +121,8 @@ impl Engine {
         // Link variables, as dockerd gives execs (none if a child is gone).
         self.links_env_into(c, &mut spec.env);
         let init = live.pid;
-        let cgroup = live.cgroup.as_ref();
-        let result = exec_in_pending(init, &spec, &mut |pid| match cgroup {
-            Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
-            None => Ok(()),
-        });
+        spec.cgroup_dirs = cgroup_dirs(live);
+        let result = exec_in_pending(init, &spec);
         drop(child.fds);
         let ex = self
             .execs
@@ -285,5 +282,12 @@ pub(super) fn exec_spec(
         seccomp: security.seccomp.clone(),
         no_new_privs: security.no_new_privs,
         stdio,
+        cgroup_dirs: Vec::new(),
     }
+}
+
+/// The directories an exec's child joins (`ExecSpec::cgroup_dirs`).
+pub(super) fn cgroup_dirs(live: &crate::container::registry::Live) -> Vec<std::path::PathBuf> {
+    let view = live.cgroup.as_ref().map(|cg| cg.view()).unwrap_or_default();
+    view.into_iter().map(|d| d.dir).collect()
 }

@@ -112,12 +112,9 @@ impl Engine {
                 return;
             }
         };
-        let spec = exec_spec(&e.c, &cfg, false, &security, stdio);
-        let cgroup = live.cgroup.as_ref();
-        let launched = exec_in(live.pid, &spec, &mut |pid| match cgroup {
-            Some(cg) => cg.add_pid(pid.as_raw()).map_err(std::io::Error::other),
-            None => Ok(()),
-        });
+        let mut spec = exec_spec(&e.c, &cfg, false, &security, stdio);
+        spec.cgroup_dirs = super::exec::cgroup_dirs(live);
+        let launched = exec_in(live.pid, &spec);
         drop(w);
         match launched {
             Ok(pid) => {

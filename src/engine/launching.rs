@@ -60,6 +60,9 @@ struct Launching {
     eof: bool,
     exited: Option<WaitStatus>,
     timed_out: bool,
+    /// Stopped, killed or removed while launching (a policy restart): the
+    /// child is killed once it reports, and the container stays down.
+    cancelled: bool,
     stdio: Stdio,
 }
 
@@ -112,6 +115,14 @@ impl Launches {
                 None => Ok(()),
                 Some(e) => Err(clone_err(e)),
             })
+    }
+
+    /// Mark (or unmark, a start after the stop) container `id`'s launch in
+    /// flight as cancelled; false when none is in flight.
+    pub(super) fn set_cancelled(&mut self, id: &str, cancelled: bool) -> bool {
+        let slot = self.slab.iter().find(|(_, l)| l.id == id).map(|(i, _)| i);
+        let l = slot.and_then(|i| self.slab.get_mut(i));
+        l.map(|l| l.cancelled = cancelled).is_some()
     }
 
     /// Why the last launch of `id` (an exec) failed, if it did.
@@ -168,6 +179,7 @@ impl Engine {
             eof: false,
             exited: None,
             timed_out: false,
+            cancelled: false,
             stdio,
         };
         let nonblock = nix::fcntl::fcntl(
@@ -308,6 +320,10 @@ impl Engine {
                     .unwrap_or_else(|| deadline_error(setup_deadline()))
             }
         });
+        // Stopped or killed while its setup ran (cancelled), or removed
+        // (`rm -f`) while it succeeded: the process goes. (A removed one
+        // that failed completes as a failure: its start is answered so.)
+        let goes = l.cancelled || (failure.is_none() && self.containers.get(&l.id).is_none());
         match (l.kind, failure) {
             (Kind::Exec, None) => {
                 self.launches.record(l.seq, &l.id, None);
@@ -322,8 +338,7 @@ impl Engine {
                 self.launches.record(l.seq, &l.id, Some(clone_err(&err)));
                 self.exec_failed(&l.id, e.exit_code());
             }
-            (Kind::Container { cgroup, .. }, None) if self.containers.get(&l.id).is_none() => {
-                // Removed (`rm -f`) while its setup ran: the process goes.
+            (Kind::Container { cgroup, .. }, _) if goes => {
                 let _ = kill(l.pid, Signal::SIGKILL);
                 if let Some(cg) = cgroup {
                     cg.kill_all(Signal::SIGKILL);
@@ -336,6 +351,10 @@ impl Engine {
                     }
                 }
                 self.network_release(&l.id);
+                if l.cancelled {
+                    self.launches.record(l.seq, &l.id, None);
+                    self.launch_cancelled(&l.id);
+                }
             }
             (
                 Kind::Container {

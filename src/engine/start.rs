@@ -39,6 +39,8 @@ impl Engine {
                 if let Some(e) = self.containers.get_mut(&id) {
                     e.c.manually_stopped = false;
                 }
+                // A stop that cancelled that launch is undone by this start.
+                self.launches.set_cancelled(&id, false);
                 return Ok(());
             }
             Status::Removing => {

@@ -25,12 +25,7 @@ impl Engine {
             .get_mut(&id)
             .ok_or_else(|| ContainerError::NotFound(key.into()))?;
         if e.c.state.status == Status::Restarting {
-            // Stopping a restarting container cancels the restart.
-            e.c.manually_stopped = true;
-            e.c.state.status = Status::Exited;
-            self.timers.cancel(&Timer::Restart(id.clone()));
-            self.persist(&id);
-            self.wake_container_waiters();
+            self.cancel_restart(&id);
             return Ok(id);
         }
         if !e.c.state.is_alive() {
@@ -62,6 +57,31 @@ impl Engine {
             self.timers.add(at, Timer::StopKill(id.clone()));
         }
         Ok(id)
+    }
+
+    /// Stopping (or killing) a restarting container cancels its restart:
+    /// the back-off timer, or the policy restart's launch in flight (its
+    /// child is killed when it reports, `launching.rs`). It stays exited.
+    fn cancel_restart(&mut self, id: &str) {
+        let Some(e) = self.containers.get_mut(id) else {
+            return;
+        };
+        e.c.manually_stopped = true;
+        e.c.state.status = Status::Exited;
+        self.timers.cancel(&Timer::Restart(id.to_string()));
+        self.launches.set_cancelled(id, true);
+        self.persist(id);
+        self.wake_container_waiters();
+    }
+
+    /// A cancelled launch has ended (its child killed): the container is
+    /// left as the stop made it.
+    pub(super) fn launch_cancelled(&mut self, id: &str) {
+        if let Some(e) = self.containers.get_mut(id) {
+            e.c.start_pending = false;
+        }
+        self.persist(id);
+        self.wake_container_waiters();
     }
 
     /// Deliver a signal to the container's process (thawing a paused one
@@ -101,6 +121,15 @@ impl Engine {
             .containers
             .get_mut(&id)
             .ok_or_else(|| ContainerError::NotFound(key.into()))?;
+        if e.c.state.status == Status::Restarting {
+            // dockerd counts a restarting container as running: no process
+            // to signal, but a fatal signal is a manual stop that cancels
+            // the restart.
+            if sig == Signal::SIGKILL || sig == stop_signal_of(&e.c) {
+                self.cancel_restart(&id);
+            }
+            return Ok(None);
+        }
         if !e.c.state.is_alive() {
             return Err(ContainerError::Conflict(format!(
                 "Container {id} is not running"

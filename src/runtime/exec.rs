@@ -9,7 +9,7 @@
 
 use super::caps;
 use super::errors::{LaunchError, Stage};
-use super::launch::{exec_program, open_ns, spawn_pending, PendingLaunch, PidNs};
+use super::launch::{exec_program, join_cgroup, open_ns, spawn_pending, PendingLaunch, PidNs};
 use super::rlimits;
 use super::seccomp::{self, Confine, Seccomp};
 use super::spec::{StdioSpec, Ulimit};
@@ -18,6 +18,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::unistd::Pid;
 use std::convert::Infallible;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 
 /// What `docker exec` asks for, resolved by the daemon against the
 /// container's config (user defaulted to the container's, env merged).
@@ -41,6 +42,9 @@ pub struct ExecSpec {
     pub seccomp: Seccomp,
     pub no_new_privs: bool,
     pub stdio: StdioSpec,
+    /// The container's cgroup directories on the host: the child joins
+    /// them itself, first (the daemon never writes its `cgroup.procs`).
+    pub cgroup_dirs: Vec<PathBuf>,
 }
 
 const NAMESPACES: &[(&str, CloneFlags)] = &[
@@ -54,21 +58,13 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 
 /// Start `spec` inside the container whose first process is `init_pid`
 /// and wait for its report (healthcheck probes, tests).
-pub fn exec_in(
-    init_pid: Pid,
-    spec: &ExecSpec,
-    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
-) -> Result<Pid, LaunchError> {
-    super::launch::wait_report(exec_in_pending(init_pid, spec, join)?)
+pub fn exec_in(init_pid: Pid, spec: &ExecSpec) -> Result<Pid, LaunchError> {
+    super::launch::wait_report(exec_in_pending(init_pid, spec)?)
 }
 
 /// `exec_in` up to the release of the child: the report is the caller's
 /// to watch (`engine/launching.rs`).
-pub fn exec_in_pending(
-    init_pid: Pid,
-    spec: &ExecSpec,
-    join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
-) -> Result<PendingLaunch, LaunchError> {
+pub fn exec_in_pending(init_pid: Pid, spec: &ExecSpec) -> Result<PendingLaunch, LaunchError> {
     let last = caps::last_cap();
     let caps = caps::resolve(spec.privileged, &spec.cap_add, &spec.cap_drop, last)
         .map_err(LaunchError::Setup)?;
@@ -88,7 +84,8 @@ pub fn exec_in_pending(
         PidNs::Join(pid_ns),
         &spec.stdio,
         &[],
-        join,
+        // The child joins the container's cgroup itself (`exec_main`).
+        &mut |_| Ok(()),
         move |_err_fd| exec_main(init_pid, spec, caps, last, &confine),
     )
 }
@@ -100,6 +97,12 @@ fn exec_main(
     last: u32,
     confine: &Confine,
 ) -> Result<Infallible, LaunchError> {
+    // Into the container's cgroup first, by path on the host's mounts (as
+    // a container's first process does): the daemon's loop never waits on
+    // the kernel's cgroup lock for it.
+    for dir in &spec.cgroup_dirs {
+        join_cgroup(dir)?;
+    }
     // All opened first (the child closed every inherited fd): once in the
     // container's mount namespace, host PIDs under /proc mean nothing.
     let mut fds = Vec::new();

@@ -516,7 +516,7 @@ fn container_main(
 }
 
 /// Move the calling (single-threaded) process into cgroup `dir`.
-fn join_cgroup(dir: &Path) -> Result<(), LaunchError> {
+pub(crate) fn join_cgroup(dir: &Path) -> Result<(), LaunchError> {
     let procs = dir.join("cgroup.procs");
     let fd = open(&procs, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
         .stage(format!("join cgroup {}", dir.display()))?;

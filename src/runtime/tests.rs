@@ -629,8 +629,9 @@ fn exec_in_joins_the_container() {
             stderr: fl.as_raw_fd(),
             tty: false,
         },
+        cgroup_dirs: vec![],
     };
-    let epid = exec_in(pid, &ex, &mut |_| Ok(())).unwrap();
+    let epid = exec_in(pid, &ex).unwrap();
     let code = wait_exit(epid);
     let out = fs::read_to_string(&out2).unwrap();
     let nf = exec_in(
@@ -639,7 +640,6 @@ fn exec_in_joins_the_container() {
             args: vec!["nope".into()],
             ..ex.clone()
         },
-        &mut |_| Ok(()),
     )
     .unwrap_err();
     kill(pid, Signal::SIGKILL).unwrap();
