@@ -5,8 +5,9 @@
 //!   `add_set`, `add_elems`, `del_elems`, `add_rule`) of [`Expr`]essions
 //!   (meta, payload, cmp, bitwise, immediate, lookup, nat, masq, ct,
 //!   counter, fib; helpers `meta_cmp`, `ip_in`, `ct_has`, `daddr_is_local`).
-//! - [`commit`]: send it over a fresh NETLINK_NETFILTER socket and check the
-//!   kernel acked every message. The kernel applies a batch atomically.
+//! - [`commit`]: send it over a NETLINK_NETFILTER socket kept open between
+//!   commits (see [`commit`]) and check the kernel acked every message. The
+//!   kernel applies a batch atomically.
 //! - [`NftError`]: `Unavailable` when the kernel has no nf_tables (the daemon
 //!   logs it, reports it in check-config and falls back to the userland
 //!   proxy), `Kernel` with the refused message, `Io`.
@@ -52,9 +53,43 @@ impl fmt::Display for NftError {
 }
 
 /// Apply a batch atomically.
+///
+/// The socket outlives the commit: closing a NETLINK_NETFILTER socket right
+/// after a commit waits in the kernel (its release flushes the work that
+/// frees the committed transaction, which waits for an RCU grace period:
+/// 6-30 ms, most of the daemon's cold start). So one is kept, with the
+/// network namespace (device, inode) it was made in, and used again only
+/// from that namespace.
 pub fn commit(batch: &Batch) -> Result<(), NftError> {
+    static KEPT: std::sync::Mutex<Option<(socket::Socket, (u64, u64))>> =
+        std::sync::Mutex::new(None);
     if batch.is_empty() {
         return Ok(());
     }
-    socket::Socket::open()?.commit(batch)
+    let ns = current_netns();
+    // Taken out for the commit: a thread committing meanwhile (unit tests,
+    // each in its own namespace) opens its own.
+    let kept = KEPT.lock().ok().and_then(|mut k| k.take());
+    let sock = match kept {
+        Some((s, k)) if Some(k) == ns => s,
+        // One of another namespace is closed here: the wait is paid then.
+        _ => socket::Socket::open()?,
+    };
+    let result = sock.commit(batch);
+    // A socket that failed is not trusted again (unread acks).
+    if let (Some(n), false) = (ns, matches!(result, Err(NftError::Io(_)))) {
+        if let Ok(mut k) = KEPT.lock() {
+            *k = Some((sock, n));
+        }
+    }
+    result
+}
+
+/// The calling thread's network namespace, or None when /proc cannot say
+/// (then no socket is kept).
+fn current_netns() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
