@@ -57,39 +57,29 @@ impl fmt::Display for NftError {
 /// The socket outlives the commit: closing a NETLINK_NETFILTER socket right
 /// after a commit waits in the kernel (its release flushes the work that
 /// frees the committed transaction, which waits for an RCU grace period:
-/// 6-30 ms, most of the daemon's cold start). So one is kept, with the
-/// network namespace (device, inode) it was made in, and used again only
-/// from that namespace.
+/// 6-30 ms, most of the daemon's cold start). So each thread keeps the one
+/// it made, for the network namespace it was in then: the daemon's thread
+/// commits only from the host's (it enters a container's namespace only to
+/// make a socket there); unit tests commit from threads that joined a test
+/// namespace first. A thread's socket is closed when the process exits.
 pub fn commit(batch: &Batch) -> Result<(), NftError> {
-    static KEPT: std::sync::Mutex<Option<(socket::Socket, (u64, u64))>> =
-        std::sync::Mutex::new(None);
+    thread_local! {
+        static KEPT: std::cell::Cell<Option<std::os::fd::RawFd>> =
+            const { std::cell::Cell::new(None) };
+    }
     if batch.is_empty() {
         return Ok(());
     }
-    let ns = current_netns();
-    // Taken out for the commit: a thread committing meanwhile (unit tests,
-    // each in its own namespace) opens its own.
-    let kept = KEPT.lock().ok().and_then(|mut k| k.take());
-    let sock = match kept {
-        Some((s, k)) if Some(k) == ns => s,
-        // One of another namespace is closed here: the wait is paid then.
-        _ => socket::Socket::open()?,
+    let sock = match KEPT.take() {
+        // SAFETY: the descriptor was given out by `into_raw` below and only
+        // this function takes it back.
+        Some(fd) => unsafe { socket::Socket::from_raw(fd) },
+        None => socket::Socket::open()?,
     };
     let result = sock.commit(batch);
-    // A socket that failed is not trusted again (unread acks).
-    if let (Some(n), false) = (ns, matches!(result, Err(NftError::Io(_)))) {
-        if let Ok(mut k) = KEPT.lock() {
-            *k = Some((sock, n));
-        }
+    // A socket that failed is not trusted again (unread acks): closed.
+    if !matches!(result, Err(NftError::Io(_))) {
+        KEPT.set(Some(sock.into_raw()));
     }
     result
-}
-
-/// The calling thread's network namespace, or None when /proc cannot say
-/// (then no socket is kept).
-fn current_netns() -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/thread-self/ns/net")
-        .ok()
-        .map(|m| (m.dev(), m.ino()))
 }
