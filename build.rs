@@ -87,6 +87,20 @@ fn release_link_script() {
             .is_some_and(|n| n.to_string_lossy().contains("lld"))
         {
             println!("cargo:rustc-link-arg-bins=--icf=all");
+            // The functions start-up runs first in .text, together
+            // (scripts/startup-order.sh made the list): the kernel maps the
+            // binary 64 KiB around each page fault, so the idle daemon's RSS
+            // is the windows start-up touched. Stale names are ignored.
+            let order =
+                std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("scripts/startup-order.txt");
+            if order.exists() {
+                println!("cargo:rerun-if-changed={}", order.display());
+                println!(
+                    "cargo:rustc-link-arg-bins=--symbol-ordering-file={}",
+                    order.display()
+                );
+                println!("cargo:rustc-link-arg-bins=--no-warn-symbol-ordering");
+            }
         }
     }
 }

@@ -242,8 +242,13 @@ CARGS=(--config-file "$WORK/daemon.json" --log-level warn)
 # ---------------------------------------------------------------- cold starts
 if [ "$STATS_ONLY" = 0 ]; then
     log "coracle: cold start x3..."
-    record_out coldstart coracle "$("${LOAD[@]}" coldstart "unix://$WORK/cold.sock" 3 -- \
-        "$BIN" --data-root "$WORK/cold" -H "unix://$WORK/cold.sock" "${CARGS[@]}")"
+    # the first run makes the data root (fsyncs of the new records), the others reuse it
+    out=$("${LOAD[@]}" coldstart "unix://$WORK/cold.sock" 3 --json -- \
+        "$BIN" --data-root "$WORK/cold" -H "unix://$WORK/cold.sock" "${CARGS[@]}")
+    case "$out" in
+        "{"*) record coldstart coracle ok "$(jget "$out" median_ms)" "runs $(jget "$out" runs_ms) ms (the first on a new data root)" ;;
+        *) record_out coldstart coracle "$out" ;;
+    esac
     rm -rf "$WORK/cold"
 fi
 
@@ -293,16 +298,25 @@ bench_daemon() { # SIDE ADDR
     fi
 
     # idle memory
-    mem_rows() { # KEY_RSS KEY_PSS
+    mem_rows() { # KEY_RSS KEY_PSS [KEY_ANON KEY_FILE]
+        local k
         if [ -z "$pid" ]; then
-            record "$1" "$side" skip "daemon process not found"; record "$2" "$side" skip "daemon process not found"; return
+            for k in "$@"; do record "$k" "$side" skip "daemon process not found"; done; return
         fi
         local m; m=$("${LOAD[@]}" mem "$pid")
         record "$1" "$side" ok "$(jget "$m" rss_kib)" "$(jget "$m" procs)"
         if [ -n "$(jget "$m" pss_kib)" ]; then record "$2" "$side" ok "$(jget "$m" pss_kib)"; else record "$2" "$side" skip "no PSS on this kernel"; fi
+        # the RSS split: RssAnon (what the daemon allocated) and RssFile (its executables' pages)
+        if [ $# -ge 4 ]; then
+            if [ -n "$(jget "$m" rss_anon_kib)" ]; then
+                record "$3" "$side" ok "$(jget "$m" rss_anon_kib)"; record "$4" "$side" ok "$(jget "$m" rss_file_kib)"
+            else
+                record "$3" "$side" skip "no RssAnon in /proc/PID/status"; record "$4" "$side" skip "no RssFile in /proc/PID/status"
+            fi
+        fi
     }
     sleep 1
-    mem_rows idle_rss idle_pss
+    mem_rows idle_rss idle_pss idle_rss_anon idle_rss_file
 
     # requests/s on /_ping
     rps_rows() { # KEY PATH

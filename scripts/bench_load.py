@@ -8,12 +8,16 @@ Standard library only (python3 >= 3.9). Every subcommand prints one line: a numb
                                      load, save), by asking for the route: 404 "page not found"
                                      means the daemon has no such route.
   waitping ADDR TIMEOUT              wait until GET /_ping answers 200
-  coldstart ADDR RUNS -- CMD...      median ms from spawning CMD to the first 200 on /_ping
+  coldstart ADDR RUNS [--json] -- CMD...
+                                     median ms from spawning CMD to the first 200 on /_ping
                                      (CMD is run RUNS times, each stopped with SIGTERM;
-                                     `{run}` in CMD is replaced by the run number)
+                                     `{run}` in CMD is replaced by the run number); with
+                                     --json {"median_ms":..,"runs_ms":[..]}, each run's time
   rps ADDR PATH CONNS SECS           requests/s over CONNS keep-alive connections for SECS
   daemonpid ADDR                     pid of the process listening on a unix socket
-  mem PID                            engine memory: {"rss_kib","pss_kib","procs":[...]}
+  mem PID                            engine memory: {"rss_kib","pss_kib","rss_anon_kib",
+                                     "rss_file_kib","procs":[...]} (RssAnon/RssFile from
+                                     /proc/PID/status, summed like rss_kib)
   binsizes PID                       {"bytes":N,"files":[...]} for the daemon's executables
   apicycle ADDR IMAGE N              median ms of create+start+wait+remove (Cmd true)
   startn ADDR IMAGE N                create and start N `sleep` containers (label coracle.bench)
@@ -235,7 +239,7 @@ def stop_group(p, timeout=30.0):
         pass
 
 
-def cmd_coldstart(addr, runs, cmd):
+def cmd_coldstart(addr, runs, cmd, as_json=False):
     times = []
     for i in range(int(runs)):
         argv = [a.replace("{run}", str(i)) for a in cmd]
@@ -255,7 +259,11 @@ def cmd_coldstart(addr, runs, cmd):
                 time.sleep(0.0005)
         finally:
             stop_group(p)
-    print("%.1f" % statistics.median(times))
+    if as_json:
+        print(json.dumps({"median_ms": round(statistics.median(times), 1),
+                          "runs_ms": ["%.1f" % t for t in times]}))
+    else:
+        print("%.1f" % statistics.median(times))
 
 
 # ---------------------------------------------------------------- load generator
@@ -488,7 +496,10 @@ def listening_paths(pids):
 
 
 def smaps(pid):
-    r = {"Rss": 0, "Pss": None}
+    """Rss and Pss (smaps_rollup, else VmRSS), and /proc/PID/status' split of
+    the RSS: RssAnon (heap, stacks: what the process allocated) and RssFile
+    (mapped file pages: for a daemon, its executable and libraries)."""
+    r = {"Rss": 0, "Pss": None, "RssAnon": None, "RssFile": None}
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
             for line in f:
@@ -496,10 +507,15 @@ def smaps(pid):
                 if k in ("Rss", "Pss"):
                     r[k] = int(v.split()[0])
     except OSError:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    r["Rss"] = int(line.split()[1])
+        r["Rss"] = None
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k == "VmRSS" and r["Rss"] is None:
+                r["Rss"] = int(v.split()[0])
+            elif k in ("RssAnon", "RssFile"):
+                r[k] = int(v.split()[0])
+    r["Rss"] = r["Rss"] or 0
     return r
 
 
@@ -508,8 +524,8 @@ def cmd_mem(pid):
     if not pids:
         print(json.dumps({"error": "no such process %s" % pid}))
         return
-    rss = pss = 0
-    have_pss = True
+    rss = pss = anon = file_ = 0
+    have_pss = have_split = True
     procs = []
     for p in pids:
         try:
@@ -523,11 +539,18 @@ def cmd_mem(pid):
             have_pss = False
         else:
             pss += m["Pss"]
+        if m["RssAnon"] is None or m["RssFile"] is None:
+            have_split = False
+        else:
+            anon += m["RssAnon"]
+            file_ += m["RssFile"]
         procs.append(t[p]["comm"])
     names = {}
     for c in procs:
         names[c] = names.get(c, 0) + 1
     print(json.dumps({"rss_kib": rss, "pss_kib": pss if have_pss else None,
+                      "rss_anon_kib": anon if have_split else None,
+                      "rss_file_kib": file_ if have_split else None,
                       "procs": ["%s x%d" % kv if kv[1] > 1 else kv[0] for kv in sorted(names.items())]}))
 
 
@@ -711,6 +734,8 @@ METRICS = [
     ("size_armv7", "binary size, armv7-unknown-linux-musleabihf", "MiB", "lower", 3),
     ("idle_rss", "idle RSS (engine processes)", "MiB", "lower", 2),
     ("idle_pss", "idle PSS (engine processes)", "MiB", "lower", 2),
+    ("idle_rss_anon", "  of idle RSS: anonymous (RssAnon: heap, stacks)", "MiB", "lower", 2),
+    ("idle_rss_file", "  of idle RSS: file pages (RssFile: executables)", "MiB", "lower", 2),
     ("rss_0", "engine RSS, 0 containers (image loaded)", "MiB", "lower", 2),
     ("rss_10", "engine RSS, 10 running sleep containers", "MiB", "lower", 2),
     ("rss_50", "engine RSS, 50 running sleep containers", "MiB", "lower", 2),
@@ -835,7 +860,7 @@ def main():
     cmd, args = a[0], a[1:]
     if cmd == "coldstart":
         i = args.index("--")
-        return cmd_coldstart(args[0], args[1], args[i + 1:])
+        return cmd_coldstart(args[0], args[1], args[i + 1:], "--json" in args[2:i])
     fn = {"probe": cmd_probe, "waitping": cmd_waitping, "rps": cmd_rps, "daemonpid": cmd_daemonpid,
           "mem": cmd_mem, "binsizes": cmd_binsizes, "apicycle": cmd_apicycle, "startn": cmd_startn,
           "cleanup": cmd_cleanup, "attach": cmd_attach, "statscpu": cmd_statscpu, "report": cmd_report, "server": cmd_server}.get(cmd)

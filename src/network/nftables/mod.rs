@@ -5,8 +5,9 @@
 //!   `add_set`, `add_elems`, `del_elems`, `add_rule`) of [`Expr`]essions
 //!   (meta, payload, cmp, bitwise, immediate, lookup, nat, masq, ct,
 //!   counter, fib; helpers `meta_cmp`, `ip_in`, `ct_has`, `daddr_is_local`).
-//! - [`commit`]: send it over a fresh NETLINK_NETFILTER socket and check the
-//!   kernel acked every message. The kernel applies a batch atomically.
+//! - [`commit`]: send it over a NETLINK_NETFILTER socket kept open between
+//!   commits (see [`commit`]) and check the kernel acked every message. The
+//!   kernel applies a batch atomically.
 //! - [`NftError`]: `Unavailable` when the kernel has no nf_tables (the daemon
 //!   logs it, reports it in check-config and falls back to the userland
 //!   proxy), `Kernel` with the refused message, `Io`.
@@ -52,9 +53,33 @@ impl fmt::Display for NftError {
 }
 
 /// Apply a batch atomically.
+///
+/// The socket outlives the commit: closing a NETLINK_NETFILTER socket right
+/// after a commit waits in the kernel (its release flushes the work that
+/// frees the committed transaction, which waits for an RCU grace period:
+/// 6-30 ms, most of the daemon's cold start). So each thread keeps the one
+/// it made, for the network namespace it was in then: the daemon's thread
+/// commits only from the host's (it enters a container's namespace only to
+/// make a socket there); unit tests commit from threads that joined a test
+/// namespace first. A thread's socket is closed when the process exits.
 pub fn commit(batch: &Batch) -> Result<(), NftError> {
+    thread_local! {
+        static KEPT: std::cell::Cell<Option<std::os::fd::RawFd>> =
+            const { std::cell::Cell::new(None) };
+    }
     if batch.is_empty() {
         return Ok(());
     }
-    socket::Socket::open()?.commit(batch)
+    let sock = match KEPT.take() {
+        // SAFETY: the descriptor was given out by `into_raw` below and only
+        // this function takes it back.
+        Some(fd) => unsafe { socket::Socket::from_raw(fd) },
+        None => socket::Socket::open()?,
+    };
+    let result = sock.commit(batch);
+    // A socket that failed is not trusted again (unread acks): closed.
+    if !matches!(result, Err(NftError::Io(_))) {
+        KEPT.set(Some(sock.into_raw()));
+    }
+    result
 }
