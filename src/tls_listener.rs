@@ -57,7 +57,7 @@ mod with_tls {
             let certs = load_certs(&cert_path)?;
             let key = PrivateKeyDer::from_pem_file(&key_path)
                 .map_err(|e| format!("--tlskey {}: {e}", key_path.display()))?;
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(crate::http::tls_provider::provider());
             let builder = ServerConfig::builder_with_provider(provider.clone())
                 .with_safe_default_protocol_versions()
                 .map_err(|e| format!("TLS: {e}"))?;

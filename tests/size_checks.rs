@@ -4,13 +4,16 @@
 //! - A restart after a clean stop rewrites no network record but the
 //!   default bridge's (it used to write and fsync every
 //!   `networks/<id>.json` at each start-up).
+//! - The TLS listener speaks what `http/tls_provider.rs` keeps: TLS 1.3 with
+//!   AES-GCM; no ChaCha20-Poly1305 suite; TLS 1.2 (ECDHE, AES-GCM) only in a
+//!   build with the `tls12` feature. Checked with `openssl s_client`.
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use common::Daemon;
+use common::{free_port, temp_dir, Daemon};
 
 /// (inode, mtime in ns) of each network record but the default bridge's
 /// (written at each start: its bridge is made anew, maybe under another name).
@@ -58,4 +61,75 @@ fn restart_rewrites_no_network_record() {
     assert_eq!(records(&d.data_root), before, "a record was written again");
     let r = d.request("DELETE", "/networks/size-checks-net", None);
     assert_eq!(r.status, 204, "{}", r.body);
+}
+
+/// `openssl s_client` against `port` with `args`: (handshake done, output).
+#[cfg(feature = "tls")]
+fn s_client(port: u16, args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-brief",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success() && out.contains("Protocol version"), out)
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn tls_listener_suites_and_versions() {
+    let dir = temp_dir("size-tls");
+    let sh = "openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 2 \
+              -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1";
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(sh)
+        .current_dir(&dir)
+        .output()
+        .expect("run openssl req");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = free_port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let file = |n: &str| dir.join(n).to_str().expect("utf-8 path").to_string();
+    let (cert, key) = (file("cert.pem"), file("key.pem"));
+    let mut d = Daemon::start_with(
+        &["-H", &host, "--tls", "--tlscert", &cert, "--tlskey", &key],
+        false,
+    );
+    d.wait_serving();
+
+    for suite in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384"] {
+        let (ok, out) = s_client(port, &["-tls1_3", "-ciphersuites", suite]);
+        assert!(ok && out.contains(suite), "{suite}: {out}");
+    }
+    let (ok, out) = s_client(
+        port,
+        &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+    );
+    assert!(!ok, "ChaCha20-Poly1305 was negotiated: {out}");
+
+    let tls12 = |cipher: &str| s_client(port, &["-tls1_2", "-cipher", cipher]);
+    let (ok, out) = tls12("ECDHE-RSA-AES128-GCM-SHA256");
+    assert_eq!(ok, cfg!(feature = "tls12"), "TLS 1.2 with AES-GCM: {out}");
+    let (ok, out) = tls12("ECDHE-RSA-CHACHA20-POLY1305");
+    assert!(!ok, "TLS 1.2 ChaCha20-Poly1305 was negotiated: {out}");
+
+    // The daemon still answers over TLS 1.3 after the refused handshakes.
+    let o = std::process::Command::new("curl")
+        .args(["-sk", &format!("https://127.0.0.1:{port}/_ping")])
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "OK");
+    d.terminate();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -233,12 +233,13 @@ impl HostConfig {
     }
 }
 
-/// The create body: Config fields at the top level, HostConfig nested.
+/// The create body's nested parts. Config's fields are the body's top level:
+/// `parse_create` reads the same bytes again as a `ContainerConfig`, with the
+/// decoder a container record's load already has. (`serde(flatten)` here
+/// buffered the whole body and built a second decoder of every Config field.)
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateRequest {
-    #[serde(flatten)]
-    pub config: ContainerConfig,
     pub host_config: Option<HostConfig>,
     #[serde(rename = "NetworkingConfig")]
     pub networking_config: Option<Value>,
@@ -258,9 +259,15 @@ pub fn parse_create(body: &[u8]) -> Result<(ContainerConfig, HostConfig), String
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Default::default());
     }
+    // An object only (a derived decoder also takes a JSON array, `[]` included).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(serde_json::from_slice::<Map<String, Value>>(body)
+            .err()
+            .map_or_else(|| "expected a JSON object".into(), |e| e.to_string()));
+    }
     let req: CreateRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let mut config = req.config;
-    // serde(flatten) also collects these; they belong elsewhere.
+    let mut config: ContainerConfig = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    // Its `extra` collects these too; they belong elsewhere.
     config.extra.remove("HostConfig");
     config.extra.remove("NetworkingConfig");
     Ok((config, req.host_config.unwrap_or_default()))
@@ -291,5 +298,9 @@ mod tests {
         assert!(parse_create(b"").is_ok());
         assert!(parse_create(b"{\"Cmd\": 5}").is_err());
         assert!(parse_create(b"[1]").is_err());
+        assert!(parse_create(b" []").is_err());
+        assert!(parse_create(b"null").is_err());
+        let (c, h) = parse_create(br#"{"HostConfig":null,"NetworkingConfig":{"a":1}}"#).unwrap();
+        assert!(c.extra.is_empty() && h.binds.is_empty());
     }
 }

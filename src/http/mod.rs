@@ -12,5 +12,7 @@ pub mod request;
 pub mod response;
 pub mod tls_client;
 #[cfg(feature = "tls")]
+pub mod tls_provider;
+#[cfg(feature = "tls")]
 pub mod tls_verify;
 pub mod websocket;

@@ -47,7 +47,7 @@ mod with_tls {
         /// Verify servers against the system's roots and `dir`'s `*.crt`,
         /// presenting `dir`'s client certificate when it has one.
         pub fn verified(dir: Option<&Path>) -> Result<TlsClient, String> {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(crate::http::tls_provider::provider());
             let mut roots = RootCertStore::empty();
             system_roots(&mut roots);
             let mut client = None;
@@ -73,7 +73,7 @@ mod with_tls {
 
         /// dockerd's `InsecureSkipVerify`: an insecure registry's first try.
         pub fn unverified() -> Result<TlsClient, String> {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let provider = Arc::new(crate::http::tls_provider::provider());
             let verifier = NoVerifier {
                 provider: provider.clone(),
             };
