@@ -5,8 +5,8 @@
 //!   default bridge's (it used to write and fsync every
 //!   `networks/<id>.json` at each start-up).
 //! - The TLS listener speaks what `http/tls_provider.rs` keeps: TLS 1.3 with
-//!   AES-GCM; no ChaCha20-Poly1305 suite; TLS 1.2 (ECDHE, AES-GCM) only in a
-//!   build with the `tls12` feature. Checked with `openssl s_client`.
+//!   AES-GCM; no ChaCha20-Poly1305 suite; TLS 1.2 (ECDHE, AES-GCM) in a build
+//!   with the `tls12` feature (the default). Checked with `openssl s_client`.
 
 mod common;
 
