@@ -395,9 +395,9 @@ def _cpu_secs(pid):
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def cmd_rps(addr, path, conns, secs, pid=None):
+def cmd_rps(addr, path, conns, secs, server_pid=None):
     conns, secs = int(conns), float(secs)
-    server0 = _cpu_secs(pid) if pid else None
+    server0 = _cpu_secs(server_pid) if server_pid else None
     # one client process per connection up to the CPU count: a single Python process tops
     # out well below what a fast daemon answers, and it is the client we must not measure
     procs = max(1, min(conns, os.cpu_count() or 1))
@@ -441,9 +441,9 @@ def cmd_rps(addr, path, conns, secs, pid=None):
         return
     out = {"rps": round(done / elapsed, 1), "client_cpu": round(cpu / elapsed, 2), "procs": procs,
            "client_us": round(cpu / max(done, 1) * 1e6, 1)}
-    if pid:
+    if server_pid:
         # the daemon's CPU per request, over the same interval (plus the workers' start-up)
-        out["server_us"] = round((_cpu_secs(pid) - server0) / max(done, 1) * 1e6, 1)
+        out["server_us"] = round((_cpu_secs(server_pid) - server0) / max(done, 1) * 1e6, 1)
     print(json.dumps(out))
 
 
@@ -471,29 +471,33 @@ def _static_server(path, body_bytes, ready_w):
                 pend[c.fileno()] = [b"", b""]
                 ep.register(c.fileno(), select.EPOLLIN)
                 continue
-            c, st = socks[fd], pend[fd]
-            if ev & select.EPOLLIN:
-                try:
-                    n = c.recv_into(buf)
-                except BlockingIOError:
-                    n = -1
-                if n == 0:
-                    ep.unregister(fd)
-                    c.close()
-                    del socks[fd], pend[fd]
-                    continue
-                if n > 0:
-                    data = st[0] + bytes(buf[:n])
-                    k = data.count(b"\r\n\r\n")
-                    st[0] = data[data.rfind(b"\r\n\r\n") + 4:] if k else data
-                    st[1] += resp * k
-            if st[1]:
-                try:
-                    sent = c.send(st[1])
-                except BlockingIOError:
-                    sent = 0
-                st[1] = st[1][sent:]
-                ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if st[1] else 0))
+            c, st = socks.get(fd), pend.get(fd)
+            if c is None:
+                continue
+            try:
+                if ev & select.EPOLLIN:
+                    try:
+                        n = c.recv_into(buf)
+                    except BlockingIOError:
+                        n = -1
+                    if n == 0:
+                        raise ConnectionError("closed")
+                    if n > 0:
+                        data = st[0] + bytes(buf[:n])
+                        k = data.count(b"\r\n\r\n")
+                        st[0] = data[data.rfind(b"\r\n\r\n") + 4:] if k else data
+                        st[1] += resp * k
+                if st[1]:
+                    try:
+                        sent = c.send(st[1])
+                    except BlockingIOError:
+                        sent = 0
+                    st[1] = st[1][sent:]
+                    ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if st[1] else 0))
+            except OSError:  # the client went away (a reset, or its end of the run)
+                ep.unregister(fd)
+                c.close()
+                del socks[fd], pend[fd]
 
 
 def cmd_floor(conns, secs, body_bytes):
