@@ -373,7 +373,7 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let cache_key = (!size && call.version >= CACHED_LIST_SINCE).then(|| list_key(call));
     if let Some(k) = &cache_key {
         if let Some(body) = call.engine.views.list_body(changes, now, k) {
-            return Ok(json_bytes(body.to_vec()));
+            return Ok(json_shared(body));
         }
     }
     let mut filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
@@ -415,8 +415,8 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if let Some(k) = cache_key {
         let keys = entries.iter().map(|e| (e.c.id.clone(), e.gen)).collect();
         let body = cached_rows(call, keys, now);
-        call.engine.views.keep_list_body(changes, now, k, &body);
-        return Ok(json_bytes(body));
+        let body = call.engine.views.keep_list_body(changes, now, k, body);
+        return Ok(json_shared(body));
     }
     let rows: Vec<Value> = entries.iter().map(|e| summary_json(engine, e)).collect();
     let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
@@ -449,10 +449,10 @@ fn list_key(call: &Call) -> String {
     )
 }
 
-fn json_bytes(body: Vec<u8>) -> Response {
+fn json_shared(body: std::rc::Rc<[u8]>) -> Response {
     Response::new(200)
         .header("Content-Type", "application/json")
-        .bytes(body)
+        .shared(body)
 }
 
 /// The `ps` rows of `keys` (id, gen), in order: each row's cached JSON with

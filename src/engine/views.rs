@@ -12,6 +12,7 @@
 //! (every row's `Status` counts in seconds) is the one they were built in.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Whole list bodies kept at most, and their bytes at most (the newest is
 /// kept whatever its size).
@@ -25,8 +26,9 @@ pub struct Views {
     map: HashMap<String, View>,
     /// (registry changes, epoch, second) the bodies in `lists` were built at.
     lists_at: (u64, u64, i64),
-    /// (query key, body), newest last.
-    lists: Vec<(String, Vec<u8>)>,
+    /// (query key, body), newest last; shared with the responses that
+    /// serve them.
+    lists: Vec<(String, Rc<[u8]>)>,
 }
 
 #[derive(Default)]
@@ -64,18 +66,25 @@ impl Views {
 
     /// The list body served for `query` at this registry state (`changes`)
     /// and wall-clock second, if one was kept.
-    pub fn list_body(&mut self, changes: u64, second: i64, query: &str) -> Option<&[u8]> {
+    pub fn list_body(&mut self, changes: u64, second: i64, query: &str) -> Option<Rc<[u8]>> {
         if self.lists_at != (changes, self.epoch, second) {
             self.lists_at = (changes, self.epoch, second);
             self.lists.clear();
             return None;
         }
         let (_, body) = self.lists.iter().find(|(q, _)| q == query)?;
-        Some(body)
+        Some(body.clone())
     }
 
-    /// Keep the list body just built for `query` at `changes` and `second`.
-    pub fn keep_list_body(&mut self, changes: u64, second: i64, query: String, body: &[u8]) {
+    /// Keep the list body just built for `query` at `changes` and `second`;
+    /// returns it, shared.
+    pub fn keep_list_body(
+        &mut self,
+        changes: u64,
+        second: i64,
+        query: String,
+        body: Vec<u8>,
+    ) -> Rc<[u8]> {
         if self.lists_at != (changes, self.epoch, second) {
             self.lists_at = (changes, self.epoch, second);
             self.lists.clear();
@@ -87,7 +96,9 @@ impl Views {
         {
             bytes -= self.lists.remove(0).1.len();
         }
-        self.lists.push((query, body.to_vec()));
+        let body: Rc<[u8]> = body.into();
+        self.lists.push((query, body.clone()));
+        body
     }
 
     /// Drop the views of containers that are gone, once they are at least
