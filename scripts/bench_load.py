@@ -13,7 +13,11 @@ Standard library only (python3 >= 3.9). Every subcommand prints one line: a numb
                                      (CMD is run RUNS times, each stopped with SIGTERM;
                                      `{run}` in CMD is replaced by the run number); with
                                      --json {"median_ms":..,"runs_ms":[..]}, each run's time
-  rps ADDR PATH CONNS SECS           requests/s over CONNS keep-alive connections for SECS
+  rps ADDR PATH CONNS SECS [PID]     requests/s over CONNS keep-alive connections for SECS
+                                     ({"rps","client_cpu","procs","client_us"}: the client's CPU
+                                     per request; with PID also "server_us", the daemon's)
+  floor CONNS SECS BYTES             the same client against a static Python server answering
+                                     every request with a BYTES body: the client's ceiling
   daemonpid ADDR                     pid of the process listening on a unix socket
   mem PID                            engine memory: {"rss_kib","pss_kib","rss_anon_kib",
                                      "rss_file_kib","procs":[...]} (RssAnon/RssFile from
@@ -36,12 +40,14 @@ Standard library only (python3 >= 3.9). Every subcommand prints one line: a numb
 
 import json
 import os
+import select
 import selectors
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 
@@ -268,75 +274,138 @@ def cmd_coldstart(addr, runs, cmd, as_json=False):
 
 # ---------------------------------------------------------------- load generator
 
+class _Resp:
+    """Counts the responses on one keep-alive connection without keeping them: bodies are
+    skipped in place in the worker's receive buffer (Content-Length or chunked), and only a
+    head, a chunk-size line or their pieces split across two reads are copied."""
+
+    HEAD, LEN, SIZE, DATA, LAST = range(5)
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.state = self.HEAD
+        self.left = 0
+        self.carry = b""
+
+    def _line(self, buf, p, n, sep):
+        """(line, new p) when `sep` ends a line in carry + buf[p:n], else (None, n)."""
+        if not self.carry:
+            i = buf.find(sep, p, n)
+            if i >= 0:
+                return bytes(buf[p:i]), i + len(sep)
+            self.carry = bytes(buf[p:n])
+            return None, n
+        joined = self.carry + bytes(buf[p:n])
+        i = joined.find(sep)
+        if i < 0:
+            self.carry = joined
+            return None, n
+        used = i + len(sep) - len(self.carry)
+        self.carry = b""
+        return joined[:i], p + used
+
+    def feed(self, buf, n):
+        """Consume buf[:n]; returns (responses completed, responses that were not 200)."""
+        p = done = bad = 0
+        while p < n:
+            st = self.state
+            if st == self.HEAD:
+                head, p = self._line(buf, p, n, b"\r\n\r\n")
+                if head is None:
+                    break
+                if head[9:12] != b"200":
+                    bad += 1
+                h = head.lower()
+                j = h.find(b"\r\ncontent-length:")
+                if j >= 0:
+                    e = h.find(b"\r\n", j + 2)
+                    self.left = int(h[j + 17:e if e > 0 else len(h)])
+                    self.state = self.LEN
+                elif b"chunked" in h:
+                    self.state = self.SIZE
+                else:
+                    self.left = 0
+                    self.state = self.LEN
+                if self.state == self.LEN and self.left == 0:
+                    self.state = self.HEAD
+                    done += 1
+            elif st == self.LEN or st == self.DATA or st == self.LAST:
+                k = min(self.left, n - p)
+                self.left -= k
+                p += k
+                if self.left == 0:
+                    if st == self.DATA:
+                        self.state = self.SIZE
+                    else:
+                        self.state = self.HEAD
+                        done += 1
+            else:  # SIZE
+                line, p = self._line(buf, p, n, b"\r\n")
+                if line is None:
+                    break
+                size = int(line.split(b";")[0], 16)
+                # the last chunk: its CRLF (no trailers) ends the response
+                self.left, self.state = (size + 2, self.DATA) if size else (2, self.LAST)
+        return done, bad
+
+
 def _worker(addr, path, nconns, secs, wfd):
+    """One client process: nconns keep-alive connections, one request in flight on each;
+    the request's bytes are built once and every response is parsed without copying its
+    body (`_Resp`), so a large body costs the client a recv, not a Python-level copy."""
     req = ("GET %s HTTP/1.1\r\nHost: docker\r\nUser-Agent: coracle-bench\r\n\r\n" % path).encode()
-    sel = selectors.DefaultSelector()
-    conns = []
+    ep = select.epoll()
+    conns = {}
     for _ in range(nconns):
         s = connect(addr)
         s.setblocking(False)
-        st = {"sock": s, "buf": bytearray(), "need": None}
-        conns.append(st)
-        sel.register(s, selectors.EVENT_READ, st)
+        conns[s.fileno()] = _Resp(s)
+        ep.register(s.fileno(), select.EPOLLIN)
+    buf = bytearray(1 << 20)
     done = errors = 0
     start = time.monotonic()
     stop = start + secs
-    for st in conns:
-        st["sock"].send(req)
-    while True:
+    for r in conns.values():
+        r.sock.send(req)
+    while conns:
         now = time.monotonic()
         if now >= stop:
             break
-        for key, _ in sel.select(stop - now):
-            st = key.data
+        for fd, _ in ep.poll(stop - now):
+            r = conns.get(fd)
+            if r is None:
+                continue
             try:
-                d = st["sock"].recv(262144)
+                n = r.sock.recv_into(buf)
             except BlockingIOError:
                 continue
-            if not d:
+            if not n:
                 errors += 1
-                sel.unregister(st["sock"])
+                ep.unregister(fd)
+                del conns[fd]
                 continue
-            buf = st["buf"]
-            buf += d
-            while True:
-                if st["need"] is None:
-                    i = buf.find(b"\r\n\r\n")
-                    if i < 0:
-                        break
-                    head = bytes(buf[:i]).lower()
-                    if not head.startswith(b"http/1.1 200") and not head.startswith(b"http/1.0 200"):
-                        errors += 1
-                    j = head.find(b"content-length:")
-                    if j >= 0:
-                        st["need"] = ("len", i + 4 + int(head[j + 15:head.find(b"\r\n", j) if head.find(b"\r\n", j) > 0 else None]))
-                    elif b"chunked" in head:
-                        st["need"] = ("chunked", i + 4)
-                    else:
-                        st["need"] = ("len", i + 4)
-                kind, n = st["need"]
-                if kind == "len":
-                    if len(buf) < n:
-                        break
-                    end = n
-                else:
-                    k = buf.find(b"\r\n0\r\n\r\n", n - 2)
-                    if k < 0:
-                        break
-                    end = k + 7
-                del buf[:end]
-                st["need"] = None
-                done += 1
-                st["sock"].send(req)
+            d, b = r.feed(buf, n)
+            if d:
+                done += d
+                errors += b
+                r.sock.send(req)
     elapsed = time.monotonic() - start
     cpu = sum(os.times()[:2])
     os.write(wfd, json.dumps({"done": done, "errors": errors, "elapsed": elapsed, "cpu": cpu}).encode())
-    for st in conns:
-        st["sock"].close()
+    for r in conns.values():
+        r.sock.close()
 
 
-def cmd_rps(addr, path, conns, secs):
+def _cpu_secs(pid):
+    """utime + stime of a process and its reaped children, in seconds."""
+    with open("/proc/%d/stat" % int(pid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def cmd_rps(addr, path, conns, secs, server_pid=None):
     conns, secs = int(conns), float(secs)
+    server0 = _cpu_secs(server_pid) if server_pid else None
     # one client process per connection up to the CPU count: a single Python process tops
     # out well below what a fast daemon answers, and it is the client we must not measure
     procs = max(1, min(conns, os.cpu_count() or 1))
@@ -378,7 +447,91 @@ def cmd_rps(addr, path, conns, secs):
     if bad:
         print("skip: %d of %d responses were not 200" % (bad, done))
         return
-    print(json.dumps({"rps": round(done / elapsed, 1), "client_cpu": round(cpu / elapsed, 2), "procs": procs}))
+    out = {"rps": round(done / elapsed, 1), "client_cpu": round(cpu / elapsed, 2), "procs": procs,
+           "client_us": round(cpu / max(done, 1) * 1e6, 1)}
+    if server_pid:
+        # the daemon's CPU per request, over the same interval (plus the workers' start-up)
+        out["server_us"] = round((_cpu_secs(server_pid) - server0) / max(done, 1) * 1e6, 1)
+    print(json.dumps(out))
+
+
+def _static_server(path, body_bytes, ready_w):
+    """The floor's server: every request head gets the same prebuilt response (a body of
+    body_bytes), as cheaply as Python can; it stands in for a daemon that costs nothing."""
+    body = b"[" + b"x" * max(0, body_bytes - 3) + b"]\n" if body_bytes >= 3 else b"x" * body_bytes
+    resp = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % len(body)) + body
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(path)
+    ls.listen(64)
+    ls.setblocking(False)
+    ep = select.epoll()
+    ep.register(ls.fileno(), select.EPOLLIN)
+    os.write(ready_w, b"1")
+    socks, pend = {}, {}
+    buf = bytearray(65536)
+    while True:
+        for fd, ev in ep.poll():
+            if fd == ls.fileno():
+                c, _ = ls.accept()
+                c.setblocking(False)
+                socks[c.fileno()] = c
+                pend[c.fileno()] = [b"", b""]
+                ep.register(c.fileno(), select.EPOLLIN)
+                continue
+            c, st = socks.get(fd), pend.get(fd)
+            if c is None:
+                continue
+            try:
+                if ev & select.EPOLLIN:
+                    try:
+                        n = c.recv_into(buf)
+                    except BlockingIOError:
+                        n = -1
+                    if n == 0:
+                        raise ConnectionError("closed")
+                    if n > 0:
+                        data = st[0] + bytes(buf[:n])
+                        k = data.count(b"\r\n\r\n")
+                        st[0] = data[data.rfind(b"\r\n\r\n") + 4:] if k else data
+                        st[1] += resp * k
+                if st[1]:
+                    try:
+                        sent = c.send(st[1])
+                    except BlockingIOError:
+                        sent = 0
+                    st[1] = st[1][sent:]
+                    ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if st[1] else 0))
+            except OSError:  # the client went away (a reset, or its end of the run)
+                ep.unregister(fd)
+                c.close()
+                del socks[fd], pend[fd]
+
+
+def cmd_floor(conns, secs, body_bytes):
+    """req/s of this load generator against _static_server (a body of body_bytes): what the
+    client reaches when the server costs (almost) nothing; with the same CONNS and SECS as an
+    `rps` run, the ceiling that run could show."""
+    d = tempfile.mkdtemp(prefix="coracle-floor-")
+    path = os.path.join(d, "s.sock")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            _static_server(path, int(body_bytes), w)
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    try:
+        cmd_rps("unix://" + path, "/", conns, secs, pid)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.unlink(path)
+        os.rmdir(d)
 
 
 # ---------------------------------------------------------------- processes and memory
@@ -861,7 +1014,7 @@ def main():
     if cmd == "coldstart":
         i = args.index("--")
         return cmd_coldstart(args[0], args[1], args[i + 1:], "--json" in args[2:i])
-    fn = {"probe": cmd_probe, "waitping": cmd_waitping, "rps": cmd_rps, "daemonpid": cmd_daemonpid,
+    fn = {"probe": cmd_probe, "waitping": cmd_waitping, "rps": cmd_rps, "floor": cmd_floor, "daemonpid": cmd_daemonpid,
           "mem": cmd_mem, "binsizes": cmd_binsizes, "apicycle": cmd_apicycle, "startn": cmd_startn,
           "cleanup": cmd_cleanup, "attach": cmd_attach, "statscpu": cmd_statscpu, "report": cmd_report, "server": cmd_server}.get(cmd)
     if fn is None:

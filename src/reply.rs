@@ -97,6 +97,9 @@ pub trait BodySink<C> {
 pub enum Body<C> {
     Empty,
     Bytes(Vec<u8>),
+    /// Bytes the handler keeps too (a cached answer): copied straight into
+    /// the connection's buffer, no allocation per request.
+    Shared(std::rc::Rc<[u8]>),
     Stream(Box<dyn BodySource<C>>),
     /// Not a body: the whole response comes later (see `Pending`).
     Later(Box<dyn Pending<C>>),
@@ -160,6 +163,11 @@ impl<C> Response<C> {
 
     pub fn bytes(mut self, body: Vec<u8>) -> Response<C> {
         self.body = Body::Bytes(body);
+        self
+    }
+
+    pub fn shared(mut self, body: std::rc::Rc<[u8]>) -> Response<C> {
+        self.body = Body::Shared(body);
         self
     }
 

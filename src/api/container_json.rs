@@ -59,8 +59,8 @@ fn state_with_health(e: &Entry) -> Value {
 }
 
 /// `docker ps`'s status: dockerd appends the health of a running container.
-fn ps_status(e: &Entry) -> String {
-    let text = e.c.status_text(now_secs());
+fn ps_status(e: &Entry, now: i64) -> String {
+    let text = e.c.status_text(now);
     match (&e.health, e.c.state.status) {
         (Some(h), Status::Running) => format!("{text} {}", h.ps_suffix()),
         _ => text,
@@ -234,7 +234,7 @@ pub(super) fn summary_json(engine: &Engine, e: &Entry) -> Value {
         "Ports": engine.port_shapes(c).1,
         "Labels": c.config.labels,
         "State": c.state.status.as_str(),
-        "Status": ps_status(e),
+        "Status": ps_status(e, now_secs()),
         "HostConfig": { "NetworkMode": crate::container::create::network_mode(&c.host_config.network_mode).unwrap_or("none") },
         "NetworkSettings": { "Networks": super::network_json::container_network_settings(engine, c)["Networks"].clone() },
         "Mounts": mounts_json(c),
@@ -366,6 +366,16 @@ fn matches_filters(
 
 pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     let q = &call.req.query;
+    let size = q.bool("size");
+    // One second for every row's `Status`, and the cached body's key.
+    let now = now_secs();
+    let changes = call.engine.containers.changes();
+    let cache_key = (!size && call.version >= CACHED_LIST_SINCE).then(|| list_key(call));
+    if let Some(k) = &cache_key {
+        if let Some(body) = call.engine.views.list_body(changes, now, k) {
+            return Ok(json_shared(body));
+        }
+    }
     let mut filters = super::filters::parse(q.get("filters"), LIST_FILTERS)?;
     // The old `before` / `since` parameters: filters that include stopped
     // containers.
@@ -389,7 +399,6 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
         || limit > 0
         || filters.contains_key("status")
         || filters.contains_key("exited");
-    let size = q.bool("size");
     let engine = &*call.engine;
     let mut entries: Vec<&Entry> = Vec::new();
     for e in engine.containers.iter() {
@@ -403,9 +412,11 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if limit > 0 {
         entries.truncate(limit as usize);
     }
-    if !size && call.version >= CACHED_LIST_SINCE {
+    if let Some(k) = cache_key {
         let keys = entries.iter().map(|e| (e.c.id.clone(), e.gen)).collect();
-        return Ok(cached_rows(call, keys));
+        let body = cached_rows(call, keys, now);
+        let body = call.engine.views.keep_list_body(changes, now, k, body);
+        return Ok(json_shared(body));
     }
     let rows: Vec<Value> = entries.iter().map(|e| summary_json(engine, e)).collect();
     let rows = versions::CONTAINER_LIST.render(call.version, Value::Array(rows));
@@ -420,9 +431,33 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
 /// views; older shapes are rebuilt each time.
 const CACHED_LIST_SINCE: ApiVersion = ApiVersion(1, 12);
 
+/// What a list body depends on besides the containers, the events and the
+/// second: the API version and the parameters that choose and order rows.
+fn list_key(call: &Call) -> String {
+    let q = &call.req.query;
+    let v = call.version;
+    let p = |k| q.get(k).unwrap_or("\u{1}");
+    format!(
+        "{}.{}\0{}\0{}\0{}\0{}\0{}",
+        v.0,
+        v.1,
+        q.bool("all"),
+        p("limit"),
+        p("filters"),
+        p("before"),
+        p("since")
+    )
+}
+
+fn json_shared(body: std::rc::Rc<[u8]>) -> Response {
+    Response::new(200)
+        .header("Content-Type", "application/json")
+        .shared(body)
+}
+
 /// The `ps` rows of `keys` (id, gen), in order: each row's cached JSON with
-/// the time-dependent `Status` put in front of it.
-fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>) -> Response {
+/// the time-dependent `Status` (at `now`) put in front of it.
+fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>, now: i64) -> Vec<u8> {
     let mut views = std::mem::take(&mut call.engine.views);
     let engine = &*call.engine;
     let version = (call.version.0, call.version.1);
@@ -445,7 +480,7 @@ fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>) -> Response {
             body.push(b',');
         }
         body.extend_from_slice(b"{\"Status\":");
-        body.extend_from_slice(Value::from(ps_status(e)).to_string().as_bytes());
+        body.extend_from_slice(Value::from(ps_status(e, now)).to_string().as_bytes());
         if !rest.starts_with('}') {
             body.push(b',');
         }
@@ -456,7 +491,5 @@ fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>) -> Response {
         engine.containers.get(id).is_some()
     });
     call.engine.views = views;
-    Response::new(200)
-        .header("Content-Type", "application/json")
-        .bytes(body)
+    body
 }

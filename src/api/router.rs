@@ -215,8 +215,22 @@ fn split_version(path: &str) -> Result<(ApiVersion, &str), ApiError> {
 }
 
 fn match_pattern(pattern: &str, path: &str) -> Option<Vec<String>> {
-    let pat: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // Most routes differ from the path in their first segment or, without
+    // a `{name*}` capture, in their number of segments: those are refused
+    // here without allocating (every request is matched against the table).
+    let (pattern_t, path_t) = (
+        pattern.trim_start_matches('/'),
+        path.trim_start_matches('/'),
+    );
+    let p0 = pattern_t.split('/').next().unwrap_or_default();
+    if !p0.starts_with('{') && Some(p0) != path_t.split('/').next() {
+        return None;
+    }
+    if !pattern.contains("*}") && pattern_t.matches('/').count() != path_t.matches('/').count() {
+        return None;
+    }
+    let pat: Vec<&str> = pattern_t.split('/').collect();
+    let segs: Vec<&str> = path_t.split('/').collect();
     let greedy = pat.iter().position(|p| p.ends_with("*}"));
     let mut params = Vec::new();
     let seg_matches = |p: &str, s: &str, params: &mut Vec<String>| {

@@ -88,7 +88,7 @@ pub struct Registry {
     tombstones: VecDeque<(String, i32)>,
     /// Connections waiting for some container to change state.
     pub waiters: HashSet<ConnId>,
-    /// The last `Entry::gen` handed out.
+    /// The last `Entry::gen` handed out; also bumped by `remove`.
     gen: u64,
 }
 
@@ -103,6 +103,7 @@ impl Registry {
     /// Forget a container, remembering its last exit code.
     pub fn remove(&mut self, id: &str) -> Option<Entry> {
         let e = self.map.remove(id)?;
+        self.gen += 1;
         self.names.remove(&e.c.name);
         if self.tombstones.len() == TOMBSTONES {
             self.tombstones.pop_front();
@@ -186,6 +187,12 @@ impl Registry {
             .iter()
             .find(|(_, e)| e.live.as_ref().is_some_and(|l| l.pid == pid))
             .map(|(id, _)| id.clone())
+    }
+
+    /// Changes whenever any entry may have changed, or was added or removed
+    /// (the key of the cached list bodies, `engine/views.rs`).
+    pub fn changes(&self) -> u64 {
+        self.gen
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {

@@ -238,12 +238,18 @@ impl<H: Handler> Conn<H> {
             body => Response { body, ..resp },
         };
         let no_body = matches!(resp.status, 100..=199 | 204 | 304);
+        let mut shared = None;
         let (bytes, source) = match resp.body {
             Body::Empty => (Vec::new(), None),
             Body::Bytes(b) => (b, None),
+            Body::Shared(b) => {
+                shared = Some(b);
+                (Vec::new(), None)
+            }
             Body::Stream(s) => (Vec::new(), Some(s)),
             Body::Later(_) | Body::Hijack(_) => (Vec::new(), None),
         };
+        let bytes: &[u8] = shared.as_deref().unwrap_or(&bytes);
         let streaming = source.is_some() && !no_body;
         let chunked = streaming && ex.minor >= 1;
         // A stream on HTTP/1.0 is delimited by closing the connection.
@@ -277,7 +283,7 @@ impl<H: Handler> Conn<H> {
         }
         w.extend_from_slice(b"\r\n");
         if !ex.head_only && !no_body {
-            w.extend_from_slice(&bytes);
+            w.extend_from_slice(bytes);
         }
         let now = Instant::now();
         match source {
