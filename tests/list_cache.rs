@@ -55,13 +55,7 @@ fn create(d: &Daemon, name: &str, extra: Value) -> String {
             b.insert(k.clone(), v.clone());
         }
     }
-    let r = d.request(
-        "POST",
-        &format!("/containers/create?name={name}"),
-        Some(&body.to_string()),
-    );
-    assert_eq!(r.status, 201, "create {name}: {r:?}");
-    r.json()["Id"].as_str().expect("Id").to_string()
+    common::raw_api::create(d, name, &body)
 }
 
 fn post(d: &Daemon, path: &str, want: u16) {
