@@ -29,7 +29,7 @@ RUST_LLD=$(find "$(rustc --print sysroot)/lib/rustlib" -name rust-lld -type f | 
 env RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
     CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-cc} \
     CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER:-$RUST_LLD} \
-    cargo rustc --release --target $T --bin coracle -- -C link-arg=-Map="$W/map"
+    cargo rustc --release --target $T --bin coracle -- -C link-arg=-Map="$W/map" -C link-arg=--no-demangle
 cp "target/$T/release/coracle" "$W/coracle"
 echo '{}' > "$W/daemon.json"
 valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$W/cg.out" \
