@@ -19,6 +19,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use std::ffi::{CString, OsString};
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -369,7 +370,6 @@ fn cgroup_mounts(spec: &LaunchSpec, sys: &Path) -> Result<(), LaunchError> {
 fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
     use nix::fcntl::{open, OFlag};
     use nix::sched::{setns, CloneFlags};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let own = open(
         "/proc/self/ns/mnt",
         OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -378,26 +378,42 @@ fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
     .stage("open own mount namespace")?;
     let theirs = super::launch::open_ns(pid, "mnt")?;
     setns(&theirs, CloneFlags::CLONE_NEWNS).stage("enter the ipc container's mounts")?;
-    // SAFETY: open_tree(2) with a valid C string; returns a new fd or -1.
-    let tree = unsafe {
+    let cloned = clone_tree(Path::new("/dev/shm"));
+    setns(&own, CloneFlags::CLONE_NEWNS).stage("return to own mounts")?;
+    let tree = cloned.stage("clone the ipc container's /dev/shm")?;
+    attach_tree(&tree, target).stage("attach the ipc container's /dev/shm")
+}
+
+// Kernel ABI values (linux/mount.h), not in every libc target's bindings.
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+fn cpath(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// A detached copy of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`),
+/// to be changed (idmapped) or attached elsewhere (`attach_tree`).
+pub(super) fn clone_tree(path: &Path) -> Result<OwnedFd, Errno> {
+    let c = cpath(path)?;
+    // SAFETY: open_tree with a valid C string; the fd is owned right away.
+    let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            c"/dev/shm".as_ptr(),
-            (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_uint,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
         )
     };
-    // syscall(2) returns a c_long: i64 here, already i32 on 32-bit targets.
-    #[allow(clippy::unnecessary_cast)]
-    let cloned = Errno::result(tree).map(|fd| {
-        // SAFETY: a fresh fd we own.
-        unsafe { OwnedFd::from_raw_fd(fd as i32) }
-    });
-    setns(&own, CloneFlags::CLONE_NEWNS).stage("return to own mounts")?;
-    let tree = cloned.stage("clone the ipc container's /dev/shm")?;
-    let t = CString::new(target.as_os_str().as_bytes())
-        .map_err(|_| LaunchError::Setup("/dev/shm path contains a NUL byte".into()))?;
-    // SAFETY: move_mount(2) of our detached tree onto a live C path.
+    let fd = Errno::result(fd)? as RawFd;
+    // SAFETY: a fresh fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Attach a detached mount at `target` in the caller's mount namespace.
+pub(super) fn attach_tree(tree: &OwnedFd, target: &Path) -> Result<(), Errno> {
+    let t = cpath(target)?;
+    // SAFETY: move_mount of our own detached tree onto a valid path.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
@@ -405,11 +421,10 @@ fn shared_shm(pid: nix::unistd::Pid, target: &Path) -> Result<(), LaunchError> {
             c"".as_ptr(),
             libc::AT_FDCWD,
             t.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH as libc::c_uint,
+            MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
-    Errno::result(r).stage("attach the ipc container's /dev/shm")?;
-    Ok(())
+    Errno::result(r).map(drop)
 }
 
 /// runc's checkProcMount: nothing is mounted on /proc or below it but

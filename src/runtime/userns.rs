@@ -20,14 +20,13 @@
 
 use super::errors::{setup, LaunchError, Stage};
 use super::launch::reap;
+use super::mounts::{attach_tree, clone_tree};
 use super::spec::RootfsSpec;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{fstat, Mode};
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// One line of a uid_map / gid_map: `count` ids from `inner` (in the
@@ -154,29 +153,11 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-
-fn cpath(p: &Path) -> Result<CString, Errno> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
-}
 
 /// A detached copy of the mount at `path`, idmapped through `userns`.
 pub fn idmapped(path: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    let c = cpath(path)?;
-    // SAFETY: open_tree with a valid C string; the fd is owned right away.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    let fd = Errno::result(fd)? as RawFd;
-    // SAFETY: a fresh fd we own.
-    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let tree = clone_tree(path)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_IDMAP,
         attr_clr: 0,
@@ -197,23 +178,6 @@ pub fn idmapped(path: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
     };
     Errno::result(r)?;
     Ok(tree)
-}
-
-/// Attach a detached mount at `target` in the caller's mount namespace.
-fn attach(tree: &OwnedFd, target: &Path) -> Result<(), Errno> {
-    let t = cpath(target)?;
-    // SAFETY: move_mount of our own detached tree onto a valid path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    Errno::result(r).map(drop)
 }
 
 /// The refusal when the kernel cannot idmap a layer.
@@ -245,7 +209,7 @@ pub fn idmapped_rootfs(
         let target: PathBuf = base.join(i.to_string());
         std::fs::create_dir_all(&target).stage(format!("mkdir {}", target.display()))?;
         let tree = idmapped(layer, ns).map_err(|e| no_idmap(layer, e))?;
-        attach(&tree, &target).stage(format!("attach idmapped layer {i}"))?;
+        attach_tree(&tree, &target).stage(format!("attach idmapped layer {i}"))?;
         out.lower_dirs.push(target);
     }
     nix::unistd::chown(
