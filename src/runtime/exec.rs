@@ -9,7 +9,8 @@
 
 use super::caps;
 use super::errors::{LaunchError, Stage};
-use super::launch::{exec_program, join_cgroup, open_ns, spawn_pending, PendingLaunch, PidNs};
+use super::launch::{join_cgroup, open_ns, spawn_pending, PendingLaunch, PidNs};
+use super::program::exec_program;
 use super::rlimits;
 use super::seccomp::{self, Confine, Seccomp};
 use super::spec::{StdioSpec, Ulimit};

@@ -176,7 +176,7 @@ pub fn main(args: &[String]) -> ! {
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
-    let err = match run(err_fd, tty, || super::launch::exec_program(program, &env)) {
+    let err = match run(err_fd, tty, || super::program::exec_program(program, &env)) {
         Ok(never) => match never {},
         Err(e) => e,
     };

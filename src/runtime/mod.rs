@@ -17,6 +17,7 @@ pub mod mount_options;
 pub mod mountinfo;
 pub mod mounts;
 pub mod netns;
+pub mod program;
 pub mod report;
 pub mod rlimits;
 pub mod rootfs;
