@@ -461,9 +461,9 @@ impl Extractor<'_> {
             let p = cstr(parent)?;
             let key = CString::new(OPAQUE_XATTR)
                 .map_err(|_| ImageError::Io(io::Error::other("xattr")))?;
+            let (path, name, value) = (p.as_ptr(), key.as_ptr(), b"y".as_ptr());
             // SAFETY: valid pointers.
-            let r =
-                unsafe { libc::lsetxattr(p.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+            let r = unsafe { libc::lsetxattr(path, name, value.cast(), 1, 0) };
             if r != 0 {
                 return Err(io::Error::last_os_error().into());
             }

@@ -168,9 +168,9 @@ impl Netlink {
         let mut answers = Vec::new();
         let mut buf = vec![0u8; 16384];
         loop {
+            let fd = self.fd.as_raw_fd();
             // SAFETY: receiving into a buffer we own, with its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }

@@ -476,9 +476,9 @@ fn container_main(
         nix::unistd::sethostname(&spec.hostname).stage("sethostname")?;
     }
     if !spec.domainname.is_empty() {
+        let name = &spec.domainname;
         // SAFETY: pointer and length of a live string.
-        let r =
-            unsafe { libc::setdomainname(spec.domainname.as_ptr().cast(), spec.domainname.len()) };
+        let r = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
         Errno::result(r).stage("setdomainname")?;
     }
 
