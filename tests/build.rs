@@ -9,22 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::build::{context, docker_build};
+use common::build::{context, docker_build, tar_gz_of, tar_of};
 use common::Daemon;
-
-/// `tar c` of a directory (`z` for gzip).
-fn tar_of(dir: &Path, gzip: bool) -> Vec<u8> {
-    let out = Command::new("tar")
-        .arg(if gzip { "czf" } else { "cf" })
-        .arg("-")
-        .arg("-C")
-        .arg(dir)
-        .arg(".")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    out.stdout
-}
 
 fn message(r: &common::RawResponse) -> String {
     r.message()
@@ -89,7 +75,11 @@ fn build_endpoints() {
         ],
     );
     for gzip in [false, true] {
-        let tar = tar_of(&raw_ctx, gzip);
+        let tar = if gzip {
+            tar_gz_of(&raw_ctx)
+        } else {
+            tar_of(&raw_ctx)
+        };
         let ct = [("Content-Type", "application/x-tar")];
         let r = d.request_bytes("POST", "/build", &ct, Some(&tar));
         assert_eq!(r.status, 400, "gzip={gzip}");
@@ -214,7 +204,7 @@ fn cli_builds_an_image() {
     );
     // A local tar for ADD to extract.
     let t = context("build-tar", &[("inner/t.txt", "from tar\n")]);
-    std::fs::write(ctx.join("t.tar.gz"), tar_of(&t, true)).unwrap();
+    std::fs::write(ctx.join("t.tar.gz"), tar_gz_of(&t)).unwrap();
     let _ = std::fs::remove_dir_all(&t);
     let c = ctx.to_str().unwrap();
     let out = docker_build(
@@ -382,7 +372,7 @@ fn stream_format_raw() {
         &[("Dockerfile", "FROM busybox\nENV A=1\nRUN false\n")],
     );
     let ct = [("Content-Type", "application/x-tar")];
-    let tar = tar_of(&ctx, true);
+    let tar = tar_gz_of(&ctx);
     let r = d.request_bytes("POST", "/build?t=s1&rm=1", &ct, Some(&tar));
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Content-Type"), Some("application/json"));
@@ -464,7 +454,7 @@ fn stream_format_raw() {
             ("ok", "yes"),
         ],
     );
-    let r = d.request_bytes("POST", "/build?t=ign&q=1", &ct, Some(&tar_of(&ctx, false)));
+    let r = d.request_bytes("POST", "/build?t=ign&q=1", &ct, Some(&tar_of(&ctx)));
     assert_eq!(r.status, 200);
     let text = r.text();
     assert!(text.contains("\"aux\""), "{text}");
@@ -686,7 +676,7 @@ fn run_steps() {
         "build-keep",
         &[("Dockerfile", "FROM busybox\nRUN echo kept > /k\n")],
     );
-    let r = d.request_bytes("POST", "/build?rm=0", &ct, Some(&tar_of(&keep, false)));
+    let r = d.request_bytes("POST", "/build?rm=0", &ct, Some(&tar_of(&keep)));
     assert!(r.text().contains("\"aux\""), "{}", r.text());
     assert!(!r.text().contains("Removing intermediate"), "{}", r.text());
     let ps = d.docker(&["ps", "-a", "--format", "{{.Status}}"]);

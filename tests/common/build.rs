@@ -41,8 +41,17 @@ pub fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
 
 /// `tar c` of a directory.
 pub fn tar_of(dir: &Path) -> Vec<u8> {
+    tar_with("cf", dir)
+}
+
+/// `tar cz` of a directory.
+pub fn tar_gz_of(dir: &Path) -> Vec<u8> {
+    tar_with("czf", dir)
+}
+
+fn tar_with(mode: &str, dir: &Path) -> Vec<u8> {
     let out = Command::new("tar")
-        .args(["cf", "-", "-C"])
+        .args([mode, "-", "-C"])
         .arg(dir)
         .arg(".")
         .output()
