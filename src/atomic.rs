@@ -25,15 +25,7 @@ pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
 /// sooner (it is by the next journal commit). For records whose previous
 /// version is a state recovery accepts (container records).
 pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        "{TEMP_PREFIX}{}-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = temp_for(path)?;
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -53,6 +45,20 @@ pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The temp name `replace_file` and `replace_files` write `path`'s new
+/// content under, beside it: `.tmp-<name>-<pid>`.
+fn temp_for(path: &Path) -> io::Result<PathBuf> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    Ok(dir.join(format!(
+        "{TEMP_PREFIX}{}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// Write a new file and fsync it, without a rename: for files inside a
@@ -142,25 +148,12 @@ pub fn replace_files(files: &[(PathBuf, Vec<u8>)]) -> Vec<(PathBuf, io::Error)> 
     let mut written = Vec::new();
     let mut sync_fd: Option<File> = None;
     for (path, data) in files {
-        let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = dir.join(format!("{TEMP_PREFIX}{name}-{}", std::process::id()));
-        let res = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(data).map(|()| f));
-        match res {
-            Ok(f) => {
+        match temp_for(path).and_then(|tmp| write_temp(&tmp, data).map(|f| (tmp, f))) {
+            Ok((tmp, f)) => {
                 sync_fd.get_or_insert(f);
                 written.push((tmp, path));
             }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                failed.push((path.clone(), e));
-            }
+            Err(e) => failed.push((path.clone(), e)),
         }
     }
     if let Some(f) = sync_fd {
