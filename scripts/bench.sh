@@ -405,31 +405,28 @@ bench_daemon() { # SIDE ADDR
     # docker run --rm busybox true, end to end: both daemons with --network none (the
     # bench's dockerd runs with --bridge=none, so its default network is none), and
     # coracle on its default bridge as a row of its own
-    run_cli_row() { # KEY DOCKER-RUN-ARGS...
-        local key=$1; shift
-        log "$side: docker run --rm $* busybox true x$RUNS..."
+    cli_row() { # KEY NOTE COMMAND...: the median ms of COMMAND over $RUNS runs
+        local key=$1 note=$2; shift 2
+        log "$side: $* x$RUNS..."
         times=()
         for _ in $(seq 1 "$RUNS"); do
             t0=$(now_ms)
-            if ! docker run --rm "$@" busybox true >/dev/null 2>"$WORK/run.err"; then
-                times=(); log "$side: docker run failed: $(cat "$WORK/run.err")"; break
+            if ! "$@" >/dev/null 2>"$WORK/run.err"; then
+                times=(); log "$side: $1 failed: $(cat "$WORK/run.err")"; break
             fi
             times+=($(( $(now_ms) - t0 )))
         done
-        if [ ${#times[@]} -gt 0 ]; then record "$key" "$side" ok "$(median "${times[@]}")"
-        else record "$key" "$side" skip "docker run failed: $(head -c 200 "$WORK/run.err" | tr '\t\n' '  ')"; fi
+        if [ ${#times[@]} -gt 0 ]; then record "$key" "$side" ok "$(median "${times[@]}")" "$note"
+        else record "$key" "$side" skip "$1 failed: $(head -c 200 "$WORK/run.err" | tr '\t\n' '  ')"; fi
     }
     if [ -n "$no_ct" ]; then record run_cli "$side" skip "$no_ct"; record run_cli_bridge "$side" skip "$no_ct"
     else
-        run_cli_row run_cli --network none
+        cli_row run_cli "" docker run --rm --network none busybox true
         if [ "$side" = coracle ]; then
             # the CLI's own floor: start-up and one request, against the fast daemon
-            times=()
-            for _ in $(seq 1 "$RUNS"); do t0=$(now_ms); docker version >/dev/null 2>&1; times+=($(( $(now_ms) - t0 ))); done
-            record floor_cli coracle ok "$(median "${times[@]}")" "docker version against coracle"
+            cli_row floor_cli "docker version against coracle" docker version
             record floor_cli other skip "a machine floor: see the coracle column"
-        fi
-        if [ "$side" = coracle ]; then run_cli_row run_cli_bridge
+            cli_row run_cli_bridge "" docker run --rm busybox true
         else record run_cli_bridge other skip "coracle only (the bench's dockerd has --bridge=none)"; fi
     fi
 
