@@ -43,7 +43,7 @@ impl Event {
     /// `from` fields that older clients still read for containers and images.
     pub fn to_json(&self) -> serde_json::Value {
         let nanos = crate::timefmt::unix_nanos(self.time);
-        let mut v = serde_json::json!({
+        let mut v = crate::json!({
             "Type": self.kind,
             "Action": self.action,
             "Actor": { "ID": self.actor_id, "Attributes": self.attributes },

@@ -419,8 +419,8 @@ where
     close_fds_except(&[0, 1, 2, keep_in, keep_out, keep.unwrap_or(-1)]);
     let mut reporter = Reporter { out: output };
     let (msg, code) = match job(input, &mut reporter) {
-        Ok(v) => (serde_json::json!({ "ok": v }), 0),
-        Err(e) => (serde_json::json!({ "err": e }), 1),
+        Ok(v) => (crate::json!({ "ok": v }), 0),
+        Err(e) => (crate::json!({ "err": e }), 1),
     };
     if raw {
         if code != 0 {

@@ -61,7 +61,7 @@ impl AuditLog {
     }
 
     pub fn record(&mut self, e: &Entry) {
-        let mut line = serde_json::json!({
+        let mut line = crate::json!({
             "time": crate::timefmt::now_rfc3339(),
             "peer": e.peer,
             "token": e.token,
@@ -76,7 +76,7 @@ impl AuditLog {
 
     /// A connection closed at accept (its address is outside allow-from).
     pub fn record_refused_connection(&mut self, peer: &str) {
-        let mut line = serde_json::json!({
+        let mut line = crate::json!({
             "time": crate::timefmt::now_rfc3339(),
             "peer": peer,
             "refused": "not in allow-from",

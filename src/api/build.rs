@@ -6,8 +6,9 @@ use super::error::ApiError;
 use super::Call;
 use crate::build::context::BuildError;
 use crate::build::dockerfile::BUILDKIT_HINT;
+use crate::json;
 use crate::streams::job::feed_worker;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::build::run::RunOptions;
 use crate::distribution::auth::Credentials;

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::key;

@@ -2,7 +2,8 @@
 //! config body decoded here; the engine freezes the container and starts
 //! the worker; the answer (`{"Id"}`) waits for it.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::Call;

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::key;

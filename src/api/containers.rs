@@ -2,7 +2,8 @@
 //! remove, pause, rename, update, wait, prune, top, export. Thin: decode the
 //! request, call the engine's verb, shape the answer.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::{key, Call};

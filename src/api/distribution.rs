@@ -3,7 +3,8 @@
 //! (`distribution::pull`); this file decodes the request and shapes the
 //! answer.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use crate::distribution::auth::Credentials;

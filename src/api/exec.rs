@@ -1,7 +1,7 @@
 //! `/containers/{id}/exec` and `/exec/{id}/*`.
 
+use crate::json;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::attach::{hijack_response, parse_detach_keys, size_params, DEFAULT_DETACH_KEYS};
 use super::error::ApiError;

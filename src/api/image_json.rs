@@ -2,7 +2,8 @@
 //! `inspect` and `history`. They read the store's index; the store itself
 //! builds no JSON for the API.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::filters;

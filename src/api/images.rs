@@ -2,7 +2,8 @@
 //! prune. Archive work runs in forked workers; these handlers start them,
 //! feed them the request body, and turn their outcome into a response.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::Call;

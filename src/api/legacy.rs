@@ -3,7 +3,8 @@
 //! after `ROUTES` (so a route added there takes precedence over one here).
 //! Each entry names the first version that no longer has the endpoint.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::router::{ApiVersion, Handle};

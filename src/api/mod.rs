@@ -193,7 +193,7 @@ impl Handler for Engine {
 pub fn error_response(status: u16, message: &str) -> Response {
     with_common_headers(Response::json(
         status,
-        &serde_json::json!({ "message": message }),
+        &crate::json!({ "message": message }),
     ))
 }
 
@@ -223,7 +223,7 @@ pub(crate) fn json_from_worker(
             text.push(b'\n');
             std::io::Write::write_all(out.out_file(), &text)
                 .map(|()| serde_json::Value::Null)
-                .map_err(|e| serde_json::json!(e.to_string()))
+                .map_err(|e| crate::json!(e.to_string()))
         },
     )?;
     Ok(Response::stream(

@@ -1,7 +1,8 @@
 //! Network shapes: a container's `NetworkSettings`, and the networks
 //! themselves (`docker network inspect` / `ls`), as dockerd writes them.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use crate::container::model::Container;
 use crate::engine::networks::endpoint_config;

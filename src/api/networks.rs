@@ -1,7 +1,8 @@
 //! `/networks/*`: list, inspect, create, remove, connect, disconnect,
 //! prune, with dockerd's shapes and errors.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::network_json::network_json;

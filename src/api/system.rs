@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use serde_json::json;
+use crate::json;
 
 use super::error::ApiError;
 use super::router::{MAX_VERSION, MIN_VERSION};
@@ -33,7 +33,7 @@ pub fn ping(call: &mut Call) -> Result<Response, ApiError> {
 /// `GET /plugins` (`docker plugin ls`): coracle has no plugin system, so the
 /// list is empty, as dockerd's is with none installed.
 pub fn plugins(_call: &mut Call) -> Result<Response, ApiError> {
-    Ok(Response::json(200, &serde_json::json!([])))
+    Ok(Response::json(200, &crate::json!([])))
 }
 
 pub fn version(_call: &mut Call) -> Result<Response, ApiError> {

@@ -9,7 +9,8 @@
 
 use std::fs;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::context::BuildError;
 use super::steps::{say, ImageRec, State, StepEnv};

@@ -11,7 +11,8 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::cache::cache_hit;
 use super::context::BuildError;

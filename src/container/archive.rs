@@ -193,12 +193,12 @@ pub fn write_archive(
     let stat = match stat_path(root, t) {
         Ok(s) => s,
         Err(e) => {
-            let line = serde_json::json!({ "error": e });
+            let line = crate::json!({ "error": e });
             writeln!(out, "{line}").map_err(failed)?;
             return Ok(());
         }
     };
-    writeln!(out, "{}", serde_json::json!({ "stat": stat })).map_err(failed)?;
+    writeln!(out, "{}", crate::json!({ "stat": stat })).map_err(failed)?;
     let base = t.base();
     let shown = if base == "/" { "/".to_string() } else { base };
     let clean = t.clean();

@@ -5,7 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::config::HealthConfig;
 use crate::timefmt::rfc3339_nano;

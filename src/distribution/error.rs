@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use crate::image::error::{ImageError, WireError};
 

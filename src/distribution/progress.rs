@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 /// A plain status line, with or without an id (`Pulling fs layer`).
 pub fn status(id: Option<&str>, status: &str) -> Value {

@@ -8,8 +8,8 @@
 //! pull record (`image/pulls/`) so an interrupted pull never fetches them
 //! again.
 
+use crate::json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Credentials;
 use super::blob::{self, Counters};

@@ -9,9 +9,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::json;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::auth::Credentials;
 use super::blob_sources::{self, Source};

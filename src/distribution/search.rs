@@ -1,7 +1,8 @@
 //! `docker search` against a registry that has no v1 search: its
 //! `/v2/_catalog`, filtered by the term (run in a worker).
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::auth::Credentials;
 use super::endpoint::Registries;

@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::Engine;
 use crate::container::archive::{stat_path, write_archive, ArchiveError, Target};

@@ -3,7 +3,8 @@
 //! step's image (`build::steps`), reporting as it goes; the daemon indexes
 //! each image as its record arrives and tags the last one.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::build_job::BuildId;
 use super::Engine;

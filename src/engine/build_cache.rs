@@ -6,7 +6,8 @@
 
 use std::collections::HashSet;
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::Engine;
 use crate::image::error::ImageError;

@@ -16,7 +16,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::tasks::Task;
 use super::Engine;

@@ -3,7 +3,8 @@
 //! the child image into the store; the daemon then indexes it, thaws the
 //! container and publishes the "commit" event.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::Engine;
 use crate::container::error::ContainerError;

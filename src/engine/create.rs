@@ -91,7 +91,7 @@ impl Engine {
         let spawned = self.workers.spawn(Wake::Task(task), move |_input, _out| {
             dirs.create(&record, &files)
                 .map(|()| serde_json::Value::Null)
-                .map_err(|e| serde_json::json!(crate::goerr::io_text(&e)))
+                .map_err(|e| crate::json!(crate::goerr::io_text(&e)))
         });
         span.phase("worker-spawn");
         match spawned {

@@ -1,7 +1,8 @@
 //! Image jobs that fill the store from a forked worker: `docker load` and
 //! `docker import` (from the request body or an http:// URL).
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::Engine;
 use crate::events::Event;

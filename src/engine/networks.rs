@@ -434,10 +434,7 @@ impl Engine {
             .take()
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default();
-        m.insert(
-            net.name.clone(),
-            config.unwrap_or_else(|| serde_json::json!({})),
-        );
+        m.insert(net.name.clone(), config.unwrap_or_else(|| crate::json!({})));
         updated.networking = Some(Value::Object(m));
         if let Some(pid) = entry.live.as_ref().map(|l| l.pid.as_raw()) {
             let ns = NetNs::of_pid(pid)?;

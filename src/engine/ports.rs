@@ -276,7 +276,7 @@ impl Engine {
                     portmap::ps_ports(&req, published),
                 )
             }
-            _ => (serde_json::json!({}), serde_json::json!([])),
+            _ => (crate::json!({}), crate::json!([])),
         }
     }
 }

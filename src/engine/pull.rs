@@ -1,7 +1,7 @@
 //! `docker pull`: the registry job forked into a worker, and its commit
 //! into the store (tags and digest reference) when it succeeds.
 
-use serde_json::json;
+use crate::json;
 
 use super::Engine;
 use crate::distribution::pull::{pull, PullJob, PullSummary};

@@ -1,7 +1,7 @@
 //! `docker push`: the tags to push found in the store, the registry job
 //! forked into a worker, and the digest references it earned recorded.
 
-use serde_json::json;
+use crate::json;
 
 use super::Engine;
 use crate::distribution::error::DistError;

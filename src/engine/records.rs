@@ -96,7 +96,7 @@ fn sync_job(
             }
         }
         crate::failpoint!("record.synced");
-        Ok(serde_json::json!(failed))
+        Ok(crate::json!(failed))
     }
 }
 

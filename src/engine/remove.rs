@@ -99,7 +99,7 @@ impl Engine {
                 }
                 crate::failpoint!("container.prune_one");
             }
-            Ok(serde_json::json!({ "deleted": deleted, "reclaimed": reclaimed }))
+            Ok(crate::json!({ "deleted": deleted, "reclaimed": reclaimed }))
         })
     }
 

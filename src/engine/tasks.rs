@@ -85,7 +85,7 @@ impl Engine {
             crate::failpoint!("tree.delete_begin");
             std::fs::remove_dir_all(&dir)
                 .map(|()| serde_json::Value::Null)
-                .map_err(|e| serde_json::json!(format!("{}: {e}", dir.display())))
+                .map_err(|e| crate::json!(format!("{}: {e}", dir.display())))
         });
         match spawned {
             Ok(worker) => self.fill_task(task, Box::new(DeleteTree { worker, what })),

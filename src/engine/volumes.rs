@@ -226,7 +226,7 @@ impl Engine {
                     log::error!("delete {}: {e}", tree.display());
                 }
             }
-            Ok(serde_json::json!({ "deleted": deleted, "reclaimed": reclaimed }))
+            Ok(crate::json!({ "deleted": deleted, "reclaimed": reclaimed }))
         })
     }
 

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::{self, Write};
 
+use crate::json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::digest::{digest_hex, sha256_digest};
 use super::error::{ImageError, Result};

@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::archive_load::{LoadSummary, TempDirs};
 use super::error::{ImageError, Result};

@@ -3,7 +3,8 @@
 
 use std::io::Read;
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use super::archive_load::{LoadSummary, LoadedImage, TempDirs};
 use super::error::{ImageError, Result};

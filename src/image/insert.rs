@@ -8,7 +8,8 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use super::archive_load::{LoadSummary, TempDirs};
 use super::error::{ImageError, Result};

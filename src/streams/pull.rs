@@ -4,7 +4,8 @@
 //! relays each message as one JSON line, then the job's last lines; a
 //! failure after that is an `errorDetail` line, as dockerd writes it.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 use crate::engine::{Engine, Response};
 use crate::reply::{BodySource, ConnId, OnceBody, Pending, Pull};

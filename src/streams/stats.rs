@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 use crate::engine::stats::Reading;
 use crate::engine::Engine;

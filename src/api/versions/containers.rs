@@ -1,6 +1,7 @@
 //! Older shapes of the container endpoints, from the newest JSON.
 
-use serde_json::{json, Map, Value};
+use crate::json;
+use serde_json::{Map, Value};
 
 /// v1.0-v1.4 `docker ps` rows: `Ports` as dockerd 0.x wrote it
 /// ("8080->80, 5353->53/udp": published ports only, sorted), and the

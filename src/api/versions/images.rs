@@ -1,6 +1,7 @@
 //! Older shapes of the image endpoints, from the newest JSON.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 /// Image IDs before content addressing (v1.10) had no `sha256:` prefix.
 fn bare_id(id: &Value) -> Value {

@@ -1,6 +1,7 @@
 //! Older shapes of the system endpoints.
 
-use serde_json::{json, Value};
+use crate::json;
+use serde_json::Value;
 
 /// v1.0-v1.10 `info`: v1.3's listener count (a string in its doc) and the
 /// LXC version (none: there is no LXC here).
