@@ -184,6 +184,51 @@ struct Flags {
     userns_remap: Option<String>,
 }
 
+impl Flags {
+    /// The setting a flag with one value sets (the last one given wins): one
+    /// table instead of an assignment per flag in `parse_args`' loop.
+    fn value_slot(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "--data-root" | "-g" | "--graph" => &mut self.data_root,
+            "--config-file" => &mut self.config_file,
+            "-l" | "--log-level" => &mut self.log_level,
+            "-p" | "--pidfile" => &mut self.pidfile,
+            "--max-connections" => &mut self.max_connections,
+            "--head-timeout" => &mut self.head_timeout,
+            "--api-cors-header" => &mut self.api_cors_header,
+            "--registry-certs-dir" => &mut self.registry_certs_dir,
+            "--api-tokens" => &mut self.api_tokens,
+            "--audit-log" => &mut self.audit_log,
+            "--tlscacert" => &mut self.tlscacert,
+            "--tlscert" => &mut self.tlscert,
+            "--tlskey" => &mut self.tlskey,
+            "--userns-remap" => &mut self.userns_remap,
+            _ => return None,
+        })
+    }
+
+    /// The list a repeatable flag adds its value to.
+    fn list_slot(&mut self, name: &str) -> Option<&mut Vec<String>> {
+        Some(match name {
+            "-H" | "--host" => &mut self.hosts,
+            "--insecure-registry" => &mut self.insecure_registries,
+            "--allow-from" => &mut self.allow_from,
+            _ => return None,
+        })
+    }
+
+    /// The switch a `--flag` / `--flag=true|false` sets.
+    fn bool_slot(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "--insecure-tcp" => &mut self.insecure_tcp,
+            "--tls" => &mut self.tls,
+            "--tlsverify" => &mut self.tlsverify,
+            "--trace-timings" => &mut self.trace_timings,
+            _ => return None,
+        })
+    }
+}
+
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
     if args.first().map(String::as_str) == Some("check-config") {
         return Ok(Command::CheckConfig);
@@ -214,15 +259,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         match name {
             "-h" | "--help" => return Ok(Command::Help),
             "-v" | "--version" => return Ok(Command::Version),
-            "-H" | "--host" => f.hosts.push(value()?),
-            "--data-root" | "-g" | "--graph" => f.data_root = Some(value()?),
-            "--config-file" => f.config_file = Some(value()?),
-            "-l" | "--log-level" => f.log_level = Some(value()?),
             "-D" | "--debug" => f.log_level = Some("debug".into()),
-            "-p" | "--pidfile" => f.pidfile = Some(value()?),
-            "--max-connections" => f.max_connections = Some(value()?),
-            "--head-timeout" => f.head_timeout = Some(value()?),
-            "--api-cors-header" => f.api_cors_header = Some(value()?),
             "--api-enable-cors" => f.api_enable_cors = true,
             "--no-new-privileges" => {
                 f.no_new_privileges = match inline.as_deref() {
@@ -231,21 +268,14 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                     Some(v) => return Err(format!("invalid value {v:?} for --no-new-privileges")),
                 }
             }
-            "--insecure-registry" => f.insecure_registries.push(value()?),
-            "--registry-certs-dir" => f.registry_certs_dir = Some(value()?),
-            "--insecure-tcp" => f.insecure_tcp = bool_flag(name, inline.as_deref())?,
-            "--tls" => f.tls = bool_flag(name, inline.as_deref())?,
-            "--tlsverify" => f.tlsverify = bool_flag(name, inline.as_deref())?,
-            "--api-tokens" => f.api_tokens = Some(value()?),
-            "--allow-from" => f.allow_from.push(value()?),
-            "--audit-log" => f.audit_log = Some(value()?),
-            "--tlscacert" => f.tlscacert = Some(value()?),
-            "--tlscert" => f.tlscert = Some(value()?),
-            "--tlskey" => f.tlskey = Some(value()?),
-            "--trace-timings" => f.trace_timings = bool_flag(name, inline.as_deref())?,
-            "--userns-remap" => f.userns_remap = Some(value()?),
             other => {
-                if !f.registry.take(other, &mut value)? {
+                if let Some(slot) = f.value_slot(other) {
+                    *slot = Some(value()?);
+                } else if let Some(list) = f.list_slot(other) {
+                    list.push(value()?);
+                } else if let Some(b) = f.bool_slot(other) {
+                    *b = bool_flag(other, inline.as_deref())?;
+                } else if !f.registry.take(other, &mut value)? {
                     return Err(format!("unknown flag: {other}\n\n{USAGE}"));
                 }
             }
@@ -327,8 +357,46 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
     }
     let registry = registry_opts::merge(std::mem::take(&mut f.registry), obj, path)?;
     let mut conflicts = Vec::new();
-    let mut pick = |key: &str, flag: Option<String>| -> Result<Option<String>, String> {
-        let from_file = match obj.get(key) {
+    // The settings given as a string (or number, or bool) in either place, in
+    // one loop: the first bad file value is the error.
+    let mut picked = [
+        f.data_root,
+        f.log_level,
+        f.pidfile,
+        f.max_connections,
+        f.head_timeout,
+        None,
+        f.api_cors_header,
+        f.api_tokens,
+        f.audit_log,
+        None,
+        None,
+        f.registry_certs_dir,
+        f.userns_remap,
+        f.tlscacert,
+        f.tlscert,
+        f.tlskey,
+    ];
+    const PICKED: [&str; 16] = [
+        "data-root",
+        "log-level",
+        "pidfile",
+        "max-connections",
+        "head-timeout",
+        "log-driver",
+        "api-cors-header",
+        "api-tokens",
+        "audit-log",
+        "bridge",
+        "bip",
+        "registry-certs-dir",
+        "userns-remap",
+        "tlscacert",
+        "tlscert",
+        "tlskey",
+    ];
+    for (key, flag) in PICKED.iter().zip(picked.iter_mut()) {
+        let from_file = match obj.get(*key) {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -338,28 +406,15 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
         if flag.is_some() && from_file.is_some() {
             conflicts.push(key.to_string());
         }
-        Ok(flag.or(from_file))
-    };
-    let data_root = pick("data-root", f.data_root)?;
-    let mut log_level = pick("log-level", f.log_level)?;
-    let pidfile = pick("pidfile", f.pidfile)?;
-    let max_connections = pick("max-connections", f.max_connections)?;
-    let head_timeout = pick("head-timeout", f.head_timeout)?;
-    let log_driver = pick("log-driver", None)?;
-    let api_cors_header = pick("api-cors-header", f.api_cors_header)?;
+        if flag.is_none() {
+            *flag = from_file;
+        }
+    }
+    let [data_root, mut log_level, pidfile, max_connections, head_timeout, log_driver, api_cors_header, api_tokens, audit_log, bridge, bip, registry_certs_dir, userns_remap, tlscacert, tlscert, tlskey] =
+        picked;
     // dockerd's old `--api-enable-cors`: any origin, unless one is named.
     let api_cors_header = api_cors_header.or(f.api_enable_cors.then(|| "*".to_string()));
-    let api_tokens = pick("api-tokens", f.api_tokens)?;
-    let audit_log = pick("audit-log", f.audit_log)?;
-    let bridge = pick("bridge", None)?;
-    let bip = pick("bip", None)?;
-    let registry_certs_dir = pick("registry-certs-dir", f.registry_certs_dir)?;
-    let userns_remap = pick("userns-remap", f.userns_remap)?.filter(|v| !v.is_empty());
-    let tls_files = [
-        pick("tlscacert", f.tlscacert)?,
-        pick("tlscert", f.tlscert)?,
-        pick("tlskey", f.tlskey)?,
-    ];
+    let userns_remap = userns_remap.filter(|v| !v.is_empty());
     let mut file_bool = |key: &str, flag: bool| -> Result<bool, String> {
         match obj.get(key) {
             None | Some(serde_json::Value::Null) => Ok(flag),
@@ -450,7 +505,6 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
         .iter()
         .map(|c| Cidr::parse(c))
         .collect::<Result<Vec<_>, _>>()?;
-    let [tlscacert, tlscert, tlskey] = tls_files;
     let data_root = PathBuf::from(data_root.unwrap_or_else(|| DEFAULT_DATA_ROOT.to_string()));
     if !data_root.is_absolute() {
         return Err(format!(

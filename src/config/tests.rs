@@ -128,3 +128,98 @@ fn userns_remap_from_flag_or_file() {
         .userns_remap
         .is_none());
 }
+
+#[test]
+fn every_flag_reaches_its_setting() {
+    let file = std::env::temp_dir().join(format!("coracle-flags-{}.json", std::process::id()));
+    std::fs::write(&file, "{}").unwrap();
+    let file_arg = file.display().to_string();
+    let argv: Vec<String> = [
+        "-H",
+        "unix:///tmp/a.sock",
+        "--host=tcp://127.0.0.1:2375",
+        "-g",
+        "/d",
+        "-l",
+        "warn",
+        "-p",
+        "/p",
+        "--max-connections",
+        "7",
+        "--head-timeout=9",
+        "--api-cors-header",
+        "http://ui.lan",
+        "--insecure-registry",
+        "r:5000",
+        "--registry-certs-dir",
+        "/c",
+        "--insecure-tcp",
+        "--tls=false",
+        "--tlsverify=true",
+        "--api-tokens",
+        "/t",
+        "--allow-from",
+        "10.0.0.0/8",
+        "--audit-log",
+        "/a",
+        "--tlscacert",
+        "/ca",
+        "--tlscert=/cert",
+        "--tlskey",
+        "/key",
+        "--trace-timings",
+        "--userns-remap",
+        "default",
+        "--registry-mirror",
+        "https://m.lan",
+        "--config-file",
+        &file_arg,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let got = parse_args(&argv);
+    let last_wins = parse_args(&[
+        "--data-root=/one".to_string(),
+        "--data-root=/two".to_string(),
+        "--config-file".to_string(),
+        file_arg.clone(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    let Ok(Command::Run(c)) = got else {
+        panic!("flags rejected")
+    };
+    assert_eq!(c.hosts.len(), 2);
+    assert_eq!(c.data_root, PathBuf::from("/d"));
+    assert_eq!(c.log_level, log::LevelFilter::Warn);
+    assert_eq!(c.pidfile, Some(PathBuf::from("/p")));
+    assert_eq!(c.max_connections, 7);
+    assert_eq!(c.head_timeout, Duration::from_secs(9));
+    assert_eq!(c.api_cors_header, "http://ui.lan");
+    assert_eq!(c.insecure_registries, vec!["r:5000".to_string()]);
+    assert_eq!(c.registry_certs_dir, PathBuf::from("/c"));
+    assert!(c.insecure_tcp && !c.tls.tls && c.tls.verify && c.trace_timings);
+    assert_eq!(c.api_tokens, PathBuf::from("/t"));
+    assert!(c.api_tokens_explicit);
+    assert_eq!(c.allow_from.len(), 1);
+    assert_eq!(c.audit_log, Some(PathBuf::from("/a")));
+    assert_eq!(c.tls.ca, Some(PathBuf::from("/ca")));
+    assert_eq!(c.tls.cert, Some(PathBuf::from("/cert")));
+    assert_eq!(c.tls.key, Some(PathBuf::from("/key")));
+    assert_eq!(c.userns_remap.as_deref(), Some("default"));
+    assert_eq!(c.registry.mirrors, vec!["https://m.lan/".to_string()]);
+    let Ok(Command::Run(c)) = last_wins else {
+        panic!("flags rejected")
+    };
+    assert_eq!(c.data_root, PathBuf::from("/two"));
+    let err = |a: &[&str]| match parse_args(&args(a)) {
+        Err(e) => e,
+        Ok(_) => panic!("{a:?} accepted"),
+    };
+    assert_eq!(
+        parse_args(&["--tlskey".to_string()]).err().as_deref(),
+        Some("flag needs an argument: --tlskey")
+    );
+    assert_eq!(err(&["--tls=maybe"]), "invalid value \"maybe\" for --tls");
+    assert!(err(&["--tlskeys", "x"]).starts_with("unknown flag: --tlskeys\n\nUsage:"));
+}
