@@ -3,6 +3,30 @@
 use super::facts::{parse_seccomp_status, Facts, Host};
 use super::{cgroup_checks, Builder, Level, Report, Status};
 
+/// The namespaces checked by their `/proc/self/ns` file: (file, name, level,
+/// impact when missing, kernel option). One loop over a table instead of a
+/// call laid out per namespace.
+const NAMESPACES: &[(&str, &str, Level, &str, &str)] = &[
+    ("mnt", "mount", Level::Required,
+        "containers cannot start: no private mount table for the container's root filesystem",
+        "CONFIG_NAMESPACES"),
+    ("pid", "pid", Level::Required,
+        "containers cannot start: processes would see and signal the host's processes",
+        "CONFIG_PID_NS"),
+    ("uts", "uts", Level::Required,
+        "containers cannot start: no per-container hostname",
+        "CONFIG_UTS_NS"),
+    ("ipc", "ipc", Level::Required,
+        "containers cannot start: System V IPC and POSIX message queues would be shared with the host",
+        "CONFIG_IPC_NS"),
+    ("net", "network", Level::Required,
+        "containers cannot start: no private network stack",
+        "CONFIG_NET_NS"),
+    ("cgroup", "cgroup", Level::Optional,
+        "containers see the host's cgroup paths in /proc/self/cgroup",
+        "CONFIG_CGROUPS (cgroup namespace, kernel 4.6+)"),
+];
+
 /// Probe a host (its root directory) and build the report.
 pub fn probe(host: &Host) -> Report {
     let facts = Facts::gather(host);
@@ -13,44 +37,9 @@ pub fn probe(host: &Host) -> Report {
     };
 
     // --- namespaces
-    b.namespace(
-        "mnt",
-        "mount",
-        Level::Required,
-        "containers cannot start: no private mount table for the container's root filesystem",
-        "CONFIG_NAMESPACES",
-    );
-    b.namespace(
-        "pid",
-        "pid",
-        Level::Required,
-        "containers cannot start: processes would see and signal the host's processes",
-        "CONFIG_PID_NS",
-    );
-    b.namespace(
-        "uts",
-        "uts",
-        Level::Required,
-        "containers cannot start: no per-container hostname",
-        "CONFIG_UTS_NS",
-    );
-    b.namespace("ipc", "ipc", Level::Required,
-        "containers cannot start: System V IPC and POSIX message queues would be shared with the host",
-        "CONFIG_IPC_NS");
-    b.namespace(
-        "net",
-        "network",
-        Level::Required,
-        "containers cannot start: no private network stack",
-        "CONFIG_NET_NS",
-    );
-    b.namespace(
-        "cgroup",
-        "cgroup",
-        Level::Optional,
-        "containers see the host's cgroup paths in /proc/self/cgroup",
-        "CONFIG_CGROUPS (cgroup namespace, kernel 4.6+)",
-    );
+    for &(file, name, level, impact, kconfig) in NAMESPACES {
+        b.namespace(file, name, level, impact, kconfig);
+    }
     {
         let ns = host.exists("/proc/self/ns/user");
         let max = host
@@ -77,19 +66,11 @@ pub fn probe(host: &Host) -> Report {
     b.add("filesystems", "overlay", Level::Recommended, overlay,
         "the copy fallback is used: every container gets a full copy of its image (slower start, more disk and flash wear)",
         "CONFIG_OVERLAY_FS");
-    let devpts = if facts.has_fs("devpts") {
-        (Status::Present, String::new())
-    } else {
-        (Status::Missing, "not in /proc/filesystems".into())
-    };
+    let devpts = in_filesystems(&facts, "devpts");
     b.add("filesystems", "devpts", Level::Required, devpts,
         "containers cannot start: each container mounts its own /dev/pts (terminals, `docker run -t`)",
         "CONFIG_UNIX98_PTYS (devpts)");
-    let tmpfs = if facts.has_fs("tmpfs") {
-        (Status::Present, String::new())
-    } else {
-        (Status::Missing, "not in /proc/filesystems".into())
-    };
+    let tmpfs = in_filesystems(&facts, "tmpfs");
     b.add(
         "filesystems",
         "tmpfs",
@@ -98,11 +79,7 @@ pub fn probe(host: &Host) -> Report {
         "containers cannot start: /dev, /dev/shm and --tmpfs mounts are tmpfs",
         "CONFIG_TMPFS (CONFIG_SHMEM)",
     );
-    let mqueue = if facts.has_fs("mqueue") {
-        (Status::Present, String::new())
-    } else {
-        (Status::Missing, "not in /proc/filesystems".into())
-    };
+    let mqueue = in_filesystems(&facts, "mqueue");
     b.add(
         "filesystems",
         "mqueue",
@@ -245,5 +222,14 @@ pub fn probe(host: &Host) -> Report {
         kernel_release: facts.release.clone(),
         kernel_config_source: facts.config_source.clone(),
         checks: b.checks,
+    }
+}
+
+/// Present when /proc/filesystems lists `fs`.
+fn in_filesystems(facts: &Facts, fs: &str) -> (Status, String) {
+    if facts.has_fs(fs) {
+        (Status::Present, String::new())
+    } else {
+        (Status::Missing, "not in /proc/filesystems".into())
     }
 }
