@@ -16,7 +16,9 @@
 use serde_json::{Map, Value};
 
 /// The object of `pairs` (later keys win, as with serde_json's inserts). The
-/// values are taken out of the slice, leaving `Null`.
+/// values are taken out of the slice, leaving `Null`: `json!` hands the pairs
+/// in a `ManuallyDrop` array, so a call site carries no drop of its array
+/// (nothing is left in it to free).
 pub fn object(pairs: &mut [(&str, Value)]) -> Value {
     let mut map = Map::new();
     for (key, value) in pairs {
@@ -41,7 +43,9 @@ macro_rules! json {
     ([]) => { ::serde_json::Value::Array(::std::vec::Vec::new()) };
     ([ $($items:tt)+ ]) => { ::serde_json::Value::Array($crate::json_items!([] $($items)+)) };
     ({}) => { ::serde_json::Value::Object(::serde_json::Map::new()) };
-    ({ $($pairs:tt)+ }) => { $crate::json::object(&mut $crate::json_pairs!([] $($pairs)+)) };
+    ({ $($pairs:tt)+ }) => {
+        $crate::json::object(&mut *::core::mem::ManuallyDrop::new($crate::json_pairs!([] $($pairs)+)))
+    };
     ($other:expr) => { $crate::json::value(&$other) };
 }
 
