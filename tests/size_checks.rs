@@ -179,7 +179,10 @@ fn toolchain_without_rust_src(dir: &Path) -> std::path::PathBuf {
     for b in ["rustc", "cargo"] {
         link(&real.join("bin").join(b), &fake.join("bin").join(b));
     }
-    for e in std::fs::read_dir(real.join("lib")).expect("read lib").flatten() {
+    for e in std::fs::read_dir(real.join("lib"))
+        .expect("read lib")
+        .flatten()
+    {
         let to = fake.join("lib").join(e.file_name());
         match std::fs::read_link(e.path()) {
             Ok(target) => std::os::unix::fs::symlink(target, &to).expect("symlink"),
