@@ -6,6 +6,9 @@
 #   scripts/build-static.sh --gnu            # glibc for this machine's CPU
 #   scripts/build-static.sh --target aarch64-unknown-linux-musl
 #   scripts/build-static.sh --all            # every target below that can be built here
+#   scripts/build-static.sh --dry-run [...]  # say how it would build (toolchain, std, flags); build nothing
+#   CORACLE_PREBUILT_STD=1 scripts/build-static.sh   # the old pipeline (prebuilt std), to compare
+#   CORACLE_LINK_ARGS="-Map=F" scripts/build-static.sh  # extra arguments for the final link only
 #
 # Targets: x86_64-unknown-linux-musl, aarch64-unknown-linux-musl,
 #          armv7-unknown-linux-musleabihf, and the -gnu / -gnueabihf variants.
@@ -18,14 +21,24 @@
 #      cc; a cross gnu target with Debian's cross gcc (aarch64-linux-gnu-gcc from
 #      gcc-aarch64-linux-gnu, arm-linux-gnueabihf-gcc from gcc-arm-linux-gnueabihf),
 #      which the script does not install. CARGO_TARGET_<TRIPLE>_LINKER, when set, wins;
-#   3. cargo build --release --target TRIPLE with
-#      RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
-#      (a classic static executable: no loader, no start-up relocations, what file(1) calls
-#      "statically linked"; the price is no ASLR for the daemon's own image). The release
-#      profile in Cargo.toml sets opt-level z, lto, codegen-units 1, panic abort, strip.
-#      The target is always explicit so RUSTFLAGS only reach target code, never build
-#      scripts or proc macros;
-#   4. prints the binary's path, its size and file(1)'s description, and fails when the
+#   3. the standard library from source, sized for size (the shipped pipeline, see
+#      docs/RELEASING.md): with the toolchain's `rust-src` component (rustup component add
+#      rust-src when missing), cargo builds std itself for the target
+#      (-Z build-std=std,panic_abort, std's optimize_for_size feature) with the release
+#      profile's opt-level, LTO and the flags below, instead of linking rustup's prebuilt,
+#      speed-optimised std. These are unstable cargo/rustc options: RUSTC_BOOTSTRAP=1 is set
+#      for that one cargo call only, so the stable toolchain that builds and tests
+#      everything else builds the release too (how the Linux kernel builds its Rust).
+#      When rust-src is missing and cannot be added, it says so loudly and builds with the
+#      prebuilt std as before (about 600 KiB larger: scripts/size-budget then fails);
+#   4. cargo build --release --target TRIPLE with
+#      RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" plus, with std
+#      from source, $SIZE_FLAGS below (a classic static executable: no loader, no start-up
+#      relocations, what file(1) calls "statically linked"; the price is no ASLR for the
+#      daemon's own image). The release profile in Cargo.toml sets opt-level z, lto,
+#      codegen-units 1, panic abort, strip. The target is always explicit so RUSTFLAGS only
+#      reach target code (and the std built for it), never build scripts or proc macros;
+#   5. prints the binary's path, its size and file(1)'s description, and fails when the
 #      binary is dynamically linked.
 # --all goes on past a target it cannot build and ends with a table: each target's size,
 # or why it was not built.
@@ -41,7 +54,7 @@ usage() {
 ALL_TARGETS="x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf
 x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
 
-TARGET="" GNU=0 ALL=0
+TARGET="" GNU=0 ALL=0 DRY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --target) [ $# -ge 2 ] || { echo "error: --target needs a value" >&2; exit 2; }
@@ -49,6 +62,7 @@ while [ $# -gt 0 ]; do
         --target=*) TARGET=${1#--target=}; shift ;;
         --gnu) GNU=1; shift ;;
         --all) ALL=1; shift ;;
+        --dry-run) DRY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -79,8 +93,8 @@ RUST_LLD="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/rust-lld"
 # rustup cannot add it.
 ensure_target() {
     why=""
+    [ -d "$(rustc --print target-libdir --target "$1" 2>/dev/null)" ] && return 0
     if command -v rustup >/dev/null 2>&1; then
-        rustup target list --installed | grep -qx "$1" && return 0
         echo "Rust target $1 is not installed; rustup target add $1"
         if out=$(rustup target add "$1" 2>&1); then
             printf '%s\n' "$out"
@@ -90,9 +104,47 @@ ensure_target() {
         why="rustup target add $1 failed: $(printf '%s\n' "$out" | grep -E '^error|status code' | sed -e 's/^ *[0-9]*: *//' | head -2 | paste -sd' ')"
         return 1
     fi
-    [ -d "$(rustc --print target-libdir --target "$1" 2>/dev/null)" ] && return 0
     why="no standard library for $1 and no rustup to add it (install it with your Rust distribution)"
     return 1
+}
+
+# The flags that shrink the binary once std is built from source (docs/RELEASING.md, "What
+# the flags do"). Each is unstable, hence RUSTC_BOOTSTRAP=1 on the cargo call:
+#   -Cpanic=immediate-abort   a panic is an abort (SIGABRT): no message, no hook, no
+#                             formatting machinery (-Zunstable-options makes it accepted)
+#   -Zlocation-detail=none    panic locations (file, line, column) are not recorded:
+#                             with immediate-abort nothing prints them anyway
+SIZE_FLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none"
+
+# Sets STD_SRC=1 when the toolchain has (or rustup can add) rust-src, the source cargo
+# builds std from; otherwise STD_SRC=0 and a warning that the binary will be larger.
+# CORACLE_PREBUILT_STD=1 asks for the prebuilt std.
+STD_SRC=""
+ensure_rust_src() {
+    [ -z "$STD_SRC" ] || return 0
+    STD_SRC=0
+    if [ "${CORACLE_PREBUILT_STD:-0}" = 1 ]; then
+        echo "std: prebuilt (CORACLE_PREBUILT_STD=1)"; return 0
+    fi
+    src="$(rustc --print sysroot)/lib/rustlib/src/rust/library"
+    if [ ! -f "$src/std/Cargo.toml" ] && command -v rustup >/dev/null 2>&1; then
+        echo "the toolchain has no rust-src; rustup component add rust-src"
+        out=$(rustup component add rust-src 2>&1) || printf '%s\n' "$out" | grep -m1 '^error' >&2 || true
+    fi
+    if [ -f "$src/std/Cargo.toml" ]; then
+        STD_SRC=1
+        echo "std: from source ($src)"
+        return 0
+    fi
+    cat >&2 <<EOW
+
+WARNING: $(rustc -V) has no rust-src component ($src missing) and rustup could not add it.
+WARNING: Building with the PREBUILT standard library instead: no -Z build-std, no
+WARNING: optimize_for_size, no immediate-abort panics. The binary works but is about
+WARNING: 600 KiB larger than the release pipeline's, and scripts/size-budget will fail.
+WARNING: Fix: rustup component add rust-src (or a toolchain that ships it).
+
+EOW
 }
 
 # Exports cargo's linker variable for $1 when it needs one; sets $why and returns
@@ -152,9 +204,29 @@ build_one() {
     ensure_target "$t" || { echo "error: $why" >&2; return 3; }
     ensure_linker "$t" || { echo "error: $why" >&2; return 4; }
     ensure_cc "$t" || { echo "error: $why" >&2; return 4; }
+    ensure_rust_src
     flags="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static -C relocation-model=static"
-    echo "building coracle for $t (RUSTFLAGS=$flags)"
-    RUSTFLAGS=$flags cargo build --release --target "$t" || { why="cargo build failed"; return 1; }
+    if [ "$STD_SRC" = 1 ]; then
+        flags="$flags $SIZE_FLAGS"
+        set -- env RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort \
+            CARGO_UNSTABLE_BUILD_STD_FEATURES=optimize_for_size
+        echo "building coracle for $t with std from source (RUSTC_BOOTSTRAP=1, -Z build-std=std,panic_abort, -Z build-std-features=optimize_for_size; RUSTFLAGS=$flags)"
+    else
+        set -- env
+        echo "building coracle for $t with the prebuilt std (RUSTFLAGS=$flags)"
+    fi
+    [ "$DRY" = 0 ] || { why="--dry-run: not built"; return 5; }
+    if [ -n "${CORACLE_LINK_ARGS:-}" ]; then
+        # scripts/startup-order.sh: extra linker arguments for the final link only (a map
+        # file), so the dependencies and std built with the same flags are reused.
+        largs=""
+        for a in $CORACLE_LINK_ARGS; do largs="$largs -C link-arg=$a"; done
+        # shellcheck disable=SC2086 # one word per argument
+        "$@" RUSTFLAGS="$flags" cargo rustc --release --target "$t" --bin coracle -- $largs \
+            || { why="cargo rustc failed"; return 1; }
+    else
+        "$@" RUSTFLAGS="$flags" cargo build --release --target "$t" || { why="cargo build failed"; return 1; }
+    fi
     bin="${CARGO_TARGET_DIR:-target}/$t/release/coracle"
     [ -f "$bin" ] || { why="build succeeded but $bin is missing"; echo "error: $why" >&2; return 1; }
     size=$(wc -c < "$bin" | tr -d ' ')
@@ -182,6 +254,7 @@ build_one() {
 if [ "$ALL" = 0 ]; then
     rc=0
     build_one "$TARGET" || rc=$?
+    [ "$rc" != 5 ] || rc=0
     exit "$rc"
 fi
 
@@ -190,6 +263,7 @@ for t in $ALL_TARGETS; do
     rc=0
     build_one "$t" || rc=$?
     case "$rc" in
+        5) line="dry run" ;;
         0) line="built   $size bytes; $(printf '%s' "$desc" | cut -d, -f2 | sed 's/^ //'), statically linked" ;;
         1) line="FAILED  $why"; failed=1 ;;
         *) line="skipped $why" ;;

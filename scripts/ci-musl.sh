@@ -46,6 +46,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The release pipeline builds std from source (scripts/build-static.sh; docs/RELEASING.md):
+# rustup's rust-src component. build-static.sh adds it too, and falls back loudly without it.
+rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
     rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done

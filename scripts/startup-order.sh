@@ -22,15 +22,12 @@ command -v valgrind >/dev/null 2>&1 || { echo "error: valgrind is needed (apt-ge
 T=x86_64-unknown-linux-musl
 W=$(mktemp -d /tmp/coracle-order.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-# The release binary as build-static.sh makes it, with a map of where each function went
-# (cargo rustc: the extra flags reach only the final link). Which functions run does not
-# depend on where they are, so the current order file may stay in the link.
-RUST_LLD=$(find "$(rustc --print sysroot)/lib/rustlib" -name rust-lld -type f | head -1)
-env RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-    CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-cc} \
-    CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER:-$RUST_LLD} \
-    cargo rustc --release --target $T --bin coracle -- -C link-arg=-Map="$W/map" -C link-arg=--no-demangle
-cp "target/$T/release/coracle" "$W/coracle"
+# The release binary exactly as build-static.sh makes it (std from source, the same flags),
+# with a map of where each function went: CORACLE_LINK_ARGS reaches only the final link,
+# so std and the dependencies of the last release build are reused. Which functions run
+# does not depend on where they are, so the current order file may stay in the link.
+CORACLE_LINK_ARGS="-Map=$W/map --no-demangle" sh scripts/build-static.sh --target $T
+cp "${CARGO_TARGET_DIR:-target}/$T/release/coracle" "$W/coracle"
 echo '{}' > "$W/daemon.json"
 valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$W/cg.out" \
     "$W/coracle" --data-root "$W/root" -H "unix://$W/s.sock" --config-file "$W/daemon.json" \

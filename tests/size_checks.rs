@@ -133,3 +133,106 @@ fn tls_listener_suites_and_versions() {
     d.terminate();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `sh scripts/build-static.sh ARGS` in the repository with `env` set:
+/// (success, stdout + stderr).
+fn build_static(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> (bool, String) {
+    let o = std::process::Command::new("sh")
+        .arg("scripts/build-static.sh")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run scripts/build-static.sh");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), out)
+}
+
+/// The active toolchain's sysroot (rustc from PATH, as the script finds it).
+fn sysroot() -> std::path::PathBuf {
+    let o = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("run rustc --print sysroot");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().into()
+}
+
+/// A rustup toolchain directory made of the active toolchain's compiler and
+/// target libraries but without its `rust-src` component: hard links (rustc
+/// finds its sysroot from where its driver library is, so symbolic links would
+/// lead it back to the real one), copies across file systems.
+fn toolchain_without_rust_src(dir: &Path) -> std::path::PathBuf {
+    let real = sysroot();
+    let fake = dir.join("toolchain");
+    let link = |from: &Path, to: &Path| {
+        if std::fs::hard_link(from, to).is_err() {
+            std::fs::copy(from, to).expect("copy a toolchain file");
+        }
+    };
+    std::fs::create_dir_all(fake.join("bin")).expect("mkdir bin");
+    std::fs::create_dir_all(fake.join("lib/rustlib")).expect("mkdir lib/rustlib");
+    for b in ["rustc", "cargo"] {
+        link(&real.join("bin").join(b), &fake.join("bin").join(b));
+    }
+    for e in std::fs::read_dir(real.join("lib"))
+        .expect("read lib")
+        .flatten()
+    {
+        let to = fake.join("lib").join(e.file_name());
+        match std::fs::read_link(e.path()) {
+            Ok(target) => std::os::unix::fs::symlink(target, &to).expect("symlink"),
+            Err(_) if e.path().is_file() => link(&e.path(), &to),
+            Err(_) => {}
+        }
+    }
+    // Every target's libraries, but not src/ (rust-src).
+    for e in std::fs::read_dir(real.join("lib/rustlib"))
+        .expect("read rustlib")
+        .flatten()
+    {
+        if e.path().is_dir() && e.file_name() != "src" {
+            let to = fake.join("lib/rustlib").join(e.file_name());
+            std::os::unix::fs::symlink(e.path(), to).expect("symlink a target");
+        }
+    }
+    assert!(!fake.join("lib/rustlib/src").exists());
+    fake
+}
+
+/// The shipped pipeline builds std from source with the size flags; a toolchain
+/// without rust-src (which rustup cannot extend: a toolchain given by path) gets
+/// today's prebuilt-std build and a loud warning, not a failure. `--dry-run`
+/// says how it would build and builds nothing.
+#[test]
+fn build_static_std_from_source_or_loud_fallback() {
+    let (ok, out) = build_static(&["--dry-run"], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("with std from source"), "{out}");
+    for flag in [
+        "RUSTC_BOOTSTRAP=1",
+        "-Z build-std=std,panic_abort",
+        "optimize_for_size",
+        "-Cpanic=immediate-abort",
+        "-C target-feature=+crt-static",
+    ] {
+        assert!(out.contains(flag), "{flag} missing: {out}");
+    }
+    assert!(!out.contains("WARNING"), "{out}");
+
+    let dir = temp_dir("size-no-rust-src");
+    let fake = toolchain_without_rust_src(&dir);
+    let (ok, out) = build_static(&["--dry-run"], &[("RUSTUP_TOOLCHAIN", fake.as_os_str())]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "{out}");
+    assert!(out.contains("has no rust-src component"), "{out}");
+    assert!(out.contains("PREBUILT standard library"), "{out}");
+    assert!(out.contains("scripts/size-budget will fail"), "{out}");
+    assert!(out.contains("with the prebuilt std"), "{out}");
+    assert!(!out.contains("-Cpanic=immediate-abort"), "{out}");
+    assert!(!out.contains("RUSTC_BOOTSTRAP"), "{out}");
+}
