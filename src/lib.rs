@@ -27,6 +27,7 @@ pub mod goerr;
 pub mod host;
 pub mod http;
 pub mod image;
+pub mod json;
 pub mod label;
 pub mod logger;
 pub mod net;

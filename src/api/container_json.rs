@@ -96,7 +96,7 @@ fn mounts_json(c: &Container) -> Value {
 }
 
 fn host_config_json(engine: &Engine, c: &Container) -> Value {
-    let mut h = serde_json::to_value(&c.host_config).unwrap_or_default();
+    let mut h = crate::json::to_value(&c.host_config).unwrap_or_default();
     // The links as dockerd shows them: `/child:/parent/alias`.
     h["Links"] = engine.links_inspect(c);
     let mode =
@@ -158,7 +158,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
             "MergedDir": dirs.merged(&c.id),
         }},
         "Mounts": mounts_json(c),
-        "Config": serde_json::to_value(&c.config).unwrap_or_default(),
+        "Config": crate::json::to_value(&c.config).unwrap_or_default(),
         "NetworkSettings": super::network_json::container_network_settings(engine, c),
     });
     // Not dockerd's: log records a full disk kept out of the log.

@@ -233,7 +233,7 @@ fn begin(
 /// committed (or the job's leftovers dropped) and the output shaped.
 pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
     let result = match outcome {
-        Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
+        Outcome::Done(v) => match crate::json::from_value::<LoadSummary>(&v) {
             Ok(summary) => finish_job(engine, job, &summary),
             Err(e) => {
                 engine.images.abort_worker();
@@ -242,7 +242,7 @@ pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> 
         },
         Outcome::Failed(v) => {
             engine.images.abort_worker();
-            Err(match serde_json::from_value::<WireError>(v) {
+            Err(match crate::json::from_value::<WireError>(&v) {
                 Ok(w) => ImageError::from(w).into(),
                 Err(_) => ApiError::Internal("the worker failed".into()),
             })

@@ -31,7 +31,7 @@ fn container_error(e: ContainerError) -> ArchiveError {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+    crate::json::to_value(v).unwrap_or(Value::Null)
 }
 
 impl Engine {

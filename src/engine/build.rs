@@ -45,7 +45,7 @@ pub struct BuildOptions {
 }
 
 fn wire(e: BuildError) -> Value {
-    serde_json::to_value(e).unwrap_or(Value::Null)
+    crate::json::to_value(&e).unwrap_or(Value::Null)
 }
 
 /// The worker's first message once the Dockerfile parses: the answer is
@@ -249,7 +249,7 @@ impl Engine {
     /// anything else is for the client.
     pub fn build_message(&mut self, msg: Value) -> Option<Value> {
         if let Some(rec) = msg.get(PULLED) {
-            match serde_json::from_value::<PullSummary>(rec.clone()) {
+            match crate::json::from_value::<PullSummary>(rec) {
                 Ok(s) => {
                     self.images.begin_worker();
                     if let Err(e) = self.finish_pull(&s) {
@@ -263,7 +263,7 @@ impl Engine {
         let Some(rec) = msg.get("image") else {
             return Some(msg);
         };
-        match serde_json::from_value::<LoadSummary>(rec.clone()) {
+        match crate::json::from_value::<LoadSummary>(rec) {
             Ok(s) => {
                 self.images.begin_worker();
                 if let Err(e) = self.images.apply_load(&s) {
@@ -286,7 +286,7 @@ impl Engine {
         let id = match outcome {
             Outcome::Done(v) => v.as_str().unwrap_or("").to_string(),
             Outcome::Failed(v) => {
-                return Err(serde_json::from_value(v)
+                return Err(crate::json::from_value(&v)
                     .unwrap_or_else(|_| BuildError::Internal("the build worker failed".into())))
             }
             Outcome::Died(m) => return Err(BuildError::Internal(m)),
