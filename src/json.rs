@@ -27,6 +27,19 @@ pub fn from_value<T: DeserializeOwned>(v: &Value) -> serde_json::Result<T> {
     serde_json::from_slice(&serde_json::to_vec(v)?)
 }
 
+/// A value's compact JSON text, byte for byte what its `Display` writes.
+/// `Display` is a third and a fourth encoder of `Value` (compact and `{:#}`,
+/// over a `fmt::Formatter`): write `json::text(&v)` where `v.to_string()`
+/// or `{v}` would go.
+pub fn text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// [`text`] as bytes.
+pub fn bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -48,5 +61,11 @@ mod tests {
             serde_json::to_vec(&h).unwrap()
         );
         assert!(super::from_value::<Vec<String>>(&json!([1])).is_err());
+        assert_eq!(super::text(&v), v.to_string());
+        assert_eq!(super::bytes(&v), v.to_string().into_bytes());
+        assert_eq!(
+            super::text(&json!("\u{7f}<>&\u{2028}")),
+            json!("\u{7f}<>&\u{2028}").to_string()
+        );
     }
 }

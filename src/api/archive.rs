@@ -116,6 +116,6 @@ fn stat_header(stat: Value) -> String {
     let text = crate::json::from_value::<PathStat>(&stat)
         .ok()
         .and_then(|s| serde_json::to_string(&s).ok())
-        .unwrap_or_else(|| stat.to_string());
+        .unwrap_or_else(|| crate::json::text(&stat));
     crate::base64::encode(text.as_bytes())
 }

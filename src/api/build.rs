@@ -115,7 +115,7 @@ fn pairs(call: &Call, key: &str) -> Result<Vec<(String, String)>, ApiError> {
         .filter_map(|(k, v)| match v {
             Value::String(s) => Some((k, s)),
             Value::Null => None,
-            other => Some((k, other.to_string())),
+            other => Some((k, crate::json::text(&other))),
         })
         .collect())
 }
@@ -308,7 +308,7 @@ struct BuildBody {
 }
 
 fn line(out: &mut Vec<u8>, v: &Value) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(&crate::json::bytes(v));
     out.extend_from_slice(b"\r\n");
 }
 

@@ -188,7 +188,7 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
         None => {
             let e = engine.containers.find(&id)?;
             let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(engine, e));
-            let mut b = v.to_string().into_bytes();
+            let mut b = crate::json::bytes(&v);
             b.push(b'\n');
             view.inspect = Some(b.clone());
             b
@@ -473,14 +473,14 @@ fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>, now: i64) -> Vec<u8> {
             if let Some(m) = row.as_object_mut() {
                 m.remove("Status");
             }
-            let text = row.to_string();
+            let text = crate::json::text(&row);
             text.get(1..).unwrap_or("}").to_string()
         });
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(b"{\"Status\":");
-        body.extend_from_slice(Value::from(ps_status(e, now)).to_string().as_bytes());
+        body.extend_from_slice(&crate::json::bytes(&Value::from(ps_status(e, now))));
         if !rest.starts_with('}') {
             body.push(b',');
         }

@@ -259,9 +259,8 @@ pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> 
         // `ImageLoadError` from it).
         (Job::Load, Err(e)) => {
             let msg = e.to_string();
-            let mut body = json!({ "errorDetail": { "message": msg }, "error": msg })
-                .to_string()
-                .into_bytes();
+            let mut body =
+                crate::json::bytes(&json!({ "errorDetail": { "message": msg }, "error": msg }));
             body.extend_from_slice(b"\r\n");
             Response::stream(200, "application/json", Box::new(OnceBody(body)))
         }
@@ -277,9 +276,7 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
             // dockerd's stream: one JSON message per line, `\r\n` after each,
             // chunked.
             for l in lines {
-                body.extend_from_slice(
-                    json!({ "stream": format!("{l}\n") }).to_string().as_bytes(),
-                );
+                body.extend_from_slice(&crate::json::bytes(&json!({ "stream": format!("{l}\n") })));
                 body.extend_from_slice(b"\r\n");
             }
             return Ok(Response::stream(
@@ -294,13 +291,13 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
             body.extend_from_slice(b"\r\n");
             for li in &summary.images {
                 let id = li.id.trim_start_matches("sha256:");
-                body.extend_from_slice(json!({ "status": id }).to_string().as_bytes());
+                body.extend_from_slice(&crate::json::bytes(&json!({ "status": id })));
                 body.extend_from_slice(b"\r\n");
             }
         }
         Job::Import(_) => {
             for li in &summary.images {
-                body.extend_from_slice(json!({ "status": li.id }).to_string().as_bytes());
+                body.extend_from_slice(&crate::json::bytes(&json!({ "status": li.id })));
                 body.extend_from_slice(b"\r\n");
             }
         }

@@ -17,14 +17,16 @@ fn strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
                     other => Err(serde::de::Error::custom(format!(
-                        "expected a string, got {other}"
+                        "expected a string, got {}",
+                        crate::json::text(&other)
                     ))),
                 })
                 .collect::<Result<_, _>>()?,
         ),
         other => {
             return Err(serde::de::Error::custom(format!(
-                "expected a string or list, got {other}"
+                "expected a string or list, got {}",
+                crate::json::text(&other)
             )))
         }
     })

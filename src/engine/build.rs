@@ -220,7 +220,7 @@ impl Engine {
     /// A RUN step's container: created from the worker's create body and
     /// started; its ID and log file.
     pub fn build_run(&mut self, spec: &Value) -> Result<(String, String), String> {
-        let body = spec.to_string();
+        let body = crate::json::text(spec);
         let (id, _warnings) = self
             .container_create(body.as_bytes(), None)
             .map_err(|e| e.to_string())?;

@@ -45,7 +45,7 @@ impl Task for SyncRecords {
             None => return false,
             Some(Outcome::Done(v)) => crate::json::from_value(&v).unwrap_or_default(),
             Some(Outcome::Failed(e)) => {
-                log::error!("syncing records: {e}");
+                log::error!("syncing records: {}", crate::json::text(&e));
                 (0..self.batch.len() as u64).collect()
             }
             Some(Outcome::Died(m)) => {
