@@ -108,7 +108,7 @@ fn pairs(call: &Call, key: &str) -> Result<Vec<(String, String)>, ApiError> {
     let Some(text) = call.req.query.get(key).filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
-    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+    let map: serde_json::Map<String, Value> = serde_json::from_slice(text.as_bytes())
         .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}")))?;
     Ok(map
         .into_iter()
@@ -185,7 +185,7 @@ fn registry_config(call: &Call) -> Vec<(String, Credentials)> {
 fn string_list(call: &Call, key: &str) -> Result<Vec<String>, ApiError> {
     match call.req.query.get(key).filter(|t| !t.is_empty()) {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text)
+        Some(text) => serde_json::from_slice(text.as_bytes())
             .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}"))),
     }
 }
