@@ -53,14 +53,14 @@ fn string_map(v: &Value, field: &str) -> Result<Option<BTreeMap<String, String>>
                 Value::String(s) => Ok((k.clone(), s.clone())),
                 other => Err(ApiError::InvalidParameter(format!(
                     "invalid JSON: {field}: the value of {k:?} must be a string, not {}",
-                    crate::json::text(&other)
+                    crate::json::text(other)
                 ))),
             })
             .collect::<Result<_, _>>()
             .map(Some),
         Some(other) => Err(ApiError::InvalidParameter(format!(
             "invalid JSON: {field} must be an object, not {}",
-            crate::json::text(&other)
+            crate::json::text(other)
         ))),
     }
 }
