@@ -298,7 +298,8 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
 
 /// daemon.json's text as JSON.
 fn parse_file(text: &str, path: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("invalid configuration file {path}: {e}"))
+    serde_json::from_slice(text.as_bytes())
+        .map_err(|e| format!("invalid configuration file {path}: {e}"))
 }
 
 /// The configuration from daemon.json's text alone, no flags (the fuzz target's

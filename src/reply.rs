@@ -123,7 +123,7 @@ impl<C> Response<C> {
     }
 
     pub fn json(status: u16, value: &serde_json::Value) -> Response<C> {
-        let mut body = value.to_string().into_bytes();
+        let mut body = crate::json::bytes(value);
         body.push(b'\n');
         Response::new(status)
             .header("Content-Type", "application/json")

@@ -38,7 +38,7 @@ impl Reporter {
 
     /// Send one message (a JSON value) to the daemon.
     pub fn send(&mut self, msg: &serde_json::Value) -> io::Result<()> {
-        let mut line = msg.to_string().into_bytes();
+        let mut line = crate::json::bytes(msg);
         line.push(b'\n');
         self.out.write_all(&line)
     }
@@ -424,7 +424,7 @@ where
     };
     if raw {
         if code != 0 {
-            log::error!("worker failed: {}", msg["err"]);
+            log::error!("worker failed: {}", crate::json::text(&msg["err"]));
         }
         return code;
     }

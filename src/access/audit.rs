@@ -61,27 +61,27 @@ impl AuditLog {
     }
 
     pub fn record(&mut self, e: &Entry) {
-        let mut line = crate::json!({
+        let line = crate::json!({
             "time": crate::timefmt::now_rfc3339(),
             "peer": e.peer,
             "token": e.token,
             "method": e.method,
             "path": e.path,
             "status": e.status,
-        })
-        .to_string();
+        });
+        let mut line = crate::json::text(&line);
         line.push('\n');
         self.append(line.as_bytes());
     }
 
     /// A connection closed at accept (its address is outside allow-from).
     pub fn record_refused_connection(&mut self, peer: &str) {
-        let mut line = crate::json!({
+        let line = crate::json!({
             "time": crate::timefmt::now_rfc3339(),
             "peer": peer,
             "refused": "not in allow-from",
-        })
-        .to_string();
+        });
+        let mut line = crate::json::text(&line);
         line.push('\n');
         self.append(line.as_bytes());
     }

@@ -33,7 +33,7 @@ fn target(call: &Call) -> Result<Target, ApiError> {
 
 /// A worker's error value back into its typed form.
 fn worker_error(v: Value) -> ApiError {
-    match serde_json::from_value::<ArchiveError>(v) {
+    match crate::json::from_value::<ArchiveError>(&v) {
         Ok(e) => e.into(),
         Err(_) => ApiError::Internal("archive worker failed".into()),
     }
@@ -113,9 +113,9 @@ fn put_done(engine: &mut Engine, outcome: Outcome) -> Response {
 
 /// The header's value: the stat in Go's field order, base64.
 fn stat_header(stat: Value) -> String {
-    let text = serde_json::from_value::<PathStat>(stat.clone())
+    let text = crate::json::from_value::<PathStat>(&stat)
         .ok()
         .and_then(|s| serde_json::to_string(&s).ok())
-        .unwrap_or_else(|| stat.to_string());
+        .unwrap_or_else(|| crate::json::text(&stat));
     crate::base64::encode(text.as_bytes())
 }

@@ -109,14 +109,14 @@ fn pairs(call: &Call, key: &str) -> Result<Vec<(String, String)>, ApiError> {
     let Some(text) = call.req.query.get(key).filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
-    let map: serde_json::Map<String, Value> = serde_json::from_str(text)
+    let map: serde_json::Map<String, Value> = serde_json::from_slice(text.as_bytes())
         .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}")))?;
     Ok(map
         .into_iter()
         .filter_map(|(k, v)| match v {
             Value::String(s) => Some((k, s)),
             Value::Null => None,
-            other => Some((k, other.to_string())),
+            other => Some((k, crate::json::text(&other))),
         })
         .collect())
 }
@@ -186,7 +186,7 @@ fn registry_config(call: &Call) -> Vec<(String, Credentials)> {
 fn string_list(call: &Call, key: &str) -> Result<Vec<String>, ApiError> {
     match call.req.query.get(key).filter(|t| !t.is_empty()) {
         None => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text)
+        Some(text) => serde_json::from_slice(text.as_bytes())
             .map_err(|e| ApiError::InvalidParameter(format!("invalid {key}: {e}"))),
     }
 }
@@ -309,7 +309,7 @@ struct BuildBody {
 }
 
 fn line(out: &mut Vec<u8>, v: &Value) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(&crate::json::bytes(v));
     out.extend_from_slice(b"\r\n");
 }
 

@@ -97,7 +97,7 @@ fn mounts_json(c: &Container) -> Value {
 }
 
 fn host_config_json(engine: &Engine, c: &Container) -> Value {
-    let mut h = serde_json::to_value(&c.host_config).unwrap_or_default();
+    let mut h = crate::json::to_value(&c.host_config).unwrap_or_default();
     // The links as dockerd shows them: `/child:/parent/alias`.
     h["Links"] = engine.links_inspect(c);
     let mode =
@@ -159,7 +159,7 @@ fn inspect_json(engine: &Engine, e: &Entry) -> Value {
             "MergedDir": dirs.merged(&c.id),
         }},
         "Mounts": mounts_json(c),
-        "Config": serde_json::to_value(&c.config).unwrap_or_default(),
+        "Config": crate::json::to_value(&c.config).unwrap_or_default(),
         "NetworkSettings": super::network_json::container_network_settings(engine, c),
     });
     // Not dockerd's: log records a full disk kept out of the log.
@@ -189,7 +189,7 @@ pub fn inspect(call: &mut Call) -> Result<Response, ApiError> {
         None => {
             let e = engine.containers.find(&id)?;
             let v = versions::CONTAINER_INSPECT.render(call.version, inspect_json(engine, e));
-            let mut b = v.to_string().into_bytes();
+            let mut b = crate::json::bytes(&v);
             b.push(b'\n');
             view.inspect = Some(b.clone());
             b
@@ -474,14 +474,14 @@ fn cached_rows(call: &mut Call, keys: Vec<(String, u64)>, now: i64) -> Vec<u8> {
             if let Some(m) = row.as_object_mut() {
                 m.remove("Status");
             }
-            let text = row.to_string();
+            let text = crate::json::text(&row);
             text.get(1..).unwrap_or("}").to_string()
         });
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(b"{\"Status\":");
-        body.extend_from_slice(Value::from(ps_status(e, now)).to_string().as_bytes());
+        body.extend_from_slice(&crate::json::bytes(&Value::from(ps_status(e, now))));
         if !rest.starts_with('}') {
             body.push(b',');
         }

@@ -246,7 +246,7 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
 fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {
     let v = match outcome {
         Outcome::Done(v) => v,
-        Outcome::Failed(v) => return ApiError::Internal(v.to_string()).into_response(),
+        Outcome::Failed(v) => return ApiError::Internal(crate::json::text(&v)).into_response(),
         Outcome::Died(m) => return ApiError::Internal(m).into_response(),
     };
     let reclaimed = v["reclaimed"].as_u64().unwrap_or(0);

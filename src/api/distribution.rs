@@ -143,7 +143,7 @@ fn job_summary<T: serde::de::DeserializeOwned>(
     outcome: Outcome,
 ) -> Result<T, (String, Response)> {
     let err = match outcome {
-        Outcome::Done(v) => match serde_json::from_value(v) {
+        Outcome::Done(v) => match crate::json::from_value(&v) {
             Ok(summary) => return Ok(summary),
             Err(e) => ApiError::Internal(format!("worker result: {e}")),
         },

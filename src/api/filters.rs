@@ -30,7 +30,8 @@ pub fn parse(
         Some(r) => r,
     };
     let bad = |e: String| ApiError::InvalidParameter(format!("invalid filter: {e}"));
-    let value: serde_json::Value = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(raw.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let obj = value
         .as_object()
         .ok_or_else(|| bad("filters must be a JSON object".into()))?;

@@ -234,7 +234,7 @@ fn begin(
 /// committed (or the job's leftovers dropped) and the output shaped.
 pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> Response {
     let result = match outcome {
-        Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
+        Outcome::Done(v) => match crate::json::from_value::<LoadSummary>(&v) {
             Ok(summary) => finish_job(engine, job, &summary),
             Err(e) => {
                 engine.images.abort_worker();
@@ -243,7 +243,7 @@ pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> 
         },
         Outcome::Failed(v) => {
             engine.images.abort_worker();
-            Err(match serde_json::from_value::<WireError>(v) {
+            Err(match crate::json::from_value::<WireError>(&v) {
                 Ok(w) => ImageError::from(w).into(),
                 Err(_) => ApiError::Internal("the worker failed".into()),
             })
@@ -260,9 +260,8 @@ pub(super) fn job_response(engine: &mut Engine, job: &Job, outcome: Outcome) -> 
         // `ImageLoadError` from it).
         (Job::Load, Err(e)) => {
             let msg = e.to_string();
-            let mut body = json!({ "errorDetail": { "message": msg }, "error": msg })
-                .to_string()
-                .into_bytes();
+            let mut body =
+                crate::json::bytes(&json!({ "errorDetail": { "message": msg }, "error": msg }));
             body.extend_from_slice(b"\r\n");
             Response::stream(200, "application/json", Box::new(OnceBody(body)))
         }
@@ -278,9 +277,7 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
             // dockerd's stream: one JSON message per line, `\r\n` after each,
             // chunked.
             for l in lines {
-                body.extend_from_slice(
-                    json!({ "stream": format!("{l}\n") }).to_string().as_bytes(),
-                );
+                body.extend_from_slice(&crate::json::bytes(&json!({ "stream": format!("{l}\n") })));
                 body.extend_from_slice(b"\r\n");
             }
             return Ok(Response::stream(
@@ -295,13 +292,13 @@ fn finish_job(engine: &mut Engine, job: &Job, summary: &LoadSummary) -> Result<R
             body.extend_from_slice(b"\r\n");
             for li in &summary.images {
                 let id = li.id.trim_start_matches("sha256:");
-                body.extend_from_slice(json!({ "status": id }).to_string().as_bytes());
+                body.extend_from_slice(&crate::json::bytes(&json!({ "status": id })));
                 body.extend_from_slice(b"\r\n");
             }
         }
         Job::Import(_) => {
             for li in &summary.images {
-                body.extend_from_slice(json!({ "status": li.id }).to_string().as_bytes());
+                body.extend_from_slice(&crate::json::bytes(&json!({ "status": li.id })));
                 body.extend_from_slice(b"\r\n");
             }
         }

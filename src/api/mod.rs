@@ -219,7 +219,7 @@ pub(crate) fn json_from_worker(
     let worker = call.engine.workers.spawn_raw(
         crate::reply::Wake::Conn(call.conn),
         move |_input, out| {
-            let mut text = compute().to_string().into_bytes();
+            let mut text = crate::json::bytes(&compute());
             text.push(b'\n');
             std::io::Write::write_all(out.out_file(), &text)
                 .map(|()| serde_json::Value::Null)

@@ -53,13 +53,15 @@ fn string_map(v: &Value, field: &str) -> Result<Option<BTreeMap<String, String>>
             .map(|(k, x)| match x {
                 Value::String(s) => Ok((k.clone(), s.clone())),
                 other => Err(ApiError::InvalidParameter(format!(
-                    "invalid JSON: {field}: the value of {k:?} must be a string, not {other}"
+                    "invalid JSON: {field}: the value of {k:?} must be a string, not {}",
+                    crate::json::text(other)
                 ))),
             })
             .collect::<Result<_, _>>()
             .map(Some),
         Some(other) => Err(ApiError::InvalidParameter(format!(
-            "invalid JSON: {field} must be an object, not {other}"
+            "invalid JSON: {field} must be an object, not {}",
+            crate::json::text(other)
         ))),
     }
 }
@@ -183,7 +185,7 @@ pub fn prune(call: &mut Call) -> Result<Response, ApiError> {
 fn prune_done(engine: &mut Engine, outcome: Outcome) -> Response {
     let v = match outcome {
         Outcome::Done(v) => v,
-        Outcome::Failed(v) => return ApiError::Internal(v.to_string()).into_response(),
+        Outcome::Failed(v) => return ApiError::Internal(crate::json::text(&v)).into_response(),
         Outcome::Died(m) => return ApiError::Internal(m).into_response(),
     };
     let reclaimed = v["reclaimed"].as_u64().unwrap_or(0);

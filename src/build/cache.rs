@@ -157,9 +157,9 @@ fn restore(
         if i > 0 {
             bytes.push(b',');
         }
-        bytes.extend_from_slice(json!(k).to_string().as_bytes());
+        bytes.extend_from_slice(&crate::json::bytes(&json!(k)));
         bytes.push(b':');
-        bytes.extend_from_slice(v.to_string().as_bytes());
+        bytes.extend_from_slice(&crate::json::bytes(v));
     }
     bytes.push(b'}');
     let summary: LoadSummary =

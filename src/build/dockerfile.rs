@@ -559,7 +559,7 @@ fn unquote(v: &str) -> String {
 /// `["a","b"]` when the text is a JSON array of strings, else shell form.
 fn cmd_line(rest: &str) -> CmdLine {
     if rest.starts_with('[') {
-        if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+        if let Ok(v) = serde_json::from_slice::<Vec<String>>(rest.as_bytes()) {
             return CmdLine::Json(v);
         }
     }

@@ -223,7 +223,7 @@ fn step(
 ) -> Result<(), BuildError> {
     let vars = vars(st);
     let w = |s: &str| process_word(s, &vars, esc).map_err(invalid);
-    let argv_json = |c: &CmdLine, shell: &[String]| json!(c.argv(shell)).to_string();
+    let argv_json = |c: &CmdLine, shell: &[String]| crate::json::text(&json!(c.argv(shell)));
     let change = match &ins.command {
         Command::From { .. } => return Err(invalid("FROM inside a stage")),
         Command::Run(c) => return run_step(env, st, c.argv(&st.shell)),
@@ -232,7 +232,11 @@ fn step(
         Command::Shell(v) => {
             st.shell = v.clone();
             st.config.insert("Shell".into(), json!(v));
-            return cached_or_commit(env, st, nop(&format!("SHELL {}", json!(v))));
+            return cached_or_commit(
+                env,
+                st,
+                nop(&format!("SHELL {}", crate::json::text(&json!(v)))),
+            );
         }
         Command::Env(pairs) | Command::Label(pairs) => {
             let kw = if matches!(ins.command, Command::Env(_)) {
@@ -284,13 +288,15 @@ fn step(
         Command::StopSignal(s) => format!("STOPSIGNAL {}", w(s)?),
         Command::Volume(v) => {
             let v: Vec<String> = v.iter().map(|p| w(p)).collect::<Result<_, _>>()?;
-            format!("VOLUME {}", json!(v))
+            format!("VOLUME {}", crate::json::text(&json!(v)))
         }
         Command::Healthcheck(h) => {
             let flags: String = h.flags.iter().map(|(k, v)| format!("--{k}={v} ")).collect();
             match &h.test {
                 None => "HEALTHCHECK NONE".to_string(),
-                Some(CmdLine::Json(v)) => format!("HEALTHCHECK {flags}CMD {}", json!(v)),
+                Some(CmdLine::Json(v)) => {
+                    format!("HEALTHCHECK {flags}CMD {}", crate::json::text(&json!(v)))
+                }
                 Some(CmdLine::Shell(s)) => format!("HEALTHCHECK {flags}CMD {s}"),
             }
         }

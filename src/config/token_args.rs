@@ -41,7 +41,7 @@ pub(super) fn parse(args: &[String]) -> Result<Command, String> {
             let explicit = config.is_some();
             let path = config.unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string());
             match std::fs::read_to_string(&path) {
-                Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
+                Ok(text) => serde_json::from_slice::<serde_json::Value>(text.as_bytes())
                     .map_err(|e| format!("invalid configuration file {path}: {e}"))?
                     .get("api-tokens")
                     .and_then(|v| v.as_str())

@@ -194,11 +194,16 @@ pub fn write_archive(
         Ok(s) => s,
         Err(e) => {
             let line = crate::json!({ "error": e });
-            writeln!(out, "{line}").map_err(failed)?;
+            writeln!(out, "{}", crate::json::text(&line)).map_err(failed)?;
             return Ok(());
         }
     };
-    writeln!(out, "{}", crate::json!({ "stat": stat })).map_err(failed)?;
+    writeln!(
+        out,
+        "{}",
+        crate::json::text(&crate::json!({ "stat": stat }))
+    )
+    .map_err(failed)?;
     let base = t.base();
     let shown = if base == "/" { "/".to_string() } else { base };
     let clean = t.clean();

@@ -17,14 +17,16 @@ fn strslice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::E
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
                     other => Err(serde::de::Error::custom(format!(
-                        "expected a string, got {other}"
+                        "expected a string, got {}",
+                        crate::json::text(&other)
                     ))),
                 })
                 .collect::<Result<_, _>>()?,
         ),
         other => {
             return Err(serde::de::Error::custom(format!(
-                "expected a string or list, got {other}"
+                "expected a string or list, got {}",
+                crate::json::text(&other)
             )))
         }
     })
@@ -40,33 +42,44 @@ fn nullable_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Stri
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase")]
 pub struct ContainerConfig {
+    #[serde(default)]
     pub hostname: String,
+    #[serde(default)]
     pub domainname: String,
+    #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub attach_stdin: bool,
+    #[serde(default)]
     pub attach_stdout: bool,
+    #[serde(default)]
     pub attach_stderr: bool,
+    #[serde(default)]
     pub tty: bool,
+    #[serde(default)]
     pub open_stdin: bool,
+    #[serde(default)]
     pub stdin_once: bool,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub env: Vec<String>,
-    #[serde(deserialize_with = "strslice")]
+    #[serde(default, deserialize_with = "strslice")]
     pub cmd: Option<Vec<String>>,
-    #[serde(deserialize_with = "strslice")]
+    #[serde(default, deserialize_with = "strslice")]
     pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
     pub image: String,
-    #[serde(deserialize_with = "nullable_map")]
+    #[serde(default, deserialize_with = "nullable_map")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
     pub working_dir: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
     /// `HEALTHCHECK` / `--health-*`; `Test: ["NONE"]` disables the image's.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<HealthConfig>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -153,67 +166,88 @@ pub struct DeviceMapping {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub binds: Vec<String>,
+    #[serde(default)]
     pub log_config: LogConfig,
+    #[serde(default)]
     pub network_mode: String,
+    #[serde(default)]
     pub restart_policy: RestartPolicy,
+    #[serde(default)]
     pub auto_remove: bool,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub mounts: Vec<Mount>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub cap_add: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub cap_drop: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub group_add: Vec<String>,
+    #[serde(default)]
     pub privileged: bool,
     // Isolation (container/isolation.rs).
+    #[serde(default)]
     pub pid_mode: String,
+    #[serde(default)]
     pub ipc_mode: String,
+    #[serde(default)]
     pub userns_mode: String,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub security_opt: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub devices: Vec<DeviceMapping>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub device_cgroup_rules: Vec<String>,
+    #[serde(default)]
     pub readonly_rootfs: bool,
-    #[serde(deserialize_with = "nullable_map")]
+    #[serde(default, deserialize_with = "nullable_map")]
     pub tmpfs: BTreeMap<String, String>,
+    #[serde(default)]
     pub shm_size: i64,
-    #[serde(deserialize_with = "nullable_map")]
+    #[serde(default, deserialize_with = "nullable_map")]
     pub sysctls: BTreeMap<String, String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub ulimits: Vec<UlimitConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub dns: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub dns_search: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub dns_options: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub extra_hosts: Vec<String>,
-    #[serde(deserialize_with = "nullable_vec")]
+    #[serde(default, deserialize_with = "nullable_vec")]
     pub console_size: Vec<u16>,
     // Resources.
+    #[serde(default)]
     pub memory: i64,
+    #[serde(default)]
     pub memory_swap: i64,
+    #[serde(default)]
     pub memory_reservation: i64,
+    #[serde(default)]
     pub nano_cpus: i64,
+    #[serde(default)]
     pub cpu_shares: i64,
+    #[serde(default)]
     pub cpu_quota: i64,
+    #[serde(default)]
     pub cpu_period: i64,
+    #[serde(default)]
     pub cpuset_cpus: String,
+    #[serde(default)]
     pub cpuset_mems: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    #[serde(default)]
     pub blkio_weight: u16,
     /// "host" or "private" (filled in at create with the host's default).
+    #[serde(default)]
     pub cgroupns_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,

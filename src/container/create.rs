@@ -134,7 +134,7 @@ pub fn merge_image(
 /// dockerd's merge of the image's `Healthcheck` (unset fields of the
 /// request's take the image's), then its checks (1 ms minimum durations).
 fn merge_healthcheck(config: &mut ContainerConfig, image: &Value) -> Result<(), ContainerError> {
-    if let Ok(img) = serde_json::from_value::<HealthConfig>(image.clone()) {
+    if let Ok(img) = crate::json::from_value::<HealthConfig>(image) {
         if !image.is_null() {
             match &mut config.healthcheck {
                 None => config.healthcheck = Some(img),

@@ -70,7 +70,7 @@ impl DistError {
 
     /// Rebuilt on the daemon's side.
     pub fn from_wire(v: Value) -> DistError {
-        let w: WireError = serde_json::from_value(v).unwrap_or(WireError {
+        let w: WireError = crate::json::from_value(&v).unwrap_or(WireError {
             kind: "Registry".into(),
             detail: "the worker failed".into(),
         });

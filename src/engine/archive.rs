@@ -32,7 +32,7 @@ fn container_error(e: ContainerError) -> ArchiveError {
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+    crate::json::to_value(v).unwrap_or(Value::Null)
 }
 
 impl Engine {
@@ -97,9 +97,12 @@ impl Engine {
                     Ok(r) => r,
                     Err(e) => {
                         let line = json!({ "error": t.lookup_error(e) });
-                        return std::io::Write::write_all(out, format!("{line}\n").as_bytes())
-                            .map(|()| Value::Null)
-                            .map_err(|e| json!(e.to_string()));
+                        return std::io::Write::write_all(
+                            out,
+                            format!("{}\n", crate::json::text(&line)).as_bytes(),
+                        )
+                        .map(|()| Value::Null)
+                        .map_err(|e| json!(e.to_string()));
                     }
                 };
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);

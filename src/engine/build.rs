@@ -46,7 +46,7 @@ pub struct BuildOptions {
 }
 
 fn wire(e: BuildError) -> Value {
-    serde_json::to_value(e).unwrap_or(Value::Null)
+    crate::json::to_value(&e).unwrap_or(Value::Null)
 }
 
 /// The worker's first message once the Dockerfile parses: the answer is
@@ -221,7 +221,7 @@ impl Engine {
     /// A RUN step's container: created from the worker's create body and
     /// started; its ID and log file.
     pub fn build_run(&mut self, spec: &Value) -> Result<(String, String), String> {
-        let body = spec.to_string();
+        let body = crate::json::text(spec);
         let (id, _warnings) = self
             .container_create(body.as_bytes(), None)
             .map_err(|e| e.to_string())?;
@@ -250,7 +250,7 @@ impl Engine {
     /// anything else is for the client.
     pub fn build_message(&mut self, msg: Value) -> Option<Value> {
         if let Some(rec) = msg.get(PULLED) {
-            match serde_json::from_value::<PullSummary>(rec.clone()) {
+            match crate::json::from_value::<PullSummary>(rec) {
                 Ok(s) => {
                     self.images.begin_worker();
                     if let Err(e) = self.finish_pull(&s) {
@@ -264,7 +264,7 @@ impl Engine {
         let Some(rec) = msg.get("image") else {
             return Some(msg);
         };
-        match serde_json::from_value::<LoadSummary>(rec.clone()) {
+        match crate::json::from_value::<LoadSummary>(rec) {
             Ok(s) => {
                 self.images.begin_worker();
                 if let Err(e) = self.images.apply_load(&s) {
@@ -287,7 +287,7 @@ impl Engine {
         let id = match outcome {
             Outcome::Done(v) => v.as_str().unwrap_or("").to_string(),
             Outcome::Failed(v) => {
-                return Err(serde_json::from_value(v)
+                return Err(crate::json::from_value(&v)
                     .unwrap_or_else(|_| BuildError::Internal("the build worker failed".into())))
             }
             Outcome::Died(m) => return Err(BuildError::Internal(m)),

@@ -100,7 +100,7 @@ impl Task for BuildTask {
 }
 
 fn line(out: &mut Vec<u8>, v: &Value) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    out.extend_from_slice(&crate::json::bytes(v));
     out.extend_from_slice(b"\r\n");
 }
 
@@ -483,7 +483,7 @@ impl Engine {
 
 /// One answer line to the worker (short: the pipe never fills).
 fn answer(answers: &mut std::fs::File, v: &Value) {
-    let mut l = v.to_string().into_bytes();
+    let mut l = crate::json::bytes(v);
     l.push(b'\n');
     if let Err(e) = answers.write_all(&l) {
         log::error!("build: answering the worker: {e}");

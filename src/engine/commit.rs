@@ -70,7 +70,7 @@ impl Engine {
     ) -> Result<CommitJob, CommitError> {
         let e = self.containers.find(&req.container)?;
         let id = e.c.id.clone();
-        let container_config = match serde_json::to_value(&e.c.config) {
+        let container_config = match crate::json::to_value(&e.c.config) {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
@@ -116,9 +116,9 @@ impl Engine {
                 }
             }
             match commit_container(&layout, &upper, &opts, &Budget::default()) {
-                Ok(summary) => serde_json::to_value(summary)
+                Ok(summary) => crate::json::to_value(&summary)
                     .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-                Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
+                Err(e) => Err(crate::json::to_value(&WireError::from(&e)).unwrap_or(Value::Null)),
             }
         });
         let worker = match spawned {
@@ -171,7 +171,7 @@ impl Engine {
     ) -> Result<String, CommitError> {
         self.commit_thaw(&job.container_id, job.thaw);
         let summary = match outcome {
-            Outcome::Done(v) => match serde_json::from_value::<LoadSummary>(v) {
+            Outcome::Done(v) => match crate::json::from_value::<LoadSummary>(&v) {
                 Ok(s) => s,
                 Err(e) => {
                     self.images.abort_worker();
@@ -180,7 +180,7 @@ impl Engine {
             },
             Outcome::Failed(v) => {
                 self.images.abort_worker();
-                return Err(match serde_json::from_value::<WireError>(v) {
+                return Err(match crate::json::from_value::<WireError>(&v) {
                     Ok(w) => ImageError::from(w),
                     Err(e) => ImageError::Io(std::io::Error::other(e)),
                 }

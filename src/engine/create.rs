@@ -48,7 +48,7 @@ impl Task for CreateDir {
             Some(Outcome::Failed(v)) => Err(ContainerError::Internal(
                 v.as_str()
                     .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
+                    .unwrap_or_else(|| crate::json::text(&v)),
             )),
             Some(Outcome::Died(m)) => Err(ContainerError::Internal(m)),
         };

@@ -52,9 +52,11 @@ impl Engine {
                         .and_then(|body| insert_file(&layout, body, opts, &budget)),
                 };
                 match result {
-                    Ok(summary) => serde_json::to_value(summary)
+                    Ok(summary) => crate::json::to_value(&summary)
                         .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
-                    Err(e) => Err(serde_json::to_value(WireError::from(&e)).unwrap_or(Value::Null)),
+                    Err(e) => {
+                        Err(crate::json::to_value(&WireError::from(&e)).unwrap_or(Value::Null))
+                    }
                 }
             })?;
         self.images.begin_worker();

@@ -17,7 +17,7 @@ impl Engine {
         let layout = self.images.layout().clone();
         let worker = self.workers.spawn(Wake::Conn(conn), move |_input, rep| {
             match pull(&layout, job, rep) {
-                Ok(s) => serde_json::to_value(s)
+                Ok(s) => crate::json::to_value(&s)
                     .map_err(|e| json!({"kind": "Io", "detail": e.to_string()})),
                 Err(e) => Err(e.to_wire()),
             }

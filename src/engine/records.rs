@@ -43,9 +43,9 @@ impl Task for SyncRecords {
         // crash would leave), until the target's next change.
         let failed: Vec<u64> = match engine.workers.take_outcome(self.worker) {
             None => return false,
-            Some(Outcome::Done(v)) => serde_json::from_value(v).unwrap_or_default(),
+            Some(Outcome::Done(v)) => crate::json::from_value(&v).unwrap_or_default(),
             Some(Outcome::Failed(e)) => {
-                log::error!("syncing records: {e}");
+                log::error!("syncing records: {}", crate::json::text(&e));
                 (0..self.batch.len() as u64).collect()
             }
             Some(Outcome::Died(m)) => {

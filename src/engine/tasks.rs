@@ -58,7 +58,7 @@ impl Task for DeleteTree {
             None => false,
             Some(Outcome::Done(_)) => true,
             Some(Outcome::Failed(e)) => {
-                log::error!("delete {}: {e}", self.what);
+                log::error!("delete {}: {}", self.what, crate::json::text(&e));
                 true
             }
             Some(Outcome::Died(m)) => {

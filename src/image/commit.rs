@@ -219,7 +219,7 @@ fn child_config(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(json!(k).to_string().as_bytes());
+        out.extend_from_slice(&crate::json::bytes(&json!(k)));
         out.push(b':');
         out.extend_from_slice(
             serde_json::to_string(v)

@@ -70,7 +70,7 @@ fn words(s: &str) -> Result<Vec<String>> {
 
 /// JSON array form, or shell form wrapped in `/bin/sh -c`.
 fn cmd_form(rest: &str, shell: bool) -> Vec<String> {
-    if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+    if let Ok(v) = serde_json::from_slice::<Vec<String>>(rest.as_bytes()) {
         return v;
     }
     if shell {
@@ -227,7 +227,7 @@ pub fn apply_changes(cfg: &mut Map<String, Value>, changes: &[String]) -> Result
                 cfg.insert("User".into(), json!(rest));
             }
             "VOLUME" => {
-                let list = match serde_json::from_str::<Vec<String>>(rest) {
+                let list = match serde_json::from_slice::<Vec<String>>(rest.as_bytes()) {
                     Ok(v) => v,
                     Err(_) => rest.split_whitespace().map(String::from).collect(),
                 };
@@ -311,7 +311,7 @@ fn healthcheck(rest: &str) -> Result<Value> {
     let test = match kind.to_uppercase().as_str() {
         "NONE" if cmd.trim().is_empty() && hc.is_empty() => json!(["NONE"]),
         "NONE" => return Err(bad("HEALTHCHECK NONE takes no arguments".into())),
-        "CMD" => match serde_json::from_str::<Vec<String>>(cmd.trim()) {
+        "CMD" => match serde_json::from_slice::<Vec<String>>(cmd.trim().as_bytes()) {
             Ok(v) => json!(std::iter::once("CMD".to_string())
                 .chain(v)
                 .collect::<Vec<_>>()),

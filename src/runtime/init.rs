@@ -145,7 +145,7 @@ pub fn main(args: &[String]) -> ! {
         [flag, fd, tty, finish, sep, program @ ..] if flag == INIT_FLAG && sep == "--" => (
             fd.parse::<RawFd>().unwrap_or(-1),
             tty == "1",
-            serde_json::from_str::<Finish>(finish),
+            serde_json::from_slice::<Finish>(finish.as_bytes()),
             program,
         ),
         _ => {

@@ -19,7 +19,7 @@ pub struct EventStream {
 
 impl EventStream {
     fn write(out: &mut Vec<u8>, ev: &Event) {
-        out.extend_from_slice(ev.to_json().to_string().as_bytes());
+        out.extend_from_slice(&crate::json::bytes(&ev.to_json()));
         out.push(b'\n');
     }
 

@@ -16,7 +16,7 @@ pub type Finish = fn(&mut Engine, Outcome) -> Result<Vec<Value>, (String, Respon
 
 fn lines(msgs: &[Value], out: &mut Vec<u8>) {
     for m in msgs {
-        out.extend_from_slice(m.to_string().as_bytes());
+        out.extend_from_slice(&crate::json::bytes(m));
         out.extend_from_slice(b"\r\n");
     }
 }

@@ -67,7 +67,7 @@ impl BodySource<Engine> for StatsStream {
             return Pull::Wait(Some(self.next_at));
         }
         let v = stats_json(&self.name, &self.id, cur.as_ref(), self.prev.as_ref());
-        out.extend_from_slice(v.to_string().as_bytes());
+        out.extend_from_slice(&crate::json::bytes(&v));
         out.push(b'\n');
         self.prev = cur;
         if self.stream {

@@ -100,7 +100,7 @@ impl BodySource<Engine> for WaitStream {
         };
         engine.containers.waiters.remove(&me);
         crate::trace::mark("wait-answered", &self.id, None);
-        out.extend_from_slice((self.shape)(code, &error).to_string().as_bytes());
+        out.extend_from_slice(&crate::json::bytes(&(self.shape)(code, &error)));
         out.push(b'\n');
         Pull::End
     }

@@ -221,7 +221,7 @@ fn filter(o: &Map<String, Value>, key: &str) -> Result<Filter, String> {
 /// dockerd's profile JSON. Errors are worded after dockerd's
 /// "decoding seccomp profile failed: ...".
 pub fn parse(json: &str) -> Result<Profile, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_slice(json.as_bytes()).map_err(|e| e.to_string())?;
     let p = v
         .as_object()
         .ok_or("a seccomp profile must be a JSON object")?;
