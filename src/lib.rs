@@ -36,6 +36,7 @@ pub mod procps;
 pub mod reactor;
 pub mod reply;
 pub mod runtime;
+pub mod sha256;
 pub mod slab;
 pub mod stdio;
 pub mod store;

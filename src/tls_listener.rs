@@ -30,10 +30,10 @@ mod with_tls {
     use mio::net::TcpStream;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use rustls::server::WebPkiClientVerifier;
     use rustls::{RootCertStore, ServerConfig, ServerConnection};
 
     use crate::config::TlsFlags;
+    use crate::http::tls_verify::ClientCaVerifier;
 
     pub struct TlsServer {
         config: Arc<ServerConfig>,
@@ -69,11 +69,8 @@ mod with_tls {
                         .add(c)
                         .map_err(|e| format!("--tlscacert {}: {e}", ca_path.display()))?;
                 }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .build()
-                        .map_err(|e| format!("--tlscacert {}: {e}", ca_path.display()))?;
-                builder.with_client_cert_verifier(verifier)
+                let verifier = ClientCaVerifier::new(roots, provider);
+                builder.with_client_cert_verifier(Arc::new(verifier))
             } else {
                 builder.with_no_client_auth()
             };

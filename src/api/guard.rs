@@ -198,9 +198,8 @@ mod tests {
 
     #[test]
     fn access_by_role() {
-        use sha2::Digest;
         let hash = |s: &str| -> String {
-            sha2::Sha256::digest(s.as_bytes())
+            crate::sha256::Sha256::digest(s.as_bytes())
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect()

@@ -16,14 +16,14 @@ fn invalid(e: impl ToString) -> BuildError {
 /// dockerd's `file:<sha256>` / `dir:<sha256>` / `multi:<sha256>` of COPY
 /// sources: paths, modes, owner and contents hashed.
 pub fn checksum(sources: &[Source], owner: Option<(u32, u32)>) -> Result<String, BuildError> {
-    use sha2::{Digest, Sha256};
+    use crate::sha256::Sha256;
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
-    h.update(format!("{owner:?}\n"));
+    h.update(format!("{owner:?}\n").as_bytes());
     let mut kind = "file";
     fn walk(p: &Path, rel: &str, h: &mut Sha256) -> std::io::Result<()> {
         let m = fs::symlink_metadata(p)?;
-        h.update(format!("{rel}\0{:o}\0{}\0", m.mode(), m.len()));
+        h.update(format!("{rel}\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
         if m.is_dir() {
             let mut names: Vec<_> = fs::read_dir(p)?
                 .filter_map(|e| e.ok())
@@ -49,7 +49,7 @@ pub fn checksum(sources: &[Source], owner: Option<(u32, u32)>) -> Result<String,
         walk(p, &src.rel, &mut h)?;
         if !src.local {
             // A download's time is part of what it is.
-            h.update(format!("{:?}\n", fs::metadata(p)?.modified().ok()));
+            h.update(format!("{:?}\n", fs::metadata(p)?.modified().ok()).as_bytes());
         }
     }
     if sources.len() > 1 {

@@ -10,7 +10,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use crate::sha256::Sha256;
 
 use super::error::{DistError, Result};
 use super::session::{registry_error, Session};

@@ -1,6 +1,6 @@
 //! sha256 digests: parsing, hashing readers/writers, ChainIDs.
 
-use sha2::{Digest as _, Sha256};
+use crate::sha256::Sha256;
 use std::io::{self, Read, Write};
 
 use super::error::{ImageError, Result};
