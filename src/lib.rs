@@ -36,6 +36,7 @@ pub mod reactor;
 pub mod reply;
 pub mod runtime;
 pub mod slab;
+pub mod sort;
 pub mod stdio;
 pub mod store;
 pub mod streams;

@@ -380,7 +380,7 @@ impl KeepFd for OwnedFd {
 /// Close every fd ≥ 3 except `keep` (close_range; /proc/self/fd fallback).
 fn close_fds(keep: &[RawFd]) -> Result<(), LaunchError> {
     let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     let mut from = 3u32;
     let mut ranges = Vec::new();
     for k in keep.iter().copied().filter(|k| *k >= 3) {

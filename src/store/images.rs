@@ -319,7 +319,7 @@ impl ImageStore {
             .filter(|r| r.digest.is_none())
             .map(Reference::familiar)
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 
@@ -330,7 +330,7 @@ impl ImageStore {
             .filter(|r| r.digest.is_some())
             .map(Reference::familiar)
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 
