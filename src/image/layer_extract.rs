@@ -145,6 +145,12 @@ pub fn is_gzip(head: &[u8]) -> bool {
 /// Decompress if gzip, else pass through; the budget applies to the output.
 /// Returns the reader over uncompressed bytes.
 pub fn maybe_gunzip<'b, R: Read + 'b>(r: R, budget: &'b Budget) -> io::Result<Box<dyn Read + 'b>> {
+    gunzip_dyn(Box::new(r), budget)
+}
+
+/// `maybe_gunzip` for one reader type: the gzip decoder and the budget and
+/// count readers around it are compiled once, not once per caller's reader.
+fn gunzip_dyn<'b>(r: Box<dyn Read + 'b>, budget: &'b Budget) -> io::Result<Box<dyn Read + 'b>> {
     let (head, r) = peek(r, 2)?;
     if is_gzip(&head) {
         let count = Rc::new(Cell::new(0));
