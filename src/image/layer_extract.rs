@@ -531,11 +531,20 @@ fn set_mtime(c: &CString, mtime: u64) -> Result<()> {
 /// Extract an uncompressed-or-gzip layer stream into `layer_dir` (which
 /// must exist and be empty). Reads `input` to its end. The caller makes the
 /// directory durable (`syncfs`) and renames it into place.
-pub fn extract_layer<R: Read>(input: R, layer_dir: &Path, budget: &Budget) -> Result<LayerInfo> {
+pub fn extract_layer<'r, R: Read + 'r>(
+    input: R,
+    layer_dir: &Path,
+    budget: &Budget,
+) -> Result<LayerInfo> {
+    extract_dyn(Box::new(input), layer_dir, budget)
+}
+
+/// `extract_layer` for one reader type: compiled once, not once per caller's.
+fn extract_dyn(input: Box<dyn Read + '_>, layer_dir: &Path, budget: &Budget) -> Result<LayerInfo> {
     let root = layer_dir.join(DIFF_DIR);
     fs::create_dir(&root)?;
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
-    let plain = maybe_gunzip(input, budget)?;
+    let plain = gunzip_dyn(input, budget)?;
     let hashed = HashReader::new(plain);
     let skel_file = File::create(layer_dir.join(TAR_SPLIT))?;
     let mut skel = GzEncoder::new(io::BufWriter::new(skel_file), flate2::Compression::fast());
