@@ -79,7 +79,7 @@ mod tests {
                 })
                 .collect();
             let mut want = v.clone();
-            want.sort_by(|a, b| b.0.cmp(&a.0));
+            want.sort_by_key(|p| std::cmp::Reverse(p.0));
             sort_by(&mut v, |a, b| b.0.cmp(&a.0));
             assert_eq!(v, want, "len {len}");
         }
