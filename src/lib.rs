@@ -38,6 +38,7 @@ pub mod reply;
 pub mod runtime;
 pub mod sha256;
 pub mod slab;
+pub mod sort;
 pub mod stdio;
 pub mod store;
 pub mod streams;

@@ -20,6 +20,12 @@ use crate::slab::Slab;
 
 pub type WorkerId = usize;
 
+/// A job as the worker child runs it. One non-generic child body serves every
+/// job: the generic `spawn*` entry points only box their closure, so each job
+/// type costs its own code and not another copy of the fork and child setup.
+type Job<'a> =
+    Box<dyn FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value> + 'a>;
+
 /// Messages queued from one worker before we stop reading its pipe.
 const MAX_QUEUED: usize = 256;
 /// Longest message line a worker may send.
@@ -99,7 +105,7 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
-        self.start(owner, false, None, job)
+        self.start(owner, false, None, Box::new(job))
     }
 
     /// As `spawn`, with one more descriptor of the daemon's kept open in the
@@ -113,7 +119,7 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
-        self.start(owner, false, Some(keep), job)
+        self.start(owner, false, Some(keep), Box::new(job))
     }
 
     /// Fork a worker whose output is a raw byte stream (an archive) read with
@@ -122,19 +128,16 @@ impl Workers {
     where
         F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
     {
-        self.start(owner, true, None, job)
+        self.start(owner, true, None, Box::new(job))
     }
 
-    fn start<F>(
+    fn start(
         &mut self,
         owner: Wake,
         raw: bool,
         keep: Option<std::os::fd::RawFd>,
-        job: F,
-    ) -> io::Result<WorkerId>
-    where
-        F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
-    {
+        job: Job<'_>,
+    ) -> io::Result<WorkerId> {
         let (in_r, in_w) = pipe()?;
         let (out_r, out_w) = pipe()?;
         let daemon = nix::unistd::getpid();
@@ -399,16 +402,13 @@ impl Workers {
     }
 }
 
-fn run_child<F>(
+fn run_child(
     input: OwnedFd,
     output: OwnedFd,
     raw: bool,
     keep: Option<std::os::fd::RawFd>,
-    job: F,
-) -> i32
-where
-    F: FnOnce(File, &mut Reporter) -> Result<serde_json::Value, serde_json::Value>,
-{
+    job: Job<'_>,
+) -> i32 {
     // The daemon blocks these for its signalfd; a worker wants defaults.
     let _ = SigSet::all().thread_unblock();
     let input = File::from(input);

@@ -65,7 +65,9 @@ fn diff(upper: &Path, lowers: &[PathBuf]) -> Value {
         })
         .cloned()
         .collect();
-    out.sort_by(|a: &Value, b: &Value| a["Path"].as_str().cmp(&b["Path"].as_str()));
+    crate::sort::sort_by(&mut out, |a: &Value, b: &Value| {
+        a["Path"].as_str().cmp(&b["Path"].as_str())
+    });
     if out.is_empty() {
         Value::Null
     } else {

@@ -409,7 +409,7 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
             entries.push(e);
         }
     }
-    entries.sort_by(|a, b| b.c.created.cmp(&a.c.created));
+    crate::sort::sort_by(&mut entries, |a, b| b.c.created.cmp(&a.c.created));
     if limit > 0 {
         entries.truncate(limit as usize);
     }

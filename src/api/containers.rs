@@ -275,7 +275,7 @@ pub fn top(call: &mut Call) -> Result<Response, ApiError> {
     if pids.is_empty() {
         pids.push(live.pid.as_raw());
     }
-    pids.sort_unstable();
+    crate::sort::sort(&mut pids);
     let ps_args = call.req.query.get("ps_args").unwrap_or("");
     let (titles, rows) = crate::procps::table(ps_args, &pids)?;
     let table = json!({ "Titles": titles, "Processes": rows });

@@ -72,7 +72,7 @@ mod tests {
         .unwrap();
         assert_eq!(f["type"], vec!["container"]);
         let mut ev = f["event"].clone();
-        ev.sort();
+        crate::sort::sort(&mut ev);
         assert_eq!(ev, vec!["die", "start"]);
         assert!(
             matches!(parse(Some(r#"{"bogus":["x"]}"#), &["type"]), Err(ApiError::InvalidParameter(m)) if m == "invalid filter 'bogus'")

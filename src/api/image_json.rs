@@ -148,7 +148,9 @@ impl ImageStore {
                 }),
             ));
         }
-        rows.sort_by(|a, b| b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id)));
+        crate::sort::sort_by(&mut rows, |a, b| {
+            b.0.created.cmp(&a.0.created).then(a.0.id.cmp(&b.0.id))
+        });
         Ok(rows.into_iter().map(|(_, v)| v).collect())
     }
 

@@ -36,7 +36,9 @@ pub fn list(call: &mut Call) -> Result<Response, ApiError> {
     if !call.req.query.bool("digests") {
         // dockerd always includes RepoDigests in the summary; keep them.
     }
-    rows.sort_by(|a, b| b["Created"].as_i64().cmp(&a["Created"].as_i64()));
+    crate::sort::sort_by(&mut rows, |a, b| {
+        b["Created"].as_i64().cmp(&a["Created"].as_i64())
+    });
     let rows = super::versions::IMAGE_LIST.render(call.version, Value::Array(rows));
     Ok(Response::json(200, &rows))
 }

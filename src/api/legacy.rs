@@ -38,7 +38,7 @@ pub fn viz(call: &mut Call) -> Result<Response, ApiError> {
     let mut edges = Vec::new();
     let mut labels = Vec::new();
     let mut images: Vec<_> = call.engine.images.images().collect();
-    images.sort_by(|a, b| a.id.cmp(&b.id));
+    crate::sort::sort_by(&mut images, |a, b| a.id.cmp(&b.id));
     for img in images {
         let short: String = img
             .id

@@ -74,7 +74,7 @@ pub fn df(call: &mut Call) -> Result<Response, ApiError> {
     let mut containers: Vec<(Value, PathBuf, u64)> = Vec::new();
     if want("container") {
         let mut entries: Vec<_> = engine.containers.iter().collect();
-        entries.sort_by(|a, b| b.c.created.cmp(&a.c.created));
+        crate::sort::sort_by(&mut entries, |a, b| b.c.created.cmp(&a.c.created));
         for e in entries {
             let row = super::container_json::summary_json(call.engine, e);
             let id = e.c.id.clone();

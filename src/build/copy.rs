@@ -29,7 +29,7 @@ pub fn checksum(sources: &[Source], owner: Option<(u32, u32)>) -> Result<String,
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name())
                 .collect();
-            names.sort();
+            crate::sort::sort(&mut names);
             for n in names {
                 walk(&p.join(&n), &format!("{rel}/{}", n.to_string_lossy()), h)?;
             }

@@ -93,7 +93,7 @@ pub fn run(df: &Dockerfile, env: &mut StepEnv) -> Result<String, BuildError> {
     // dockerd adds the `labels` parameter as LABEL steps at the end, one
     // per label in key order, shown unquoted (`LABEL k=v`).
     let mut labels = env.labels.clone();
-    labels.sort();
+    crate::sort::sort(&mut labels);
     let extra: Vec<Instruction> = labels
         .iter()
         .map(|(k, v)| Instruction {

@@ -52,7 +52,7 @@ impl Host {
                     .collect()
             })
             .unwrap_or_default();
-        names.sort();
+        crate::sort::sort(&mut names);
         names
     }
 }
@@ -122,7 +122,7 @@ impl CgroupMounts {
             .iter()
             .flat_map(|(_, cs)| cs.iter().map(String::as_str))
             .collect();
-        c.sort_unstable();
+        crate::sort::sort(&mut c);
         c.dedup();
         c
     }

@@ -220,7 +220,7 @@ pub fn write_archive(
         w.entry(&dir, &name, shown.as_bytes()).map_err(failed)?;
     }
     write_end(w.out).map_err(failed)?;
-    out.flush().map_err(failed)
+    w.out.flush().map_err(failed)
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ impl Execs {
             .filter(|e| e.exit_code.is_some())
             .map(|e| (e.seq, e.id.clone()))
             .collect();
-        old.sort();
+        crate::sort::sort(&mut old);
         for (_, id) in old.into_iter().take(finished - KEEP_FINISHED) {
             self.map.remove(&id);
         }

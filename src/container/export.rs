@@ -112,7 +112,7 @@ fn walk<W: Write>(
     ids: Ids,
 ) -> io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let path = e.path();
         let rel = path

@@ -48,7 +48,9 @@ pub fn env(full_name: &str, ip: &str, child_env: &[String], exposed: &[String]) 
     let alias = alias_part.to_ascii_uppercase().replace('-', "_");
     let mut ports: Vec<(u16, String)> = exposed.iter().filter_map(|k| port_of(k)).collect();
     // By number, tcp first among equals (moby's withTCPPriority).
-    ports.sort_by(|a, b| a.0.cmp(&b.0).then((a.1 != "tcp").cmp(&(b.1 != "tcp"))));
+    crate::sort::sort_by(&mut ports, |a, b| {
+        a.0.cmp(&b.0).then((a.1 != "tcp").cmp(&(b.1 != "tcp")))
+    });
     ports.dedup();
     let mut out = Vec::new();
     if let Some((p, proto)) = ports.first() {

@@ -58,7 +58,9 @@ impl Engine {
             .filter(|i| self.images.refs_of(&i.id).is_empty())
             .filter(|i| self.containers.using_image(&i.id).is_none())
             .collect();
-        v.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        crate::sort::sort_by(&mut v, |a, b| {
+            a.created.cmp(&b.created).then(a.id.cmp(&b.id))
+        });
         v
     }
 

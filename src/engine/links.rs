@@ -198,7 +198,7 @@ impl Engine {
         if out.is_empty() {
             return Value::Null;
         }
-        out.sort();
+        crate::sort::sort(&mut out);
         out.into()
     }
 

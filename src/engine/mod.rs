@@ -198,7 +198,7 @@ impl Engine {
         // A task's step may wake further tasks: run until none is left.
         for _round in 0..8 {
             let mut w = std::mem::take(&mut self.wakes);
-            w.sort_unstable();
+            crate::sort::sort(&mut w);
             w.dedup();
             let mut ran = false;
             for x in w {
@@ -214,7 +214,7 @@ impl Engine {
                 break;
             }
         }
-        conns.sort_unstable();
+        crate::sort::sort(&mut conns);
         conns.dedup();
         conns
     }

@@ -167,7 +167,7 @@ impl Engine {
             })
             .map(|e| e.c.id.clone())
             .collect();
-        ids.sort();
+        crate::sort::sort(&mut ids);
         ids
     }
 
@@ -337,7 +337,7 @@ impl Engine {
             }
             mounts.push(spec);
         }
-        mounts.sort_by_key(|m| volume_mounts::depth(&m.target));
+        crate::sort::sort_by_key(&mut mounts, |m| volume_mounts::depth(&m.target));
         Ok(mounts)
     }
 

@@ -161,7 +161,7 @@ mod with_tls {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("{}: {e}", dir.display())),
         };
-        names.sort();
+        crate::sort::sort(&mut names);
         let mut client = None;
         for name in &names {
             let path = dir.join(name);

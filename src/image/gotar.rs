@@ -125,7 +125,7 @@ fn finish_block(b: &mut [u8; 512]) {
     b[155] = b' ';
 }
 
-fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
+fn pad(out: &mut dyn Write, size: u64) -> io::Result<()> {
     let rem = (512 - size % 512) % 512;
     out.write_all(&[0u8; 512][..rem as usize])
 }
@@ -161,7 +161,7 @@ fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Write one header (with its PAX extension when needed).
-pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
+pub fn write_header(out: &mut dyn Write, h: &Header) -> io::Result<()> {
     if h.ustar && h.pax.is_empty() {
         if let Some((prefix, suffix)) = split_ustar(&h.name) {
             let mut short = h.clone();
@@ -193,7 +193,7 @@ pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
         records.push(("gname".into(), h.gname.clone()));
     }
     if !records.is_empty() {
-        records.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::sort_by(&mut records, |a, b| a.0.cmp(&b.0));
         let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
         let (dir, file) = match h.name.iter().rposition(|&c| c == b'/') {
             Some(i) => (&h.name[..=i], &h.name[i + 1..]),
@@ -220,7 +220,7 @@ pub fn write_header(out: &mut impl Write, h: &Header) -> io::Result<()> {
     write_block(out, h, b"")
 }
 
-fn write_block(out: &mut impl Write, h: &Header, prefix: &[u8]) -> io::Result<()> {
+fn write_block(out: &mut dyn Write, h: &Header, prefix: &[u8]) -> io::Result<()> {
     let mut b = [0u8; 512];
     string(&mut b[0..100], &ascii(&h.name));
     octal(&mut b[100..108], h.mode as u64);
@@ -253,7 +253,7 @@ fn go_join(dir: &[u8], file: &[u8]) -> Vec<u8> {
 }
 
 /// The two zero blocks that end an archive.
-pub fn write_end(out: &mut impl Write) -> io::Result<()> {
+pub fn write_end(out: &mut dyn Write) -> io::Result<()> {
     out.write_all(&[0u8; 1024])
 }
 
@@ -278,10 +278,11 @@ pub trait EntryHook {
 }
 
 /// Writes entries in Go's `WalkDir` order, with hard links as dockerd
-/// finds them (by inode).
-pub struct TreeWriter<'a, W: Write, H: EntryHook> {
-    pub out: &'a mut W,
-    pub hook: H,
+/// finds them (by inode). The output and the hook are `dyn`: one compiled
+/// walk serves a layer diff and `docker cp` alike.
+pub struct TreeWriter<'a> {
+    pub out: &'a mut dyn Write,
+    pub hook: Box<dyn EntryHook + 'a>,
     links: HashMap<(u64, u64), Vec<u8>>,
     buf: Vec<u8>,
     /// The host's user and group names (Go's `FileInfoHeader` fills
@@ -293,11 +294,11 @@ pub struct TreeWriter<'a, W: Write, H: EntryHook> {
     pub ids: Option<crate::runtime::userns::IdMap>,
 }
 
-impl<'a, W: Write, H: EntryHook> TreeWriter<'a, W, H> {
-    pub fn new(out: &'a mut W, hook: H) -> Self {
+impl<'a> TreeWriter<'a> {
+    pub fn new(out: &'a mut dyn Write, hook: impl EntryHook + 'a) -> Self {
         TreeWriter {
             out,
-            hook,
+            hook: Box::new(hook),
             links: HashMap::new(),
             buf: vec![0; 64 * 1024],
             users: crate::host::account_names("/etc/passwd"),

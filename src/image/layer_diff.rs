@@ -113,7 +113,7 @@ pub fn write_layer_diff(
     w.ids = ids.cloned();
     w.children(&dir, b"")?;
     write_end(w.out)?;
-    out.flush()
+    w.out.flush()
 }
 
 #[cfg(test)]

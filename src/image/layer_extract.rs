@@ -145,6 +145,12 @@ pub fn is_gzip(head: &[u8]) -> bool {
 /// Decompress if gzip, else pass through; the budget applies to the output.
 /// Returns the reader over uncompressed bytes.
 pub fn maybe_gunzip<'b, R: Read + 'b>(r: R, budget: &'b Budget) -> io::Result<Box<dyn Read + 'b>> {
+    gunzip_dyn(Box::new(r), budget)
+}
+
+/// `maybe_gunzip` for one reader type: the gzip decoder and the budget and
+/// count readers around it are compiled once, not once per caller's reader.
+fn gunzip_dyn<'b>(r: Box<dyn Read + 'b>, budget: &'b Budget) -> io::Result<Box<dyn Read + 'b>> {
     let (head, r) = peek(r, 2)?;
     if is_gzip(&head) {
         let count = Rc::new(Cell::new(0));
@@ -525,11 +531,20 @@ fn set_mtime(c: &CString, mtime: u64) -> Result<()> {
 /// Extract an uncompressed-or-gzip layer stream into `layer_dir` (which
 /// must exist and be empty). Reads `input` to its end. The caller makes the
 /// directory durable (`syncfs`) and renames it into place.
-pub fn extract_layer<R: Read>(input: R, layer_dir: &Path, budget: &Budget) -> Result<LayerInfo> {
+pub fn extract_layer<'r, R: Read + 'r>(
+    input: R,
+    layer_dir: &Path,
+    budget: &Budget,
+) -> Result<LayerInfo> {
+    extract_dyn(Box::new(input), layer_dir, budget)
+}
+
+/// `extract_layer` for one reader type: compiled once, not once per caller's.
+fn extract_dyn(input: Box<dyn Read + '_>, layer_dir: &Path, budget: &Budget) -> Result<LayerInfo> {
     let root = layer_dir.join(DIFF_DIR);
     fs::create_dir(&root)?;
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755))?;
-    let plain = maybe_gunzip(input, budget)?;
+    let plain = gunzip_dyn(input, budget)?;
     let hashed = HashReader::new(plain);
     let skel_file = File::create(layer_dir.join(TAR_SPLIT))?;
     let mut skel = GzEncoder::new(io::BufWriter::new(skel_file), flate2::Compression::fast());

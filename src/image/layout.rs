@@ -111,7 +111,7 @@ impl Layout {
             .map(|e| e.path())
             .filter(|p| self.is_journal(p))
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 

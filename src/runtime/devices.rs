@@ -100,7 +100,7 @@ fn walk(
         return Ok(());
     }
     let mut entries: Vec<_> = fs::read_dir(dir)?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let name = e.file_name();
         if skip.iter().any(|s| name.as_os_str() == *s) {

@@ -87,7 +87,7 @@ pub fn exec_in_pending(init_pid: Pid, spec: &ExecSpec) -> Result<PendingLaunch, 
         &[],
         // The child joins the container's cgroup itself (`exec_main`).
         &mut |_| Ok(()),
-        move |_err_fd| exec_main(init_pid, spec, caps, last, &confine),
+        Box::new(move |_err_fd| exec_main(init_pid, spec, caps, last, &confine)),
     )
 }
 

@@ -300,7 +300,7 @@ pub fn list_dir(dir: &impl AsFd) -> io::Result<Vec<OsString>> {
     let mut names: Vec<OsString> = std::fs::read_dir(link)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<io::Result<_>>()?;
-    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    crate::sort::sort_by(&mut names, |a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(names)
 }
 

@@ -107,7 +107,7 @@ pub fn launch_pending_synced(
     let remap = userns.as_ref().map(|(fd, map)| (fd.as_raw_fd(), *map));
     keep.extend(remap.map(|(fd, _)| fd));
     keep.extend(record.as_ref().map(|r| r.fd));
-    spawn_pending(pid_ns, &spec.stdio, &keep, join, |err_fd| {
+    let body: ChildBody = Box::new(|err_fd| {
         if let Some(r) = &record {
             // Before the cgroup join: the write is the daemon's, not
             // charged to (or throttled by) the container's I/O limits.
@@ -123,7 +123,8 @@ pub fn launch_pending_synced(
             }
         }
         container_main(spec, caps, last, &confine, err_fd, init_bin, remap)
-    })
+    });
+    spawn_pending(pid_ns, &spec.stdio, &keep, join, body)
 }
 
 /// Which PID namespace the child is born in.
@@ -162,8 +163,12 @@ pub(crate) fn spawn(
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
     body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
 ) -> Result<Pid, LaunchError> {
-    wait_report(spawn_pending(pid_ns, stdio, keep, join, body)?)
+    wait_report(spawn_pending(pid_ns, stdio, keep, join, Box::new(body))?)
 }
+
+/// What the child runs after the handshake (the container's or the exec's
+/// setup). Boxed: one copy of the fork and child setup serves every caller.
+pub(crate) type ChildBody<'a> = Box<dyn FnOnce(RawFd) -> Result<Infallible, LaunchError> + 'a>;
 
 /// `spawn` up to the release of the child: the report is left to the caller.
 pub(crate) fn spawn_pending(
@@ -171,7 +176,7 @@ pub(crate) fn spawn_pending(
     stdio: &StdioSpec,
     keep: &[RawFd],
     join: &mut dyn FnMut(Pid) -> std::io::Result<()>,
-    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+    body: ChildBody<'_>,
 ) -> Result<PendingLaunch, LaunchError> {
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("sync pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).stage("error pipe")?;
@@ -276,16 +281,18 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
 
 /// The child side of `spawn`: never returns. A panic is reported like any
 /// other failure and ends the child (it must never unwind into the
-/// caller's frames, which belong to the parent's logic).
+/// caller's frames, which belong to the parent's logic): the panic hook
+/// reports it and `_exit`s before any unwinding starts, in every build, so
+/// nothing here needs to catch one.
 fn child_entry(
     sync_r: RawFd,
     err_w: RawFd,
     keep: &[RawFd],
     stdio: &StdioSpec,
-    body: impl FnOnce(RawFd) -> Result<Infallible, LaunchError>,
+    body: ChildBody<'_>,
 ) -> ! {
-    // Release builds abort on panic, so report from the hook and _exit
-    // there (no unwinding into the parent's frames either).
+    // Report from the hook and _exit there: release builds abort on
+    // panic, and in unwinding builds this runs before the unwind starts.
     std::panic::set_hook(Box::new(move |info| {
         let bytes = LaunchError::Setup(format!("container setup panicked: {info}")).encode();
         // SAFETY: raw write of our own buffer to our own fd, then _exit.
@@ -294,17 +301,16 @@ fn child_entry(
             libc::_exit(128)
         }
     }));
-    let run = std::panic::AssertUnwindSafe(|| -> Result<Infallible, LaunchError> {
+    let run = || -> Result<Infallible, LaunchError> {
         reset_signals();
         take_stdio(stdio)?;
         close_fds(keep)?;
         wait_sync(sync_r)?;
         body(err_w)
-    });
-    let err = match std::panic::catch_unwind(run) {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => e,
-        Err(_) => LaunchError::Setup("container setup panicked".into()),
+    };
+    let err = match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
     };
     let bytes = err.encode();
     // SAFETY: raw write of our own buffer to our own fd, then _exit.
@@ -374,7 +380,7 @@ impl KeepFd for OwnedFd {
 /// Close every fd ≥ 3 except `keep` (close_range; /proc/self/fd fallback).
 fn close_fds(keep: &[RawFd]) -> Result<(), LaunchError> {
     let mut keep: Vec<u32> = keep.iter().map(|k| *k as u32).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     let mut from = 3u32;
     let mut ranges = Vec::new();
     for k in keep.iter().copied().filter(|k| *k >= 3) {

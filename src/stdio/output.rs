@@ -437,7 +437,7 @@ impl Outputs {
             }
         }
         self.scratch = chunk;
-        woken.sort_unstable();
+        crate::sort::sort(&mut woken);
         woken.dedup();
         woken
     }

@@ -129,7 +129,7 @@ fn temps(dir: &Path, r: &mut Report) {
         .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
         .map(|e| e.path())
         .collect();
-    v.sort();
+    crate::sort::sort(&mut v);
     r.leftovers.extend(v.into_iter().map(|p| ("temp", p)));
 }
 
@@ -141,7 +141,7 @@ fn check_images(layout: &Layout, deep: bool, r: &mut Report) -> HashSet<String> 
     let mut configs: Vec<_> = fs::read_dir(layout.configs())
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    configs.sort();
+    crate::sort::sort(&mut configs);
     for p in configs {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
         let Some(hex) = name.as_deref().and_then(|n| n.strip_suffix(".json")) else {
@@ -194,7 +194,7 @@ fn check_images(layout: &Layout, deep: bool, r: &mut Report) -> HashSet<String> 
             })
             .map(|e| e.path())
             .collect();
-        orphans.sort();
+        crate::sort::sort(&mut orphans);
         r.leftovers
             .extend(orphans.into_iter().map(|p| ("unreferenced layer", p)));
     }
@@ -275,7 +275,7 @@ fn check_containers(root: &Path, images: &HashSet<String>, r: &mut Report) {
     let dir = root.join("containers");
     let Ok(rd) = fs::read_dir(&dir) else { return };
     let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
+    crate::sort::sort_by_key(&mut entries, |e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(TEMP_PREFIX) {

@@ -320,7 +320,7 @@ impl ImageStore {
             .filter(|r| r.digest.is_none())
             .map(Reference::familiar)
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 
@@ -331,7 +331,7 @@ impl ImageStore {
             .filter(|r| r.digest.is_some())
             .map(Reference::familiar)
             .collect();
-        v.sort();
+        crate::sort::sort(&mut v);
         v
     }
 

@@ -46,7 +46,7 @@ fn ports_text(ports: &Value) -> String {
             })
         })
         .collect();
-    mapped.sort();
+    crate::sort::sort(&mut mapped);
     mapped.dedup();
     mapped.join(", ")
 }

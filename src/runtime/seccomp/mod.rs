@@ -119,7 +119,7 @@ impl Arch {
             .filter(|n| **n != syscalls::NONE)
             .map(|n| self.decode(*n))
             .collect();
-        v.sort_unstable();
+        crate::sort::sort(&mut v);
         v.dedup();
         v
     }
