@@ -196,8 +196,6 @@ mod tests {
 
 #[cfg(test)]
 mod value_tests {
-    use serde_json::json;
-
     #[test]
     fn round_trips_as_serde_json_does() {
         let v = json!({"b": [1, -2, 3.5, "x\u{0}\"", null, true], "a": {"z": {}, "y": []}});
