@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
+use common::netlab::NetLab as Lab;
 use common::{busybox_tar, docker_py, temp_dir, Daemon};
 
 fn text(o: &Output) -> String {
@@ -34,48 +33,9 @@ fn run(cmd: &mut Command) -> Output {
     o
 }
 
-/// A network namespace with the registries, joined to the host by a veth
-/// (host end .1, namespace end .2 of a /24 picked from this test's pid).
-/// Its processes are killed and it is removed on drop, with the files.
-struct Lab {
-    ns: String,
-    veth: String,
-    subnet: u8,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
+/// The registries' network namespace (`common::netlab`), with the CA
+/// and certificates this test makes in its directory.
 impl Lab {
-    fn new() -> Lab {
-        let pid = std::process::id();
-        let ns = format!("rtls{pid}");
-        let veth = format!("rtl{}", pid % 10_000_000);
-        let subnet = (pid % 200 + 20) as u8;
-        let dir = temp_dir("regtls");
-        let lab = Lab {
-            ns,
-            veth,
-            subnet,
-            dir,
-            children: Vec::new(),
-        };
-        let s = subnet;
-        let (ns, v) = (&lab.ns, &lab.veth);
-        let script = format!(
-            "set -e; ip netns add {ns}; \
-             ip link add {v}a type veth peer name {v}b netns {ns}; \
-             ip addr add 10.193.{s}.1/24 dev {v}a; ip link set {v}a up; \
-             ip -n {ns} addr add 10.193.{s}.2/24 dev {v}b; \
-             ip -n {ns} link set {v}b up; ip -n {ns} link set lo up"
-        );
-        run(Command::new("sh").args(["-c", &script]));
-        lab
-    }
-
-    fn addr(&self) -> String {
-        format!("10.193.{}.2", self.subnet)
-    }
-
     /// `openssl` in the lab's directory.
     fn openssl(&self, args: &[&str]) {
         run(Command::new("openssl").current_dir(&self.dir).args(args));
@@ -171,35 +131,16 @@ impl Lab {
         let file = self.dir.join(format!("registry-{port}.yml"));
         std::fs::write(&file, config).unwrap();
         let log = std::fs::File::create(self.dir.join(format!("registry-{port}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "docker-registry", "serve"])
+        let child = self
+            .exec("docker-registry")
+            .arg("serve")
             .arg(&file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("docker-registry must be installed (apt-get install docker-registry)");
-        self.children.push(child);
-        let sa: SocketAddr = format!("{}:{port}", self.addr()).parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{}a", self.veth)])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.keep_serving(child, port, "docker-registry");
     }
 }
 
@@ -217,7 +158,7 @@ fn copy(from: &Path, to: &Path) {
 
 #[test]
 fn pulls_over_https_verify_certificates() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("rtls", 193, temp_dir("regtls"));
     let a = lab.addr();
     lab.make_ca("ca");
     lab.make_ca("rogue");

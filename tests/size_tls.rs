@@ -14,11 +14,10 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
+use common::netlab::NetLab as Lab;
 use common::{free_port, temp_dir, Daemon};
 
 fn text(o: &Output) -> String {
@@ -224,58 +223,20 @@ fn tlsverify_listener_checks_client_certificates() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A network namespace joined to the host by a veth (host end .1,
-/// namespace end .2 of a /24 picked from the pid) running `openssl
-/// s_server`s; all removed on drop.
-struct Lab {
-    ns: String,
-    veth: String,
-    subnet: u8,
-    dir: PathBuf,
-    children: Vec<Child>,
-}
-
+/// The `openssl s_server`s' network namespace (`common::netlab`).
 impl Lab {
-    fn new(dir: PathBuf) -> Lab {
-        let pid = std::process::id();
-        let lab = Lab {
-            ns: format!("stls{pid}"),
-            veth: format!("stl{}", pid % 10_000_000),
-            subnet: (pid % 200 + 20) as u8,
-            dir,
-            children: Vec::new(),
-        };
-        let (ns, v, s) = (&lab.ns, &lab.veth, lab.subnet);
-        let script = format!(
-            "set -e; ip netns add {ns}; \
-             ip link add {v}a type veth peer name {v}b netns {ns}; \
-             ip addr add 10.194.{s}.1/24 dev {v}a; ip link set {v}a up; \
-             ip -n {ns} addr add 10.194.{s}.2/24 dev {v}b; \
-             ip -n {ns} link set {v}b up; ip -n {ns} link set lo up"
-        );
-        let o = Command::new("sh").args(["-c", &script]).output().unwrap();
-        assert!(o.status.success(), "netns: {}", text(&o));
-        lab
-    }
-
-    fn addr(&self) -> String {
-        format!("10.194.{}.2", self.subnet)
-    }
-
     /// `openssl s_server -www` on `port` with `name`'s certificate and
     /// key, and the intermediate after it when `chain`.
     fn serve(&mut self, port: u16, name: &str, chain: bool) {
         let d = &self.dir;
-        let mut c = Command::new("ip");
-        c.args([
-            "netns", "exec", &self.ns, "openssl", "s_server", "-quiet", "-www",
-        ])
-        .arg("-accept")
-        .arg(format!("{}:{port}", self.addr()))
-        .arg("-cert")
-        .arg(d.join(format!("{name}.crt")))
-        .arg("-key")
-        .arg(d.join(format!("{name}.key")));
+        let mut c = self.exec("openssl");
+        c.args(["s_server", "-quiet", "-www"])
+            .arg("-accept")
+            .arg(format!("{}:{port}", self.addr()))
+            .arg("-cert")
+            .arg(d.join(format!("{name}.crt")))
+            .arg("-key")
+            .arg(d.join(format!("{name}.key")));
         if chain {
             c.arg("-cert_chain").arg(d.join("inter.crt"));
         }
@@ -285,35 +246,15 @@ impl Lab {
             .stderr(Stdio::null())
             .spawn()
             .expect("openssl");
-        self.children.push(child);
-        let sa: SocketAddr = format!("{}:{port}", self.addr()).parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "s_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{}a", self.veth)])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.keep_serving(child, port, "s_server");
     }
 }
 
 #[test]
 fn registry_client_checks_server_certificates() {
-    let mut lab = Lab::new(temp_dir("size-tls-client"));
+    let mut lab = Lab::new("stls", 194, temp_dir("size-tls-client"));
     let a = lab.addr();
-    let other = format!("10.194.{}.9", lab.subnet);
+    let other = lab.host(9);
     make_pki(
         &lab.dir,
         &[

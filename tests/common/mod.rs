@@ -893,5 +893,6 @@ pub fn pinger(
     })
 }
 pub mod build;
+pub mod netlab;
 pub mod raw_api;
 pub mod registry;
