@@ -64,22 +64,20 @@ impl fmt::Display for NftError {
 /// namespace first. A thread's socket is closed when the process exits.
 pub fn commit(batch: &Batch) -> Result<(), NftError> {
     thread_local! {
-        static KEPT: std::cell::Cell<Option<std::os::fd::RawFd>> =
+        static KEPT: std::cell::Cell<Option<socket::Socket>> =
             const { std::cell::Cell::new(None) };
     }
     if batch.is_empty() {
         return Ok(());
     }
     let sock = match KEPT.take() {
-        // SAFETY: the descriptor was given out by `into_raw` below and only
-        // this function takes it back.
-        Some(fd) => unsafe { socket::Socket::from_raw(fd) },
+        Some(sock) => sock,
         None => socket::Socket::open()?,
     };
     let result = sock.commit(batch);
     // A socket that failed is not trusted again (unread acks): closed.
     if !matches!(result, Err(NftError::Io(_))) {
-        KEPT.set(Some(sock.into_raw()));
+        KEPT.set(Some(sock));
     }
     result
 }

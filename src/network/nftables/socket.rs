@@ -3,7 +3,7 @@
 //! are read with `MSG_DONTWAIT` until the queue is empty: nothing waits.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::batch::Batch;
 use super::msg::NLMSG_HDRLEN;
@@ -62,22 +62,6 @@ impl Socket {
             )));
         }
         Ok(Socket { fd })
-    }
-
-    /// The descriptor, for [`super::commit`] to keep between commits.
-    pub fn into_raw(self) -> RawFd {
-        self.fd.into_raw_fd()
-    }
-
-    /// A socket [`Socket::into_raw`] gave out.
-    ///
-    /// # Safety
-    /// `fd` came from `into_raw` and nothing else owns or closes it.
-    pub unsafe fn from_raw(fd: RawFd) -> Socket {
-        Socket {
-            // SAFETY: the caller passes the owned descriptor `into_raw` gave out.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        }
     }
 
     fn force_buf(&self, opt: i32, size: usize) {
