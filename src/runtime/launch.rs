@@ -282,8 +282,10 @@ fn read_all(fd: &OwnedFd) -> Vec<u8> {
 /// The child side of `spawn`: never returns. A panic is reported like any
 /// other failure and ends the child (it must never unwind into the
 /// caller's frames, which belong to the parent's logic): the panic hook
-/// reports it and `_exit`s before any unwinding starts, in every build, so
-/// nothing here needs to catch one.
+/// reports it and `_exit`s before any unwinding starts, so nothing here
+/// needs to catch one. The shipped binary (`-Cpanic=immediate-abort`,
+/// scripts/build-static.sh) runs no hook: a panic there traps at once, and
+/// the child dies by SIGILL with no report (docs/RELEASING.md).
 fn child_entry(
     sync_r: RawFd,
     err_w: RawFd,
@@ -291,8 +293,8 @@ fn child_entry(
     stdio: &StdioSpec,
     body: ChildBody<'_>,
 ) -> ! {
-    // Report from the hook and _exit there: release builds abort on
-    // panic, and in unwinding builds this runs before the unwind starts.
+    // Report from the hook and _exit there: `panic = "abort"` builds run it
+    // before aborting, unwinding builds before the unwind starts.
     std::panic::set_hook(Box::new(move |info| {
         let bytes = LaunchError::Setup(format!("container setup panicked: {info}")).encode();
         // SAFETY: raw write of our own buffer to our own fd, then _exit.
