@@ -110,7 +110,7 @@ ensure_target() {
 
 # The flags that shrink the binary once std is built from source (docs/RELEASING.md, "What
 # the flags do"). Each is unstable, hence RUSTC_BOOTSTRAP=1 on the cargo call:
-#   -Cpanic=immediate-abort   a panic is an abort (SIGABRT): no message, no hook, no
+#   -Cpanic=immediate-abort   a panic traps at once (SIGILL on x86_64): no message, no hook, no
 #                             formatting machinery (-Zunstable-options makes it accepted)
 #   -Zlocation-detail=none    panic locations (file, line, column) are not recorded:
 #                             with immediate-abort nothing prints them anyway
