@@ -361,42 +361,24 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
     // The settings given as a string (or number, or bool) in either place, in
     // one loop: the first bad file value is the error.
     let mut picked = [
-        f.data_root,
-        f.log_level,
-        f.pidfile,
-        f.max_connections,
-        f.head_timeout,
-        None,
-        f.api_cors_header,
-        f.api_tokens,
-        f.audit_log,
-        None,
-        None,
-        f.registry_certs_dir,
-        f.userns_remap,
-        f.tlscacert,
-        f.tlscert,
-        f.tlskey,
+        ("data-root", f.data_root),
+        ("log-level", f.log_level),
+        ("pidfile", f.pidfile),
+        ("max-connections", f.max_connections),
+        ("head-timeout", f.head_timeout),
+        ("log-driver", None),
+        ("api-cors-header", f.api_cors_header),
+        ("api-tokens", f.api_tokens),
+        ("audit-log", f.audit_log),
+        ("bridge", None),
+        ("bip", None),
+        ("registry-certs-dir", f.registry_certs_dir),
+        ("userns-remap", f.userns_remap),
+        ("tlscacert", f.tlscacert),
+        ("tlscert", f.tlscert),
+        ("tlskey", f.tlskey),
     ];
-    const PICKED: [&str; 16] = [
-        "data-root",
-        "log-level",
-        "pidfile",
-        "max-connections",
-        "head-timeout",
-        "log-driver",
-        "api-cors-header",
-        "api-tokens",
-        "audit-log",
-        "bridge",
-        "bip",
-        "registry-certs-dir",
-        "userns-remap",
-        "tlscacert",
-        "tlscert",
-        "tlskey",
-    ];
-    for (key, flag) in PICKED.iter().zip(picked.iter_mut()) {
+    for (key, flag) in picked.iter_mut() {
         let from_file = match obj.get(*key) {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(s)) => Some(s.clone()),
@@ -411,7 +393,7 @@ fn merge(mut f: Flags, file: Option<&serde_json::Value>, path: &str) -> Result<C
             *flag = from_file;
         }
     }
-    let [data_root, mut log_level, pidfile, max_connections, head_timeout, log_driver, api_cors_header, api_tokens, audit_log, bridge, bip, registry_certs_dir, userns_remap, tlscacert, tlscert, tlskey] =
+    let [(_, data_root), (_, mut log_level), (_, pidfile), (_, max_connections), (_, head_timeout), (_, log_driver), (_, api_cors_header), (_, api_tokens), (_, audit_log), (_, bridge), (_, bip), (_, registry_certs_dir), (_, userns_remap), (_, tlscacert), (_, tlscert), (_, tlskey)] =
         picked;
     // dockerd's old `--api-enable-cors`: any origin, unless one is named.
     let api_cors_header = api_cors_header.or(f.api_enable_cors.then(|| "*".to_string()));
